@@ -1,0 +1,160 @@
+/*
+ * The store interface: one const ops table per backend (sqlite, postgresql),
+ * called through the thin store_* wrappers below, which are the one place for
+ * tracing and fault injection. SQL never leaves a backend's folder.
+ *
+ * Every write happens inside a transaction opened by store_begin() for one
+ * customer: the backend serialises writers of that customer (SQLite: BEGIN
+ * IMMEDIATE; PostgreSQL: the customer row locked FOR UPDATE), so the seat
+ * check read by store_load() and the change written by store_apply() are one
+ * atomic step. store_commit() returns only once the change is durable.
+ *
+ * Threads: a struct store is shared by all threads; a struct store_tx
+ * belongs to the thread that began it until commit or rollback ends it.
+ */
+#ifndef DAS_STORE_H
+#define DAS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/timefmt.h"
+#include "service/domain/domain.h"
+
+enum store_result {
+	STORE_OK = 0,
+	STORE_RETRY = 1,       /* conflict (busy, serialization): redo the tx */
+	STORE_UNAVAILABLE = 2, /* database unreachable: answer UNAVAILABLE */
+	STORE_ERROR = 3,       /* anything else: answer INTERNAL */
+};
+
+struct store_options {
+	unsigned pool_size; /* connections; 0 = backend default */
+	unsigned busy_timeout_ms; /* wait for a lock before STORE_RETRY */
+};
+
+struct store_customer {
+	char tenant[DAS_GUID_SIZE];
+	bool has_account;
+	char account[DAS_GUID_SIZE];
+	char name[257];
+	bool is_seat_limited;
+	uint32_t included_seats;
+};
+
+/* Who made a change and when: stamped on every ledger row. */
+struct store_actor {
+	const char *sub;
+	struct das_time at;
+};
+
+/* One ledger row, as read back. */
+struct store_ledger_row {
+	int64_t id; /* increasing */
+	struct das_time at;
+	char tenant[DAS_GUID_SIZE];
+	char user[DAS_ID_SIZE];
+	char device[DAS_ID_SIZE];
+	int from_type;
+	int to_type;
+	bool is_charged;
+	char actor[DOMAIN_SUB_SIZE];
+};
+
+struct store;
+struct store_tx;
+
+struct store_ops {
+	const char *name;
+	/* True when this backend handles the --store value spec. */
+	bool (*accepts)(const char *spec);
+	int (*open)(const char *spec, const struct store_options *opt,
+		    struct store **out, char *err, size_t err_size);
+	void (*close)(struct store *st);
+
+	int (*begin)(struct store *st, const char *customer, bool is_read_only,
+		     struct store_tx **out);
+	int (*commit)(struct store_tx *tx);
+	void (*rollback)(struct store_tx *tx);
+
+	/* Fills snap for key; key->user / key->device may be "" (not asked). */
+	int (*load)(struct store_tx *tx, const struct domain_key *key,
+		    struct domain_snapshot *snap);
+	/* Applies the changes in order, one ledger row each. */
+	int (*apply)(struct store_tx *tx, const char *customer,
+		     const struct domain_change *changes, size_t n,
+		     const struct store_actor *actor);
+
+	int (*customer_put)(struct store_tx *tx, const struct store_customer *c,
+			    bool *is_changed);
+	/* Deletes the customer, its users, devices and assignments; each
+	 * dropped assignment gets a ledger row. */
+	int (*customer_delete)(struct store_tx *tx, const char *customer,
+			       const struct store_actor *actor,
+			       bool *is_changed, uint32_t *n_dropped);
+	int (*user_put)(struct store_tx *tx, const char *customer,
+			const char *user, const char *roles_text,
+			bool *is_changed);
+	int (*user_delete)(struct store_tx *tx, const char *customer,
+			   const char *user, bool *is_changed);
+	int (*device_put)(struct store_tx *tx, const char *customer,
+			  const char *device, const char *owner,
+			  bool *is_changed);
+	int (*device_delete)(struct store_tx *tx, const char *customer,
+			     const char *device, bool *is_changed);
+
+	/* Ledger rows of a customer with id > after_id, oldest first. */
+	int (*ledger_read)(struct store *st, const char *customer,
+			   int64_t after_id, struct store_ledger_row *rows,
+			   size_t max, size_t *n);
+};
+
+/* Every backend's handle starts with this. */
+struct store {
+	const struct store_ops *ops;
+};
+
+/* Every backend's transaction starts with this. */
+struct store_tx {
+	struct store *st;
+};
+
+/* The backends compiled in, NULL-terminated. */
+extern const struct store_ops *const store_backends[];
+
+/*
+ * Opens the backend that accepts spec ("sqlite:PATH" or "postgresql://...").
+ * Creates or migrates the schema. On failure returns non-zero and writes a
+ * one-line reason to err.
+ */
+int store_open(const char *spec, const struct store_options *opt,
+	       struct store **out, char *err, size_t err_size);
+void store_close(struct store *st); /* NULL is a no-op */
+
+int store_begin(struct store *st, const char *customer, bool is_read_only,
+		struct store_tx **out);
+int store_commit(struct store_tx *tx);
+void store_rollback(struct store_tx *tx);
+int store_load(struct store_tx *tx, const struct domain_key *key,
+	       struct domain_snapshot *snap);
+int store_apply(struct store_tx *tx, const char *customer,
+		const struct domain_change *changes, size_t n,
+		const struct store_actor *actor);
+int store_customer_put(struct store_tx *tx, const struct store_customer *c,
+		       bool *is_changed);
+int store_customer_delete(struct store_tx *tx, const char *customer,
+			  const struct store_actor *actor, bool *is_changed,
+			  uint32_t *n_dropped);
+int store_user_put(struct store_tx *tx, const char *customer, const char *user,
+		   const char *roles_text, bool *is_changed);
+int store_user_delete(struct store_tx *tx, const char *customer,
+		      const char *user, bool *is_changed);
+int store_device_put(struct store_tx *tx, const char *customer,
+		     const char *device, const char *owner, bool *is_changed);
+int store_device_delete(struct store_tx *tx, const char *customer,
+			const char *device, bool *is_changed);
+int store_ledger_read(struct store *st, const char *customer, int64_t after_id,
+		      struct store_ledger_row *rows, size_t max, size_t *n);
+
+#endif
