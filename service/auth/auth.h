@@ -74,7 +74,7 @@ char *auth_mint(enum auth_alg alg, const unsigned char *key, size_t key_len,
 /*
  * Reads a whole key/secret file into a malloc'd, NUL-terminated buffer
  * (at most 64 KiB). For a secret, one trailing newline is dropped. Returns
- * 0 and sets *out/*len, or -1 with a reason in err.
+ * 0 and sets *out and *len, or -1 with a reason in err.
  */
 int auth_read_key_file(const char *path, bool is_secret, unsigned char **out,
 		       size_t *len, char *err, size_t err_size);
