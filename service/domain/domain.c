@@ -13,12 +13,10 @@
 #define DETAIL_QUOTE_MAX 128
 
 /*
- * Copies a value as sent into detail for "The value '%s' is not valid.":
- * printable ASCII kept, any other byte shown as '?', long values cut with
- * "...". The text goes back in a gRPC status message and a JSON body, so it
- * must be plain, bounded ASCII whatever the caller sent.
+ * The text goes back in a gRPC status message and a JSON body, so it must be
+ * plain, bounded ASCII whatever the caller sent.
  */
-static void quote_value(const char *s, size_t len,
+void domain_quote_value(const char *s, size_t len,
 			char detail[DOMAIN_DETAIL_SIZE])
 {
 	size_t n = len < DETAIL_QUOTE_MAX ? len : DETAIL_QUOTE_MAX;
@@ -38,7 +36,7 @@ static void quote_value(const char *s, size_t len,
 static enum das_status invalid_tenant(const char *s, size_t len,
 				      char detail[DOMAIN_DETAIL_SIZE])
 {
-	quote_value(s ? s : "", s ? len : 0, detail);
+	domain_quote_value(s ? s : "", s ? len : 0, detail);
 	return DAS_INVALID_TENANT_ID;
 }
 
@@ -46,7 +44,7 @@ static enum das_status check_id(const char *s, size_t len, char *out,
 				char detail[DOMAIN_DETAIL_SIZE])
 {
 	if (!s || !das_id_is_valid(s, len)) {
-		quote_value(s ? s : "", s ? len : 0, detail);
+		domain_quote_value(s ? s : "", s ? len : 0, detail);
 		return DAS_INVALID_ID;
 	}
 	memcpy(out, s, len);
@@ -335,7 +333,7 @@ int domain_roles_normalize(const char *const *roles, const size_t *lens,
 	for (size_t i = 0; i < n; i++) {
 		if (!roles[i] || !role_is_valid(roles[i], lens[i])) {
 			char quoted[DOMAIN_DETAIL_SIZE];
-			quote_value(roles[i] ? roles[i] : "",
+			domain_quote_value(roles[i] ? roles[i] : "",
 				    roles[i] ? lens[i] : 0, quoted);
 			snprintf(detail, DOMAIN_DETAIL_SIZE,
 				 "invalid role '%.*s'", DETAIL_QUOTE_MAX + 3,

@@ -168,6 +168,14 @@ int domain_roles_normalize(const char *const *roles, const size_t *lens,
 			   size_t n, char out[DOMAIN_ROLES_SIZE],
 			   char detail[DOMAIN_DETAIL_SIZE]);
 
+/*
+ * Copies a value as sent (len bytes, any content) into detail for a message
+ * such as "The value '%s' is not valid.": printable ASCII kept, other bytes
+ * shown as '?', cut after 128 bytes with "...".
+ */
+void domain_quote_value(const char *s, size_t len,
+			char detail[DOMAIN_DETAIL_SIZE]);
+
 /* True when the space-separated roles text contains role exactly. */
 bool domain_roles_contain(const char *roles_text, const char *role);
 

@@ -9,6 +9,10 @@
  * check read by store_load() and the change written by store_apply() are one
  * atomic step. store_commit() returns only once the change is durable.
  *
+ * store_commit() and store_rollback() both end the transaction (whatever
+ * commit returns; a failed commit has rolled back). STORE_RETRY from any
+ * call means: roll back and run the whole transaction again.
+ *
  * Threads: a struct store is shared by all threads; a struct store_tx
  * belongs to the thread that began it until commit or rollback ends it.
  */

@@ -1,0 +1,452 @@
+#include "ops.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+
+/* A transaction that keeps conflicting is answered UNAVAILABLE. */
+#define OPS_MAX_ATTEMPTS 8
+
+/*
+ * The body of a transaction: reads, asks the domain, writes. Returns a
+ * store result; a domain refusal is a STORE_OK with result->status set,
+ * and is rolled back.
+ */
+typedef int (*tx_body_fn)(struct store_tx *tx, void *arg,
+			  struct ops_result *result);
+
+static void backoff(int attempt)
+{
+	/* 0.2, 0.4, 0.8 ... ms, plus jitter from the clock's nanoseconds. */
+	struct timespec now, ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ns = (100000L << attempt) + now.tv_nsec % 100000L;
+	ts.tv_sec = 0;
+	ts.tv_nsec = ns > 50000000L ? 50000000L : ns;
+	nanosleep(&ts, NULL);
+}
+
+static enum das_status run_tx(struct store *st, const char *customer,
+			      bool is_read_only, tx_body_fn body, void *arg,
+			      struct ops_result *result)
+{
+	int rc = STORE_ERROR;
+
+	for (int attempt = 0; attempt < OPS_MAX_ATTEMPTS; attempt++) {
+		struct store_tx *tx = NULL;
+
+		result->status = DAS_OK;
+		result->detail[0] = '\0';
+		rc = store_begin(st, customer, is_read_only, &tx);
+		if (rc == STORE_OK) {
+			rc = body(tx, arg, result);
+			if (rc == STORE_OK && result->status == DAS_OK)
+				rc = store_commit(tx);
+			else
+				store_rollback(tx);
+		}
+		if (rc != STORE_RETRY)
+			break;
+		backoff(attempt);
+	}
+	switch (rc) {
+	case STORE_OK:
+		return result->status;
+	case STORE_RETRY:
+		das_log(DAS_LOG_WARN, "store: still conflicting after %d attempts",
+			OPS_MAX_ATTEMPTS);
+		result->status = DAS_UNAVAILABLE;
+		break;
+	case STORE_UNAVAILABLE:
+		result->status = DAS_UNAVAILABLE;
+		break;
+	default:
+		result->status = DAS_INTERNAL;
+		break;
+	}
+	result->detail[0] = '\0';
+	return result->status;
+}
+
+static void result_init(struct ops_result *result)
+{
+	memset(result, 0, sizeof(*result));
+	result->status = DAS_OK;
+	result->at = das_time_now();
+}
+
+/* ---- assign, unassign, list ---- */
+
+struct device_arg {
+	const struct domain_principal *who;
+	const struct domain_request *req;
+	const struct domain_key *key;
+};
+
+static int device_body(struct store_tx *tx, void *arg,
+		       struct ops_result *result)
+{
+	const struct device_arg *a = arg;
+	struct domain_snapshot snap;
+	struct domain_decision dec;
+	int rc;
+
+	rc = store_load(tx, a->key, &snap);
+	if (rc != STORE_OK)
+		return rc;
+	domain_decide(a->who, a->req, a->key, &snap, &dec);
+	result->status = dec.status;
+	memcpy(result->detail, dec.detail, sizeof(result->detail));
+	result->previous_type = dec.previous_type;
+	result->is_charged = dec.is_charged;
+	result->at = das_time_now();
+	if (dec.status != DAS_OK)
+		return STORE_OK;
+
+	if (a->req->op == DOMAIN_OP_LIST) {
+		result->n_devices = 0;
+		for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT;
+		     t++) {
+			if (!snap.user_devices[t][0])
+				continue;
+			memcpy(result->devices[result->n_devices].device,
+			       snap.user_devices[t], DAS_ID_SIZE);
+			result->devices[result->n_devices].type = t;
+			result->n_devices++;
+		}
+		return STORE_OK;
+	}
+	if (dec.n_changes == 0)
+		return STORE_OK;
+	struct store_actor actor = {a->who->sub, result->at};
+	return store_apply(tx, a->key->customer, dec.changes, dec.n_changes,
+			   &actor);
+}
+
+enum das_status ops_device(struct store *st, const struct domain_principal *who,
+			   const struct domain_request *req,
+			   struct ops_result *result)
+{
+	struct domain_key key;
+	struct device_arg arg = {who, req, &key};
+
+	result_init(result);
+	result->status = domain_validate(req, &key, result->detail);
+	if (result->status != DAS_OK)
+		return result->status;
+	return run_tx(st, key.customer, req->op == DOMAIN_OP_LIST, device_body,
+		      &arg, result);
+}
+
+/* ---- directory ---- */
+
+static enum das_status validate_tenant(struct ops_text t,
+				       char out[DAS_GUID_SIZE],
+				       struct ops_result *result)
+{
+	if (!t.s || das_guid_normalize(t.s, t.len, out) != 0) {
+		domain_quote_value(t.s ? t.s : "", t.s ? t.len : 0,
+				   result->detail);
+		result->status = DAS_INVALID_TENANT_ID;
+		return result->status;
+	}
+	return DAS_OK;
+}
+
+static enum das_status validate_id(struct ops_text t, char out[DAS_ID_SIZE],
+				   struct ops_result *result)
+{
+	if (!t.s || !das_id_is_valid(t.s, t.len)) {
+		domain_quote_value(t.s ? t.s : "", t.s ? t.len : 0,
+				   result->detail);
+		result->status = DAS_INVALID_ID;
+		return result->status;
+	}
+	memcpy(out, t.s, t.len);
+	out[t.len] = '\0';
+	return DAS_OK;
+}
+
+/* Authorization of a directory change to customer (snapshot loaded). */
+static bool directory_allowed(const struct domain_principal *who,
+			      const struct domain_key *key,
+			      const struct domain_snapshot *snap,
+			      struct ops_result *result)
+{
+	const char *account = snap->is_customer_found &&
+					      snap->customer_has_account
+				      ? snap->customer_account
+				      : NULL;
+
+	result->status = domain_check_directory(who, key->customer, account);
+	return result->status == DAS_OK;
+}
+
+struct customer_arg {
+	const struct domain_principal *who;
+	struct domain_key key;
+	struct store_customer customer;
+	bool is_delete;
+};
+
+static int customer_body(struct store_tx *tx, void *arg,
+			 struct ops_result *result)
+{
+	struct customer_arg *a = arg;
+	struct domain_snapshot snap;
+	int rc;
+
+	rc = store_load(tx, &a->key, &snap);
+	if (rc != STORE_OK)
+		return rc;
+	if (!directory_allowed(a->who, &a->key, &snap, result))
+		return STORE_OK;
+	if (a->is_delete) {
+		if (!snap.is_customer_found)
+			return STORE_OK; /* already gone: idempotent */
+		struct store_actor actor = {a->who->sub, result->at};
+		return store_customer_delete(tx, a->key.customer, &actor,
+					     &result->is_changed,
+					     &result->n_dropped);
+	}
+	/* Moving a customer to another account needs that account too. */
+	result->status = domain_check_directory(
+		a->who, a->key.customer,
+		a->customer.has_account ? a->customer.account : NULL);
+	if (result->status != DAS_OK)
+		return STORE_OK;
+	return store_customer_put(tx, &a->customer, &result->is_changed);
+}
+
+enum das_status ops_upsert_customer(struct store *st,
+				    const struct domain_principal *who,
+				    const struct ops_customer_input *in,
+				    struct ops_result *result)
+{
+	struct customer_arg arg;
+
+	result_init(result);
+	memset(&arg, 0, sizeof(arg));
+	arg.who = who;
+	if (in->account.len > 0) {
+		if (validate_tenant(in->account, arg.customer.account,
+				    result) != DAS_OK)
+			return result->status;
+		arg.customer.has_account = true;
+	}
+	if (validate_tenant(in->tenant, arg.key.customer, result) != DAS_OK)
+		return result->status;
+	if (in->name.len > OPS_NAME_MAX || memchr(in->name.s ? in->name.s : "",
+						  '\0', in->name.len)) {
+		result->status = DAS_INVALID_ARGUMENT;
+		snprintf(result->detail, sizeof(result->detail),
+			 "name must be at most %d bytes", OPS_NAME_MAX);
+		return result->status;
+	}
+	memcpy(arg.customer.tenant, arg.key.customer, DAS_GUID_SIZE);
+	if (in->name.len)
+		memcpy(arg.customer.name, in->name.s, in->name.len);
+	arg.customer.name[in->name.len] = '\0';
+	arg.customer.is_seat_limited = in->is_seat_limited;
+	arg.customer.included_seats = in->included_seats;
+	return run_tx(st, arg.key.customer, false, customer_body, &arg,
+		      result);
+}
+
+enum das_status ops_delete_customer(struct store *st,
+				    const struct domain_principal *who,
+				    struct ops_text tenant,
+				    struct ops_result *result)
+{
+	struct customer_arg arg;
+
+	result_init(result);
+	memset(&arg, 0, sizeof(arg));
+	arg.who = who;
+	arg.is_delete = true;
+	if (validate_tenant(tenant, arg.key.customer, result) != DAS_OK)
+		return result->status;
+	return run_tx(st, arg.key.customer, false, customer_body, &arg,
+		      result);
+}
+
+enum member_action {
+	MEMBER_PUT_USER,
+	MEMBER_DELETE_USER,
+	MEMBER_PUT_DEVICE,
+	MEMBER_DELETE_DEVICE,
+};
+
+struct member_arg {
+	const struct domain_principal *who;
+	enum member_action action;
+	struct domain_key key;
+	char roles[DOMAIN_ROLES_SIZE];
+	char owner[DAS_ID_SIZE];
+};
+
+/* Drops assignments that an owner change or a deletion ends. */
+static int drop_assignments(struct store_tx *tx, const struct member_arg *a,
+			    const struct domain_change *changes, size_t n,
+			    struct ops_result *result)
+{
+	if (n == 0)
+		return STORE_OK;
+	struct store_actor actor = {a->who->sub, result->at};
+	result->n_dropped = (uint32_t)n;
+	return store_apply(tx, a->key.customer, changes, n, &actor);
+}
+
+static int member_body(struct store_tx *tx, void *arg,
+		       struct ops_result *result)
+{
+	struct member_arg *a = arg;
+	struct domain_snapshot snap;
+	struct domain_change changes[DAS_CLIENT_TYPE_COUNT];
+	size_t n = 0;
+	int rc;
+
+	rc = store_load(tx, &a->key, &snap);
+	if (rc != STORE_OK)
+		return rc;
+	if (!directory_allowed(a->who, &a->key, &snap, result))
+		return STORE_OK;
+	if (!snap.is_customer_found) {
+		result->status = DAS_CUSTOMER_NOT_FOUND;
+		return STORE_OK;
+	}
+
+	switch (a->action) {
+	case MEMBER_PUT_USER:
+		return store_user_put(tx, a->key.customer, a->key.user,
+				      a->roles, &result->is_changed);
+	case MEMBER_DELETE_USER:
+		if (!snap.is_user_found)
+			return STORE_OK;
+		for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT;
+		     t++) {
+			if (!snap.user_devices[t][0])
+				continue;
+			struct domain_change *c = &changes[n++];
+			memset(c, 0, sizeof(*c));
+			memcpy(c->user, a->key.user, DAS_ID_SIZE);
+			memcpy(c->device, snap.user_devices[t], DAS_ID_SIZE);
+			c->from_type = t;
+			c->to_type = DAS_CLIENT_NONE;
+		}
+		rc = drop_assignments(tx, a, changes, n, result);
+		if (rc != STORE_OK)
+			return rc;
+		return store_user_delete(tx, a->key.customer, a->key.user,
+					 &result->is_changed);
+	case MEMBER_PUT_DEVICE:
+		n = domain_device_changed(&snap, a->key.device, a->owner,
+					  changes);
+		rc = drop_assignments(tx, a, changes, n, result);
+		if (rc != STORE_OK)
+			return rc;
+		return store_device_put(tx, a->key.customer, a->key.device,
+					a->owner, &result->is_changed);
+	case MEMBER_DELETE_DEVICE:
+		if (!snap.is_device_found)
+			return STORE_OK;
+		n = domain_device_changed(&snap, a->key.device, NULL, changes);
+		rc = drop_assignments(tx, a, changes, n, result);
+		if (rc != STORE_OK)
+			return rc;
+		return store_device_delete(tx, a->key.customer, a->key.device,
+					   &result->is_changed);
+	}
+	return STORE_ERROR;
+}
+
+static enum das_status run_member(struct store *st, struct member_arg *arg,
+				  struct ops_result *result)
+{
+	return run_tx(st, arg->key.customer, false, member_body, arg, result);
+}
+
+static enum das_status member_init(struct member_arg *arg,
+				   const struct domain_principal *who,
+				   enum member_action action,
+				   struct ops_text tenant,
+				   struct ops_result *result)
+{
+	result_init(result);
+	memset(arg, 0, sizeof(*arg));
+	arg->who = who;
+	arg->action = action;
+	return validate_tenant(tenant, arg->key.customer, result);
+}
+
+enum das_status ops_upsert_user(struct store *st,
+				const struct domain_principal *who,
+				struct ops_text tenant, struct ops_text user,
+				const struct ops_text *roles, size_t n_roles,
+				struct ops_result *result)
+{
+	struct member_arg arg;
+	const char *role_s[DOMAIN_ROLES_MAX];
+	size_t role_len[DOMAIN_ROLES_MAX];
+
+	if (member_init(&arg, who, MEMBER_PUT_USER, tenant, result) != DAS_OK ||
+	    validate_id(user, arg.key.user, result) != DAS_OK)
+		return result->status;
+	for (size_t i = 0; i < n_roles && i < DOMAIN_ROLES_MAX; i++) {
+		role_s[i] = roles[i].s;
+		role_len[i] = roles[i].len;
+	}
+	if (domain_roles_normalize(role_s, role_len, n_roles, arg.roles,
+				   result->detail) != 0) {
+		result->status = DAS_INVALID_ARGUMENT;
+		return result->status;
+	}
+	return run_member(st, &arg, result);
+}
+
+enum das_status ops_delete_user(struct store *st,
+				const struct domain_principal *who,
+				struct ops_text tenant, struct ops_text user,
+				struct ops_result *result)
+{
+	struct member_arg arg;
+
+	if (member_init(&arg, who, MEMBER_DELETE_USER, tenant, result) !=
+		    DAS_OK ||
+	    validate_id(user, arg.key.user, result) != DAS_OK)
+		return result->status;
+	return run_member(st, &arg, result);
+}
+
+enum das_status ops_upsert_device(struct store *st,
+				  const struct domain_principal *who,
+				  struct ops_text tenant, struct ops_text device,
+				  struct ops_text owner,
+				  struct ops_result *result)
+{
+	struct member_arg arg;
+
+	if (member_init(&arg, who, MEMBER_PUT_DEVICE, tenant, result) !=
+		    DAS_OK ||
+	    validate_id(device, arg.key.device, result) != DAS_OK ||
+	    validate_id(owner, arg.owner, result) != DAS_OK)
+		return result->status;
+	return run_member(st, &arg, result);
+}
+
+enum das_status ops_delete_device(struct store *st,
+				  const struct domain_principal *who,
+				  struct ops_text tenant, struct ops_text device,
+				  struct ops_result *result)
+{
+	struct member_arg arg;
+
+	if (member_init(&arg, who, MEMBER_DELETE_DEVICE, tenant, result) !=
+		    DAS_OK ||
+	    validate_id(device, arg.key.device, result) != DAS_OK)
+		return result->status;
+	return run_member(st, &arg, result);
+}
