@@ -1,0 +1,1117 @@
+/*
+ * The SQLite backend (--store sqlite:PATH).
+ *
+ * Why it is built this way:
+ *
+ * - A pool of connections, each used by one transaction at a time. SQLite
+ *   connections are not meant to be shared by concurrent threads, and one
+ *   connection per thread would tie the pool to the server's thread model.
+ *   A transaction is embedded in its connection, so begin() allocates
+ *   nothing: it takes a free connection (waiting on a condition variable
+ *   when all are taken) and commit/rollback hand it back.
+ *
+ * - Writers are serialised twice. "BEGIN IMMEDIATE" takes SQLite's write
+ *   lock at the start, so the seat count read by load() and the change
+ *   written by apply() are one atomic step, also against other processes on
+ *   the same file. Inside this process a mutex is taken first: SQLite's
+ *   busy handler waits by sleeping 1..100 ms and retrying, which under
+ *   contention costs far more than the ~0.2 ms a durable commit takes; the
+ *   mutex hands the write lock over as soon as it is free. The mutex is
+ *   taken before a connection, so waiting writers never sit on connections
+ *   that readers could use.
+ *
+ * - Durability: WAL with synchronous=FULL syncs the log on every commit, so
+ *   a commit that returned survives a crash or kill -9.
+ *
+ * - Integrity lives in the schema, not only in the rules: a device has one
+ *   assignment (primary key), a user one device per type (unique), an
+ *   assignment belongs to the device's owner and an existing user (foreign
+ *   keys, checked at commit so a transaction may drop an assignment and
+ *   change the owner in either order). A rules bug thus ends in an error,
+ *   never in a state the contract forbids.
+ *
+ * - apply() checks each change against the stored state (a change "from
+ *   type 1" must find the device at type 1), so every ledger row tells what
+ *   really happened. A mismatch means the snapshot was stale or the rules
+ *   are wrong: STORE_ERROR, and the caller rolls back.
+ *
+ * - Statements are prepared once per connection at open, so a request does
+ *   no SQL parsing and a typo in SQL fails at start, not at the first call.
+ */
+#include "sqlite_store.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define SPEC_PREFIX "sqlite:"
+#define SCHEMA_VERSION 1
+#define POOL_MAX 256
+#define ACTOR_MAX (DOMAIN_SUB_SIZE - 1)
+
+/*
+ * Version 1. Ids are bounded like the contract's (tenants 36, users and
+ * devices 1-64); the ledger keeps no foreign key so that it outlives the
+ * customers it describes.
+ */
+static const char schema_v1[] =
+	"CREATE TABLE customers ("
+	" tenant TEXT PRIMARY KEY NOT NULL CHECK (length(tenant) = 36),"
+	" account TEXT CHECK (account IS NULL OR length(account) = 36),"
+	" name TEXT NOT NULL CHECK (length(name) <= 256),"
+	" included_seats INTEGER CHECK (included_seats >= 0)"
+	") STRICT;"
+	"CREATE TABLE users ("
+	" tenant TEXT NOT NULL REFERENCES customers (tenant),"
+	" user_id TEXT NOT NULL CHECK (length(user_id) BETWEEN 1 AND 64),"
+	" roles TEXT NOT NULL,"
+	" PRIMARY KEY (tenant, user_id)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE devices ("
+	" tenant TEXT NOT NULL REFERENCES customers (tenant),"
+	" device_id TEXT NOT NULL CHECK (length(device_id) BETWEEN 1 AND 64),"
+	" owner_user_id TEXT NOT NULL"
+	"  CHECK (length(owner_user_id) BETWEEN 1 AND 64),"
+	" PRIMARY KEY (tenant, device_id),"
+	" UNIQUE (tenant, device_id, owner_user_id)"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE assignments ("
+	" tenant TEXT NOT NULL,"
+	" device_id TEXT NOT NULL,"
+	" user_id TEXT NOT NULL,"
+	" client_type INTEGER NOT NULL CHECK (client_type BETWEEN 1 AND 4),"
+	" PRIMARY KEY (tenant, device_id),"
+	" UNIQUE (tenant, user_id, client_type),"
+	" FOREIGN KEY (tenant, user_id) REFERENCES users (tenant, user_id)"
+	"  DEFERRABLE INITIALLY DEFERRED,"
+	" FOREIGN KEY (tenant, device_id, user_id)"
+	"  REFERENCES devices (tenant, device_id, owner_user_id)"
+	"  DEFERRABLE INITIALLY DEFERRED"
+	") STRICT, WITHOUT ROWID;"
+	"CREATE TABLE ledger ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" at_seconds INTEGER NOT NULL,"
+	" at_nanos INTEGER NOT NULL CHECK (at_nanos BETWEEN 0 AND 999999999),"
+	" tenant TEXT NOT NULL,"
+	" user_id TEXT NOT NULL,"
+	" device_id TEXT NOT NULL,"
+	" from_type INTEGER NOT NULL CHECK (from_type BETWEEN 0 AND 4),"
+	" to_type INTEGER NOT NULL CHECK (to_type BETWEEN 0 AND 4),"
+	" charged INTEGER NOT NULL CHECK (charged IN (0, 1)),"
+	" actor TEXT NOT NULL"
+	") STRICT;"
+	"CREATE INDEX ledger_by_tenant ON ledger (tenant, id);";
+
+enum stmt_id {
+	STMT_BEGIN_READ,
+	STMT_BEGIN_WRITE,
+	STMT_COMMIT,
+	STMT_ROLLBACK,
+	STMT_CUSTOMER_GET,
+	STMT_SEATS_IN_USE,
+	STMT_USER_GET,
+	STMT_USER_DEVICES,
+	STMT_DEVICE_GET,
+	STMT_ASSIGN_INSERT,
+	STMT_ASSIGN_MOVE,
+	STMT_ASSIGN_DELETE,
+	STMT_LEDGER_INSERT,
+	STMT_CUSTOMER_UPSERT,
+	STMT_CUSTOMER_LEDGER_DROPS,
+	STMT_CUSTOMER_DROP_ASSIGNMENTS,
+	STMT_CUSTOMER_DROP_DEVICES,
+	STMT_CUSTOMER_DROP_USERS,
+	STMT_CUSTOMER_DELETE,
+	STMT_USER_UPSERT,
+	STMT_USER_DELETE,
+	STMT_DEVICE_UPSERT,
+	STMT_DEVICE_DELETE,
+	STMT_LEDGER_READ,
+	STMT__COUNT
+};
+
+static const char *const stmt_sql[STMT__COUNT] = {
+	[STMT_BEGIN_READ] = "BEGIN",
+	[STMT_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+	[STMT_COMMIT] = "COMMIT",
+	[STMT_ROLLBACK] = "ROLLBACK",
+	[STMT_CUSTOMER_GET] =
+		"SELECT account, included_seats FROM customers WHERE tenant = ?1",
+	[STMT_SEATS_IN_USE] = "SELECT count(DISTINCT user_id) FROM assignments"
+			      " WHERE tenant = ?1",
+	[STMT_USER_GET] =
+		"SELECT roles FROM users WHERE tenant = ?1 AND user_id = ?2",
+	[STMT_USER_DEVICES] = "SELECT client_type, device_id FROM assignments"
+			      " WHERE tenant = ?1 AND user_id = ?2",
+	[STMT_DEVICE_GET] =
+		"SELECT d.owner_user_id, coalesce(a.client_type, 0)"
+		" FROM devices AS d LEFT JOIN assignments AS a"
+		" ON a.tenant = d.tenant AND a.device_id = d.device_id"
+		" WHERE d.tenant = ?1 AND d.device_id = ?2",
+	[STMT_ASSIGN_INSERT] = "INSERT INTO assignments"
+			       " (tenant, device_id, user_id, client_type)"
+			       " VALUES (?1, ?2, ?3, ?4)",
+	[STMT_ASSIGN_MOVE] = "UPDATE assignments SET client_type = ?4"
+			     " WHERE tenant = ?1 AND device_id = ?2"
+			     " AND user_id = ?3 AND client_type = ?5",
+	[STMT_ASSIGN_DELETE] = "DELETE FROM assignments"
+			       " WHERE tenant = ?1 AND device_id = ?2"
+			       " AND client_type = ?3",
+	[STMT_LEDGER_INSERT] =
+		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
+		" device_id, from_type, to_type, charged, actor)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[STMT_CUSTOMER_UPSERT] =
+		"INSERT INTO customers (tenant, account, name, included_seats)"
+		" VALUES (?1, ?2, ?3, ?4)"
+		" ON CONFLICT (tenant) DO UPDATE SET"
+		" account = excluded.account, name = excluded.name,"
+		" included_seats = excluded.included_seats"
+		" WHERE customers.account IS NOT excluded.account"
+		" OR customers.name IS NOT excluded.name"
+		" OR customers.included_seats IS NOT excluded.included_seats",
+	[STMT_CUSTOMER_LEDGER_DROPS] =
+		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
+		" device_id, from_type, to_type, charged, actor)"
+		" SELECT ?1, ?2, tenant, user_id, device_id, client_type, 0, 0,"
+		" ?3 FROM assignments WHERE tenant = ?4"
+		" ORDER BY user_id, client_type",
+	[STMT_CUSTOMER_DROP_ASSIGNMENTS] =
+		"DELETE FROM assignments WHERE tenant = ?1",
+	[STMT_CUSTOMER_DROP_DEVICES] = "DELETE FROM devices WHERE tenant = ?1",
+	[STMT_CUSTOMER_DROP_USERS] = "DELETE FROM users WHERE tenant = ?1",
+	[STMT_CUSTOMER_DELETE] = "DELETE FROM customers WHERE tenant = ?1",
+	[STMT_USER_UPSERT] = "INSERT INTO users (tenant, user_id, roles)"
+			     " VALUES (?1, ?2, ?3)"
+			     " ON CONFLICT (tenant, user_id) DO UPDATE SET"
+			     " roles = excluded.roles"
+			     " WHERE users.roles IS NOT excluded.roles",
+	[STMT_USER_DELETE] =
+		"DELETE FROM users WHERE tenant = ?1 AND user_id = ?2",
+	[STMT_DEVICE_UPSERT] =
+		"INSERT INTO devices (tenant, device_id, owner_user_id)"
+		" VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (tenant, device_id) DO UPDATE SET"
+		" owner_user_id = excluded.owner_user_id"
+		" WHERE devices.owner_user_id IS NOT excluded.owner_user_id",
+	[STMT_DEVICE_DELETE] =
+		"DELETE FROM devices WHERE tenant = ?1 AND device_id = ?2",
+	[STMT_LEDGER_READ] =
+		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
+		" from_type, to_type, charged, actor FROM ledger"
+		" WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+};
+
+struct sqlite_conn;
+
+struct sqlite_tx {
+	struct store_tx base; /* first: handed out as struct store_tx */
+	struct sqlite_conn *conn;
+	bool is_read_only;
+};
+
+struct sqlite_conn {
+	struct sqlite_tx tx; /* the one transaction this connection runs */
+	sqlite3 *db;
+	sqlite3_stmt *stmts[STMT__COUNT];
+};
+
+struct sqlite_store {
+	struct store base; /* first: handed out as struct store */
+	pthread_mutex_t lock; /* guards free_conns / n_free */
+	pthread_cond_t has_free;
+	pthread_mutex_t writer; /* held from begin to end of a write tx */
+	unsigned n_conns;
+	struct sqlite_conn *conns;
+	struct sqlite_conn **free_conns; /* stack of n_free idle connections */
+	unsigned n_free;
+};
+
+static bool sq_accepts(const char *spec)
+{
+	return spec && strncmp(spec, SPEC_PREFIX, strlen(SPEC_PREFIX)) == 0;
+}
+
+/* Maps an SQLite result code to a store result, logging real errors. */
+static int sq_fail(sqlite3 *db, int rc, const char *what)
+{
+	int primary = rc & 0xff;
+
+	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+		das_log(DAS_LOG_DEBUG, "sqlite: %s: %s (retry)", what,
+			sqlite3_errmsg(db));
+		return STORE_RETRY;
+	}
+	das_log(DAS_LOG_ERROR, "sqlite: %s: %s (code %d)", what,
+		sqlite3_errmsg(db), rc);
+	return STORE_ERROR;
+}
+
+static sqlite3_stmt *stmt(struct sqlite_conn *c, enum stmt_id id)
+{
+	return c->stmts[id];
+}
+
+/*
+ * Runs a bound statement that returns no rows, then resets it. Returns a
+ * store result; *n_changed (may be NULL) gets the rows it changed.
+ */
+static int run(struct sqlite_conn *c, enum stmt_id id, const char *what,
+	       int *n_changed)
+{
+	sqlite3_stmt *s = stmt(c, id);
+	int rc = sqlite3_step(s);
+	int result = STORE_OK;
+
+	if (rc != SQLITE_DONE)
+		result = sq_fail(c->db, rc, what);
+	else if (n_changed)
+		*n_changed = sqlite3_changes(c->db);
+	sqlite3_reset(s);
+	return result;
+}
+
+/* Binds a C string, or NULL as SQL NULL; the string must outlive the step. */
+static int bind_text(sqlite3_stmt *s, int idx, const char *text)
+{
+	if (!text)
+		return sqlite3_bind_null(s, idx);
+	return sqlite3_bind_text(s, idx, text, -1, SQLITE_STATIC);
+}
+
+/* Copies a text column into dst, truncated to fit; NULL gives "". */
+static void column_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	size_t n = t ? (size_t)sqlite3_column_bytes(s, col) : 0;
+
+	if (n >= size)
+		n = size - 1;
+	if (n)
+		memcpy(dst, t, n);
+	dst[n] = '\0';
+}
+
+static int bind_fail(struct sqlite_conn *c, enum stmt_id id, int rc,
+		     const char *what)
+{
+	sqlite3_reset(stmt(c, id));
+	return sq_fail(c->db, rc, what);
+}
+
+/* ---- the pool ---- */
+
+static struct sqlite_conn *pool_take(struct sqlite_store *st)
+{
+	struct sqlite_conn *c;
+
+	pthread_mutex_lock(&st->lock);
+	while (st->n_free == 0)
+		pthread_cond_wait(&st->has_free, &st->lock);
+	c = st->free_conns[--st->n_free];
+	pthread_mutex_unlock(&st->lock);
+	return c;
+}
+
+static void pool_give(struct sqlite_store *st, struct sqlite_conn *c)
+{
+	pthread_mutex_lock(&st->lock);
+	st->free_conns[st->n_free++] = c;
+	pthread_cond_signal(&st->has_free);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static struct sqlite_store *store_of(struct sqlite_tx *tx)
+{
+	return (struct sqlite_store *)tx->base.st;
+}
+
+/* Ends a transaction's hold on its connection (and the writer mutex). */
+static void tx_release(struct sqlite_tx *tx)
+{
+	struct sqlite_store *st = store_of(tx);
+	bool was_writer = !tx->is_read_only;
+
+	pool_give(st, tx->conn);
+	if (was_writer)
+		pthread_mutex_unlock(&st->writer);
+}
+
+/* ---- opening ---- */
+
+/* Runs a statement that returns one row of one column, as text or int. */
+static int query_one(sqlite3 *db, const char *sql, char *text,
+		     size_t text_size, int64_t *number)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW) {
+			if (text)
+				column_copy(s, 0, text, text_size);
+			if (number)
+				*number = sqlite3_column_int64(s, 0);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_DONE) {
+			rc = SQLITE_EMPTY; /* no row: the pragma is unknown */
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/*
+ * Creates the schema of an empty database, or checks the version of an
+ * existing one. Runs under BEGIN IMMEDIATE so two processes starting on the
+ * same new file do not both create it.
+ */
+static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
+{
+	int64_t version = -1;
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = query_one(db, "PRAGMA user_version", NULL, 0, &version);
+	if (rc != SQLITE_OK)
+		goto fail;
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, err_size,
+			 "sqlite: %s has schema version %lld, newer than this "
+			 "program's %d",
+			 path, (long long)version, SCHEMA_VERSION);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return STORE_ERROR;
+	}
+	if (version == 0) {
+		char sql[64];
+
+		rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
+			 SCHEMA_VERSION);
+		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail;
+		das_log(DAS_LOG_INFO, "sqlite: created schema version %d in %s",
+			SCHEMA_VERSION, path);
+	}
+	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	return STORE_OK;
+
+fail:
+	snprintf(err, err_size, "sqlite: cannot set up the schema of %s: %s",
+		 path, sqlite3_errmsg(db));
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return STORE_ERROR;
+}
+
+/*
+ * Opens one connection with the settings every connection needs. The
+ * first one (is_first) also switches the file to WAL and migrates.
+ */
+static int conn_open(struct sqlite_conn *c, const char *path,
+		     unsigned busy_timeout_ms, bool is_first, char *err,
+		     size_t err_size)
+{
+	char mode[16];
+	int64_t is_fk_on = 0;
+	int rc;
+
+	rc = sqlite3_open_v2(path, &c->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				     SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, err_size,
+			 "sqlite: cannot open %s: %s (does its directory "
+			 "exist and is it writable?)",
+			 path, c->db ? sqlite3_errmsg(c->db) : "out of memory");
+		return STORE_ERROR;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, (int)busy_timeout_ms);
+
+	if (is_first) {
+		rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
+			       sizeof(mode), NULL);
+		if (rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
+			snprintf(err, err_size,
+				 "sqlite: cannot switch %s to WAL: %s", path,
+				 rc != SQLITE_OK ? sqlite3_errmsg(c->db)
+						 : mode);
+			return STORE_ERROR;
+		}
+	}
+	rc = sqlite3_exec(c->db,
+			  "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+			  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
+			       &is_fk_on);
+	if (rc != SQLITE_OK || is_fk_on != 1) {
+		snprintf(err, err_size,
+			 "sqlite: cannot enable foreign keys on %s: %s", path,
+			 rc != SQLITE_OK ? sqlite3_errmsg(c->db)
+					 : "not supported by this SQLite");
+		return STORE_ERROR;
+	}
+	if (is_first && migrate(c->db, path, err, err_size) != STORE_OK)
+		return STORE_ERROR;
+
+	for (int i = 0; i < STMT__COUNT; i++) {
+		rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT,
+					&c->stmts[i], NULL);
+		if (rc != SQLITE_OK) {
+			snprintf(err, err_size,
+				 "sqlite: cannot prepare statement %d: %s", i,
+				 sqlite3_errmsg(c->db));
+			return STORE_ERROR;
+		}
+	}
+	c->tx.conn = c;
+	return STORE_OK;
+}
+
+static void conn_close(struct sqlite_conn *c)
+{
+	for (int i = 0; i < STMT__COUNT; i++)
+		sqlite3_finalize(c->stmts[i]);
+	if (sqlite3_close(c->db) != SQLITE_OK)
+		das_log(DAS_LOG_ERROR, "sqlite: close: %s",
+			sqlite3_errmsg(c->db));
+}
+
+static unsigned default_pool_size(void)
+{
+	long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = n_cpus > 0 && n_cpus < POOL_MAX / 2
+			     ? (unsigned)n_cpus * 2
+			     : POOL_MAX;
+
+	return n < 4 ? 4 : n;
+}
+
+static void sq_close(struct store *base)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+
+	if (!st)
+		return;
+	for (unsigned i = 0; i < st->n_conns; i++)
+		conn_close(&st->conns[i]);
+	pthread_cond_destroy(&st->has_free);
+	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->writer);
+	free(st->conns);
+	free(st->free_conns);
+	free(st);
+}
+
+static int sq_open(const char *spec, const struct store_options *opt,
+		   struct store **out, char *err, size_t err_size)
+{
+	unsigned n = opt->pool_size ? opt->pool_size : default_pool_size();
+	struct sqlite_store *st;
+	const char *path;
+
+	if (!sq_accepts(spec)) {
+		snprintf(err, err_size, "sqlite: not an sqlite: spec");
+		return STORE_ERROR;
+	}
+	path = spec + strlen(SPEC_PREFIX);
+	/*
+	 * An empty path or ":memory:" would give every pooled connection a
+	 * database of its own.
+	 */
+	if (!*path || strcmp(path, ":memory:") == 0) {
+		snprintf(err, err_size, "sqlite: --store needs a file path, "
+					"as in sqlite:./var/device-assignment.db");
+		return STORE_ERROR;
+	}
+	if (sqlite3_libversion_number() < 3037000 || !sqlite3_threadsafe()) {
+		snprintf(err, err_size,
+			 "sqlite: library %s is too old or not thread-safe "
+			 "(need 3.37+)",
+			 sqlite3_libversion());
+		return STORE_ERROR;
+	}
+	if (n > POOL_MAX)
+		n = POOL_MAX;
+
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, err_size, "sqlite: out of memory");
+		return STORE_ERROR;
+	}
+	st->base.ops = &store_sqlite_ops;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->has_free, NULL);
+	pthread_mutex_init(&st->writer, NULL);
+	st->conns = calloc(n, sizeof(*st->conns));
+	st->free_conns = calloc(n, sizeof(*st->free_conns));
+	if (!st->conns || !st->free_conns)
+		goto oom;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct sqlite_conn *c = &st->conns[i];
+		int rc;
+
+		st->n_conns = i + 1; /* close() cleans up a half-open one */
+		c->tx.base.st = &st->base;
+		rc = conn_open(c, path, opt->busy_timeout_ms, i == 0, err,
+			       err_size);
+		if (rc != STORE_OK) {
+			sq_close(&st->base);
+			return rc;
+		}
+		st->free_conns[st->n_free++] = c;
+	}
+	*out = &st->base;
+	return STORE_OK;
+
+oom:
+	snprintf(err, err_size, "sqlite: out of memory");
+	sq_close(&st->base);
+	return STORE_ERROR;
+}
+
+/* ---- transactions ---- */
+
+static int sq_begin(struct store *base, const char *customer,
+		    bool is_read_only, struct store_tx **out)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+	struct sqlite_conn *c;
+	int rc;
+
+	if (!is_read_only)
+		pthread_mutex_lock(&st->writer);
+	c = pool_take(st);
+	c->tx.is_read_only = is_read_only;
+	rc = run(c, is_read_only ? STMT_BEGIN_READ : STMT_BEGIN_WRITE,
+		 "begin", NULL);
+	if (rc != STORE_OK) {
+		tx_release(&c->tx);
+		return rc;
+	}
+	*out = &c->tx.base;
+	return STORE_OK;
+}
+
+/* Rolls back whatever is open on the connection; SQLite may have already. */
+static void conn_rollback(struct sqlite_conn *c)
+{
+	if (sqlite3_get_autocommit(c->db))
+		return;
+	if (run(c, STMT_ROLLBACK, "rollback", NULL) != STORE_OK &&
+	    !sqlite3_get_autocommit(c->db))
+		das_log(DAS_LOG_ERROR, "sqlite: a transaction stays open after "
+				       "a failed rollback");
+}
+
+/* Ends the transaction on every outcome: on failure nothing was written. */
+static int sq_commit(struct store_tx *base)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	int rc = run(tx->conn, STMT_COMMIT, "commit", NULL);
+
+	if (rc != STORE_OK)
+		conn_rollback(tx->conn);
+	tx_release(tx);
+	return rc;
+}
+
+static void sq_rollback(struct store_tx *base)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+
+	conn_rollback(tx->conn);
+	tx_release(tx);
+}
+
+static int refuse_read_only(struct sqlite_tx *tx, const char *what)
+{
+	if (!tx->is_read_only)
+		return STORE_OK;
+	das_log(DAS_LOG_ERROR, "sqlite: %s in a read-only transaction", what);
+	return STORE_ERROR;
+}
+
+/* ---- reads ---- */
+
+static int load_customer(struct sqlite_conn *c, const char *customer,
+			 struct domain_snapshot *snap)
+{
+	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_GET);
+	int rc = bind_text(s, 1, customer);
+
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_GET, rc, "load customer");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snap->is_customer_found = true;
+		if (sqlite3_column_type(s, 0) != SQLITE_NULL) {
+			snap->customer_has_account = true;
+			column_copy(s, 0, snap->customer_account,
+				    sizeof(snap->customer_account));
+		}
+		if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
+			snap->is_seat_limited = true;
+			snap->included_seats = sqlite3_column_int64(s, 1);
+		}
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c->db, rc, "load customer");
+
+	s = stmt(c, STMT_SEATS_IN_USE);
+	rc = bind_text(s, 1, customer);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_SEATS_IN_USE, rc, "count seats");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snap->seats_in_use = sqlite3_column_int64(s, 0);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c->db, rc, "count seats");
+	return STORE_OK;
+}
+
+static int load_user(struct sqlite_conn *c, const char *customer,
+		     const char *user, struct domain_snapshot *snap)
+{
+	sqlite3_stmt *s = stmt(c, STMT_USER_GET);
+	int rc = bind_text(s, 1, customer);
+
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, user);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_USER_GET, rc, "load user");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		const char *roles = (const char *)sqlite3_column_text(s, 0);
+
+		snap->is_user_found = true;
+		snap->has_role_uc =
+			roles && domain_roles_contain(roles, DOMAIN_ROLE_UC);
+		snap->has_role_uc_softphone =
+			roles &&
+			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c->db, rc, "load user");
+
+	s = stmt(c, STMT_USER_DEVICES);
+	rc = bind_text(s, 1, customer);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, user);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_USER_DEVICES, rc, "load devices");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t type = sqlite3_column_int64(s, 0);
+
+		/* The schema's CHECK keeps type in 1..4. */
+		if (type >= DAS_CLIENT_DESKTOP && type < DAS_CLIENT_TYPE_COUNT)
+			column_copy(s, 1, snap->user_devices[type],
+				    sizeof(snap->user_devices[type]));
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c->db, rc, "load devices");
+	return STORE_OK;
+}
+
+static int load_device(struct sqlite_conn *c, const char *customer,
+		       const char *device, struct domain_snapshot *snap)
+{
+	sqlite3_stmt *s = stmt(c, STMT_DEVICE_GET);
+	int rc = bind_text(s, 1, customer);
+
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, device);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_DEVICE_GET, rc, "load device");
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		snap->is_device_found = true;
+		column_copy(s, 0, snap->device_owner,
+			    sizeof(snap->device_owner));
+		snap->device_type = sqlite3_column_int(s, 1);
+		rc = sqlite3_step(s);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return sq_fail(c->db, rc, "load device");
+	return STORE_OK;
+}
+
+static int sq_load(struct store_tx *base, const struct domain_key *key,
+		   struct domain_snapshot *snap)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	int rc;
+
+	memset(snap, 0, sizeof(*snap));
+	rc = load_customer(tx->conn, key->customer, snap);
+	if (rc == STORE_OK && key->user[0])
+		rc = load_user(tx->conn, key->customer, key->user, snap);
+	if (rc == STORE_OK && key->device[0])
+		rc = load_device(tx->conn, key->customer, key->device, snap);
+	return rc;
+}
+
+/* ---- writes ---- */
+
+/* Binds the actor's sub, cut to the size a ledger row reads back. */
+static int bind_actor(sqlite3_stmt *s, int idx, const char *sub)
+{
+	const char *text = sub ? sub : "";
+
+	return sqlite3_bind_text(s, idx, text, (int)strnlen(text, ACTOR_MAX),
+				 SQLITE_STATIC);
+}
+
+static int ledger_insert(struct sqlite_conn *c, const char *customer,
+			 const struct domain_change *ch,
+			 const struct store_actor *actor)
+{
+	sqlite3_stmt *s = stmt(c, STMT_LEDGER_INSERT);
+	int rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 2, actor->at.nanos);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, customer);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 4, ch->user);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 5, ch->device);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 6, ch->from_type);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 7, ch->to_type);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 8, ch->is_charged ? 1 : 0);
+	if (rc == SQLITE_OK)
+		rc = bind_actor(s, 9, actor->sub);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_INSERT, rc, "ledger");
+	return run(c, STMT_LEDGER_INSERT, "ledger", NULL);
+}
+
+/*
+ * One change: a new assignment (from NONE) is an insert, so a device that
+ * already has a type breaks the primary key; a move updates the row only
+ * where it still has from_type; an unassign deletes only that row.
+ */
+static int apply_one(struct sqlite_conn *c, const char *customer,
+		     const struct domain_change *ch)
+{
+	enum stmt_id id;
+	sqlite3_stmt *s;
+	int rc, n_changed = 0, result;
+
+	if (!das_client_type_is_valid(ch->to_type) &&
+	    ch->to_type != DAS_CLIENT_NONE)
+		goto invalid;
+	if (!das_client_type_is_valid(ch->from_type) &&
+	    ch->from_type != DAS_CLIENT_NONE)
+		goto invalid;
+	if (ch->from_type == ch->to_type)
+		goto invalid;
+
+	if (ch->to_type == DAS_CLIENT_NONE) {
+		id = STMT_ASSIGN_DELETE;
+		s = stmt(c, id);
+		rc = bind_text(s, 1, customer);
+		if (rc == SQLITE_OK)
+			rc = bind_text(s, 2, ch->device);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int(s, 3, ch->from_type);
+	} else {
+		id = ch->from_type == DAS_CLIENT_NONE ? STMT_ASSIGN_INSERT
+						      : STMT_ASSIGN_MOVE;
+		s = stmt(c, id);
+		rc = bind_text(s, 1, customer);
+		if (rc == SQLITE_OK)
+			rc = bind_text(s, 2, ch->device);
+		if (rc == SQLITE_OK)
+			rc = bind_text(s, 3, ch->user);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int(s, 4, ch->to_type);
+		if (rc == SQLITE_OK && id == STMT_ASSIGN_MOVE)
+			rc = sqlite3_bind_int(s, 5, ch->from_type);
+	}
+	if (rc != SQLITE_OK)
+		return bind_fail(c, id, rc, "apply");
+	result = run(c, id, "apply", &n_changed);
+	if (result != STORE_OK)
+		return result;
+	if (n_changed != 1) {
+		das_log(DAS_LOG_ERROR,
+			"sqlite: apply: device %s of user %s is not at type %d "
+			"in %s (stale snapshot or rules bug)",
+			ch->device, ch->user, ch->from_type, customer);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+
+invalid:
+	das_log(DAS_LOG_ERROR, "sqlite: apply: invalid change of %s: %d -> %d",
+		ch->device, ch->from_type, ch->to_type);
+	return STORE_ERROR;
+}
+
+static int sq_apply(struct store_tx *base, const char *customer,
+		    const struct domain_change *changes, size_t n,
+		    const struct store_actor *actor)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	int rc = refuse_read_only(tx, "apply");
+
+	for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+		rc = apply_one(tx->conn, customer, &changes[i]);
+		if (rc == STORE_OK)
+			rc = ledger_insert(tx->conn, customer, &changes[i],
+					   actor);
+	}
+	return rc;
+}
+
+static int sq_customer_put(struct store_tx *base,
+			   const struct store_customer *cu, bool *is_changed)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	struct sqlite_conn *c = tx->conn;
+	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_UPSERT);
+	int n_changed = 0, rc = refuse_read_only(tx, "customer put");
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = bind_text(s, 1, cu->tenant);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, cu->has_account ? cu->account : NULL);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 3, cu->name);
+	if (rc == SQLITE_OK)
+		rc = cu->is_seat_limited
+			     ? sqlite3_bind_int64(s, 4, cu->included_seats)
+			     : sqlite3_bind_null(s, 4);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_UPSERT, rc, "customer put");
+	rc = run(c, STMT_CUSTOMER_UPSERT, "customer put", &n_changed);
+	if (rc == STORE_OK)
+		*is_changed = n_changed > 0;
+	return rc;
+}
+
+/* Runs one of the statements whose only parameter is the tenant. */
+static int run_for_tenant(struct sqlite_conn *c, enum stmt_id id,
+			  const char *customer, const char *what,
+			  int *n_changed)
+{
+	int rc = bind_text(stmt(c, id), 1, customer);
+
+	if (rc != SQLITE_OK)
+		return bind_fail(c, id, rc, what);
+	return run(c, id, what, n_changed);
+}
+
+static int sq_customer_delete(struct store_tx *base, const char *customer,
+			      const struct store_actor *actor,
+			      bool *is_changed, uint32_t *n_dropped)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	struct sqlite_conn *c = tx->conn;
+	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_LEDGER_DROPS);
+	int n_ledgered = 0, n_deleted = 0;
+	int rc = refuse_read_only(tx, "customer delete");
+
+	if (rc != STORE_OK)
+		return rc;
+	/* One ledger row per dropped assignment, written before the drop. */
+	rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 2, actor->at.nanos);
+	if (rc == SQLITE_OK)
+		rc = bind_actor(s, 3, actor->sub);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 4, customer);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_LEDGER_DROPS, rc,
+				 "customer delete");
+	rc = run(c, STMT_CUSTOMER_LEDGER_DROPS, "customer delete",
+		 &n_ledgered);
+	if (rc == STORE_OK)
+		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_ASSIGNMENTS, customer,
+				    "customer delete", NULL);
+	if (rc == STORE_OK)
+		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_DEVICES, customer,
+				    "customer delete", NULL);
+	if (rc == STORE_OK)
+		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_USERS, customer,
+				    "customer delete", NULL);
+	if (rc == STORE_OK)
+		rc = run_for_tenant(c, STMT_CUSTOMER_DELETE, customer,
+				    "customer delete", &n_deleted);
+	if (rc != STORE_OK)
+		return rc;
+	*is_changed = n_deleted > 0;
+	*n_dropped = (uint32_t)n_ledgered;
+	return STORE_OK;
+}
+
+/* Runs an upsert or delete keyed by (tenant, id) with an optional text. */
+static int run_keyed(struct sqlite_tx *tx, enum stmt_id id,
+		     const char *customer, const char *key, const char *value,
+		     const char *what, bool *is_changed)
+{
+	struct sqlite_conn *c = tx->conn;
+	sqlite3_stmt *s = stmt(c, id);
+	int n_changed = 0, rc = refuse_read_only(tx, what);
+
+	if (rc != STORE_OK)
+		return rc;
+	rc = bind_text(s, 1, customer);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 2, key);
+	if (rc == SQLITE_OK && value)
+		rc = bind_text(s, 3, value);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, id, rc, what);
+	rc = run(c, id, what, &n_changed);
+	if (rc == STORE_OK)
+		*is_changed = n_changed > 0;
+	return rc;
+}
+
+static int sq_user_put(struct store_tx *tx, const char *customer,
+		       const char *user, const char *roles_text,
+		       bool *is_changed)
+{
+	return run_keyed((struct sqlite_tx *)tx, STMT_USER_UPSERT, customer,
+			 user, roles_text ? roles_text : "", "user put",
+			 is_changed);
+}
+
+static int sq_user_delete(struct store_tx *tx, const char *customer,
+			  const char *user, bool *is_changed)
+{
+	return run_keyed((struct sqlite_tx *)tx, STMT_USER_DELETE, customer,
+			 user, NULL, "user delete", is_changed);
+}
+
+static int sq_device_put(struct store_tx *tx, const char *customer,
+			 const char *device, const char *owner,
+			 bool *is_changed)
+{
+	if (!owner || !*owner) {
+		das_log(DAS_LOG_ERROR, "sqlite: device put: %s has no owner",
+			device);
+		return STORE_ERROR;
+	}
+	return run_keyed((struct sqlite_tx *)tx, STMT_DEVICE_UPSERT, customer,
+			 device, owner, "device put", is_changed);
+}
+
+static int sq_device_delete(struct store_tx *tx, const char *customer,
+			    const char *device, bool *is_changed)
+{
+	return run_keyed((struct sqlite_tx *)tx, STMT_DEVICE_DELETE, customer,
+			 device, NULL, "device delete", is_changed);
+}
+
+static int sq_ledger_read(struct store *base, const char *customer,
+			  int64_t after_id, struct store_ledger_row *rows,
+			  size_t max, size_t *n)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+	struct sqlite_conn *c;
+	sqlite3_stmt *s;
+	size_t got = 0;
+	int rc;
+
+	*n = 0;
+	if (max == 0)
+		return STORE_OK;
+	c = pool_take(st);
+	s = stmt(c, STMT_LEDGER_READ);
+	rc = bind_text(s, 1, customer);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 2, after_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 3,
+					max > INT64_MAX ? INT64_MAX
+							: (int64_t)max);
+	if (rc != SQLITE_OK) {
+		rc = bind_fail(c, STMT_LEDGER_READ, rc, "ledger read");
+		pool_give(st, c);
+		return rc;
+	}
+	while (got < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_ledger_row *r = &rows[got++];
+
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(s, 0);
+		r->at.seconds = sqlite3_column_int64(s, 1);
+		r->at.nanos = sqlite3_column_int(s, 2);
+		column_copy(s, 3, r->tenant, sizeof(r->tenant));
+		column_copy(s, 4, r->user, sizeof(r->user));
+		column_copy(s, 5, r->device, sizeof(r->device));
+		r->from_type = sqlite3_column_int(s, 6);
+		r->to_type = sqlite3_column_int(s, 7);
+		r->is_charged = sqlite3_column_int(s, 8) != 0;
+		column_copy(s, 9, r->actor, sizeof(r->actor));
+	}
+	if (got == max && rc == SQLITE_ROW)
+		rc = SQLITE_DONE; /* LIMIT makes this unreachable; be safe */
+	if (rc != SQLITE_DONE) {
+		int result = sq_fail(c->db, rc, "ledger read");
+
+		sqlite3_reset(s);
+		pool_give(st, c);
+		return result;
+	}
+	sqlite3_reset(s);
+	pool_give(st, c);
+	*n = got;
+	return STORE_OK;
+}
+
+const struct store_ops store_sqlite_ops = {
+	.name = "sqlite",
+	.accepts = sq_accepts,
+	.open = sq_open,
+	.close = sq_close,
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.load = sq_load,
+	.apply = sq_apply,
+	.customer_put = sq_customer_put,
+	.customer_delete = sq_customer_delete,
+	.user_put = sq_user_put,
+	.user_delete = sq_user_delete,
+	.device_put = sq_device_put,
+	.device_delete = sq_device_delete,
+	.ledger_read = sq_ledger_read,
+};
