@@ -1,0 +1,172 @@
+/*
+ * device-assignment-server: flags and environment, wiring, signals.
+ * Everything else lives in grpc/ (the wire), ops/ (the use cases),
+ * domain/ (the rules), auth/ (tokens) and store/ (persistence).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "service/auth/auth.h"
+#include "service/grpc/server.h"
+#include "service/store/store.h"
+
+#define PROG "device-assignment-server"
+
+static struct das_flag flags[] = {
+	{.name = "listen", .metavar = "ADDR", .def = "127.0.0.1:50051",
+	 .help = "gRPC listen address (HOST:PORT; port 0 picks a free one)"},
+	{.name = "store", .metavar = "SPEC",
+	 .def = "sqlite:./var/device-assignment.db",
+	 .help = "sqlite:PATH or a postgresql:// URI"},
+	{.name = "jwt-hs256-secret-file", .metavar = "FILE",
+	 .help = "HS256 shared secret file (this or --jwt-rs256-public-key)"},
+	{.name = "jwt-rs256-public-key", .metavar = "FILE",
+	 .help = "RS256 public key, PEM"},
+	{.name = "jwt-issuer", .metavar = "ISS",
+	 .help = "required iss claim (unchecked when empty)"},
+	{.name = "jwt-audience", .metavar = "AUD",
+	 .help = "required aud claim (unchecked when empty)"},
+	{.name = "workers", .metavar = "N", .def = "0",
+	 .help = "worker threads; 0 = 2 per CPU, at least 4"},
+	{.name = "store-pool", .metavar = "N", .def = "0",
+	 .help = "store connections; 0 = one per worker"},
+	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
+	 .help = "on SIGTERM, time for calls in flight before cancelling"},
+	{.name = "log-level", .metavar = "LEVEL", .def = "info",
+	 .help = "debug, info, warn or error"},
+};
+#define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
+
+static const char *flag(const char *name)
+{
+	const char *v = das_flag_find(flags, N_FLAGS, name)->value;
+	return v && *v ? v : NULL;
+}
+
+static int uint_flag(const char *name, unsigned long max, unsigned long *out)
+{
+	if (das_parse_uint(flag(name) ? flag(name) : "0", 0, max, out) != 0) {
+		fprintf(stderr, PROG ": --%s: expected a number 0..%lu\n",
+			name, max);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_log_level(const char *name)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(name, names[i]) == 0) {
+			das_log_set_level((enum das_log_level)i);
+			return 0;
+		}
+	fprintf(stderr, PROG ": --log-level: want debug, info, warn or error\n");
+	return -1;
+}
+
+/* "127.0.0.1:0" with bound port 43210 -> "127.0.0.1:43210". */
+static void bound_address(const char *listen, int port, char *buf,
+			  size_t size)
+{
+	const char *colon = strrchr(listen, ':');
+	int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
+
+	snprintf(buf, size, "%.*s:%d", host_len, listen, port);
+}
+
+int main(int argc, char **argv)
+{
+	struct auth_config auth;
+	struct store *store = NULL;
+	struct server *srv = NULL;
+	struct server_config cfg;
+	char err[512], addr[300];
+	unsigned long workers, pool, grace;
+	int argi = 1, port = 0, sig = 0;
+	sigset_t sigs;
+
+	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, PROG,
+				"The Device Assignment gRPC service.", err,
+				sizeof(err))) {
+	case DAS_FLAGS_EXIT:
+		return 0;
+	case DAS_FLAGS_ERROR:
+		fprintf(stderr, PROG ": %s\n", err);
+		return 2;
+	case DAS_FLAGS_OK:
+		break;
+	}
+	if (argi < argc) {
+		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[argi]);
+		return 2;
+	}
+	if (set_log_level(flag("log-level") ? flag("log-level") : "info") ||
+	    uint_flag("workers", 256, &workers) ||
+	    uint_flag("store-pool", 1024, &pool) ||
+	    uint_flag("shutdown-grace", 3600000, &grace))
+		return 2;
+	if (workers == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		workers = cpus > 2 ? (unsigned long)cpus * 2 : 4;
+	}
+	if (pool == 0)
+		pool = workers;
+
+	if (auth_config_load(&auth, flag("jwt-hs256-secret-file"),
+			     flag("jwt-rs256-public-key"), flag("jwt-issuer"),
+			     flag("jwt-audience"), err, sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 2;
+	}
+
+	/* Signals are taken by sigwait below, never by a handler, and every
+	 * thread (gRPC's included) inherits this mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct store_options opt = {.pool_size = (unsigned)pool,
+				    .busy_timeout_ms = 5000};
+	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
+		       sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": store: %s\n", err);
+		auth_config_release(&auth);
+		return 1;
+	}
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
+	cfg.n_workers = (unsigned)workers;
+	cfg.grace_ms = (unsigned)grace;
+	cfg.env.store = store;
+	cfg.env.auth = &auth;
+	if (server_start(&cfg, &srv, &port, err, sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		store_close(store);
+		auth_config_release(&auth);
+		return 1;
+	}
+	bound_address(cfg.listen, port, addr, sizeof(addr));
+	printf(PROG " listening on %s\n", addr);
+	fflush(stdout);
+	das_log(DAS_LOG_INFO, "listening on %s, %lu workers, store %s", addr,
+		workers, store->ops->name);
+
+	sigwait(&sigs, &sig);
+	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
+	server_stop(srv);
+	store_close(store);
+	auth_config_release(&auth);
+	das_log(DAS_LOG_INFO, "stopped");
+	return 0;
+}

@@ -1,0 +1,322 @@
+#include "handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "deviceassignment/v1/device_assignment.pb-c.h"
+#include "deviceassignment/v1/directory.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include "common/log.h"
+#include "service/ops/ops.h"
+
+static struct ops_text text(const char *s)
+{
+	struct ops_text t = {s ? s : "", s ? strlen(s) : 0};
+	return t;
+}
+
+/* Packs msg into reply->body; on allocation failure answers INTERNAL. */
+static void reply_pack(struct handler_reply *reply,
+		       const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+
+	reply->body = malloc(len ? len : 1);
+	if (!reply->body) {
+		reply->status = DAS_INTERNAL;
+		return;
+	}
+	reply->body_len = protobuf_c_message_pack(msg, reply->body);
+}
+
+static void set_timestamp(Google__Protobuf__Timestamp *ts, struct das_time t)
+{
+	ts->seconds = t.seconds;
+	ts->nanos = t.nanos;
+}
+
+static void handle_assign(const struct handler_env *env,
+			  const struct domain_principal *who,
+			  const ProtobufCMessage *msg, struct ops_result *r,
+			  struct handler_reply *reply)
+{
+	const Deviceassignment__V1__AssignDeviceRequest *in =
+		(const void *)msg;
+	struct domain_request req = {
+		.op = DOMAIN_OP_ASSIGN,
+		.customer = in->customer_tenant_id,
+		.customer_len = strlen(in->customer_tenant_id),
+		.account = in->account_tenant_id,
+		.account_len = strlen(in->account_tenant_id),
+		.user = in->user_id,
+		.user_len = strlen(in->user_id),
+		.device = in->device_id,
+		.device_len = strlen(in->device_id),
+		.client_type = (int)in->client_type,
+		.is_charge_accepted = in->accept_charges,
+	};
+
+	if (ops_device(env->store, who, &req, r) != DAS_OK)
+		return;
+	Deviceassignment__V1__AssignDeviceResponse out =
+		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.previous_client_type =
+		(Deviceassignment__V1__ClientType)r->previous_type;
+	out.charged = r->is_charged;
+	reply_pack(reply, &out.base);
+}
+
+static void handle_unassign(const struct handler_env *env,
+			    const struct domain_principal *who,
+			    const ProtobufCMessage *msg, struct ops_result *r,
+			    struct handler_reply *reply)
+{
+	const Deviceassignment__V1__UnassignDeviceRequest *in =
+		(const void *)msg;
+	struct domain_request req = {
+		.op = DOMAIN_OP_UNASSIGN,
+		.customer = in->customer_tenant_id,
+		.customer_len = strlen(in->customer_tenant_id),
+		.account = in->account_tenant_id,
+		.account_len = strlen(in->account_tenant_id),
+		.user = in->user_id,
+		.user_len = strlen(in->user_id),
+		.device = in->device_id,
+		.device_len = strlen(in->device_id),
+	};
+
+	if (ops_device(env->store, who, &req, r) != DAS_OK)
+		return;
+	Deviceassignment__V1__UnassignDeviceResponse out =
+		DEVICEASSIGNMENT__V1__UNASSIGN_DEVICE_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.previous_client_type =
+		(Deviceassignment__V1__ClientType)r->previous_type;
+	reply_pack(reply, &out.base);
+}
+
+static void handle_list(const struct handler_env *env,
+			const struct domain_principal *who,
+			const ProtobufCMessage *msg, struct ops_result *r,
+			struct handler_reply *reply)
+{
+	const Deviceassignment__V1__ListUserDevicesRequest *in =
+		(const void *)msg;
+	struct domain_request req = {
+		.op = DOMAIN_OP_LIST,
+		.customer = in->customer_tenant_id,
+		.customer_len = strlen(in->customer_tenant_id),
+		.account = in->account_tenant_id,
+		.account_len = strlen(in->account_tenant_id),
+		.user = in->user_id,
+		.user_len = strlen(in->user_id),
+	};
+
+	if (ops_device(env->store, who, &req, r) != DAS_OK)
+		return;
+	Deviceassignment__V1__ListUserDevicesResponse out =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	Deviceassignment__V1__UserDevice items[DAS_CLIENT_TYPE_COUNT];
+	Deviceassignment__V1__UserDevice *ptrs[DAS_CLIENT_TYPE_COUNT];
+	for (size_t i = 0; i < r->n_devices; i++) {
+		deviceassignment__v1__user_device__init(&items[i]);
+		items[i].device_id = r->devices[i].device;
+		items[i].client_type =
+			(Deviceassignment__V1__ClientType)r->devices[i].type;
+		ptrs[i] = &items[i];
+	}
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.n_devices = r->n_devices;
+	out.devices = ptrs;
+	reply_pack(reply, &out.base);
+}
+
+static void directory_reply(const struct ops_result *r,
+			    struct handler_reply *reply)
+{
+	Deviceassignment__V1__DirectoryResponse out =
+		DEVICEASSIGNMENT__V1__DIRECTORY_RESPONSE__INIT;
+
+	if (r->status != DAS_OK)
+		return;
+	out.changed = r->is_changed;
+	out.assignments_dropped = r->n_dropped;
+	reply_pack(reply, &out.base);
+}
+
+static void handle_directory(const struct handler_env *env,
+			     enum das_rpc_method method,
+			     const struct domain_principal *who,
+			     const ProtobufCMessage *msg, struct ops_result *r,
+			     struct handler_reply *reply)
+{
+	switch (method) {
+	case DAS_RPC_UPSERT_CUSTOMER: {
+		const Deviceassignment__V1__UpsertCustomerRequest *in =
+			(const void *)msg;
+		struct ops_customer_input c = {
+			.tenant = text(in->tenant_id),
+			.account = text(in->account_tenant_id),
+			.name = text(in->name),
+			.is_seat_limited = in->has_included_softphone_seats,
+			.included_seats = in->included_softphone_seats,
+		};
+		ops_upsert_customer(env->store, who, &c, r);
+		break;
+	}
+	case DAS_RPC_DELETE_CUSTOMER: {
+		const Deviceassignment__V1__DeleteCustomerRequest *in =
+			(const void *)msg;
+		ops_delete_customer(env->store, who, text(in->tenant_id), r);
+		break;
+	}
+	case DAS_RPC_UPSERT_USER: {
+		const Deviceassignment__V1__UpsertUserRequest *in =
+			(const void *)msg;
+		struct ops_text roles[DOMAIN_ROLES_MAX + 1];
+		size_t n = in->n_roles;
+		if (n > DOMAIN_ROLES_MAX)
+			n = DOMAIN_ROLES_MAX + 1; /* refused as too many */
+		for (size_t i = 0; i < n && i < in->n_roles; i++)
+			roles[i] = text(in->roles[i]);
+		ops_upsert_user(env->store, who, text(in->tenant_id),
+				text(in->user_id), roles, n, r);
+		break;
+	}
+	case DAS_RPC_DELETE_USER: {
+		const Deviceassignment__V1__DeleteUserRequest *in =
+			(const void *)msg;
+		ops_delete_user(env->store, who, text(in->tenant_id),
+				text(in->user_id), r);
+		break;
+	}
+	case DAS_RPC_UPSERT_PBX_DEVICE: {
+		const Deviceassignment__V1__UpsertPbxDeviceRequest *in =
+			(const void *)msg;
+		ops_upsert_device(env->store, who, text(in->tenant_id),
+				  text(in->device_id), text(in->owner_user_id),
+				  r);
+		break;
+	}
+	case DAS_RPC_DELETE_PBX_DEVICE: {
+		const Deviceassignment__V1__DeletePbxDeviceRequest *in =
+			(const void *)msg;
+		ops_delete_device(env->store, who, text(in->tenant_id),
+				  text(in->device_id), r);
+		break;
+	}
+	default:
+		r->status = DAS_INTERNAL;
+		return;
+	}
+	directory_reply(r, reply);
+}
+
+/*
+ * grpc.health.v1.Health/Check: "" and our two services are SERVING while
+ * the process runs; any other name is NOT_FOUND, as the health protocol
+ * asks. It needs no token, so orchestrators can probe it.
+ */
+static void handle_health(const ProtobufCMessage *msg,
+			  struct handler_reply *reply)
+{
+	const Grpc__Health__V1__HealthCheckRequest *in = (const void *)msg;
+	static const char *const known[] = {
+		"", "deviceassignment.v1.DeviceAssignment",
+		"deviceassignment.v1.Directory", "grpc.health.v1.Health"};
+	Grpc__Health__V1__HealthCheckResponse out =
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		if (strcmp(in->service, known[i]) == 0) {
+			out.status =
+				GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+			reply_pack(reply, &out.base);
+			return;
+		}
+	}
+	reply->health_code = DAS_GRPC_NOT_FOUND;
+	snprintf(reply->message, sizeof(reply->message), "unknown service");
+}
+
+void handlers_dispatch(const struct handler_env *env,
+		       enum das_rpc_method method,
+		       const struct handler_meta *meta, const uint8_t *request,
+		       size_t request_len, struct handler_reply *reply)
+{
+	const struct das_rpc_method_info *info = das_rpc_method(method);
+	struct domain_principal who;
+	struct ops_result r;
+	ProtobufCMessage *msg = NULL;
+	char why[128];
+
+	memset(reply, 0, sizeof(*reply));
+	reply->status = DAS_OK;
+	memset(&r, 0, sizeof(r));
+	r.status = DAS_OK;
+
+	/* Row 1 comes before anything else, even a malformed message. */
+	if (method != DAS_RPC_HEALTH_CHECK) {
+		if (!meta->authorization ||
+		    auth_verify(env->auth, meta->authorization,
+				meta->authorization_len, das_time_now().seconds,
+				&who, why, sizeof(why)) != 0) {
+			das_log(DAS_LOG_DEBUG, "%s: unauthenticated: %s",
+				info->path,
+				meta->authorization ? why : "no token");
+			r.status = DAS_UNAUTHENTICATED;
+			goto done;
+		}
+	}
+	if (!request) {
+		r.status = DAS_INVALID_ARGUMENT;
+		snprintf(r.detail, sizeof(r.detail), "missing request message");
+		goto done;
+	}
+	msg = protobuf_c_message_unpack(info->request, NULL, request_len,
+					request);
+	if (!msg) {
+		r.status = DAS_INVALID_ARGUMENT;
+		snprintf(r.detail, sizeof(r.detail), "malformed request message");
+		goto done;
+	}
+
+	switch (method) {
+	case DAS_RPC_ASSIGN_DEVICE:
+		handle_assign(env, &who, msg, &r, reply);
+		break;
+	case DAS_RPC_UNASSIGN_DEVICE:
+		handle_unassign(env, &who, msg, &r, reply);
+		break;
+	case DAS_RPC_LIST_USER_DEVICES:
+		handle_list(env, &who, msg, &r, reply);
+		break;
+	case DAS_RPC_HEALTH_CHECK:
+		handle_health(msg, reply);
+		break;
+	default:
+		handle_directory(env, method, &who, msg, &r, reply);
+		break;
+	}
+done:
+	if (msg)
+		protobuf_c_message_free_unpacked(msg, NULL);
+	if (reply->status == DAS_OK)
+		reply->status = r.status;
+	if (reply->status != DAS_OK) {
+		free(reply->body);
+		reply->body = NULL;
+		reply->body_len = 0;
+		das_status_format(reply->status, r.detail, reply->message,
+				  sizeof(reply->message));
+	}
+}

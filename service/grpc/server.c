@@ -1,0 +1,429 @@
+#include "server.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common/log.h"
+
+/* Requested calls kept outstanding per method and worker queue. */
+#define CALLS_PER_METHOD 4
+/* Metadata we accept: room for an 8 KiB token plus the usual headers. */
+#define MAX_METADATA_BYTES (16 * 1024)
+
+struct worker {
+	struct server *srv;
+	grpc_completion_queue *cq;
+	pthread_t thread;
+	bool is_started;
+};
+
+struct server {
+	struct server_config cfg;
+	grpc_server *server;
+	void *methods[DAS_RPC__COUNT];
+	struct worker *workers;
+	unsigned n_workers;
+	grpc_completion_queue *shutdown_cq;
+};
+
+/*
+ * One call's life: requested (waiting for a caller), then replying (the
+ * reply batch in flight). The same struct is the tag of both steps.
+ */
+enum call_phase { CALL_REQUESTED, CALL_REPLYING, CALL_UNKNOWN_METHOD };
+
+struct call {
+	enum call_phase phase;
+	enum das_rpc_method method;
+	struct worker *w;
+	grpc_call *call;
+	gpr_timespec deadline;
+	grpc_metadata_array md;
+	grpc_byte_buffer *payload;
+	grpc_call_details details; /* unregistered methods only */
+	/* reply resources, alive until the batch completes */
+	grpc_byte_buffer *reply;
+	grpc_slice status_text;
+	grpc_metadata trailer;
+	bool has_trailer;
+	int is_cancelled;
+};
+
+static void call_free(struct call *c)
+{
+	if (!c)
+		return;
+	grpc_metadata_array_destroy(&c->md);
+	if (c->phase == CALL_UNKNOWN_METHOD)
+		grpc_call_details_destroy(&c->details);
+	if (c->payload)
+		grpc_byte_buffer_destroy(c->payload);
+	if (c->reply)
+		grpc_byte_buffer_destroy(c->reply);
+	if (c->phase != CALL_REQUESTED)
+		grpc_slice_unref(c->status_text);
+	if (c->has_trailer)
+		grpc_slice_unref(c->trailer.value);
+	if (c->call)
+		grpc_call_unref(c->call);
+	free(c);
+}
+
+static int request_registered(struct worker *w, enum das_rpc_method method)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	grpc_call_error err;
+
+	if (!c)
+		return -1;
+	c->phase = CALL_REQUESTED;
+	c->method = method;
+	c->w = w;
+	grpc_metadata_array_init(&c->md);
+	err = grpc_server_request_registered_call(
+		w->srv->server, w->srv->methods[method], &c->call, &c->deadline,
+		&c->md, &c->payload, w->cq, w->cq, c);
+	if (err != GRPC_CALL_OK) {
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Calls to methods we do not serve still need an answer: UNIMPLEMENTED. */
+static int request_unknown(struct worker *w)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	grpc_call_error err;
+
+	if (!c)
+		return -1;
+	c->phase = CALL_UNKNOWN_METHOD;
+	c->w = w;
+	grpc_metadata_array_init(&c->md);
+	grpc_call_details_init(&c->details);
+	err = grpc_server_request_call(w->srv->server, &c->call, &c->details,
+				       &c->md, w->cq, w->cq, c);
+	if (err != GRPC_CALL_OK) {
+		call_free(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copies the payload out of its (possibly compressed) byte buffer. */
+static uint8_t *payload_bytes(grpc_byte_buffer *bb, size_t *len)
+{
+	grpc_byte_buffer_reader reader;
+	grpc_slice all;
+	uint8_t *out;
+
+	if (!grpc_byte_buffer_reader_init(&reader, bb))
+		return NULL;
+	all = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	*len = GRPC_SLICE_LENGTH(all);
+	out = malloc(*len ? *len : 1);
+	if (out && *len)
+		memcpy(out, GRPC_SLICE_START_PTR(all), *len);
+	grpc_slice_unref(all);
+	return out;
+}
+
+static void find_meta(const grpc_metadata_array *md, const char *key,
+		      const char **value, size_t *len)
+{
+	*value = NULL;
+	*len = 0;
+	for (size_t i = 0; i < md->count; i++) {
+		if (grpc_slice_str_cmp(md->metadata[i].key, key) == 0) {
+			*value = (const char *)GRPC_SLICE_START_PTR(
+				md->metadata[i].value);
+			*len = GRPC_SLICE_LENGTH(md->metadata[i].value);
+			return;
+		}
+	}
+}
+
+static void send_reply(struct call *c, grpc_status_code code,
+		       const char *message, const char *reason,
+		       const uint8_t *body, size_t body_len)
+{
+	grpc_op ops[4];
+	size_t n = 0;
+
+	memset(ops, 0, sizeof(ops));
+	c->phase = CALL_REPLYING;
+	c->status_text = grpc_slice_from_copied_string(message);
+
+	ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[n].data.send_initial_metadata.count = 0;
+	n++;
+	if (code == GRPC_STATUS_OK && body) {
+		grpc_slice s = grpc_slice_from_copied_buffer(
+			(const char *)body, body_len);
+		c->reply = grpc_raw_byte_buffer_create(&s, 1);
+		grpc_slice_unref(s);
+		ops[n].op = GRPC_OP_SEND_MESSAGE;
+		ops[n].data.send_message.send_message = c->reply;
+		n++;
+	}
+	if (code != GRPC_STATUS_OK && reason) {
+		size_t len = 0;
+		uint8_t *bin = das_status_details_pack((int)code, message,
+						       reason, &len);
+		if (bin) {
+			c->trailer.key = grpc_slice_from_static_string(
+				DAS_STATUS_DETAILS_KEY);
+			c->trailer.value = grpc_slice_from_copied_buffer(
+				(const char *)bin, len);
+			c->has_trailer = true;
+			free(bin);
+		}
+	}
+	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+	ops[n].data.send_status_from_server.status = code;
+	ops[n].data.send_status_from_server.status_details = &c->status_text;
+	ops[n].data.send_status_from_server.trailing_metadata_count =
+		c->has_trailer ? 1 : 0;
+	ops[n].data.send_status_from_server.trailing_metadata =
+		c->has_trailer ? &c->trailer : NULL;
+	n++;
+	ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+	ops[n].data.recv_close_on_server.cancelled = &c->is_cancelled;
+	n++;
+
+	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+		das_log(DAS_LOG_ERROR, "grpc: could not start the reply batch");
+		call_free(c);
+	}
+}
+
+static void handle_call(struct call *c)
+{
+	const struct handler_env *env = &c->w->srv->cfg.env;
+	const struct das_rpc_method_info *info = das_rpc_method(c->method);
+	struct handler_meta meta;
+	struct handler_reply reply;
+	uint8_t *req = NULL;
+	size_t req_len = 0;
+	const struct das_status_row *row;
+
+	find_meta(&c->md, "authorization", &meta.authorization,
+		  &meta.authorization_len);
+	find_meta(&c->md, "x-request-id", &meta.request_id,
+		  &meta.request_id_len);
+	if (c->payload) {
+		req = payload_bytes(c->payload, &req_len);
+		if (!req) {
+			send_reply(c, GRPC_STATUS_INTERNAL,
+				   "Internal Server Error", "INTERNAL", NULL, 0);
+			return;
+		}
+	}
+	handlers_dispatch(env, c->method, &meta, req, req_len, &reply);
+	free(req);
+
+	if (reply.health_code) {
+		send_reply(c, (grpc_status_code)reply.health_code,
+			   reply.message, NULL, NULL, 0);
+		return;
+	}
+	row = das_status_row(reply.status);
+	if (reply.status == DAS_INTERNAL || reply.status == DAS_UNAVAILABLE)
+		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", info->path,
+			(int)(meta.request_id_len > 64 ? 64
+						       : meta.request_id_len),
+			meta.request_id ? meta.request_id : "", row->name);
+	send_reply(c, (grpc_status_code)row->grpc_code,
+		   reply.status == DAS_OK ? "" : reply.message,
+		   reply.status == DAS_OK ? NULL : row->reason, reply.body,
+		   reply.body_len);
+	free(reply.body);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(
+			w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		struct call *c = ev.tag;
+		if (!ev.success) {
+			/* A request cancelled by shutdown, or a failed
+			 * reply: either way this call is over. */
+			call_free(c);
+			continue;
+		}
+		switch (c->phase) {
+		case CALL_REQUESTED:
+			/* Keep the queue armed before doing the work. */
+			request_registered(w, c->method);
+			handle_call(c);
+			break;
+		case CALL_UNKNOWN_METHOD:
+			request_unknown(w);
+			send_reply(c, GRPC_STATUS_UNIMPLEMENTED,
+				   "unknown method", NULL, NULL, 0);
+			break;
+		case CALL_REPLYING:
+			call_free(c);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int server_start(const struct server_config *cfg, struct server **out,
+		 int *port, char *err, size_t err_size)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	grpc_arg args[3];
+	grpc_channel_args chargs;
+	grpc_server_credentials *creds;
+
+	if (!srv) {
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
+	grpc_init();
+	srv->cfg = *cfg;
+	srv->n_workers = cfg->n_workers ? cfg->n_workers : 1;
+
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[0].value.integer = DAS_RPC_MAX_MESSAGE;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = (char *)GRPC_ARG_MAX_METADATA_SIZE;
+	args[1].value.integer = MAX_METADATA_BYTES;
+	args[2].type = GRPC_ARG_INTEGER;
+	args[2].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+	args[2].value.integer = DAS_RPC_MAX_MESSAGE;
+	chargs.num_args = 3;
+	chargs.args = args;
+	srv->server = grpc_server_create(&chargs, NULL);
+
+	for (int m = 0; m < DAS_RPC__COUNT; m++)
+		srv->methods[m] = grpc_server_register_method(
+			srv->server, das_rpc_method(m)->path, NULL,
+			GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+
+	srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
+	if (!srv->workers) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < srv->n_workers; i++) {
+		srv->workers[i].srv = srv;
+		srv->workers[i].cq =
+			grpc_completion_queue_create_for_next(NULL);
+		grpc_server_register_completion_queue(
+			srv->server, srv->workers[i].cq, NULL);
+	}
+	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+
+	creds = grpc_insecure_server_credentials_create();
+	*port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
+	grpc_server_credentials_release(creds);
+	if (*port == 0) {
+		snprintf(err, err_size, "cannot listen on %s", cfg->listen);
+		goto fail;
+	}
+	grpc_server_start(srv->server);
+
+	for (unsigned i = 0; i < srv->n_workers; i++) {
+		struct worker *w = &srv->workers[i];
+		for (int m = 0; m < DAS_RPC__COUNT; m++)
+			for (int k = 0; k < CALLS_PER_METHOD; k++)
+				request_registered(w, (enum das_rpc_method)m);
+		request_unknown(w);
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			snprintf(err, err_size, "cannot start worker threads");
+			*out = srv;
+			server_stop(srv);
+			return -1;
+		}
+		w->is_started = true;
+	}
+	*out = srv;
+	return 0;
+
+fail:
+	*out = srv;
+	server_stop(srv);
+	return -1;
+}
+
+void server_stop(struct server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->server) {
+		grpc_event ev;
+		gpr_timespec grace = gpr_time_add(
+			gpr_now(GPR_CLOCK_MONOTONIC),
+			gpr_time_from_millis(srv->cfg.grace_ms,
+					     GPR_TIMESPAN));
+
+		grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq,
+						srv);
+		ev = grpc_completion_queue_pluck(srv->shutdown_cq, srv, grace,
+						 NULL);
+		if (ev.type == GRPC_QUEUE_TIMEOUT) {
+			das_log(DAS_LOG_WARN,
+				"shutdown: cancelling calls still running after %u ms",
+				srv->cfg.grace_ms);
+			grpc_server_cancel_all_calls(srv->server);
+			grpc_completion_queue_pluck(
+				srv->shutdown_cq, srv,
+				gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		}
+	}
+	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++) {
+		struct worker *w = &srv->workers[i];
+		if (!w->cq)
+			continue;
+		grpc_completion_queue_shutdown(w->cq);
+		if (w->is_started) {
+			pthread_join(w->thread, NULL);
+		} else {
+			/* Never started: drain the queue here instead. */
+			for (;;) {
+				grpc_event ev = grpc_completion_queue_next(
+					w->cq,
+					gpr_inf_future(GPR_CLOCK_REALTIME),
+					NULL);
+				if (ev.type == GRPC_QUEUE_SHUTDOWN)
+					break;
+				if (ev.type == GRPC_OP_COMPLETE)
+					call_free(ev.tag);
+			}
+		}
+	}
+	if (srv->server)
+		grpc_server_destroy(srv->server);
+	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++)
+		if (srv->workers[i].cq)
+			grpc_completion_queue_destroy(srv->workers[i].cq);
+	if (srv->shutdown_cq) {
+		grpc_completion_queue_shutdown(srv->shutdown_cq);
+		grpc_completion_queue_destroy(srv->shutdown_cq);
+	}
+	free(srv->workers);
+	free(srv);
+	grpc_shutdown();
+}

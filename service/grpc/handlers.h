@@ -1,0 +1,48 @@
+/*
+ * One function per RPC, behind one dispatcher: authenticate (row 1 of the
+ * check order), unpack the protobuf-c request, call the use case in ops/,
+ * pack the response. Nothing here knows about completion queues.
+ */
+#ifndef DAS_GRPC_HANDLERS_H
+#define DAS_GRPC_HANDLERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "proto/rpc_methods.h"
+#include "service/auth/auth.h"
+#include "service/store/store.h"
+
+struct handler_env {
+	struct store *store;
+	const struct auth_config *auth;
+};
+
+/* The caller's metadata we look at, already extracted (bytes, lengths). */
+struct handler_meta {
+	const char *authorization; /* NULL when absent */
+	size_t authorization_len;
+	const char *request_id; /* NULL when absent */
+	size_t request_id_len;
+};
+
+struct handler_reply {
+	enum das_status status;
+	char message[512];   /* the status message (row text, filled) */
+	uint8_t *body;       /* packed response on OK, malloc'd; caller frees */
+	size_t body_len;
+	int health_code;     /* for Health/Check: 0 OK, else a gRPC code */
+};
+
+/*
+ * Handles one call. request is the message bytes (NULL when the caller sent
+ * none). Always fills reply completely.
+ */
+void handlers_dispatch(const struct handler_env *env,
+		       enum das_rpc_method method,
+		       const struct handler_meta *meta, const uint8_t *request,
+		       size_t request_len, struct handler_reply *reply);
+
+#endif
