@@ -1,0 +1,77 @@
+/* common/timefmt.c: UTC ISO 8601 with exactly 7 fractional digits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/timefmt.h"
+
+static void check(int64_t s, int32_t ns, const char *want)
+{
+	char buf[DAS_TIMESTAMP_SIZE];
+	struct das_time t = {s, ns};
+
+	assert_int_equal(das_time_format(t, buf), 0);
+	assert_string_equal(buf, want);
+	assert_int_equal(strlen(buf), DAS_TIMESTAMP_SIZE - 1);
+}
+
+static void known_instants(void **state)
+{
+	(void)state;
+	check(0, 0, "1970-01-01T00:00:00.0000000Z");
+	/* the vendor page's example */
+	check(1575043403, 925168000, "2019-11-29T16:03:23.9251680Z");
+	check(1580993127, 590346500, "2020-02-06T12:45:27.5903465Z");
+	/* 100 ns precision, truncated not rounded */
+	check(0, 99, "1970-01-01T00:00:00.0000000Z");
+	check(0, 999999999, "1970-01-01T00:00:00.9999999Z");
+	/* leap day, end of year, far ends */
+	check(951782400, 0, "2000-02-29T00:00:00.0000000Z");
+	check(1704067199, 0, "2023-12-31T23:59:59.0000000Z");
+	check(-1, 0, "1969-12-31T23:59:59.0000000Z");
+	check(-62135596800LL, 0, "0001-01-01T00:00:00.0000000Z");
+	check(253402300799LL, 0, "9999-12-31T23:59:59.0000000Z");
+}
+
+static void out_of_range(void **state)
+{
+	char buf[DAS_TIMESTAMP_SIZE];
+	struct das_time t;
+
+	(void)state;
+	t = (struct das_time){253402300800LL, 0};
+	assert_int_equal(das_time_format(t, buf), -1);
+	assert_string_equal(buf, "");
+	t = (struct das_time){-62135596801LL, 0};
+	assert_int_equal(das_time_format(t, buf), -1);
+	t = (struct das_time){0, -1};
+	assert_int_equal(das_time_format(t, buf), -1);
+	t = (struct das_time){0, 1000000000};
+	assert_int_equal(das_time_format(t, buf), -1);
+}
+
+static void now_formats(void **state)
+{
+	char buf[DAS_TIMESTAMP_SIZE];
+
+	(void)state;
+	assert_int_equal(das_time_format(das_time_now(), buf), 0);
+	assert_int_equal(buf[4], '-');
+	assert_int_equal(buf[10], 'T');
+	assert_int_equal(buf[19], '.');
+	assert_int_equal(buf[27], 'Z');
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(known_instants),
+		cmocka_unit_test(out_of_range),
+		cmocka_unit_test(now_formats),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
