@@ -46,6 +46,12 @@ void auth_config_release(struct auth_config *cfg);
  * Returns 0 and fills who (sub, tenants normalised to canonical GUIDs or
  * "*", scopes), or -1 (UNAUTHENTICATED) with a short reason in why for the
  * log only. who is untouched on failure.
+ * A "*" entry sets who->is_all_tenants and is not stored in who->tenants,
+ * which holds distinct canonical GUIDs only. No tenants claim: a valid
+ * token that covers nothing. A tenants entry that is neither "*" nor a
+ * GUID, more than DOMAIN_MAX_TENANTS entries, an empty or over-long sub
+ * (>= DOMAIN_SUB_SIZE bytes) or claims of the wrong JSON type: -1.
+ * Unknown scopes are ignored. why may be NULL.
  */
 int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 		int64_t now, struct domain_principal *who, char *why,
