@@ -1,0 +1,1142 @@
+/*
+ * The PostgreSQL backend. Why it is shaped this way:
+ *
+ * - Several server replicas share one database, so every rule must hold
+ *   across processes, not just threads. A write transaction first takes a
+ *   transaction-level advisory lock keyed by a hash of the tenant (this
+ *   covers a customer that does not exist yet: a directory upsert) and then
+ *   locks the customer row FOR UPDATE, always in that order, so the seat
+ *   check read by load() and the change written by apply() are one atomic
+ *   step for all replicas. Write transactions run READ COMMITTED: every
+ *   statement after the locks sees what the previous lock holder committed.
+ *   The unique constraints of the assignments table back the rules up.
+ * - List runs in a READ ONLY REPEATABLE READ transaction: one snapshot for
+ *   its few queries, no locks.
+ * - Connections come from a fixed pool; a transaction holds one connection
+ *   from begin() to commit()/rollback(). A connection found broken (status
+ *   CONNECTION_BAD, or any failure that leaves it so) is PQreset() on its
+ *   next use, so a database restart costs the callers of that moment an
+ *   UNAVAILABLE, not a server restart. begin() on a connection that went
+ *   stale while idle resets it and tries once more before giving up.
+ * - Statements are prepared per connection (again after each reset) and
+ *   always run with parameters; SQL text is never built from input.
+ * - synchronous_commit is forced on for our sessions: COMMIT returns only
+ *   once the change is durable, whatever the server's default.
+ * - Error mapping: serialization failure, deadlock and lock timeout ->
+ *   STORE_RETRY; a lost connection or a server shutting down ->
+ *   STORE_UNAVAILABLE; anything else STORE_ERROR. Each is logged with its
+ *   SQLSTATE.
+ */
+#include "postgres_store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "common/log.h"
+
+#define PG_SCHEMA_VERSION 1
+/* Key of the advisory lock held while creating or migrating the schema. */
+#define PG_SCHEMA_LOCK_KEY "7364617300000001"
+/* First key of the two-key advisory locks taken per tenant ("das\0"). */
+#define PG_TENANT_LOCK_SPACE "1684108032"
+#define PG_DEFAULT_CONNECT_TIMEOUT "5"
+#define PG_DEFAULT_LOCK_TIMEOUT_MS 5000u
+#define PG_MIN_POOL 4u
+#define PG_MAX_POOL 256u
+
+/* ---- statements ---- */
+
+enum pg_stmt {
+	ST_LOCK_TENANT,
+	ST_LOCK_CUSTOMER,
+	ST_CUSTOMER_GET,
+	ST_USER_GET,
+	ST_USER_ASSIGNMENTS,
+	ST_DEVICE_GET,
+	ST_ASSIGN_DELETE,
+	ST_ASSIGN_INSERT,
+	ST_LEDGER_INSERT,
+	ST_CUSTOMER_PUT,
+	ST_LEDGER_DROP_ALL,
+	ST_CUSTOMER_DELETE,
+	ST_USER_PUT,
+	ST_USER_DELETE,
+	ST_DEVICE_PUT,
+	ST_DEVICE_DELETE,
+	ST_LEDGER_READ,
+	ST__COUNT
+};
+
+struct pg_stmt_def {
+	const char *name;
+	int n_params;
+	const char *sql;
+};
+
+static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
+	[ST_LOCK_TENANT] = {"das_lock_tenant", 1,
+			    "SELECT pg_advisory_xact_lock(" PG_TENANT_LOCK_SPACE
+			    ", $1::int4)"},
+	[ST_LOCK_CUSTOMER] = {"das_lock_customer", 1,
+			      "SELECT 1 FROM customers WHERE tenant = $1 "
+			      "FOR UPDATE"},
+	[ST_CUSTOMER_GET] = {"das_customer_get", 1,
+			     "SELECT account, included_seats, "
+			     "(SELECT count(DISTINCT user_id) FROM assignments "
+			     "WHERE tenant = $1) "
+			     "FROM customers WHERE tenant = $1"},
+	[ST_USER_GET] = {"das_user_get", 2,
+			 "SELECT roles FROM users "
+			 "WHERE tenant = $1 AND user_id = $2"},
+	[ST_USER_ASSIGNMENTS] = {"das_user_assignments", 2,
+				 "SELECT client_type, device_id "
+				 "FROM assignments "
+				 "WHERE tenant = $1 AND user_id = $2"},
+	[ST_DEVICE_GET] = {"das_device_get", 2,
+			   "SELECT d.owner, a.client_type FROM devices d "
+			   "LEFT JOIN assignments a ON a.tenant = d.tenant "
+			   "AND a.device_id = d.device_id "
+			   "WHERE d.tenant = $1 AND d.device_id = $2"},
+	[ST_ASSIGN_DELETE] = {"das_assign_delete", 3,
+			      "DELETE FROM assignments WHERE tenant = $1 "
+			      "AND device_id = $2 AND client_type = $3"},
+	[ST_ASSIGN_INSERT] = {"das_assign_insert", 4,
+			      "INSERT INTO assignments "
+			      "(tenant, device_id, user_id, client_type) "
+			      "VALUES ($1, $2, $3, $4)"},
+	[ST_LEDGER_INSERT] = {"das_ledger_insert", 9,
+			      "INSERT INTO ledger (at_seconds, at_nanos, "
+			      "tenant, user_id, device_id, from_type, "
+			      "to_type, is_charged, actor) "
+			      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"},
+	[ST_CUSTOMER_PUT] = {"das_customer_put", 4,
+			     "INSERT INTO customers "
+			     "(tenant, account, name, included_seats) "
+			     "VALUES ($1, $2, $3, $4) "
+			     "ON CONFLICT (tenant) DO UPDATE SET "
+			     "account = EXCLUDED.account, "
+			     "name = EXCLUDED.name, "
+			     "included_seats = EXCLUDED.included_seats "
+			     "WHERE (customers.account, customers.name, "
+			     "customers.included_seats) IS DISTINCT FROM "
+			     "(EXCLUDED.account, EXCLUDED.name, "
+			     "EXCLUDED.included_seats)"},
+	/* One ledger row per dropped assignment, in a stable order. */
+	[ST_LEDGER_DROP_ALL] = {"das_ledger_drop_all", 4,
+				"INSERT INTO ledger (at_seconds, at_nanos, "
+				"tenant, user_id, device_id, from_type, "
+				"to_type, is_charged, actor) "
+				"SELECT $2::int8, $3::int4, tenant, user_id, "
+				"device_id, client_type, 0, false, $4::text "
+				"FROM assignments "
+				"WHERE tenant = $1 "
+				"ORDER BY user_id, client_type"},
+	/* Users, devices and assignments go with it (ON DELETE CASCADE). */
+	[ST_CUSTOMER_DELETE] = {"das_customer_delete", 1,
+				"DELETE FROM customers WHERE tenant = $1"},
+	[ST_USER_PUT] = {"das_user_put", 3,
+			 "INSERT INTO users (tenant, user_id, roles) "
+			 "VALUES ($1, $2, $3) "
+			 "ON CONFLICT (tenant, user_id) DO UPDATE SET "
+			 "roles = EXCLUDED.roles "
+			 "WHERE users.roles IS DISTINCT FROM EXCLUDED.roles"},
+	[ST_USER_DELETE] = {"das_user_delete", 2,
+			    "DELETE FROM users "
+			    "WHERE tenant = $1 AND user_id = $2"},
+	[ST_DEVICE_PUT] = {"das_device_put", 3,
+			   "INSERT INTO devices (tenant, device_id, owner) "
+			   "VALUES ($1, $2, $3) "
+			   "ON CONFLICT (tenant, device_id) DO UPDATE SET "
+			   "owner = EXCLUDED.owner "
+			   "WHERE devices.owner IS DISTINCT FROM EXCLUDED.owner"},
+	[ST_DEVICE_DELETE] = {"das_device_delete", 2,
+			      "DELETE FROM devices "
+			      "WHERE tenant = $1 AND device_id = $2"},
+	[ST_LEDGER_READ] = {"das_ledger_read", 3,
+			    "SELECT id, at_seconds, at_nanos, tenant, "
+			    "user_id, device_id, from_type, to_type, "
+			    "is_charged, actor FROM ledger "
+			    "WHERE tenant = $1 AND id > $2 "
+			    "ORDER BY id LIMIT $3"},
+};
+
+/* Version 1 of the schema. Run once, under the schema lock. */
+static const char pg_schema_v1[] =
+	"CREATE TABLE customers ("
+	" tenant text PRIMARY KEY,"
+	" account text,"
+	" name text NOT NULL DEFAULT '',"
+	" included_seats bigint CHECK (included_seats >= 0));"
+	"CREATE TABLE users ("
+	" tenant text NOT NULL REFERENCES customers (tenant)"
+	"  ON DELETE CASCADE,"
+	" user_id text NOT NULL,"
+	" roles text NOT NULL DEFAULT '',"
+	" PRIMARY KEY (tenant, user_id));"
+	"CREATE TABLE devices ("
+	" tenant text NOT NULL REFERENCES customers (tenant)"
+	"  ON DELETE CASCADE,"
+	" device_id text NOT NULL,"
+	" owner text NOT NULL,"
+	" PRIMARY KEY (tenant, device_id));"
+	/* A device is in at most one client type; a user has at most one
+	 * device per client type. */
+	"CREATE TABLE assignments ("
+	" tenant text NOT NULL,"
+	" device_id text NOT NULL,"
+	" user_id text NOT NULL,"
+	" client_type smallint NOT NULL CHECK (client_type BETWEEN 1 AND 4),"
+	" PRIMARY KEY (tenant, device_id),"
+	" UNIQUE (tenant, user_id, client_type),"
+	" FOREIGN KEY (tenant, device_id) REFERENCES devices"
+	"  ON DELETE CASCADE,"
+	" FOREIGN KEY (tenant, user_id) REFERENCES users"
+	"  ON DELETE CASCADE);"
+	/* The ledger outlives the customers it mentions. */
+	"CREATE TABLE ledger ("
+	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" at_seconds bigint NOT NULL,"
+	" at_nanos integer NOT NULL,"
+	" tenant text NOT NULL,"
+	" user_id text NOT NULL,"
+	" device_id text NOT NULL,"
+	" from_type smallint NOT NULL,"
+	" to_type smallint NOT NULL,"
+	" is_charged boolean NOT NULL,"
+	" actor text NOT NULL);"
+	"CREATE INDEX ledger_tenant_id ON ledger (tenant, id);";
+
+/* ---- the pool ---- */
+
+struct pg_store;
+
+struct pg_tx {
+	struct store_tx base;
+	struct pg_slot *slot;
+	int failed; /* first failure inside the tx; STORE_OK while fine */
+	bool is_read_only;
+};
+
+struct pg_slot {
+	PGconn *conn;      /* NULL until first used */
+	bool is_in_use;
+	bool is_ready;     /* session set and statements prepared */
+	struct pg_tx tx;   /* the one transaction this slot can carry */
+};
+
+struct pg_store {
+	struct store base;
+	char *spec;
+	char lock_timeout[16]; /* milliseconds, as text */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t n_slots;
+	struct pg_slot *slots;
+};
+
+static bool pg_accepts(const char *spec)
+{
+	return spec && (strncmp(spec, "postgresql://", 13) == 0 ||
+			strncmp(spec, "postgres://", 11) == 0);
+}
+
+/* The first line of a libpq message, without its trailing newline. */
+static void first_line(const char *msg, char *out, size_t size)
+{
+	size_t n = strcspn(msg ? msg : "", "\r\n");
+
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, msg ? msg : "", n);
+	out[n] = '\0';
+}
+
+/*
+ * Maps a failed result (res may be NULL) on conn to a store result and
+ * logs it once, with its SQLSTATE.
+ */
+static int pg_fail(PGconn *conn, const PGresult *res, const char *what)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+				: NULL;
+	const char *primary =
+		res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	char line[256];
+	int rc = STORE_ERROR;
+
+	if (primary)
+		first_line(primary, line, sizeof(line));
+	else
+		first_line(PQerrorMessage(conn), line, sizeof(line));
+	if (!state)
+		state = "";
+	if (PQstatus(conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
+	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+	    strcmp(state, "57P03") == 0)
+		rc = STORE_UNAVAILABLE;
+	else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+		 strcmp(state, "55P03") == 0)
+		rc = STORE_RETRY;
+
+	das_log(rc == STORE_ERROR ? DAS_LOG_ERROR
+				  : rc == STORE_RETRY ? DAS_LOG_DEBUG
+						      : DAS_LOG_WARN,
+		"postgresql: %s failed: SQLSTATE %s: %s", what,
+		state[0] ? state : "(none)", line);
+	return rc;
+}
+
+/* Runs a fixed command (no parameters, no input) and checks it. */
+static int pg_command(PGconn *conn, const char *sql, const char *what)
+{
+	PGresult *res = PQexec(conn, sql);
+	int rc = STORE_OK;
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = pg_fail(conn, res, what);
+	PQclear(res);
+	return rc;
+}
+
+static PGconn *pg_connect(const char *spec)
+{
+	/* connect_timeout comes first so that the URI may override it. */
+	const char *const keys[] = {"connect_timeout", "application_name",
+				    "dbname", NULL};
+	const char *const values[] = {PG_DEFAULT_CONNECT_TIMEOUT,
+				      "device-assignment-server", spec, NULL};
+
+	return PQconnectdbParams(keys, values, 1);
+}
+
+/* Session settings and prepared statements for a fresh connection. */
+static int pg_session_setup(struct pg_store *st, PGconn *conn)
+{
+	const char *const params[] = {st->lock_timeout};
+	PGresult *res;
+	int rc = STORE_OK;
+
+	res = PQexecParams(conn,
+			   "SELECT set_config('synchronous_commit', 'on', "
+			   "false), set_config('lock_timeout', $1, false)",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = pg_fail(conn, res, "session settings");
+	PQclear(res);
+	for (int i = 0; rc == STORE_OK && i < ST__COUNT; i++) {
+		res = PQprepare(conn, pg_stmts[i].name, pg_stmts[i].sql,
+				pg_stmts[i].n_params, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			rc = pg_fail(conn, res, pg_stmts[i].name);
+		PQclear(res);
+	}
+	return rc;
+}
+
+/* Makes slot's connection usable: connect, or reset when broken. */
+static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
+			 bool is_forced_reset)
+{
+	int rc;
+
+	if (!slot->conn) {
+		slot->conn = pg_connect(st->spec);
+		slot->is_ready = false;
+	} else if (is_forced_reset || !slot->is_ready ||
+		   PQstatus(slot->conn) == CONNECTION_BAD) {
+		PQreset(slot->conn);
+		slot->is_ready = false;
+	}
+	if (!slot->conn)
+		return STORE_ERROR; /* out of memory */
+	if (PQstatus(slot->conn) != CONNECTION_OK) {
+		char line[256];
+
+		first_line(PQerrorMessage(slot->conn), line, sizeof(line));
+		das_log(DAS_LOG_WARN, "postgresql: cannot connect: %s", line);
+		return STORE_UNAVAILABLE;
+	}
+	if (slot->is_ready)
+		return STORE_OK;
+	rc = pg_session_setup(st, slot->conn);
+	if (rc == STORE_OK)
+		slot->is_ready = true;
+	return rc;
+}
+
+/* Takes a free slot, waiting for one; prefers one already connected. */
+static struct pg_slot *pg_acquire(struct pg_store *st)
+{
+	struct pg_slot *slot = NULL;
+
+	pthread_mutex_lock(&st->mu);
+	for (;;) {
+		for (size_t i = 0; i < st->n_slots; i++) {
+			struct pg_slot *s = &st->slots[i];
+
+			if (s->is_in_use)
+				continue;
+			if (!slot || (!slot->is_ready && s->is_ready))
+				slot = s;
+			if (slot->is_ready)
+				break;
+		}
+		if (slot)
+			break;
+		pthread_cond_wait(&st->cv, &st->mu);
+	}
+	slot->is_in_use = true;
+	pthread_mutex_unlock(&st->mu);
+	return slot;
+}
+
+static void pg_release(struct pg_store *st, struct pg_slot *slot)
+{
+	/* A connection left inside a transaction is not reusable as is. */
+	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(slot->conn) != PQTRANS_IDLE)
+		slot->is_ready = false;
+	pthread_mutex_lock(&st->mu);
+	slot->is_in_use = false;
+	pthread_cond_signal(&st->cv);
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* ---- schema ---- */
+
+static int pg_migrate(PGconn *conn, char *err, size_t err_size)
+{
+	PGresult *res = NULL;
+	long version = -1;
+	int rc;
+
+	rc = pg_command(conn, "BEGIN", "schema begin");
+	if (rc == STORE_OK)
+		rc = pg_command(conn,
+				"SELECT pg_advisory_xact_lock(x'"
+				PG_SCHEMA_LOCK_KEY "'::int8)",
+				"schema lock");
+	if (rc == STORE_OK)
+		rc = pg_command(conn,
+				"CREATE TABLE IF NOT EXISTS schema_version ("
+				"version integer PRIMARY KEY)",
+				"schema_version");
+	if (rc != STORE_OK)
+		goto fail;
+
+	res = PQexec(conn, "SELECT coalesce(max(version), 0) "
+			   "FROM schema_version");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		rc = pg_fail(conn, res, "schema version");
+		goto fail;
+	}
+	{
+		char *end;
+
+		errno = 0;
+		version = strtol(PQgetvalue(res, 0, 0), &end, 10);
+		if (errno || *end) {
+			rc = STORE_ERROR;
+			goto fail;
+		}
+	}
+	PQclear(res);
+	res = NULL;
+
+	if (version > PG_SCHEMA_VERSION) {
+		snprintf(err, err_size,
+			 "postgresql store: database schema version %ld is "
+			 "newer than this program's (%d)",
+			 version, PG_SCHEMA_VERSION);
+		pg_command(conn, "ROLLBACK", "schema rollback");
+		return STORE_ERROR;
+	}
+	if (version < 1) {
+		rc = pg_command(conn, pg_schema_v1, "schema v1");
+		if (rc == STORE_OK)
+			rc = pg_command(conn,
+					"INSERT INTO schema_version VALUES (1)",
+					"schema v1 version");
+		if (rc != STORE_OK)
+			goto fail;
+		das_log(DAS_LOG_INFO, "postgresql: created schema version %d",
+			PG_SCHEMA_VERSION);
+	}
+	rc = pg_command(conn, "COMMIT", "schema commit");
+	if (rc == STORE_OK)
+		return STORE_OK;
+fail:
+	PQclear(res);
+	{
+		char line[256];
+
+		first_line(PQerrorMessage(conn), line, sizeof(line));
+		snprintf(err, err_size,
+			 "postgresql store: cannot create the schema: %s",
+			 line[0] ? line : "unexpected reply");
+	}
+	pg_command(conn, "ROLLBACK", "schema rollback");
+	return rc == STORE_OK ? STORE_ERROR : rc;
+}
+
+/* ---- open / close ---- */
+
+static void pg_close(struct store *base)
+{
+	struct pg_store *st = (struct pg_store *)base;
+
+	if (!st)
+		return;
+	for (size_t i = 0; i < st->n_slots; i++)
+		if (st->slots[i].conn)
+			PQfinish(st->slots[i].conn);
+	free(st->slots);
+	free(st->spec);
+	pthread_cond_destroy(&st->cv);
+	pthread_mutex_destroy(&st->mu);
+	free(st);
+}
+
+static unsigned pg_default_pool(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned size = n > 0 && n < (long)PG_MAX_POOL ? 2u * (unsigned)n
+							: PG_MIN_POOL;
+
+	return size < PG_MIN_POOL ? PG_MIN_POOL : size;
+}
+
+static int pg_open(const char *spec, const struct store_options *opt,
+		   struct store **out, char *err, size_t err_size)
+{
+	struct pg_store *st;
+	unsigned pool = opt && opt->pool_size ? opt->pool_size
+					      : pg_default_pool();
+	unsigned lock_ms = opt && opt->busy_timeout_ms
+				   ? opt->busy_timeout_ms
+				   : PG_DEFAULT_LOCK_TIMEOUT_MS;
+	int rc = STORE_ERROR;
+
+	*out = NULL;
+	if (pool > PG_MAX_POOL)
+		pool = PG_MAX_POOL;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, err_size, "postgresql store: out of memory");
+		return STORE_ERROR;
+	}
+	st->base.ops = &store_postgres_ops;
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->cv, NULL);
+	st->spec = strdup(spec);
+	st->slots = calloc(pool, sizeof(*st->slots));
+	if (!st->spec || !st->slots) {
+		snprintf(err, err_size, "postgresql store: out of memory");
+		goto fail;
+	}
+	st->n_slots = pool;
+	snprintf(st->lock_timeout, sizeof(st->lock_timeout), "%u", lock_ms);
+
+	/* The first connection proves the database is there and migrates. */
+	st->slots[0].conn = pg_connect(spec);
+	if (!st->slots[0].conn ||
+	    PQstatus(st->slots[0].conn) != CONNECTION_OK) {
+		char line[256];
+
+		first_line(st->slots[0].conn
+				   ? PQerrorMessage(st->slots[0].conn)
+				   : "out of memory",
+			   line, sizeof(line));
+		snprintf(err, err_size,
+			 "postgresql store: cannot connect to the database: %s",
+			 line);
+		rc = STORE_UNAVAILABLE;
+		goto fail;
+	}
+	rc = pg_migrate(st->slots[0].conn, err, err_size);
+	if (rc != STORE_OK)
+		goto fail;
+	rc = pg_session_setup(st, st->slots[0].conn);
+	if (rc != STORE_OK) {
+		snprintf(err, err_size,
+			 "postgresql store: cannot prepare statements: %s",
+			 PQerrorMessage(st->slots[0].conn));
+		goto fail;
+	}
+	st->slots[0].is_ready = true;
+	das_log(DAS_LOG_INFO, "postgresql: store open, pool of %u connections",
+		pool);
+	*out = &st->base;
+	return STORE_OK;
+fail:
+	pg_close(&st->base);
+	return rc;
+}
+
+/* ---- transactions ---- */
+
+/*
+ * Runs a prepared statement inside tx. After the first failure the tx is
+ * dead (PostgreSQL aborts it anyway): later calls return that failure.
+ */
+static PGresult *pg_run(struct pg_tx *tx, enum pg_stmt stmt,
+			const char *const *params, int *rc)
+{
+	PGconn *conn = tx->slot->conn;
+	PGresult *res;
+	ExecStatusType status;
+
+	if (tx->failed != STORE_OK) {
+		*rc = tx->failed;
+		return NULL;
+	}
+	res = PQexecPrepared(conn, pg_stmts[stmt].name, pg_stmts[stmt].n_params,
+			     params, NULL, NULL, 0);
+	status = PQresultStatus(res);
+	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+		*rc = STORE_OK;
+		return res;
+	}
+	tx->failed = pg_fail(conn, res, pg_stmts[stmt].name);
+	PQclear(res);
+	*rc = tx->failed;
+	return NULL;
+}
+
+/* Runs stmt and reports whether it changed a row. */
+static int pg_run_changed(struct pg_tx *tx, enum pg_stmt stmt,
+			  const char *const *params, bool *is_changed)
+{
+	int rc;
+	PGresult *res = pg_run(tx, stmt, params, &rc);
+
+	if (!res)
+		return rc;
+	if (is_changed)
+		*is_changed = strcmp(PQcmdTuples(res), "0") != 0;
+	PQclear(res);
+	return STORE_OK;
+}
+
+/* FNV-1a of the tenant, as the second key of its advisory lock. */
+static int32_t pg_tenant_hash(const char *tenant)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)tenant; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return (int32_t)h;
+}
+
+static int pg_begin_on(struct pg_tx *tx, const char *customer)
+{
+	const char *sql = tx->is_read_only
+				  ? "BEGIN ISOLATION LEVEL REPEATABLE READ "
+				    "READ ONLY"
+				  : "BEGIN ISOLATION LEVEL READ COMMITTED "
+				    "READ WRITE";
+	char hash[16];
+	const char *lock_params[] = {hash};
+	const char *cust_params[] = {customer};
+	PGresult *res;
+	int rc;
+
+	rc = pg_command(tx->slot->conn, sql, "begin");
+	if (rc != STORE_OK || tx->is_read_only)
+		return rc;
+	snprintf(hash, sizeof(hash), "%" PRId32, pg_tenant_hash(customer));
+	res = pg_run(tx, ST_LOCK_TENANT, lock_params, &rc);
+	PQclear(res);
+	if (rc != STORE_OK)
+		return rc;
+	res = pg_run(tx, ST_LOCK_CUSTOMER, cust_params, &rc);
+	PQclear(res);
+	return rc;
+}
+
+static int pg_begin(struct store *base, const char *customer,
+		    bool is_read_only, struct store_tx **out)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct pg_slot *slot = pg_acquire(st);
+	struct pg_tx *tx = &slot->tx;
+	bool was_ready = slot->is_ready;
+	int rc;
+
+	*out = NULL;
+	rc = pg_slot_ready(st, slot, false);
+	for (int attempt = 0; rc == STORE_OK; attempt++) {
+		memset(tx, 0, sizeof(*tx));
+		tx->base.st = base;
+		tx->slot = slot;
+		tx->is_read_only = is_read_only;
+		rc = pg_begin_on(tx, customer);
+		if (rc == STORE_OK) {
+			*out = &tx->base;
+			return STORE_OK;
+		}
+		/* A connection that died while idle (database restarted):
+		 * nothing of ours was lost, so reset and try once more. */
+		if (attempt > 0 || !was_ready ||
+		    PQstatus(slot->conn) != CONNECTION_BAD)
+			break;
+		rc = pg_slot_ready(st, slot, true);
+	}
+	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(slot->conn) != PQTRANS_IDLE) {
+		PGresult *res = PQexec(slot->conn, "ROLLBACK");
+
+		PQclear(res);
+	}
+	pg_release(st, slot);
+	return rc;
+}
+
+static void pg_end(struct pg_tx *tx)
+{
+	struct pg_store *st = (struct pg_store *)tx->base.st;
+
+	pg_release(st, tx->slot);
+}
+
+static void pg_rollback(struct store_tx *base)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	PGconn *conn = tx->slot->conn;
+
+	if (PQstatus(conn) == CONNECTION_OK &&
+	    PQtransactionStatus(conn) != PQTRANS_IDLE) {
+		PGresult *res = PQexec(conn, "ROLLBACK");
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			pg_fail(conn, res, "rollback");
+		PQclear(res);
+	}
+	pg_end(tx);
+}
+
+static int pg_commit(struct store_tx *base)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	PGconn *conn = tx->slot->conn;
+	PGresult *res;
+	int rc;
+
+	if (tx->failed != STORE_OK) {
+		rc = tx->failed;
+		pg_rollback(base);
+		return rc;
+	}
+	res = PQexec(conn, "COMMIT");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = pg_fail(conn, res, "commit");
+	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+		/* The server rolled back instead (an error we missed). */
+		rc = STORE_ERROR;
+	else
+		rc = STORE_OK;
+	PQclear(res);
+	pg_end(tx);
+	return rc;
+}
+
+/* ---- reads ---- */
+
+static int parse_i64(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Copies a text column into a fixed buffer; -1 when it does not fit. */
+static int copy_text(const char *s, char *out, size_t size)
+{
+	size_t n = strlen(s);
+
+	if (n >= size)
+		return -1;
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+static int pg_corrupt(struct pg_tx *tx, const char *what)
+{
+	das_log(DAS_LOG_ERROR, "postgresql: unexpected value in %s", what);
+	if (tx)
+		tx->failed = STORE_ERROR;
+	return STORE_ERROR;
+}
+
+static int load_customer(struct pg_tx *tx, const char *customer,
+			 struct domain_snapshot *snap)
+{
+	const char *params[] = {customer};
+	PGresult *res;
+	int rc;
+
+	res = pg_run(tx, ST_CUSTOMER_GET, params, &rc);
+	if (!res)
+		return rc;
+	if (PQntuples(res) == 1) {
+		snap->is_customer_found = true;
+		if (!PQgetisnull(res, 0, 0)) {
+			snap->customer_has_account = true;
+			if (copy_text(PQgetvalue(res, 0, 0),
+				      snap->customer_account,
+				      sizeof(snap->customer_account)) != 0)
+				rc = pg_corrupt(tx, "customers.account");
+		}
+		if (!PQgetisnull(res, 0, 1)) {
+			snap->is_seat_limited = true;
+			if (parse_i64(PQgetvalue(res, 0, 1),
+				      &snap->included_seats) != 0)
+				rc = pg_corrupt(tx, "customers.included_seats");
+		}
+		if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
+			rc = pg_corrupt(tx, "seat count");
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int load_user(struct pg_tx *tx, const struct domain_key *key,
+		     struct domain_snapshot *snap)
+{
+	const char *params[] = {key->customer, key->user};
+	PGresult *res;
+	int rc;
+
+	res = pg_run(tx, ST_USER_GET, params, &rc);
+	if (!res)
+		return rc;
+	if (PQntuples(res) == 1) {
+		const char *roles = PQgetvalue(res, 0, 0);
+
+		snap->is_user_found = true;
+		snap->has_role_uc = domain_roles_contain(roles, DOMAIN_ROLE_UC);
+		snap->has_role_uc_softphone =
+			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
+	}
+	PQclear(res);
+
+	res = pg_run(tx, ST_USER_ASSIGNMENTS, params, &rc);
+	if (!res)
+		return rc;
+	for (int i = 0; i < PQntuples(res) && rc == STORE_OK; i++) {
+		int64_t type;
+
+		if (parse_i64(PQgetvalue(res, i, 0), &type) != 0 ||
+		    !das_client_type_is_valid((int)type) ||
+		    copy_text(PQgetvalue(res, i, 1), snap->user_devices[type],
+			      DAS_ID_SIZE) != 0)
+			rc = pg_corrupt(tx, "assignments");
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int load_device(struct pg_tx *tx, const struct domain_key *key,
+		       struct domain_snapshot *snap)
+{
+	const char *params[] = {key->customer, key->device};
+	PGresult *res;
+	int rc;
+
+	res = pg_run(tx, ST_DEVICE_GET, params, &rc);
+	if (!res)
+		return rc;
+	if (PQntuples(res) == 1) {
+		snap->is_device_found = true;
+		if (copy_text(PQgetvalue(res, 0, 0), snap->device_owner,
+			      sizeof(snap->device_owner)) != 0)
+			rc = pg_corrupt(tx, "devices.owner");
+		if (!PQgetisnull(res, 0, 1)) {
+			int64_t type;
+
+			if (parse_i64(PQgetvalue(res, 0, 1), &type) != 0 ||
+			    !das_client_type_is_valid((int)type))
+				rc = pg_corrupt(tx, "assignments.client_type");
+			else
+				snap->device_type = (int)type;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int pg_load(struct store_tx *base, const struct domain_key *key,
+		   struct domain_snapshot *snap)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	int rc;
+
+	memset(snap, 0, sizeof(*snap));
+	snap->device_type = DAS_CLIENT_NONE;
+	rc = load_customer(tx, key->customer, snap);
+	if (rc != STORE_OK || !snap->is_customer_found)
+		return rc;
+	if (key->user[0]) {
+		rc = load_user(tx, key, snap);
+		if (rc != STORE_OK)
+			return rc;
+	}
+	if (key->device[0])
+		rc = load_device(tx, key, snap);
+	return rc;
+}
+
+/* ---- writes ---- */
+
+static int ledger_insert(struct pg_tx *tx, const char *customer,
+			 const struct domain_change *c,
+			 const struct store_actor *actor)
+{
+	char sec[24], nsec[16], from[8], to[8];
+	const char *params[] = {sec,       nsec,
+				customer,  c->user,
+				c->device, from,
+				to,        c->is_charged ? "true" : "false",
+				actor->sub ? actor->sub : ""};
+
+	snprintf(sec, sizeof(sec), "%" PRId64, actor->at.seconds);
+	snprintf(nsec, sizeof(nsec), "%" PRId32, actor->at.nanos);
+	snprintf(from, sizeof(from), "%d", c->from_type);
+	snprintf(to, sizeof(to), "%d", c->to_type);
+	return pg_run_changed(tx, ST_LEDGER_INSERT, params, NULL);
+}
+
+static int pg_apply(struct store_tx *base, const char *customer,
+		    const struct domain_change *changes, size_t n,
+		    const struct store_actor *actor)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	int rc = STORE_OK;
+
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+		const struct domain_change *c = &changes[i];
+		char type[8];
+
+		if (c->from_type != DAS_CLIENT_NONE) {
+			const char *params[] = {customer, c->device, type};
+			bool is_deleted = false;
+
+			snprintf(type, sizeof(type), "%d", c->from_type);
+			rc = pg_run_changed(tx, ST_ASSIGN_DELETE, params,
+					    &is_deleted);
+			/* The domain decided from what load() read under the
+			 * same locks: a missing row means they disagree. */
+			if (rc == STORE_OK && !is_deleted)
+				rc = pg_corrupt(tx, "apply: no assignment to "
+						    "release");
+		}
+		if (rc == STORE_OK && c->to_type != DAS_CLIENT_NONE) {
+			const char *params[] = {customer, c->device, c->user,
+						type};
+
+			snprintf(type, sizeof(type), "%d", c->to_type);
+			rc = pg_run_changed(tx, ST_ASSIGN_INSERT, params,
+					    NULL);
+		}
+		if (rc == STORE_OK)
+			rc = ledger_insert(tx, customer, c, actor);
+	}
+	return rc;
+}
+
+static int pg_customer_put(struct store_tx *base,
+			   const struct store_customer *c, bool *is_changed)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	char seats[16];
+	const char *params[] = {c->tenant, c->has_account ? c->account : NULL,
+				c->name, c->is_seat_limited ? seats : NULL};
+
+	snprintf(seats, sizeof(seats), "%" PRIu32, c->included_seats);
+	return pg_run_changed(tx, ST_CUSTOMER_PUT, params, is_changed);
+}
+
+static int pg_customer_delete(struct store_tx *base, const char *customer,
+			      const struct store_actor *actor,
+			      bool *is_changed, uint32_t *n_dropped)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	char sec[24], nsec[16];
+	const char *ledger_params[] = {customer, sec, nsec,
+				       actor->sub ? actor->sub : ""};
+	const char *params[] = {customer};
+	PGresult *res;
+	int64_t dropped = 0;
+	int rc;
+
+	snprintf(sec, sizeof(sec), "%" PRId64, actor->at.seconds);
+	snprintf(nsec, sizeof(nsec), "%" PRId32, actor->at.nanos);
+	res = pg_run(tx, ST_LEDGER_DROP_ALL, ledger_params, &rc);
+	if (!res)
+		return rc;
+	if (parse_i64(PQcmdTuples(res), &dropped) != 0 || dropped < 0 ||
+	    dropped > UINT32_MAX)
+		rc = pg_corrupt(tx, "customer delete");
+	PQclear(res);
+	if (rc != STORE_OK)
+		return rc;
+	rc = pg_run_changed(tx, ST_CUSTOMER_DELETE, params, is_changed);
+	if (rc == STORE_OK && n_dropped)
+		*n_dropped = (uint32_t)dropped;
+	return rc;
+}
+
+static int pg_user_put(struct store_tx *base, const char *customer,
+		       const char *user, const char *roles_text,
+		       bool *is_changed)
+{
+	const char *params[] = {customer, user, roles_text ? roles_text : ""};
+
+	return pg_run_changed((struct pg_tx *)base, ST_USER_PUT, params,
+			      is_changed);
+}
+
+static int pg_user_delete(struct store_tx *base, const char *customer,
+			  const char *user, bool *is_changed)
+{
+	const char *params[] = {customer, user};
+
+	return pg_run_changed((struct pg_tx *)base, ST_USER_DELETE, params,
+			      is_changed);
+}
+
+static int pg_device_put(struct store_tx *base, const char *customer,
+			 const char *device, const char *owner,
+			 bool *is_changed)
+{
+	const char *params[] = {customer, device, owner};
+
+	return pg_run_changed((struct pg_tx *)base, ST_DEVICE_PUT, params,
+			      is_changed);
+}
+
+static int pg_device_delete(struct store_tx *base, const char *customer,
+			    const char *device, bool *is_changed)
+{
+	const char *params[] = {customer, device};
+
+	return pg_run_changed((struct pg_tx *)base, ST_DEVICE_DELETE, params,
+			      is_changed);
+}
+
+/* ---- ledger ---- */
+
+static int ledger_row(PGresult *res, int i, struct store_ledger_row *row)
+{
+	int64_t v[5];
+
+	memset(row, 0, sizeof(*row));
+	if (parse_i64(PQgetvalue(res, i, 0), &row->id) != 0 ||
+	    parse_i64(PQgetvalue(res, i, 1), &row->at.seconds) != 0 ||
+	    parse_i64(PQgetvalue(res, i, 2), &v[0]) != 0 ||
+	    parse_i64(PQgetvalue(res, i, 6), &v[1]) != 0 ||
+	    parse_i64(PQgetvalue(res, i, 7), &v[2]) != 0)
+		return -1;
+	if (v[0] < 0 || v[0] > 999999999 || v[1] < 0 ||
+	    v[1] >= DAS_CLIENT_TYPE_COUNT || v[2] < 0 ||
+	    v[2] >= DAS_CLIENT_TYPE_COUNT)
+		return -1;
+	row->at.nanos = (int32_t)v[0];
+	row->from_type = (int)v[1];
+	row->to_type = (int)v[2];
+	row->is_charged = strcmp(PQgetvalue(res, i, 8), "t") == 0;
+	if (copy_text(PQgetvalue(res, i, 3), row->tenant,
+		      sizeof(row->tenant)) != 0 ||
+	    copy_text(PQgetvalue(res, i, 4), row->user, sizeof(row->user)) !=
+		    0 ||
+	    copy_text(PQgetvalue(res, i, 5), row->device,
+		      sizeof(row->device)) != 0)
+		return -1;
+	/* The actor is stamped from a token's sub: keep what fits. */
+	snprintf(row->actor, sizeof(row->actor), "%s", PQgetvalue(res, i, 9));
+	return 0;
+}
+
+static int pg_ledger_read(struct store *base, const char *customer,
+			  int64_t after_id, struct store_ledger_row *rows,
+			  size_t max, size_t *n)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct pg_slot *slot;
+	char after[24], limit[24];
+	const char *params[] = {customer, after, limit};
+	PGresult *res = NULL;
+	int rc;
+
+	*n = 0;
+	if (max == 0)
+		return STORE_OK;
+	snprintf(after, sizeof(after), "%" PRId64, after_id);
+	snprintf(limit, sizeof(limit), "%zu", max);
+	slot = pg_acquire(st);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rc = pg_slot_ready(st, slot, attempt > 0);
+		if (rc != STORE_OK)
+			break;
+		res = PQexecPrepared(slot->conn, pg_stmts[ST_LEDGER_READ].name,
+				     3, params, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK)
+			break;
+		rc = pg_fail(slot->conn, res, "ledger read");
+		PQclear(res);
+		res = NULL;
+		if (PQstatus(slot->conn) != CONNECTION_BAD)
+			break;
+	}
+	if (res) {
+		size_t count = (size_t)PQntuples(res);
+
+		rc = STORE_OK;
+		for (size_t i = 0; i < count && i < max; i++) {
+			if (ledger_row(res, (int)i, &rows[i]) != 0) {
+				rc = pg_corrupt(NULL, "ledger");
+				break;
+			}
+		}
+		if (rc == STORE_OK)
+			*n = count < max ? count : max;
+		PQclear(res);
+	}
+	pg_release(st, slot);
+	return rc;
+}
+
+const struct store_ops store_postgres_ops = {
+	.name = "postgresql",
+	.accepts = pg_accepts,
+	.open = pg_open,
+	.close = pg_close,
+	.begin = pg_begin,
+	.commit = pg_commit,
+	.rollback = pg_rollback,
+	.load = pg_load,
+	.apply = pg_apply,
+	.customer_put = pg_customer_put,
+	.customer_delete = pg_customer_delete,
+	.user_put = pg_user_put,
+	.user_delete = pg_user_delete,
+	.device_put = pg_device_put,
+	.device_delete = pg_device_delete,
+	.ledger_read = pg_ledger_read,
+};
