@@ -25,7 +25,7 @@
 #define DOMAIN_SCOPE_DIRECTORY 0x2u /* "directory:admin" */
 
 #define DOMAIN_MAX_TENANTS 64 /* entries of the tenants claim we accept */
-#define DOMAIN_SUB_SIZE 129   /* sub claim, truncated to 128 bytes */
+#define DOMAIN_SUB_SIZE 129   /* sub claim: 1-128 bytes (longer tokens are refused) */
 #define DOMAIN_DETAIL_SIZE 256
 
 /* The verified caller (filled by auth/). */
