@@ -1,0 +1,212 @@
+/* device-assignment-gateway: flags, wiring, signals. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "gateway/http/server.h"
+#include "gateway/upstream/upstream.h"
+
+static const char summary[] =
+	"REST/JSON gateway onto the deviceassignment.v1 gRPC service.";
+
+static struct das_flag flags[] = {
+	{.name = "listen",
+	 .metavar = "ADDR",
+	 .def = "127.0.0.1:8080",
+	 .help = "HTTP listen address (HOST:PORT)"},
+	{.name = "upstream",
+	 .metavar = "ADDR",
+	 .def = "127.0.0.1:50051",
+	 .help = "gRPC service address"},
+	{.name = "public-base-url",
+	 .metavar = "URL",
+	 .def = NULL,
+	 .help = "base of Location URLs (default: http://{Host})"},
+	{.name = "upstream-timeout-ms",
+	 .metavar = "MS",
+	 .def = "5000",
+	 .help = "deadline of each upstream call"},
+	{.name = "wait-for-ready",
+	 .metavar = "BOOL",
+	 .def = "true",
+	 .help = "upstream calls wait for a (re)connection within their "
+		 "deadline"},
+	{.name = "mode",
+	 .metavar = "MODE",
+	 .def = "async",
+	 .help = "async (suspend/resume) or blocking (one call per HTTP "
+		 "thread)"},
+	{.name = "threads", .metavar = "N", .def = "2", .help = "HTTP threads"},
+	{.name = "connection-limit",
+	 .metavar = "N",
+	 .def = "1024",
+	 .help = "concurrent HTTP connections"},
+	{.name = "per-ip-connection-limit",
+	 .metavar = "N",
+	 .def = "256",
+	 .help = "concurrent HTTP connections per client address"},
+	{.name = "connection-timeout",
+	 .metavar = "SECONDS",
+	 .def = "30",
+	 .help = "close connections idle (or stalled) this long"},
+	{.name = "connection-memory-limit",
+	 .metavar = "BYTES",
+	 .def = "32768",
+	 .help = "per-connection memory; bounds the request line and headers"},
+	{.name = "log-level",
+	 .metavar = "LEVEL",
+	 .def = "info",
+	 .help = "debug, info, warn or error"},
+};
+#define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
+
+static const char *flag(const char *name)
+{
+	return das_flag_find(flags, N_FLAGS, name)->value;
+}
+
+static int flag_uint(const char *name, unsigned long min, unsigned long max,
+		     unsigned long *out)
+{
+	if (das_parse_uint(flag(name), min, max, out) == 0)
+		return 0;
+	fprintf(stderr, "device-assignment-gateway: --%s must be %lu..%lu\n",
+		name, min, max);
+	return -1;
+}
+
+static int parse_level(const char *s, enum das_log_level *out)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcasecmp(s, names[i]) == 0) {
+			*out = (enum das_log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* A base URL goes into a response header: visible ASCII only. */
+static bool base_url_is_valid(const char *s)
+{
+	if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+		return false;
+	for (; *s; s++)
+		if (*s <= 0x20 || *s >= 0x7f)
+			return false;
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	const char *prog = "device-assignment-gateway";
+	char err[256];
+	int argi = 1, sig = 0;
+	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
+		mem_limit;
+	bool is_wait_for_ready, is_blocking;
+	enum das_log_level level;
+	struct gw_upstream *up;
+	struct gw_http *http;
+	struct gw_http_config cfg;
+	sigset_t set;
+
+	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, prog,
+				summary, err, sizeof(err))) {
+	case DAS_FLAGS_OK:
+		break;
+	case DAS_FLAGS_EXIT:
+		return 0;
+	default:
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 2;
+	}
+	if (argi < argc) {
+		fprintf(stderr, "%s: unexpected argument %s\n", prog,
+			argv[argi]);
+		return 2;
+	}
+	if (flag_uint("upstream-timeout-ms", 1, 600000, &timeout_ms) ||
+	    flag_uint("threads", 1, 256, &threads) ||
+	    flag_uint("connection-limit", 1, 1000000, &conn_limit) ||
+	    flag_uint("per-ip-connection-limit", 1, 1000000, &ip_limit) ||
+	    flag_uint("connection-timeout", 1, 86400, &conn_timeout) ||
+	    flag_uint("connection-memory-limit", 4096, 1 << 24, &mem_limit))
+		return 2;
+	if (strcasecmp(flag("wait-for-ready"), "true") == 0) {
+		is_wait_for_ready = true;
+	} else if (strcasecmp(flag("wait-for-ready"), "false") == 0) {
+		is_wait_for_ready = false;
+	} else {
+		fprintf(stderr, "%s: --wait-for-ready must be true or false\n",
+			prog);
+		return 2;
+	}
+	if (strcmp(flag("mode"), "async") == 0) {
+		is_blocking = false;
+	} else if (strcmp(flag("mode"), "blocking") == 0) {
+		is_blocking = true;
+	} else {
+		fprintf(stderr, "%s: --mode must be async or blocking\n", prog);
+		return 2;
+	}
+	if (parse_level(flag("log-level"), &level) != 0) {
+		fprintf(stderr, "%s: bad --log-level\n", prog);
+		return 2;
+	}
+	das_log_set_level(level);
+	if (flag("public-base-url") && *flag("public-base-url") &&
+	    !base_url_is_valid(flag("public-base-url"))) {
+		fprintf(stderr,
+			"%s: --public-base-url must be an http(s) URL\n", prog);
+		return 2;
+	}
+
+	/* Threads started below inherit this mask; main waits for signals. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	up = gw_upstream_new(flag("upstream"), (int)timeout_ms,
+			     is_wait_for_ready, err, sizeof(err));
+	if (!up) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 1;
+	}
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.listen = flag("listen");
+	cfg.public_base_url = flag("public-base-url");
+	cfg.is_blocking = is_blocking;
+	cfg.threads = (unsigned)threads;
+	cfg.connection_limit = (unsigned)conn_limit;
+	cfg.per_ip_connection_limit = (unsigned)ip_limit;
+	cfg.connection_timeout_s = (unsigned)conn_timeout;
+	cfg.connection_memory_limit = mem_limit;
+	http = gw_http_start(&cfg, up, err, sizeof(err));
+	if (!http) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		gw_upstream_free(up);
+		return 1;
+	}
+	das_log(DAS_LOG_INFO, "upstream %s, mode %s, %lu threads",
+		flag("upstream"), flag("mode"), threads);
+	/* The host as configured, the port as bound (--listen HOST:0). */
+	printf("device-assignment-gateway listening on %.*s:%u\n",
+	       (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen,
+	       gw_http_port(http));
+	fflush(stdout);
+
+	sigwait(&set, &sig);
+	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
+	gw_http_stop(http, (int)timeout_ms + 1000);
+	gw_upstream_free(up);
+	das_log(DAS_LOG_INFO, "stopped");
+	return 0;
+}

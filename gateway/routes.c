@@ -1,0 +1,252 @@
+#include "routes.h"
+
+#include <string.h>
+
+/*
+ * Templates are lists of segments; "{A}", "{T}", "{U}" and "{D}" capture the
+ * account, tenant, user and device. Each path template appears once per
+ * method group so a 405 can say which methods the path does take.
+ */
+#define MAX_SEGMENTS 12
+
+enum { M_GET = 1, M_PUT = 2, M_POST = 4 };
+
+struct route {
+	const char *segments[MAX_SEGMENTS]; /* NULL-terminated */
+	unsigned methods;
+	const char *allow;
+	enum gw_route_rpc rpc;
+	bool is_api_prefixable; /* also reachable under /api */
+};
+
+#define CUST "v1.0", "customers", "{T}", "users", "{U}", "devices", "pbx"
+#define ACCT                                                           \
+	"v1.0", "accounts", "{A}", "customers", "{T}", "users", "{U}", \
+		"devices", "pbx"
+
+static const struct route routes[] = {
+	{{CUST, "{D}", "assign", NULL},
+	 M_PUT | M_POST,
+	 "PUT, POST",
+	 GW_ROUTE_ASSIGN,
+	 true},
+	{{CUST, "{D}", "unassign", NULL},
+	 M_PUT | M_POST,
+	 "PUT, POST",
+	 GW_ROUTE_UNASSIGN,
+	 true},
+	{{CUST, NULL}, M_GET, "GET", GW_ROUTE_LIST, true},
+	{{ACCT, "{D}", "assign", NULL},
+	 M_PUT | M_POST,
+	 "PUT, POST",
+	 GW_ROUTE_ASSIGN,
+	 true},
+	{{ACCT, "{D}", "unassign", NULL},
+	 M_PUT | M_POST,
+	 "PUT, POST",
+	 GW_ROUTE_UNASSIGN,
+	 true},
+	{{ACCT, NULL}, M_GET, "GET", GW_ROUTE_LIST, true},
+	{{"healthz", NULL}, M_GET, "GET", GW_ROUTE_HEALTHZ, false},
+	{{"readyz", NULL}, M_GET, "GET", GW_ROUTE_READYZ, false},
+};
+
+struct segment {
+	const char *p;
+	size_t len;
+};
+
+const char *gw_route_rpc_name(enum gw_route_rpc rpc)
+{
+	switch (rpc) {
+	case GW_ROUTE_ASSIGN:
+		return "assign";
+	case GW_ROUTE_UNASSIGN:
+		return "unassign";
+	case GW_ROUTE_LIST:
+		return "list";
+	case GW_ROUTE_HEALTHZ:
+		return "healthz";
+	case GW_ROUTE_READYZ:
+		return "readyz";
+	}
+	return "";
+}
+
+static unsigned method_bit(const char *method)
+{
+	if (strcmp(method, "GET") == 0)
+		return M_GET;
+	if (strcmp(method, "PUT") == 0)
+		return M_PUT;
+	if (strcmp(method, "POST") == 0)
+		return M_POST;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Decodes one segment into out (GW_PARAM_SIZE bytes). A '%' must be
+ * followed by two hex digits and must not encode NUL (it would cut the id
+ * short further down). Returns 0, or -1 with *reason set.
+ */
+static int decode_segment(struct segment s, char *out, const char **reason)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < s.len; i++) {
+		char c = s.p[i];
+		if (c == '%') {
+			int hi, lo;
+			if (i + 2 >= s.len) {
+				*reason = "bad percent-encoding in the path";
+				return -1;
+			}
+			hi = hexval(s.p[i + 1]);
+			lo = hexval(s.p[i + 2]);
+			if (hi < 0 || lo < 0) {
+				*reason = "bad percent-encoding in the path";
+				return -1;
+			}
+			c = (char)(hi * 16 + lo);
+			if (c == '\0') {
+				*reason = "NUL byte in the path";
+				return -1;
+			}
+			i += 2;
+		}
+		if (o >= GW_PARAM_MAX) {
+			*reason = "path segment too long";
+			return -1;
+		}
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static bool literal_is(struct segment s, const char *lit)
+{
+	size_t n = strlen(lit);
+	return s.len == n && memcmp(s.p, lit, n) == 0;
+}
+
+static bool template_matches(const struct route *r, const struct segment *seg,
+			     size_t n)
+{
+	size_t i = 0;
+
+	for (; i < n && r->segments[i]; i++) {
+		const char *t = r->segments[i];
+		if (t[0] == '{')
+			continue;
+		if (!literal_is(seg[i], t))
+			return false;
+	}
+	return i == n && r->segments[i] == NULL;
+}
+
+static char *param_slot(struct gw_route_match *m, char name)
+{
+	switch (name) {
+	case 'A':
+		return m->account;
+	case 'T':
+		return m->tenant;
+	case 'U':
+		return m->user;
+	default:
+		return m->device;
+	}
+}
+
+enum gw_route_result gw_route_match(const char *method, const char *target,
+				    size_t len, struct gw_route_match *m)
+{
+	struct segment seg[MAX_SEGMENTS + 1];
+	char scratch[GW_PARAM_SIZE];
+	size_t n = 0, path_len = 0, first = 0;
+	const struct route *path_hit = NULL;
+
+	memset(m, 0, sizeof(*m));
+	while (path_len < len && target[path_len] != '?')
+		path_len++;
+	if (path_len > GW_PATH_MAX) {
+		m->reason = "request path too long";
+		return GW_ROUTE_BAD_REQUEST;
+	}
+	/* Only visible ASCII may appear raw; anything else must be encoded. */
+	for (size_t i = 0; i < path_len; i++) {
+		unsigned char c = (unsigned char)target[i];
+		if (c <= 0x20 || c >= 0x7f || c == '#') {
+			m->reason = "invalid character in the path";
+			return GW_ROUTE_BAD_REQUEST;
+		}
+	}
+	if (path_len == 0 || target[0] != '/')
+		return GW_ROUTE_NOT_FOUND;
+	for (size_t i = 1, start = 1; i <= path_len; i++) {
+		if (i < path_len && target[i] != '/')
+			continue;
+		if (n > MAX_SEGMENTS)
+			return GW_ROUTE_NOT_FOUND;
+		seg[n].p = target + start;
+		seg[n].len = i - start;
+		n++;
+		start = i + 1;
+	}
+	/* Validate every segment once, whether or not a route will match. */
+	for (size_t i = 0; i < n; i++) {
+		if (seg[i].len == 0)
+			return GW_ROUTE_NOT_FOUND; /* "//" or trailing '/' */
+		if (literal_is(seg[i], ".") || literal_is(seg[i], "..")) {
+			m->reason = "dot segments are not allowed in the path";
+			return GW_ROUTE_BAD_REQUEST;
+		}
+		if (decode_segment(seg[i], scratch, &m->reason) != 0)
+			return GW_ROUTE_BAD_REQUEST;
+	}
+	for (size_t k = 0; k < sizeof(routes) / sizeof(routes[0]); k++) {
+		const struct route *r = &routes[k];
+		first = 0;
+		if (!template_matches(r, seg, n)) {
+			if (!r->is_api_prefixable || n < 2 ||
+			    !literal_is(seg[0], "api") ||
+			    !template_matches(r, seg + 1, n - 1))
+				continue;
+			first = 1;
+		}
+		if (!path_hit)
+			path_hit = r;
+		if (!(r->methods & method_bit(method)))
+			continue;
+		m->rpc = r->rpc;
+		for (size_t i = 0; r->segments[i]; i++) {
+			const char *t = r->segments[i];
+			if (t[0] != '{')
+				continue;
+			/* Already validated above: cannot fail here. */
+			decode_segment(seg[first + i], param_slot(m, t[1]),
+				       &m->reason);
+			if (t[1] == 'A')
+				m->has_account = true;
+		}
+		m->reason = NULL;
+		return GW_ROUTE_OK;
+	}
+	if (path_hit) {
+		m->allow = path_hit->allow;
+		return GW_ROUTE_METHOD_NOT_ALLOWED;
+	}
+	return GW_ROUTE_NOT_FOUND;
+}

@@ -1,0 +1,180 @@
+#include "transcode.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/ids.h"
+
+int gw_body_decode_assign(const char *body, size_t len, int *client_type,
+			  char as_sent[GW_CLIENT_TYPE_AS_SENT_SIZE],
+			  const char **reason)
+{
+	json_error_t jerr;
+	json_t *root, *ct;
+	int rc = -1;
+
+	as_sent[0] = '\0';
+	/* Duplicate members would make "the" clientType ambiguous. */
+	root = json_loadb(body ? body : "", len,
+			  JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (!root) {
+		*reason = "request body is not valid JSON";
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		*reason = "request body must be a JSON object";
+		goto out;
+	}
+	*client_type = DAS_CLIENT_NONE;
+	ct = json_object_get(root, "clientType");
+	if (json_is_string(ct)) {
+		const char *s = json_string_value(ct);
+		size_t n = json_string_length(ct);
+		*client_type = das_client_type_parse(s, n);
+		gw_utf8_sanitize(s, n, as_sent, GW_CLIENT_TYPE_AS_SENT_SIZE);
+	}
+	rc = 0;
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and values past U+10FFFF. */
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;
+	return len;
+}
+
+char *gw_utf8_sanitize(const char *in, size_t len, char *out, size_t size)
+{
+	static const char repl[] = "\xef\xbf\xbd";
+	const unsigned char *p = (const unsigned char *)in;
+	size_t o = 0;
+
+	if (size == 0)
+		return out;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq(p + i, len - i);
+		const char *src = (const char *)p + i;
+		size_t take = n;
+		if (n == 0) {
+			src = repl;
+			take = 3;
+			n = 1;
+		} else if (p[i] == 0) {
+			i++;
+			continue;
+		}
+		if (o + take + 1 > size)
+			break;
+		memcpy(out + o, src, take);
+		o += take;
+		i += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static char *dump(json_t *root)
+{
+	char *s = NULL;
+
+	if (root)
+		s = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return s;
+}
+
+/* A JSON string from arbitrary bytes; never NULL for non-NULL input
+ * unless memory runs out. */
+static json_t *safe_string(const char *s)
+{
+	char buf[GW_MESSAGE_MAX * 3 + 1];
+	size_t len = strlen(s);
+
+	if (len > GW_MESSAGE_MAX * 2)
+		len = GW_MESSAGE_MAX * 2;
+	gw_utf8_sanitize(s, len, buf, sizeof(buf));
+	return json_string(buf);
+}
+
+char *gw_json_success(const char *ts)
+{
+	return dump(
+		json_pack("{s:s, s:s}", "status", "success", "timestamp", ts));
+}
+
+char *gw_json_list(const char *ts, const struct gw_device_entry *devices,
+		   size_t n)
+{
+	json_t *arr = json_array();
+
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		json_t *item = json_pack(
+			"{s:o, s:s}", "deviceId",
+			safe_string(devices[i].device_id), "clientType",
+			das_client_type_name(devices[i].client_type));
+		if (!item || json_array_append_new(arr, item) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return dump(json_pack("{s:s, s:s, s:o}", "status", "success",
+			      "timestamp", ts, "data", arr));
+}
+
+char *gw_json_error(int http_status, const char *message, const char *ts,
+		    const char *client_type_as_sent)
+{
+	json_t *root = json_pack("{s:i, s:o, s:s, s:s}", "error", http_status,
+				 "message", safe_string(message), "status",
+				 "error", "timestamp", ts);
+
+	if (root && client_type_as_sent) {
+		json_t *data = json_pack("{s:o}", "clientType",
+					 safe_string(client_type_as_sent));
+		if (!data || json_object_set_new(root, "data", data) != 0) {
+			json_decref(root);
+			return NULL;
+		}
+	}
+	return dump(root);
+}
+
+char *gw_json_ok(void)
+{
+	return dump(json_pack("{s:s}", "status", "ok"));
+}

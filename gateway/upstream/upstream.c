@@ -1,0 +1,454 @@
+/*
+ * gRPC C-core client of the gateway.
+ *
+ * Why one channel and one completion thread: every HTTP thread can start a
+ * call without blocking (grpc_call_start_batch only queues work), and one
+ * thread draining a completion queue is enough to hand finished calls back
+ * to libmicrohttpd. The blocking mode uses a private pluck queue per call.
+ *
+ * Each call is one batch of six ops; the reply is decoded here into the
+ * protobuf-free gw_call_outcome.
+ */
+#include "upstream.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "deviceassignment/v1/device_assignment.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "common/status.h"
+#include "proto/rpc_methods.h"
+
+struct gw_upstream {
+	grpc_channel *channel;
+	grpc_completion_queue *cq;
+	pthread_t thread;
+	bool has_thread;
+	int timeout_ms;
+	bool is_wait_for_ready;
+	void *handles[DAS_RPC__COUNT];
+};
+
+struct upcall {
+	struct gw_upstream *up;
+	enum gw_route_rpc rpc;
+	grpc_call *call;
+	grpc_metadata md[2];
+	size_t n_md;
+	grpc_byte_buffer *send;
+	grpc_byte_buffer *recv;
+	grpc_metadata_array initial;
+	grpc_metadata_array trailing;
+	grpc_status_code status;
+	grpc_slice details;
+	const char *error_string;
+	struct gw_call_outcome *out;
+	gw_upstream_done_fn *done;
+	void *arg;
+};
+
+static void outcome_fail(struct gw_call_outcome *out, int code)
+{
+	memset(out, 0, sizeof(*out));
+	out->grpc_code = code;
+}
+
+static enum das_rpc_method rpc_method(enum gw_route_rpc rpc)
+{
+	switch (rpc) {
+	case GW_ROUTE_ASSIGN:
+		return DAS_RPC_ASSIGN_DEVICE;
+	case GW_ROUTE_UNASSIGN:
+		return DAS_RPC_UNASSIGN_DEVICE;
+	case GW_ROUTE_LIST:
+		return DAS_RPC_LIST_USER_DEVICES;
+	default:
+		return DAS_RPC_HEALTH_CHECK;
+	}
+}
+
+/* protobuf-c wants char * for strings it will only read. */
+static char *str(const char *s)
+{
+	return (char *)(s ? s : "");
+}
+
+/* Serializes the request message of req into a new byte buffer. */
+static grpc_byte_buffer *encode(const struct gw_call_request *req)
+{
+	Deviceassignment__V1__AssignDeviceRequest a =
+		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_REQUEST__INIT;
+	Deviceassignment__V1__UnassignDeviceRequest u =
+		DEVICEASSIGNMENT__V1__UNASSIGN_DEVICE_REQUEST__INIT;
+	Deviceassignment__V1__ListUserDevicesRequest l =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
+	Grpc__Health__V1__HealthCheckRequest h =
+		GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	const ProtobufCMessage *msg;
+	grpc_byte_buffer *bb;
+	grpc_slice slice;
+	size_t len;
+
+	switch (req->rpc) {
+	case GW_ROUTE_ASSIGN:
+		a.customer_tenant_id = str(req->tenant);
+		a.user_id = str(req->user);
+		a.device_id = str(req->device);
+		a.account_tenant_id = str(req->account);
+		a.client_type =
+			(Deviceassignment__V1__ClientType)req->client_type;
+		a.accept_charges = req->accept_charges;
+		msg = &a.base;
+		break;
+	case GW_ROUTE_UNASSIGN:
+		u.customer_tenant_id = str(req->tenant);
+		u.user_id = str(req->user);
+		u.device_id = str(req->device);
+		u.account_tenant_id = str(req->account);
+		msg = &u.base;
+		break;
+	case GW_ROUTE_LIST:
+		l.customer_tenant_id = str(req->tenant);
+		l.user_id = str(req->user);
+		l.account_tenant_id = str(req->account);
+		msg = &l.base;
+		break;
+	default:
+		msg = &h.base;
+		break;
+	}
+	len = protobuf_c_message_get_packed_size(msg);
+	if (len > DAS_RPC_MAX_MESSAGE)
+		return NULL;
+	slice = grpc_slice_malloc(len);
+	protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+	bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	return bb;
+}
+
+static void copy_timestamp(struct gw_call_outcome *out,
+			   const Google__Protobuf__Timestamp *ts)
+{
+	if (!ts)
+		return;
+	out->has_timestamp = true;
+	out->timestamp.seconds = ts->seconds;
+	out->timestamp.nanos = ts->nanos;
+}
+
+/* Decodes an OK reply into out; returns -1 when it is not what rpc sends. */
+static int decode_reply(struct upcall *c, struct gw_call_outcome *out)
+{
+	const struct das_rpc_method_info *info =
+		das_rpc_method(rpc_method(c->rpc));
+	grpc_byte_buffer_reader reader;
+	ProtobufCMessage *msg;
+	grpc_slice all;
+	int rc = -1;
+
+	if (!c->recv || !grpc_byte_buffer_reader_init(&reader, c->recv))
+		return -1;
+	all = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	if (GRPC_SLICE_LENGTH(all) > DAS_RPC_MAX_MESSAGE) {
+		grpc_slice_unref(all);
+		return -1;
+	}
+	msg = protobuf_c_message_unpack(info->response, NULL,
+					GRPC_SLICE_LENGTH(all),
+					GRPC_SLICE_START_PTR(all));
+	grpc_slice_unref(all);
+	if (!msg)
+		return -1;
+	switch (c->rpc) {
+	case GW_ROUTE_ASSIGN:
+		copy_timestamp(
+			out, ((Deviceassignment__V1__AssignDeviceResponse *)msg)
+				     ->timestamp);
+		break;
+	case GW_ROUTE_UNASSIGN:
+		copy_timestamp(
+			out,
+			((Deviceassignment__V1__UnassignDeviceResponse *)msg)
+				->timestamp);
+		break;
+	case GW_ROUTE_LIST: {
+		Deviceassignment__V1__ListUserDevicesResponse *l =
+			(Deviceassignment__V1__ListUserDevicesResponse *)msg;
+		copy_timestamp(out, l->timestamp);
+		if (l->n_devices > GW_LIST_MAX)
+			goto out;
+		for (size_t i = 0; i < l->n_devices; i++) {
+			struct gw_device_entry *e = &out->devices[i];
+			snprintf(e->device_id, sizeof(e->device_id), "%s",
+				 l->devices[i]->device_id);
+			e->client_type = (int)l->devices[i]->client_type;
+		}
+		out->n_devices = l->n_devices;
+		break;
+	}
+	default:
+		out->is_serving =
+			((Grpc__Health__V1__HealthCheckResponse *)msg)
+				->status ==
+			GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+		break;
+	}
+	rc = 0;
+out:
+	protobuf_c_message_free_unpacked(msg, NULL);
+	return rc;
+}
+
+static void finish(struct upcall *c, bool is_success)
+{
+	struct gw_call_outcome *out = c->out;
+
+	outcome_fail(out, DAS_GRPC_INTERNAL);
+	if (is_success) {
+		size_t n = GRPC_SLICE_LENGTH(c->details);
+		if (n >= sizeof(out->message))
+			n = sizeof(out->message) - 1;
+		memcpy(out->message, GRPC_SLICE_START_PTR(c->details), n);
+		out->message[n] = '\0';
+		out->grpc_code = (int)c->status;
+		for (size_t i = 0; i < c->trailing.count; i++) {
+			const grpc_metadata *m = &c->trailing.metadata[i];
+			if (grpc_slice_str_cmp(m->key, DAS_STATUS_DETAILS_KEY))
+				continue;
+			if (das_status_details_reason(
+				    GRPC_SLICE_START_PTR(m->value),
+				    GRPC_SLICE_LENGTH(m->value), out->reason,
+				    sizeof(out->reason)) != 0)
+				out->reason[0] = '\0';
+		}
+		if (c->status == GRPC_STATUS_OK && decode_reply(c, out) != 0)
+			outcome_fail(out, DAS_GRPC_INTERNAL);
+		/* Out of time while the service was unreachable: say so. */
+		if (c->status == GRPC_STATUS_DEADLINE_EXCEEDED &&
+		    grpc_channel_check_connectivity_state(c->up->channel, 0) !=
+			    GRPC_CHANNEL_READY)
+			outcome_fail(out, DAS_GRPC_UNAVAILABLE);
+	}
+	if (c->error_string)
+		gpr_free((void *)c->error_string);
+	grpc_slice_unref(c->details);
+	grpc_metadata_array_destroy(&c->initial);
+	grpc_metadata_array_destroy(&c->trailing);
+	if (c->recv)
+		grpc_byte_buffer_destroy(c->recv);
+	if (c->send)
+		grpc_byte_buffer_destroy(c->send);
+	for (size_t i = 0; i < c->n_md; i++)
+		grpc_slice_unref(c->md[i].value);
+	if (c->call)
+		grpc_call_unref(c->call);
+}
+
+/* Prepares c and starts its batch on cq with tag c. */
+static int start(struct upcall *c, grpc_completion_queue *cq,
+		 const struct gw_call_request *req)
+{
+	struct gw_upstream *up = c->up;
+	grpc_op ops[6];
+	gpr_timespec deadline = gpr_time_add(
+		gpr_now(GPR_CLOCK_MONOTONIC),
+		gpr_time_from_millis(up->timeout_ms, GPR_TIMESPAN));
+
+	grpc_metadata_array_init(&c->initial);
+	grpc_metadata_array_init(&c->trailing);
+	c->details = grpc_empty_slice();
+	c->send = encode(req);
+	if (!c->send)
+		return -1;
+	if (req->authorization) {
+		c->md[c->n_md].key =
+			grpc_slice_from_static_string("authorization");
+		c->md[c->n_md].value =
+			grpc_slice_from_copied_string(req->authorization);
+		c->n_md++;
+	}
+	if (req->request_id) {
+		c->md[c->n_md].key =
+			grpc_slice_from_static_string("x-request-id");
+		c->md[c->n_md].value =
+			grpc_slice_from_copied_string(req->request_id);
+		c->n_md++;
+	}
+	c->call = grpc_channel_create_registered_call(
+		up->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+		up->handles[rpc_method(req->rpc)], deadline, NULL);
+	if (!c->call)
+		return -1;
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[0].data.send_initial_metadata.count = c->n_md;
+	ops[0].data.send_initial_metadata.metadata = c->md;
+	if (up->is_wait_for_ready)
+		ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = c->send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->initial;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &c->recv;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &c->trailing;
+	ops[5].data.recv_status_on_client.status = &c->status;
+	ops[5].data.recv_status_on_client.status_details = &c->details;
+	ops[5].data.recv_status_on_client.error_string = &c->error_string;
+	if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK)
+		return -1;
+	return 0;
+}
+
+static void *cq_thread(void *arg)
+{
+	struct gw_upstream *up = arg;
+
+	for (;;) {
+		grpc_event ev = grpc_completion_queue_next(
+			up->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		struct upcall *c = ev.tag;
+		gw_upstream_done_fn *done = c->done;
+		void *done_arg = c->arg;
+		finish(c, ev.success != 0);
+		free(c);
+		done(done_arg);
+	}
+	return NULL;
+}
+
+int gw_upstream_start(struct gw_upstream *up, const struct gw_call_request *req,
+		      struct gw_call_outcome *out, gw_upstream_done_fn *done,
+		      void *arg)
+{
+	struct upcall *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		outcome_fail(out, DAS_GRPC_INTERNAL);
+		return -1;
+	}
+	c->up = up;
+	c->rpc = req->rpc;
+	c->out = out;
+	c->done = done;
+	c->arg = arg;
+	if (start(c, up->cq, req) != 0) {
+		finish(c, false);
+		free(c);
+		return -1;
+	}
+	return 0;
+}
+
+void gw_upstream_call(struct gw_upstream *up, const struct gw_call_request *req,
+		      struct gw_call_outcome *out)
+{
+	grpc_completion_queue *cq =
+		grpc_completion_queue_create_for_pluck(NULL);
+	struct upcall c;
+	bool is_success = false;
+
+	memset(&c, 0, sizeof(c));
+	c.up = up;
+	c.rpc = req->rpc;
+	c.out = out;
+	if (start(&c, cq, req) == 0) {
+		grpc_event ev = grpc_completion_queue_pluck(
+			cq, &c, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		is_success = ev.type == GRPC_OP_COMPLETE && ev.success;
+	}
+	finish(&c, is_success);
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_pluck(
+		       cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
+		       .type != GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+}
+
+struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
+				    bool is_wait_for_ready, char *err,
+				    size_t err_size)
+{
+	struct gw_upstream *up = calloc(1, sizeof(*up));
+	grpc_arg args[4];
+	grpc_channel_args chargs = {4, args};
+	grpc_channel_credentials *creds;
+
+	if (!up) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	grpc_init();
+	up->timeout_ms = timeout_ms;
+	up->is_wait_for_ready = is_wait_for_ready;
+	/* Reconnect quickly after a service restart (default backoff grows
+	 * to two minutes). */
+	args[0].type = GRPC_ARG_INTEGER;
+	args[0].key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+	args[0].value.integer = 1000;
+	args[1].type = GRPC_ARG_INTEGER;
+	args[1].key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+	args[1].value.integer = 100;
+	args[2].type = GRPC_ARG_INTEGER;
+	args[2].key = (char *)GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+	args[2].value.integer = 100;
+	args[3].type = GRPC_ARG_INTEGER;
+	args[3].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+	args[3].value.integer = DAS_RPC_MAX_MESSAGE;
+	creds = grpc_insecure_credentials_create();
+	up->channel = grpc_channel_create(target, creds, &chargs);
+	grpc_channel_credentials_release(creds);
+	if (!up->channel) {
+		snprintf(err, err_size, "cannot create a channel to %s",
+			 target);
+		goto fail;
+	}
+	for (int m = 0; m < DAS_RPC__COUNT; m++)
+		up->handles[m] = grpc_channel_register_call(
+			up->channel,
+			das_rpc_method((enum das_rpc_method)m)->path, NULL,
+			NULL);
+	up->cq = grpc_completion_queue_create_for_next(NULL);
+	if (pthread_create(&up->thread, NULL, cq_thread, up) != 0) {
+		snprintf(err, err_size, "cannot start the upstream thread");
+		goto fail;
+	}
+	up->has_thread = true;
+	return up;
+fail:
+	gw_upstream_free(up);
+	return NULL;
+}
+
+void gw_upstream_free(struct gw_upstream *up)
+{
+	if (!up)
+		return;
+	if (up->cq) {
+		grpc_completion_queue_shutdown(up->cq);
+		if (up->has_thread)
+			pthread_join(up->thread, NULL);
+		grpc_completion_queue_destroy(up->cq);
+	}
+	if (up->channel)
+		grpc_channel_destroy(up->channel);
+	free(up);
+	grpc_shutdown();
+}

@@ -1,0 +1,50 @@
+/*
+ * The gateway's gRPC client: one long-lived channel to the service, unary
+ * calls started from HTTP threads and completed on one completion-queue
+ * thread (or, for the blocking mode, on the caller's thread). protobuf-c
+ * and gRPC types stay inside upstream.c.
+ */
+#ifndef GW_UPSTREAM_H
+#define GW_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gateway/call.h"
+
+struct gw_upstream;
+
+/*
+ * Opens the channel to target and starts the completion thread.
+ * timeout_ms is the per-call deadline. With is_wait_for_ready, calls wait
+ * for the channel to (re)connect within that deadline; a call that runs
+ * out of time while the channel is not connected is reported UNAVAILABLE.
+ * Returns NULL with a reason in err.
+ */
+struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
+				    bool is_wait_for_ready, char *err,
+				    size_t err_size);
+
+/*
+ * Stops the completion thread and closes the channel. Every started call
+ * must have completed. NULL is a no-op.
+ */
+void gw_upstream_free(struct gw_upstream *up);
+
+typedef void gw_upstream_done_fn(void *arg);
+
+/*
+ * Starts req. The strings of req are copied; out must stay valid until
+ * done(arg) runs, on the completion thread, after out is filled. Returns 0,
+ * or -1 when the call could not be started (out then holds INTERNAL and
+ * done is never called).
+ */
+int gw_upstream_start(struct gw_upstream *up, const struct gw_call_request *req,
+		      struct gw_call_outcome *out, gw_upstream_done_fn *done,
+		      void *arg);
+
+/* The same call, waiting on the caller's thread. Always fills out. */
+void gw_upstream_call(struct gw_upstream *up, const struct gw_call_request *req,
+		      struct gw_call_outcome *out);
+
+#endif
