@@ -300,7 +300,7 @@ int pg_harness_start(struct pg_harness *h, char *err, size_t err_size)
 		}
 	}
 
-	if (pipe2(fds, O_CLOEXEC) != 0) {
+	if (pipe(fds) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
 		set_err(err, err_size, "pipe: %s", strerror(errno));
 		remove_dir(h->dir);
 		return -1;

@@ -65,6 +65,7 @@ enum pg_stmt {
 	ST_LEDGER_INSERT,
 	ST_CUSTOMER_PUT,
 	ST_LEDGER_DROP_ALL,
+	ST_ASSIGN_DELETE_TENANT,
 	ST_CUSTOMER_DELETE,
 	ST_USER_PUT,
 	ST_USER_DELETE,
@@ -138,7 +139,10 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 				"FROM assignments "
 				"WHERE tenant = $1 "
 				"ORDER BY user_id, client_type"},
-	/* Users, devices and assignments go with it (ON DELETE CASCADE). */
+	[ST_ASSIGN_DELETE_TENANT] = {"das_assign_delete_tenant", 1,
+				     "DELETE FROM assignments "
+				     "WHERE tenant = $1"},
+	/* Users and devices go with it (ON DELETE CASCADE). */
 	[ST_CUSTOMER_DELETE] = {"das_customer_delete", 1,
 				"DELETE FROM customers WHERE tenant = $1"},
 	[ST_USER_PUT] = {"das_user_put", 3,
@@ -185,9 +189,11 @@ static const char pg_schema_v1[] =
 	"  ON DELETE CASCADE,"
 	" device_id text NOT NULL,"
 	" owner text NOT NULL,"
-	" PRIMARY KEY (tenant, device_id));"
+	" PRIMARY KEY (tenant, device_id),"
+	" UNIQUE (tenant, device_id, owner));"
 	/* A device is in at most one client type; a user has at most one
-	 * device per client type. */
+	 * device per client type; the user exists and owns the device, so
+	 * neither can be deleted, nor the owner changed, while assigned. */
 	"CREATE TABLE assignments ("
 	" tenant text NOT NULL,"
 	" device_id text NOT NULL,"
@@ -195,10 +201,9 @@ static const char pg_schema_v1[] =
 	" client_type smallint NOT NULL CHECK (client_type BETWEEN 1 AND 4),"
 	" PRIMARY KEY (tenant, device_id),"
 	" UNIQUE (tenant, user_id, client_type),"
-	" FOREIGN KEY (tenant, device_id) REFERENCES devices"
-	"  ON DELETE CASCADE,"
-	" FOREIGN KEY (tenant, user_id) REFERENCES users"
-	"  ON DELETE CASCADE);"
+	" FOREIGN KEY (tenant, device_id, user_id)"
+	"  REFERENCES devices (tenant, device_id, owner),"
+	" FOREIGN KEY (tenant, user_id) REFERENCES users (tenant, user_id));"
 	/* The ledger outlives the customers it mentions. */
 	"CREATE TABLE ledger ("
 	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
@@ -306,6 +311,15 @@ static int pg_command(PGconn *conn, const char *sql, const char *what)
 	return rc;
 }
 
+/* Server notices ("relation already exists, skipping") are not news. */
+static void pg_notice(void *arg, const char *message)
+{
+	char line[256];
+
+	first_line(message, line, sizeof(line));
+	das_log(DAS_LOG_DEBUG, "postgresql: %s", line);
+}
+
 static PGconn *pg_connect(const char *spec)
 {
 	/* connect_timeout comes first so that the URI may override it. */
@@ -314,7 +328,11 @@ static PGconn *pg_connect(const char *spec)
 	const char *const values[] = {PG_DEFAULT_CONNECT_TIMEOUT,
 				      "device-assignment-server", spec, NULL};
 
-	return PQconnectdbParams(keys, values, 1);
+	PGconn *conn = PQconnectdbParams(keys, values, 1);
+
+	if (conn)
+		PQsetNoticeProcessor(conn, pg_notice, NULL);
+	return conn;
 }
 
 /* Session settings and prepared statements for a fresh connection. */
@@ -933,6 +951,13 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		const struct domain_change *c = &changes[i];
 		char type[8];
 
+		if (c->from_type == c->to_type ||
+		    (c->from_type != DAS_CLIENT_NONE &&
+		     !das_client_type_is_valid(c->from_type)) ||
+		    (c->to_type != DAS_CLIENT_NONE &&
+		     !das_client_type_is_valid(c->to_type)))
+			return pg_corrupt(tx, "apply: not a change");
+
 		if (c->from_type != DAS_CLIENT_NONE) {
 			const char *params[] = {customer, c->device, type};
 			bool is_deleted = false;
@@ -994,9 +1019,11 @@ static int pg_customer_delete(struct store_tx *base, const char *customer,
 	    dropped > UINT32_MAX)
 		rc = pg_corrupt(tx, "customer delete");
 	PQclear(res);
-	if (rc != STORE_OK)
-		return rc;
-	rc = pg_run_changed(tx, ST_CUSTOMER_DELETE, params, is_changed);
+	if (rc == STORE_OK)
+		rc = pg_run_changed(tx, ST_ASSIGN_DELETE_TENANT, params, NULL);
+	if (rc == STORE_OK)
+		rc = pg_run_changed(tx, ST_CUSTOMER_DELETE, params,
+				    is_changed);
 	if (rc == STORE_OK && n_dropped)
 		*n_dropped = (uint32_t)dropped;
 	return rc;

@@ -1,0 +1,440 @@
+/*
+ * The store suite against the PostgreSQL backend, one fresh database per
+ * test on a private server (pg_harness), then the tests only PostgreSQL
+ * needs: two handles racing for seats the way two replicas do, lock
+ * timeouts, a connection killed mid-transaction, a server restart, several
+ * handles creating the schema at once, an unreachable database.
+ *
+ * Without PostgreSQL server binaries this program fails (it does not skip):
+ * the backend is part of the product.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "service/store/postgres/postgres_store.h"
+#include "tests/store/pg_harness.h"
+#include "tests/store/store_suite.h"
+
+#define TENANT "6f1c2a8e-0d4b-4c1e-9a55-3b7f00c0ffee"
+
+static struct pg_harness harness;
+static char spec[PG_HARNESS_URI_SIZE];
+
+static const char *fresh_spec(void)
+{
+	char err[512];
+
+	if (pg_harness_create_db(&harness, spec, sizeof(spec), err,
+				 sizeof(err)) != 0) {
+		fprintf(stderr, "fresh database: %s\n", err);
+		return NULL;
+	}
+	return spec;
+}
+
+/* ---- helpers ---- */
+
+static struct store *open_fresh(unsigned pool, unsigned busy_ms)
+{
+	struct store_options opt = {pool, busy_ms};
+	struct store *st = NULL;
+	char err[512];
+	const char *uri = fresh_spec();
+
+	assert_non_null(uri);
+	if (store_open(uri, &opt, &st, err, sizeof(err)) != STORE_OK)
+		fail_msg("open %s: %s", uri, err);
+	return st;
+}
+
+static struct store *open_again(unsigned pool, unsigned busy_ms)
+{
+	struct store_options opt = {pool, busy_ms};
+	struct store *st = NULL;
+	char err[512];
+
+	if (store_open(spec, &opt, &st, err, sizeof(err)) != STORE_OK)
+		fail_msg("open %s: %s", spec, err);
+	return st;
+}
+
+/* A customer with seats, n users u0..u(n-1), each owning device d<i>. */
+static void seed(struct store *st, int seats, int n_users)
+{
+	struct store_customer c;
+	struct store_tx *tx;
+	bool is_changed;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.tenant, sizeof(c.tenant), "%s", TENANT);
+	snprintf(c.name, sizeof(c.name), "Race Inc");
+	c.is_seat_limited = seats >= 0;
+	c.included_seats = seats >= 0 ? (uint32_t)seats : 0;
+	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	assert_int_equal(store_customer_put(tx, &c, &is_changed), STORE_OK);
+	for (int i = 0; i < n_users; i++) {
+		char user[16], device[16];
+
+		snprintf(user, sizeof(user), "u%d", i);
+		snprintf(device, sizeof(device), "d%d", i);
+		assert_int_equal(store_user_put(tx, TENANT, user,
+						DOMAIN_ROLE_UC " "
+						DOMAIN_ROLE_UC_SOFTPHONE,
+						&is_changed),
+				 STORE_OK);
+		assert_int_equal(store_device_put(tx, TENANT, device, user,
+						  &is_changed),
+				 STORE_OK);
+	}
+	assert_int_equal(store_commit(tx), STORE_OK);
+}
+
+static struct domain_key key_of(const char *user, const char *device)
+{
+	struct domain_key k;
+
+	memset(&k, 0, sizeof(k));
+	snprintf(k.customer, sizeof(k.customer), "%s", TENANT);
+	snprintf(k.user, sizeof(k.user), "%s", user);
+	snprintf(k.device, sizeof(k.device), "%s", device);
+	return k;
+}
+
+static long long query_count(const char *sql)
+{
+	PGconn *conn = PQconnectdb(spec);
+	PGresult *res;
+	long long n = -1;
+
+	if (PQstatus(conn) == CONNECTION_OK) {
+		res = PQexec(conn, sql);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+		    PQntuples(res) == 1)
+			sscanf(PQgetvalue(res, 0, 0), "%lld", &n);
+		PQclear(res);
+	}
+	PQfinish(conn);
+	return n;
+}
+
+/* ---- the seat race, two handles as two replicas ---- */
+
+#define RACE_THREADS 16
+#define RACE_SEATS 3
+
+struct racer {
+	struct store *st;
+	int index;
+	int outcome; /* 1 assigned, 0 refused (no seat), -1 store failure */
+};
+
+/* One assign with the seat rule, retried on STORE_RETRY like ops.c. */
+static void *race_main(void *arg)
+{
+	struct racer *r = arg;
+	char user[16], device[16];
+	struct domain_key k;
+
+	snprintf(user, sizeof(user), "u%d", r->index);
+	snprintf(device, sizeof(device), "d%d", r->index);
+	k = key_of(user, device);
+	r->outcome = -1;
+	for (int attempt = 0; attempt < 20; attempt++) {
+		struct domain_snapshot snap;
+		struct store_tx *tx;
+		struct domain_change ch;
+		struct store_actor actor = {"racer", das_time_now()};
+		int rc = store_begin(r->st, TENANT, false, &tx);
+
+		if (rc == STORE_RETRY)
+			continue;
+		if (rc != STORE_OK)
+			return NULL;
+		rc = store_load(tx, &k, &snap);
+		if (rc == STORE_OK &&
+		    snap.seats_in_use >= snap.included_seats) {
+			store_rollback(tx);
+			r->outcome = 0;
+			return NULL;
+		}
+		memset(&ch, 0, sizeof(ch));
+		snprintf(ch.user, sizeof(ch.user), "%s", user);
+		snprintf(ch.device, sizeof(ch.device), "%s", device);
+		ch.from_type = DAS_CLIENT_NONE;
+		ch.to_type = DAS_CLIENT_DESKTOP;
+		if (rc == STORE_OK)
+			rc = store_apply(tx, TENANT, &ch, 1, &actor);
+		if (rc == STORE_OK)
+			rc = store_commit(tx);
+		else
+			store_rollback(tx);
+		if (rc == STORE_OK) {
+			r->outcome = 1;
+			return NULL;
+		}
+		if (rc != STORE_RETRY)
+			return NULL;
+	}
+	return NULL;
+}
+
+static void test_seat_race_two_handles(void **state)
+{
+	struct store *a = open_fresh(4, 5000);
+	struct store *b = open_again(4, 5000);
+	struct racer racers[RACE_THREADS];
+	pthread_t threads[RACE_THREADS];
+	int assigned = 0, refused = 0;
+
+	seed(a, RACE_SEATS, RACE_THREADS);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		racers[i].st = i % 2 ? b : a;
+		racers[i].index = i;
+		assert_int_equal(pthread_create(&threads[i], NULL, race_main,
+						&racers[i]),
+				 0);
+	}
+	for (int i = 0; i < RACE_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_not_equal(racers[i].outcome, -1);
+		assigned += racers[i].outcome == 1;
+		refused += racers[i].outcome == 0;
+	}
+	assert_int_equal(assigned, RACE_SEATS);
+	assert_int_equal(refused, RACE_THREADS - RACE_SEATS);
+	assert_int_equal(query_count("SELECT count(DISTINCT user_id) "
+				     "FROM assignments"),
+			 RACE_SEATS);
+	assert_int_equal(query_count("SELECT count(*) FROM ledger"),
+			 RACE_SEATS);
+	store_close(a);
+	store_close(b);
+}
+
+/* ---- a writer waits for the other; past busy_timeout it is RETRY ---- */
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_lock_timeout_is_retry(void **state)
+{
+	struct store *a = open_fresh(2, 5000);
+	struct store *b = open_again(2, 200);
+	struct store_tx *holder, *waiter, *reader;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u0", "d0");
+	double t0;
+
+	seed(a, 1, 1);
+	assert_int_equal(store_begin(a, TENANT, false, &holder), STORE_OK);
+	t0 = now_ms();
+	assert_int_equal(store_begin(b, TENANT, false, &waiter), STORE_RETRY);
+	assert_true(now_ms() - t0 >= 150.0);
+	/* Readers are not blocked by a writer. */
+	assert_int_equal(store_begin(b, TENANT, true, &reader), STORE_OK);
+	assert_int_equal(store_load(reader, &k, &snap), STORE_OK);
+	assert_true(snap.is_customer_found);
+	store_rollback(reader);
+	/* Another tenant is not blocked either, even before it exists. */
+	assert_int_equal(store_begin(b, "00000000-0000-0000-0000-000000000002",
+				     false, &waiter),
+			 STORE_OK);
+	store_rollback(waiter);
+	store_rollback(holder);
+	assert_int_equal(store_begin(b, TENANT, false, &waiter), STORE_OK);
+	store_rollback(waiter);
+	store_close(a);
+	store_close(b);
+}
+
+/* ---- connections cut: mid-transaction and by a restart ---- */
+
+static void terminate_backends(void)
+{
+	char admin[PG_HARNESS_URI_SIZE];
+	PGconn *conn;
+	PGresult *res;
+
+	pg_harness_admin_uri(&harness, admin, sizeof(admin));
+	conn = PQconnectdb(admin);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	res = PQexec(conn, "SELECT pg_terminate_backend(pid) "
+			   "FROM pg_stat_activity "
+			   "WHERE application_name = 'device-assignment-server'");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	PQfinish(conn);
+}
+
+static void test_connection_killed_mid_tx(void **state)
+{
+	struct store *st = open_fresh(2, 5000);
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u0", "d0");
+	bool is_changed;
+
+	seed(st, 1, 1);
+	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	terminate_backends();
+	assert_int_equal(store_user_put(tx, TENANT, "u9", "", &is_changed),
+			 STORE_UNAVAILABLE);
+	assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
+	/* Nothing written; the next transactions work on fresh sessions. */
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+		assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+		assert_true(snap.is_user_found);
+		store_rollback(tx);
+	}
+	assert_int_equal(query_count("SELECT count(*) FROM users "
+				     "WHERE user_id = 'u9'"),
+			 0);
+	store_close(st);
+}
+
+static void test_server_restart_recovers(void **state)
+{
+	struct store *st = open_fresh(4, 5000);
+	struct store_tx *txs[4];
+	struct store_ledger_row rows[4];
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u0", "d0");
+	char err[512];
+	bool is_changed;
+	size_t n;
+
+	seed(st, 1, 1);
+	/* Open every pooled connection so that all of them go stale. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_begin(st, TENANT, true, &txs[i]),
+				 STORE_OK);
+	for (int i = 0; i < 4; i++)
+		store_rollback(txs[i]);
+	if (pg_harness_restart(&harness, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	/* Stale idle connections are reset on use: no failure is seen.
+	 * Four readers at once use every pooled connection. */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(store_begin(st, TENANT, true, &txs[i]),
+					 STORE_OK);
+			assert_int_equal(store_load(txs[i], &k, &snap),
+					 STORE_OK);
+			assert_true(snap.is_customer_found);
+		}
+		for (int i = 0; i < 4; i++)
+			assert_int_equal(store_commit(txs[i]), STORE_OK);
+	}
+	/* And writes go through. */
+	assert_int_equal(store_begin(st, TENANT, false, &txs[0]), STORE_OK);
+	assert_int_equal(store_user_put(txs[0], TENANT, "u7", "", &is_changed),
+			 STORE_OK);
+	assert_true(is_changed);
+	assert_int_equal(store_commit(txs[0]), STORE_OK);
+	assert_int_equal(store_ledger_read(st, TENANT, 0, rows, 4, &n),
+			 STORE_OK);
+	store_close(st);
+}
+
+/* ---- schema creation by several replicas at once ---- */
+
+#define OPENERS 6
+
+static void *open_main(void *arg)
+{
+	struct store **out = arg;
+	struct store_options opt = {1, 5000};
+	char err[512];
+
+	if (store_open(spec, &opt, out, err, sizeof(err)) != STORE_OK) {
+		fprintf(stderr, "concurrent open: %s\n", err);
+		*out = NULL;
+	}
+	return NULL;
+}
+
+static void test_concurrent_schema_creation(void **state)
+{
+	pthread_t threads[OPENERS];
+	struct store *handles[OPENERS];
+
+	assert_non_null(fresh_spec());
+	for (int i = 0; i < OPENERS; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, open_main,
+						&handles[i]),
+				 0);
+	for (int i = 0; i < OPENERS; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < OPENERS; i++) {
+		assert_non_null(handles[i]);
+		store_close(handles[i]);
+	}
+	assert_int_equal(query_count("SELECT count(*) FROM schema_version"),
+			 1);
+}
+
+/* ---- open fails fast and clearly when nothing listens ---- */
+
+static void test_open_unreachable(void **state)
+{
+	struct store_options opt = {0, 0};
+	struct store *st = (struct store *)&opt;
+	char uri[128];
+	char err[512];
+	double t0 = now_ms();
+
+	/* Port 1 on loopback: nothing listens, connection refused. */
+	snprintf(uri, sizeof(uri), "postgresql://das@127.0.0.1:1/nowhere");
+	assert_int_equal(store_open(uri, &opt, &st, err, sizeof(err)),
+			 STORE_UNAVAILABLE);
+	assert_null(st);
+	assert_non_null(strstr(err, "cannot connect"));
+	assert_null(strchr(err, '\n'));
+	assert_true(now_ms() - t0 < 5000.0);
+	/* Both URI schemes select this backend; others do not. */
+	assert_true(store_postgres_ops.accepts("postgres://x@127.0.0.1/db"));
+	assert_true(store_postgres_ops.accepts("postgresql://127.0.0.1/db"));
+	assert_false(store_postgres_ops.accepts("sqlite:./x.db"));
+	assert_false(store_postgres_ops.accepts("postgresqlx://h/db"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_open_unreachable),
+		cmocka_unit_test(test_concurrent_schema_creation),
+		cmocka_unit_test(test_seat_race_two_handles),
+		cmocka_unit_test(test_lock_timeout_is_retry),
+		cmocka_unit_test(test_connection_killed_mid_tx),
+		cmocka_unit_test(test_server_restart_recovers),
+	};
+	char err[512];
+	int failed;
+
+	if (pg_harness_start(&harness, err, sizeof(err)) != 0) {
+		fprintf(stderr, "store.postgresql: cannot run a private "
+				"PostgreSQL server: %s\n",
+			err);
+		return 1;
+	}
+	failed = store_suite_run("store.postgresql", fresh_spec);
+	failed += cmocka_run_group_tests_name("store.postgresql.backend",
+					      tests, NULL, NULL);
+	pg_harness_stop(&harness);
+	return failed ? 1 : 0;
+}
