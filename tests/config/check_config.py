@@ -6,7 +6,8 @@ file that passes a flag a program does not have, or a Dockerfile whose
 runtime stage lacks a shared library. This script reads them and asks the
 built programs (their --help, their ldd) and dpkg instead.
 
-  check_config.py help-version --version V --program NAME=PATH...
+  check_config.py help-version --version V [--readme README.md]
+                               [--expect NAME...] --program NAME=PATH...
   check_config.py compose      --compose FILE --program NAME=PATH...
   check_config.py compose-selftest --compose FILE --program NAME=PATH...
   check_config.py dockerfile   --dockerfile FILE --packages FILE
@@ -277,6 +278,10 @@ def cmd_compose_selftest(args):
 def cmd_help_version(args):
     programs = parse_programs(args.program)
     problems = Problems()
+    readme = None
+    if args.readme:
+        with open(args.readme, encoding="utf-8") as f:
+            readme = f.read()
     for name in args.expect:
         if name not in programs:
             problems.add(f"{name} is not built by this tree")
@@ -298,6 +303,11 @@ def cmd_help_version(args):
         for must in ("--help", "--version"):
             if not re.search(rf"^\s+{must}\s", r.stdout, re.M):
                 problems.add(f"{name} --help does not list {must}")
+        if readme is not None:
+            for fname, m in flags.by_name.items():
+                if f"`--{fname}" not in readme or m["env"] not in readme:
+                    problems.add(f"README.md does not document {name} "
+                                 f"--{fname} ({m['env']})")
         r = run([path, "--version"])
         if r.returncode != 0:
             problems.add(f"{name} --version exits {r.returncode}")
@@ -547,6 +557,7 @@ def main():
     ap.add_argument("--compose")
     ap.add_argument("--dockerfile")
     ap.add_argument("--packages")
+    ap.add_argument("--readme")
     args = ap.parse_args()
     handler = {
         "help-version": cmd_help_version,
