@@ -1,0 +1,1289 @@
+/*
+ * The backend-agnostic store tests (see store_suite.h for the hook and the
+ * rules they check). Every test starts from the empty database fresh_spec
+ * names and drives the store only through store.h, so a backend passes
+ * exactly when it behaves like the others.
+ *
+ * Helpers assert on the outcome of each step; a write expected to fail goes
+ * through expect_rejected(), which accepts the failure at the call or at
+ * commit (foreign keys may be checked either way) and then proves nothing
+ * was written by comparing a snapshot and the ledger with the ones before.
+ */
+#include "store_suite.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "service/domain/domain.h"
+#include "service/store/store.h"
+
+#define T1 "11111111-1111-4111-8111-111111111111"
+#define T2 "22222222-2222-4222-8222-222222222222"
+#define ACCOUNT_A "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+#define ACCOUNT_B "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+#define BOTH_ROLES DOMAIN_ROLE_UC " " DOMAIN_ROLE_UC_SOFTPHONE
+#define UNLIMITED (-1)
+#define LEDGER_MAX 64
+
+#define RACE_THREADS 16
+#define RACE_SEATS 5
+#define RACE_MAX_ATTEMPTS 1000
+
+static const char *(*suite_fresh_spec)(void);
+
+struct suite_state {
+	char spec[STORE_SUITE_SPEC_SIZE];
+	struct store *st;
+};
+
+static const struct store_actor actor_tester = {
+	.sub = "tester",
+	.at = {.seconds = 1764547200, .nanos = 123456700},
+};
+
+static const struct store_actor actor_admin = {
+	.sub = "admin",
+	.at = {.seconds = 1764547300, .nanos = 0},
+};
+
+/* ---- fixtures ---- */
+
+static struct store *open_spec(const char *spec, unsigned pool_size)
+{
+	struct store_options opt = {.pool_size = pool_size,
+				    .busy_timeout_ms = 10000};
+	struct store *st = NULL;
+	char err[256] = "";
+	int rc = store_open(spec, &opt, &st, err, sizeof(err));
+
+	if (rc != STORE_OK)
+		print_error("store_open(%s): %s\n", spec, err);
+	assert_int_equal(rc, STORE_OK);
+	assert_non_null(st);
+	return st;
+}
+
+static int setup(void **state)
+{
+	static struct suite_state s;
+	const char *spec = suite_fresh_spec();
+
+	if (!spec || strlen(spec) >= sizeof(s.spec)) {
+		print_error("fresh_spec gave no usable spec\n");
+		return -1;
+	}
+	memset(&s, 0, sizeof(s));
+	snprintf(s.spec, sizeof(s.spec), "%s", spec);
+	s.st = open_spec(s.spec, 0);
+	*state = &s;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct suite_state *s = *state;
+
+	store_close(s->st);
+	s->st = NULL;
+	return 0;
+}
+
+/* ---- helpers: each asserts its step succeeded ---- */
+
+static struct store_tx *begin_write(struct store *st, const char *customer)
+{
+	struct store_tx *tx = NULL;
+
+	assert_int_equal(store_begin(st, customer, false, &tx), STORE_OK);
+	assert_non_null(tx);
+	return tx;
+}
+
+static void commit_ok(struct store_tx *tx)
+{
+	assert_int_equal(store_commit(tx), STORE_OK);
+}
+
+/* Puts a customer; seats UNLIMITED for none; returns is_changed. */
+static bool put_customer(struct store *st, const char *tenant,
+			 const char *account, const char *name, int64_t seats)
+{
+	struct store_customer c;
+	struct store_tx *tx = begin_write(st, tenant);
+	bool is_changed = false;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.tenant, sizeof(c.tenant), "%s", tenant);
+	if (account) {
+		c.has_account = true;
+		snprintf(c.account, sizeof(c.account), "%s", account);
+	}
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	if (seats != UNLIMITED) {
+		c.is_seat_limited = true;
+		c.included_seats = (uint32_t)seats;
+	}
+	assert_int_equal(store_customer_put(tx, &c, &is_changed), STORE_OK);
+	commit_ok(tx);
+	return is_changed;
+}
+
+static bool put_user(struct store *st, const char *tenant, const char *user,
+		     const char *roles)
+{
+	struct store_tx *tx = begin_write(st, tenant);
+	bool is_changed = false;
+
+	assert_int_equal(store_user_put(tx, tenant, user, roles, &is_changed),
+			 STORE_OK);
+	commit_ok(tx);
+	return is_changed;
+}
+
+static bool put_device(struct store *st, const char *tenant,
+		       const char *device, const char *owner)
+{
+	struct store_tx *tx = begin_write(st, tenant);
+	bool is_changed = false;
+
+	assert_int_equal(
+		store_device_put(tx, tenant, device, owner, &is_changed),
+		STORE_OK);
+	commit_ok(tx);
+	return is_changed;
+}
+
+static bool delete_user(struct store *st, const char *tenant,
+			const char *user)
+{
+	struct store_tx *tx = begin_write(st, tenant);
+	bool is_changed = true;
+
+	assert_int_equal(store_user_delete(tx, tenant, user, &is_changed),
+			 STORE_OK);
+	commit_ok(tx);
+	return is_changed;
+}
+
+static bool delete_device(struct store *st, const char *tenant,
+			  const char *device)
+{
+	struct store_tx *tx = begin_write(st, tenant);
+	bool is_changed = true;
+
+	assert_int_equal(store_device_delete(tx, tenant, device, &is_changed),
+			 STORE_OK);
+	commit_ok(tx);
+	return is_changed;
+}
+
+static struct domain_change change(const char *user, const char *device,
+				   int from, int to, bool is_charged)
+{
+	struct domain_change c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.user, sizeof(c.user), "%s", user);
+	snprintf(c.device, sizeof(c.device), "%s", device);
+	c.from_type = from;
+	c.to_type = to;
+	c.is_charged = is_charged;
+	return c;
+}
+
+static void apply_ok(struct store *st, const char *tenant,
+		     const struct domain_change *changes, size_t n)
+{
+	struct store_tx *tx = begin_write(st, tenant);
+
+	assert_int_equal(
+		store_apply(tx, tenant, changes, n, &actor_tester), STORE_OK);
+	commit_ok(tx);
+}
+
+static void assign(struct store *st, const char *tenant, const char *user,
+		   const char *device, int from, int to)
+{
+	struct domain_change c = change(user, device, from, to, false);
+
+	apply_ok(st, tenant, &c, 1);
+}
+
+static void load(struct store *st, const char *tenant, const char *user,
+		 const char *device, struct domain_snapshot *snap)
+{
+	struct domain_key key;
+	struct store_tx *tx = NULL;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.customer, sizeof(key.customer), "%s", tenant);
+	snprintf(key.user, sizeof(key.user), "%s", user);
+	snprintf(key.device, sizeof(key.device), "%s", device);
+	assert_int_equal(store_begin(st, tenant, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &key, snap), STORE_OK);
+	commit_ok(tx);
+}
+
+static size_t ledger(struct store *st, const char *tenant,
+		     struct store_ledger_row rows[LEDGER_MAX])
+{
+	size_t n = 0;
+
+	assert_int_equal(store_ledger_read(st, tenant, 0, rows, LEDGER_MAX, &n),
+			 STORE_OK);
+	return n;
+}
+
+static size_t ledger_count(struct store *st, const char *tenant)
+{
+	struct store_ledger_row rows[LEDGER_MAX];
+
+	return ledger(st, tenant, rows);
+}
+
+static void assert_ledger_row(const struct store_ledger_row *r,
+			      const char *tenant, const char *user,
+			      const char *device, int from, int to,
+			      bool is_charged, const struct store_actor *who)
+{
+	assert_string_equal(r->tenant, tenant);
+	assert_string_equal(r->user, user);
+	assert_string_equal(r->device, device);
+	assert_int_equal(r->from_type, from);
+	assert_int_equal(r->to_type, to);
+	assert_int_equal(r->is_charged, is_charged);
+	assert_string_equal(r->actor, who->sub);
+	assert_int_equal(r->at.seconds, who->at.seconds);
+	assert_int_equal(r->at.nanos, who->at.nanos);
+}
+
+/*
+ * Customer T1 (account A, seats as given): u1 and u2 with both roles, u3
+ * with one; d1, d2, d3 owned by u1, d4 by u2, d5 by u3.
+ */
+static void seed(struct store *st, const char *tenant, int64_t seats)
+{
+	put_customer(st, tenant, ACCOUNT_A, "Acme", seats);
+	put_user(st, tenant, "u1", BOTH_ROLES);
+	put_user(st, tenant, "u2", BOTH_ROLES);
+	put_user(st, tenant, "u3", DOMAIN_ROLE_UC);
+	put_device(st, tenant, "d1", "u1");
+	put_device(st, tenant, "d2", "u1");
+	put_device(st, tenant, "d3", "u1");
+	put_device(st, tenant, "d4", "u2");
+	put_device(st, tenant, "d5", "u3");
+}
+
+static void assert_same_snapshot(const struct domain_snapshot *a,
+				 const struct domain_snapshot *b)
+{
+	assert_int_equal(a->is_customer_found, b->is_customer_found);
+	assert_int_equal(a->customer_has_account, b->customer_has_account);
+	if (a->customer_has_account)
+		assert_string_equal(a->customer_account, b->customer_account);
+	assert_int_equal(a->is_seat_limited, b->is_seat_limited);
+	assert_int_equal(a->included_seats, b->included_seats);
+	assert_int_equal(a->seats_in_use, b->seats_in_use);
+	assert_int_equal(a->is_user_found, b->is_user_found);
+	assert_int_equal(a->has_role_uc, b->has_role_uc);
+	assert_int_equal(a->has_role_uc_softphone, b->has_role_uc_softphone);
+	for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT; t++)
+		assert_string_equal(a->user_devices[t], b->user_devices[t]);
+	assert_int_equal(a->is_device_found, b->is_device_found);
+	if (a->is_device_found)
+		assert_string_equal(a->device_owner, b->device_owner);
+	assert_int_equal(a->device_type, b->device_type);
+}
+
+/*
+ * The failing-write protocol: op runs inside a write tx and must fail with
+ * STORE_ERROR there or at commit (store_commit ends the tx either way);
+ * afterwards the snapshot of (user, device) and the ledger must be what
+ * they were before.
+ */
+static void expect_rejected(struct store *st, const char *tenant,
+			    const char *user, const char *device,
+			    int (*op)(struct store_tx *tx, const void *arg),
+			    const void *arg)
+{
+	struct domain_snapshot before, after;
+	size_t n_ledger = ledger_count(st, tenant);
+	struct store_tx *tx;
+	int rc;
+
+	load(st, tenant, user, device, &before);
+	tx = begin_write(st, tenant);
+	rc = op(tx, arg);
+	if (rc == STORE_OK)
+		rc = store_commit(tx);
+	else
+		store_rollback(tx);
+	assert_int_equal(rc, STORE_ERROR);
+
+	load(st, tenant, user, device, &after);
+	assert_same_snapshot(&before, &after);
+	assert_int_equal(ledger_count(st, tenant), n_ledger);
+}
+
+struct apply_arg {
+	const char *tenant;
+	const struct domain_change *changes;
+	size_t n;
+};
+
+static int op_apply(struct store_tx *tx, const void *arg)
+{
+	const struct apply_arg *a = arg;
+
+	return store_apply(tx, a->tenant, a->changes, a->n, &actor_tester);
+}
+
+static void expect_apply_rejected(struct store *st, const char *tenant,
+				  const struct domain_change *changes,
+				  size_t n)
+{
+	struct apply_arg a = {tenant, changes, n};
+
+	expect_rejected(st, tenant, changes[0].user, changes[0].device,
+			op_apply, &a);
+}
+
+static void assert_user_devices(const struct domain_snapshot *s,
+				const char *desktop, const char *mobile,
+				const char *webrtc, const char *crm)
+{
+	assert_string_equal(s->user_devices[DAS_CLIENT_DESKTOP], desktop);
+	assert_string_equal(s->user_devices[DAS_CLIENT_MOBILE], mobile);
+	assert_string_equal(s->user_devices[DAS_CLIENT_WEBRTC], webrtc);
+	assert_string_equal(s->user_devices[DAS_CLIENT_CRM], crm);
+}
+
+/* ---- tests ---- */
+
+static void test_schema_created_and_data_survives_reopen(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct store *second;
+
+	seed(s->st, T1, 5);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	store_close(s->st);
+	s->st = NULL;
+
+	/* Opening an existing database neither recreates nor loses it. */
+	s->st = open_spec(s->spec, 0);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_true(snap.is_customer_found);
+	assert_true(snap.is_user_found);
+	assert_true(snap.is_device_found);
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(snap.seats_in_use, 1);
+	assert_int_equal(ledger(s->st, T1, rows), 1);
+	assert_true(rows[0].id > 0);
+	assert_ledger_row(&rows[0], T1, "u1", "d1", DAS_CLIENT_NONE,
+			  DAS_CLIENT_DESKTOP, false, &actor_tester);
+
+	/* A second handle on the same database sees the same data. */
+	second = open_spec(s->spec, 1);
+	assign(second, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE);
+	load(s->st, T1, "u1", "d2", &snap);
+	assert_int_equal(snap.device_type, DAS_CLIENT_MOBILE);
+	store_close(second);
+}
+
+static void test_customer_put_is_changed(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+
+	load(s->st, T1, "", "", &snap);
+	assert_false(snap.is_customer_found);
+
+	assert_true(put_customer(s->st, T1, NULL, "Acme", UNLIMITED));
+	assert_false(put_customer(s->st, T1, NULL, "Acme", UNLIMITED));
+	load(s->st, T1, "", "", &snap);
+	assert_true(snap.is_customer_found);
+	assert_false(snap.customer_has_account);
+	assert_false(snap.is_seat_limited);
+	assert_int_equal(snap.seats_in_use, 0);
+
+	assert_true(put_customer(s->st, T1, NULL, "Acme Inc", UNLIMITED));
+	assert_false(put_customer(s->st, T1, NULL, "Acme Inc", UNLIMITED));
+
+	assert_true(put_customer(s->st, T1, ACCOUNT_A, "Acme Inc", UNLIMITED));
+	assert_false(put_customer(s->st, T1, ACCOUNT_A, "Acme Inc", UNLIMITED));
+	load(s->st, T1, "", "", &snap);
+	assert_true(snap.customer_has_account);
+	assert_string_equal(snap.customer_account, ACCOUNT_A);
+	assert_true(put_customer(s->st, T1, ACCOUNT_B, "Acme Inc", UNLIMITED));
+	load(s->st, T1, "", "", &snap);
+	assert_string_equal(snap.customer_account, ACCOUNT_B);
+
+	assert_true(put_customer(s->st, T1, ACCOUNT_B, "Acme Inc", 5));
+	assert_false(put_customer(s->st, T1, ACCOUNT_B, "Acme Inc", 5));
+	load(s->st, T1, "", "", &snap);
+	assert_true(snap.is_seat_limited);
+	assert_int_equal(snap.included_seats, 5);
+
+	/* Zero seats is a limit, not "unlimited". */
+	assert_true(put_customer(s->st, T1, ACCOUNT_B, "Acme Inc", 0));
+	load(s->st, T1, "", "", &snap);
+	assert_true(snap.is_seat_limited);
+	assert_int_equal(snap.included_seats, 0);
+
+	assert_true(put_customer(s->st, T1, NULL, "Acme Inc", UNLIMITED));
+	load(s->st, T1, "", "", &snap);
+	assert_false(snap.customer_has_account);
+	assert_false(snap.is_seat_limited);
+
+	/* Another tenant is another customer. */
+	load(s->st, T2, "", "", &snap);
+	assert_false(snap.is_customer_found);
+}
+
+static void test_user_put_is_changed_and_roles(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+
+	put_customer(s->st, T1, NULL, "Acme", UNLIMITED);
+	put_customer(s->st, T2, NULL, "Other", UNLIMITED);
+
+	load(s->st, T1, "u1", "", &snap);
+	assert_false(snap.is_user_found);
+
+	assert_true(put_user(s->st, T1, "u1", DOMAIN_ROLE_UC));
+	assert_false(put_user(s->st, T1, "u1", DOMAIN_ROLE_UC));
+	load(s->st, T1, "u1", "", &snap);
+	assert_true(snap.is_user_found);
+	assert_true(snap.has_role_uc);
+	assert_false(snap.has_role_uc_softphone);
+
+	assert_true(put_user(s->st, T1, "u1", BOTH_ROLES));
+	load(s->st, T1, "u1", "", &snap);
+	assert_true(snap.has_role_uc);
+	assert_true(snap.has_role_uc_softphone);
+
+	assert_true(put_user(s->st, T1, "u1", DOMAIN_ROLE_UC_SOFTPHONE));
+	load(s->st, T1, "u1", "", &snap);
+	assert_false(snap.has_role_uc);
+	assert_true(snap.has_role_uc_softphone);
+
+	assert_true(put_user(s->st, T1, "u1", ""));
+	assert_false(put_user(s->st, T1, "u1", ""));
+	load(s->st, T1, "u1", "", &snap);
+	assert_true(snap.is_user_found);
+	assert_false(snap.has_role_uc);
+	assert_false(snap.has_role_uc_softphone);
+
+	/* Users are per customer; ids are case-sensitive. */
+	load(s->st, T2, "u1", "", &snap);
+	assert_false(snap.is_user_found);
+	load(s->st, T1, "U1", "", &snap);
+	assert_false(snap.is_user_found);
+	assert_true(put_user(s->st, T2, "u1", BOTH_ROLES));
+	load(s->st, T1, "u1", "", &snap);
+	assert_false(snap.has_role_uc);
+}
+
+static void test_device_put_is_changed(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+
+	put_customer(s->st, T1, NULL, "Acme", UNLIMITED);
+	put_user(s->st, T1, "u1", BOTH_ROLES);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_false(snap.is_device_found);
+
+	assert_true(put_device(s->st, T1, "d1", "u1"));
+	assert_false(put_device(s->st, T1, "d1", "u1"));
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_true(snap.is_device_found);
+	assert_string_equal(snap.device_owner, "u1");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+
+	/* The owner need not be a known user: the PBX is the authority. */
+	assert_true(put_device(s->st, T1, "d1", "someone-else"));
+	assert_false(put_device(s->st, T1, "d1", "someone-else"));
+	load(s->st, T1, "", "d1", &snap);
+	assert_true(snap.is_device_found);
+	assert_string_equal(snap.device_owner, "someone-else");
+	assert_false(snap.is_user_found);
+
+	load(s->st, T1, "u1", "", &snap);
+	assert_false(snap.is_device_found);
+	load(s->st, T1, "u1", "d2", &snap);
+	assert_false(snap.is_device_found);
+}
+
+static void test_deletes_is_changed(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_tx *tx;
+	bool is_changed = true;
+	uint32_t n_dropped = 99;
+
+	seed(s->st, T1, UNLIMITED);
+
+	assert_true(delete_user(s->st, T1, "u2"));
+	assert_false(delete_user(s->st, T1, "u2"));
+	load(s->st, T1, "u2", "", &snap);
+	assert_false(snap.is_user_found);
+
+	assert_true(delete_device(s->st, T1, "d4"));
+	assert_false(delete_device(s->st, T1, "d4"));
+	load(s->st, T1, "", "d4", &snap);
+	assert_false(snap.is_device_found);
+
+	/* The others stay. */
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_true(snap.is_user_found);
+	assert_true(snap.is_device_found);
+
+	tx = begin_write(s->st, T2);
+	assert_int_equal(store_customer_delete(tx, T2, &actor_admin,
+					       &is_changed, &n_dropped),
+			 STORE_OK);
+	commit_ok(tx);
+	assert_false(is_changed);
+	assert_int_equal(n_dropped, 0);
+	assert_int_equal(ledger_count(s->st, T2), 0);
+}
+
+static void test_load_snapshot_fields(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+
+	seed(s->st, T1, 3);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE);
+	assign(s->st, T1, "u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_WEBRTC);
+
+	load(s->st, T1, "u1", "d2", &snap);
+	assert_true(snap.is_customer_found);
+	assert_true(snap.customer_has_account);
+	assert_string_equal(snap.customer_account, ACCOUNT_A);
+	assert_true(snap.is_seat_limited);
+	assert_int_equal(snap.included_seats, 3);
+	assert_int_equal(snap.seats_in_use, 2); /* u1 counts once */
+	assert_true(snap.is_user_found);
+	assert_true(snap.has_role_uc);
+	assert_true(snap.has_role_uc_softphone);
+	assert_user_devices(&snap, "d1", "d2", "", "");
+	assert_string_equal(snap.user_devices[DAS_CLIENT_NONE], "");
+	assert_true(snap.is_device_found);
+	assert_string_equal(snap.device_owner, "u1");
+	assert_int_equal(snap.device_type, DAS_CLIENT_MOBILE);
+
+	load(s->st, T1, "u2", "d3", &snap);
+	assert_user_devices(&snap, "", "", "d4", "");
+	assert_string_equal(snap.device_owner, "u1");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+
+	load(s->st, T1, "u3", "d5", &snap);
+	assert_true(snap.is_user_found);
+	assert_true(snap.has_role_uc);
+	assert_false(snap.has_role_uc_softphone);
+	assert_user_devices(&snap, "", "", "", "");
+
+	/* Empty user and device: not asked, not found. */
+	load(s->st, T1, "", "", &snap);
+	assert_true(snap.is_customer_found);
+	assert_int_equal(snap.seats_in_use, 2);
+	assert_false(snap.is_user_found);
+	assert_false(snap.is_device_found);
+	assert_user_devices(&snap, "", "", "", "");
+
+	/* An unknown customer: nothing found, no seats. */
+	load(s->st, T2, "u1", "d1", &snap);
+	assert_false(snap.is_customer_found);
+	assert_false(snap.is_user_found);
+	assert_false(snap.is_device_found);
+	assert_int_equal(snap.seats_in_use, 0);
+}
+
+static void test_apply_move(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+
+	seed(s->st, T1, 5);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_MOBILE);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_user_devices(&snap, "", "d1", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_MOBILE);
+	assert_int_equal(snap.seats_in_use, 1);
+
+	assert_int_equal(ledger(s->st, T1, rows), 2);
+	assert_true(rows[0].id < rows[1].id);
+	assert_ledger_row(&rows[0], T1, "u1", "d1", DAS_CLIENT_NONE,
+			  DAS_CLIENT_DESKTOP, false, &actor_tester);
+	assert_ledger_row(&rows[1], T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_MOBILE, false, &actor_tester);
+}
+
+static void test_apply_replace(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct domain_change replace[2], move_replace[2];
+
+	seed(s->st, T1, 5);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d3", DAS_CLIENT_NONE, DAS_CLIENT_CRM);
+
+	/* d2 takes desktop: d1 is released first, in the same apply. */
+	replace[0] = change("u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE,
+			    false);
+	replace[1] = change("u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+			    false);
+	apply_ok(s->st, T1, replace, 2);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_user_devices(&snap, "d2", "", "", "d3");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+
+	/* d3 moves from crm onto desktop, releasing d2. */
+	move_replace[0] = change("u1", "d2", DAS_CLIENT_DESKTOP,
+				 DAS_CLIENT_NONE, false);
+	move_replace[1] = change("u1", "d3", DAS_CLIENT_CRM,
+				 DAS_CLIENT_DESKTOP, false);
+	apply_ok(s->st, T1, move_replace, 2);
+	load(s->st, T1, "u1", "d3", &snap);
+	assert_user_devices(&snap, "d3", "", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(snap.seats_in_use, 1);
+
+	assert_int_equal(ledger(s->st, T1, rows), 6);
+	for (size_t i = 1; i < 6; i++)
+		assert_true(rows[i - 1].id < rows[i].id);
+	assert_ledger_row(&rows[2], T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_tester);
+	assert_ledger_row(&rows[3], T1, "u1", "d2", DAS_CLIENT_NONE,
+			  DAS_CLIENT_DESKTOP, false, &actor_tester);
+	assert_ledger_row(&rows[4], T1, "u1", "d2", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_tester);
+	assert_ledger_row(&rows[5], T1, "u1", "d3", DAS_CLIENT_CRM,
+			  DAS_CLIENT_DESKTOP, false, &actor_tester);
+}
+
+static void test_apply_unassign_and_charged(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct domain_change charged =
+		change("u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_WEBRTC, true);
+	struct store_tx *tx;
+
+	seed(s->st, T1, 1);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	apply_ok(s->st, T1, &charged, 1);
+	load(s->st, T1, "u2", "d4", &snap);
+	assert_int_equal(snap.seats_in_use, 2);
+
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_user_devices(&snap, "", "", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(snap.seats_in_use, 1);
+
+	/* An empty apply writes nothing. */
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_apply(tx, T1, NULL, 0, &actor_tester),
+			 STORE_OK);
+	commit_ok(tx);
+
+	assert_int_equal(ledger(s->st, T1, rows), 3);
+	assert_ledger_row(&rows[1], T1, "u2", "d4", DAS_CLIENT_NONE,
+			  DAS_CLIENT_WEBRTC, true, &actor_tester);
+	assert_ledger_row(&rows[2], T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_tester);
+}
+
+static void test_device_in_two_types_rejected(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct domain_change second =
+		change("u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE, false);
+
+	seed(s->st, T1, UNLIMITED);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+
+	/* A "new" assignment of a device that already has a type. */
+	expect_apply_rejected(s->st, T1, &second, 1);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_user_devices(&snap, "d1", "", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+}
+
+static void test_type_with_two_devices_rejected(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct domain_change two[2];
+
+	seed(s->st, T1, UNLIMITED);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+
+	/* d2 onto desktop without releasing d1; a valid change first must
+	 * not survive either. */
+	two[0] = change("u1", "d3", DAS_CLIENT_NONE, DAS_CLIENT_CRM, false);
+	two[1] = change("u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	expect_apply_rejected(s->st, T1, two, 2);
+	expect_apply_rejected(s->st, T1, &two[1], 1);
+
+	load(s->st, T1, "u1", "d2", &snap);
+	assert_user_devices(&snap, "d1", "", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(ledger_count(s->st, T1), 1);
+}
+
+static void test_stale_and_invalid_changes_rejected(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct domain_change bad[] = {
+		/* d2 has no type, so it cannot move or be released */
+		change("u1", "d2", DAS_CLIENT_DESKTOP, DAS_CLIENT_MOBILE, false),
+		change("u1", "d2", DAS_CLIENT_MOBILE, DAS_CLIENT_NONE, false),
+		/* d1 is at desktop, not mobile */
+		change("u1", "d1", DAS_CLIENT_MOBILE, DAS_CLIENT_CRM, false),
+		change("u1", "d1", DAS_CLIENT_MOBILE, DAS_CLIENT_NONE, false),
+		/* not changes at all */
+		change("u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_DESKTOP,
+		       false),
+		change("u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_NONE, false),
+		change("u1", "d2", DAS_CLIENT_NONE, 5, false),
+		change("u1", "d2", -1, DAS_CLIENT_DESKTOP, false),
+	};
+
+	seed(s->st, T1, UNLIMITED);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_apply_rejected(s->st, T1, &bad[i], 1);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_user_devices(&snap, "d1", "", "", "");
+	assert_int_equal(ledger_count(s->st, T1), 1);
+}
+
+static void test_assignment_must_match_owner(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	/* d4 is u2's; "ghost" owns d9 but is no user of the customer. */
+	struct domain_change not_owner =
+		change("u1", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct domain_change no_user =
+		change("ghost", "d9", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct domain_change no_device =
+		change("u1", "d-none", DAS_CLIENT_NONE, DAS_CLIENT_CRM, false);
+
+	seed(s->st, T1, UNLIMITED);
+	put_device(s->st, T1, "d9", "ghost");
+
+	expect_apply_rejected(s->st, T1, &not_owner, 1);
+	expect_apply_rejected(s->st, T1, &no_user, 1);
+	expect_apply_rejected(s->st, T1, &no_device, 1);
+	load(s->st, T1, "u1", "d4", &snap);
+	assert_user_devices(&snap, "", "", "", "");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(snap.seats_in_use, 0);
+}
+
+struct keyed_arg {
+	const char *tenant;
+	const char *id;
+	const char *owner;
+};
+
+static int op_user_delete(struct store_tx *tx, const void *arg)
+{
+	const struct keyed_arg *a = arg;
+	bool is_changed;
+
+	return store_user_delete(tx, a->tenant, a->id, &is_changed);
+}
+
+static int op_device_delete(struct store_tx *tx, const void *arg)
+{
+	const struct keyed_arg *a = arg;
+	bool is_changed;
+
+	return store_device_delete(tx, a->tenant, a->id, &is_changed);
+}
+
+static int op_device_put(struct store_tx *tx, const void *arg)
+{
+	const struct keyed_arg *a = arg;
+	bool is_changed;
+
+	return store_device_put(tx, a->tenant, a->id, a->owner, &is_changed);
+}
+
+static void test_directory_keeps_assignments_consistent(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct keyed_arg user_u1 = {T1, "u1", NULL};
+	struct keyed_arg device_d1 = {T1, "d1", NULL};
+	struct keyed_arg owner_d1 = {T1, "d1", "u2"};
+	struct domain_change drop =
+		change("u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE, false);
+	struct store_tx *tx;
+	bool is_changed = false;
+
+	seed(s->st, T1, UNLIMITED);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+
+	/* The caller must drop the assignment first. */
+	expect_rejected(s->st, T1, "u1", "d1", op_user_delete, &user_u1);
+	expect_rejected(s->st, T1, "u1", "d1", op_device_delete, &device_d1);
+	expect_rejected(s->st, T1, "u1", "d1", op_device_put, &owner_d1);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_true(snap.is_user_found);
+	assert_string_equal(snap.device_owner, "u1");
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+
+	/* Owner change done right: drop, then put, in one transaction. */
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_apply(tx, T1, &drop, 1, &actor_admin),
+			 STORE_OK);
+	assert_int_equal(store_device_put(tx, T1, "d1", "u2", &is_changed),
+			 STORE_OK);
+	assert_true(is_changed);
+	commit_ok(tx);
+	load(s->st, T1, "u2", "d1", &snap);
+	assert_string_equal(snap.device_owner, "u2");
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(snap.seats_in_use, 0);
+	assert_int_equal(ledger(s->st, T1, rows), 2);
+	assert_ledger_row(&rows[1], T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_admin);
+
+	/* And now the user can go. */
+	assert_true(delete_user(s->st, T1, "u1"));
+}
+
+static void test_rollback_leaves_nothing(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_customer c;
+	struct domain_change a =
+		change("u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct store_tx *tx;
+	bool is_changed;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.tenant, sizeof(c.tenant), "%s", T1);
+	snprintf(c.name, sizeof(c.name), "Acme");
+
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_customer_put(tx, &c, &is_changed), STORE_OK);
+	assert_int_equal(store_user_put(tx, T1, "u1", BOTH_ROLES, &is_changed),
+			 STORE_OK);
+	assert_int_equal(store_device_put(tx, T1, "d1", "u1", &is_changed),
+			 STORE_OK);
+	assert_int_equal(store_apply(tx, T1, &a, 1, &actor_tester), STORE_OK);
+	store_rollback(tx);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_false(snap.is_customer_found);
+	assert_false(snap.is_user_found);
+	assert_false(snap.is_device_found);
+	assert_int_equal(ledger_count(s->st, T1), 0);
+
+	/* On existing data too. */
+	seed(s->st, T1, 2);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	tx = begin_write(s->st, T1);
+	a = change("u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE, false);
+	assert_int_equal(store_apply(tx, T1, &a, 1, &actor_tester), STORE_OK);
+	assert_int_equal(store_user_delete(tx, T1, "u2", &is_changed),
+			 STORE_OK);
+	c.is_seat_limited = true;
+	c.included_seats = 9;
+	assert_int_equal(store_customer_put(tx, &c, &is_changed), STORE_OK);
+	store_rollback(tx);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(snap.included_seats, 2);
+	load(s->st, T1, "u2", "", &snap);
+	assert_true(snap.is_user_found);
+	assert_int_equal(ledger_count(s->st, T1), 1);
+}
+
+static void test_customer_delete_cascades(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct store_tx *tx;
+	bool is_changed = false;
+	uint32_t n_dropped = 0;
+
+	seed(s->st, T1, 5);
+	seed(s->st, T2, 5);
+	assign(s->st, T1, "u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T2, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_customer_delete(tx, T1, &actor_admin,
+					       &is_changed, &n_dropped),
+			 STORE_OK);
+	commit_ok(tx);
+	assert_true(is_changed);
+	assert_int_equal(n_dropped, 3);
+
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_false(snap.is_customer_found);
+	assert_false(snap.is_user_found);
+	assert_false(snap.is_device_found);
+	assert_int_equal(snap.seats_in_use, 0);
+	assert_user_devices(&snap, "", "", "", "");
+
+	/* Ledgered by user, then type; the ledger outlives the customer. */
+	assert_int_equal(ledger(s->st, T1, rows), 6);
+	assert_ledger_row(&rows[3], T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_admin);
+	assert_ledger_row(&rows[4], T1, "u1", "d2", DAS_CLIENT_MOBILE,
+			  DAS_CLIENT_NONE, false, &actor_admin);
+	assert_ledger_row(&rows[5], T1, "u2", "d4", DAS_CLIENT_DESKTOP,
+			  DAS_CLIENT_NONE, false, &actor_admin);
+
+	/* The other customer, with the same ids, is untouched. */
+	load(s->st, T2, "u1", "d1", &snap);
+	assert_true(snap.is_customer_found);
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(snap.seats_in_use, 1);
+	assert_int_equal(ledger_count(s->st, T2), 1);
+
+	/* Gone means gone: deleting again changes nothing... */
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_customer_delete(tx, T1, &actor_admin,
+					       &is_changed, &n_dropped),
+			 STORE_OK);
+	commit_ok(tx);
+	assert_false(is_changed);
+	assert_int_equal(n_dropped, 0);
+
+	/* ...and the customer can come back without leftovers. */
+	seed(s->st, T1, 5);
+	load(s->st, T1, "u1", "d1", &snap);
+	assert_int_equal(snap.seats_in_use, 0);
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+}
+
+static void test_ledger_read_pages(void **state)
+{
+	struct suite_state *s = *state;
+	struct store_ledger_row rows[LEDGER_MAX];
+	size_t n = 99;
+	int64_t after = 0;
+	size_t total = 0;
+	const char *devices[] = {"d1", "d1", "d2", "d2", "d1"};
+
+	seed(s->st, T1, UNLIMITED);
+	seed(s->st, T2, UNLIMITED);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T2, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_MOBILE);
+	assign(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP);
+	assign(s->st, T1, "u1", "d2", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE);
+	assign(s->st, T1, "u1", "d1", DAS_CLIENT_MOBILE, DAS_CLIENT_CRM);
+
+	assert_int_equal(store_ledger_read(s->st, T1, 0, rows, 0, &n),
+			 STORE_OK);
+	assert_int_equal(n, 0);
+
+	/* Pages of two: 2, 2, 1, then nothing. */
+	for (int page = 0; page < 4; page++) {
+		assert_int_equal(
+			store_ledger_read(s->st, T1, after, rows, 2, &n),
+			STORE_OK);
+		assert_int_equal(n, page < 2 ? 2 : page == 2 ? 1 : 0);
+		for (size_t i = 0; i < n; i++) {
+			assert_true(rows[i].id > after);
+			assert_string_equal(rows[i].tenant, T1);
+			assert_string_equal(rows[i].device, devices[total]);
+			after = rows[i].id;
+			total++;
+		}
+	}
+	assert_int_equal(total, 5);
+	assert_int_equal(ledger_count(s->st, T2), 1);
+	assert_int_equal(ledger_count(s->st, ACCOUNT_A), 0);
+}
+
+static void test_read_only_tx_refuses_writes(void **state)
+{
+	struct suite_state *s = *state;
+	struct domain_snapshot snap;
+	struct domain_change a =
+		change("u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct store_tx *tx = NULL;
+	bool is_changed;
+
+	seed(s->st, T1, UNLIMITED);
+
+	assert_int_equal(store_begin(s->st, T1, true, &tx), STORE_OK);
+	assert_int_equal(store_apply(tx, T1, &a, 1, &actor_tester),
+			 STORE_ERROR);
+	store_rollback(tx);
+
+	assert_int_equal(store_begin(s->st, T1, true, &tx), STORE_OK);
+	assert_int_equal(store_user_put(tx, T1, "u9", BOTH_ROLES, &is_changed),
+			 STORE_ERROR);
+	store_rollback(tx);
+
+	load(s->st, T1, "u9", "d1", &snap);
+	assert_false(snap.is_user_found);
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(ledger_count(s->st, T1), 0);
+}
+
+/*
+ * With one connection, every path that ends a transaction (commit, failed
+ * commit, rollback after a failed call) must give the connection back, or
+ * the next begin waits forever.
+ */
+static void test_every_end_releases_the_connection(void **state)
+{
+	struct suite_state *s = *state;
+	struct store *one = open_spec(s->spec, 1);
+	struct domain_change not_owner =
+		change("u1", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct domain_change stale =
+		change("u1", "d1", DAS_CLIENT_MOBILE, DAS_CLIENT_NONE, false);
+	struct domain_snapshot snap;
+
+	seed(one, T1, UNLIMITED);
+	for (int i = 0; i < 3; i++) {
+		expect_apply_rejected(one, T1, &not_owner, 1);
+		expect_apply_rejected(one, T1, &stale, 1);
+		assign(one, T1, "u1", "d1", DAS_CLIENT_NONE,
+		       DAS_CLIENT_DESKTOP);
+		assign(one, T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+		       DAS_CLIENT_NONE);
+	}
+	load(one, T1, "u1", "d1", &snap);
+	assert_int_equal(snap.device_type, DAS_CLIENT_NONE);
+	assert_int_equal(ledger_count(one, T1), 6);
+	store_close(one);
+}
+
+/*
+ * The seat race: RACE_THREADS users, each with a device, all assign at the
+ * same moment to a customer with RACE_SEATS included seats and without
+ * accepting charges. The rules (domain_decide) see the seat count the store
+ * loaded inside the transaction, so exactly RACE_SEATS may win.
+ */
+struct racer {
+	struct store *st;
+	pthread_barrier_t *start;
+	int index;
+	bool is_charge_accepted;
+	int store_rc;            /* last store result */
+	enum das_status outcome; /* the rules' answer */
+	int attempts;
+};
+
+static void *race_one(void *arg)
+{
+	struct racer *r = arg;
+	struct domain_principal who;
+	struct domain_request req;
+	struct domain_key key;
+	struct domain_snapshot snap;
+	struct domain_decision d;
+	struct store_actor act = actor_tester;
+
+	memset(&who, 0, sizeof(who));
+	snprintf(who.sub, sizeof(who.sub), "racer");
+	who.is_all_tenants = true;
+	who.scopes = DOMAIN_SCOPE_ASSIGN;
+	memset(&key, 0, sizeof(key));
+	snprintf(key.customer, sizeof(key.customer), "%s", T1);
+	snprintf(key.user, sizeof(key.user), "r%d", r->index);
+	snprintf(key.device, sizeof(key.device), "rd%d", r->index);
+	memset(&req, 0, sizeof(req));
+	req.op = DOMAIN_OP_ASSIGN;
+	req.customer = key.customer;
+	req.customer_len = strlen(key.customer);
+	req.user = key.user;
+	req.user_len = strlen(key.user);
+	req.device = key.device;
+	req.device_len = strlen(key.device);
+	req.client_type = DAS_CLIENT_DESKTOP;
+	req.is_charge_accepted = r->is_charge_accepted;
+
+	pthread_barrier_wait(r->start);
+	for (r->attempts = 1; r->attempts <= RACE_MAX_ATTEMPTS; r->attempts++) {
+		struct store_tx *tx = NULL;
+
+		r->store_rc = store_begin(r->st, T1, false, &tx);
+		if (r->store_rc == STORE_RETRY)
+			continue;
+		if (r->store_rc != STORE_OK)
+			break;
+		r->store_rc = store_load(tx, &key, &snap);
+		if (r->store_rc == STORE_OK) {
+			domain_decide(&who, &req, &key, &snap, &d);
+			r->outcome = d.status;
+			if (d.n_changes > 0)
+				r->store_rc = store_apply(tx, T1, d.changes,
+							  d.n_changes, &act);
+		}
+		if (r->store_rc == STORE_OK) {
+			r->store_rc = store_commit(tx);
+		} else {
+			store_rollback(tx);
+		}
+		if (r->store_rc != STORE_RETRY)
+			break;
+	}
+	return NULL;
+}
+
+/* Runs one racer per index at once; racers[i] gets index[i]'s outcome. */
+static void race(struct store *st, const int *indexes, int n,
+		 bool is_charge_accepted, struct racer *racers)
+{
+	pthread_t threads[RACE_THREADS];
+	pthread_barrier_t start;
+
+	assert_true(n > 0 && n <= RACE_THREADS);
+	assert_int_equal(pthread_barrier_init(&start, NULL, (unsigned)n), 0);
+	for (int i = 0; i < n; i++) {
+		racers[i] = (struct racer){.st = st,
+					   .start = &start,
+					   .index = indexes[i],
+					   .is_charge_accepted =
+						   is_charge_accepted,
+					   .outcome = DAS_INTERNAL};
+		assert_int_equal(pthread_create(&threads[i], NULL, race_one,
+						&racers[i]),
+				 0);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(threads[i], NULL);
+	pthread_barrier_destroy(&start);
+	for (int i = 0; i < n; i++) {
+		if (racers[i].store_rc != STORE_OK)
+			print_error("racer %d: store result %d after %d "
+				    "attempts\n",
+				    racers[i].index, racers[i].store_rc,
+				    racers[i].attempts);
+		assert_int_equal(racers[i].store_rc, STORE_OK);
+	}
+}
+
+static void test_concurrent_seat_race(void **state)
+{
+	struct suite_state *s = *state;
+	/* Fewer connections than threads: begin must wait, not fail. */
+	struct store *shared = open_spec(s->spec, 4);
+	struct racer racers[RACE_THREADS];
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct domain_snapshot snap;
+	int indexes[RACE_THREADS], losers[RACE_THREADS];
+	int n_won = 0, n_losers = 0;
+	size_t n_rows, n_charged = 0;
+
+	put_customer(shared, T1, NULL, "Race", RACE_SEATS);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		char user[16], device[16];
+
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		put_user(shared, T1, user, BOTH_ROLES);
+		put_device(shared, T1, device, user);
+		indexes[i] = i;
+	}
+
+	race(shared, indexes, RACE_THREADS, false, racers);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		if (racers[i].outcome == DAS_OK) {
+			n_won++;
+		} else {
+			assert_int_equal(racers[i].outcome,
+					 DAS_CHARGES_NOT_ACCEPTED);
+			losers[n_losers++] = racers[i].index;
+		}
+	}
+	assert_int_equal(n_won, RACE_SEATS);
+	load(shared, T1, "", "", &snap);
+	assert_int_equal(snap.seats_in_use, RACE_SEATS);
+	assert_int_equal(ledger_count(shared, T1), RACE_SEATS);
+
+	/* The losers accept charges now: each gets a seat, charged. */
+	race(shared, losers, n_losers, true, racers);
+	for (int i = 0; i < n_losers; i++)
+		assert_int_equal(racers[i].outcome, DAS_OK);
+	load(shared, T1, "", "", &snap);
+	assert_int_equal(snap.seats_in_use, RACE_THREADS);
+	n_rows = ledger(shared, T1, rows);
+	assert_int_equal(n_rows, RACE_THREADS);
+	for (size_t i = 0; i < n_rows; i++)
+		if (rows[i].is_charged)
+			n_charged++;
+	assert_int_equal(n_charged, RACE_THREADS - RACE_SEATS);
+	store_close(shared);
+}
+
+int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_schema_created_and_data_survives_reopen),
+		T(test_customer_put_is_changed),
+		T(test_user_put_is_changed_and_roles),
+		T(test_device_put_is_changed),
+		T(test_deletes_is_changed),
+		T(test_load_snapshot_fields),
+		T(test_apply_move),
+		T(test_apply_replace),
+		T(test_apply_unassign_and_charged),
+		T(test_device_in_two_types_rejected),
+		T(test_type_with_two_devices_rejected),
+		T(test_stale_and_invalid_changes_rejected),
+		T(test_assignment_must_match_owner),
+		T(test_directory_keeps_assignments_consistent),
+		T(test_rollback_leaves_nothing),
+		T(test_customer_delete_cascades),
+		T(test_ledger_read_pages),
+		T(test_read_only_tx_refuses_writes),
+		T(test_every_end_releases_the_connection),
+		T(test_concurrent_seat_race),
+#undef T
+	};
+
+	suite_fresh_spec = fresh_spec;
+	return _cmocka_run_group_tests(suite_name, tests,
+				       sizeof(tests) / sizeof(tests[0]), NULL,
+				       NULL);
+}

@@ -1,0 +1,237 @@
+/*
+ * The store suite on the SQLite backend, plus what only SQLite has: the
+ * file, WAL, the schema version and the spec's shape.
+ *
+ * Every database lives in one mkdtemp directory. The tests run in a child
+ * process so the parent removes the directory whatever happens to them
+ * (failed assertion, sanitizer abort, crash).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "service/store/sqlite/sqlite_store.h"
+#include "store_suite.h"
+
+static char temp_dir[256];
+static unsigned n_specs;
+
+/* A new database file name in the temp dir, as a spec; the file is absent. */
+static const char *fresh_spec(void)
+{
+	static char spec[STORE_SUITE_SPEC_SIZE];
+	int n = snprintf(spec, sizeof(spec), "sqlite:%s/t%u.db", temp_dir,
+			 ++n_specs);
+
+	return n > 0 && (size_t)n < sizeof(spec) ? spec : NULL;
+}
+
+static const char *path_of(const char *spec)
+{
+	return spec + strlen("sqlite:");
+}
+
+static void sql_int(const char *path, const char *sql, int64_t *out)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	*out = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+static void sql_text(const char *path, const char *sql, char *out,
+		     size_t size)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	snprintf(out, size, "%s", (const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+static void test_accepts(void **state)
+{
+	assert_true(store_sqlite_ops.accepts("sqlite:x.db"));
+	assert_true(store_sqlite_ops.accepts("sqlite:/var/lib/das.db"));
+	assert_false(store_sqlite_ops.accepts("sqlite"));
+	assert_false(store_sqlite_ops.accepts("SQLITE:x.db"));
+	assert_false(store_sqlite_ops.accepts("postgresql://h/db"));
+	assert_false(store_sqlite_ops.accepts(""));
+	assert_string_equal(store_sqlite_ops.name, "sqlite");
+}
+
+static void test_open_creates_file_wal_and_schema_version(void **state)
+{
+	const char *spec = fresh_spec();
+	struct store *st = NULL;
+	struct stat sb;
+	char err[256], mode[16];
+	int64_t version = 0, n_tables = 0;
+
+	assert_int_not_equal(stat(path_of(spec), &sb), 0);
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	assert_int_equal(stat(path_of(spec), &sb), 0);
+
+	sql_int(path_of(spec), "PRAGMA user_version", &version);
+	assert_int_equal(version, 1);
+	sql_text(path_of(spec), "PRAGMA journal_mode", mode, sizeof(mode));
+	assert_string_equal(mode, "wal");
+	sql_int(path_of(spec),
+		"SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+		"name IN ('customers', 'users', 'devices', 'assignments', "
+		"'ledger')",
+		&n_tables);
+	assert_int_equal(n_tables, 5);
+	store_close(st);
+
+	/* A second open migrates nothing and keeps the version. */
+	st = NULL;
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	store_close(st);
+	sql_int(path_of(spec), "PRAGMA user_version", &version);
+	assert_int_equal(version, 1);
+}
+
+static void test_open_refuses_newer_schema(void **state)
+{
+	const char *spec = fresh_spec();
+	struct store *st = NULL;
+	sqlite3 *db = NULL;
+	char err[256] = "";
+
+	assert_int_equal(sqlite3_open(path_of(spec), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_ERROR);
+	assert_null(st);
+	assert_non_null(strstr(err, "newer"));
+}
+
+static void test_open_refuses_bad_paths(void **state)
+{
+	struct store *st = NULL;
+	char err[256] = "", spec[STORE_SUITE_SPEC_SIZE];
+
+	assert_int_equal(store_open("sqlite:", NULL, &st, err, sizeof(err)),
+			 STORE_ERROR);
+	assert_non_null(strstr(err, "file path"));
+	assert_int_equal(
+		store_open("sqlite::memory:", NULL, &st, err, sizeof(err)),
+		STORE_ERROR);
+
+	/* The file is created, its directory is not. */
+	snprintf(spec, sizeof(spec), "sqlite:%s/no-such-dir/x.db", temp_dir);
+	err[0] = '\0';
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_ERROR);
+	assert_null(st);
+	assert_non_null(strstr(err, "no-such-dir"));
+}
+
+static int run_all(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_accepts),
+		cmocka_unit_test(test_open_creates_file_wal_and_schema_version),
+		cmocka_unit_test(test_open_refuses_newer_schema),
+		cmocka_unit_test(test_open_refuses_bad_paths),
+	};
+	int n_failed = cmocka_run_group_tests_name("store.sqlite.backend",
+						   tests, NULL, NULL);
+
+	n_failed += store_suite_run("store.sqlite", fresh_spec);
+	return n_failed;
+}
+
+/* The directory holds only flat files (databases, -wal, -shm). */
+static void remove_temp_dir(void)
+{
+	DIR *d = opendir(temp_dir);
+	struct dirent *e;
+	char path[512];
+
+	if (d) {
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 ||
+			    strcmp(e->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", temp_dir,
+				 e->d_name);
+			if (unlink(path) != 0)
+				perror(path);
+		}
+		closedir(d);
+	}
+	if (rmdir(temp_dir) != 0)
+		perror(temp_dir);
+}
+
+int main(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	int status = 0;
+	pid_t pid;
+
+	snprintf(temp_dir, sizeof(temp_dir), "%s/das-store-sqlite.XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(temp_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		remove_temp_dir();
+		return 1;
+	}
+	/* exit(), not _exit(): LeakSanitizer reports at exit. */
+	if (pid == 0)
+		exit(run_all() == 0 ? 0 : 1);
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno == EINTR)
+			continue;
+		perror("waitpid");
+		status = 1 << 8;
+		break;
+	}
+	remove_temp_dir();
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "tests died of signal %d\n", WTERMSIG(status));
+		return 1;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
