@@ -393,6 +393,7 @@ void server_stop(struct server *srv)
 				gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		}
 	}
+	das_log(DAS_LOG_DEBUG, "shutdown: calls finished, stopping workers");
 	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++) {
 		struct worker *w = &srv->workers[i];
 		if (!w->cq)
@@ -425,5 +426,6 @@ void server_stop(struct server *srv)
 	}
 	free(srv->workers);
 	free(srv);
+	das_log(DAS_LOG_DEBUG, "shutdown: server destroyed");
 	grpc_shutdown();
 }
