@@ -138,7 +138,7 @@ cat <<EOF
     export DAS_TOKEN='$token'
 
   Assign alice's desk phone as her desktop softphone (201):
-    curl -i -X POST '$base/alice/devices/pbx/alice-desk-01/assign' -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"clientType":"desktop"}'
+    curl -si -X POST '$base/alice/devices/pbx/alice-desk-01/assign' -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"clientType":"desktop"}'
 
   List alice's softphones:
     curl -s '$base/alice/devices/pbx' -H "Authorization: Bearer $token"
