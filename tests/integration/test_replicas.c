@@ -1,0 +1,659 @@
+/*
+ * Two device-assignment-server replicas on one private PostgreSQL database
+ * (CONTRACT.md section 7: several replicas give the same answers as one):
+ *
+ * - a seat race spread over both replicas: exactly the included number of
+ *   assigns win, every other one is CHARGES_NOT_ACCEPTED;
+ * - a replica killed with SIGKILL under load: every acknowledged assign is
+ *   found afterwards and the other replica keeps serving throughout;
+ * - the database restarted under load (pg_ctl restart -m fast): both
+ *   replicas answer again within seconds, without being restarted, and
+ *   every failure in between is UNAVAILABLE.
+ *
+ * The numbers measured are printed on stderr ("replicas: ...").
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "deviceassignment/v1/device_assignment.pb-c.h"
+#include "deviceassignment/v1/directory.pb-c.h"
+
+#include "client/das_client.h"
+#include "harness.h"
+
+#ifndef DAS_WITH_POSTGRES
+int main(void)
+{
+	fprintf(stderr, "replicas: built without the PostgreSQL backend "
+			"(DAS_WITH_POSTGRES=OFF)\n");
+	return 77;
+}
+#else
+
+#include "tests/store/pg_harness.h"
+
+#define RACE "a1f0c6d2-5b3e-4f7a-8c9d-0e1f2a3b4c5d"
+#define LOAD "b2e1d7c3-6c4f-4a8b-9d0e-1f2a3b4c5d6e"
+#define FLIP "c3d2e8b4-7d5a-4b9c-8e1f-2a3b4c5d6e7f"
+#define TIMEOUT_MS 10000
+#define GRPC_OK 0
+#define GRPC_FAILED_PRECONDITION 9
+#define GRPC_UNAVAILABLE 14
+
+static struct pg_harness pg;
+static char db_spec[PG_HARNESS_URI_SIZE];
+static struct harness_proc replica[2];
+static struct das_client *client[2];
+static char *admin_token, *assign_token;
+
+static const char *const all_tenants[] = {"*"};
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static void start_replica(int i)
+{
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+
+	assert_int_equal(harness_start(&replica[i], DAS_SERVER_BIN, args,
+				       NULL),
+			 0);
+	das_client_free(client[i]);
+	client[i] = das_client_new(replica[i].addr);
+	assert_non_null(client[i]);
+}
+
+/* ---- calls ---- */
+
+static int directory_call(enum das_rpc_method m, const ProtobufCMessage *req)
+{
+	ProtobufCMessage *resp = NULL;
+	struct das_call_status st;
+
+	assert_int_equal(das_client_call(client[0], m, admin_token, req, &resp,
+					 TIMEOUT_MS, &st),
+			 0);
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	if (st.code != GRPC_OK)
+		fprintf(stderr, "directory call: %d %s %s\n", st.code,
+			st.reason, st.message);
+	return st.code;
+}
+
+static void upsert_customer(const char *tenant, int seats)
+{
+	Deviceassignment__V1__UpsertCustomerRequest r =
+		DEVICEASSIGNMENT__V1__UPSERT_CUSTOMER_REQUEST__INIT;
+
+	r.tenant_id = (char *)tenant;
+	r.account_tenant_id = (char *)"";
+	r.name = (char *)"Replica Test";
+	r.has_included_softphone_seats = seats >= 0;
+	r.included_softphone_seats = seats >= 0 ? (uint32_t)seats : 0;
+	assert_int_equal(directory_call(DAS_RPC_UPSERT_CUSTOMER, &r.base),
+			 GRPC_OK);
+}
+
+static void upsert_user(const char *tenant, const char *user)
+{
+	static char *roles[] = {(char *)"customer_user_uc",
+				(char *)"customer_user_uc_softphone"};
+	Deviceassignment__V1__UpsertUserRequest r =
+		DEVICEASSIGNMENT__V1__UPSERT_USER_REQUEST__INIT;
+
+	r.tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	r.n_roles = 2;
+	r.roles = roles;
+	assert_int_equal(directory_call(DAS_RPC_UPSERT_USER, &r.base),
+			 GRPC_OK);
+}
+
+static void upsert_device(const char *tenant, const char *device,
+			  const char *owner)
+{
+	Deviceassignment__V1__UpsertPbxDeviceRequest r =
+		DEVICEASSIGNMENT__V1__UPSERT_PBX_DEVICE_REQUEST__INIT;
+
+	r.tenant_id = (char *)tenant;
+	r.device_id = (char *)device;
+	r.owner_user_id = (char *)owner;
+	assert_int_equal(directory_call(DAS_RPC_UPSERT_PBX_DEVICE, &r.base),
+			 GRPC_OK);
+}
+
+/* One assign; returns the gRPC code, -1 on a local client failure. */
+static int assign(struct das_client *c, const char *tenant, const char *user,
+		  const char *device, int type, int timeout_ms,
+		  struct das_call_status *st)
+{
+	Deviceassignment__V1__AssignDeviceRequest r =
+		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+
+	r.customer_tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	r.device_id = (char *)device;
+	r.client_type = (Deviceassignment__V1__ClientType)type;
+	if (das_client_call(c, DAS_RPC_ASSIGN_DEVICE, assign_token, &r.base,
+			    &resp, timeout_ms, st) != 0)
+		return -1;
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return st->code;
+}
+
+static int unassign(struct das_client *c, const char *tenant,
+		    const char *user, const char *device, int timeout_ms,
+		    struct das_call_status *st)
+{
+	Deviceassignment__V1__UnassignDeviceRequest r =
+		DEVICEASSIGNMENT__V1__UNASSIGN_DEVICE_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+
+	r.customer_tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	r.device_id = (char *)device;
+	if (das_client_call(c, DAS_RPC_UNASSIGN_DEVICE, assign_token, &r.base,
+			    &resp, timeout_ms, st) != 0)
+		return -1;
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return st->code;
+}
+
+/*
+ * The type a user's device has according to replica c: 0 when it has
+ * none, -1 when the call failed.
+ */
+static int listed_type(struct das_client *c, const char *tenant,
+		       const char *user, const char *device)
+{
+	Deviceassignment__V1__ListUserDevicesRequest r =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct das_call_status st;
+	int type = 0;
+
+	r.customer_tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	if (das_client_call(c, DAS_RPC_LIST_USER_DEVICES, assign_token,
+			    &r.base, &resp, TIMEOUT_MS, &st) != 0 ||
+	    st.code != GRPC_OK) {
+		fprintf(stderr, "list %s: %d %s\n", user, st.code, st.message);
+		return -1;
+	}
+	Deviceassignment__V1__ListUserDevicesResponse *l = (void *)resp;
+	for (size_t i = 0; i < l->n_devices; i++)
+		if (strcmp(l->devices[i]->device_id, device) == 0)
+			type = (int)l->devices[i]->client_type;
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return type;
+}
+
+/* ---- the seat race over both replicas ---- */
+
+#define RACERS 32
+#define RACE_SEATS 5
+#define RACE_ROUNDS 3
+
+struct racer {
+	const char *tenant;
+	int index;
+	int code;
+	char reason[64];
+};
+
+static pthread_barrier_t race_start;
+
+static void *race_main(void *arg)
+{
+	struct racer *r = arg;
+	struct das_call_status st;
+	char user[16], device[16];
+
+	snprintf(user, sizeof(user), "r%d", r->index);
+	snprintf(device, sizeof(device), "rd%d", r->index);
+	pthread_barrier_wait(&race_start);
+	/* Half of the callers go to each replica. */
+	r->code = assign(client[r->index % 2], r->tenant, user, device,
+			 DAS_CLIENT_DESKTOP, TIMEOUT_MS * 3, &st);
+	snprintf(r->reason, sizeof(r->reason), "%s", st.reason);
+	return NULL;
+}
+
+/* One round on a fresh customer; adds the winners per replica to won. */
+static void race_round(const char *tenant, int won[2])
+{
+	pthread_t threads[RACERS];
+	struct racer racers[RACERS];
+	int n_won = 0, refused = 0, seated[2] = {0, 0};
+	char user[16], device[16];
+
+	upsert_customer(tenant, RACE_SEATS);
+	for (int i = 0; i < RACERS; i++) {
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		upsert_user(tenant, user);
+		upsert_device(tenant, device, user);
+	}
+	/* Both channels connected before the start, so neither replica
+	 * gets a head start from connection setup. */
+	for (int c = 0; c < 2; c++)
+		assert_int_equal(listed_type(client[c], tenant, "r0", "rd0"),
+				 0);
+	assert_int_equal(pthread_barrier_init(&race_start, NULL, RACERS), 0);
+	for (int i = 0; i < RACERS; i++) {
+		racers[i].tenant = tenant;
+		racers[i].index = i;
+		assert_int_equal(pthread_create(&threads[i], NULL, race_main,
+						&racers[i]),
+				 0);
+	}
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(threads[i], NULL);
+		if (racers[i].code == GRPC_OK) {
+			won[i % 2]++;
+			n_won++;
+		} else if (racers[i].code == GRPC_FAILED_PRECONDITION &&
+			   strcmp(racers[i].reason, "CHARGES_NOT_ACCEPTED") ==
+				   0) {
+			refused++;
+		} else {
+			fprintf(stderr, "racer %d: code %d %s\n", i,
+				racers[i].code, racers[i].reason);
+		}
+	}
+	pthread_barrier_destroy(&race_start);
+	assert_int_equal(n_won, RACE_SEATS);
+	assert_int_equal(refused, RACERS - RACE_SEATS);
+	/* Both replicas see the same seated users: the winners. */
+	for (int i = 0; i < RACERS; i++) {
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		for (int c = 0; c < 2; c++) {
+			int type = listed_type(client[c], tenant, user, device);
+
+			assert_int_not_equal(type, -1);
+			seated[c] += type != 0;
+			assert_int_equal(type != 0, racers[i].code == GRPC_OK);
+		}
+	}
+	assert_int_equal(seated[0], RACE_SEATS);
+	assert_int_equal(seated[1], RACE_SEATS);
+}
+
+static void seat_race_over_two_replicas(void **state)
+{
+	static const char *const tenants[RACE_ROUNDS] = {
+		RACE, "a1f0c6d2-5b3e-4f7a-8c9d-0e1f2a3b4c5e",
+		"a1f0c6d2-5b3e-4f7a-8c9d-0e1f2a3b4c5f"};
+	int won[2] = {0, 0};
+	double t0 = now_ms();
+
+	for (int round = 0; round < RACE_ROUNDS; round++)
+		race_round(tenants[round], won);
+	fprintf(stderr,
+		"replicas: seat race: %d rounds x %d callers (half per "
+		"replica), %d seats each: exactly %d won per round (%d via A, "
+		"%d via B in all), the other %d per round "
+		"CHARGES_NOT_ACCEPTED; %.0f ms\n",
+		RACE_ROUNDS, RACERS, RACE_SEATS, RACE_SEATS, won[0], won[1],
+		RACERS - RACE_SEATS, now_ms() - t0);
+}
+
+/* ---- SIGKILL of one replica under load ---- */
+
+#define LOADERS 8   /* even: half per replica */
+#define LOAD_OPS 24 /* assigns per loader, each on its own device */
+
+struct loader {
+	int index;
+	int replica;
+	int n_ok;            /* acknowledged assigns */
+	int n_ok_after_kill; /* of those, sent after the kill */
+	int n_failed;
+	int first_failure;   /* gRPC code of the first failure */
+	bool is_acked[LOAD_OPS];
+};
+
+static atomic_int load_acked;
+static atomic_bool is_killed;
+
+static void load_names(int loader, int op, char *user, char *device,
+		       size_t size)
+{
+	/* Four devices per user, one per client type: none is replaced. */
+	snprintf(user, size, "k%d-%d", loader, op / 4);
+	snprintf(device, size, "k%d-d%d", loader, op);
+}
+
+static void *load_main(void *arg)
+{
+	struct loader *l = arg;
+	char user[32], device[32];
+
+	for (int op = 0; op < LOAD_OPS; op++) {
+		struct das_call_status st;
+		bool was_killed = atomic_load(&is_killed);
+		int code;
+
+		load_names(l->index, op, user, device, sizeof(user));
+		code = assign(client[l->replica], LOAD, user, device,
+			      op % 4 + 1, 3000, &st);
+		if (code == GRPC_OK) {
+			l->is_acked[op] = true;
+			l->n_ok++;
+			l->n_ok_after_kill += was_killed;
+			atomic_fetch_add(&load_acked, 1);
+			continue;
+		}
+		if (l->n_failed++ == 0)
+			l->first_failure = code;
+		/* The killed replica answers no more: stop its callers. */
+		if (l->replica == 0)
+			break;
+	}
+	return NULL;
+}
+
+static void sigkill_one_replica_under_load(void **state)
+{
+	pthread_t threads[LOADERS];
+	struct loader loaders[LOADERS];
+	char user[32], device[32];
+	int acked = 0, found = 0, after_kill_b = 0, failed_a = 0;
+	double t0;
+
+	upsert_customer(LOAD, -1);
+	for (int t = 0; t < LOADERS; t++)
+		for (int op = 0; op < LOAD_OPS; op++) {
+			load_names(t, op, user, device, sizeof(user));
+			if (op % 4 == 0)
+				upsert_user(LOAD, user);
+			upsert_device(LOAD, device, user);
+		}
+	atomic_store(&load_acked, 0);
+	atomic_store(&is_killed, false);
+	memset(loaders, 0, sizeof(loaders));
+	for (int t = 0; t < LOADERS; t++) {
+		loaders[t].index = t;
+		loaders[t].replica = t % 2;
+		assert_int_equal(pthread_create(&threads[t], NULL, load_main,
+						&loaders[t]),
+				 0);
+	}
+	/* Kill A once a quarter of the work is acknowledged. */
+	t0 = now_ms();
+	while (atomic_load(&load_acked) < LOADERS * LOAD_OPS / 4 &&
+	       now_ms() - t0 < 20000)
+		sleep_ms(2);
+	atomic_store(&is_killed, true);
+	assert_int_equal(harness_stop(&replica[0], SIGKILL),
+			 HARNESS_STATUS_SIGNAL(SIGKILL));
+	for (int t = 0; t < LOADERS; t++)
+		pthread_join(threads[t], NULL);
+
+	for (int t = 0; t < LOADERS; t++) {
+		struct loader *l = &loaders[t];
+
+		acked += l->n_ok;
+		if (l->replica == 1) {
+			/* B keeps serving: every call of its callers OK. */
+			if (l->n_failed)
+				fprintf(stderr, "loader %d on B: %d failed, "
+						"first code %d\n",
+					t, l->n_failed, l->first_failure);
+			assert_int_equal(l->n_failed, 0);
+			assert_int_equal(l->n_ok, LOAD_OPS);
+			after_kill_b += l->n_ok_after_kill;
+		} else {
+			failed_a += l->n_failed;
+		}
+		/* Every acknowledged assign is there, as B sees it. */
+		for (int op = 0; op < LOAD_OPS; op++) {
+			if (!l->is_acked[op])
+				continue;
+			load_names(t, op, user, device, sizeof(user));
+			int type = listed_type(client[1], LOAD, user, device);
+			if (type != op % 4 + 1)
+				fprintf(stderr, "lost: %s %s type %d\n", user,
+					device, type);
+			found += type == op % 4 + 1;
+		}
+	}
+	fprintf(stderr,
+		"replicas: SIGKILL of A under load: %d assigns acknowledged "
+		"(%d by B after the kill), %d found afterwards, %d callers of "
+		"A stopped by the kill\n",
+		acked, after_kill_b, found, failed_a);
+	assert_int_equal(found, acked);
+	assert_true(after_kill_b > 0);
+	/* Bring A back (a fresh process on a new port) for what follows. */
+	start_replica(0);
+}
+
+/* ---- the database restarted under load ---- */
+
+#define FLIPPERS 6
+
+struct flipper {
+	int index;
+	int replica;
+	int n_ok, n_failed, n_other; /* other: a failure not UNAVAILABLE */
+	int other_code;
+	double last_failure_ms;  /* when the last failed call returned */
+	double first_ok_after_ms; /* first OK after the restart was done */
+	int last_acked_type;     /* state after the last OK, if it was last */
+	bool is_last_acked;
+};
+
+static atomic_bool is_flipping;
+static _Atomic double restart_done_ms;
+
+static void *flip_main(void *arg)
+{
+	struct flipper *f = arg;
+	char user[16], device[16];
+	bool is_assigned = false;
+
+	snprintf(user, sizeof(user), "f%d", f->index);
+	snprintf(device, sizeof(device), "fd%d", f->index);
+	while (atomic_load(&is_flipping)) {
+		struct das_call_status st;
+		int code;
+
+		code = is_assigned
+			       ? unassign(client[f->replica], FLIP, user,
+					  device, 5000, &st)
+			       : assign(client[f->replica], FLIP, user, device,
+					DAS_CLIENT_MOBILE, 5000, &st);
+		if (code == GRPC_OK) {
+			double done = atomic_load(&restart_done_ms);
+
+			is_assigned = !is_assigned;
+			f->n_ok++;
+			f->is_last_acked = true;
+			f->last_acked_type =
+				is_assigned ? DAS_CLIENT_MOBILE : 0;
+			if (done > 0 && f->first_ok_after_ms == 0)
+				f->first_ok_after_ms = now_ms();
+			continue;
+		}
+		f->is_last_acked = false;
+		f->n_failed++;
+		f->last_failure_ms = now_ms();
+		if (code != GRPC_UNAVAILABLE) {
+			f->n_other++;
+			f->other_code = code;
+		}
+		/* Outcome unknown: learn the state before going on. */
+		sleep_ms(50);
+		int type = listed_type(client[f->replica], FLIP, user, device);
+		if (type >= 0)
+			is_assigned = type != 0;
+	}
+	return NULL;
+}
+
+static void database_restart_under_load(void **state)
+{
+	pthread_t threads[FLIPPERS];
+	struct flipper flippers[FLIPPERS];
+	char user[16], device[16], err[512];
+	double t0, restart_ms, recovered_ms[2] = {0, 0}, last_failure = 0;
+	int failed = 0, ok = 0;
+
+	upsert_customer(FLIP, -1);
+	for (int i = 0; i < FLIPPERS; i++) {
+		snprintf(user, sizeof(user), "f%d", i);
+		snprintf(device, sizeof(device), "fd%d", i);
+		upsert_user(FLIP, user);
+		upsert_device(FLIP, device, user);
+	}
+	atomic_store(&is_flipping, true);
+	atomic_store(&restart_done_ms, 0.0);
+	memset(flippers, 0, sizeof(flippers));
+	for (int i = 0; i < FLIPPERS; i++) {
+		flippers[i].index = i;
+		flippers[i].replica = i % 2;
+		assert_int_equal(pthread_create(&threads[i], NULL, flip_main,
+						&flippers[i]),
+				 0);
+	}
+	sleep_ms(500);
+	t0 = now_ms();
+	if (pg_harness_restart(&pg, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	restart_ms = now_ms() - t0;
+	atomic_store(&restart_done_ms, now_ms());
+	/* Let the load run until every caller has succeeded again. */
+	for (;;) {
+		bool is_all = true;
+
+		for (int i = 0; i < FLIPPERS; i++)
+			is_all = is_all && flippers[i].first_ok_after_ms > 0;
+		if (is_all || now_ms() - t0 > 30000)
+			break;
+		sleep_ms(10);
+	}
+	sleep_ms(300);
+	atomic_store(&is_flipping, false);
+	for (int i = 0; i < FLIPPERS; i++)
+		pthread_join(threads[i], NULL);
+
+	double done = atomic_load(&restart_done_ms);
+	for (int i = 0; i < FLIPPERS; i++) {
+		struct flipper *f = &flippers[i];
+		double took = f->first_ok_after_ms - done;
+
+		ok += f->n_ok;
+		failed += f->n_failed;
+		if (f->last_failure_ms > last_failure)
+			last_failure = f->last_failure_ms;
+		if (f->n_other)
+			fprintf(stderr, "flipper %d: %d failures not "
+					"UNAVAILABLE (code %d)\n",
+				i, f->n_other, f->other_code);
+		assert_int_equal(f->n_other, 0);
+		assert_true(f->first_ok_after_ms > 0);
+		if (took > recovered_ms[f->replica])
+			recovered_ms[f->replica] = took;
+		/* The last acknowledged state is the stored one. */
+		if (f->is_last_acked) {
+			snprintf(user, sizeof(user), "f%d", i);
+			snprintf(device, sizeof(device), "fd%d", i);
+			assert_int_equal(listed_type(client[1 - f->replica],
+						     FLIP, user, device),
+					 f->last_acked_type);
+		}
+	}
+	fprintf(stderr,
+		"replicas: database restart under load: pg_ctl restart took "
+		"%.0f ms; calls OK again %.0f ms (A) / %.0f ms (B) after it; "
+		"last failure %.0f ms after the restart began; "
+		"%d calls OK, %d failed (all UNAVAILABLE)\n",
+		restart_ms, recovered_ms[0], recovered_ms[1],
+		last_failure > 0 ? last_failure - t0 : 0.0, ok, failed);
+	assert_true(recovered_ms[0] < 5000.0);
+	assert_true(recovered_ms[1] < 5000.0);
+	/* Neither replica was restarted. */
+	assert_true(harness_is_alive(&replica[0]));
+	assert_true(harness_is_alive(&replica[1]));
+}
+
+static int setup(void **state)
+{
+	char err[512];
+
+	if (pg_harness_start(&pg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "replicas: cannot run a private PostgreSQL "
+				"server: %s\n",
+			err);
+		return -1;
+	}
+	if (pg_harness_create_db(&pg, db_spec, sizeof(db_spec), err,
+				 sizeof(err)) != 0) {
+		fprintf(stderr, "replicas: %s\n", err);
+		return -1;
+	}
+	admin_token = harness_mint("admin", all_tenants, 1, "directory:admin",
+				   3600);
+	assign_token = harness_mint("agent", all_tenants, 1, "devices:assign",
+				    3600);
+	start_replica(0);
+	start_replica(1);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (int i = 0; i < 2; i++) {
+		das_client_free(client[i]);
+		client[i] = NULL;
+		if (replica[i].pid)
+			harness_stop(&replica[i], SIGTERM);
+	}
+	free(admin_token);
+	free(assign_token);
+	pg_harness_stop(&pg);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(seat_race_over_two_replicas),
+		cmocka_unit_test(sigkill_one_replica_under_load),
+		cmocka_unit_test(database_restart_under_load),
+	};
+
+	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
+}
+
+#endif
