@@ -455,8 +455,9 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 		cfg->per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
 		cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, h, MHD_OPTION_UNESCAPE_CALLBACK, keep_url_raw,
-		NULL, MHD_OPTION_END);
+		on_completed, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_url_raw, NULL,
+		MHD_OPTION_END);
 	if (!h->daemon) {
 		snprintf(err, err_size, "cannot listen on %s: %s", cfg->listen,
 			 strerror(errno));
