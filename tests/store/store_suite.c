@@ -1255,6 +1255,134 @@ static void test_concurrent_seat_race(void **state)
 	store_close(shared);
 }
 
+/*
+ * Many writers at once, some rolling back: a rollback must undo only its
+ * own transaction (a backend that shares a commit among writers must not
+ * lose or keep the wrong ones), every commit must stay.
+ */
+#define MIX_ITERATIONS 24
+
+struct mixer {
+	struct store *st;
+	pthread_barrier_t *start;
+	int index;
+	int n_committed;
+	int final_type;
+	int failure; /* 0, or the store result that stopped the thread */
+};
+
+static void *mix_one(void *arg)
+{
+	struct mixer *m = arg;
+	struct domain_key key;
+	struct domain_snapshot snap;
+	struct domain_change c;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.customer, sizeof(key.customer), "%s", T1);
+	snprintf(key.user, sizeof(key.user), "r%d", m->index);
+	snprintf(key.device, sizeof(key.device), "rd%d", m->index);
+	pthread_barrier_wait(m->start);
+	for (int k = 0; k < MIX_ITERATIONS && !m->failure; k++) {
+		bool is_kept = (k + m->index) % 3 != 2;
+		int rc = STORE_RETRY;
+
+		for (int attempt = 0;
+		     rc == STORE_RETRY && attempt < RACE_MAX_ATTEMPTS;
+		     attempt++) {
+			struct store_tx *tx = NULL;
+
+			rc = store_begin(m->st, T1, false, &tx);
+			if (rc != STORE_OK)
+				continue;
+			rc = store_load(tx, &key, &snap);
+			if (rc == STORE_OK) {
+				c = change(key.user, key.device,
+					   snap.device_type,
+					   snap.device_type ? DAS_CLIENT_NONE
+							    : DAS_CLIENT_CRM,
+					   false);
+				rc = store_apply(tx, T1, &c, 1, &actor_tester);
+			}
+			if (rc == STORE_OK && is_kept) {
+				rc = store_commit(tx);
+			} else {
+				store_rollback(tx);
+			}
+		}
+		if (rc != STORE_OK) {
+			m->failure = rc;
+		} else if (is_kept) {
+			m->n_committed++;
+			m->final_type = c.to_type;
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_commits_and_rollbacks(void **state)
+{
+	struct suite_state *s = *state;
+	struct store *shared = open_spec(s->spec, 4);
+	struct mixer mixers[RACE_THREADS];
+	pthread_t threads[RACE_THREADS];
+	pthread_barrier_t start;
+	struct store_ledger_row page[LEDGER_MAX];
+	int per_user[RACE_THREADS] = {0};
+	int64_t after = 0;
+	size_t n = 0;
+
+	put_customer(shared, T1, NULL, "Mix", UNLIMITED);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		char user[16], device[16];
+
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		put_user(shared, T1, user, BOTH_ROLES);
+		put_device(shared, T1, device, user);
+	}
+
+	assert_int_equal(pthread_barrier_init(&start, NULL, RACE_THREADS), 0);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		mixers[i] = (struct mixer){
+			.st = shared, .start = &start, .index = i};
+		assert_int_equal(pthread_create(&threads[i], NULL, mix_one,
+						&mixers[i]),
+				 0);
+	}
+	for (int i = 0; i < RACE_THREADS; i++)
+		pthread_join(threads[i], NULL);
+	pthread_barrier_destroy(&start);
+
+	do {
+		assert_int_equal(store_ledger_read(shared, T1, after, page,
+						   LEDGER_MAX, &n),
+				 STORE_OK);
+		for (size_t i = 0; i < n; i++) {
+			int index = -1;
+
+			assert_int_equal(sscanf(page[i].user, "r%d", &index),
+					 1);
+			assert_true(index >= 0 && index < RACE_THREADS);
+			per_user[index]++;
+			after = page[i].id;
+		}
+	} while (n > 0);
+
+	for (int i = 0; i < RACE_THREADS; i++) {
+		struct domain_snapshot snap;
+		char user[16], device[16];
+
+		assert_int_equal(mixers[i].failure, 0);
+		assert_int_equal(per_user[i], mixers[i].n_committed);
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		load(shared, T1, user, device, &snap);
+		assert_int_equal(snap.device_type, mixers[i].final_type);
+	}
+	store_close(shared);
+}
+
 int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 {
 	const struct CMUnitTest tests[] = {
@@ -1279,6 +1407,7 @@ int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 		T(test_read_only_tx_refuses_writes),
 		T(test_every_end_releases_the_connection),
 		T(test_concurrent_seat_race),
+		T(test_concurrent_commits_and_rollbacks),
 #undef T
 	};
 

@@ -33,7 +33,10 @@
  * form of these rules):
  * - store_commit ends the transaction on every outcome; after a failed
  *   commit nothing of the transaction is written and the tx must not be
- *   used again.
+ *   used again. store_rollback undoes only its own transaction, also when
+ *   concurrent writers share one commit (the SQLite group commit).
+ * - store_begin waits, not fails, when more transactions are open than the
+ *   pool has connections; STORE_RETRY is allowed and the tests retry it.
  * - A write that breaks an integrity rule fails with STORE_ERROR, either at
  *   the call or at store_commit (deferred foreign keys), and writes nothing
  *   once rolled back. The rules: a device has at most one assignment; a
