@@ -372,7 +372,11 @@ static pid_t spawn(const char *bin, char **argv, char **envp,
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
 		    getppid() != parent)
 			_exit(127);
-		/* The test's own fatal-signal handlers must not carry over. */
+		/* execve keeps ignored signals and the mask: start clean, so
+		 * the program sees SIGTERM and SIGPIPE as in production. */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		execve(bin, argv, envp);
 		(void)!write(2, failed, sizeof(failed) - 1);
