@@ -158,7 +158,10 @@ def check_invocation(where, argv, programs, problems):
             scope = f"{prog} {sub}" if sub else prog
             problems.add(f"{where}: {scope} has no flag --{name} "
                          f"(not in its --help)")
+            # Its value, if one follows, is not a subcommand.
             i += 1
+            if not eq and i < len(argv) and not argv[i].startswith("--"):
+                i += 1
             continue
         if flags.takes_value(name) and not eq:
             if i + 1 >= len(argv):
