@@ -154,14 +154,18 @@ static void call_done(void *arg)
 {
 	struct request *rq = arg;
 	struct gw_http *h = rq->h;
+	struct MHD_Connection *conn = rq->conn;
+	bool is_resume;
 
 	pthread_mutex_lock(&rq->lock);
 	rq->is_call_done = true;
-	if (rq->is_suspended) {
-		rq->is_suspended = false;
-		MHD_resume_connection(rq->conn);
-	}
+	is_resume = rq->is_suspended;
+	rq->is_suspended = false;
 	pthread_mutex_unlock(&rq->lock);
+	/* Once resumed, MHD may answer and free rq at any moment: touch
+	 * nothing of it from here on. */
+	if (is_resume)
+		MHD_resume_connection(conn);
 	atomic_fetch_sub(&h->n_calls, 1);
 }
 
