@@ -160,6 +160,9 @@ bench() {
 			cat "$tmp/wrk.txt" >&2
 			exit 1
 		fi
+		if grep -q "Socket errors" "$tmp/wrk.txt"; then
+			echo "$label: $(grep 'Socket errors' "$tmp/wrk.txt")" >&2
+		fi
 		rps+=("$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.txt")")
 		p99+=("$(awk '$1 == "99%" {print $2}' "$tmp/wrk.txt")")
 	done
