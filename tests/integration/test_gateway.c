@@ -937,10 +937,94 @@ static void hostile_raw_requests(void **state)
 	expect_success(&r, P(CUST, "u1", "d1", "assign"));
 }
 
-static void sigterm_exits_zero(void **state)
+/* Idle clients beyond the per-address limit are turned away; the ones
+ * below it are not starved. */
+static void connection_limits(void **state)
 {
+	struct harness_proc limited = gateway;
+	const char *args[] = {"--upstream",
+			      server_listen,
+			      "--per-ip-connection-limit",
+			      "3",
+			      "--connection-timeout",
+			      "30",
+			      NULL};
+	int fds[3];
+	char b[64];
+	struct resp r;
+
 	(void)state;
+	assert_int_equal(harness_start(&gateway, DAS_GATEWAY_BIN, args, NULL),
+			 0);
+	for (int i = 0; i < 3; i++)
+		fds[i] = connect_gateway();
+	/* The fourth connection is closed without an answer. */
+	int extra = connect_gateway();
+	struct pollfd pfd = {extra, POLLIN, 0};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	assert_true(recv(extra, b, sizeof(b), 0) <= 0);
+	close(extra);
+	/* One idle connection goes away: a real client gets in. */
+	close(fds[0]);
+	for (int tries = 0; tries < 50; tries++) {
+		CURL *c = curl_easy_init();
+		long status = 0;
+		char url[128];
+		snprintf(url, sizeof(url), "http://%s/healthz", gateway.addr);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		memset(&r, 0, sizeof(r));
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_cleanup(c);
+		if (status == 200)
+			break;
+		assert_true(tries < 49);
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	close(fds[1]);
+	close(fds[2]);
 	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
+	gateway = limited;
+}
+
+struct inflight {
+	struct resp r;
+	long ms;
+};
+
+static void *inflight_request(void *arg)
+{
+	struct inflight *f = arg;
+	struct timespec t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	put_assign(P(CUST, "u1", "d1", "assign"), "desktop", NULL, &f->r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	f->ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+		(t1.tv_nsec - t0.tv_nsec) / 1000000;
+	return NULL;
+}
+
+/* SIGTERM while a call is in flight: the call is answered, then exit 0. */
+static void sigterm_drains_and_exits_zero(void **state)
+{
+	static struct inflight f;
+	pthread_t t;
+	struct timespec pause = {0, 500 * 1000 * 1000};
+
+	(void)state;
+	/* With the server gone the call waits out its 3 s deadline. */
+	assert_int_equal(harness_stop(&server, SIGKILL),
+			 HARNESS_STATUS_SIGNAL(SIGKILL));
+	assert_int_equal(pthread_create(&t, NULL, inflight_request, &f), 0);
+	nanosleep(&pause, NULL);
+	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
+	pthread_join(t, NULL);
+	expect_status(&f.r, 503, "Service Unavailable");
+	assert_true(f.ms >= 2000);
 }
 
 int main(void)
@@ -951,7 +1035,8 @@ int main(void)
 		cmocka_unit_test(contract_blocking),
 		cmocka_unit_test(server_restart),
 		cmocka_unit_test(hostile_raw_requests),
-		cmocka_unit_test(sigterm_exits_zero),
+		cmocka_unit_test(connection_limits),
+		cmocka_unit_test(sigterm_drains_and_exits_zero),
 	};
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
 }
