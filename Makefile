@@ -41,7 +41,7 @@ run: programs
 	@BUILD_DIR=$(BUILD_DIR) scripts/run.sh
 
 bench: build
-	BUILD_DIR=$(BUILD_DIR) bench/run.sh
+	bench/run.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)
