@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "gateway/http/server.h"
+#include "gateway/upstream/target.h"
 #include "gateway/upstream/upstream.h"
 
 static const char summary[] =
@@ -21,7 +22,8 @@ static struct das_flag flags[] = {
 	{.name = "upstream",
 	 .metavar = "ADDR",
 	 .def = "127.0.0.1:50051",
-	 .help = "gRPC service address"},
+	 .help = "gRPC service: HOST:PORT, a comma-separated list of IP:PORT, "
+		 "or dns:///NAME:PORT (round-robin over all)"},
 	{.name = "public-base-url",
 	 .metavar = "URL",
 	 .def = NULL,
@@ -105,7 +107,7 @@ static bool base_url_is_valid(const char *s)
 int main(int argc, char **argv)
 {
 	const char *prog = "device-assignment-gateway";
-	char err[256];
+	char err[256], target[1024];
 	int argi = 1, sig = 0;
 	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
 		mem_limit;
@@ -174,7 +176,12 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	up = gw_upstream_new(flag("upstream"), (int)timeout_ms,
+	if (gw_upstream_target(flag("upstream"), target, sizeof(target), err,
+			       sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return 2;
+	}
+	up = gw_upstream_new(target, (int)timeout_ms,
 			     is_wait_for_ready, err, sizeof(err));
 	if (!up) {
 		fprintf(stderr, "%s: %s\n", prog, err);

@@ -10,6 +10,7 @@
  * protobuf-free gw_call_outcome.
  */
 #include "upstream.h"
+#include "target.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -387,8 +388,8 @@ struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
 				    size_t err_size)
 {
 	struct gw_upstream *up = calloc(1, sizeof(*up));
-	grpc_arg args[4];
-	grpc_channel_args chargs = {4, args};
+	grpc_arg args[5];
+	grpc_channel_args chargs = {5, args};
 	grpc_channel_credentials *creds;
 
 	if (!up) {
@@ -412,6 +413,11 @@ struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
 	args[3].type = GRPC_ARG_INTEGER;
 	args[3].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
 	args[3].value.integer = DAS_RPC_MAX_MESSAGE;
+	/* Several servers (a list or a name with several addresses) share
+	 * the calls; a server that is down is skipped until it is back. */
+	args[4].type = GRPC_ARG_STRING;
+	args[4].key = (char *)GRPC_ARG_SERVICE_CONFIG;
+	args[4].value.string = (char *)GW_UPSTREAM_SERVICE_CONFIG;
 	creds = grpc_insecure_credentials_create();
 	up->channel = grpc_channel_create(target, creds, &chargs);
 	grpc_channel_credentials_release(creds);

@@ -1,0 +1,239 @@
+/*
+ * One gateway in front of two server replicas (--upstream IP:PORT,IP:PORT,
+ * round-robin): calls reach both replicas, and when one is killed the other
+ * keeps answering with no acknowledged change lost. The replicas share one
+ * SQLite file here so the test needs no database server; the PostgreSQL
+ * form of the same setup is in test_replicas.c.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "deviceassignment/v1/directory.pb-c.h"
+
+#include "client/das_client.h"
+#include "harness.h"
+
+#define CUST "0f8fad5b-d9cb-469f-a165-70867728950e"
+#define TIMEOUT_MS 10000
+#define USERS 8
+
+static struct harness_proc servers[2], gateway;
+static char *token;
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+/* One HTTP request to the gateway; returns the status (0 on failure). */
+static long http(const char *method, const char *path, const char *bearer,
+		 const char *body)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[512], auth[2048];
+	long status = 0;
+
+	assert_non_null(c);
+	snprintf(url, sizeof(url), "http://%s%s", gateway.addr, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	hl = curl_slist_append(hl, "Content-Type: application/json");
+	if (bearer) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+		hl = curl_slist_append(hl, auth);
+	}
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+static void import_directory(const char *addr)
+{
+	static const char *const all[] = {"*"};
+	static char *roles[] = {(char *)"customer_user_uc",
+				(char *)"customer_user_uc_softphone"};
+	char *admin = harness_mint("admin", all, 1, "directory:admin", 3600);
+	struct das_client *c = das_client_new(addr);
+	struct das_call_status st;
+	ProtobufCMessage *resp = NULL;
+	char user[16], device[16];
+
+	assert_non_null(c);
+	Deviceassignment__V1__UpsertCustomerRequest cr =
+		DEVICEASSIGNMENT__V1__UPSERT_CUSTOMER_REQUEST__INIT;
+	cr.tenant_id = (char *)CUST;
+	assert_int_equal(das_client_call(c, DAS_RPC_UPSERT_CUSTOMER, admin,
+					 &cr.base, &resp, TIMEOUT_MS, &st),
+			 0);
+	assert_int_equal(st.code, 0);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	for (int i = 0; i < USERS; i++) {
+		snprintf(user, sizeof(user), "u%d", i);
+		snprintf(device, sizeof(device), "d%d", i);
+		Deviceassignment__V1__UpsertUserRequest ur =
+			DEVICEASSIGNMENT__V1__UPSERT_USER_REQUEST__INIT;
+		ur.tenant_id = (char *)CUST;
+		ur.user_id = user;
+		ur.n_roles = 2;
+		ur.roles = roles;
+		das_client_call(c, DAS_RPC_UPSERT_USER, admin, &ur.base, &resp,
+				TIMEOUT_MS, &st);
+		assert_int_equal(st.code, 0);
+		protobuf_c_message_free_unpacked(resp, NULL);
+		Deviceassignment__V1__UpsertPbxDeviceRequest dr =
+			DEVICEASSIGNMENT__V1__UPSERT_PBX_DEVICE_REQUEST__INIT;
+		dr.tenant_id = (char *)CUST;
+		dr.device_id = device;
+		dr.owner_user_id = user;
+		das_client_call(c, DAS_RPC_UPSERT_PBX_DEVICE, admin, &dr.base,
+				&resp, TIMEOUT_MS, &st);
+		assert_int_equal(st.code, 0);
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	das_client_free(c);
+	free(admin);
+}
+
+/* Lines of a replica's log that record a refused (unauthenticated) call. */
+static int refused_calls(const struct harness_proc *p)
+{
+	FILE *f = fopen(p->log_path, "r");
+	char line[1024];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "unauthenticated"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+static int setup(void **state)
+{
+	static const char *const all[] = {"*"};
+	char db[512], spec[600], upstream[128];
+
+	(void)state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	harness_path("replicas.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	for (int i = 0; i < 2; i++) {
+		const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+				      harness_secret_file(), "--log-level",
+				      "debug", NULL};
+		assert_int_equal(harness_start(&servers[i], DAS_SERVER_BIN,
+					       args, NULL),
+				 0);
+	}
+	import_directory(servers[0].addr);
+	snprintf(upstream, sizeof(upstream), "%s,%s", servers[0].addr,
+		 servers[1].addr);
+	const char *gargs[] = {"--upstream", upstream, "--upstream-timeout-ms",
+			       "5000", NULL};
+	assert_int_equal(harness_start(&gateway, DAS_GATEWAY_BIN, gargs, NULL),
+			 0);
+	token = harness_mint("agent", all, 1, "devices:assign", 3600);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(token);
+	curl_global_cleanup();
+	return 0;
+}
+
+static void calls_reach_both_replicas(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(http("GET",
+				      "/v1.0/customers/" CUST
+				      "/users/u0/devices/pbx",
+				      NULL, NULL),
+				 401);
+	int a = refused_calls(&servers[0]), b = refused_calls(&servers[1]);
+	fprintf(stderr, "replica calls: %d and %d\n", a, b);
+	assert_int_equal(a + b, 40);
+	assert_true(a >= 5);
+	assert_true(b >= 5);
+}
+
+static void one_replica_killed(void **state)
+{
+	char path[256];
+
+	(void)state;
+	/* half the users before, half after the kill */
+	for (int i = 0; i < USERS / 2; i++) {
+		snprintf(path, sizeof(path),
+			 "/v1.0/customers/" CUST
+			 "/users/u%d/devices/pbx/d%d/assign",
+			 i, i);
+		assert_int_equal(http("PUT", path, token,
+				      "{\"clientType\":\"desktop\"}"),
+				 201);
+	}
+	assert_int_equal(harness_stop(&servers[0], SIGKILL),
+			 HARNESS_STATUS_SIGNAL(SIGKILL));
+	for (int i = USERS / 2; i < USERS; i++) {
+		snprintf(path, sizeof(path),
+			 "/v1.0/customers/" CUST
+			 "/users/u%d/devices/pbx/d%d/assign",
+			 i, i);
+		assert_int_equal(http("PUT", path, token,
+				      "{\"clientType\":\"mobile\"}"),
+				 201);
+	}
+	/* every acknowledged assign is there, read through the survivor */
+	for (int i = 0; i < USERS; i++) {
+		snprintf(path, sizeof(path),
+			 "/v1.0/customers/" CUST "/users/u%d/devices/pbx", i);
+		assert_int_equal(http("GET", path, token, NULL), 200);
+		/* assigning the same again is an idempotent 201 */
+		snprintf(path, sizeof(path),
+			 "/v1.0/customers/" CUST
+			 "/users/u%d/devices/pbx/d%d/assign",
+			 i, i);
+		assert_int_equal(http("PUT", path, token,
+				      i < USERS / 2
+					      ? "{\"clientType\":\"desktop\"}"
+					      : "{\"clientType\":\"mobile\"}"),
+				 201);
+	}
+	assert_true(harness_is_alive(&servers[1]));
+	assert_true(harness_is_alive(&gateway));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(calls_reach_both_replicas),
+		cmocka_unit_test(one_replica_killed),
+	};
+	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
+}
