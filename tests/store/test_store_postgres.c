@@ -45,6 +45,12 @@ static const char *fresh_spec(void)
 
 	snprintf(sql, sizeof(sql), "CREATE SCHEMA t%u", ++n_schemas);
 	res = PQexec(suite_conn, sql);
+	if (PQstatus(suite_conn) == CONNECTION_BAD) {
+		/* A test restarted the server. */
+		PQclear(res);
+		PQreset(suite_conn);
+		res = PQexec(suite_conn, sql);
+	}
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 		fprintf(stderr, "fresh schema: %s",
 			PQerrorMessage(suite_conn));
@@ -412,6 +418,44 @@ static void test_concurrent_schema_creation(void **state)
 			 1);
 }
 
+/* ---- names that are not UTF-8 are stored, not refused ---- */
+
+static void test_customer_name_not_utf8(void **state)
+{
+	static const char *const names[] = {"Caf\xc3\xa9 \xe2\x82\xac",
+					    "Bad \xff\xc3(\xed\xa0\x80\xf0"};
+	static const char *const stored[] = {
+		"Caf\xc3\xa9 \xe2\x82\xac",
+		"Bad \xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd"
+		"\xef\xbf\xbd\xef\xbf\xbd"};
+	struct store *st = open_fresh(2, 5000);
+	struct store_customer c;
+	struct store_tx *tx;
+	bool is_changed;
+
+	for (int i = 0; i < 2; i++) {
+		char sql[256];
+
+		memset(&c, 0, sizeof(c));
+		snprintf(c.tenant, sizeof(c.tenant), "%s", TENANT);
+		snprintf(c.name, sizeof(c.name), "%s", names[i]);
+		for (int round = 0; round < 2; round++) {
+			assert_int_equal(store_begin(st, TENANT, false, &tx),
+					 STORE_OK);
+			assert_int_equal(store_customer_put(tx, &c,
+							    &is_changed),
+					 STORE_OK);
+			assert_int_equal(store_commit(tx), STORE_OK);
+			assert_true(is_changed == (round == 0));
+		}
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM customers WHERE name = '%s'",
+			 stored[i]);
+		assert_int_equal(query_count(sql), 1);
+	}
+	store_close(st);
+}
+
 /* ---- open fails fast and clearly when nothing listens ---- */
 
 static void test_open_unreachable(void **state)
@@ -446,6 +490,7 @@ int main(void)
 		cmocka_unit_test(test_lock_timeout_is_retry),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),
+		cmocka_unit_test(test_customer_name_not_utf8),
 	};
 	char err[512];
 	int failed;
