@@ -17,6 +17,32 @@ static struct ops_text text(const char *s)
 	return t;
 }
 
+/* The domain's view of a device request; strings stay owned by the message. */
+static void fill_request(struct domain_request *r, enum domain_op op,
+			 const char *customer, const char *account,
+			 const char *user, const char *device)
+{
+	memset(r, 0, sizeof(*r));
+	r->op = op;
+	r->customer = customer;
+	r->customer_len = strlen(customer);
+	r->account = account;
+	r->account_len = strlen(account);
+	r->user = user;
+	r->user_len = strlen(user);
+	r->device = device;
+	r->device_len = strlen(device);
+}
+
+void handlers_assign_request(const Deviceassignment__V1__AssignDeviceRequest *in,
+			     struct domain_request *out)
+{
+	fill_request(out, DOMAIN_OP_ASSIGN, in->customer_tenant_id,
+		     in->account_tenant_id, in->user_id, in->device_id);
+	out->client_type = (int)in->client_type;
+	out->is_charge_accepted = in->accept_charges;
+}
+
 /* Packs msg into reply->body; on allocation failure answers INTERNAL. */
 static void reply_pack(struct handler_reply *reply,
 		       const ProtobufCMessage *msg)
@@ -44,19 +70,9 @@ static void handle_assign(const struct handler_env *env,
 {
 	const Deviceassignment__V1__AssignDeviceRequest *in =
 		(const void *)msg;
-	struct domain_request req = {
-		.op = DOMAIN_OP_ASSIGN,
-		.customer = in->customer_tenant_id,
-		.customer_len = strlen(in->customer_tenant_id),
-		.account = in->account_tenant_id,
-		.account_len = strlen(in->account_tenant_id),
-		.user = in->user_id,
-		.user_len = strlen(in->user_id),
-		.device = in->device_id,
-		.device_len = strlen(in->device_id),
-		.client_type = (int)in->client_type,
-		.is_charge_accepted = in->accept_charges,
-	};
+	struct domain_request req;
+
+	handlers_assign_request(in, &req);
 
 	if (ops_device(env->store, who, &req, r) != DAS_OK)
 		return;
@@ -78,17 +94,10 @@ static void handle_unassign(const struct handler_env *env,
 {
 	const Deviceassignment__V1__UnassignDeviceRequest *in =
 		(const void *)msg;
-	struct domain_request req = {
-		.op = DOMAIN_OP_UNASSIGN,
-		.customer = in->customer_tenant_id,
-		.customer_len = strlen(in->customer_tenant_id),
-		.account = in->account_tenant_id,
-		.account_len = strlen(in->account_tenant_id),
-		.user = in->user_id,
-		.user_len = strlen(in->user_id),
-		.device = in->device_id,
-		.device_len = strlen(in->device_id),
-	};
+	struct domain_request req;
+
+	fill_request(&req, DOMAIN_OP_UNASSIGN, in->customer_tenant_id,
+		     in->account_tenant_id, in->user_id, in->device_id);
 
 	if (ops_device(env->store, who, &req, r) != DAS_OK)
 		return;
@@ -109,15 +118,10 @@ static void handle_list(const struct handler_env *env,
 {
 	const Deviceassignment__V1__ListUserDevicesRequest *in =
 		(const void *)msg;
-	struct domain_request req = {
-		.op = DOMAIN_OP_LIST,
-		.customer = in->customer_tenant_id,
-		.customer_len = strlen(in->customer_tenant_id),
-		.account = in->account_tenant_id,
-		.account_len = strlen(in->account_tenant_id),
-		.user = in->user_id,
-		.user_len = strlen(in->user_id),
-	};
+	struct domain_request req;
+
+	fill_request(&req, DOMAIN_OP_LIST, in->customer_tenant_id,
+		     in->account_tenant_id, in->user_id, "");
 
 	if (ops_device(env->store, who, &req, r) != DAS_OK)
 		return;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "deviceassignment/v1/device_assignment.pb-c.h"
+
 #include "common/status.h"
 #include "proto/rpc_methods.h"
 #include "service/auth/auth.h"
@@ -44,5 +46,12 @@ void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,
 		       size_t request_len, struct handler_reply *reply);
+
+/*
+ * The domain request of an AssignDeviceRequest (rows 2-10 then judge it);
+ * out points into in's strings. Exposed for the fuzz target.
+ */
+void handlers_assign_request(const Deviceassignment__V1__AssignDeviceRequest *in,
+			     struct domain_request *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 
 #include "service/domain/domain.h"
+#include "service/grpc/handlers.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,19 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!in)
 		return 0;
-	struct domain_request req = {
-		.op = DOMAIN_OP_ASSIGN,
-		.customer = in->customer_tenant_id,
-		.customer_len = strlen(in->customer_tenant_id),
-		.account = in->account_tenant_id,
-		.account_len = strlen(in->account_tenant_id),
-		.user = in->user_id,
-		.user_len = strlen(in->user_id),
-		.device = in->device_id,
-		.device_len = strlen(in->device_id),
-		.client_type = (int)in->client_type,
-		.is_charge_accepted = in->accept_charges,
-	};
+	struct domain_request req;
+
+	handlers_assign_request(in, &req);
 	if (domain_validate(&req, &key, detail) == DAS_OK) {
 		memset(&who, 0, sizeof(who));
 		who.is_all_tenants = true;
