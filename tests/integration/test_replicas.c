@@ -338,6 +338,7 @@ struct loader {
 	int n_ok;            /* acknowledged assigns */
 	int n_ok_after_kill; /* of those, sent after the kill */
 	int n_failed;
+	int n_failed_before_kill; /* must stay 0 */
 	int first_failure;   /* gRPC code of the first failure */
 	bool is_acked[LOAD_OPS];
 };
@@ -364,8 +365,11 @@ static void *load_main(void *arg)
 		int code;
 
 		load_names(l->index, op, user, device, sizeof(user));
+		/* Calls wait for a ready channel: the killed replica's
+		 * callers give up sooner. */
 		code = assign(client[l->replica], LOAD, user, device,
-			      op % 4 + 1, 3000, &st);
+			      op % 4 + 1, l->replica == 0 ? 3000 : TIMEOUT_MS,
+			      &st);
 		if (code == GRPC_OK) {
 			l->is_acked[op] = true;
 			l->n_ok++;
@@ -375,6 +379,8 @@ static void *load_main(void *arg)
 		}
 		if (l->n_failed++ == 0)
 			l->first_failure = code;
+		if (!atomic_load(&is_killed))
+			l->n_failed_before_kill++;
 		/* The killed replica answers no more: stop its callers. */
 		if (l->replica == 0)
 			break;
@@ -423,6 +429,7 @@ static void sigkill_one_replica_under_load(void **state)
 		struct loader *l = &loaders[t];
 
 		acked += l->n_ok;
+		assert_int_equal(l->n_failed_before_kill, 0);
 		if (l->replica == 1) {
 			/* B keeps serving: every call of its callers OK. */
 			if (l->n_failed)
