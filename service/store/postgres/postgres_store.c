@@ -9,7 +9,9 @@
  *   check read by load() and the change written by apply() are one atomic
  *   step for all replicas. Write transactions run READ COMMITTED: every
  *   statement after the locks sees what the previous lock holder committed.
- *   The unique constraints of the assignments table back the rules up.
+ *   The unique constraints and foreign keys of the assignments table back
+ *   the rules up (one type per device, one device per type and user, the
+ *   user exists and owns the device).
  * - List runs in a READ ONLY REPEATABLE READ transaction: one snapshot for
  *   its few queries, no locks.
  * - Connections come from a fixed pool; a transaction holds one connection
@@ -322,11 +324,23 @@ static void pg_notice(void *arg, const char *message)
 
 static PGconn *pg_connect(const char *spec)
 {
-	/* connect_timeout comes first so that the URI may override it. */
-	const char *const keys[] = {"connect_timeout", "application_name",
-				    "dbname", NULL};
+	/*
+	 * Our defaults come before dbname so that the URI may override them.
+	 * Keepalives: a database host that vanishes without a reset must not
+	 * hold a worker forever.
+	 */
+	const char *const keys[] = {"connect_timeout",     "application_name",
+				    "keepalives",          "keepalives_idle",
+				    "keepalives_interval", "keepalives_count",
+				    "dbname",              NULL};
 	const char *const values[] = {PG_DEFAULT_CONNECT_TIMEOUT,
-				      "device-assignment-server", spec, NULL};
+				      "device-assignment-server",
+				      "1",
+				      "10",
+				      "3",
+				      "3",
+				      spec,
+				      NULL};
 
 	PGconn *conn = PQconnectdbParams(keys, values, 1);
 
