@@ -185,6 +185,53 @@ static bool directory_allowed(const struct domain_principal *who,
 	return result->status == DAS_OK;
 }
 
+/*
+ * A display name: well-formed UTF-8 (no overlongs, surrogates or values past
+ * U+10FFFF) without control characters, so every store keeps it as sent.
+ */
+static bool is_text(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		uint32_t cp;
+		size_t n;
+
+		if (c < 0x80) {
+			if (c < 0x20 || c == 0x7f)
+				return false;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (i + n >= len)
+			return false;
+		for (size_t k = 1; k <= n; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 struct customer_arg {
 	const struct domain_principal *who;
 	struct domain_key key;
@@ -239,11 +286,12 @@ enum das_status ops_upsert_customer(struct store *st,
 	}
 	if (validate_tenant(in->tenant, arg.key.customer, result) != DAS_OK)
 		return result->status;
-	if (in->name.len > OPS_NAME_MAX || memchr(in->name.s ? in->name.s : "",
-						  '\0', in->name.len)) {
+	if (in->name.len > OPS_NAME_MAX ||
+	    !is_text(in->name.s ? in->name.s : "", in->name.len)) {
 		result->status = DAS_INVALID_ARGUMENT;
 		snprintf(result->detail, sizeof(result->detail),
-			 "name must be at most %d bytes", OPS_NAME_MAX);
+			 "name must be valid UTF-8 text of at most %d bytes",
+			 OPS_NAME_MAX);
 		return result->status;
 	}
 	memcpy(arg.customer.tenant, arg.key.customer, DAS_GUID_SIZE);

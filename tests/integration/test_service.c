@@ -485,6 +485,26 @@ static void directory_rules(void **state)
 	expect(0, "", &st);
 	assert_false(((Deviceassignment__V1__DirectoryResponse *)resp)->changed);
 	protobuf_c_message_free_unpacked(resp, NULL);
+	/* a name that is not UTF-8 text */
+	c.name = (char *)"Acme \xff";
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"Acme \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, &resp, &st);
+	expect(0, "", &st);
+	protobuf_c_message_free_unpacked(resp, NULL);
+	c.name = (char *)"Acme\n";
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"\xed\xa0\x80"; /* a surrogate */
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"\xe2\x82"; /* cut short */
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"Acme";
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, &resp, &st);
+	protobuf_c_message_free_unpacked(resp, NULL);
 	/* users of a missing customer */
 	u.tenant_id = (char *)OTHER;
 	u.user_id = (char *)"x";
