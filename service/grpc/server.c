@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ struct server {
 	struct worker *workers;
 	unsigned n_workers;
 	grpc_completion_queue *shutdown_cq;
+	atomic_int n_active; /* calls delivered to a worker, not yet freed */
 };
 
 /*
@@ -56,12 +58,15 @@ struct call {
 	grpc_metadata trailer;
 	bool has_trailer;
 	int is_cancelled;
+	bool is_active; /* counted in srv->n_active */
 };
 
 static void call_free(struct call *c)
 {
 	if (!c)
 		return;
+	if (c->is_active)
+		atomic_fetch_sub(&c->w->srv->n_active, 1);
 	grpc_metadata_array_destroy(&c->md);
 	if (c->phase == CALL_UNKNOWN_METHOD)
 		grpc_call_details_destroy(&c->details);
@@ -263,6 +268,10 @@ static void *worker_main(void *arg)
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
 		struct call *c = ev.tag;
+		if (ev.success && c->phase != CALL_REPLYING) {
+			c->is_active = true;
+			atomic_fetch_add(&w->srv->n_active, 1);
+		}
 		if (!ev.success) {
 			/* A request cancelled by shutdown, or a failed
 			 * reply: either way this call is over. */
@@ -368,30 +377,52 @@ fail:
 	return -1;
 }
 
+/*
+ * Waits for the shutdown tag. Core completes it only once every connection
+ * is closed, and an idle client may take seconds to close its side (or never
+ * do so): once no call is in flight for two looks in a row, the remaining
+ * connections are idle and are dropped; calls still running when grace_ms
+ * is over are cancelled.
+ */
+static void drain(struct server *srv)
+{
+	gpr_timespec grace_end = gpr_time_add(
+		gpr_now(GPR_CLOCK_MONOTONIC),
+		gpr_time_from_millis(srv->cfg.grace_ms, GPR_TIMESPAN));
+	int idle_looks = 0;
+
+	for (;;) {
+		gpr_timespec step = gpr_time_add(
+			gpr_now(GPR_CLOCK_MONOTONIC),
+			gpr_time_from_millis(20, GPR_TIMESPAN));
+		grpc_event ev = grpc_completion_queue_pluck(
+			srv->shutdown_cq, srv, step, NULL);
+		if (ev.type == GRPC_OP_COMPLETE)
+			return;
+		idle_looks = atomic_load(&srv->n_active) == 0 ? idle_looks + 1
+							      : 0;
+		if (idle_looks >= 2)
+			break;
+		if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), grace_end) >= 0) {
+			das_log(DAS_LOG_WARN,
+				"shutdown: cancelling calls still running after %u ms",
+				srv->cfg.grace_ms);
+			break;
+		}
+	}
+	grpc_server_cancel_all_calls(srv->server);
+	grpc_completion_queue_pluck(srv->shutdown_cq, srv,
+				    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
 void server_stop(struct server *srv)
 {
 	if (!srv)
 		return;
 	if (srv->server) {
-		grpc_event ev;
-		gpr_timespec grace = gpr_time_add(
-			gpr_now(GPR_CLOCK_MONOTONIC),
-			gpr_time_from_millis(srv->cfg.grace_ms,
-					     GPR_TIMESPAN));
-
 		grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq,
 						srv);
-		ev = grpc_completion_queue_pluck(srv->shutdown_cq, srv, grace,
-						 NULL);
-		if (ev.type == GRPC_QUEUE_TIMEOUT) {
-			das_log(DAS_LOG_WARN,
-				"shutdown: cancelling calls still running after %u ms",
-				srv->cfg.grace_ms);
-			grpc_server_cancel_all_calls(srv->server);
-			grpc_completion_queue_pluck(
-				srv->shutdown_cq, srv,
-				gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-		}
+		drain(srv);
 	}
 	das_log(DAS_LOG_DEBUG, "shutdown: calls finished, stopping workers");
 	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++) {
