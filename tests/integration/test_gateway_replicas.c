@@ -1,7 +1,8 @@
 /*
  * One gateway in front of two server replicas (--upstream IP:PORT,IP:PORT,
  * round-robin): calls reach both replicas, and when one is killed the other
- * keeps answering with no acknowledged change lost. The replicas share one
+ * keeps answering with no acknowledged change lost; a replica that hangs
+ * is a 504. The replicas share one
  * SQLite file here so the test needs no database server; the PostgreSQL
  * form of the same setup is in test_replicas.c.
  */
@@ -229,11 +230,39 @@ static void one_replica_killed(void **state)
 	assert_true(harness_is_alive(&gateway));
 }
 
+/*
+ * A server that is connected but does not answer (stopped with SIGSTOP):
+ * the gateway answers 504 when its deadline runs out, and serves again once
+ * the server continues.
+ */
+static void frozen_upstream_is_504(void **state)
+{
+	struct harness_proc both = gateway;
+	const char *gargs[] = {"--upstream", servers[1].addr,
+			       "--upstream-timeout-ms", "700", NULL};
+	char path[256];
+
+	(void)state;
+	assert_int_equal(harness_start(&gateway, DAS_GATEWAY_BIN, gargs, NULL),
+			 0);
+	snprintf(path, sizeof(path),
+		 "/v1.0/customers/" CUST "/users/u0/devices/pbx");
+	assert_int_equal(http("GET", path, token, NULL), 200);
+	assert_int_equal(kill(servers[1].pid, SIGSTOP), 0);
+	long status = http("GET", path, token, NULL);
+	assert_int_equal(kill(servers[1].pid, SIGCONT), 0);
+	assert_int_equal(status, 504);
+	assert_int_equal(http("GET", path, token, NULL), 200);
+	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
+	gateway = both;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(calls_reach_both_replicas),
 		cmocka_unit_test(one_replica_killed),
+		cmocka_unit_test(frozen_upstream_is_504),
 	};
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
 }
