@@ -3,7 +3,8 @@
  * (CONTRACT.md section 7: several replicas give the same answers as one):
  *
  * - a seat race spread over both replicas: exactly the included number of
- *   assigns win, every other one is CHARGES_NOT_ACCEPTED;
+ *   assigns win, every other one is CHARGES_NOT_ACCEPTED; the same race
+ *   over HTTP through one gateway in front of both (201 / 402);
  * - a replica killed with SIGKILL under load: every acknowledged assign is
  *   found afterwards and the other replica keeps serving throughout;
  * - the database restarted under load (pg_ctl restart -m fast): both
@@ -25,6 +26,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "deviceassignment/v1/directory.pb-c.h"
@@ -325,6 +327,112 @@ static void seat_race_over_two_replicas(void **state)
 		"CHARGES_NOT_ACCEPTED; %.0f ms\n",
 		RACE_ROUNDS, RACERS, RACE_SEATS, RACE_SEATS, won[0], won[1],
 		RACERS - RACE_SEATS, now_ms() - t0);
+}
+
+/* ---- the same race over HTTP, one gateway in front of both ---- */
+
+static struct harness_proc gateway;
+
+static size_t discard_body(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+struct http_racer {
+	const char *tenant;
+	int index;
+	long status;
+};
+
+static void *http_race_main(void *arg)
+{
+	struct http_racer *r = arg;
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[512], auth[2048];
+	static const char body[] = "{\"clientType\":\"desktop\"}";
+
+	r->status = 0;
+	if (!c)
+		return NULL;
+	snprintf(url, sizeof(url),
+		 "http://%s/v1.0/customers/%s/users/r%d/devices/pbx/rd%d/assign",
+		 gateway.addr, r->tenant, r->index, r->index);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", assign_token);
+	hl = curl_slist_append(hl, auth);
+	hl = curl_slist_append(hl, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS * 3);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	pthread_barrier_wait(&race_start);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+static void seat_race_through_gateway(void **state)
+{
+	static const char tenant[] = "d4e3f9c5-8e6b-4cad-9f20-3b4c5d6e7f80";
+	pthread_t threads[RACERS];
+	struct http_racer racers[RACERS];
+	int created = 0, payment = 0, seated = 0;
+	char upstream[160], user[16], device[16];
+
+	(void)state;
+	snprintf(upstream, sizeof(upstream), "%s,%s", replica[0].addr,
+		 replica[1].addr);
+	const char *args[] = {"--upstream", upstream, "--threads", "4",
+			      "--log-level", "warn", NULL};
+	assert_int_equal(harness_start(&gateway, DAS_GATEWAY_BIN, args, NULL),
+			 0);
+	upsert_customer(tenant, RACE_SEATS);
+	for (int i = 0; i < RACERS; i++) {
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		upsert_user(tenant, user);
+		upsert_device(tenant, device, user);
+	}
+	assert_int_equal(pthread_barrier_init(&race_start, NULL, RACERS), 0);
+	for (int i = 0; i < RACERS; i++) {
+		racers[i].tenant = tenant;
+		racers[i].index = i;
+		assert_int_equal(pthread_create(&threads[i], NULL,
+						http_race_main, &racers[i]),
+				 0);
+	}
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(threads[i], NULL);
+		if (racers[i].status == 201)
+			created++;
+		else if (racers[i].status == 402)
+			payment++;
+		else
+			fprintf(stderr, "http racer %d: status %ld\n", i,
+				racers[i].status);
+	}
+	pthread_barrier_destroy(&race_start);
+	fprintf(stderr,
+		"replicas: seat race through the gateway: %d callers, %d "
+		"seats: %d answered 201, %d answered 402\n",
+		RACERS, RACE_SEATS, created, payment);
+	assert_int_equal(created, RACE_SEATS);
+	assert_int_equal(payment, RACERS - RACE_SEATS);
+	for (int i = 0; i < RACERS; i++) {
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		int type = listed_type(client[i % 2], tenant, user, device);
+		assert_int_equal(type != 0, racers[i].status == 201);
+		seated += type != 0;
+	}
+	assert_int_equal(seated, RACE_SEATS);
+	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
 }
 
 /* ---- SIGKILL of one replica under load ---- */
@@ -629,6 +737,8 @@ static int setup(void **state)
 		fprintf(stderr, "replicas: %s\n", err);
 		return -1;
 	}
+	/* Before any thread: curl's global setup is not thread-safe. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	admin_token = harness_mint("admin", all_tenants, 1, "directory:admin",
 				   3600);
 	assign_token = harness_mint("agent", all_tenants, 1, "devices:assign",
@@ -649,6 +759,7 @@ static int teardown(void **state)
 	free(admin_token);
 	free(assign_token);
 	pg_harness_stop(&pg);
+	curl_global_cleanup();
 	return 0;
 }
 
@@ -656,6 +767,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(seat_race_over_two_replicas),
+		cmocka_unit_test(seat_race_through_gateway),
 		cmocka_unit_test(sigkill_one_replica_under_load),
 		cmocka_unit_test(database_restart_under_load),
 	};
