@@ -152,13 +152,44 @@ static void test_open_refuses_bad_paths(void **state)
 		store_open("sqlite::memory:", NULL, &st, err, sizeof(err)),
 		STORE_ERROR);
 
-	/* The file is created, its directory is not. */
-	snprintf(spec, sizeof(spec), "sqlite:%s/no-such-dir/x.db", temp_dir);
+	/* Missing folders are created; a path through a file is refused. */
+	char plain[300];
+	snprintf(plain, sizeof(plain), "%s/plain", temp_dir);
+	FILE *f = fopen(plain, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(spec, sizeof(spec), "sqlite:%s/x.db", plain);
 	err[0] = '\0';
 	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
 			 STORE_ERROR);
 	assert_null(st);
-	assert_non_null(strstr(err, "no-such-dir"));
+	assert_non_null(strstr(err, "plain"));
+	unlink(plain);
+}
+
+static void test_open_creates_missing_folders(void **state)
+{
+	struct store *st = NULL;
+	char err[256] = "", spec[STORE_SUITE_SPEC_SIZE];
+	char dir[300], file[400];
+	struct stat sb;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/var", temp_dir);
+	snprintf(spec, sizeof(spec), "sqlite:%s/das.db", dir);
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	store_close(st);
+	assert_int_equal(stat(dir, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0700);
+	/* The folder is not flat: empty it here, the cleanup will not. */
+	static const char *const names[] = {"das.db", "das.db-wal",
+					    "das.db-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(file, sizeof(file), "%s/%s", dir, names[i]);
+		unlink(file);
+	}
+	assert_int_equal(rmdir(dir), 0);
 }
 
 static int run_all(void)
@@ -168,6 +199,7 @@ static int run_all(void)
 		cmocka_unit_test(test_open_creates_file_wal_and_schema_version),
 		cmocka_unit_test(test_open_refuses_newer_schema),
 		cmocka_unit_test(test_open_refuses_bad_paths),
+		cmocka_unit_test(test_open_creates_missing_folders),
 	};
 	int n_failed = cmocka_run_group_tests_name("store.sqlite.backend",
 						   tests, NULL, NULL);

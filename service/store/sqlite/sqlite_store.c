@@ -46,6 +46,7 @@
  */
 #include "sqlite_store.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -53,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -437,6 +439,35 @@ fail:
 }
 
 /*
+ * Creates the folders above path that do not exist yet (mode 0700: the
+ * database holds the ledger), so the default ./var/device-assignment.db
+ * works in a fresh checkout. Returns 0 or -1 with a reason in err.
+ */
+static int make_parent_dirs(const char *path, char *err, size_t err_size)
+{
+	char dir[4096];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(dir)) {
+		snprintf(err, err_size, "sqlite: path too long");
+		return -1;
+	}
+	memcpy(dir, path, len + 1);
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			snprintf(err, err_size, "sqlite: cannot create %s: %s",
+				 dir, strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	return 0;
+}
+
+/*
  * Opens one connection with the settings every connection needs. The
  * first one (is_first) also switches the file to WAL and migrates.
  */
@@ -448,6 +479,8 @@ static int conn_open(struct sqlite_conn *c, const char *path,
 	int64_t is_fk_on = 0;
 	int rc;
 
+	if (is_first && make_parent_dirs(path, err, err_size) != 0)
+		return STORE_ERROR;
 	rc = sqlite3_open_v2(path, &c->db,
 			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				     SQLITE_OPEN_NOMUTEX,
