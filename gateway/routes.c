@@ -35,7 +35,7 @@ static const struct route routes[] = {
 	 "PUT, POST",
 	 GW_ROUTE_UNASSIGN,
 	 true},
-	{{CUST, NULL}, M_GET, "GET", GW_ROUTE_LIST, true},
+	{{CUST, NULL}, M_GET, "GET, HEAD", GW_ROUTE_LIST, true},
 	{{ACCT, "{D}", "assign", NULL},
 	 M_PUT | M_POST,
 	 "PUT, POST",
@@ -46,9 +46,9 @@ static const struct route routes[] = {
 	 "PUT, POST",
 	 GW_ROUTE_UNASSIGN,
 	 true},
-	{{ACCT, NULL}, M_GET, "GET", GW_ROUTE_LIST, true},
-	{{"healthz", NULL}, M_GET, "GET", GW_ROUTE_HEALTHZ, false},
-	{{"readyz", NULL}, M_GET, "GET", GW_ROUTE_READYZ, false},
+	{{ACCT, NULL}, M_GET, "GET, HEAD", GW_ROUTE_LIST, true},
+	{{"healthz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_HEALTHZ, false},
+	{{"readyz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_READYZ, false},
 };
 
 struct segment {
@@ -75,7 +75,8 @@ const char *gw_route_rpc_name(enum gw_route_rpc rpc)
 
 static unsigned method_bit(const char *method)
 {
-	if (strcmp(method, "GET") == 0)
+	/* HEAD is GET without the body (RFC 9110); MHD drops the body. */
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
 		return M_GET;
 	if (strcmp(method, "PUT") == 0)
 		return M_PUT;

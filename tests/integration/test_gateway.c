@@ -637,7 +637,8 @@ static void error_catalog(void)
 	http("DELETE", "/v1.0/customers/" CUST "/users/u1/devices/pbx",
 	     hdrs(NULL), NULL, &r);
 	expect_status(&r, 405, NULL);
-	assert_string_equal(resp_header(&r, "Allow", buf, sizeof(buf)), "GET");
+	assert_string_equal(resp_header(&r, "Allow", buf, sizeof(buf)),
+			    "GET, HEAD");
 	http("PUT", P(CUST, "u1", "d1", "assign"),
 	     (const char *const[]){"Content-Type: text/plain", auth_header,
 				   NULL},

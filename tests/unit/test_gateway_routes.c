@@ -78,6 +78,9 @@ static void every_form_matches(void **state)
 		expect_ok("GET", path, GW_ROUTE_LIST, "a", T, "u1", "");
 	}
 	expect_ok("GET", "/healthz", GW_ROUTE_HEALTHZ, NULL, "", "", "");
+	expect_ok("HEAD", "/healthz", GW_ROUTE_HEALTHZ, NULL, "", "", "");
+	expect_ok("HEAD", "/v1.0/customers/" T "/users/u1/devices/pbx",
+		  GW_ROUTE_LIST, NULL, T, "u1", "");
 	expect_ok("GET", "/readyz", GW_ROUTE_READYZ, NULL, "", "", "");
 }
 
@@ -168,10 +171,10 @@ static void wrong_method_is_405_with_allow(void **state)
 	assert_int_equal(
 		match("PUT", "/v1.0/customers/t/users/u/devices/pbx", &m),
 		GW_ROUTE_METHOD_NOT_ALLOWED);
-	assert_string_equal(m.allow, "GET");
+	assert_string_equal(m.allow, "GET, HEAD");
 	assert_int_equal(match("POST", "/healthz", &m),
 			 GW_ROUTE_METHOD_NOT_ALLOWED);
-	assert_string_equal(m.allow, "GET");
+	assert_string_equal(m.allow, "GET, HEAD");
 	assert_int_equal(match("put", "/readyz", &m),
 			 GW_ROUTE_METHOD_NOT_ALLOWED);
 }
