@@ -19,6 +19,9 @@
 #define CALLS_PER_METHOD 4
 /* Metadata we accept: room for an 8 KiB token plus the usual headers. */
 #define MAX_METADATA_BYTES (16 * 1024)
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define MAX_CONNECTION_IDLE_MS (5 * 60 * 1000)
+#define MEMORY_QUOTA_BYTES (256 * 1024 * 1024)
 
 struct worker {
 	struct server *srv;
@@ -34,6 +37,7 @@ struct server {
 	struct worker *workers;
 	unsigned n_workers;
 	grpc_completion_queue *shutdown_cq;
+	grpc_resource_quota *quota;
 	atomic_int n_active; /* calls delivered to a worker, not yet freed */
 };
 
@@ -301,7 +305,7 @@ int server_start(const struct server_config *cfg, struct server **out,
 		 int *port, char *err, size_t err_size)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
-	grpc_arg args[3];
+	grpc_arg args[6];
 	grpc_channel_args chargs;
 	grpc_server_credentials *creds;
 
@@ -322,7 +326,23 @@ int server_start(const struct server_config *cfg, struct server **out,
 	args[2].type = GRPC_ARG_INTEGER;
 	args[2].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
 	args[2].value.integer = DAS_RPC_MAX_MESSAGE;
-	chargs.num_args = 3;
+	/* A connection that has not finished the HTTP/2 handshake in time,
+	 * or has carried no call for minutes, is closed: idle or silent
+	 * clients cannot pile up. */
+	args[3].type = GRPC_ARG_INTEGER;
+	args[3].key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS;
+	args[3].value.integer = HANDSHAKE_TIMEOUT_MS;
+	args[4].type = GRPC_ARG_INTEGER;
+	args[4].key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS;
+	args[4].value.integer = MAX_CONNECTION_IDLE_MS;
+	/* Memory for connections and calls is bounded as a whole. */
+	srv->quota = grpc_resource_quota_create("device-assignment-server");
+	grpc_resource_quota_resize(srv->quota, MEMORY_QUOTA_BYTES);
+	args[5].type = GRPC_ARG_POINTER;
+	args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+	args[5].value.pointer.p = srv->quota;
+	args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+	chargs.num_args = 6;
 	chargs.args = args;
 	srv->server = grpc_server_create(&chargs, NULL);
 
@@ -455,6 +475,8 @@ void server_stop(struct server *srv)
 		grpc_completion_queue_shutdown(srv->shutdown_cq);
 		grpc_completion_queue_destroy(srv->shutdown_cq);
 	}
+	if (srv->quota)
+		grpc_resource_quota_unref(srv->quota);
 	free(srv->workers);
 	free(srv);
 	das_log(DAS_LOG_DEBUG, "shutdown: server destroyed");
