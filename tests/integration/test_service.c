@@ -15,6 +15,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 
 #include "deviceassignment/v1/device_assignment.pb-c.h"
@@ -570,6 +576,41 @@ static void hostile_messages(void **state)
 	assert_true(harness_is_alive(&server));
 }
 
+/*
+ * A client that connects and never speaks HTTP/2 is closed after the
+ * handshake timeout (10 s); the server answers others meanwhile.
+ */
+static void silent_connection_is_closed(void **state)
+{
+	struct sockaddr_in sin;
+	struct timespec t0, t1;
+	char buf[256];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	(void)state;
+	assert_true(fd >= 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)server.port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	health(state);
+	for (;;) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		assert_int_equal(poll(&pfd, 1, 20000), 1);
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break; /* closed by the server */
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	close(fd);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+		  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms >= 9000 && ms < 15000);
+	assert_true(harness_is_alive(&server));
+}
+
 /* Many callers race for the last seats; exactly the included number win. */
 #define RACERS 24
 #define RACE_SEATS 5
@@ -786,6 +827,7 @@ int main(void)
 		cmocka_unit_test(owner_change_drops_assignment),
 		cmocka_unit_test(directory_rules),
 		cmocka_unit_test(hostile_messages),
+		cmocka_unit_test(silent_connection_is_closed),
 		cmocka_unit_test(seat_race),
 		cmocka_unit_test(kill_after_assign_keeps_it),
 		cmocka_unit_test(sigterm_drains_under_load),
