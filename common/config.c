@@ -162,20 +162,3 @@ int das_parse_uint(const char *s, unsigned long min, unsigned long max,
 	*out = v;
 	return 0;
 }
-
-bool das_addr_is_loopback(const char *addr)
-{
-	if (!addr)
-		return false;
-	if (strncmp(addr, "ipv4:", 5) == 0)
-		addr += 5;
-	else if (strncmp(addr, "ipv6:", 5) == 0)
-		addr += 5;
-	if (strncmp(addr, "127.", 4) == 0)
-		return true;
-	if (strncmp(addr, "localhost:", 10) == 0)
-		return true;
-	if (strncmp(addr, "[::1]:", 6) == 0)
-		return true;
-	return false;
-}

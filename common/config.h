@@ -62,11 +62,4 @@ struct das_flag *das_flag_find(struct das_flag *flags, size_t n,
 int das_parse_uint(const char *s, unsigned long min, unsigned long max,
 		   unsigned long *out);
 
-/*
- * Checks that a listen/connect address is on loopback: "127.x.y.z:PORT",
- * "localhost:PORT", "[::1]:PORT" (also with "ipv4:"/"ipv6:" prefixes for
- * gRPC targets). Returns true when it is.
- */
-bool das_addr_is_loopback(const char *addr);
-
 #endif
