@@ -6,7 +6,10 @@
  * process so the parent removes the directory whatever happens to them
  * (failed assertion, sanitizer abort, crash).
  */
+#define _XOPEN_SOURCE 700 /* nftw */
+
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -171,7 +174,7 @@ static void test_open_creates_missing_folders(void **state)
 {
 	struct store *st = NULL;
 	char err[256] = "", spec[STORE_SUITE_SPEC_SIZE];
-	char dir[300], file[400];
+	char dir[300];
 	struct stat sb;
 
 	(void)state;
@@ -182,14 +185,6 @@ static void test_open_creates_missing_folders(void **state)
 	store_close(st);
 	assert_int_equal(stat(dir, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0700);
-	/* The folder is not flat: empty it here, the cleanup will not. */
-	static const char *const names[] = {"das.db", "das.db-wal",
-					    "das.db-shm"};
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(file, sizeof(file), "%s/%s", dir, names[i]);
-		unlink(file);
-	}
-	assert_int_equal(rmdir(dir), 0);
 }
 
 static int run_all(void)
@@ -208,27 +203,20 @@ static int run_all(void)
 	return n_failed;
 }
 
-/* The directory holds only flat files (databases, -wal, -shm). */
+static int remove_entry(const char *path, const struct stat *sb, int type,
+			struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0)
+		perror(path);
+	return 0;
+}
+
+/* Everything below the directory, folders a test created included. */
 static void remove_temp_dir(void)
 {
-	DIR *d = opendir(temp_dir);
-	struct dirent *e;
-	char path[512];
-
-	if (d) {
-		while ((e = readdir(d)) != NULL) {
-			if (strcmp(e->d_name, ".") == 0 ||
-			    strcmp(e->d_name, "..") == 0)
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", temp_dir,
-				 e->d_name);
-			if (unlink(path) != 0)
-				perror(path);
-		}
-		closedir(d);
-	}
-	if (rmdir(temp_dir) != 0)
-		perror(temp_dir);
+	nftw(temp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(void)
