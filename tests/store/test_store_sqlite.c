@@ -8,7 +8,6 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw */
 
-#include <dirent.h>
 #include <ftw.h>
 #include <errno.h>
 #include <setjmp.h>
