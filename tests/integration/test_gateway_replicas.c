@@ -2,7 +2,7 @@
  * One gateway in front of two server replicas (--upstream IP:PORT,IP:PORT,
  * round-robin): calls reach both replicas, and when one is killed the other
  * keeps answering with no acknowledged change lost; a replica that hangs
- * is a 504. The replicas share one
+ * is a 504; no server at all is a fast 503 without wait-for-ready. The replicas share one
  * SQLite file here so the test needs no database server; the PostgreSQL
  * form of the same setup is in test_replicas.c.
  */
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -257,12 +258,44 @@ static void frozen_upstream_is_504(void **state)
 	gateway = both;
 }
 
+/*
+ * No server at all: with --wait-for-ready false the gateway answers 503 at
+ * once instead of waiting out its deadline.
+ */
+static void no_upstream_fails_fast(void **state)
+{
+	struct harness_proc saved = gateway;
+	char dead[64];
+	struct timespec t0, t1;
+
+	(void)state;
+	/* servers[0] was killed above: nothing listens on its port. */
+	snprintf(dead, sizeof(dead), "127.0.0.1:%d", servers[0].port);
+	const char *gargs[] = {"--upstream", dead, "--wait-for-ready", "false",
+			       "--upstream-timeout-ms", "5000", NULL};
+	assert_int_equal(harness_start(&gateway, DAS_GATEWAY_BIN, gargs, NULL),
+			 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	long status = http("GET", "/v1.0/customers/" CUST "/users/u0/devices/pbx",
+			   token, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+		  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_int_equal(status, 503);
+	assert_true(ms < 2500);
+	assert_int_equal(http("GET", "/readyz", NULL, NULL), 503);
+	assert_int_equal(http("GET", "/healthz", NULL, NULL), 200);
+	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
+	gateway = saved;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(calls_reach_both_replicas),
 		cmocka_unit_test(one_replica_killed),
 		cmocka_unit_test(frozen_upstream_is_504),
+		cmocka_unit_test(no_upstream_fails_fast),
 	};
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
 }
