@@ -71,6 +71,8 @@ if ((EUID != 0)); then
 fi
 echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# Another apt run (a second `make` in parallel) holds the lock: wait for it.
+wait_lock=(-o DPkg::Lock::Timeout=600)
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${wait_lock[@]}" update -qq
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-	apt-get install -y -qq --no-install-recommends "${missing[@]}"
+	apt-get "${wait_lock[@]}" install -y -qq --no-install-recommends "${missing[@]}"
