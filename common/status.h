@@ -71,7 +71,16 @@
 	  413, "Payload Too Large")                                            \
 	X(UNSUPPORTED_MEDIA_TYPE, DAS_GRPC_INVALID_ARGUMENT,                   \
 	  "UNSUPPORTED_MEDIA_TYPE", 415,                                       \
-	  "Content-Type must be application/json")
+	  "Content-Type must be application/json")                            \
+	/* gateway: the HTTP layer (RFC 9112) */                               \
+	X(URI_TOO_LONG, DAS_GRPC_INVALID_ARGUMENT, "URI_TOO_LONG", 414,        \
+	  "URI Too Long")                                                      \
+	X(HEADERS_TOO_LARGE, DAS_GRPC_INVALID_ARGUMENT, "HEADERS_TOO_LARGE",   \
+	  431, "Request Header Fields Too Large")                              \
+	X(NOT_IMPLEMENTED, DAS_GRPC_UNIMPLEMENTED, "NOT_IMPLEMENTED", 501,     \
+	  "Not Implemented: %s")                                               \
+	X(HTTP_VERSION_NOT_SUPPORTED, DAS_GRPC_UNIMPLEMENTED,                  \
+	  "HTTP_VERSION_NOT_SUPPORTED", 505, "HTTP Version Not Supported")
 
 enum das_status {
 #define DAS_STATUS_ENUM(name, grpc, reason, http, msg) DAS_##name,

@@ -40,25 +40,35 @@ static struct das_flag flags[] = {
 	{.name = "mode",
 	 .metavar = "MODE",
 	 .def = "async",
-	 .help = "async (suspend/resume) or blocking (one call per HTTP "
-		 "thread)"},
-	{.name = "threads", .metavar = "N", .def = "2", .help = "HTTP threads"},
+	 .help = "async (event loops hand calls to the upstream thread) or "
+		 "blocking (each loop waits for its call)"},
+	{.name = "threads",
+	 .metavar = "N",
+	 .def = "0",
+	 .help = "HTTP event loop threads; 0 = one per CPU"},
 	{.name = "connection-limit",
 	 .metavar = "N",
 	 .def = "1024",
 	 .help = "concurrent HTTP connections"},
 	{.name = "per-ip-connection-limit",
 	 .metavar = "N",
-	 .def = "256",
-	 .help = "concurrent HTTP connections per client address"},
+	 .def = "0",
+	 .help = "concurrent HTTP connections per client address; 0 = no "
+		 "limit (behind a load balancer every client shares one "
+		 "address); e.g. 64 when facing the internet directly"},
 	{.name = "connection-timeout",
 	 .metavar = "SECONDS",
 	 .def = "30",
-	 .help = "close connections idle (or stalled) this long"},
-	{.name = "connection-memory-limit",
-	 .metavar = "BYTES",
-	 .def = "32768",
-	 .help = "per-connection memory; bounds the request line and headers"},
+	 .help = "close connections on which no byte moved for this long"},
+	{.name = "header-timeout",
+	 .metavar = "SECONDS",
+	 .def = "10",
+	 .help = "the request line and headers must arrive within this "
+		 "time, in total"},
+	{.name = "body-timeout",
+	 .metavar = "SECONDS",
+	 .def = "10",
+	 .help = "a request body must arrive within this time, in total"},
 	{.name = "log-level",
 	 .metavar = "LEVEL",
 	 .def = "info",
@@ -110,7 +120,7 @@ int main(int argc, char **argv)
 	char err[256], target[1024];
 	int argi = 1, sig = 0;
 	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
-		mem_limit;
+		header_timeout, body_timeout;
 	bool is_wait_for_ready, is_blocking;
 	enum das_log_level level;
 	struct gw_upstream *up;
@@ -134,11 +144,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (flag_uint("upstream-timeout-ms", 1, 600000, &timeout_ms) ||
-	    flag_uint("threads", 1, 256, &threads) ||
+	    flag_uint("threads", 0, 256, &threads) ||
 	    flag_uint("connection-limit", 1, 1000000, &conn_limit) ||
-	    flag_uint("per-ip-connection-limit", 1, 1000000, &ip_limit) ||
+	    flag_uint("per-ip-connection-limit", 0, 1000000, &ip_limit) ||
 	    flag_uint("connection-timeout", 1, 86400, &conn_timeout) ||
-	    flag_uint("connection-memory-limit", 4096, 1 << 24, &mem_limit))
+	    flag_uint("header-timeout", 1, 3600, &header_timeout) ||
+	    flag_uint("body-timeout", 1, 3600, &body_timeout))
 		return 2;
 	if (strcasecmp(flag("wait-for-ready"), "true") == 0) {
 		is_wait_for_ready = true;
@@ -194,15 +205,16 @@ int main(int argc, char **argv)
 	cfg.threads = (unsigned)threads;
 	cfg.connection_limit = (unsigned)conn_limit;
 	cfg.per_ip_connection_limit = (unsigned)ip_limit;
-	cfg.connection_timeout_s = (unsigned)conn_timeout;
-	cfg.connection_memory_limit = mem_limit;
+	cfg.idle_timeout_ms = (unsigned)conn_timeout * 1000u;
+	cfg.header_timeout_ms = (unsigned)header_timeout * 1000u;
+	cfg.body_timeout_ms = (unsigned)body_timeout * 1000u;
 	http = gw_http_start(&cfg, up, err, sizeof(err));
 	if (!http) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		gw_upstream_free(up);
 		return 1;
 	}
-	das_log(DAS_LOG_INFO, "upstream %s, mode %s, %lu threads",
+	das_log(DAS_LOG_INFO, "upstream %s, mode %s, %lu threads (0: one per CPU)",
 		flag("upstream"), flag("mode"), threads);
 	/* The host as configured, the port as bound (--listen HOST:0). */
 	printf("device-assignment-gateway listening on %.*s:%u\n",

@@ -1,392 +1,670 @@
 /*
- * libmicrohttpd glue.
+ * The event loops.
  *
- * Why suspend/resume: a gRPC call takes far longer than parsing the HTTP
- * request, so holding an MHD thread for it caps concurrency at the thread
- * count. Instead the handler starts the call, suspends the connection and
- * returns; the upstream completion thread resumes it and MHD calls the
- * handler once more to queue the reply. A per-request mutex orders
- * "suspended" before "resumed" so a fast reply can never resume a
- * connection that is not suspended yet.
+ * Each loop thread owns its clients outright: only it reads, writes,
+ * times out or frees them, so no lock guards a connection. The one
+ * cross-thread step is the end of an upstream call: the upstream thread
+ * pushes the client on its loop's done list (a mutex held for two pointer
+ * writes, never across a gRPC call) and wakes the loop through an eventfd
+ * when the list was empty.
  *
- * Why poll and not epoll: stack-facts.md saw epoll + suspend/resume stall
- * in 0.9.75; poll did not.
+ * Sockets are edge-triggered: a loop reads until EAGAIN whenever the
+ * protocol engine wants input, and writes until EAGAIN whenever it has
+ * output, so a readiness change is never missed.
  *
- * The URL reaches us raw (identity unescape callback): routes.c splits it
- * before decoding so "%2F" cannot create a segment and "%00" is refused.
+ * Slow clients: every connection is swept every SWEEP_MS for its deadlines
+ * (idle, whole head, whole body, lingering close). At the connection limit
+ * the accepting loop closes its oldest unfinished request (else its oldest
+ * idle keep-alive connection) so that a fresh client is served; when it
+ * has neither, and when a per-address limit is hit, the newcomer gets 503
+ * with Retry-After and the connection is closed.
  */
+#define _GNU_SOURCE /* accept4 */
 #include "server.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <microhttpd.h>
-
-#include "common/config.h"
 #include "common/log.h"
-#include "gateway/http/headers.h"
-#include "gateway/reply.h"
-#include "gateway/transcode/transcode.h"
+#include "gateway/http/transport.h"
 
-/* After a 413 we read and drop at most this much before closing. */
-#define DISCARD_MAX (1024 * 1024)
+#define SWEEP_MS	  100
+#define LINGER_MS	  1000
+#define MAX_EVENTS	  128
+#define ACCEPT_BURST	  64
+#define ADDR_BUCKETS	  4096
+
+struct loop;
+
+struct client {
+	struct client *prev, *next; /* the loop's list, oldest first */
+	struct client *done_next;   /* the loop's done list */
+	struct client *grave_next;  /* closed, freed after this batch */
+	struct loop *loop;
+	struct gw_io io;
+	uint64_t activity_ms;	/* last byte moved */
+	uint64_t request_ms;	/* the current request's first byte, or 0 */
+	uint64_t body_ms;	/* its body phase began, or 0 */
+	uint64_t linger_ms;	/* lingering close began, or 0 */
+	bool is_in_call;
+	bool is_closed; /* socket closed while a call was in flight */
+	bool has_addr;
+	struct sockaddr_storage addr;
+	struct gw_conn conn;
+};
+
+struct loop {
+	struct gw_http *h;
+	pthread_t thread;
+	int ep, wake_fd;
+	struct client *head, *tail;
+	unsigned n_clients;
+	unsigned n_in_call; /* calls in flight, their clients included */
+	bool has_listener;
+	pthread_mutex_t done_lock;
+	struct client *done;
+	struct client *graves; /* events of this batch may still name them */
+	uint64_t next_sweep_ms;
+};
+
+struct addr_count {
+	struct addr_count *next;
+	struct sockaddr_storage addr;
+	unsigned n;
+};
 
 struct gw_http {
-	struct MHD_Daemon *daemon;
-	struct gw_upstream *up;
 	struct gw_http_config cfg;
-	unsigned port;
-	uint64_t id_prefix;
+	struct gw_upstream *up;
+	struct gw_conn_config conn_cfg;
 	atomic_ullong id_counter;
-	atomic_int n_requests; /* between first handler call and completion */
-	atomic_int n_calls;    /* upstream calls started and not finished */
+	int listen_fd;
+	unsigned port;
+	atomic_uint n_conns;
+	atomic_bool is_draining;
+	atomic_bool is_stopping; /* drain time is over: close everything */
+	unsigned n_loops;
+	struct loop *loops;
+	pthread_mutex_t addr_lock;
+	struct addr_count *addr_buckets[ADDR_BUCKETS];
 };
 
-enum stage { STAGE_BODY, STAGE_WAIT, STAGE_DONE };
-
-struct request {
-	struct gw_http *h;
-	struct MHD_Connection *conn;
-	enum stage stage;
-	enum gw_route_result route_rc;
-	struct gw_route_match match;
-	bool is_too_large;
-	bool accept_charges;
-	char method[8];
-	char path[96]; /* for the log: printable, truncated */
-	size_t body_len;
-	size_t discarded;
-	char body[GW_MAX_BODY];
-	char request_id[GW_REQUEST_ID_SIZE];
-	char client_type_as_sent[GW_CLIENT_TYPE_AS_SENT_SIZE];
-	char location[GW_LOCATION_MAX];
-	struct gw_call_outcome outcome;
-	unsigned http_status; /* what was answered, for the log */
-	struct timespec t0;
-	pthread_mutex_t lock;
-	bool is_suspended;
-	bool is_call_done;
-};
-
-static const char *header(struct MHD_Connection *c, const char *name)
+static uint64_t now_ms(void)
 {
-	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Queues r (takes its body) with the contract's headers. */
-static enum MHD_Result send_reply(struct request *rq, struct gw_reply *r)
-{
-	static const char oom[] = "{\"error\":500,\"status\":\"error\"}";
-	struct MHD_Response *resp;
-	enum MHD_Result rc;
+/* ---- per-address counts ------------------------------------------------- */
 
-	if (r->body)
-		resp = MHD_create_response_from_buffer(strlen(r->body), r->body,
-						       MHD_RESPMEM_MUST_FREE);
-	else
-		resp = MHD_create_response_from_buffer(
-			sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
-	if (!resp) {
-		gw_reply_release(r);
-		return MHD_NO;
+static size_t addr_key(const struct sockaddr_storage *ss, const void **p)
+{
+	if (ss->ss_family == AF_INET6) {
+		*p = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		return 16;
 	}
-	r->body = NULL; /* owned by resp now */
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-				"application/json; charset=utf-8");
-	MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
-	if (r->has_www_authenticate)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-					"Bearer");
-	if (r->allow)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-	if (r->http_status == 201 && rq->location[0])
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION,
-					rq->location);
-	rq->http_status = r->http_status;
-	rq->stage = STAGE_DONE;
-	rc = MHD_queue_response(rq->conn, r->http_status, resp);
-	MHD_destroy_response(resp);
-	return rc;
+	*p = &((const struct sockaddr_in *)ss)->sin_addr;
+	return 4;
 }
 
-static enum MHD_Result send_error(struct request *rq, enum das_status st,
-				  const char *arg)
+static bool addr_equal(const struct sockaddr_storage *a,
+		       const struct sockaddr_storage *b)
 {
-	struct gw_reply r;
+	const void *pa, *pb;
+	size_t la = addr_key(a, &pa), lb = addr_key(b, &pb);
 
-	gw_reply_error(&r, st, arg, das_time_now());
-	if (st == DAS_METHOD_NOT_ALLOWED)
-		r.allow = rq->match.allow;
-	return send_reply(rq, &r);
+	return a->ss_family == b->ss_family && la == lb &&
+	       memcmp(pa, pb, la) == 0;
 }
 
-static enum MHD_Result send_outcome(struct request *rq)
+static unsigned addr_hash(const struct sockaddr_storage *ss)
 {
-	struct gw_reply r;
+	const unsigned char *p;
+	size_t n = addr_key(ss, (const void **)&p);
+	uint32_t h = 2166136261u;
 
-	if (rq->match.rpc == GW_ROUTE_READYZ) {
-		if (rq->outcome.grpc_code == DAS_GRPC_OK &&
-		    rq->outcome.is_serving) {
-			memset(&r, 0, sizeof(r));
-			r.http_status = 200;
-			r.body = gw_json_ok();
-			return send_reply(rq, &r);
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h % ADDR_BUCKETS;
+}
+
+/* Counts one more connection of ss; false when over the limit. */
+static bool addr_acquire(struct gw_http *h, const struct sockaddr_storage *ss)
+{
+	unsigned b = addr_hash(ss);
+	struct addr_count *a;
+	bool is_ok = true;
+
+	pthread_mutex_lock(&h->addr_lock);
+	for (a = h->addr_buckets[b]; a && !addr_equal(&a->addr, ss);
+	     a = a->next)
+		;
+	if (!a) {
+		a = calloc(1, sizeof(*a));
+		if (a) {
+			a->addr = *ss;
+			a->next = h->addr_buckets[b];
+			h->addr_buckets[b] = a;
 		}
-		return send_error(rq, DAS_UNAVAILABLE, NULL);
 	}
-	gw_reply_from_outcome(&r, rq->match.rpc, &rq->outcome,
-			      rq->client_type_as_sent, das_time_now());
-	return send_reply(rq, &r);
+	if (!a || a->n >= h->cfg.per_ip_connection_limit)
+		is_ok = false;
+	else
+		a->n++;
+	pthread_mutex_unlock(&h->addr_lock);
+	return is_ok;
 }
 
+static void addr_release(struct gw_http *h, const struct sockaddr_storage *ss)
+{
+	unsigned b = addr_hash(ss);
+	struct addr_count **pp, *a;
+
+	pthread_mutex_lock(&h->addr_lock);
+	for (pp = &h->addr_buckets[b]; (a = *pp); pp = &a->next) {
+		if (!addr_equal(&a->addr, ss))
+			continue;
+		if (--a->n == 0) {
+			*pp = a->next;
+			free(a);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&h->addr_lock);
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static void list_remove(struct loop *l, struct client *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		l->tail = c->prev;
+	c->prev = c->next = NULL;
+	l->n_clients--;
+}
+
+/* The struct goes once the current batch of events is handled. */
+static void client_free(struct client *c)
+{
+	struct loop *l = c->loop;
+
+	c->grave_next = l->graves;
+	l->graves = c;
+}
+
+static void bury(struct loop *l)
+{
+	while (l->graves) {
+		struct client *c = l->graves;
+		l->graves = c->grave_next;
+		gw_conn_release(&c->conn);
+		free(c);
+	}
+}
+
+/* Closes the socket now; the struct lives on while its call is out. */
+static void client_close(struct client *c)
+{
+	struct loop *l = c->loop;
+	struct gw_http *h = l->h;
+
+	if (c->io.fd < 0)
+		return;
+	list_remove(l, c);
+	epoll_ctl(l->ep, EPOLL_CTL_DEL, c->io.fd, NULL);
+	c->io.t->close(&c->io);
+	c->io.fd = -1;
+	if (c->has_addr)
+		addr_release(h, &c->addr);
+	atomic_fetch_sub(&h->n_conns, 1);
+	if (c->is_in_call)
+		c->is_closed = true;
+	else
+		client_free(c);
+}
+
+/*
+ * The last answer is written. When the client may still be sending (a
+ * refused body), stop writing and read what comes for a while, so that
+ * our answer is not destroyed by a reset before it is read.
+ */
+static void client_finish(struct client *c)
+{
+	if (c->conn.is_eof) {
+		client_close(c);
+		return;
+	}
+	c->io.t->shutdown(&c->io);
+	c->linger_ms = now_ms();
+}
+
+static void linger_read(struct client *c)
+{
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = c->io.t->read(&c->io, buf, sizeof(buf));
+		if (n > 0)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		client_close(c);
+		return;
+	}
+}
+
+/* Reads until EAGAIN. Returns 1 when input arrived (or EOF), 0 on EAGAIN,
+ * -1 when the client is to be dropped. */
+static int client_read(struct client *c)
+{
+	int got = 0;
+
+	for (;;) {
+		size_t avail;
+		char *p = gw_conn_in_space(&c->conn, &avail);
+		ssize_t n;
+		if (!p)
+			return got ? 1 : -1;
+		n = c->io.t->read(&c->io, p, avail);
+		if (n > 0) {
+			gw_conn_in_commit(&c->conn, (size_t)n);
+			got = 1;
+			if ((size_t)n < avail)
+				return 1;
+			continue;
+		}
+		if (n == 0) {
+			gw_conn_in_eof(&c->conn);
+			return 1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return got;
+		return -1;
+	}
+}
+
+/* Writes until done or EAGAIN. Returns 1 when all is written, 0 on EAGAIN,
+ * -1 on error. */
+static int client_write(struct client *c)
+{
+	for (;;) {
+		size_t len;
+		const char *p = gw_conn_output(&c->conn, &len);
+		ssize_t n;
+		if (len == 0)
+			return 1;
+		n = c->io.t->write(&c->io, p, len);
+		if (n > 0) {
+			gw_conn_output_done(&c->conn, (size_t)n);
+			c->activity_ms = now_ms();
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return -1;
+	}
+}
+
+static void call_done(void *arg);
+
+static void start_call(struct client *c)
+{
+	struct loop *l = c->loop;
+	struct gw_http *h = l->h;
+
+	if (h->cfg.is_blocking) {
+		gw_upstream_call(h->up, &c->conn.call, &c->conn.outcome);
+		gw_conn_call_done(&c->conn, true);
+		return;
+	}
+	c->is_in_call = true;
+	l->n_in_call++;
+	if (gw_upstream_start(h->up, &c->conn.call, &c->conn.outcome, call_done,
+			      c) != 0) {
+		c->is_in_call = false;
+		l->n_in_call--;
+		gw_conn_call_done(&c->conn, false);
+	}
+}
+
+/* Keeps the request clocks in step with the protocol engine. */
+static void track_request(struct client *c, uint64_t now)
+{
+	if (!gw_conn_is_mid_request(&c->conn)) {
+		c->request_ms = c->body_ms = 0;
+		return;
+	}
+	if (!c->request_ms)
+		c->request_ms = now;
+	if (c->conn.phase == GW_PHASE_BODY && !c->body_ms)
+		c->body_ms = now;
+}
+
+/* Runs the connection until it must wait for the network or a call. */
+static void client_drive(struct client *c)
+{
+	uint64_t now = now_ms();
+
+	if (c->io.fd < 0)
+		return;
+	if (c->linger_ms) {
+		linger_read(c);
+		return;
+	}
+	for (;;) {
+		enum gw_conn_step step = gw_conn_advance(&c->conn);
+		int rc;
+
+		track_request(c, now);
+		switch (step) {
+		case GW_CONN_READ:
+			rc = client_read(c);
+			if (rc < 0) {
+				client_close(c);
+				return;
+			}
+			if (rc == 0)
+				return;
+			c->activity_ms = now = now_ms();
+			continue;
+		case GW_CONN_WRITE:
+			rc = client_write(c);
+			if (rc < 0) {
+				client_close(c);
+				return;
+			}
+			if (rc == 0)
+				return;
+			continue;
+		case GW_CONN_CALL:
+			start_call(c);
+			continue;
+		case GW_CONN_WAIT:
+			return;
+		case GW_CONN_CLOSE:
+			client_finish(c);
+			return;
+		}
+	}
+}
+
+/* On an upstream thread: hand the client back to its loop. */
 static void call_done(void *arg)
 {
-	struct request *rq = arg;
-	struct gw_http *h = rq->h;
-	struct MHD_Connection *conn = rq->conn;
-	bool is_resume;
+	struct client *c = arg;
+	struct loop *l = c->loop;
+	bool was_empty;
+	uint64_t one = 1;
 
-	pthread_mutex_lock(&rq->lock);
-	rq->is_call_done = true;
-	is_resume = rq->is_suspended;
-	rq->is_suspended = false;
-	pthread_mutex_unlock(&rq->lock);
-	/* Once resumed, MHD may answer and free rq at any moment: touch
-	 * nothing of it from here on. */
-	if (is_resume)
-		MHD_resume_connection(conn);
-	atomic_fetch_sub(&h->n_calls, 1);
+	pthread_mutex_lock(&l->done_lock);
+	was_empty = l->done == NULL;
+	c->done_next = l->done;
+	l->done = c;
+	pthread_mutex_unlock(&l->done_lock);
+	if (was_empty)
+		(void)!write(l->wake_fd, &one, sizeof(one));
 }
 
-/* Everything the gateway judges before any RPC, at the first call. */
-static enum MHD_Result check_head(struct request *rq, const char *url)
+static void take_done(struct loop *l)
 {
-	struct MHD_Connection *c = rq->conn;
-	const char *cl = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	unsigned long n;
+	struct client *c, *next;
+	uint64_t n;
 
-	switch (rq->route_rc) {
-	case GW_ROUTE_OK:
-		break;
-	case GW_ROUTE_NOT_FOUND:
-		return send_error(rq, DAS_ROUTE_NOT_FOUND, NULL);
-	case GW_ROUTE_METHOD_NOT_ALLOWED:
-		return send_error(rq, DAS_METHOD_NOT_ALLOWED, NULL);
-	case GW_ROUTE_BAD_REQUEST:
-		return send_error(rq, DAS_INVALID_ARGUMENT, rq->match.reason);
+	(void)!read(l->wake_fd, &n, sizeof(n));
+	pthread_mutex_lock(&l->done_lock);
+	c = l->done;
+	l->done = NULL;
+	pthread_mutex_unlock(&l->done_lock);
+	for (; c; c = next) {
+		next = c->done_next;
+		c->is_in_call = false;
+		l->n_in_call--;
+		if (c->is_closed) {
+			client_free(c);
+			continue;
+		}
+		gw_conn_call_done(&c->conn, true);
+		client_drive(c);
 	}
-	/* Refused before a single body byte is read. */
-	if (cl && das_parse_uint(cl, 0, GW_MAX_BODY, &n) != 0)
-		return send_error(rq, DAS_PAYLOAD_TOO_LARGE, NULL);
-	if (rq->match.rpc == GW_ROUTE_ASSIGN) {
-		if (!gw_content_type_is_json(
-			    header(c, MHD_HTTP_HEADER_CONTENT_TYPE)))
-			return send_error(rq, DAS_UNSUPPORTED_MEDIA_TYPE, NULL);
-		if (gw_parse_accept_charges(header(c, "accept-charges"),
-					    &rq->accept_charges) != 0)
-			return send_error(
-				rq, DAS_INVALID_ARGUMENT,
-				"accept-charges must be true or false");
-	}
-	if ((rq->match.rpc == GW_ROUTE_ASSIGN ||
-	     rq->match.rpc == GW_ROUTE_UNASSIGN) &&
-	    gw_location(rq->h->cfg.public_base_url,
-			header(c, MHD_HTTP_HEADER_HOST), url, rq->location,
-			sizeof(rq->location)) != 0)
-		return send_error(rq, DAS_INVALID_ARGUMENT,
-				  "missing or invalid Host header");
-	return MHD_YES;
 }
 
-static void fill_call(struct request *rq, struct gw_call_request *req)
-{
-	const char *auth = header(rq->conn, MHD_HTTP_HEADER_AUTHORIZATION);
+/* ---- accepting ------------------------------------------------------------ */
 
-	memset(req, 0, sizeof(*req));
-	req->rpc = rq->match.rpc;
-	req->account = rq->match.has_account ? rq->match.account : "";
-	req->tenant = rq->match.tenant;
-	req->user = rq->match.user;
-	req->device = rq->match.device;
-	req->accept_charges = rq->accept_charges;
-	req->request_id = rq->request_id;
-	/* Unforwardable values are dropped: the service then answers 401. */
-	if (rq->match.rpc != GW_ROUTE_READYZ &&
-	    gw_authorization_is_forwardable(auth, GW_AUTHORIZATION_MAX))
-		req->authorization = auth;
+/*
+ * Makes room for one more connection: the oldest unfinished request of
+ * this loop goes first, then a lingering or idle connection. Returns
+ * false when every connection here is busy with a call or an answer.
+ */
+static bool evict_one(struct loop *l)
+{
+	struct client *victim = NULL, *idle = NULL;
+
+	for (struct client *c = l->head; c; c = c->next) {
+		size_t pending;
+		if (c->is_in_call)
+			continue;
+		if (c->linger_ms) {
+			idle = idle ? idle : c;
+			continue;
+		}
+		if (gw_conn_is_mid_request(&c->conn)) {
+			if (!victim || c->request_ms < victim->request_ms)
+				victim = c;
+			continue;
+		}
+		gw_conn_output(&c->conn, &pending);
+		if (!pending && !idle)
+			idle = c;
+	}
+	if (!victim)
+		victim = idle;
+	if (!victim)
+		return false;
+	client_close(victim);
+	return true;
 }
 
-/* The whole request is in: decide locally or call upstream. */
-static enum MHD_Result on_complete(struct request *rq)
+static void accept_one(struct loop *l, int fd,
+		       const struct sockaddr_storage *ss)
 {
-	struct gw_call_request req;
-	enum MHD_Result rc;
-	int client_type = DAS_CLIENT_NONE;
+	struct gw_http *h = l->h;
+	struct client *c = calloc(1, sizeof(*c));
+	struct epoll_event ev;
+	bool is_refused = false;
+	int one = 1;
 
-	if (rq->is_too_large)
-		return send_error(rq, DAS_PAYLOAD_TOO_LARGE, NULL);
-	if (rq->match.rpc == GW_ROUTE_HEALTHZ) {
-		struct gw_reply r = {.http_status = 200, .body = gw_json_ok()};
-		return send_reply(rq, &r);
-	}
-	if (rq->match.rpc == GW_ROUTE_ASSIGN) {
-		const char *why = NULL;
-		if (gw_body_decode_assign(rq->body, rq->body_len, &client_type,
-					  rq->client_type_as_sent, &why) != 0)
-			return send_error(rq, DAS_INVALID_ARGUMENT, why);
-	}
-	fill_call(rq, &req);
-	req.client_type = client_type;
-	if (rq->h->cfg.is_blocking) {
-		gw_upstream_call(rq->h->up, &req, &rq->outcome);
-		return send_outcome(rq);
-	}
-	pthread_mutex_lock(&rq->lock);
-	atomic_fetch_add(&rq->h->n_calls, 1);
-	if (gw_upstream_start(rq->h->up, &req, &rq->outcome, call_done, rq) !=
-	    0) {
-		atomic_fetch_sub(&rq->h->n_calls, 1);
-		pthread_mutex_unlock(&rq->lock);
-		return send_error(rq, DAS_INTERNAL, NULL);
-	}
-	rq->stage = STAGE_WAIT;
-	if (!rq->is_call_done) {
-		MHD_suspend_connection(rq->conn);
-		rq->is_suspended = true;
-	}
-	rc = MHD_YES;
-	pthread_mutex_unlock(&rq->lock);
-	return rc;
-}
-
-static void take_body(struct request *rq, const char *data, size_t len)
-{
-	if (rq->is_too_large || rq->body_len + len > GW_MAX_BODY) {
-		rq->is_too_large = true;
-		rq->discarded += len;
+	if (!c || gw_conn_init(&c->conn, &h->conn_cfg) != 0) {
+		if (c)
+			gw_conn_release(&c->conn);
+		free(c);
+		close(fd);
 		return;
 	}
-	/* Only assign reads its body; the others ignore theirs. */
-	if (rq->match.rpc == GW_ROUTE_ASSIGN)
-		memcpy(rq->body + rq->body_len, data, len);
-	rq->body_len += len;
-}
-
-static char printable(char c)
-{
-	return c > 0x20 && c < 0x7f ? c : '?';
-}
-
-static struct request *request_new(struct gw_http *h,
-				   struct MHD_Connection *conn, const char *url,
-				   const char *method)
-{
-	struct request *rq = malloc(sizeof(*rq));
-	const char *rid;
-
-	if (!rq)
-		return NULL;
-	/* The body buffer is written before it is read: skip clearing it. */
-	memset(rq, 0, offsetof(struct request, body));
-	memset(&rq->request_id, 0,
-	       sizeof(*rq) - offsetof(struct request, request_id));
-	rq->h = h;
-	rq->conn = conn;
-	clock_gettime(CLOCK_MONOTONIC, &rq->t0);
-	pthread_mutex_init(&rq->lock, NULL);
-	for (size_t i = 0; i < sizeof(rq->method) - 1 && method[i]; i++)
-		rq->method[i] = printable(method[i]);
-	for (size_t i = 0; i < sizeof(rq->path) - 1 && url[i]; i++)
-		rq->path[i] = printable(url[i]);
-	rid = header(conn, "X-Request-Id");
-	if (gw_request_id_is_valid(rid))
-		snprintf(rq->request_id, sizeof(rq->request_id), "%s", rid);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->loop = l;
+	c->io.fd = fd;
+	c->io.t = &gw_transport_tcp;
+	c->addr = *ss;
+	c->activity_ms = now_ms();
+	if (atomic_fetch_add(&h->n_conns, 1) >= h->cfg.connection_limit &&
+	    !evict_one(l))
+		is_refused = true;
+	if (!is_refused && h->cfg.per_ip_connection_limit) {
+		if (addr_acquire(h, ss))
+			c->has_addr = true;
+		else
+			is_refused = true;
+	}
+	c->prev = l->tail;
+	if (l->tail)
+		l->tail->next = c;
 	else
-		gw_request_id_make(h->id_prefix,
-				   atomic_fetch_add(&h->id_counter, 1),
-				   rq->request_id);
-	rq->route_rc = gw_route_match(method, url, strlen(url), &rq->match);
-	atomic_fetch_add(&h->n_requests, 1);
-	return rq;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-				  const char *url, const char *method,
-				  const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
-{
-	struct gw_http *h = cls;
-	struct request *rq = *con_cls;
-
-	if (!rq) {
-		rq = request_new(h, conn, url, method);
-		if (!rq)
-			return MHD_NO;
-		*con_cls = rq;
-		return check_head(rq, url);
-	}
-	if (rq->stage == STAGE_DONE) {
-		/* Answered early (413, 415...): drop what still arrives. */
-		rq->discarded += *upload_data_size;
-		*upload_data_size = 0;
-		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
-	}
-	if (*upload_data_size > 0) {
-		take_body(rq, upload_data, *upload_data_size);
-		*upload_data_size = 0;
-		return rq->discarded > DISCARD_MAX ? MHD_NO : MHD_YES;
-	}
-	if (rq->stage == STAGE_WAIT)
-		return send_outcome(rq);
-	return on_complete(rq);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-			 enum MHD_RequestTerminationCode toe)
-{
-	struct gw_http *h = cls;
-	struct request *rq = *con_cls;
-	struct timespec t1;
-
-	if (!rq)
+		l->head = c;
+	l->tail = c;
+	l->n_clients++;
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+	ev.data.ptr = c;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		client_close(c);
 		return;
-	*con_cls = NULL;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	das_log(DAS_LOG_INFO, "http %s %s %u rid=%s %.3fms%s", rq->method,
-		rq->path, rq->http_status, rq->request_id,
-		(double)(t1.tv_sec - rq->t0.tv_sec) * 1e3 +
-			(double)(t1.tv_nsec - rq->t0.tv_nsec) / 1e6,
-		toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
-	pthread_mutex_destroy(&rq->lock);
-	free(rq);
-	atomic_fetch_sub(&h->n_requests, 1);
+	}
+	if (is_refused)
+		gw_conn_refuse(&c->conn);
+	client_drive(c);
 }
 
-/* Leaves the URL exactly as sent: routes.c decodes it segment by segment. */
-static size_t keep_url_raw(void *cls, struct MHD_Connection *c, char *s)
+static void accept_burst(struct loop *l)
 {
-	return strlen(s);
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->h->listen_fd, (struct sockaddr *)&ss, &sl,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE)
+				das_log(DAS_LOG_WARN, "accept: %s",
+					strerror(errno));
+			return;
+		}
+		accept_one(l, fd, &ss);
+	}
 }
+
+/* ---- deadlines -------------------------------------------------------------- */
+
+static bool is_expired(const struct gw_http_config *cfg,
+		       const struct client *c, uint64_t now)
+{
+	size_t pending;
+
+	if (c->linger_ms)
+		return now - c->linger_ms >= LINGER_MS;
+	if (c->is_in_call)
+		return false;
+	gw_conn_output(&c->conn, &pending);
+	if (now - c->activity_ms >= cfg->idle_timeout_ms)
+		return true;
+	if (pending)
+		return false;
+	if (c->body_ms)
+		return now - c->body_ms >= cfg->body_timeout_ms;
+	if (c->request_ms && gw_conn_is_reading_head(&c->conn))
+		return now - c->request_ms >= cfg->header_timeout_ms;
+	return false;
+}
+
+static void sweep(struct loop *l, uint64_t now)
+{
+	struct client *c = l->head, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (is_expired(&l->h->cfg, c, now))
+			client_close(c);
+	}
+	l->next_sweep_ms = now + SWEEP_MS;
+}
+
+static void start_drain(struct loop *l)
+{
+	struct client *c = l->head, *next;
+
+	if (l->has_listener) {
+		epoll_ctl(l->ep, EPOLL_CTL_DEL, l->h->listen_fd, NULL);
+		l->has_listener = false;
+	}
+	for (; c; c = next) {
+		next = c->next;
+		if (c->linger_ms) {
+			client_close(c);
+			continue;
+		}
+		gw_conn_drain(&c->conn);
+		if (!c->is_in_call)
+			client_drive(c);
+	}
+}
+
+static void *loop_main(void *arg)
+{
+	struct loop *l = arg;
+	struct gw_http *h = l->h;
+	struct epoll_event evs[MAX_EVENTS];
+	bool is_draining = false;
+
+	for (;;) {
+		uint64_t now = now_ms();
+		int n, wait_ms;
+
+		if (!is_draining && atomic_load(&h->is_draining)) {
+			is_draining = true;
+			start_drain(l);
+		}
+		if (is_draining && atomic_load(&h->is_stopping)) {
+			while (l->head)
+				client_close(l->head);
+		}
+		if (is_draining && !l->head && l->n_in_call == 0)
+			break;
+		if (now >= l->next_sweep_ms)
+			sweep(l, now);
+		wait_ms = (int)(l->next_sweep_ms - now);
+		if (wait_ms < 0 || wait_ms > SWEEP_MS)
+			wait_ms = SWEEP_MS;
+		n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_ms);
+		for (int i = 0; i < n; i++) {
+			void *p = evs[i].data.ptr;
+			if (p == &h->listen_fd) {
+				if (!is_draining)
+					accept_burst(l);
+			} else if (p == &l->wake_fd) {
+				take_done(l);
+			} else {
+				client_drive(p);
+			}
+		}
+		bury(l);
+	}
+	bury(l);
+	return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------------- */
 
 /* Splits "host:port" / "[v6]:port" and resolves it numerically. */
-static int parse_listen(const char *addr, struct sockaddr_storage *ss,
-			socklen_t *len, char *err, size_t err_size)
+static int parse_listen(const char *addr, struct addrinfo **res, char *err,
+			size_t err_size)
 {
 	char host[256];
 	const char *colon, *port, *hs = addr;
 	size_t hl;
-	struct addrinfo hints, *res = NULL;
+	struct addrinfo hints;
 	int rc;
 
 	if (addr[0] == '[') {
@@ -410,19 +688,108 @@ static int parse_listen(const char *addr, struct sockaddr_storage *ss,
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0 || !res) {
+	rc = getaddrinfo(host, port, &hints, res);
+	if (rc != 0 || !*res) {
 		snprintf(err, err_size, "cannot resolve --listen %s: %s", addr,
 			 gai_strerror(rc));
 		return -1;
 	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
 	return 0;
 bad:
 	snprintf(err, err_size, "--listen %s: expected HOST:PORT", addr);
 	return -1;
+}
+
+static int open_listener(struct gw_http *h, char *err, size_t err_size)
+{
+	struct addrinfo *res = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd, one = 1;
+
+	if (parse_listen(h->cfg.listen, &res, err, err_size) != 0)
+		return -1;
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+	    listen(fd, 4096) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		snprintf(err, err_size, "cannot listen on %s: %s",
+			 h->cfg.listen, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	h->listen_fd = fd;
+	h->port = ntohs(ss.ss_family == AF_INET6
+				? ((struct sockaddr_in6 *)&ss)->sin6_port
+				: ((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
+}
+
+static int loop_init(struct gw_http *h, struct loop *l)
+{
+	struct epoll_event ev;
+
+	l->h = h;
+	l->ep = epoll_create1(EPOLL_CLOEXEC);
+	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	pthread_mutex_init(&l->done_lock, NULL);
+	if (l->ep < 0 || l->wake_fd < 0)
+		return -1;
+	ev.events = EPOLLIN;
+	ev.data.ptr = &l->wake_fd;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev) != 0)
+		return -1;
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	ev.data.ptr = &h->listen_fd;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, h->listen_fd, &ev) != 0)
+		return -1;
+	l->has_listener = true;
+	return 0;
+}
+
+static void loop_release(struct loop *l)
+{
+	if (l->ep >= 0)
+		close(l->ep);
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	pthread_mutex_destroy(&l->done_lock);
+}
+
+static void free_server(struct gw_http *h, unsigned n_started)
+{
+	for (unsigned i = 0; i < h->n_loops; i++)
+		if (i < n_started || h->loops[i].ep >= 0)
+			loop_release(&h->loops[i]);
+	for (unsigned b = 0; b < ADDR_BUCKETS; b++)
+		while (h->addr_buckets[b]) {
+			struct addr_count *a = h->addr_buckets[b];
+			h->addr_buckets[b] = a->next;
+			free(a);
+		}
+	if (h->listen_fd >= 0)
+		close(h->listen_fd);
+	pthread_mutex_destroy(&h->addr_lock);
+	free(h->loops);
+	free(h);
+}
+
+static void stop_loops(struct gw_http *h, unsigned n_started)
+{
+	uint64_t one = 1;
+
+	atomic_store(&h->is_draining, true);
+	atomic_store(&h->is_stopping, true);
+	for (unsigned i = 0; i < n_started; i++) {
+		(void)!write(h->loops[i].wake_fd, &one, sizeof(one));
+		pthread_join(h->loops[i].thread, NULL);
+	}
 }
 
 struct gw_http *gw_http_start(const struct gw_http_config *cfg,
@@ -430,11 +797,8 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 			      size_t err_size)
 {
 	struct gw_http *h = calloc(1, sizeof(*h));
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	unsigned flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC;
-	const union MHD_DaemonInfo *info;
+	unsigned n_started = 0;
+	long cpus;
 
 	if (!h) {
 		snprintf(err, err_size, "out of memory");
@@ -442,36 +806,38 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 	}
 	h->cfg = *cfg;
 	h->up = up;
-	if (getrandom(&h->id_prefix, sizeof(h->id_prefix), 0) !=
-	    (ssize_t)sizeof(h->id_prefix))
-		h->id_prefix = (uint64_t)time(NULL) ^ (uint64_t)getpid();
-	if (parse_listen(cfg->listen, &ss, &sl, err, err_size) != 0)
-		goto fail;
-	if (ss.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	if (!cfg->is_blocking)
-		flags |= MHD_ALLOW_SUSPEND_RESUME;
-	h->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-		cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-		cfg->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-		cfg->per_ip_connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-		cfg->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-		cfg->connection_memory_limit, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, h, MHD_OPTION_STRICT_FOR_CLIENT, 1,
-		MHD_OPTION_UNESCAPE_CALLBACK, keep_url_raw, NULL,
-		MHD_OPTION_END);
-	if (!h->daemon) {
-		snprintf(err, err_size, "cannot listen on %s: %s", cfg->listen,
-			 strerror(errno));
+	h->listen_fd = -1;
+	pthread_mutex_init(&h->addr_lock, NULL);
+	if (getrandom(&h->conn_cfg.id_prefix, sizeof(h->conn_cfg.id_prefix),
+		      0) != (ssize_t)sizeof(h->conn_cfg.id_prefix))
+		h->conn_cfg.id_prefix = (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	h->conn_cfg.public_base_url = cfg->public_base_url;
+	h->conn_cfg.id_counter = &h->id_counter;
+	cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	h->n_loops = cfg->threads ? cfg->threads : cpus > 0 ? (unsigned)cpus : 1;
+	h->loops = calloc(h->n_loops, sizeof(*h->loops));
+	if (!h->loops) {
+		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
-	info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	h->port = info ? info->port : 0;
+	for (unsigned i = 0; i < h->n_loops; i++)
+		h->loops[i].ep = h->loops[i].wake_fd = -1;
+	if (open_listener(h, err, err_size) != 0)
+		goto fail;
+	for (unsigned i = 0; i < h->n_loops; i++) {
+		if (loop_init(h, &h->loops[i]) != 0 ||
+		    pthread_create(&h->loops[i].thread, NULL, loop_main,
+				   &h->loops[i]) != 0) {
+			snprintf(err, err_size, "cannot start HTTP thread: %s",
+				 strerror(errno));
+			goto fail;
+		}
+		n_started++;
+	}
 	return h;
 fail:
-	free(h);
+	stop_loops(h, n_started);
+	free_server(h, n_started);
 	return NULL;
 }
 
@@ -483,22 +849,18 @@ unsigned gw_http_port(const struct gw_http *h)
 void gw_http_stop(struct gw_http *h, int drain_ms)
 {
 	struct timespec pause = {0, 10 * 1000 * 1000};
-	int waited = 0;
+	uint64_t one = 1, until;
 
 	if (!h)
 		return;
-	MHD_quiesce_daemon(h->daemon);
-	/* Requests already read get their answer; the upstream deadline
-	 * bounds every call, so this ends. */
-	while ((atomic_load(&h->n_calls) > 0 ||
-		atomic_load(&h->n_requests) > 0) &&
-	       waited < drain_ms) {
+	atomic_store(&h->is_draining, true);
+	for (unsigned i = 0; i < h->n_loops; i++)
+		(void)!write(h->loops[i].wake_fd, &one, sizeof(one));
+	/* Requests already read get their answer within drain_ms; every
+	 * upstream call is waited for (its deadline bounds it). */
+	until = now_ms() + (uint64_t)(drain_ms > 0 ? drain_ms : 0);
+	while (atomic_load(&h->n_conns) > 0 && now_ms() < until)
 		nanosleep(&pause, NULL);
-		waited += 10;
-	}
-	/* A suspended connection must not reach MHD_stop_daemon. */
-	while (atomic_load(&h->n_calls) > 0)
-		nanosleep(&pause, NULL);
-	MHD_stop_daemon(h->daemon);
-	free(h);
+	stop_loops(h, h->n_loops);
+	free_server(h, h->n_loops);
 }

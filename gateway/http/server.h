@@ -1,6 +1,10 @@
 /*
- * The gateway's HTTP side on libmicrohttpd: request state, body limits,
- * the route -> upstream call -> reply pipeline, drain on shutdown.
+ * The gateway's HTTP server: one epoll event loop per thread, each owning
+ * the connections it accepted from one shared listening socket
+ * (EPOLLEXCLUSIVE). The protocol of each connection is gateway/http/conn.h;
+ * this module does the I/O, the deadlines, the connection limits and the
+ * hand-off of upstream calls (started on the loop, completed on the
+ * upstream thread, handed back to the owning loop through an eventfd).
  */
 #ifndef GW_HTTP_SERVER_H
 #define GW_HTTP_SERVER_H
@@ -8,20 +12,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "gateway/http/conn.h"
 #include "gateway/upstream/upstream.h"
 
-/* Request bodies above this are answered 413 (CONTRACT.md section 2). */
-#define GW_MAX_BODY (16 * 1024)
-
 struct gw_http_config {
-	const char *listen; /* "127.0.0.1:8080", "[::1]:0", "localhost:0" */
+	const char *listen;	     /* "127.0.0.1:8080", "[::1]:0", "localhost:0" */
 	const char *public_base_url; /* NULL or "" = use Host */
-	bool is_blocking;	     /* one upstream call per MHD thread */
-	unsigned threads;	     /* MHD thread pool size */
-	unsigned connection_limit;
-	unsigned per_ip_connection_limit;
-	unsigned connection_timeout_s;
-	size_t connection_memory_limit; /* bounds request line + headers */
+	bool is_blocking;	     /* the loop waits for each upstream call */
+	unsigned threads;	     /* event loops; 0 = one per CPU */
+	unsigned connection_limit;   /* all connections */
+	unsigned per_ip_connection_limit; /* per client address; 0 = none */
+	unsigned idle_timeout_ms;   /* no byte moved for this long */
+	unsigned header_timeout_ms; /* request line + headers, in total */
+	unsigned body_timeout_ms;   /* the body, in total */
 };
 
 struct gw_http;
@@ -38,8 +41,9 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 unsigned gw_http_port(const struct gw_http *h);
 
 /*
- * Stops accepting, waits up to drain_ms for requests in progress to be
- * answered, then closes everything and frees h. NULL is a no-op.
+ * Stops accepting, lets requests in progress be answered for up to
+ * drain_ms (every upstream call is waited for: their deadline bounds it),
+ * then closes everything and frees h. NULL is a no-op.
  */
 void gw_http_stop(struct gw_http *h, int drain_ms);
 

@@ -951,7 +951,6 @@ static void connection_limits(void **state)
 			      "30",
 			      NULL};
 	int fds[3];
-	char b[64];
 	struct resp r;
 
 	(void)state;
@@ -959,8 +958,8 @@ static void connection_limits(void **state)
 			 0);
 	/*
 	 * Four idle connections: one of them (whichever the gateway accepts
-	 * last, not necessarily the last connected) is closed without an
-	 * answer; the other three stay open.
+	 * last, not necessarily the last connected) is answered 503 with
+	 * Retry-After and closed; the other three stay open.
 	 */
 	int all[4];
 	struct pollfd pfd[4];
@@ -972,7 +971,17 @@ static void connection_limits(void **state)
 	int n_open = 0;
 	for (int i = 0; i < 4; i++) {
 		if (pfd[i].revents) {
-			assert_true(recv(all[i], b, sizeof(b), 0) <= 0);
+			char answer[1024];
+			size_t got = 0;
+			ssize_t n;
+			while ((n = recv(all[i], answer + got,
+					 sizeof(answer) - 1 - got, 0)) > 0)
+				got += (size_t)n;
+			answer[got] = '\0';
+			assert_true(strncmp(answer, "HTTP/1.1 503 ", 13) == 0);
+			assert_non_null(strstr(answer, "\r\nRetry-After: 1\r\n"));
+			assert_non_null(strstr(answer, "\r\nConnection: close\r\n"));
+			assert_non_null(strstr(answer, "\"error\":503"));
 			close(all[i]);
 		} else {
 			fds[n_open++] = all[i];
