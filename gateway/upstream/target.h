@@ -9,7 +9,9 @@
  *                                    round-robin, re-resolved by gRPC
  *   ipv4:..., ipv6:..., unix:...     gRPC target syntax, passed through
  *
- * Pure string work: no sockets, no name resolution.
+ * IP literals are checked with inet_pton; a bare HOST:PORT name must
+ * resolve (getaddrinfo) at start-up; dns:/// names are only checked for
+ * shape, since gRPC resolves them again and again.
  */
 #ifndef GW_UPSTREAM_TARGET_H
 #define GW_UPSTREAM_TARGET_H
@@ -22,8 +24,10 @@
 
 /*
  * Writes the gRPC target for value into out. Returns 0, or -1 with a
- * one-line reason in err (empty entries, a list mixing IPv4 and IPv6, a
- * host name inside a list, too long).
+ * one-line reason in err (not HOST:PORT, a port outside 1..65535, an
+ * invalid IP literal such as 999.1.1.1, a name that does not resolve,
+ * empty entries, a list mixing IPv4 and IPv6, a host name inside a list,
+ * an unknown scheme, too long).
  */
 int gw_upstream_target(const char *value, char *out, size_t out_size,
 		       char *err, size_t err_size);

@@ -261,9 +261,15 @@ static int start(struct upcall *c, grpc_completion_queue *cq,
 {
 	struct gw_upstream *up = c->up;
 	grpc_op ops[6];
-	gpr_timespec deadline = gpr_time_add(
-		gpr_now(GPR_CLOCK_MONOTONIC),
-		gpr_time_from_millis(up->timeout_ms, GPR_TIMESPAN));
+	/* A readiness probe must answer quickly: its own short deadline and
+	 * no waiting for a connection. */
+	bool is_probe = req->rpc == GW_ROUTE_READYZ;
+	int timeout_ms = is_probe && up->timeout_ms > GW_READYZ_TIMEOUT_MS
+				 ? GW_READYZ_TIMEOUT_MS
+				 : up->timeout_ms;
+	gpr_timespec deadline =
+		gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+			     gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 
 	grpc_metadata_array_init(&c->initial);
 	grpc_metadata_array_init(&c->trailing);
@@ -294,7 +300,7 @@ static int start(struct upcall *c, grpc_completion_queue *cq,
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
 	ops[0].data.send_initial_metadata.count = c->n_md;
 	ops[0].data.send_initial_metadata.metadata = c->md;
-	if (up->is_wait_for_ready)
+	if (up->is_wait_for_ready && !is_probe)
 		ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = c->send;

@@ -14,6 +14,10 @@
 
 struct gw_upstream;
 
+/* /readyz's Health check: this deadline (or the call deadline when
+ * shorter), never waiting for a connection, so a probe answers in 1 s. */
+#define GW_READYZ_TIMEOUT_MS 500
+
 /*
  * Opens the channel to target and starts the completion thread.
  * timeout_ms is the per-call deadline. With is_wait_for_ready, calls wait
