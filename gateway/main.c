@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -114,6 +115,24 @@ static bool base_url_is_valid(const char *s)
 	return true;
 }
 
+/* Every connection is a descriptor: take what the system allows. */
+static void raise_fd_limit(unsigned long conn_limit)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && conn_limit + 64 > rl.rlim_cur)
+		das_log(DAS_LOG_WARN,
+			"--connection-limit %lu is near the open-file limit "
+			"%llu",
+			conn_limit, (unsigned long long)rl.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
 	const char *prog = "device-assignment-gateway";
@@ -198,6 +217,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
 	}
+	raise_fd_limit(conn_limit);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.listen = flag("listen");
 	cfg.public_base_url = flag("public-base-url");

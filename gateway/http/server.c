@@ -75,6 +75,7 @@ struct loop {
 	unsigned n_clients;
 	unsigned n_in_call; /* calls in flight, their clients included */
 	bool has_listener;
+	uint64_t paused_until_ms; /* out of descriptors: accept later */
 	pthread_mutex_t done_lock;
 	struct client *done;
 	struct client *graves; /* events of this batch may still name them */
@@ -547,9 +548,17 @@ static void accept_burst(struct loop *l)
 		int fd = accept4(l->h->listen_fd, (struct sockaddr *)&ss, &sl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* The listener stays readable: stop watching
+				 * it for a moment instead of spinning. */
 				das_log(DAS_LOG_WARN, "accept: %s",
 					strerror(errno));
+				epoll_ctl(l->ep, EPOLL_CTL_DEL,
+					  l->h->listen_fd, NULL);
+				l->has_listener = false;
+				l->paused_until_ms = now_ms() + SWEEP_MS;
+				evict_one(l);
+			}
 			return;
 		}
 		accept_one(l, fd, &ss);
@@ -589,6 +598,14 @@ static void sweep(struct loop *l, uint64_t now)
 			client_close(c);
 	}
 	l->next_sweep_ms = now + SWEEP_MS;
+	if (l->paused_until_ms && now >= l->paused_until_ms &&
+	    !atomic_load(&l->h->is_draining)) {
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+					 .data.ptr = &l->h->listen_fd};
+		l->paused_until_ms = 0;
+		if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->h->listen_fd, &ev) == 0)
+			l->has_listener = true;
+	}
 }
 
 static void start_drain(struct loop *l)
