@@ -75,7 +75,7 @@ const char *gw_route_rpc_name(enum gw_route_rpc rpc)
 
 static unsigned method_bit(const char *method)
 {
-	/* HEAD is GET without the body (RFC 9110); MHD drops the body. */
+	/* HEAD is GET without the body (RFC 9110); http/conn.c drops it. */
 	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
 		return M_GET;
 	if (strcmp(method, "PUT") == 0)

@@ -4,7 +4,8 @@
  * Why one channel and one completion thread: every HTTP thread can start a
  * call without blocking (grpc_call_start_batch only queues work), and one
  * thread draining a completion queue is enough to hand finished calls back
- * to libmicrohttpd. The blocking mode uses a private pluck queue per call.
+ * to the HTTP event loops. The blocking mode uses a private pluck queue per
+ * call.
  *
  * Each call is one batch of six ops; the reply is decoded here into the
  * protobuf-free gw_call_outcome.

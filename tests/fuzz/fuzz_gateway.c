@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	/* A NUL-terminated copy: headers arrive as C strings from MHD. */
+	/* A NUL-terminated copy: header values reach these as C strings. */
 	s = malloc(size);
 	if (!s)
 		return 0;
