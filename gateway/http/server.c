@@ -8,6 +8,9 @@
  * writes, never across a gRPC call) and wakes the loop through an eventfd
  * when the list was empty.
  *
+ * Each loop has its own listening socket on the same address
+ * (SO_REUSEPORT), so the kernel spreads connections evenly over the loops.
+ *
  * Sockets are edge-triggered: a loop reads until EAGAIN whenever the
  * protocol engine wants input, and writes until EAGAIN whenever it has
  * output, so a readiness change is never missed.
@@ -71,6 +74,7 @@ struct loop {
 	struct gw_http *h;
 	pthread_t thread;
 	int ep, wake_fd;
+	int listen_fd; /* this loop's own (SO_REUSEPORT) */
 	struct client *head, *tail;
 	unsigned n_clients;
 	unsigned n_in_call; /* calls in flight, their clients included */
@@ -93,7 +97,6 @@ struct gw_http {
 	struct gw_upstream *up;
 	struct gw_conn_config conn_cfg;
 	atomic_ullong id_counter;
-	int listen_fd;
 	unsigned port;
 	atomic_uint n_conns;
 	atomic_bool is_draining;
@@ -545,7 +548,7 @@ static void accept_burst(struct loop *l)
 	for (int i = 0; i < ACCEPT_BURST; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = accept4(l->h->listen_fd, (struct sockaddr *)&ss, &sl,
+		int fd = accept4(l->listen_fd, (struct sockaddr *)&ss, &sl,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
@@ -553,8 +556,8 @@ static void accept_burst(struct loop *l)
 				 * it for a moment instead of spinning. */
 				das_log(DAS_LOG_WARN, "accept: %s",
 					strerror(errno));
-				epoll_ctl(l->ep, EPOLL_CTL_DEL,
-					  l->h->listen_fd, NULL);
+				epoll_ctl(l->ep, EPOLL_CTL_DEL, l->listen_fd,
+					  NULL);
 				l->has_listener = false;
 				l->paused_until_ms = now_ms() + SWEEP_MS;
 				evict_one(l);
@@ -600,10 +603,10 @@ static void sweep(struct loop *l, uint64_t now)
 	l->next_sweep_ms = now + SWEEP_MS;
 	if (l->paused_until_ms && now >= l->paused_until_ms &&
 	    !atomic_load(&l->h->is_draining)) {
-		struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE,
-					 .data.ptr = &l->h->listen_fd};
+		struct epoll_event ev = {.events = EPOLLIN,
+					 .data.ptr = &l->listen_fd};
 		l->paused_until_ms = 0;
-		if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->h->listen_fd, &ev) == 0)
+		if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->listen_fd, &ev) == 0)
 			l->has_listener = true;
 	}
 }
@@ -612,10 +615,15 @@ static void start_drain(struct loop *l)
 {
 	struct client *c = l->head, *next;
 
-	if (l->has_listener) {
-		epoll_ctl(l->ep, EPOLL_CTL_DEL, l->h->listen_fd, NULL);
-		l->has_listener = false;
-	}
+	/* Closed, not only unwatched: newcomers are refused at once
+	 * instead of waiting in a queue nobody reads. */
+	if (l->has_listener)
+		epoll_ctl(l->ep, EPOLL_CTL_DEL, l->listen_fd, NULL);
+	l->has_listener = false;
+	l->paused_until_ms = 0;
+	if (l->listen_fd >= 0)
+		close(l->listen_fd);
+	l->listen_fd = -1;
 	for (; c; c = next) {
 		next = c->next;
 		if (c->linger_ms) {
@@ -657,7 +665,7 @@ static void *loop_main(void *arg)
 		n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_ms);
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
-			if (p == &h->listen_fd) {
+			if (p == &l->listen_fd) {
 				if (!is_draining)
 					accept_burst(l);
 			} else if (p == &l->wake_fd) {
@@ -717,34 +725,52 @@ bad:
 	return -1;
 }
 
-static int open_listener(struct gw_http *h, char *err, size_t err_size)
+static in_port_t *port_of(struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET6
+		       ? &((struct sockaddr_in6 *)ss)->sin6_port
+		       : &((struct sockaddr_in *)ss)->sin_port;
+}
+
+/*
+ * One listening socket per loop on the same address (SO_REUSEPORT): the
+ * kernel spreads new connections evenly over the loops. With port 0 the
+ * first socket picks the port and the others join it.
+ */
+static int open_listeners(struct gw_http *h, char *err, size_t err_size)
 {
 	struct addrinfo *res = NULL;
 	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	int fd, one = 1;
+	socklen_t sl;
+	int one = 1;
 
 	if (parse_listen(h->cfg.listen, &res, err, err_size) != 0)
 		return -1;
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		    0);
-	if (fd < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
-	    listen(fd, 4096) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
-		snprintf(err, err_size, "cannot listen on %s: %s",
-			 h->cfg.listen, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return -1;
-	}
+	memcpy(&ss, res->ai_addr, res->ai_addrlen);
+	sl = res->ai_addrlen;
 	freeaddrinfo(res);
-	h->listen_fd = fd;
-	h->port = ntohs(ss.ss_family == AF_INET6
-				? ((struct sockaddr_in6 *)&ss)->sin6_port
-				: ((struct sockaddr_in *)&ss)->sin_port);
+	for (unsigned i = 0; i < h->n_loops; i++) {
+		int fd = socket(ss.ss_family,
+				SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		socklen_t got = sizeof(ss);
+
+		if (fd >= 0)
+			h->loops[i].listen_fd = fd;
+		if (fd < 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+			       sizeof(one)) != 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one,
+			       sizeof(one)) != 0 ||
+		    bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
+		    listen(fd, 4096) != 0 ||
+		    (i == 0 &&
+		     getsockname(fd, (struct sockaddr *)&ss, &got) != 0)) {
+			snprintf(err, err_size, "cannot listen on %s: %s",
+				 h->cfg.listen, strerror(errno));
+			return -1;
+		}
+	}
+	h->port = ntohs(*port_of(&ss));
 	return 0;
 }
 
@@ -755,16 +781,15 @@ static int loop_init(struct gw_http *h, struct loop *l)
 	l->h = h;
 	l->ep = epoll_create1(EPOLL_CLOEXEC);
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	pthread_mutex_init(&l->done_lock, NULL);
 	if (l->ep < 0 || l->wake_fd < 0)
 		return -1;
 	ev.events = EPOLLIN;
 	ev.data.ptr = &l->wake_fd;
 	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev) != 0)
 		return -1;
-	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-	ev.data.ptr = &h->listen_fd;
-	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, h->listen_fd, &ev) != 0)
+	ev.events = EPOLLIN;
+	ev.data.ptr = &l->listen_fd;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->listen_fd, &ev) != 0)
 		return -1;
 	l->has_listener = true;
 	return 0;
@@ -776,22 +801,21 @@ static void loop_release(struct loop *l)
 		close(l->ep);
 	if (l->wake_fd >= 0)
 		close(l->wake_fd);
+	if (l->listen_fd >= 0)
+		close(l->listen_fd);
 	pthread_mutex_destroy(&l->done_lock);
 }
 
-static void free_server(struct gw_http *h, unsigned n_started)
+static void free_server(struct gw_http *h)
 {
 	for (unsigned i = 0; i < h->n_loops; i++)
-		if (i < n_started || h->loops[i].ep >= 0)
-			loop_release(&h->loops[i]);
+		loop_release(&h->loops[i]);
 	for (unsigned b = 0; b < ADDR_BUCKETS; b++)
 		while (h->addr_buckets[b]) {
 			struct addr_count *a = h->addr_buckets[b];
 			h->addr_buckets[b] = a->next;
 			free(a);
 		}
-	if (h->listen_fd >= 0)
-		close(h->listen_fd);
 	pthread_mutex_destroy(&h->addr_lock);
 	free(h->loops);
 	free(h);
@@ -823,7 +847,6 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 	}
 	h->cfg = *cfg;
 	h->up = up;
-	h->listen_fd = -1;
 	pthread_mutex_init(&h->addr_lock, NULL);
 	if (getrandom(&h->conn_cfg.id_prefix, sizeof(h->conn_cfg.id_prefix),
 		      0) != (ssize_t)sizeof(h->conn_cfg.id_prefix))
@@ -834,12 +857,16 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 	h->n_loops = cfg->threads ? cfg->threads : cpus > 0 ? (unsigned)cpus : 1;
 	h->loops = calloc(h->n_loops, sizeof(*h->loops));
 	if (!h->loops) {
+		h->n_loops = 0;
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
-	for (unsigned i = 0; i < h->n_loops; i++)
-		h->loops[i].ep = h->loops[i].wake_fd = -1;
-	if (open_listener(h, err, err_size) != 0)
+	for (unsigned i = 0; i < h->n_loops; i++) {
+		h->loops[i].ep = h->loops[i].wake_fd = h->loops[i].listen_fd =
+			-1;
+		pthread_mutex_init(&h->loops[i].done_lock, NULL);
+	}
+	if (open_listeners(h, err, err_size) != 0)
 		goto fail;
 	for (unsigned i = 0; i < h->n_loops; i++) {
 		if (loop_init(h, &h->loops[i]) != 0 ||
@@ -854,7 +881,7 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 	return h;
 fail:
 	stop_loops(h, n_started);
-	free_server(h, n_started);
+	free_server(h);
 	return NULL;
 }
 
@@ -879,5 +906,5 @@ void gw_http_stop(struct gw_http *h, int drain_ms)
 	while (atomic_load(&h->n_conns) > 0 && now_ms() < until)
 		nanosleep(&pause, NULL);
 	stop_loops(h, h->n_loops);
-	free_server(h, h->n_loops);
+	free_server(h);
 }

@@ -1,7 +1,7 @@
 /*
  * The gateway's HTTP server: one epoll event loop per thread, each owning
- * the connections it accepted from one shared listening socket
- * (EPOLLEXCLUSIVE). The protocol of each connection is gateway/http/conn.h;
+ * the connections it accepted from its own listening socket on the shared
+ * address (SO_REUSEPORT). The protocol of each connection is gateway/http/conn.h;
  * this module does the I/O, the deadlines, the connection limits and the
  * hand-off of upstream calls (started on the loop, completed on the
  * upstream thread, handed back to the owning loop through an eventfd).
