@@ -74,9 +74,8 @@ static void check_output(const char *out, size_t n)
 		body_len = (size_t)strtoul(cl + 18, NULL, 10);
 		at += head;
 		/* HEAD answers carry the length but no body. */
-		if (at == n || (n - at >= 9 && memcmp(out + at, "HTTP/1.1 ", 9) ==
-						       0 &&
-				body_len < 9))
+		if (at == n ||
+		    (n - at >= 9 && memcmp(out + at, "HTTP/1.1 ", 9) == 0))
 			continue;
 		if (at + body_len > n)
 			abort();
