@@ -64,6 +64,7 @@ struct client {
 	uint64_t body_ms;	/* its body phase began, or 0 */
 	uint64_t linger_ms;	/* lingering close began, or 0 */
 	bool is_in_call;
+	bool is_handshake_done;
 	bool is_closed; /* socket closed while a call was in flight */
 	bool has_addr;
 	struct sockaddr_storage addr;
@@ -381,6 +382,17 @@ static void client_drive(struct client *c)
 		linger_read(c);
 		return;
 	}
+	if (!c->is_handshake_done) {
+		int rc = c->io.t->handshake ? c->io.t->handshake(&c->io) : 0;
+		if (rc < 0) {
+			client_close(c);
+			return;
+		}
+		if (rc > 0)
+			return;
+		c->is_handshake_done = true;
+		c->activity_ms = now;
+	}
 	for (;;) {
 		enum gw_conn_step step = gw_conn_advance(&c->conn);
 		int rc;
@@ -513,7 +525,13 @@ static void accept_one(struct loop *l, int fd,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->loop = l;
 	c->io.fd = fd;
-	c->io.t = &gw_transport_tcp;
+	c->io.t = h->cfg.transport ? h->cfg.transport : &gw_transport_tcp;
+	if (c->io.t->open && c->io.t->open(&c->io, h->cfg.transport_ctx) != 0) {
+		gw_conn_release(&c->conn);
+		free(c);
+		close(fd);
+		return;
+	}
 	c->addr = *ss;
 	c->activity_ms = now_ms();
 	if (atomic_fetch_add(&h->n_conns, 1) >= h->cfg.connection_limit &&

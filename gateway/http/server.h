@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "gateway/http/conn.h"
+#include "gateway/http/transport.h"
 #include "gateway/upstream/upstream.h"
 
 struct gw_http_config {
@@ -25,6 +26,9 @@ struct gw_http_config {
 	unsigned idle_timeout_ms;   /* no byte moved for this long */
 	unsigned header_timeout_ms; /* request line + headers, in total */
 	unsigned body_timeout_ms;   /* the body, in total */
+	/* The byte stream of each connection; NULL = plain TCP. */
+	const struct gw_transport *transport;
+	void *transport_ctx; /* passed to transport->open */
 };
 
 struct gw_http;

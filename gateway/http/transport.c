@@ -26,6 +26,7 @@ static void tcp_close(struct gw_io *io)
 
 const struct gw_transport gw_transport_tcp = {
 	.name = "tcp",
+	.open = NULL,
 	.read = tcp_read,
 	.write = tcp_write,
 	.handshake = NULL,

@@ -14,6 +14,9 @@ struct gw_io;
 
 struct gw_transport {
 	const char *name;
+	/* Optional (NULL: none): sets up io->state for a new connection on
+	 * io->fd with the listener's ctx. Returns 0, or -1 to drop it. */
+	int (*open)(struct gw_io *io, void *ctx);
 	/* Returns > 0 bytes, 0 at end of stream, or -1 with errno (EAGAIN:
 	 * call again once the socket is ready). */
 	ssize_t (*read)(struct gw_io *io, void *buf, size_t len);
