@@ -257,7 +257,7 @@ static void client_close(struct client *c)
  */
 static void client_finish(struct client *c)
 {
-	if (c->conn.is_eof) {
+	if (c->conn.is_eof || (c->conn.is_draining && c->conn.in_len == 0)) {
 		client_close(c);
 		return;
 	}
