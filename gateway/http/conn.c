@@ -15,12 +15,19 @@
 /* Pipelined answers queue up to this much before we wait for the client. */
 #define OUT_BATCH (16 * 1024)
 
-/* Extra headers of one answer. */
+/* Bodies longer than this are written from where they are, not copied. */
+#define BODY_COPY_MAX (8 * 1024)
+
+/* What one answer carries besides its status. */
 struct extra {
+	const char *content_type; /* NULL = the product's JSON */
+	const char *lines;	  /* more header lines ("N: v\r\n"...) or NULL */
 	const char *allow;
 	const char *location;
 	bool has_www_authenticate;
 	bool has_retry_after;
+	size_t body_len;
+	bool is_body_owned; /* malloc'd: ours to free once written */
 };
 
 static uint64_t now_ns(void)
@@ -29,6 +36,14 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void ref_release(struct gw_conn *c)
+{
+	free(c->ref_owned);
+	c->ref_owned = NULL;
+	c->ref = NULL;
+	c->ref_len = c->ref_off = 0;
 }
 
 int gw_conn_init(struct gw_conn *c, const struct gw_conn_config *cfg)
@@ -48,6 +63,7 @@ int gw_conn_init(struct gw_conn *c, const struct gw_conn_config *cfg)
 
 void gw_conn_release(struct gw_conn *c)
 {
+	ref_release(c);
 	free(c->in);
 	free(c->out);
 	c->in = NULL;
@@ -98,22 +114,33 @@ bool gw_conn_is_reading_head(const struct gw_conn *c)
 	return c->phase == GW_PHASE_HEAD && c->in_len > 0;
 }
 
+/* The output is the buffer, then the body written from where it is. */
 const char *gw_conn_output(const struct gw_conn *c, size_t *len)
 {
-	*len = c->out_len - c->out_off;
-	return c->out + c->out_off;
+	if (c->out_len > c->out_off || !c->ref) {
+		*len = c->out_len - c->out_off;
+		return c->out + c->out_off;
+	}
+	*len = c->ref_len - c->ref_off;
+	return c->ref + c->ref_off;
 }
 
 void gw_conn_output_done(struct gw_conn *c, size_t n)
 {
-	c->out_off += n;
-	if (c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
+	if (c->out_len > c->out_off) {
+		c->out_off += n;
+		if (c->out_off == c->out_len)
+			c->out_off = c->out_len = 0;
+		return;
+	}
+	c->ref_off += n;
+	if (c->ref_off == c->ref_len)
+		ref_release(c);
 }
 
 static size_t out_pending(const struct gw_conn *c)
 {
-	return c->out_len - c->out_off;
+	return c->out_len - c->out_off + (c->ref ? c->ref_len - c->ref_off : 0);
 }
 
 /* Room for n more output bytes; -1 when over GW_CONN_OUT_MAX. */
@@ -207,35 +234,43 @@ static void log_request(const struct gw_conn *c, unsigned status)
 		c->t0_ns ? (double)(t1 - c->t0_ns) / 1e6 : 0.0);
 }
 
-/* Appends one whole response; the body is JSON (or NULL = none). */
+/*
+ * Appends one whole response. The body (x->body_len bytes) is copied when
+ * short; a longer one is written from where it is after the head (taken
+ * over and freed when x->is_body_owned, else it must be static).
+ */
 static void out_response(struct gw_conn *c, unsigned status,
 			 const char *body, const struct extra *x)
 {
-	size_t body_len = body ? strlen(body) : 0;
-	size_t room = 512 + strlen(c->request_id) + body_len +
+	size_t body_len = body ? x->body_len : 0;
+	bool is_sent = body_len && !c->is_head_method;
+	bool is_copied = is_sent && body_len <= BODY_COPY_MAX;
+	size_t room = 512 + strlen(c->request_id) + (is_copied ? body_len : 0) +
 		      (x->location ? strlen(x->location) : 0) +
-		      (x->allow ? strlen(x->allow) : 0);
+		      (x->allow ? strlen(x->allow) : 0) +
+		      (x->lines ? strlen(x->lines) : 0) +
+		      (x->content_type ? strlen(x->content_type) : 0);
 	bool is_keep_alive = c->head_len && c->req.is_keep_alive;
 	char *p;
 	int n;
 
 	if (!is_keep_alive || c->is_draining)
 		c->is_closing = true;
-	if (out_reserve(c, room) != 0) {
-		c->is_closing = true;
-		return;
-	}
+	if (out_reserve(c, room) != 0)
+		goto fail;
 	p = c->out + c->out_len;
 	n = snprintf(p, room,
 		     "HTTP/1.1 %u %s\r\n"
 		     "Date: %s\r\n"
-		     "Content-Type: application/json; charset=utf-8\r\n"
+		     "Content-Type: %s\r\n"
 		     "Content-Length: %zu\r\n"
 		     "X-Request-Id: %s\r\n"
-		     "%s%s%s%s%s%s%s%s%s"
+		     "%s%s%s%s%s%s%s%s%s%s"
 		     "\r\n",
-		     status, reason_phrase(status), http_date(), body_len,
-		     c->request_id,
+		     status, reason_phrase(status), http_date(),
+		     x->content_type ? x->content_type
+				     : "application/json; charset=utf-8",
+		     body_len, c->request_id,
 		     x->has_www_authenticate ? "WWW-Authenticate: Bearer\r\n"
 					     : "",
 		     x->allow ? "Allow: " : "", x->allow ? x->allow : "",
@@ -243,18 +278,31 @@ static void out_response(struct gw_conn *c, unsigned status,
 		     x->location ? "Location: " : "",
 		     x->location ? x->location : "", x->location ? "\r\n" : "",
 		     x->has_retry_after ? "Retry-After: 1\r\n" : "",
+		     x->lines ? x->lines : "",
 		     c->is_closing		 ? "Connection: close\r\n"
 		     : c->req.minor_version == 0 ? "Connection: keep-alive\r\n"
 						 : "");
-	if (n < 0 || (size_t)n >= room) {
-		c->is_closing = true;
-		return;
-	}
+	if (n < 0 || (size_t)n >= room)
+		goto fail;
 	c->out_len += (size_t)n;
-	if (body_len && !c->is_head_method) {
+	if (is_copied) {
 		memcpy(c->out + c->out_len, body, body_len);
 		c->out_len += body_len;
+	} else if (is_sent) {
+		c->ref = body;
+		c->ref_len = body_len;
+		c->ref_off = 0;
+		if (x->is_body_owned)
+			c->ref_owned = (char *)body;
+		return;
 	}
+	if (x->is_body_owned)
+		free((char *)body);
+	return;
+fail:
+	c->is_closing = true;
+	if (x->is_body_owned)
+		free((char *)body);
 }
 
 /* Bytes of the current request in the input buffer. */
@@ -296,6 +344,8 @@ static void answer(struct gw_conn *c, struct gw_reply *r, bool is_closing,
 		"{\"error\":500,\"message\":\"Internal Server Error\","
 		"\"status\":\"error\"}";
 	struct extra x = {
+		.body_len = strlen(r->body ? r->body : oom),
+		.is_body_owned = r->body != NULL,
 		.allow = r->allow,
 		.location = r->http_status == 201 && c->location[0]
 				    ? c->location
@@ -307,9 +357,26 @@ static void answer(struct gw_conn *c, struct gw_reply *r, bool is_closing,
 	if (is_closing)
 		c->is_closing = true;
 	out_response(c, r->http_status, r->body ? r->body : oom, &x);
+	r->body = NULL; /* out_response took it */
 	c->last_status = r->http_status;
 	log_request(c, r->http_status);
-	gw_reply_release(r);
+	request_end(c);
+}
+
+void gw_conn_answer_raw(struct gw_conn *c, unsigned status,
+			const char *content_type, const char *lines,
+			const char *body, size_t len, bool is_owned)
+{
+	struct extra x = {
+		.content_type = content_type,
+		.lines = lines,
+		.body_len = len,
+		.is_body_owned = is_owned,
+	};
+
+	out_response(c, status, body, &x);
+	c->last_status = status;
+	log_request(c, status);
 	request_end(c);
 }
 
@@ -585,7 +652,7 @@ enum gw_conn_step gw_conn_advance(struct gw_conn *c)
 		case GW_PHASE_CALL:
 			return out_pending(c) ? GW_CONN_WRITE : GW_CONN_WAIT;
 		case GW_PHASE_HEAD:
-			if (out_pending(c) >= OUT_BATCH)
+			if (out_pending(c) >= OUT_BATCH || c->ref)
 				return GW_CONN_WRITE;
 			if (c->in_len == 0)
 				return wants_input(c);

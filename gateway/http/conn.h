@@ -12,7 +12,8 @@
  * requests are answered in order; a half-closed client still gets the
  * answers to the requests it sent. Memory per connection is bounded:
  * GW_CONN_IN_MAX for input (head + body + pipelined bytes), GW_CONN_OUT_MAX
- * for answers not yet written.
+ * for answers not yet written, plus at most one long body written from
+ * where it is.
  */
 #ifndef GW_HTTP_CONN_H
 #define GW_HTTP_CONN_H
@@ -58,6 +59,10 @@ struct gw_conn {
 	size_t in_len, in_cap;
 	char *out;
 	size_t out_len, out_off, out_cap;
+	/* A long body, written from where it is after out. */
+	const char *ref;
+	size_t ref_len, ref_off;
+	char *ref_owned; /* == ref when it is ours to free */
 	bool is_eof;	     /* the peer shut down its write side */
 	bool is_closing;     /* close once the output is written */
 	bool is_draining;    /* answer what is in progress, then close */
@@ -106,6 +111,18 @@ void gw_conn_output_done(struct gw_conn *c, size_t n);
 /* The call of GW_CONN_CALL finished (c->outcome is filled), or could not be
  * started (is_started false). */
 void gw_conn_call_done(struct gw_conn *c, bool is_started);
+
+/*
+ * Answers the current request (whole, body read) locally with a body that
+ * is not the product's JSON (a page, metrics): status, content_type, more
+ * header lines ("Name: value\r\n"..., or NULL), len bytes of body. With
+ * is_owned the body is malloc'd and freed once written (or on failure);
+ * otherwise it must outlive the connection (static storage). Long bodies
+ * are written from where they are, not copied.
+ */
+void gw_conn_answer_raw(struct gw_conn *c, unsigned status,
+			const char *content_type, const char *lines,
+			const char *body, size_t len, bool is_owned);
 
 /* Answer the request in progress (if any), then close. */
 void gw_conn_drain(struct gw_conn *c);

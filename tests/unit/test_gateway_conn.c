@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -19,7 +20,7 @@
 static atomic_ullong counter;
 static struct gw_conn_config cfg = {.id_counter = &counter};
 static struct gw_conn c;
-static char out[65536];
+static char out[262144];
 static size_t out_len;
 
 static int setup(void **state)
@@ -165,6 +166,45 @@ static void drain_and_refuse(void **state)
 	assert_null(strstr(out, "Retry-After"));
 }
 
+/* Long bodies (a docs page, metrics) are written from where they are,
+ * and what is pipelined behind them comes after them. */
+static void long_bodies_are_not_copied(void **state)
+{
+	static char page[100000];
+	char *owned = malloc(20000);
+	const char *body;
+
+	(void)state;
+	assert_non_null(owned);
+	memset(page, 'p', sizeof(page));
+	memset(owned, 'o', 20000);
+	feed("GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+	/* Two requests a local route would answer (stand-ins here). */
+	assert_int_equal(run(), GW_CONN_CALL);
+	gw_conn_answer_raw(&c, 200, "text/html", "X-A: b\r\n", page,
+			   sizeof(page), false);
+	assert_int_equal(run(), GW_CONN_CALL);
+	gw_conn_answer_raw(&c, 200, "text/plain", NULL, owned, 20000, true);
+	assert_int_equal(run(), GW_CONN_READ);
+	assert_true(out_len > sizeof(page) + 20000);
+	assert_non_null(strstr(out, "Content-Type: text/html\r\n"
+				    "Content-Length: 100000\r\n"));
+	assert_non_null(strstr(out, "\r\nX-A: b\r\n"));
+	body = strstr(out, "\r\n\r\n") + 4;
+	for (size_t i = 0; i < sizeof(page); i++)
+		assert_int_equal(body[i], 'p');
+	assert_true(strncmp(body + sizeof(page), "HTTP/1.1 200 OK\r\n", 17) ==
+		    0);
+	body = strstr(body + sizeof(page), "\r\n\r\n") + 4;
+	assert_int_equal(body[0], 'o');
+	assert_int_equal(body[19999], 'o');
+	assert_true(strncmp(body + 20000, "HTTP/1.1 200 OK\r\n", 17) == 0);
+	/* The HEAD answer ends the output: no body. */
+	assert_string_equal(strstr(body + 20000, "\r\n\r\n"), "\r\n\r\n");
+}
+
 static void refusal_has_retry_after(void **state)
 {
 	(void)state;
@@ -189,6 +229,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(drain_and_refuse, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(long_bodies_are_not_copied,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(refusal_has_retry_after, setup,
 						teardown),
 	};
