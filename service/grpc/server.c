@@ -56,6 +56,7 @@ struct call {
 	grpc_metadata_array md;
 	grpc_byte_buffer *payload;
 	grpc_call_details details; /* unregistered methods only */
+	bool has_details;          /* details initialised, to be destroyed */
 	/* reply resources, alive until the batch completes */
 	grpc_byte_buffer *reply;
 	grpc_slice status_text;
@@ -72,7 +73,7 @@ static void call_free(struct call *c)
 	if (c->is_active)
 		atomic_fetch_sub(&c->w->srv->n_active, 1);
 	grpc_metadata_array_destroy(&c->md);
-	if (c->phase == CALL_UNKNOWN_METHOD)
+	if (c->has_details)
 		grpc_call_details_destroy(&c->details);
 	if (c->payload)
 		grpc_byte_buffer_destroy(c->payload);
@@ -120,6 +121,7 @@ static int request_unknown(struct worker *w)
 	c->w = w;
 	grpc_metadata_array_init(&c->md);
 	grpc_call_details_init(&c->details);
+	c->has_details = true;
 	err = grpc_server_request_call(w->srv->server, &c->call, &c->details,
 				       &c->md, w->cq, w->cq, c);
 	if (err != GRPC_CALL_OK) {

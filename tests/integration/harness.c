@@ -36,6 +36,8 @@ struct child {
 
 static struct child children[MAX_CHILDREN];
 static size_t n_children;
+/* harness_run programs whose stderr held a sanitizer report */
+static int run_sanitizer_reports;
 static char tmpdir[PATH_MAX];
 static pid_t tmpdir_owner;
 static unsigned run_seq;
@@ -607,6 +609,20 @@ int harness_stop(struct harness_proc *p, int sig)
 	return HARNESS_STATUS_TIMEOUT;
 }
 
+/* Lines a sanitizer prints when it reports (leak, memory error, UB). */
+static const char *const sanitizer_markers[] = {
+	"ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:",
+	"SUMMARY: UndefinedBehaviorSanitizer"};
+
+static const char *sanitizer_report_in(const char *text)
+{
+	for (size_t i = 0;
+	     i < sizeof(sanitizer_markers) / sizeof(sanitizer_markers[0]); i++)
+		if (strstr(text, sanitizer_markers[i]))
+			return sanitizer_markers[i];
+	return NULL;
+}
+
 int harness_run(const char *bin, const char *const *args,
 		const char *const *env, int timeout_ms,
 		struct harness_run_result *r)
@@ -639,6 +655,11 @@ int harness_run(const char *bin, const char *const *args,
 	}
 	r->out_len = read_file_into(out_path, r->out, sizeof(r->out));
 	r->err_len = read_file_into(err_path, r->err, sizeof(r->err));
+	if (sanitizer_report_in(r->err)) {
+		fprintf(stderr, "harness: %s printed a sanitizer report:\n%s\n",
+			base_name(bin), r->err);
+		run_sanitizer_reports++;
+	}
 	result = 0;
 done:
 	unlink(out_path);
@@ -703,8 +724,87 @@ char *harness_mint(const char *sub, const char *const *tenants, size_t n,
 	return harness_mint_claims(&claims);
 }
 
+/*
+ * Scans the stderr log of every program started for a sanitizer report.
+ * Returns how many logs hold one (each is dumped). A log longer than what
+ * is read is scanned from its end, where the report of a leak at exit is.
+ */
+static int count_sanitizer_reports(void)
+{
+	static char text[256 * 1024];
+	int reports = 0;
+
+	for (size_t i = 0; i < n_children; i++) {
+		const char *marker;
+		struct stat st;
+		off_t from = 0;
+		size_t len = 0;
+		int fd;
+
+		if (!children[i].log_path[0])
+			continue;
+		fd = open(children[i].log_path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof(text) - 1)
+			from = st.st_size - (off_t)(sizeof(text) - 1);
+		while (len + 1 < sizeof(text)) {
+			ssize_t r = pread(fd, text + len,
+					  sizeof(text) - 1 - len,
+					  from + (off_t)len);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			len += (size_t)r;
+		}
+		close(fd);
+		text[len] = '\0';
+		marker = sanitizer_report_in(text);
+		if (marker) {
+			char title[96];
+			fprintf(stderr, "harness: %s reported \"%s\"\n",
+				children[i].name, marker);
+			snprintf(title, sizeof(title), "stderr of %s",
+				 children[i].name);
+			dump_file(title, children[i].log_path);
+			reports++;
+		}
+	}
+	return reports;
+}
+
+/*
+ * Programs still running end as in production, with SIGTERM, so a
+ * sanitizer build gets to run its leak check at exit.
+ */
+static void stop_all_children(void)
+{
+	for (size_t i = 0; i < n_children; i++) {
+		int status;
+		if (children[i].pid <= 0)
+			continue;
+		kill(children[i].pid, SIGTERM);
+		if (wait_child(children[i].pid, HARNESS_STOP_TIMEOUT_MS,
+			       &status) != 0)
+			fprintf(stderr,
+				"harness: %s did not exit within %d ms of "
+				"SIGTERM\n",
+				children[i].name, HARNESS_STOP_TIMEOUT_MS);
+	}
+}
+
 int harness_finish(int failures)
 {
+	stop_all_children();
+	if (run_sanitizer_reports > 0) {
+		fprintf(stderr,
+			"harness: %d program run(s) printed a sanitizer "
+			"report\n",
+			run_sanitizer_reports);
+		failures += run_sanitizer_reports;
+	}
+	failures += count_sanitizer_reports();
 	if (failures != 0) {
 		for (size_t i = 0; i < n_children; i++) {
 			char title[96];

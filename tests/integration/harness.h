@@ -16,6 +16,10 @@
  *   and addr. stdout and stderr of a program go to files in the temporary
  *   directory; stderr is dumped to our stderr when a start fails and by
  *   harness_finish when a test failed, so CI logs show why.
+ * - harness_finish ends every program still running with SIGTERM (as in
+ *   production, so a sanitizer build runs its leak check at exit) and fails
+ *   the test when the stderr of any program started or run holds a
+ *   sanitizer report (leak, memory error, undefined behaviour).
  *
  * Paths of the programs come from compile definitions: DAS_SERVER_BIN,
  * DAS_GATEWAY_BIN (when the gateway is built), DAS_CLI_BIN.
@@ -139,8 +143,10 @@ char *harness_mint_claims(const struct auth_claims *claims);
 /*
  * To be wrapped around the cmocka result in main():
  *     return harness_finish(cmocka_run_group_tests(tests, NULL, NULL));
- * When failures is non-zero, dumps the stderr logs of every program started.
- * Stops the programs still running and returns failures.
+ * Stops the programs still running with SIGTERM and waits for them; adds
+ * one failure per program whose stderr holds a sanitizer report. When
+ * failures is then non-zero, dumps the stderr logs of every program started.
+ * Returns failures.
  */
 int harness_finish(int failures);
 
