@@ -267,8 +267,10 @@ static long b64url_decode(const char *in, size_t len, unsigned char *out,
 /*
  * Splits "Bearer <jwt>" (RFC 7235: scheme case-insensitive, then one or
  * more spaces) and checks that the credentials have the shape of a JWS in
- * compact form: three non-empty base64url segments. Anything else - other
- * schemes, tabs, trailing blanks, padding, NUL bytes - is refused before
+ * compact form: three non-empty base64url segments. Trailing optional
+ * whitespace (spaces and tabs, RFC 9110 OWS) is not part of the value and
+ * is dropped, on the gRPC face as HTTP does on the REST face. Anything else
+ * - other schemes, tabs inside, padding, NUL bytes - is refused before
  * libjwt sees it, because libjwt 1.10's decoder skips characters it does
  * not know instead of rejecting them.
  */
@@ -288,6 +290,8 @@ static int split_bearer(const char *value, size_t len, const char **token,
 		put_reason(why, why_size, "Authorization value too long");
 		return -1;
 	}
+	while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+		len--;
 	if (len <= scheme_len || strncasecmp(value, scheme, scheme_len) != 0 ||
 	    value[scheme_len] != ' ') {
 		put_reason(why, why_size, "not a Bearer credential");
@@ -351,6 +355,14 @@ static int check_header_alg(const char *head, size_t head_len,
 	    strcmp(json_string_value(alg), alg_name(want)) != 0) {
 		put_reason(why, why_size, "token alg is not %s",
 			   alg_name(want));
+		goto out;
+	}
+	/* RFC 7515 section 4.1.11: a token whose crit names an extension the
+	 * recipient does not understand must be rejected. We understand
+	 * none, so any crit (well-formed or not) is refused. */
+	if (json_object_get(hdr, "crit")) {
+		put_reason(why, why_size,
+			   "token header has crit (no extension is understood)");
 		goto out;
 	}
 	result = 0;

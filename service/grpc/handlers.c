@@ -252,6 +252,132 @@ static void handle_health(const ProtobufCMessage *msg,
 	snprintf(reply->message, sizeof(reply->message), "unknown service");
 }
 
+/*
+ * protobuf-c hands strings over NUL-terminated, so "alice\0ZZZ" would read as
+ * "alice": every string field is checked on the wire, where its length is,
+ * before unpacking. The walk follows the message descriptor into nested
+ * messages; what it cannot parse is left to protobuf_c_message_unpack.
+ */
+#define WIRE_MAX_DEPTH 16
+
+struct nul_field {
+	const ProtobufCFieldDescriptor *field; /* NULL: none found */
+	const uint8_t *value;
+	size_t len;
+	int rank; /* lower is reported first */
+};
+
+static int wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -1;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/*
+ * The order rows 2 and 3 are checked in: tenant ids, then other ids, then
+ * any other text; by field number within each.
+ */
+static int nul_rank(const ProtobufCFieldDescriptor *f)
+{
+	int cls = ends_with(f->name, "tenant_id") ? 0
+		  : ends_with(f->name, "_id")     ? 1
+						  : 2;
+	return cls * 1000000 + (int)f->id;
+}
+
+static int wire_find_nul(const ProtobufCMessageDescriptor *d,
+			 const uint8_t *p, size_t len, int depth,
+			 struct nul_field *found)
+{
+	const uint8_t *end = p + len;
+
+	if (depth > WIRE_MAX_DEPTH)
+		return -1;
+	while (p < end) {
+		uint64_t key, n;
+		const ProtobufCFieldDescriptor *f;
+
+		if (wire_varint(&p, end, &key) != 0)
+			return -1;
+		switch (key & 7) {
+		case 0:
+			if (wire_varint(&p, end, &n) != 0)
+				return -1;
+			break;
+		case 1:
+			if ((size_t)(end - p) < 8)
+				return -1;
+			p += 8;
+			break;
+		case 5:
+			if ((size_t)(end - p) < 4)
+				return -1;
+			p += 4;
+			break;
+		case 2:
+			if (wire_varint(&p, end, &n) != 0 ||
+			    n > (uint64_t)(end - p))
+				return -1;
+			f = key >> 3 <= UINT32_MAX
+				    ? protobuf_c_message_descriptor_get_field(
+					      d, (unsigned)(key >> 3))
+				    : NULL;
+			if (f && f->type == PROTOBUF_C_TYPE_STRING &&
+			    memchr(p, 0, (size_t)n) &&
+			    (!found->field || nul_rank(f) < found->rank)) {
+				found->field = f;
+				found->value = p;
+				found->len = (size_t)n;
+				found->rank = nul_rank(f);
+			}
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    wire_find_nul(f->descriptor, p, (size_t)n,
+					  depth + 1, found) != 0)
+				return -1;
+			p += n;
+			break;
+		default: /* groups: protobuf-c refuses them too */
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * DAS_OK when no string field of the message holds a NUL byte; else the
+ * row to answer (ids: the usual "not valid" rows) with detail filled.
+ */
+static enum das_status check_no_nul(const ProtobufCMessageDescriptor *d,
+				    const uint8_t *request, size_t len,
+				    char detail[DOMAIN_DETAIL_SIZE])
+{
+	struct nul_field found = {0};
+
+	if (wire_find_nul(d, request, len, 0, &found) != 0 || !found.field)
+		return DAS_OK; /* malformed: protobuf-c says so next */
+	if (found.rank < 2000000) {
+		domain_quote_value((const char *)found.value, found.len,
+				   detail);
+		return found.rank < 1000000 ? DAS_INVALID_TENANT_ID
+					    : DAS_INVALID_ID;
+	}
+	snprintf(detail, DOMAIN_DETAIL_SIZE,
+		 "%s must not contain a NUL byte", found.field->name);
+	return DAS_INVALID_ARGUMENT;
+}
+
 void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,
@@ -270,22 +396,34 @@ void handlers_dispatch(const struct handler_env *env,
 
 	/* Row 1 comes before anything else, even a malformed message. */
 	if (method != DAS_RPC_HEALTH_CHECK) {
-		if (!meta->authorization ||
+		if (!meta->authorization || meta->has_duplicate_authorization ||
 		    auth_verify(env->auth, meta->authorization,
 				meta->authorization_len, das_time_now().seconds,
 				&who, why, sizeof(why)) != 0) {
 			das_log(DAS_LOG_DEBUG, "%s: unauthenticated: %s",
 				info->path,
-				meta->authorization ? why : "no token");
+				!meta->authorization ? "no token"
+				: meta->has_duplicate_authorization
+					? "more than one authorization entry"
+					: why);
 			r.status = DAS_UNAUTHENTICATED;
 			goto done;
 		}
+	}
+	if (meta->payload_status != DAS_OK) {
+		r.status = meta->payload_status;
+		snprintf(r.detail, sizeof(r.detail), "%s",
+			 meta->payload_detail);
+		goto done;
 	}
 	if (!request) {
 		r.status = DAS_INVALID_ARGUMENT;
 		snprintf(r.detail, sizeof(r.detail), "missing request message");
 		goto done;
 	}
+	r.status = check_no_nul(info->request, request, request_len, r.detail);
+	if (r.status != DAS_OK)
+		goto done;
 	msg = protobuf_c_message_unpack(info->request, NULL, request_len,
 					request);
 	if (!msg) {

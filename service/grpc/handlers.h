@@ -28,6 +28,11 @@ struct handler_meta {
 	size_t authorization_len;
 	const char *request_id; /* NULL when absent */
 	size_t request_id_len;
+	bool has_duplicate_authorization; /* more than one authorization entry */
+	/* DAS_OK, or why the request message could not be read (answered
+	 * after authentication, with payload_detail for the row's "%s") */
+	enum das_status payload_status;
+	char payload_detail[128];
 };
 
 struct handler_reply {

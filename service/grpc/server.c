@@ -1,11 +1,17 @@
 #include "server.h"
 
+#include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <zlib.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -22,6 +28,13 @@
 #define HANDSHAKE_TIMEOUT_MS 10000
 #define MAX_CONNECTION_IDLE_MS (5 * 60 * 1000)
 #define MEMORY_QUOTA_BYTES (256 * 1024 * 1024)
+/*
+ * Streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_
+ * STREAMS; core 1.51 refuses a stream past it). gRPC's default is unlimited,
+ * and each open stream holds a call: 50,000 open streams on one connection
+ * took over 1 GB.
+ */
+#define MAX_STREAMS_PER_CONNECTION 100
 
 struct worker {
 	struct server *srv;
@@ -131,8 +144,8 @@ static int request_unknown(struct worker *w)
 	return 0;
 }
 
-/* Copies the payload out of its (possibly compressed) byte buffer. */
-static uint8_t *payload_bytes(grpc_byte_buffer *bb, size_t *len)
+/* Copies an uncompressed payload out of its byte buffer. */
+static uint8_t *payload_plain(grpc_byte_buffer *bb, size_t *len)
 {
 	grpc_byte_buffer_reader reader;
 	grpc_slice all;
@@ -150,19 +163,108 @@ static uint8_t *payload_bytes(grpc_byte_buffer *bb, size_t *len)
 	return out;
 }
 
-static void find_meta(const grpc_metadata_array *md, const char *key,
-		      const char **value, size_t *len)
+/*
+ * Inflates a gzip or deflate payload into a buffer of DAS_RPC_MAX_MESSAGE
+ * bytes and never past it: per-message decompression is off in core (it
+ * inflates a whole message before any size check), so a small compressed
+ * "bomb" costs us 64 KiB, not its inflated size. Returns DAS_OK with
+ * *out (malloc'd) and *len, DAS_PAYLOAD_TOO_LARGE when the message inflates
+ * past the limit, DAS_INVALID_ARGUMENT (detail set) when it is corrupt or
+ * uses another algorithm, DAS_INTERNAL when out of memory.
+ */
+static enum das_status payload_inflate(grpc_byte_buffer *bb, uint8_t **out,
+				       size_t *len, char *detail,
+				       size_t detail_size)
 {
+	grpc_slice_buffer *in = &bb->data.raw.slice_buffer;
+	enum das_status result = DAS_INTERNAL;
+	z_stream z;
+	uint8_t *buf;
+	int window;
+	int zr = Z_OK;
+
+	*out = NULL;
+	*len = 0;
+	switch (bb->data.raw.compression) {
+	case GRPC_COMPRESS_GZIP:
+		window = 15 + 16;
+		break;
+	case GRPC_COMPRESS_DEFLATE:
+		window = 15;
+		break;
+	default:
+		snprintf(detail, detail_size,
+			 "unsupported message compression; use gzip, deflate "
+			 "or none");
+		return DAS_INVALID_ARGUMENT;
+	}
+	/* One byte more than allowed: filling it means "too large". */
+	buf = malloc(DAS_RPC_MAX_MESSAGE + 1);
+	if (!buf)
+		return DAS_INTERNAL;
+	memset(&z, 0, sizeof(z));
+	if (inflateInit2(&z, window) != Z_OK) {
+		free(buf);
+		return DAS_INTERNAL;
+	}
+	z.next_out = buf;
+	z.avail_out = DAS_RPC_MAX_MESSAGE + 1;
+	for (size_t i = 0; i < in->count && zr != Z_STREAM_END; i++) {
+		z.next_in = GRPC_SLICE_START_PTR(in->slices[i]);
+		z.avail_in = (uInt)GRPC_SLICE_LENGTH(in->slices[i]);
+		while (z.avail_in > 0 && z.avail_out > 0) {
+			zr = inflate(&z, Z_NO_FLUSH);
+			if (zr == Z_STREAM_END)
+				break;
+			if (zr != Z_OK) {
+				result = zr == Z_MEM_ERROR
+						 ? DAS_INTERNAL
+						 : DAS_INVALID_ARGUMENT;
+				snprintf(detail, detail_size,
+					 "malformed compressed message");
+				goto done;
+			}
+		}
+		if (z.avail_out == 0)
+			break;
+	}
+	if (z.avail_out == 0) {
+		result = DAS_PAYLOAD_TOO_LARGE;
+		goto done;
+	}
+	if (zr != Z_STREAM_END) {
+		result = DAS_INVALID_ARGUMENT;
+		snprintf(detail, detail_size, "malformed compressed message");
+		goto done;
+	}
+	*len = z.total_out;
+	*out = buf;
+	buf = NULL;
+	result = DAS_OK;
+done:
+	inflateEnd(&z);
+	free(buf);
+	return result;
+}
+
+/* The first entry of key (value NULL when none); returns how many there are. */
+static size_t find_meta(const grpc_metadata_array *md, const char *key,
+			const char **value, size_t *len)
+{
+	size_t n = 0;
+
 	*value = NULL;
 	*len = 0;
 	for (size_t i = 0; i < md->count; i++) {
-		if (grpc_slice_str_cmp(md->metadata[i].key, key) == 0) {
+		if (grpc_slice_str_cmp(md->metadata[i].key, key) != 0)
+			continue;
+		if (n++ == 0) {
 			*value = (const char *)GRPC_SLICE_START_PTR(
 				md->metadata[i].value);
 			*len = GRPC_SLICE_LENGTH(md->metadata[i].value);
-			return;
 		}
 	}
+	return n;
 }
 
 static void send_reply(struct call *c, grpc_status_code code,
@@ -229,17 +331,23 @@ static void handle_call(struct call *c)
 	size_t req_len = 0;
 	const struct das_status_row *row;
 
-	find_meta(&c->md, "authorization", &meta.authorization,
-		  &meta.authorization_len);
+	/* Two credentials are ambiguous, whichever would win: refused. */
+	meta.has_duplicate_authorization =
+		find_meta(&c->md, "authorization", &meta.authorization,
+			  &meta.authorization_len) > 1;
 	find_meta(&c->md, "x-request-id", &meta.request_id,
 		  &meta.request_id_len);
-	if (c->payload) {
-		req = payload_bytes(c->payload, &req_len);
-		if (!req) {
-			send_reply(c, GRPC_STATUS_INTERNAL,
-				   "Internal Server Error", "INTERNAL", NULL, 0);
-			return;
-		}
+	meta.payload_status = DAS_OK;
+	meta.payload_detail[0] = '\0';
+	if (c->payload &&
+	    c->payload->data.raw.compression != GRPC_COMPRESS_NONE) {
+		meta.payload_status = payload_inflate(
+			c->payload, &req, &req_len, meta.payload_detail,
+			sizeof(meta.payload_detail));
+	} else if (c->payload) {
+		req = payload_plain(c->payload, &req_len);
+		if (!req)
+			meta.payload_status = DAS_INTERNAL;
 	}
 	handlers_dispatch(env, c->method, &meta, req, req_len, &reply);
 	free(req);
@@ -303,11 +411,56 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Core reports only that it could not bind. Binding the address ourselves
+ * (as core does, SO_REUSEADDR and no SO_REUSEPORT) tells why, e.g.
+ * EADDRINUSE. Returns that errno, or 0 when it cannot tell.
+ */
+static int listen_errno(const char *listen)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	const char *h = listen;
+	size_t hl;
+	struct addrinfo hints, *res = NULL;
+	int why = 0;
+
+	if (!colon)
+		return 0;
+	hl = (size_t)(colon - listen);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return 0;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return 0;
+	for (struct addrinfo *a = res; a && !why; a = a->ai_next) {
+		int one = 1;
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+				a->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, a->ai_addr, a->ai_addrlen) != 0)
+			why = errno;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return why;
+}
+
 int server_start(const struct server_config *cfg, struct server **out,
 		 int *port, char *err, size_t err_size)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
-	grpc_arg args[6];
+	grpc_arg args[9];
 	grpc_channel_args chargs;
 	grpc_server_credentials *creds;
 
@@ -344,7 +497,21 @@ int server_start(const struct server_config *cfg, struct server **out,
 	args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
 	args[5].value.pointer.p = srv->quota;
 	args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
-	chargs.num_args = 6;
+	/* See MAX_STREAMS_PER_CONNECTION. */
+	args[6].type = GRPC_ARG_INTEGER;
+	args[6].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
+	args[6].value.integer = MAX_STREAMS_PER_CONNECTION;
+	/* Core sets SO_REUSEPORT by default: a second server on our port
+	 * would start and the kernel would split connections between them. */
+	args[7].type = GRPC_ARG_INTEGER;
+	args[7].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+	args[7].value.integer = 0;
+	/* Core would inflate a whole compressed message before checking its
+	 * size; payload_inflate does it here, bounded. */
+	args[8].type = GRPC_ARG_INTEGER;
+	args[8].key = (char *)GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION;
+	args[8].value.integer = 0;
+	chargs.num_args = 9;
 	chargs.args = args;
 	srv->server = grpc_server_create(&chargs, NULL);
 
@@ -371,7 +538,13 @@ int server_start(const struct server_config *cfg, struct server **out,
 	*port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (*port == 0) {
-		snprintf(err, err_size, "cannot listen on %s", cfg->listen);
+		int why = listen_errno(cfg->listen);
+		if (why)
+			snprintf(err, err_size, "cannot listen on %s: %s",
+				 cfg->listen, strerror(why));
+		else
+			snprintf(err, err_size, "cannot listen on %s",
+				 cfg->listen);
 		goto fail;
 	}
 	grpc_server_start(srv->server);

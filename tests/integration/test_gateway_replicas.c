@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -250,6 +251,11 @@ static void frozen_upstream_is_504(void **state)
 		 "/v1.0/customers/" CUST "/users/u0/devices/pbx");
 	assert_int_equal(http("GET", path, token, NULL), 200);
 	assert_int_equal(kill(servers[1].pid, SIGSTOP), 0);
+	/* kill() returns before every thread has stopped: wait for it. */
+	int ws;
+	assert_int_equal(waitpid(servers[1].pid, &ws, WUNTRACED),
+			 servers[1].pid);
+	assert_true(WIFSTOPPED(ws));
 	long status = http("GET", path, token, NULL);
 	assert_int_equal(kill(servers[1].pid, SIGCONT), 0);
 	assert_int_equal(status, 504);

@@ -472,6 +472,39 @@ static void test_alg_none(void **state)
  * (shown first, so this test proves the attack is real); auth_verify must
  * not.
  */
+/*
+ * RFC 7515 section 4.1.11: crit lists extensions the recipient must
+ * understand; we understand none, so a correctly signed token with any crit
+ * is refused, whatever its shape.
+ */
+static void test_crit_refused(void **state)
+{
+	static const char *const headers[] = {
+		"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"crit\":[\"exp\"]}",
+		"{\"alg\":\"HS256\",\"crit\":[\"http://example.com/x\"],"
+		"\"http://example.com/x\":true}",
+		"{\"alg\":\"HS256\",\"crit\":[]}",
+		"{\"alg\":\"HS256\",\"crit\":\"b64\"}",
+		"{\"alg\":\"HS256\",\"b64\":false,\"crit\":[\"b64\"]}",
+	};
+	const char payload[] = "{\"sub\":\"alice\",\"exp\":1900000000,"
+			       "\"tenants\":[\"" T1 "\"],"
+			       "\"scope\":\"devices:assign\"}";
+
+	(void)state;
+	/* The same claims without crit verify: only crit is refused. */
+	assert_int_equal(verify_free(&cfg_hs, raw_token("{\"alg\":\"HS256\"}",
+							 payload,
+							 strlen(payload),
+							 NULL)),
+			 0);
+	for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++)
+		expect_why(&cfg_hs,
+			   raw_token(headers[i], payload, strlen(payload),
+				     NULL),
+			   "crit");
+}
+
 static void test_key_confusion(void **state)
 {
 	struct auth_claims c = base_claims();
@@ -780,7 +813,19 @@ static void test_authorization_values(void **state)
 	assert_int_equal(verify_value(buf, (size_t)n), -1);
 	n = snprintf(buf, AUTH_MAX_TOKEN, " Bearer %s", t);
 	assert_int_equal(verify_value(buf, (size_t)n), -1);
+	/* Trailing OWS (spaces, tabs) is not part of the value: dropped. */
 	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s ", t);
+	assert_int_equal(verify_value(buf, (size_t)n), 0);
+	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s \t \t", t);
+	assert_int_equal(verify_value(buf, (size_t)n), 0);
+	/* ... but nothing else after the token, and only OWS. */
+	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s \r", t);
+	assert_int_equal(verify_value(buf, (size_t)n), -1);
+	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s x", t);
+	assert_int_equal(verify_value(buf, (size_t)n), -1);
+	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s\n", t);
+	assert_int_equal(verify_value(buf, (size_t)n), -1);
+	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer \t ");
 	assert_int_equal(verify_value(buf, (size_t)n), -1);
 	n = snprintf(buf, AUTH_MAX_TOKEN, "Bearer %s.x", t);
 	assert_int_equal(verify_value(buf, (size_t)n), -1);
@@ -1130,6 +1175,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_key),
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_alg_none),
+		cmocka_unit_test(test_crit_refused),
 		cmocka_unit_test(test_key_confusion),
 		cmocka_unit_test(test_rs256_when_hs256_configured),
 		cmocka_unit_test(test_issuer_audience),
