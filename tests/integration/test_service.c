@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -629,6 +630,9 @@ struct racer {
 	char reason[64];
 };
 
+/* Every racer connects first, then all call at once. */
+static pthread_barrier_t race_start;
+
 static void *race_one(void *arg)
 {
 	struct racer *r = arg;
@@ -636,6 +640,15 @@ static void *race_one(void *arg)
 	struct das_call_status st;
 	char user[16], device[16];
 
+	/* A connected channel (a Health call) so that the barrier, not
+	 * connection setup, decides when the assign goes out. */
+	Grpc__Health__V1__HealthCheckRequest h =
+		GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	ProtobufCMessage *hresp = NULL;
+	if (c && das_client_call(c, DAS_RPC_HEALTH_CHECK, NULL, &h.base,
+				 &hresp, TIMEOUT_MS, &st) == 0 && hresp)
+		protobuf_c_message_free_unpacked(hresp, NULL);
+	pthread_barrier_wait(&race_start);
 	if (!c) {
 		r->code = -1;
 		return NULL;
@@ -675,6 +688,7 @@ static void seat_race(void **state)
 		upsert_user(RACE, user, 2);
 		upsert_device(RACE, device, user);
 	}
+	assert_int_equal(pthread_barrier_init(&race_start, NULL, RACERS), 0);
 	for (int i = 0; i < RACERS; i++) {
 		racers[i].index = i;
 		assert_int_equal(pthread_create(&threads[i], NULL, race_one,
@@ -692,6 +706,7 @@ static void seat_race(void **state)
 			fprintf(stderr, "racer %d: code %d %s\n", i,
 				racers[i].code, racers[i].reason);
 	}
+	pthread_barrier_destroy(&race_start);
 	assert_int_equal(won, RACE_SEATS);
 	assert_int_equal(refused, RACERS - RACE_SEATS);
 	for (int i = 0; i < RACERS; i++) {
@@ -743,7 +758,11 @@ struct writer {
 	int n_ok;
 };
 
-static volatile int stop_writers;
+static atomic_bool stop_writers;
+/* Writers with one acknowledged call: the load is on when all are. */
+static pthread_mutex_t writers_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t writers_cv = PTHREAD_COND_INITIALIZER;
+static int writers_running;
 
 static void *write_loop(void *arg)
 {
@@ -753,7 +772,7 @@ static void *write_loop(void *arg)
 
 	snprintf(user, sizeof(user), "w%d", wr->index);
 	snprintf(device, sizeof(device), "wd%d", wr->index);
-	for (int i = 0; c && !stop_writers && i < 100000; i++) {
+	for (int i = 0; c && !atomic_load(&stop_writers) && i < 100000; i++) {
 		struct das_call_status st;
 		int type = 1 + i % 4;
 		assign_as(c, assign_token, UNL, NULL, user, device, type, false,
@@ -763,7 +782,19 @@ static void *write_loop(void *arg)
 			break;
 		}
 		wr->last_ok = type;
-		wr->n_ok++;
+		if (wr->n_ok++ == 0) {
+			pthread_mutex_lock(&writers_mu);
+			writers_running++;
+			pthread_cond_broadcast(&writers_cv);
+			pthread_mutex_unlock(&writers_mu);
+		}
+	}
+	if (!wr->n_ok) {
+		/* never got going: let the test see it rather than wait */
+		pthread_mutex_lock(&writers_mu);
+		writers_running++;
+		pthread_cond_broadcast(&writers_cv);
+		pthread_mutex_unlock(&writers_mu);
 	}
 	das_client_free(c);
 	return NULL;
@@ -773,7 +804,7 @@ static void sigterm_drains_under_load(void **state)
 {
 	pthread_t threads[WRITERS];
 	struct writer writers[WRITERS];
-	struct timespec t0, t1, pause = {0, 300 * 1000 * 1000};
+	struct timespec t0, t1;
 	char user[16], device[16], text[256], listen[64];
 	int total = 0;
 
@@ -785,7 +816,8 @@ static void sigterm_drains_under_load(void **state)
 		upsert_user(UNL, user, 2);
 		upsert_device(UNL, device, user);
 	}
-	stop_writers = 0;
+	atomic_store(&stop_writers, false);
+	writers_running = 0;
 	for (int i = 0; i < WRITERS; i++) {
 		memset(&writers[i], 0, sizeof(writers[i]));
 		writers[i].index = i;
@@ -793,11 +825,16 @@ static void sigterm_drains_under_load(void **state)
 						&writers[i]),
 				 0);
 	}
-	nanosleep(&pause, NULL);
+	/* SIGTERM once every writer has had a call acknowledged, i.e. with
+	 * all of them in their loop of back-to-back calls. */
+	pthread_mutex_lock(&writers_mu);
+	while (writers_running < WRITERS)
+		pthread_cond_wait(&writers_cv, &writers_mu);
+	pthread_mutex_unlock(&writers_mu);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(harness_stop(&server, SIGTERM), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	stop_writers = 1;
+	atomic_store(&stop_writers, true);
 	for (int i = 0; i < WRITERS; i++) {
 		pthread_join(threads[i], NULL);
 		total += writers[i].n_ok;
