@@ -481,8 +481,8 @@ static void test_crit_refused(void **state)
 {
 	static const char *const headers[] = {
 		"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"crit\":[\"exp\"]}",
-		"{\"alg\":\"HS256\",\"crit\":[\"http://example.com/x\"],"
-		"\"http://example.com/x\":true}",
+		("{\"alg\":\"HS256\",\"crit\":[\"http://example.com/x\"],"
+		 "\"http://example.com/x\":true}"),
 		"{\"alg\":\"HS256\",\"crit\":[]}",
 		"{\"alg\":\"HS256\",\"crit\":\"b64\"}",
 		"{\"alg\":\"HS256\",\"b64\":false,\"crit\":[\"b64\"]}",
