@@ -69,3 +69,18 @@ const char *das_status_format(enum das_status status, const char *arg,
 	buf[used] = '\0';
 	return buf;
 }
+
+const char *das_grpc_code_name(int code)
+{
+	static const char *const names[] = {
+		"OK",		       "CANCELLED",	    "UNKNOWN",
+		"INVALID_ARGUMENT",    "DEADLINE_EXCEEDED", "NOT_FOUND",
+		"ALREADY_EXISTS",      "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+		"FAILED_PRECONDITION", "ABORTED",	    "OUT_OF_RANGE",
+		"UNIMPLEMENTED",       "INTERNAL",	    "UNAVAILABLE",
+		"DATA_LOSS",	       "UNAUTHENTICATED"};
+
+	if (code < 0 || (size_t)code >= sizeof(names) / sizeof(names[0]))
+		return "UNKNOWN";
+	return names[code];
+}

@@ -110,6 +110,10 @@ const struct das_status_row *das_status_row(enum das_status status);
 const struct das_status_row *das_status_from_grpc(int grpc_code,
 						  const char *reason);
 
+/* "OK", "INVALID_ARGUMENT", ...: the name of any gRPC code (0..16), else
+ * "UNKNOWN". For metrics and logs. */
+const char *das_grpc_code_name(int grpc_code);
+
 /*
  * Fills buf with the row's message, "%s" replaced by arg (NULL = ""),
  * truncated to fit; returns buf.

@@ -8,6 +8,8 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "gateway/observe.h"
 #include "gateway/http/server.h"
 #include "gateway/upstream/target.h"
 #include "gateway/upstream/upstream.h"
@@ -74,6 +76,15 @@ static struct das_flag flags[] = {
 	 .metavar = "LEVEL",
 	 .def = "info",
 	 .help = "debug, info, warn or error"},
+	{.name = "log-format",
+	 .metavar = "FORMAT",
+	 .def = "text",
+	 .help = "text or json (one JSON object per line)"},
+	{.name = "metrics-listen",
+	 .metavar = "ADDR",
+	 .def = NULL,
+	 .help = "serve /metrics on this separate address instead of the "
+		 "main listener (empty: on the main listener)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -142,6 +153,8 @@ int main(int argc, char **argv)
 		header_timeout, body_timeout;
 	bool is_wait_for_ready, is_blocking;
 	enum das_log_level level;
+	enum das_log_format format;
+	struct das_metrics_http *metrics = NULL;
 	struct gw_upstream *up;
 	struct gw_http *http;
 	struct gw_http_config cfg;
@@ -192,6 +205,16 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	das_log_set_level(level);
+	if (das_log_parse_format(flag("log-format"), &format) != 0) {
+		fprintf(stderr, "%s: --log-format must be text or json\n",
+			prog);
+		return 2;
+	}
+	das_log_set_format(format);
+	das_log_set_program(prog);
+	das_log_set_buffered(true);
+	das_metrics_set_program(prog, DAS_VERSION);
+	gw_obs_register(!flag("metrics-listen") || !*flag("metrics-listen"));
 	if (flag("public-base-url") && *flag("public-base-url") &&
 	    !base_url_is_valid(flag("public-base-url"))) {
 		fprintf(stderr,
@@ -240,12 +263,29 @@ int main(int argc, char **argv)
 	printf("device-assignment-gateway listening on %.*s:%u\n",
 	       (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen,
 	       gw_http_port(http));
+	if (flag("metrics-listen") && *flag("metrics-listen")) {
+		const char *ml = flag("metrics-listen");
+		metrics = das_metrics_http_start(ml, err, sizeof(err));
+		if (!metrics) {
+			fprintf(stderr, "%s: --metrics-listen: %s\n", prog,
+				err);
+			gw_http_stop(http, 0);
+			gw_upstream_free(up);
+			return 1;
+		}
+		printf("device-assignment-gateway metrics on "
+		       "http://%.*s:%u/metrics\n",
+		       (int)(strrchr(ml, ':') - ml), ml,
+		       das_metrics_http_port(metrics));
+	}
 	fflush(stdout);
 
 	sigwait(&set, &sig);
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	gw_http_stop(http, (int)timeout_ms + 1000);
+	das_metrics_http_stop(metrics);
 	gw_upstream_free(up);
 	das_log(DAS_LOG_INFO, "stopped");
+	das_log_flush();
 	return 0;
 }

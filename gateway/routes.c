@@ -49,6 +49,7 @@ static const struct route routes[] = {
 	{{ACCT, NULL}, M_GET, "GET, HEAD", GW_ROUTE_LIST, true},
 	{{"healthz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_HEALTHZ, false},
 	{{"readyz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_READYZ, false},
+	{{"metrics", NULL}, M_GET, "GET, HEAD", GW_ROUTE_METRICS, false},
 };
 
 struct segment {
@@ -69,6 +70,8 @@ const char *gw_route_rpc_name(enum gw_route_rpc rpc)
 		return "healthz";
 	case GW_ROUTE_READYZ:
 		return "readyz";
+	case GW_ROUTE_METRICS:
+		return "metrics";
 	}
 	return "";
 }

@@ -24,6 +24,7 @@ enum gw_route_rpc {
 	GW_ROUTE_LIST,
 	GW_ROUTE_HEALTHZ,
 	GW_ROUTE_READYZ,
+	GW_ROUTE_METRICS, /* Prometheus exposition, answered by the gateway */
 };
 
 enum gw_route_result {
@@ -56,7 +57,7 @@ struct gw_route_match {
 enum gw_route_result gw_route_match(const char *method, const char *target,
 				    size_t len, struct gw_route_match *m);
 
-/* "assign", "unassign", "list", "healthz", "readyz". */
+/* "assign", "unassign", "list", "healthz", "readyz", "metrics". */
 const char *gw_route_rpc_name(enum gw_route_rpc rpc);
 
 #endif

@@ -12,6 +12,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "service/auth/auth.h"
 #include "service/grpc/server.h"
 #include "service/store/store.h"
@@ -40,6 +41,11 @@ static struct das_flag flags[] = {
 	 .help = "on SIGTERM, time for calls in flight before cancelling"},
 	{.name = "log-level", .metavar = "LEVEL", .def = "info",
 	 .help = "debug, info, warn or error"},
+	{.name = "log-format", .metavar = "FORMAT", .def = "text",
+	 .help = "text or json (one JSON object per line)"},
+	{.name = "metrics-listen", .metavar = "ADDR",
+	 .help = "serve Prometheus metrics at http://ADDR/metrics (off when "
+		 "empty)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -72,6 +78,20 @@ static int set_log_level(const char *name)
 	return -1;
 }
 
+static int set_log_format(const char *name)
+{
+	enum das_log_format f;
+
+	if (das_log_parse_format(name, &f) != 0) {
+		fprintf(stderr, PROG ": --log-format: want text or json\n");
+		return -1;
+	}
+	das_log_set_format(f);
+	das_log_set_program(PROG);
+	das_log_set_buffered(true);
+	return 0;
+}
+
 /* "127.0.0.1:0" with bound port 43210 -> "127.0.0.1:43210". */
 static void bound_address(const char *listen, int port, char *buf,
 			  size_t size)
@@ -87,6 +107,7 @@ int main(int argc, char **argv)
 	struct auth_config auth;
 	struct store *store = NULL;
 	struct server *srv = NULL;
+	struct das_metrics_http *metrics = NULL;
 	struct server_config cfg;
 	char err[512], addr[300];
 	unsigned long workers, pool, grace;
@@ -104,11 +125,13 @@ int main(int argc, char **argv)
 	case DAS_FLAGS_OK:
 		break;
 	}
+	das_metrics_set_program(PROG, DAS_VERSION);
 	if (argi < argc) {
 		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[argi]);
 		return 2;
 	}
 	if (set_log_level(flag("log-level") ? flag("log-level") : "info") ||
+	    set_log_format(flag("log-format") ? flag("log-format") : "text") ||
 	    uint_flag("workers", 256, &workers) ||
 	    uint_flag("store-pool", 1024, &pool) ||
 	    uint_flag("shutdown-grace", 3600000, &grace))
@@ -158,6 +181,22 @@ int main(int argc, char **argv)
 	}
 	bound_address(cfg.listen, port, addr, sizeof(addr));
 	printf(PROG " listening on %s\n", addr);
+	if (flag("metrics-listen")) {
+		metrics = das_metrics_http_start(flag("metrics-listen"), err,
+						 sizeof(err));
+		if (!metrics) {
+			fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
+			server_stop(srv);
+			store_close(store);
+			auth_config_release(&auth);
+			return 1;
+		}
+		bound_address(flag("metrics-listen"),
+			      (int)das_metrics_http_port(metrics), addr,
+			      sizeof(addr));
+		printf(PROG " metrics on http://%s/metrics\n", addr);
+		das_log(DAS_LOG_INFO, "metrics on http://%s/metrics", addr);
+	}
 	fflush(stdout);
 	das_log(DAS_LOG_INFO, "listening on %s, %lu workers, store %s", addr,
 		workers, store->ops->name);
@@ -165,8 +204,10 @@ int main(int argc, char **argv)
 	sigwait(&sigs, &sig);
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	server_stop(srv);
+	das_metrics_http_stop(metrics);
 	store_close(store);
 	auth_config_release(&auth);
 	das_log(DAS_LOG_INFO, "stopped");
+	das_log_flush();
 	return 0;
 }

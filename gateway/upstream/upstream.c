@@ -27,6 +27,7 @@
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "common/status.h"
+#include "gateway/observe.h"
 #include "proto/rpc_methods.h"
 
 struct gw_upstream {
@@ -34,6 +35,12 @@ struct gw_upstream {
 	grpc_completion_queue *cq;
 	pthread_t thread;
 	bool has_thread;
+	/* Connectivity watch, re-armed on cq until stopping (under lock). */
+	char target[256];
+	grpc_connectivity_state state;
+	pthread_mutex_t watch_lock;
+	bool is_stopping;
+	int watch_tag; /* its address is the watch's tag */
 	int timeout_ms;
 	bool is_wait_for_ready;
 	void *handles[DAS_RPC__COUNT];
@@ -211,6 +218,61 @@ out:
 	return rc;
 }
 
+static const char *state_name(grpc_connectivity_state s)
+{
+	switch (s) {
+	case GRPC_CHANNEL_IDLE:
+		return "IDLE";
+	case GRPC_CHANNEL_CONNECTING:
+		return "CONNECTING";
+	case GRPC_CHANNEL_READY:
+		return "READY";
+	case GRPC_CHANNEL_TRANSIENT_FAILURE:
+		return "TRANSIENT_FAILURE";
+	default:
+		return "SHUTDOWN";
+	}
+}
+
+/* Asks core to tell the cq thread when the channel's state leaves
+ * up->state, or after a while (so a stop never waits long). */
+#define WATCH_PERIOD_MS 500
+
+static void watch_arm(struct gw_upstream *up)
+{
+	pthread_mutex_lock(&up->watch_lock);
+	if (!up->is_stopping)
+		grpc_channel_watch_connectivity_state(
+			up->channel, up->state,
+			gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+				     gpr_time_from_millis(WATCH_PERIOD_MS,
+							  GPR_TIMESPAN)),
+			up->cq, &up->watch_tag);
+	pthread_mutex_unlock(&up->watch_lock);
+}
+
+static void watch_fired(struct gw_upstream *up)
+{
+	grpc_connectivity_state now =
+		grpc_channel_check_connectivity_state(up->channel, 0);
+
+	if (now != up->state) {
+		up->state = now;
+		gw_obs_channel_state(up->target, state_name(now));
+	}
+	watch_arm(up);
+}
+
+/* Counts a finished call by the peer that answered it. */
+static void count_call(struct upcall *c, const struct gw_call_outcome *out)
+{
+	char *peer = c->call ? grpc_call_get_peer(c->call) : NULL;
+
+	gw_obs_upstream_call(peer, c->rpc, out->grpc_code);
+	if (peer)
+		gpr_free(peer);
+}
+
 static void finish(struct upcall *c, bool is_success)
 {
 	struct gw_call_outcome *out = c->out;
@@ -241,6 +303,7 @@ static void finish(struct upcall *c, bool is_success)
 			    GRPC_CHANNEL_READY)
 			outcome_fail(out, DAS_GRPC_UNAVAILABLE);
 	}
+	count_call(c, out);
 	if (c->error_string)
 		gpr_free((void *)c->error_string);
 	grpc_slice_unref(c->details);
@@ -331,6 +394,10 @@ static void *cq_thread(void *arg)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
+		if (ev.tag == &up->watch_tag) {
+			watch_fired(up);
+			continue;
+		}
 		struct upcall *c = ev.tag;
 		gw_upstream_done_fn *done = c->done;
 		void *done_arg = c->arg;
@@ -404,6 +471,8 @@ struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
 		return NULL;
 	}
 	grpc_init();
+	pthread_mutex_init(&up->watch_lock, NULL);
+	snprintf(up->target, sizeof(up->target), "%s", target);
 	up->timeout_ms = timeout_ms;
 	up->is_wait_for_ready = is_wait_for_ready;
 	/* Reconnect quickly after a service restart (default backoff grows
@@ -444,6 +513,9 @@ struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
 		goto fail;
 	}
 	up->has_thread = true;
+	up->state = grpc_channel_check_connectivity_state(up->channel, 0);
+	gw_obs_channel_state(up->target, state_name(up->state));
+	watch_arm(up);
 	return up;
 fail:
 	gw_upstream_free(up);
@@ -455,13 +527,19 @@ void gw_upstream_free(struct gw_upstream *up)
 	if (!up)
 		return;
 	if (up->cq) {
+		/* No watch is armed after this; the last one ends within
+		 * WATCH_PERIOD_MS, and then the queue drains. */
+		pthread_mutex_lock(&up->watch_lock);
+		up->is_stopping = true;
 		grpc_completion_queue_shutdown(up->cq);
+		pthread_mutex_unlock(&up->watch_lock);
 		if (up->has_thread)
 			pthread_join(up->thread, NULL);
 		grpc_completion_queue_destroy(up->cq);
 	}
 	if (up->channel)
 		grpc_channel_destroy(up->channel);
+	pthread_mutex_destroy(&up->watch_lock);
 	free(up);
 	grpc_shutdown();
 }

@@ -8,7 +8,9 @@
 #include "deviceassignment/v1/directory.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
+#include "common/ids.h"
 #include "common/log.h"
+#include "observe.h"
 #include "service/ops/ops.h"
 
 static struct ops_text text(const char *s)
@@ -63,6 +65,15 @@ static void set_timestamp(Google__Protobuf__Timestamp *ts, struct das_time t)
 	ts->nanos = t.nanos;
 }
 
+/* Seat metrics are labelled with the canonical customer GUID only. */
+static void seat_metric(const char *customer, void (*count)(const char *))
+{
+	char guid[DAS_GUID_SIZE];
+
+	if (das_guid_normalize(customer, strlen(customer), guid) == 0)
+		count(guid);
+}
+
 static void handle_assign(const struct handler_env *env,
 			  const struct domain_principal *who,
 			  const ProtobufCMessage *msg, struct ops_result *r,
@@ -74,8 +85,13 @@ static void handle_assign(const struct handler_env *env,
 
 	handlers_assign_request(in, &req);
 
-	if (ops_device(env->store, who, &req, r) != DAS_OK)
+	if (ops_device(env->store, who, &req, r) != DAS_OK) {
+		if (r->status == DAS_CHARGES_NOT_ACCEPTED)
+			seat_metric(in->customer_tenant_id, obs_seat_declined);
 		return;
+	}
+	if (r->is_charged)
+		seat_metric(in->customer_tenant_id, obs_seat_charged);
 	Deviceassignment__V1__AssignDeviceResponse out =
 		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_RESPONSE__INIT;
 	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
@@ -406,9 +422,12 @@ void handlers_dispatch(const struct handler_env *env,
 				: meta->has_duplicate_authorization
 					? "more than one authorization entry"
 					: why);
+			obs_auth(meta->authorization ? "invalid" : "missing");
 			r.status = DAS_UNAUTHENTICATED;
 			goto done;
 		}
+		obs_auth("ok");
+		memcpy(reply->sub, who.sub, sizeof(reply->sub));
 	}
 	if (meta->payload_status != DAS_OK) {
 		r.status = meta->payload_status;

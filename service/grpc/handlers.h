@@ -41,6 +41,7 @@ struct handler_reply {
 	uint8_t *body;       /* packed response on OK, malloc'd; caller frees */
 	size_t body_len;
 	int health_code;     /* for Health/Check: 0 OK, else a gRPC code */
+	char sub[DOMAIN_SUB_SIZE]; /* the verified token's subject, or "" */
 };
 
 /*

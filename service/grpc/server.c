@@ -20,6 +20,7 @@
 #include <grpc/support/time.h>
 
 #include "common/log.h"
+#include "observe.h"
 
 /* Requested calls kept outstanding per method and worker queue. */
 #define CALLS_PER_METHOD 4
@@ -330,6 +331,7 @@ static void handle_call(struct call *c)
 	uint8_t *req = NULL;
 	size_t req_len = 0;
 	const struct das_status_row *row;
+	uint64_t t0 = obs_call_begin(c->method);
 
 	/* Two credentials are ambiguous, whichever would win: refused. */
 	meta.has_duplicate_authorization =
@@ -353,6 +355,8 @@ static void handle_call(struct call *c)
 	free(req);
 
 	if (reply.health_code) {
+		obs_call_end(c->method, t0, reply.health_code, NULL,
+			     meta.request_id, meta.request_id_len, reply.sub);
 		send_reply(c, (grpc_status_code)reply.health_code,
 			   reply.message, NULL, NULL, 0);
 		return;
@@ -363,6 +367,10 @@ static void handle_call(struct call *c)
 			(int)(meta.request_id_len > 64 ? 64
 						       : meta.request_id_len),
 			meta.request_id ? meta.request_id : "", row->name);
+	/* Before the reply: a failed batch frees c and its metadata. */
+	obs_call_end(c->method, t0, row->grpc_code,
+		     reply.status == DAS_OK ? "" : row->reason,
+		     meta.request_id, meta.request_id_len, reply.sub);
 	send_reply(c, (grpc_status_code)row->grpc_code,
 		   reply.status == DAS_OK ? "" : reply.message,
 		   reply.status == DAS_OK ? NULL : row->reason, reply.body,
@@ -398,11 +406,16 @@ static void *worker_main(void *arg)
 			request_registered(w, c->method);
 			handle_call(c);
 			break;
-		case CALL_UNKNOWN_METHOD:
+		case CALL_UNKNOWN_METHOD: {
+			const char *rid;
+			size_t rid_len;
 			request_unknown(w);
+			find_meta(&c->md, "x-request-id", &rid, &rid_len);
+			obs_call_unknown(rid, rid_len);
 			send_reply(c, GRPC_STATUS_UNIMPLEMENTED,
 				   "unknown method", NULL, NULL, 0);
 			break;
+		}
 		case CALL_REPLYING:
 			call_free(c);
 			break;
@@ -469,6 +482,7 @@ int server_start(const struct server_config *cfg, struct server **out,
 		return -1;
 	}
 	grpc_init();
+	obs_register();
 	srv->cfg = *cfg;
 	srv->n_workers = cfg->n_workers ? cfg->n_workers : 1;
 

@@ -50,6 +50,7 @@ static enum das_status run_tx(struct store *st, const char *customer,
 		}
 		if (rc != STORE_RETRY)
 			break;
+		store_metric_retry(st->ops->name);
 		backoff(attempt);
 	}
 	switch (rc) {

@@ -1,7 +1,131 @@
 #include "store.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "common/metrics.h"
+
+static struct das_metric_family *m_tx, *m_retries, *m_batch, *m_fsync,
+	*m_pool_waits, *m_pool_wait_seconds, *m_reconnects;
+
+static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64};
+
+static void metrics_register_once(void)
+{
+	static const struct das_metric_def tx = {
+		.name = "das_store_transactions_total",
+		.help = "Store transactions by how they ended: commit, "
+			"rollback, conflict (redone), unavailable, error.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"backend", "outcome"},
+		.max_series = 16};
+	static const struct das_metric_def retries = {
+		.name = "das_store_retries_total",
+		.help = "Transactions run again after a conflict.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"backend"},
+		.max_series = 4};
+	static const struct das_metric_def batch = {
+		.name = "das_store_group_commit_batch_size",
+		.help = "Writers made durable by one commit (group commit).",
+		.type = DAS_METRIC_HISTOGRAM,
+		.labels = {"backend"},
+		.buckets = batch_buckets,
+		.n_buckets = sizeof(batch_buckets) / sizeof(batch_buckets[0]),
+		.scale = 1,
+		.max_series = 4};
+	static const struct das_metric_def fsync = {
+		.name = "das_store_commit_fsync_seconds",
+		.help = "Time of one durable commit (the fsync of a group "
+			"commit batch).",
+		.type = DAS_METRIC_HISTOGRAM,
+		.labels = {"backend"},
+		.buckets = das_metric_latency_buckets,
+		.n_buckets = DAS_METRIC_LATENCY_BUCKETS,
+		.scale = 1e9,
+		.max_series = 4};
+	static const struct das_metric_def pool_waits = {
+		.name = "das_store_pool_waits_total",
+		.help = "Times a caller waited for a free store connection.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"backend"},
+		.max_series = 4};
+	static const struct das_metric_def pool_wait_seconds = {
+		.name = "das_store_pool_wait_seconds",
+		.help = "Time spent waiting for a free store connection.",
+		.type = DAS_METRIC_HISTOGRAM,
+		.labels = {"backend"},
+		.buckets = das_metric_latency_buckets,
+		.n_buckets = DAS_METRIC_LATENCY_BUCKETS,
+		.scale = 1e9,
+		.max_series = 4};
+	static const struct das_metric_def reconnects = {
+		.name = "das_store_reconnects_total",
+		.help = "Broken database connections re-established "
+			"(PostgreSQL).",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"backend"},
+		.max_series = 4};
+
+	m_tx = das_metric_register(&tx);
+	m_retries = das_metric_register(&retries);
+	m_batch = das_metric_register(&batch);
+	m_fsync = das_metric_register(&fsync);
+	m_pool_waits = das_metric_register(&pool_waits);
+	m_pool_wait_seconds = das_metric_register(&pool_wait_seconds);
+	m_reconnects = das_metric_register(&reconnects);
+}
+
+void store_metrics_register(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, metrics_register_once);
+}
+
+void store_metric_retry(const char *backend)
+{
+	das_metric_inc(das_metric_series1(m_retries, backend));
+}
+
+void store_metric_batch(const char *backend, unsigned writers,
+			uint64_t commit_ns)
+{
+	das_metric_observe(das_metric_series1(m_batch, backend), writers);
+	das_metric_observe(das_metric_series1(m_fsync, backend), commit_ns);
+}
+
+void store_metric_pool_wait(const char *backend, uint64_t wait_ns)
+{
+	das_metric_inc(das_metric_series1(m_pool_waits, backend));
+	das_metric_observe(das_metric_series1(m_pool_wait_seconds, backend),
+			   wait_ns);
+}
+
+void store_metric_reconnect(const char *backend)
+{
+	das_metric_inc(das_metric_series1(m_reconnects, backend));
+}
+
+static void count_tx(const struct store *st, const char *outcome)
+{
+	das_metric_inc(das_metric_series2(m_tx, st->ops->name, outcome));
+}
+
+static const char *result_name(int rc)
+{
+	switch (rc) {
+	case STORE_OK:
+		return "commit";
+	case STORE_RETRY:
+		return "conflict";
+	case STORE_UNAVAILABLE:
+		return "unavailable";
+	default:
+		return "error";
+	}
+}
 
 int store_open(const char *spec, const struct store_options *opt,
 	       struct store **out, char *err, size_t err_size)
@@ -10,6 +134,7 @@ int store_open(const char *spec, const struct store_options *opt,
 
 	if (!opt)
 		opt = &defaults;
+	store_metrics_register();
 	for (size_t i = 0; store_backends[i]; i++)
 		if (store_backends[i]->accepts(spec))
 			return store_backends[i]->open(spec, opt, out, err,
@@ -34,13 +159,20 @@ int store_begin(struct store *st, const char *customer, bool is_read_only,
 
 int store_commit(struct store_tx *tx)
 {
-	return tx->st->ops->commit(tx);
+	struct store *st = tx->st;
+	int rc = st->ops->commit(tx);
+
+	count_tx(st, result_name(rc));
+	return rc;
 }
 
 void store_rollback(struct store_tx *tx)
 {
-	if (tx)
-		tx->st->ops->rollback(tx);
+	if (tx) {
+		struct store *st = tx->st;
+		st->ops->rollback(tx);
+		count_tx(st, "rollback");
+	}
 }
 
 int store_load(struct store_tx *tx, const struct domain_key *key,

@@ -161,4 +161,20 @@ int store_device_delete(struct store_tx *tx, const char *customer,
 int store_ledger_read(struct store *st, const char *customer, int64_t after_id,
 		      struct store_ledger_row *rows, size_t max, size_t *n);
 
+/*
+ * Store metrics (Prometheus, common/metrics.h). The wrappers above count
+ * transactions by outcome; backends report what only they see. backend is
+ * the ops name ("sqlite", "postgresql"). Registered by store_open.
+ */
+void store_metrics_register(void);
+/* A transaction ran again after a conflict (STORE_RETRY). */
+void store_metric_retry(const char *backend);
+/* One group commit: writers in the batch, and the commit's (fsync) time. */
+void store_metric_batch(const char *backend, unsigned writers,
+			uint64_t commit_ns);
+/* A caller waited for a free connection of the pool. */
+void store_metric_pool_wait(const char *backend, uint64_t wait_ns);
+/* A broken database connection was re-established. */
+void store_metric_reconnect(const char *backend);
+
 #endif

@@ -42,6 +42,7 @@
 #include <libpq-fe.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define PG_SCHEMA_VERSION 1
 /* Key of the advisory lock held while creating or migrating the schema. */
@@ -386,6 +387,8 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 		   PQstatus(slot->conn) == CONNECTION_BAD) {
 		PQreset(slot->conn);
 		slot->is_ready = false;
+		if (PQstatus(slot->conn) == CONNECTION_OK)
+			store_metric_reconnect("postgresql");
 	}
 	if (!slot->conn)
 		return STORE_ERROR; /* out of memory */
@@ -408,6 +411,7 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 static struct pg_slot *pg_acquire(struct pg_store *st)
 {
 	struct pg_slot *slot = NULL;
+	uint64_t t0 = 0;
 
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
@@ -423,10 +427,14 @@ static struct pg_slot *pg_acquire(struct pg_store *st)
 		}
 		if (slot)
 			break;
+		if (!t0)
+			t0 = das_metric_now_ns();
 		pthread_cond_wait(&st->cv, &st->mu);
 	}
 	slot->is_in_use = true;
 	pthread_mutex_unlock(&st->mu);
+	if (t0)
+		store_metric_pool_wait("postgresql", das_metric_now_ns() - t0);
 	return slot;
 }
 
@@ -769,6 +777,7 @@ static int pg_commit(struct store_tx *base)
 		pg_rollback(base);
 		return rc;
 	}
+	uint64_t t0 = das_metric_now_ns();
 	res = PQexec(conn, "COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		rc = pg_fail(conn, res, "commit");
@@ -777,6 +786,10 @@ static int pg_commit(struct store_tx *base)
 		rc = STORE_ERROR;
 	else
 		rc = STORE_OK;
+	/* Each writer commits alone here (the server groups the WAL
+	 * flushes itself): a batch of one, timed to the durable COMMIT. */
+	if (rc == STORE_OK && !tx->is_read_only)
+		store_metric_batch("postgresql", 1, das_metric_now_ns() - t0);
 	PQclear(res);
 	pg_end(tx);
 	return rc;

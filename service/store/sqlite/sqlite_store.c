@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define SPEC_PREFIX "sqlite:"
 #define SCHEMA_VERSION 1
@@ -341,11 +342,17 @@ static struct sqlite_conn *pool_take(struct sqlite_store *st)
 {
 	struct sqlite_conn *c;
 
+	uint64_t t0 = 0;
+
 	pthread_mutex_lock(&st->lock);
+	if (st->n_free == 0)
+		t0 = das_metric_now_ns();
 	while (st->n_free == 0)
 		pthread_cond_wait(&st->has_free, &st->lock);
 	c = st->free_conns[--st->n_free];
 	pthread_mutex_unlock(&st->lock);
+	if (t0)
+		store_metric_pool_wait("sqlite", das_metric_now_ns() - t0);
 	return c;
 }
 
@@ -707,9 +714,13 @@ static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
 		if (st->batch_len == 0) {
 			conn_rollback(c); /* nothing to keep */
 		} else {
+			uint64_t t0 = das_metric_now_ns();
 			rc = run(c, STMT_COMMIT, "commit", NULL);
 			if (rc != STORE_OK)
 				conn_rollback(c);
+			else
+				store_metric_batch("sqlite", st->batch_len,
+						   das_metric_now_ns() - t0);
 		}
 		batch_finish(st, rc);
 	}

@@ -1,0 +1,168 @@
+#include "observe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/timefmt.h"
+
+/* Route labels: the RPC names of routes.c, plus "none" for requests that
+ * matched no route (404, 405, 400 of the path). */
+#define ROUTE_NONE_INDEX 16
+
+static struct das_metric_family *m_requests, *m_seconds, *m_in_flight,
+	*m_upstream, *m_states;
+static struct das_metric_series *latency[ROUTE_NONE_INDEX + 1];
+static struct das_metric_series *in_flight[ROUTE_NONE_INDEX + 1];
+static bool is_metrics_on_main = true;
+
+static unsigned route_index(enum gw_route_result rc, enum gw_route_rpc rpc)
+{
+	if (rc != GW_ROUTE_OK || (unsigned)rpc >= ROUTE_NONE_INDEX)
+		return ROUTE_NONE_INDEX;
+	return (unsigned)rpc;
+}
+
+static const char *route_label(unsigned i)
+{
+	return i == ROUTE_NONE_INDEX ? "none"
+				     : gw_route_rpc_name((enum gw_route_rpc)i);
+}
+
+/* Methods we serve keep their name; anything else is one label. */
+static const char *method_label(const char *m)
+{
+	static const char *const known[] = {"GET", "HEAD", "PUT", "POST"};
+
+	for (size_t i = 0; m && i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+void gw_obs_register(bool is_on_main_listener)
+{
+	static const struct das_metric_def requests = {
+		.name = "das_http_requests_total",
+		.help = "HTTP requests answered, by route, method, status and "
+			"ErrorInfo reason.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"route", "method", "status", "reason"},
+		.max_series = 512};
+	static const struct das_metric_def seconds = {
+		.name = "das_http_request_duration_seconds",
+		.help = "Time from a request's head to the end of its answer, "
+			"by route.",
+		.type = DAS_METRIC_HISTOGRAM,
+		.labels = {"route"},
+		.buckets = das_metric_latency_buckets,
+		.n_buckets = DAS_METRIC_LATENCY_BUCKETS,
+		.scale = 1e9,
+		.max_series = 32};
+	static const struct das_metric_def inflight = {
+		.name = "das_http_requests_in_flight",
+		.help = "Requests being handled now, by route.",
+		.type = DAS_METRIC_GAUGE,
+		.labels = {"route"},
+		.max_series = 32};
+	static const struct das_metric_def upstream = {
+		.name = "das_upstream_calls_total",
+		.help = "gRPC calls to the service, by peer address, RPC and "
+			"gRPC code.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"target", "rpc", "grpc_code"},
+		.max_series = 1024};
+	static const struct das_metric_def states = {
+		.name = "das_upstream_channel_state_changes_total",
+		.help = "Changes of the upstream channel's connectivity state, "
+			"by the state entered.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"target", "state"},
+		.max_series = 64};
+
+	is_metrics_on_main = is_on_main_listener;
+	m_requests = das_metric_register(&requests);
+	m_seconds = das_metric_register(&seconds);
+	m_in_flight = das_metric_register(&inflight);
+	m_upstream = das_metric_register(&upstream);
+	m_states = das_metric_register(&states);
+	for (unsigned i = 0; i <= ROUTE_NONE_INDEX; i++) {
+		const char *name = route_label(i);
+		if (!*name)
+			continue; /* no such route */
+		latency[i] = das_metric_series1(m_seconds, name);
+		in_flight[i] = das_metric_series1(m_in_flight, name);
+	}
+}
+
+void gw_obs_begin(enum gw_route_result route_rc, enum gw_route_rpc rpc)
+{
+	das_metric_add(in_flight[route_index(route_rc, rpc)], 1);
+}
+
+void gw_obs_end(const struct gw_obs_request *r)
+{
+	unsigned i = route_index(r->route_rc, r->rpc);
+	const char *reason = "";
+	char status[8];
+
+	if (r->http_status >= 400)
+		reason = das_status_row(r->status)->reason;
+	snprintf(status, sizeof(status), "%u", r->http_status % 1000);
+	das_metric_add(in_flight[i], -1);
+	das_metric_observe(latency[i], (uint64_t)(r->duration_ms * 1e6));
+	das_metric_inc(das_metric_series4(m_requests, route_label(i),
+					  method_label(r->method), status,
+					  reason));
+	if (das_log_is_enabled(DAS_LOG_INFO)) {
+		struct das_log_call line = {
+			.request_id = r->request_id,
+			.request_id_len =
+				r->request_id ? strlen(r->request_id) : 0,
+			.method = r->method,
+			.path = r->path,
+			.path_len = r->path_len,
+			.route = route_label(i),
+			.http_status = (int)r->http_status,
+			.reason = reason,
+			.duration_ms = r->duration_ms,
+			.is_aborted = r->is_aborted,
+			.is_path_cut = r->is_path_cut,
+		};
+		das_log_call(&line);
+	}
+}
+
+void gw_obs_metrics_reply(struct gw_reply *r)
+{
+	size_t len;
+
+	if (!is_metrics_on_main) {
+		gw_reply_error(r, DAS_ROUTE_NOT_FOUND, NULL, das_time_now());
+		return;
+	}
+	memset(r, 0, sizeof(*r));
+	r->body = das_metrics_render(&len);
+	if (!r->body) {
+		gw_reply_error(r, DAS_INTERNAL, NULL, das_time_now());
+		return;
+	}
+	r->http_status = 200;
+	r->status = DAS_OK;
+	r->content_type = DAS_METRICS_CONTENT_TYPE;
+}
+
+void gw_obs_upstream_call(const char *peer, enum gw_route_rpc rpc,
+			  int grpc_code)
+{
+	das_metric_inc(das_metric_series3(m_upstream, peer ? peer : "none",
+					  gw_route_rpc_name(rpc),
+					  das_grpc_code_name(grpc_code)));
+}
+
+void gw_obs_channel_state(const char *target, const char *state)
+{
+	das_metric_inc(das_metric_series2(m_states, target, state));
+}
