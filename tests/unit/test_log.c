@@ -1,0 +1,253 @@
+/*
+ * common/log.c: text and JSON lines, access lines with hostile paths and
+ * ids (bounded, escaped, one line, valid JSON), levels and buffering.
+ * stderr is redirected to a temporary file for each test.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "common/log.h"
+
+static char path[] = "/tmp/das-test-log.XXXXXX";
+static int saved_stderr = -1;
+
+static int capture(void **state)
+{
+	int fd;
+
+	(void)state;
+	fflush(stderr);
+	memcpy(path, "/tmp/das-test-log.XXXXXX", sizeof(path));
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	saved_stderr = dup(2);
+	dup2(fd, 2);
+	close(fd);
+	das_log_set_level(DAS_LOG_INFO);
+	das_log_set_format(DAS_LOG_TEXT);
+	das_log_set_program("t-prog");
+	return 0;
+}
+
+static int release(void **state)
+{
+	(void)state;
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	unlink(path);
+	return 0;
+}
+
+/* The captured lines, NUL-terminated (malloc'd). */
+static char *captured(void)
+{
+	FILE *f;
+	long n;
+	char *text;
+
+	fflush(stderr);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	text = calloc(1, (size_t)n + 1);
+	assert_non_null(text);
+	assert_int_equal(fread(text, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return text;
+}
+
+static size_t count_lines(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text; text++)
+		n += *text == '\n';
+	return n;
+}
+
+static void json_message_line_parses(void **state)
+{
+	json_error_t e;
+	json_t *j;
+	char *text;
+
+	(void)state;
+	das_log_set_format(DAS_LOG_JSON);
+	das_log(DAS_LOG_WARN, "quote \" backslash \\ tab \t byte \xff end");
+	das_log(DAS_LOG_DEBUG, "dropped below the level");
+	text = captured();
+	assert_int_equal(count_lines(text), 1);
+	j = json_loads(text, 0, &e);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "level")),
+			    "warn");
+	assert_string_equal(json_string_value(json_object_get(j, "program")),
+			    "t-prog");
+	assert_string_equal(json_string_value(json_object_get(j, "msg")),
+			    "quote \" backslash \\ tab \t byte \xc3\xbf end");
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "time"))),
+			 28);
+	json_decref(j);
+	free(text);
+}
+
+static void json_access_line_is_whole_bounded_and_escaped(void **state)
+{
+	char long_path[DAS_LOG_PATH_MAX + 500];
+	const char hostile[] = "/v1.0/x\"y\\z\n{\"forged\":1}\x01\xc3";
+	json_error_t e;
+	json_t *j;
+	char *text;
+
+	(void)state;
+	das_log_set_format(DAS_LOG_JSON);
+	/* A whole long path, longer than the old 95-character cut. */
+	memset(long_path, 'a', sizeof(long_path));
+	long_path[0] = '/';
+	struct das_log_call c = {
+		.request_id = "rid-1234",
+		.request_id_len = 8,
+		.method = "PUT",
+		.path = long_path,
+		.path_len = 300,
+		.route = "assign",
+		.http_status = 201,
+		.duration_ms = 1.5,
+	};
+	das_log_call(&c);
+	c.path = long_path;
+	c.path_len = sizeof(long_path);
+	das_log_call(&c);
+	c.path = hostile;
+	c.path_len = sizeof(hostile) - 1;
+	c.sub = "alice";
+	c.sub_len = 5;
+	c.code = "FAILED_PRECONDITION";
+	c.reason = "CHARGES_NOT_ACCEPTED";
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 3);
+
+	char *line = text, *nl = strchr(line, '\n');
+	*nl = '\0';
+	j = json_loads(line, 0, &e);
+	assert_non_null(j);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
+			 300);
+	assert_string_equal(
+		json_string_value(json_object_get(j, "request_id")), "rid-1234");
+	assert_int_equal(json_integer_value(json_object_get(j, "status")), 201);
+	assert_null(json_object_get(j, "truncated"));
+	assert_null(json_object_get(j, "sub"));
+	json_decref(j);
+
+	line = nl + 1;
+	nl = strchr(line, '\n');
+	*nl = '\0';
+	j = json_loads(line, 0, &e);
+	assert_non_null(j);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
+			 DAS_LOG_PATH_MAX);
+	assert_true(json_is_true(json_object_get(j, "truncated")));
+	json_decref(j);
+
+	line = nl + 1;
+	nl = strchr(line, '\n');
+	*nl = '\0';
+	j = json_loads(line, 0, &e);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "path")),
+			    "/v1.0/x\"y\\z\n{\"forged\":1}\x01\xc3\x83");
+	assert_null(json_object_get(j, "forged"));
+	assert_string_equal(json_string_value(json_object_get(j, "sub")),
+			    "alice");
+	assert_string_equal(json_string_value(json_object_get(j, "reason")),
+			    "CHARGES_NOT_ACCEPTED");
+	json_decref(j);
+	free(text);
+}
+
+static void text_access_line_is_one_line_of_words(void **state)
+{
+	const char hostile[] = "/p ath\n2026-01-01 error forged";
+	char *text;
+
+	(void)state;
+	struct das_log_call c = {
+		.request_id = "r1",
+		.request_id_len = 2,
+		.method = "GET",
+		.path = hostile,
+		.path_len = sizeof(hostile) - 1,
+		.http_status = 404,
+		.duration_ms = 0.25,
+	};
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 1);
+	assert_non_null(strstr(text, " path=/p\\x20ath\\x0a2026-01-01\\x20error"
+				     "\\x20forged "));
+	assert_non_null(strstr(text, " status=404 "));
+	assert_non_null(strstr(text, " rid=r1 "));
+	assert_non_null(strstr(text, " 0.250ms\n"));
+	free(text);
+}
+
+static void buffered_lines_reach_the_file_on_flush(void **state)
+{
+	char *text;
+
+	(void)state;
+	das_log_set_buffered(true);
+	das_log(DAS_LOG_INFO, "buffered one");
+	das_log_flush();
+	text = captured();
+	assert_non_null(strstr(text, "info buffered one\n"));
+	free(text);
+	das_log_set_buffered(false);
+}
+
+static void formats_parse(void **state)
+{
+	enum das_log_format f;
+
+	(void)state;
+	assert_int_equal(das_log_parse_format("json", &f), 0);
+	assert_int_equal(f, DAS_LOG_JSON);
+	assert_int_equal(das_log_parse_format("text", &f), 0);
+	assert_int_equal(f, DAS_LOG_TEXT);
+	assert_int_equal(das_log_parse_format("JSON ", &f), -1);
+	assert_int_equal(das_log_parse_format(NULL, &f), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(json_message_line_parses,
+						capture, release),
+		cmocka_unit_test_setup_teardown(
+			json_access_line_is_whole_bounded_and_escaped, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			text_access_line_is_one_line_of_words, capture, release),
+		cmocka_unit_test_setup_teardown(
+			buffered_lines_reach_the_file_on_flush, capture,
+			release),
+		cmocka_unit_test(formats_parse),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

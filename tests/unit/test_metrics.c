@@ -1,0 +1,368 @@
+/*
+ * common/metrics.c: counters, gauges, histograms, bounded series tables,
+ * the text exposition, concurrent updates, and the /metrics listener.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/metrics.h"
+
+static int reset(void **state)
+{
+	(void)state;
+	das_metrics_reset_for_tests();
+	return 0;
+}
+
+static char *render(void)
+{
+	size_t len = 0;
+	char *text = das_metrics_render(&len);
+
+	assert_non_null(text);
+	assert_int_equal(strlen(text), len);
+	return text;
+}
+
+static void assert_has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; (p = strstr(p, line)); p++)
+		if ((p == text || p[-1] == '\n') && p[n] == '\n')
+			return;
+	fail_msg("missing line: %s\n--- in:\n%s", line, text);
+}
+
+static void counter_moves_by_exact_amounts(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_requests_total",
+		.help = "Requests.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"route", "status"},
+		.max_series = 8};
+	struct das_metric_family *f = das_metric_register(&def);
+	struct das_metric_series *a, *b;
+	char *text;
+
+	(void)state;
+	assert_non_null(f);
+	/* Same name again: the same family. */
+	assert_ptr_equal(das_metric_register(&def), f);
+	a = das_metric_series2(f, "assign", "201");
+	b = das_metric_series2(f, "assign", "402");
+	assert_ptr_not_equal(a, b);
+	assert_ptr_equal(das_metric_series2(f, "assign", "201"), a);
+	das_metric_inc(a);
+	das_metric_add(a, 4);
+	das_metric_add(a, -3); /* a counter never goes down */
+	das_metric_inc(b);
+	assert_int_equal(das_metric_value(a), 5);
+	assert_int_equal(das_metric_value(b), 1);
+	/* Splitting values differently is another series. */
+	assert_ptr_not_equal(das_metric_series2(f, "assign2", "01"),
+			     das_metric_series2(f, "assign", "201"));
+	text = render();
+	assert_has_line(text, "# TYPE t_requests_total counter");
+	assert_has_line(text, "# HELP t_requests_total Requests.");
+	assert_has_line(text,
+			"t_requests_total{route=\"assign\",status=\"201\"} 5");
+	assert_has_line(text,
+			"t_requests_total{route=\"assign\",status=\"402\"} 1");
+	free(text);
+}
+
+static void gauge_goes_both_ways(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_in_flight",
+		.help = "In flight.",
+		.type = DAS_METRIC_GAUGE,
+		.max_series = 1};
+	struct das_metric_family *f = das_metric_register(&def);
+	struct das_metric_series *s = das_metric_series0(f);
+	char *text;
+
+	(void)state;
+	das_metric_add(s, 3);
+	das_metric_add(s, -5);
+	assert_int_equal(das_metric_value(s), -2);
+	das_metric_set(s, 7);
+	text = render();
+	assert_has_line(text, "# TYPE t_in_flight gauge");
+	assert_has_line(text, "t_in_flight 7");
+	free(text);
+}
+
+static void histogram_buckets_are_cumulative(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_seconds",
+		.help = "Latency.",
+		.type = DAS_METRIC_HISTOGRAM,
+		.labels = {"route"},
+		.buckets = das_metric_latency_buckets,
+		.n_buckets = DAS_METRIC_LATENCY_BUCKETS,
+		.scale = 1e9,
+		.max_series = 4};
+	struct das_metric_family *f = das_metric_register(&def);
+	struct das_metric_series *s = das_metric_series1(f, "list");
+	char *text;
+
+	(void)state;
+	das_metric_observe(s, 50 * 1000);	   /* 50 us */
+	das_metric_observe(s, 100 * 1000);	   /* 100 us: le is inclusive */
+	das_metric_observe(s, 3 * 1000 * 1000);	   /* 3 ms */
+	das_metric_observe(s, 20000000000ull);	   /* 20 s: only +Inf */
+	assert_int_equal(das_metric_count(s), 4);
+	text = render();
+	assert_has_line(text, "# TYPE t_seconds histogram");
+	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.0001\"} 2");
+	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.0025\"} 2");
+	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.005\"} 3");
+	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"10\"} 3");
+	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"+Inf\"} 4");
+	assert_has_line(text, "t_seconds_count{route=\"list\"} 4");
+	assert_has_line(text, "t_seconds_sum{route=\"list\"} 20.00315");
+	free(text);
+}
+
+static void full_family_overflows_into_other(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_by_customer_total",
+		.help = "Bounded.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"customer"},
+		.max_series = 2};
+	struct das_metric_family *f = das_metric_register(&def);
+	struct das_metric_series *a, *b, *c, *d;
+	char *text;
+
+	(void)state;
+	a = das_metric_series1(f, "c1");
+	b = das_metric_series1(f, "c2");
+	c = das_metric_series1(f, "c3");
+	d = das_metric_series1(f, "c4");
+	assert_ptr_not_equal(a, b);
+	assert_ptr_equal(c, d); /* both in the overflow series */
+	assert_ptr_equal(das_metric_series1(f, "c1"), a);
+	das_metric_inc(a);
+	das_metric_inc(c);
+	das_metric_inc(d);
+	text = render();
+	assert_has_line(text, "t_by_customer_total{customer=\"c1\"} 1");
+	assert_has_line(text, "t_by_customer_total{customer=\"other\"} 2");
+	assert_null(strstr(text, "c3"));
+	free(text);
+}
+
+static void label_values_are_escaped_and_bounded(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_escape_total",
+		.help = "Escapes.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"v"},
+		.max_series = 4};
+	struct das_metric_family *f = das_metric_register(&def);
+	char long_value[200];
+	char *text;
+
+	(void)state;
+	das_metric_inc(das_metric_series1(f, "a\"b\\c\nd\xff"));
+	memset(long_value, 'x', sizeof(long_value) - 1);
+	long_value[sizeof(long_value) - 1] = '\0';
+	das_metric_inc(das_metric_series1(f, long_value));
+	/* The same long value finds the same (cut) series. */
+	das_metric_inc(das_metric_series1(f, long_value));
+	text = render();
+	assert_has_line(text, "t_escape_total{v=\"a\\\"b\\\\c?d?\"} 1");
+	char expect[128];
+	snprintf(expect, sizeof(expect), "t_escape_total{v=\"%.*s\"} 2",
+		 DAS_METRIC_VALUE_MAX, long_value);
+	assert_has_line(text, expect);
+	free(text);
+}
+
+static void bad_definitions_are_refused(void **state)
+{
+	static const double down[] = {1, 0.5};
+	const struct das_metric_def bad_name = {
+		.name = "1abc", .help = "", .max_series = 1};
+	const struct das_metric_def le_label = {
+		.name = "t_x", .help = "", .labels = {"le"}, .max_series = 1};
+	const struct das_metric_def no_series = {
+		.name = "t_y", .help = "", .max_series = 0};
+	const struct das_metric_def bad_buckets = {
+		.name = "t_z",
+		.help = "",
+		.type = DAS_METRIC_HISTOGRAM,
+		.buckets = down,
+		.n_buckets = 2,
+		.scale = 1,
+		.max_series = 1};
+
+	(void)state;
+	assert_null(das_metric_register(&bad_name));
+	assert_null(das_metric_register(&le_label));
+	assert_null(das_metric_register(&no_series));
+	assert_null(das_metric_register(&bad_buckets));
+	/* NULL families and series are no-ops. */
+	das_metric_inc(das_metric_series1(NULL, "x"));
+	assert_int_equal(das_metric_value(NULL), 0);
+}
+
+static void process_and_build_info_are_exposed(void **state)
+{
+	char *text;
+
+	(void)state;
+	das_metrics_set_program("t-program", "9.9.9");
+	text = render();
+	assert_non_null(strstr(text, "\nprocess_cpu_seconds_total "));
+	assert_non_null(strstr(text, "\nprocess_resident_memory_bytes "));
+	assert_non_null(strstr(text, "\nprocess_open_fds "));
+	assert_non_null(strstr(text, "\nprocess_start_time_seconds "));
+	assert_has_line(text, "das_build_info{program=\"t-program\","
+			      "version=\"9.9.9\"} 1");
+	free(text);
+}
+
+/* ---- concurrency: exact totals with many threads and new series ---- */
+
+#define THREADS 4
+#define ROUNDS 20000
+
+static struct das_metric_family *race_family;
+
+static void *race(void *arg)
+{
+	char name[16];
+
+	for (int i = 0; i < ROUNDS; i++) {
+		/* 32 distinct tuples created concurrently by all threads. */
+		snprintf(name, sizeof(name), "s%d", i % 32);
+		das_metric_inc(das_metric_series1(race_family, name));
+	}
+	return arg;
+}
+
+static void concurrent_updates_are_exact(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_race_total",
+		.help = "Race.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"s"},
+		.max_series = 64};
+	pthread_t t[THREADS];
+	int64_t total = 0;
+
+	(void)state;
+	race_family = das_metric_register(&def);
+	for (int i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race, NULL), 0);
+	for (int i = 0; i < THREADS; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < 32; i++) {
+		char name[16];
+		snprintf(name, sizeof(name), "s%d", i);
+		int64_t v = das_metric_value(
+			das_metric_series1(race_family, name));
+		assert_int_equal(v, THREADS * ROUNDS / 32);
+		total += v;
+	}
+	assert_int_equal(total, THREADS * ROUNDS);
+}
+
+/* ---- the listener ---- */
+
+static void http_get(unsigned port, const char *request, char *out,
+		     size_t size)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	size_t len = 0;
+	ssize_t r;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(write(fd, request, strlen(request)),
+			 (ssize_t)strlen(request));
+	while (len + 1 < size && (r = read(fd, out + len, size - 1 - len)) > 0)
+		len += (size_t)r;
+	out[len] = '\0';
+	close(fd);
+}
+
+static void listener_answers_metrics_only(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_served_total",
+		.help = "Served.",
+		.type = DAS_METRIC_COUNTER,
+		.max_series = 1};
+	char err[256], buf[65536];
+	struct das_metrics_http *m;
+
+	(void)state;
+	das_metric_add(das_metric_series0(das_metric_register(&def)), 42);
+	assert_null(das_metrics_http_start("nonsense", err, sizeof(err)));
+	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
+	assert_non_null(m);
+	assert_true(das_metrics_http_port(m) > 0);
+
+	http_get(das_metrics_http_port(m),
+		 "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(buf, "Content-Type: text/plain; version=0.0.4"));
+	assert_non_null(strstr(buf, "\nt_served_total 42\n"));
+
+	http_get(das_metrics_http_port(m), "GET /other HTTP/1.1\r\n\r\n", buf,
+		 sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 404 "));
+	http_get(das_metrics_http_port(m), "POST /metrics HTTP/1.1\r\n\r\n",
+		 buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 405 "));
+	http_get(das_metrics_http_port(m), "garbage\r\n\r\n", buf, sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 400 "));
+	das_metrics_http_stop(m);
+	das_metrics_http_stop(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(counter_moves_by_exact_amounts, reset),
+		cmocka_unit_test_setup(gauge_goes_both_ways, reset),
+		cmocka_unit_test_setup(histogram_buckets_are_cumulative, reset),
+		cmocka_unit_test_setup(full_family_overflows_into_other, reset),
+		cmocka_unit_test_setup(label_values_are_escaped_and_bounded,
+				       reset),
+		cmocka_unit_test_setup(bad_definitions_are_refused, reset),
+		cmocka_unit_test_setup(process_and_build_info_are_exposed,
+				       reset),
+		cmocka_unit_test_setup(concurrent_updates_are_exact, reset),
+		cmocka_unit_test_setup(listener_answers_metrics_only, reset),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+
+	das_metrics_reset_for_tests();
+	return rc;
+}
