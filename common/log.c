@@ -117,7 +117,8 @@ static void puts_(struct line *l, const char *s)
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void putf(struct line *l, const char *fmt, ...)
+static void
+putf(struct line *l, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -142,8 +143,8 @@ static void put_json(struct line *l, const char *s, size_t n)
 			char e[2] = {'\\', (char)c};
 			put(l, e, 2);
 		} else if (c < 0x20 || c >= 0x7f) {
-			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4],
-				     hex[c & 15]};
+			char e[6] = {'\\', 'u',		'0',
+				     '0',  hex[c >> 4], hex[c & 15]};
 			put(l, e, 6);
 		} else {
 			put(l, (const char *)&c, 1);
@@ -248,11 +249,11 @@ void das_log_call(const struct das_log_call *c)
 	}
 	if (is_json) {
 		begin_json(&l, ts, DAS_LOG_INFO);
-#define JSON_FIELD(name, s, n)                   \
-	do {                                     \
-		puts_(&l, ",\"" name "\":\"");   \
-		put_json(&l, (s), (n));          \
-		puts_(&l, "\"");                 \
+#define JSON_FIELD(name, s, n)                 \
+	do {                                   \
+		puts_(&l, ",\"" name "\":\""); \
+		put_json(&l, (s), (n));        \
+		puts_(&l, "\"");               \
 	} while (0)
 		if (c->request_id)
 			JSON_FIELD("request_id", c->request_id, id_len);
@@ -279,10 +280,10 @@ void das_log_call(const struct das_log_call *c)
 #undef JSON_FIELD
 	} else {
 		putf(&l, "%s info", ts);
-#define TEXT_FIELD(name, s, n)            \
-	do {                              \
-		puts_(&l, " " name "=");  \
-		put_text(&l, (s), (n));   \
+#define TEXT_FIELD(name, s, n)           \
+	do {                             \
+		puts_(&l, " " name "="); \
+		put_text(&l, (s), (n));  \
 	} while (0)
 		if (c->method)
 			TEXT_FIELD("method", c->method, strlen(c->method));

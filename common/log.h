@@ -49,7 +49,7 @@ void das_log(enum das_log_level level, const char *fmt, ...);
 /* Longest request path and request id written; longer ones are cut and
  * marked with "..." (text) or "truncated":true (json). */
 #define DAS_LOG_PATH_MAX 4096
-#define DAS_LOG_ID_MAX 128
+#define DAS_LOG_ID_MAX	 128
 
 /* One access line. Strings may be NULL (left out); request_id, path and
  * sub need not be NUL-terminated: their *_len fields give their length. */
@@ -59,14 +59,14 @@ struct das_log_call {
 	const char *method; /* HTTP method or gRPC method path */
 	const char *path;   /* HTTP request target, as sent */
 	size_t path_len;
-	const char *route; /* route name (gateway) */
-	int http_status;   /* 0 = none */
-	const char *code;  /* gRPC code name, e.g. "OK", "NOT_FOUND" */
+	const char *route;  /* route name (gateway) */
+	int http_status;    /* 0 = none */
+	const char *code;   /* gRPC code name, e.g. "OK", "NOT_FOUND" */
 	const char *reason; /* ErrorInfo reason */
 	double duration_ms;
 	const char *sub; /* the token's subject (server) */
 	size_t sub_len;
-	bool is_aborted; /* the client went away before the answer */
+	bool is_aborted;  /* the client went away before the answer */
 	bool is_path_cut; /* the caller kept only the start of the path */
 };
 

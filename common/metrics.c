@@ -19,7 +19,7 @@
 
 const double das_metric_latency_buckets[DAS_METRIC_LATENCY_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-	0.05,	0.1,	 0.25,	 0.5,	1,     2.5,   5,     10};
+	0.05,	0.1,	 0.25,	 0.5,	1,	2.5,   5,    10};
 
 /* Slot states of a series table: free, being filled by one thread, ready. */
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
@@ -28,8 +28,8 @@ struct das_metric_series {
 	atomic_int state;
 	struct das_metric_family *f;
 	char values[DAS_METRIC_LABELS_MAX][DAS_METRIC_VALUE_MAX + 1];
-	atomic_llong value;			      /* counter, gauge */
-	atomic_ullong sum;			      /* histogram */
+	atomic_llong value;				  /* counter, gauge */
+	atomic_ullong sum;				  /* histogram */
 	atomic_ullong counts[DAS_METRIC_BUCKETS_MAX + 1]; /* per bucket */
 };
 
@@ -48,6 +48,12 @@ static atomic_uint n_families;
 static const char *program_name = "";
 static const char *program_version = "";
 static double start_time;
+static atomic_bool is_counting = true;
+
+void das_metrics_set_enabled(bool is_enabled)
+{
+	atomic_store(&is_counting, is_enabled);
+}
 
 /* ---- definition ---------------------------------------------------------- */
 
@@ -141,7 +147,8 @@ void das_metrics_reset_for_tests(void)
 	atomic_store(&n_families, 0);
 }
 
-/* ---- series lookup --------------------------------------------------------- */
+/* ---- series lookup ---------------------------------------------------------
+ */
 
 /* A label value as kept: cut to size, bytes outside printable ASCII as '?'
  * (the exposition must be UTF-8; ours never needs more than ASCII). */
@@ -198,17 +205,18 @@ struct das_metric_series *das_metric_series(struct das_metric_family *f,
 	static const char *const none[DAS_METRIC_LABELS_MAX] = {NULL};
 	uint32_t mask, i;
 
-	if (!f)
+	if (!f || !atomic_load_explicit(&is_counting, memory_order_relaxed))
 		return NULL;
 	if (!values)
 		values = none;
 	mask = f->n_slots - 1;
 	i = values_hash(f->n_labels, values) & mask;
 	/* Linear probing; the table is never more than half full. */
-	for (uint32_t probes = 0; probes <= mask; probes++, i = (i + 1) & mask) {
+	for (uint32_t probes = 0; probes <= mask;
+	     probes++, i = (i + 1) & mask) {
 		struct das_metric_series *s = &f->slots[i];
-		int state = atomic_load_explicit(&s->state,
-						 memory_order_acquire);
+		int state =
+			atomic_load_explicit(&s->state, memory_order_acquire);
 		if (state == SLOT_FREE) {
 			int expected = SLOT_FREE;
 			if (atomic_fetch_add(&f->n_series, 1) >=
@@ -216,9 +224,8 @@ struct das_metric_series *das_metric_series(struct das_metric_family *f,
 				atomic_fetch_sub(&f->n_series, 1);
 				return &f->overflow;
 			}
-			if (!atomic_compare_exchange_strong(&s->state,
-							    &expected,
-							    SLOT_FILLING)) {
+			if (!atomic_compare_exchange_strong(
+				    &s->state, &expected, SLOT_FILLING)) {
 				/* Another thread took this slot: look at
 				 * what it puts there. */
 				atomic_fetch_sub(&f->n_series, 1);
@@ -276,11 +283,13 @@ struct das_metric_series *das_metric_series4(struct das_metric_family *f,
 	return das_metric_series(f, v);
 }
 
-/* ---- updates ----------------------------------------------------------------- */
+/* ---- updates
+ * ----------------------------------------------------------------- */
 
 void das_metric_add(struct das_metric_series *s, int64_t n)
 {
-	if (!s || s->f->def.type == DAS_METRIC_HISTOGRAM)
+	if (!s || !atomic_load_explicit(&is_counting, memory_order_relaxed) ||
+	    s->f->def.type == DAS_METRIC_HISTOGRAM)
 		return;
 	if (s->f->def.type == DAS_METRIC_COUNTER && n < 0)
 		return;
@@ -289,7 +298,8 @@ void das_metric_add(struct das_metric_series *s, int64_t n)
 
 void das_metric_set(struct das_metric_series *s, int64_t v)
 {
-	if (!s || s->f->def.type != DAS_METRIC_GAUGE)
+	if (!s || !atomic_load_explicit(&is_counting, memory_order_relaxed) ||
+	    s->f->def.type != DAS_METRIC_GAUGE)
 		return;
 	atomic_store_explicit(&s->value, v, memory_order_relaxed);
 }
@@ -300,7 +310,8 @@ void das_metric_observe(struct das_metric_series *s, uint64_t value)
 	double x;
 	unsigned b = 0;
 
-	if (!s || s->f->def.type != DAS_METRIC_HISTOGRAM)
+	if (!s || s->f->def.type != DAS_METRIC_HISTOGRAM ||
+	    !atomic_load_explicit(&is_counting, memory_order_relaxed))
 		return;
 	d = &s->f->def;
 	x = (double)value / d->scale;
@@ -344,7 +355,8 @@ void das_metrics_set_program(const char *program, const char *version)
 	program_version = version ? version : "";
 }
 
-/* ---- exposition ---------------------------------------------------------------- */
+/* ---- exposition
+ * ---------------------------------------------------------------- */
 
 struct out {
 	char *p;
@@ -355,7 +367,8 @@ struct out {
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void out_printf(struct out *o, const char *fmt, ...)
+static void
+out_printf(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -445,8 +458,7 @@ static void out_series(struct out *o, const struct das_metric_series *s)
 	out_printf(o, "%s_sum", d->name);
 	out_labels(o, s, NULL);
 	out_printf(o, " %.9g\n",
-		   (double)atomic_load_explicit(&s->sum,
-						memory_order_relaxed) /
+		   (double)atomic_load_explicit(&s->sum, memory_order_relaxed) /
 			   d->scale);
 	out_printf(o, "%s_count", d->name);
 	out_labels(o, s, NULL);
@@ -459,8 +471,8 @@ static void out_family(struct out *o, const struct das_metric_family *f)
 	bool is_overflow_used = false;
 	unsigned shown = 0;
 
-	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", f->def.name,
-		   f->def.help, f->def.name, types[f->def.type]);
+	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", f->def.name, f->def.help,
+		   f->def.name, types[f->def.type]);
 	for (unsigned i = 0; i < f->n_slots; i++) {
 		const struct das_metric_series *s = &f->slots[i];
 		if (atomic_load_explicit(&s->state, memory_order_acquire) !=
@@ -469,9 +481,9 @@ static void out_family(struct out *o, const struct das_metric_family *f)
 		out_series(o, s);
 		shown++;
 	}
-	is_overflow_used =
-		atomic_load_explicit(&f->overflow.value, memory_order_relaxed) ||
-		das_metric_count(&f->overflow) > 0;
+	is_overflow_used = atomic_load_explicit(&f->overflow.value,
+						memory_order_relaxed) ||
+			   das_metric_count(&f->overflow) > 0;
 	if (is_overflow_used)
 		out_series(o, &f->overflow);
 	/* A family without labels shows its one series even at zero. */
@@ -544,12 +556,13 @@ static void out_process(struct out *o)
 			   "# TYPE process_max_fds gauge\n"
 			   "process_max_fds %llu\n",
 			   (unsigned long long)rl.rlim_cur);
-	out_printf(o,
-		   "# HELP process_start_time_seconds Start time of the process "
-		   "since unix epoch in seconds.\n"
-		   "# TYPE process_start_time_seconds gauge\n"
-		   "process_start_time_seconds %.3f\n",
-		   start_time);
+	out_printf(
+		o,
+		"# HELP process_start_time_seconds Start time of the process "
+		"since unix epoch in seconds.\n"
+		"# TYPE process_start_time_seconds gauge\n"
+		"process_start_time_seconds %.3f\n",
+		start_time);
 	out_printf(o,
 		   "# HELP das_build_info The program and its version; always "
 		   "1.\n"
@@ -581,9 +594,10 @@ char *das_metrics_render(size_t *len)
 	return o.p;
 }
 
-/* ---- the small HTTP listener ---------------------------------------------------- */
+/* ---- the small HTTP listener
+ * ---------------------------------------------------- */
 
-#define HEAD_MAX (8 * 1024)
+#define HEAD_MAX      (8 * 1024)
 #define IO_TIMEOUT_MS 5000
 
 struct das_metrics_http {
@@ -641,7 +655,8 @@ bad:
 static int64_t ms_left(uint64_t deadline_ns)
 {
 	uint64_t now = das_metric_now_ns();
-	return now >= deadline_ns ? 0 : (int64_t)((deadline_ns - now) / 1000000);
+	return now >= deadline_ns ? 0
+				  : (int64_t)((deadline_ns - now) / 1000000);
 }
 
 static void send_all(int fd, const char *p, size_t n, uint64_t deadline)
@@ -661,9 +676,9 @@ static void send_all(int fd, const char *p, size_t n, uint64_t deadline)
 	}
 }
 
-static void answer(int fd, int status, const char *reason,
-		   const char *type, const char *body, size_t body_len,
-		   bool is_head, uint64_t deadline)
+static void answer(int fd, int status, const char *reason, const char *type,
+		   const char *body, size_t body_len, bool is_head,
+		   uint64_t deadline)
 {
 	char head[256];
 	int n = snprintf(head, sizeof(head),
@@ -722,8 +737,8 @@ static void serve(int fd)
 		return;
 	}
 	if (!is_head && strcmp(buf, "GET") != 0) {
-		answer(fd, 405, "Method Not Allowed", "text/plain",
-		       not_allowed, sizeof(not_allowed) - 1, false, deadline);
+		answer(fd, 405, "Method Not Allowed", "text/plain", not_allowed,
+		       sizeof(not_allowed) - 1, false, deadline);
 		return;
 	}
 	size_t n = 0;

@@ -23,9 +23,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DAS_METRIC_LABELS_MAX 4  /* label names per family */
-#define DAS_METRIC_BUCKETS_MAX 16 /* finite histogram bounds */
-#define DAS_METRIC_VALUE_MAX 63   /* bytes of one label value kept */
+#define DAS_METRIC_LABELS_MAX	4  /* label names per family */
+#define DAS_METRIC_BUCKETS_MAX	16 /* finite histogram bounds */
+#define DAS_METRIC_VALUE_MAX	63 /* bytes of one label value kept */
 #define DAS_METRIC_FAMILIES_MAX 64
 
 enum das_metric_type {
@@ -45,7 +45,8 @@ struct das_metric_def {
 	const char *labels[DAS_METRIC_LABELS_MAX]; /* NULL-terminated, static */
 	/* Histograms: increasing finite bounds (the +Inf bucket is implied),
 	 * in the unit of the exposition; values observed are in that unit
-	 * times scale (1e9 for seconds observed in nanoseconds, 1 for counts). */
+	 * times scale (1e9 for seconds observed in nanoseconds, 1 for counts).
+	 */
 	const double *buckets;
 	unsigned n_buckets;
 	double scale;
@@ -100,6 +101,13 @@ void das_metric_observe(struct das_metric_series *s, uint64_t value);
 int64_t das_metric_value(const struct das_metric_series *s);
 /* Observations so far of a histogram series. */
 uint64_t das_metric_count(const struct das_metric_series *s);
+
+/*
+ * With false, every update is a no-op and das_metric_series() gives NULL
+ * (the exposition then holds the families without series, process_* and
+ * build_info): the "metrics off" of a benchmark. Default true.
+ */
+void das_metrics_set_enabled(bool is_enabled);
 
 /* Monotonic nanoseconds, for latency observations. */
 uint64_t das_metric_now_ns(void);

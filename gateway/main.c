@@ -80,6 +80,10 @@ static struct das_flag flags[] = {
 	 .metavar = "FORMAT",
 	 .def = "text",
 	 .help = "text or json (one JSON object per line)"},
+	{.name = "metrics",
+	 .metavar = "BOOL",
+	 .def = "true",
+	 .help = "count metrics (false: nothing is counted)"},
 	{.name = "metrics-listen",
 	 .metavar = "ADDR",
 	 .def = NULL,
@@ -214,6 +218,14 @@ int main(int argc, char **argv)
 	das_log_set_program(prog);
 	das_log_set_buffered(true);
 	das_metrics_set_program(prog, DAS_VERSION);
+	if (strcasecmp(flag("metrics"), "true") != 0) {
+		if (strcasecmp(flag("metrics"), "false") != 0) {
+			fprintf(stderr, "%s: --metrics must be true or false\n",
+				prog);
+			return 2;
+		}
+		das_metrics_set_enabled(false);
+	}
 	gw_obs_register(!flag("metrics-listen") || !*flag("metrics-listen"));
 	if (flag("public-base-url") && *flag("public-base-url") &&
 	    !base_url_is_valid(flag("public-base-url"))) {

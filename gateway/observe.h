@@ -26,15 +26,15 @@ void gw_obs_register(bool is_on_main_listener);
 void gw_obs_begin(enum gw_route_result route_rc, enum gw_route_rpc rpc);
 
 struct gw_obs_request {
-	const char *method;	       /* as sent, NUL-terminated */
-	const char *path;	       /* request target as sent */
+	const char *method; /* as sent, NUL-terminated */
+	const char *path;   /* request target as sent */
 	size_t path_len;
 	bool is_path_cut;	       /* the target was longer than path */
 	enum gw_route_result route_rc; /* as given to gw_obs_begin */
 	enum gw_route_rpc rpc;
-	unsigned http_status;	       /* 0 when nothing was answered */
-	enum das_status status;	       /* the row answered */
-	const char *request_id;	       /* NUL-terminated */
+	unsigned http_status;	/* 0 when nothing was answered */
+	enum das_status status; /* the row answered */
+	const char *request_id; /* NUL-terminated */
 	double duration_ms;
 	bool is_aborted;
 };

@@ -43,6 +43,8 @@ static struct das_flag flags[] = {
 	 .help = "debug, info, warn or error"},
 	{.name = "log-format", .metavar = "FORMAT", .def = "text",
 	 .help = "text or json (one JSON object per line)"},
+	{.name = "metrics", .metavar = "BOOL", .def = "true",
+	 .help = "count metrics (false: nothing is counted)"},
 	{.name = "metrics-listen", .metavar = "ADDR",
 	 .help = "serve Prometheus metrics at http://ADDR/metrics (off when "
 		 "empty)"},
@@ -136,6 +138,13 @@ int main(int argc, char **argv)
 	    uint_flag("store-pool", 1024, &pool) ||
 	    uint_flag("shutdown-grace", 3600000, &grace))
 		return 2;
+	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
+		if (strcmp(flag("metrics"), "false") != 0) {
+			fprintf(stderr, PROG ": --metrics: want true or false\n");
+			return 2;
+		}
+		das_metrics_set_enabled(false);
+	}
 	if (workers == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = cpus > 2 ? (unsigned long)cpus * 2 : 4;

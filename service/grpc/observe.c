@@ -7,8 +7,8 @@
 #include "common/metrics.h"
 #include "common/status.h"
 
-static struct das_metric_family *m_handled, *m_seconds, *m_in_flight,
-	*m_auth, *m_declined, *m_charged;
+static struct das_metric_family *m_handled, *m_seconds, *m_in_flight, *m_auth,
+	*m_declined, *m_charged;
 static struct das_metric_series *latency[DAS_RPC__COUNT];
 static struct das_metric_series *in_flight[DAS_RPC__COUNT];
 /* "/pkg.Service/Method" split once into its two labels. */

@@ -39,10 +39,11 @@
 
 #include "harness.h"
 
-#define CUST "5b6c7d8e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
+#define CUST	   "5b6c7d8e-1f2a-4b3c-8d4e-5f6a7b8c9d0e"
 #define TIMEOUT_MS 10000
-#define ASSIGN(user, device) \
-	"/v1.0/customers/" CUST "/users/" user "/devices/pbx/" device "/assign"
+#define ASSIGN(user, device)                                                   \
+	"/v1.0/customers/" CUST "/users/" user "/devices/pbx/" device "/assig" \
+								      "n"
 #define LIST(user) "/v1.0/customers/" CUST "/users/" user "/devices/pbx"
 
 static struct harness_proc server, gateway;
@@ -141,8 +142,8 @@ static void http(const char *method, const char *url,
 	curl_easy_cleanup(c);
 }
 
-static void gw(const char *method, const char *path,
-	       const char *const *headers, const char *body)
+static void gw(const char *method, const char *path, const char *const *headers,
+	       const char *body)
 {
 	char url[4096];
 
@@ -179,7 +180,8 @@ static double value_of(const char *text, const char *series)
 {
 	size_t n = strlen(series);
 
-	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+	for (const char *p = text; p && *p;
+	     p = strchr(p, '\n'), p = p ? p + 1 : p)
 		if (strncmp(p, series, n) == 0 && p[n] == ' ')
 			return strtod(p + n + 1, NULL);
 	return 0;
@@ -244,10 +246,14 @@ static int setup(void **state)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	harness_path("obs.db", db, sizeof(db));
 	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *sargs[] = {"--store",	   spec,
-			       "--jwt-hs256-secret-file", harness_secret_file(),
-			       "--metrics-listen", "127.0.0.1:0",
-			       "--log-format",	   "json",
+	const char *sargs[] = {"--store",
+			       spec,
+			       "--jwt-hs256-secret-file",
+			       harness_secret_file(),
+			       "--metrics-listen",
+			       "127.0.0.1:0",
+			       "--log-format",
+			       "json",
 			       NULL};
 	if (harness_start(&server, DAS_SERVER_BIN, sargs, NULL) != 0)
 		return -1;
@@ -278,8 +284,7 @@ static int setup(void **state)
 	snprintf(env_token, sizeof(env_token), "DAS_TOKEN=%s", admin);
 	const char *env[] = {env_token, NULL};
 	if (harness_write_file("directory.json", directory_json,
-			       strlen(directory_json), file,
-			       sizeof(file)) != 0)
+			       strlen(directory_json), file, sizeof(file)) != 0)
 		return -1;
 	const char *iargs[] = {"--server", server.addr, "import", file, NULL};
 	if (harness_run(DAS_CLI_BIN, iargs, env, 30000, &r) != 0 ||
@@ -305,7 +310,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* ---- the sequence ----------------------------------------------------------- */
+/* ---- the sequence -----------------------------------------------------------
+ */
 
 static char id_generated[160], id_replaced[160];
 
@@ -358,18 +364,18 @@ static void counters_move_by_exact_amounts(void **state)
 	promtool_check("gateway.prom", g1);
 	promtool_check("server.prom", s1);
 
-#define GWR(route, method, status, reason)                               \
-	"das_http_requests_total{route=\"" route "\",method=\"" method    \
+#define GWR(route, method, status, reason)                             \
+	"das_http_requests_total{route=\"" route "\",method=\"" method \
 	"\",status=\"" status "\",reason=\"" reason "\"}"
 	assert_delta(g0, g1, GWR("assign", "PUT", "201", ""), 3);
-	assert_delta(g0, g1, GWR("assign", "PUT", "402", "CHARGES_NOT_ACCEPTED"),
-		     1);
+	assert_delta(g0, g1,
+		     GWR("assign", "PUT", "402", "CHARGES_NOT_ACCEPTED"), 1);
 	assert_delta(g0, g1, GWR("list", "GET", "401", "UNAUTHENTICATED"), 1);
 	assert_delta(g0, g1, GWR("list", "GET", "200", ""), 1);
 	assert_delta(g0, g1, GWR("none", "GET", "404", "ROUTE_NOT_FOUND"), 1);
-	assert_delta(g0, g1,
-		     "das_http_request_duration_seconds_count{route=\"assign\"}",
-		     4);
+	assert_delta(
+		g0, g1,
+		"das_http_request_duration_seconds_count{route=\"assign\"}", 4);
 	assert_delta(g0, g1, "das_http_requests_in_flight{route=\"assign\"}",
 		     0);
 	char up[256];
@@ -383,11 +389,12 @@ static void counters_move_by_exact_amounts(void **state)
 		 "grpc_code=\"FAILED_PRECONDITION\"}",
 		 server.addr);
 	assert_delta(g0, g1, up, 1);
-	assert_true(value_of(g1, "das_build_info{program=\"device-assignment-"
-				 "gateway\",version=\"" DAS_VERSION "\"}") == 1);
+	assert_true(value_of(g1,
+			     "das_build_info{program=\"device-assignment-"
+			     "gateway\",version=\"" DAS_VERSION "\"}") == 1);
 
-#define SRV(method, code, reason)                                          \
-	"das_grpc_server_handled_total{grpc_service=\"deviceassignment.v1."  \
+#define SRV(method, code, reason)                                           \
+	"das_grpc_server_handled_total{grpc_service=\"deviceassignment.v1." \
 	"DeviceAssignment\",grpc_method=\"" method "\",grpc_code=\"" code   \
 	"\",reason=\"" reason "\"}"
 	assert_delta(s0, s1, SRV("AssignDevice", "OK", ""), 3);
@@ -395,10 +402,10 @@ static void counters_move_by_exact_amounts(void **state)
 		     SRV("AssignDevice", "FAILED_PRECONDITION",
 			 "CHARGES_NOT_ACCEPTED"),
 		     1);
-	assert_delta(s0, s1,
-		     SRV("ListUserDevices", "UNAUTHENTICATED",
-			 "UNAUTHENTICATED"),
-		     1);
+	assert_delta(
+		s0, s1,
+		SRV("ListUserDevices", "UNAUTHENTICATED", "UNAUTHENTICATED"),
+		1);
 	assert_delta(s0, s1, SRV("ListUserDevices", "OK", ""), 1);
 	assert_delta(s0, s1,
 		     "das_grpc_server_handling_seconds_count{grpc_service=\""
@@ -408,8 +415,8 @@ static void counters_move_by_exact_amounts(void **state)
 	assert_delta(s0, s1, "das_auth_verifications_total{outcome=\"ok\"}", 5);
 	assert_delta(s0, s1,
 		     "das_auth_verifications_total{outcome=\"missing\"}", 1);
-	assert_delta(s0, s1,
-		     "das_seats_charged_total{customer=\"" CUST "\"}", 1);
+	assert_delta(s0, s1, "das_seats_charged_total{customer=\"" CUST "\"}",
+		     1);
 	assert_delta(s0, s1,
 		     "das_seat_charges_declined_total{customer=\"" CUST "\"}",
 		     1);
@@ -436,7 +443,8 @@ static void counters_move_by_exact_amounts(void **state)
 	free(s1);
 }
 
-/* ---- Prometheus --------------------------------------------------------------- */
+/* ---- Prometheus
+ * --------------------------------------------------------------- */
 
 static int free_port(void)
 {
@@ -561,12 +569,12 @@ static void prometheus_scrapes_both(void **state)
 	prometheus_pid = 0;
 }
 
-/* ---- logs ------------------------------------------------------------------- */
+/* ---- logs -------------------------------------------------------------------
+ */
 
 /* The JSON line of log_path whose request_id is id and which has key,
  * or NULL (caller decrefs). Every line must parse. */
-static json_t *line_with(const char *log_path, const char *id,
-			 const char *key)
+static json_t *line_with(const char *log_path, const char *id, const char *key)
 {
 	FILE *f = fopen(log_path, "r");
 	static char line[65536];
@@ -647,6 +655,5 @@ int main(void)
 		cmocka_unit_test(json_lines_carry_the_request_id),
 	};
 
-	return harness_finish(
-		cmocka_run_group_tests(tests, setup, teardown));
+	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -147,8 +147,8 @@ static void json_access_line_is_whole_bounded_and_escaped(void **state)
 	assert_non_null(j);
 	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
 			 300);
-	assert_string_equal(
-		json_string_value(json_object_get(j, "request_id")), "rid-1234");
+	assert_string_equal(json_string_value(json_object_get(j, "request_id")),
+			    "rid-1234");
 	assert_int_equal(json_integer_value(json_object_get(j, "status")), 201);
 	assert_null(json_object_get(j, "truncated"));
 	assert_null(json_object_get(j, "sub"));
@@ -242,7 +242,8 @@ int main(void)
 			json_access_line_is_whole_bounded_and_escaped, capture,
 			release),
 		cmocka_unit_test_setup_teardown(
-			text_access_line_is_one_line_of_words, capture, release),
+			text_access_line_is_one_line_of_words, capture,
+			release),
 		cmocka_unit_test_setup_teardown(
 			buffered_lines_reach_the_file_on_flush, capture,
 			release),

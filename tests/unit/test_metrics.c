@@ -48,12 +48,11 @@ static void assert_has_line(const char *text, const char *line)
 
 static void counter_moves_by_exact_amounts(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_requests_total",
-		.help = "Requests.",
-		.type = DAS_METRIC_COUNTER,
-		.labels = {"route", "status"},
-		.max_series = 8};
+	static const struct das_metric_def def = {.name = "t_requests_total",
+						  .help = "Requests.",
+						  .type = DAS_METRIC_COUNTER,
+						  .labels = {"route", "status"},
+						  .max_series = 8};
 	struct das_metric_family *f = das_metric_register(&def);
 	struct das_metric_series *a, *b;
 	char *text;
@@ -87,11 +86,10 @@ static void counter_moves_by_exact_amounts(void **state)
 
 static void gauge_goes_both_ways(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_in_flight",
-		.help = "In flight.",
-		.type = DAS_METRIC_GAUGE,
-		.max_series = 1};
+	static const struct das_metric_def def = {.name = "t_in_flight",
+						  .help = "In flight.",
+						  .type = DAS_METRIC_GAUGE,
+						  .max_series = 1};
 	struct das_metric_family *f = das_metric_register(&def);
 	struct das_metric_series *s = das_metric_series0(f);
 	char *text;
@@ -123,16 +121,19 @@ static void histogram_buckets_are_cumulative(void **state)
 	char *text;
 
 	(void)state;
-	das_metric_observe(s, 50 * 1000);	   /* 50 us */
-	das_metric_observe(s, 100 * 1000);	   /* 100 us: le is inclusive */
-	das_metric_observe(s, 3 * 1000 * 1000);	   /* 3 ms */
-	das_metric_observe(s, 20000000000ull);	   /* 20 s: only +Inf */
+	das_metric_observe(s, 50 * 1000);	/* 50 us */
+	das_metric_observe(s, 100 * 1000);	/* 100 us: le is inclusive */
+	das_metric_observe(s, 3 * 1000 * 1000); /* 3 ms */
+	das_metric_observe(s, 20000000000ull);	/* 20 s: only +Inf */
 	assert_int_equal(das_metric_count(s), 4);
 	text = render();
 	assert_has_line(text, "# TYPE t_seconds histogram");
-	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.0001\"} 2");
-	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.0025\"} 2");
-	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"0.005\"} 3");
+	assert_has_line(text,
+			"t_seconds_bucket{route=\"list\",le=\"0.0001\"} 2");
+	assert_has_line(text,
+			"t_seconds_bucket{route=\"list\",le=\"0.0025\"} 2");
+	assert_has_line(text,
+			"t_seconds_bucket{route=\"list\",le=\"0.005\"} 3");
 	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"10\"} 3");
 	assert_has_line(text, "t_seconds_bucket{route=\"list\",le=\"+Inf\"} 4");
 	assert_has_line(text, "t_seconds_count{route=\"list\"} 4");
@@ -142,12 +143,11 @@ static void histogram_buckets_are_cumulative(void **state)
 
 static void full_family_overflows_into_other(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_by_customer_total",
-		.help = "Bounded.",
-		.type = DAS_METRIC_COUNTER,
-		.labels = {"customer"},
-		.max_series = 2};
+	static const struct das_metric_def def = {.name = "t_by_customer_total",
+						  .help = "Bounded.",
+						  .type = DAS_METRIC_COUNTER,
+						  .labels = {"customer"},
+						  .max_series = 2};
 	struct das_metric_family *f = das_metric_register(&def);
 	struct das_metric_series *a, *b, *c, *d;
 	char *text;
@@ -172,12 +172,11 @@ static void full_family_overflows_into_other(void **state)
 
 static void label_values_are_escaped_and_bounded(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_escape_total",
-		.help = "Escapes.",
-		.type = DAS_METRIC_COUNTER,
-		.labels = {"v"},
-		.max_series = 4};
+	static const struct das_metric_def def = {.name = "t_escape_total",
+						  .help = "Escapes.",
+						  .type = DAS_METRIC_COUNTER,
+						  .labels = {"v"},
+						  .max_series = 4};
 	struct das_metric_family *f = das_metric_register(&def);
 	char long_value[200];
 	char *text;
@@ -207,14 +206,13 @@ static void bad_definitions_are_refused(void **state)
 		.name = "t_x", .help = "", .labels = {"le"}, .max_series = 1};
 	const struct das_metric_def no_series = {
 		.name = "t_y", .help = "", .max_series = 0};
-	const struct das_metric_def bad_buckets = {
-		.name = "t_z",
-		.help = "",
-		.type = DAS_METRIC_HISTOGRAM,
-		.buckets = down,
-		.n_buckets = 2,
-		.scale = 1,
-		.max_series = 1};
+	const struct das_metric_def bad_buckets = {.name = "t_z",
+						   .help = "",
+						   .type = DAS_METRIC_HISTOGRAM,
+						   .buckets = down,
+						   .n_buckets = 2,
+						   .scale = 1,
+						   .max_series = 1};
 
 	(void)state;
 	assert_null(das_metric_register(&bad_name));
@@ -245,7 +243,7 @@ static void process_and_build_info_are_exposed(void **state)
 /* ---- concurrency: exact totals with many threads and new series ---- */
 
 #define THREADS 4
-#define ROUNDS 20000
+#define ROUNDS	20000
 
 static struct das_metric_family *race_family;
 
@@ -263,12 +261,11 @@ static void *race(void *arg)
 
 static void concurrent_updates_are_exact(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_race_total",
-		.help = "Race.",
-		.type = DAS_METRIC_COUNTER,
-		.labels = {"s"},
-		.max_series = 64};
+	static const struct das_metric_def def = {.name = "t_race_total",
+						  .help = "Race.",
+						  .type = DAS_METRIC_COUNTER,
+						  .labels = {"s"},
+						  .max_series = 64};
 	pthread_t t[THREADS];
 	int64_t total = 0;
 
@@ -281,8 +278,8 @@ static void concurrent_updates_are_exact(void **state)
 	for (int i = 0; i < 32; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "s%d", i);
-		int64_t v = das_metric_value(
-			das_metric_series1(race_family, name));
+		int64_t v =
+			das_metric_value(das_metric_series1(race_family, name));
 		assert_int_equal(v, THREADS * ROUNDS / 32);
 		total += v;
 	}
@@ -291,8 +288,7 @@ static void concurrent_updates_are_exact(void **state)
 
 /* ---- the listener ---- */
 
-static void http_get(unsigned port, const char *request, char *out,
-		     size_t size)
+static void http_get(unsigned port, const char *request, char *out, size_t size)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 				.sin_port = htons((uint16_t)port)};
@@ -313,11 +309,10 @@ static void http_get(unsigned port, const char *request, char *out,
 
 static void listener_answers_metrics_only(void **state)
 {
-	static const struct das_metric_def def = {
-		.name = "t_served_total",
-		.help = "Served.",
-		.type = DAS_METRIC_COUNTER,
-		.max_series = 1};
+	static const struct das_metric_def def = {.name = "t_served_total",
+						  .help = "Served.",
+						  .type = DAS_METRIC_COUNTER,
+						  .max_series = 1};
 	char err[256], buf[65536];
 	struct das_metrics_http *m;
 
