@@ -4,6 +4,8 @@
 #   runtime   the programs + their shared libraries (tag runtime), non-root
 #   postgres  PostgreSQL 15 from Debian (tag postgres) for the compose
 #             `postgres` profile
+#   prometheus  Prometheus from Debian (tag metrics) for the compose
+#             `metrics` profile, with compose/prometheus.yml
 #
 # Every stage installs through scripts/deps.sh from the one package list;
 # tests/config/check_config.py checks this file against that list.
@@ -51,3 +53,16 @@ USER postgres
 ENV PGDATA=/var/lib/postgresql/data
 EXPOSE 5432
 CMD ["/usr/local/bin/docker-postgres.sh"]
+
+FROM ${DEBIAN_IMAGE} AS prometheus
+COPY deps/debian-packages.txt /tmp/das-deps/deps/debian-packages.txt
+COPY scripts/deps.sh /tmp/das-deps/scripts/deps.sh
+RUN /tmp/das-deps/scripts/deps.sh metrics \
+    && rm -rf /var/lib/apt/lists/* /tmp/das-deps \
+    && install -d -o prometheus -g prometheus -m 0750 /var/lib/prometheus/data
+COPY compose/prometheus.yml /etc/prometheus/device-assignment.yml
+USER prometheus
+EXPOSE 9090
+CMD ["prometheus", "--config.file=/etc/prometheus/device-assignment.yml", \
+     "--storage.tsdb.path=/var/lib/prometheus/data", \
+     "--web.listen-address=0.0.0.0:9090"]

@@ -192,6 +192,79 @@ for label in "gateway async (repeat)" "gateway blocking (repeat)"; do
 		-v l="$label" 'BEGIN { printf "ratio %-26s / nginx = %.3f\n", l, g / n }'
 done
 
+# ---- metrics and JSON logs: their cost on the read path ----------------------
+# Two server + gateway pairs on the same database, up at the same time:
+#   off: --metrics false, text logs at warn (no access line at all)
+#   on:  metrics counted, --log-format json at info (one access line per call
+#        on the server and per request on the gateway), the server's
+#        --metrics-listen and the gateway's /metrics scraped every second.
+# Runs alternate off/on so both see the same machine; the ratio of the
+# medians must be >= 0.97 (the issue's bar).
+cat >"$tmp/read.lua" <<LUA
+wrk.method = "GET"
+wrk.path = "/v1.0/customers/$tenant/users/u0/devices/pbx"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
+start server-off "$server_bin" --listen 127.0.0.1:0 \
+	--store "sqlite:$tmp/bench.db" --jwt-hs256-secret-file "$tmp/secret" \
+	--metrics false --log-level warn
+start gateway-off "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
+	--threads "$GW_THREADS" --metrics false --log-level warn
+off_addr=$addr
+start server-on "$server_bin" --listen 127.0.0.1:0 \
+	--store "sqlite:$tmp/bench.db" --jwt-hs256-secret-file "$tmp/secret" \
+	--metrics-listen 127.0.0.1:0 --log-format json
+on_server_metrics=$(sed -n 's/.* metrics on \(.*\)$/\1/p' "$tmp/server-on.out")
+start gateway-on "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
+	--threads "$GW_THREADS" --log-format json
+on_addr=$addr
+(while :; do
+	curl -s -o /dev/null "http://$on_addr/metrics"
+	curl -s -o /dev/null "$on_server_metrics"
+	sleep 1
+done) &
+pids+=($!)
+echo "read path (GET list), metrics + JSON logs off vs on, alternating runs:"
+off_rps=() on_rps=()
+for url in "http://$off_addr" "http://$on_addr"; do
+	wrk -t"$THREADS" -c"$CONNS" -d1s -s "$tmp/read.lua" "$url" >/dev/null
+done
+for r in $(seq 1 "$RUNS"); do
+	for side in off on; do
+		url="http://$off_addr"
+		[ "$side" = on ] && url="http://$on_addr"
+		wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$tmp/read.lua" \
+			"$url" >"$tmp/wrk.txt"
+		if grep -q "Non-2xx" "$tmp/wrk.txt"; then
+			echo "read $side: non-2xx answers:" >&2
+			cat "$tmp/wrk.txt" >&2
+			exit 1
+		fi
+		v=$(awk '/^Requests\/sec:/ {print $2}' "$tmp/wrk.txt")
+		if [ "$side" = off ]; then off_rps+=("$v"); else on_rps+=("$v"); fi
+	done
+done
+off_m=$(printf '%s\n' "${off_rps[@]}" | sort -g | sed -n "$(((RUNS + 1) / 2))p")
+on_m=$(printf '%s\n' "${on_rps[@]}" | sort -g | sed -n "$(((RUNS + 1) / 2))p")
+printf '%-28s median %10.0f req/s   runs: %s\n' "read, metrics+logs off" \
+	"$off_m" "${off_rps[*]}"
+printf '%-28s median %10.0f req/s   runs: %s\n' "read, metrics+json logs on" \
+	"$on_m" "${on_rps[*]}"
+awk -v a="$on_m" -v b="$off_m" 'BEGIN { r = a / b;
+	printf "ratio on / off = %.3f (bar: >= 0.97%s)\n", r,
+		r >= 0.97 ? "" : "; NOT MET on this run" }'
+echo "  on-side log lines: server $(wc -l <"$tmp/server-on.err"), gateway $(wc -l <"$tmp/gateway-on.err")"
+kill "${pids[-1]}" 2>/dev/null || true
+wait "${pids[-1]}" 2>/dev/null || true
+unset 'pids[-1]'
+for _ in 1 2 3 4; do stop_last; done
+
+# Instructions per request under callgrind: a figure the noise of a shared
+# machine does not move. CALLGRIND=0 skips it.
+if [ "${CALLGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
+	"$here/callgrind.sh" "$build" "$tmp" "$tenant" "$token"
+fi
+
 # ---- h2load straight at the gRPC server (no gateway) -------------------------
 if command -v h2load >/dev/null; then
 	python3 - "$tenant" >"$tmp/assign.grpc" <<'PY'
