@@ -77,7 +77,8 @@ measure() {
 		"${srv_flags[@]}"
 	local spid=$cg_pid saddr=$cg_addr
 	cg_start "gateway-$side" "$gateway_bin" --listen 127.0.0.1:0 \
-		--upstream "$saddr" --threads 2 "${gw_flags[@]}"
+		--upstream "$saddr" --threads 2 --upstream-timeout-ms 60000 \
+		"${gw_flags[@]}"
 	local gpid=$cg_pid gaddr=$cg_addr
 	requests "http://$gaddr" 100
 	callgrind_control -z "$spid" >/dev/null

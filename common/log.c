@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,24 +132,55 @@ putf(struct line *l, const char *fmt, ...)
 						      : l->cap - l->len;
 }
 
+/* Bytes copied as they are: bit 1 in JSON strings, bit 2 in text words. */
+#define PLAIN_JSON 1
+#define PLAIN_TEXT 2
+static unsigned char plain[256];
+static pthread_once_t plain_once = PTHREAD_ONCE_INIT;
+
+static void plain_init(void)
+{
+	for (int c = 0x20; c < 0x7f; c++)
+		if (c != '"' && c != '\\')
+			plain[c] =
+				c == ' ' ? PLAIN_JSON : PLAIN_JSON | PLAIN_TEXT;
+}
+
+static bool is_json_plain(unsigned char c)
+{
+	return plain[c] & PLAIN_JSON;
+}
+
+static bool is_text_plain(unsigned char c)
+{
+	return plain[c] & PLAIN_TEXT;
+}
+
 /* JSON string contents: quote, backslash, controls and every byte outside
- * ASCII as \u00XX (so the line is valid UTF-8 whatever came in). */
+ * ASCII as \u00XX (so the line is valid UTF-8 whatever came in). Runs of
+ * plain bytes are copied at once: this is on every request's path. */
 static void put_json(struct line *l, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	while (i < n) {
+		size_t run = i;
+		while (run < n && is_json_plain((unsigned char)s[run]))
+			run++;
+		put(l, s + i, run - i);
+		if (run == n)
+			break;
+		unsigned char c = (unsigned char)s[run];
 		if (c == '"' || c == '\\') {
 			char e[2] = {'\\', (char)c};
 			put(l, e, 2);
-		} else if (c < 0x20 || c >= 0x7f) {
+		} else {
 			char e[6] = {'\\', 'u',		'0',
 				     '0',  hex[c >> 4], hex[c & 15]};
 			put(l, e, 6);
-		} else {
-			put(l, (const char *)&c, 1);
 		}
+		i = run + 1;
 	}
 }
 
@@ -157,16 +189,71 @@ static void put_json(struct line *l, const char *s, size_t n)
 static void put_text(struct line *l, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') {
-			char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-			put(l, e, 4);
-		} else {
-			put(l, (const char *)&c, 1);
-		}
+	while (i < n) {
+		size_t run = i;
+		while (run < n && is_text_plain((unsigned char)s[run]))
+			run++;
+		put(l, s + i, run - i);
+		if (run == n)
+			break;
+		unsigned char c = (unsigned char)s[run];
+		char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+		put(l, e, 4);
+		i = run + 1;
 	}
+}
+
+/* Decimal digits of v. */
+static void put_uint(struct line *l, uint64_t v)
+{
+	char d[24];
+	size_t n = sizeof(d);
+
+	do {
+		d[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	put(l, d + n, sizeof(d) - n);
+}
+
+/* Milliseconds with three decimals, without printf. */
+static void put_ms(struct line *l, double ms)
+{
+	uint64_t us = ms > 0 ? (uint64_t)(ms * 1000 + 0.5) : 0;
+	char frac[4] = {'.', (char)('0' + us / 100 % 10),
+			(char)('0' + us / 10 % 10), (char)('0' + us % 10)};
+
+	put_uint(l, us / 1000);
+	put(l, frac, 4);
+}
+
+/*
+ * The current time as das_time_format writes it. The part up to the
+ * seconds is formatted once per second and thread; the rest by hand.
+ */
+static void timestamp(char ts[DAS_TIMESTAMP_SIZE])
+{
+	static _Thread_local int64_t cached_second = -1;
+	static _Thread_local char cached[DAS_TIMESTAMP_SIZE];
+	struct das_time now = das_time_now();
+	int32_t frac = now.nanos / 100;
+
+	if (now.seconds != cached_second) {
+		if (das_time_format(now, cached) != 0) {
+			memcpy(ts, cached, DAS_TIMESTAMP_SIZE);
+			return;
+		}
+		cached_second = now.seconds;
+	}
+	memcpy(ts, cached, 20); /* "YYYY-MM-DDTHH:MM:SS." */
+	for (int i = 26; i >= 20; i--) {
+		ts[i] = (char)('0' + frac % 10);
+		frac /= 10;
+	}
+	ts[27] = 'Z';
+	ts[28] = '\0';
 }
 
 static void write_line(struct line *l, enum das_log_level level)
@@ -179,8 +266,11 @@ static void write_line(struct line *l, enum das_log_level level)
 
 static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
 {
-	putf(l, "{\"time\":\"%s\",\"level\":\"%s\",\"program\":\"", ts,
-	     level_names[lv]);
+	puts_(l, "{\"time\":\"");
+	put(l, ts, DAS_TIMESTAMP_SIZE - 1);
+	puts_(l, "\",\"level\":\"");
+	puts_(l, level_names[lv]);
+	puts_(l, "\",\"program\":\"");
 	put_json(l, program, strlen(program));
 	puts_(l, "\"");
 }
@@ -194,7 +284,8 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 
 	if (!das_log_is_enabled(level))
 		return;
-	das_time_format(das_time_now(), ts);
+	pthread_once(&plain_once, plain_init);
+	timestamp(ts);
 	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -225,7 +316,8 @@ void das_log_call(const struct das_log_call *c)
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
-	das_time_format(das_time_now(), ts);
+	pthread_once(&plain_once, plain_init);
+	timestamp(ts);
 	if (c->path) {
 		path_len = c->path_len;
 		if (path_len > DAS_LOG_PATH_MAX) {
@@ -263,13 +355,16 @@ void das_log_call(const struct das_log_call *c)
 			JSON_FIELD("route", c->route, strlen(c->route));
 		if (c->path)
 			JSON_FIELD("path", c->path, path_len);
-		if (c->http_status)
-			putf(&l, ",\"status\":%d", c->http_status);
+		if (c->http_status > 0) {
+			puts_(&l, ",\"status\":");
+			put_uint(&l, (uint64_t)c->http_status);
+		}
 		if (c->code)
 			JSON_FIELD("code", c->code, strlen(c->code));
 		if (c->reason && *c->reason)
 			JSON_FIELD("reason", c->reason, strlen(c->reason));
-		putf(&l, ",\"duration_ms\":%.3f", c->duration_ms);
+		puts_(&l, ",\"duration_ms\":");
+		put_ms(&l, c->duration_ms);
 		if (c->sub)
 			JSON_FIELD("sub", c->sub, sub_len);
 		if (c->is_aborted)
@@ -279,7 +374,8 @@ void das_log_call(const struct das_log_call *c)
 		puts_(&l, "}");
 #undef JSON_FIELD
 	} else {
-		putf(&l, "%s info", ts);
+		put(&l, ts, DAS_TIMESTAMP_SIZE - 1);
+		puts_(&l, " info");
 #define TEXT_FIELD(name, s, n)           \
 	do {                             \
 		puts_(&l, " " name "="); \
@@ -294,8 +390,10 @@ void das_log_call(const struct das_log_call *c)
 		}
 		if (c->route)
 			TEXT_FIELD("route", c->route, strlen(c->route));
-		if (c->http_status)
-			putf(&l, " status=%d", c->http_status);
+		if (c->http_status > 0) {
+			puts_(&l, " status=");
+			put_uint(&l, (uint64_t)c->http_status);
+		}
 		if (c->code)
 			TEXT_FIELD("code", c->code, strlen(c->code));
 		if (c->reason && *c->reason)
@@ -304,7 +402,9 @@ void das_log_call(const struct das_log_call *c)
 			TEXT_FIELD("rid", c->request_id, id_len);
 		if (c->sub)
 			TEXT_FIELD("sub", c->sub, sub_len);
-		putf(&l, " %.3fms", c->duration_ms);
+		puts_(&l, " ");
+		put_ms(&l, c->duration_ms);
+		puts_(&l, "ms");
 		if (c->is_aborted)
 			puts_(&l, " (aborted)");
 #undef TEXT_FIELD

@@ -46,9 +46,9 @@ void gw_obs_end(const struct gw_obs_request *r);
  * a 404 when metrics are served on a separate listener. */
 void gw_obs_metrics_reply(struct gw_reply *r);
 
-/* An upstream call ended: peer ("ipv4:127.0.0.1:50051"; NULL when the
- * call never reached one), rpc and the gRPC code the gateway acted on. */
-void gw_obs_upstream_call(const char *peer, enum gw_route_rpc rpc,
+/* An upstream call ended: the channel's target (the --upstream value as
+ * a gRPC target), rpc and the gRPC code the gateway acted on. */
+void gw_obs_upstream_call(const char *target, enum gw_route_rpc rpc,
 			  int grpc_code);
 
 /* The upstream channel moved to state ("IDLE", "CONNECTING", "READY",

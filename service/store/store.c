@@ -1,6 +1,7 @@
 #include "store.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -108,22 +109,55 @@ void store_metric_reconnect(const char *backend)
 	das_metric_inc(das_metric_series1(m_reconnects, backend));
 }
 
-static void count_tx(const struct store *st, const char *outcome)
+/*
+ * Transactions are counted on every call: their series are kept per
+ * backend (ops tables are static, so their address names them) and
+ * outcome once found. Two threads may find one at the same time; both get
+ * the same series.
+ */
+#define TX_BACKENDS 4
+#define TX_OUTCOMES 5
+static const char *const tx_outcomes[TX_OUTCOMES] = {
+	"commit", "conflict", "unavailable", "error", "rollback"};
+static _Atomic(const struct store_ops *) tx_ops[TX_BACKENDS];
+static _Atomic(struct das_metric_series *) tx_series[TX_BACKENDS]
+						     [TX_OUTCOMES];
+
+static void count_tx(const struct store *st, unsigned outcome)
 {
-	das_metric_inc(das_metric_series2(m_tx, st->ops->name, outcome));
+	struct das_metric_series *s;
+
+	for (unsigned b = 0; b < TX_BACKENDS; b++) {
+		const struct store_ops *ops = NULL;
+		if (atomic_compare_exchange_strong(&tx_ops[b], &ops, st->ops))
+			ops = st->ops; /* this slot is ours now */
+		if (ops != st->ops)
+			continue;
+		s = atomic_load(&tx_series[b][outcome]);
+		if (!s) {
+			s = das_metric_series2(m_tx, st->ops->name,
+					       tx_outcomes[outcome]);
+			atomic_store(&tx_series[b][outcome], s);
+		}
+		das_metric_inc(s);
+		return;
+	}
+	das_metric_inc(das_metric_series2(m_tx, st->ops->name,
+					  tx_outcomes[outcome]));
 }
 
-static const char *result_name(int rc)
+/* The index in tx_outcomes of a commit's result. */
+static unsigned result_outcome(int rc)
 {
 	switch (rc) {
 	case STORE_OK:
-		return "commit";
+		return 0;
 	case STORE_RETRY:
-		return "conflict";
+		return 1;
 	case STORE_UNAVAILABLE:
-		return "unavailable";
+		return 2;
 	default:
-		return "error";
+		return 3;
 	}
 }
 
@@ -162,7 +196,7 @@ int store_commit(struct store_tx *tx)
 	struct store *st = tx->st;
 	int rc = st->ops->commit(tx);
 
-	count_tx(st, result_name(rc));
+	count_tx(st, result_outcome(rc));
 	return rc;
 }
 
@@ -171,7 +205,7 @@ void store_rollback(struct store_tx *tx)
 	if (tx) {
 		struct store *st = tx->st;
 		st->ops->rollback(tx);
-		count_tx(st, "rollback");
+		count_tx(st, 4);
 	}
 }
 

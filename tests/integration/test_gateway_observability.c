@@ -43,7 +43,7 @@
 #define TIMEOUT_MS 10000
 #define ASSIGN(user, device)                                                   \
 	"/v1.0/customers/" CUST "/users/" user "/devices/pbx/" device "/assig" \
-								      "n"
+	"n"
 #define LIST(user) "/v1.0/customers/" CUST "/users/" user "/devices/pbx"
 
 static struct harness_proc server, gateway;
@@ -380,12 +380,12 @@ static void counters_move_by_exact_amounts(void **state)
 		     0);
 	char up[256];
 	snprintf(up, sizeof(up),
-		 "das_upstream_calls_total{target=\"ipv4:%s\",rpc=\"assign\","
+		 "das_upstream_calls_total{target=\"%s\",rpc=\"assign\","
 		 "grpc_code=\"OK\"}",
 		 server.addr);
 	assert_delta(g0, g1, up, 3);
 	snprintf(up, sizeof(up),
-		 "das_upstream_calls_total{target=\"ipv4:%s\",rpc=\"assign\","
+		 "das_upstream_calls_total{target=\"%s\",rpc=\"assign\","
 		 "grpc_code=\"FAILED_PRECONDITION\"}",
 		 server.addr);
 	assert_delta(g0, g1, up, 1);
