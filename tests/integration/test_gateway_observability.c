@@ -569,6 +569,42 @@ static void prometheus_scrapes_both(void **state)
 	prometheus_pid = 0;
 }
 
+/* ---- the gateway's separate metrics listener ---------------------------------- */
+
+static void gateway_metrics_listen_moves_metrics(void **state)
+{
+	static struct harness_proc gw2;
+	const char *args[] = {"--upstream", server.addr, "--metrics-listen",
+			      "127.0.0.1:0", NULL};
+	char url[256], line[256], moved[160] = "";
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(harness_start(&gw2, DAS_GATEWAY_BIN, args, NULL), 0);
+	for (int i = 0; i < 100 && !moved[0]; i++) {
+		f = fopen(gw2.out_path, "r");
+		while (f && fgets(line, sizeof(line), f)) {
+			const char *p = strstr(line, " metrics on ");
+			if (p)
+				snprintf(moved, sizeof(moved), "%.*s",
+					 (int)strcspn(p + 12, "\n"), p + 12);
+		}
+		if (f)
+			fclose(f);
+		if (!moved[0])
+			usleep(50 * 1000);
+	}
+	assert_true(moved[0]);
+	snprintf(url, sizeof(url), "http://%s/metrics", gw2.addr);
+	http("GET", url, NULL, NULL);
+	assert_int_equal(R.status, 404); /* not on the main listener */
+	http("GET", moved, NULL, NULL);
+	assert_int_equal(R.status, 200);
+	assert_non_null(strstr(R.body, "\ndas_build_info{program=\"device-"
+					"assignment-gateway\""));
+	assert_int_equal(harness_stop(&gw2, SIGTERM), 0);
+}
+
 /* ---- logs -------------------------------------------------------------------
  */
 
@@ -652,6 +688,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(counters_move_by_exact_amounts),
 		cmocka_unit_test(prometheus_scrapes_both),
+		cmocka_unit_test(gateway_metrics_listen_moves_metrics),
 		cmocka_unit_test(json_lines_carry_the_request_id),
 	};
 
