@@ -489,7 +489,9 @@ static void out_family(struct out *o, const struct das_metric_family *f)
 	/* A family without labels shows its one series even at zero. */
 	if (shown == 0 && !is_overflow_used && f->n_labels == 0) {
 		struct das_metric_family *mf = (struct das_metric_family *)f;
-		out_series(o, das_metric_series0(mf));
+		struct das_metric_series *s = das_metric_series0(mf);
+		if (s) /* NULL while counting is off */
+			out_series(o, s);
 	}
 }
 

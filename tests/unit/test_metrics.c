@@ -224,6 +224,26 @@ static void bad_definitions_are_refused(void **state)
 	assert_int_equal(das_metric_value(NULL), 0);
 }
 
+static void counting_off_counts_nothing(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_off_total", .help = "Off.", .max_series = 1};
+	struct das_metric_family *f = das_metric_register(&def);
+	struct das_metric_series *s = das_metric_series0(f);
+	char *text;
+
+	(void)state;
+	das_metric_inc(s);
+	das_metrics_set_enabled(false);
+	das_metric_inc(s);
+	assert_null(das_metric_series0(f));
+	text = render(); /* what was counted before stays */
+	assert_has_line(text, "t_off_total 1");
+	free(text);
+	das_metrics_set_enabled(true);
+	assert_int_equal(das_metric_value(s), 1);
+}
+
 static void process_and_build_info_are_exposed(void **state)
 {
 	char *text;
@@ -351,6 +371,7 @@ int main(void)
 		cmocka_unit_test_setup(label_values_are_escaped_and_bounded,
 				       reset),
 		cmocka_unit_test_setup(bad_definitions_are_refused, reset),
+		cmocka_unit_test_setup(counting_off_counts_nothing, reset),
 		cmocka_unit_test_setup(process_and_build_info_are_exposed,
 				       reset),
 		cmocka_unit_test_setup(concurrent_updates_are_exact, reset),
