@@ -7,7 +7,6 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
-#include "common/timefmt.h"
 
 /* Route labels: the RPC names of routes.c, plus "none" for requests that
  * matched no route (404, 405, 400 of the path). */
@@ -151,7 +150,8 @@ void gw_obs_end(const struct gw_obs_request *r)
 		if (slot)
 			atomic_store_explicit(slot, s, memory_order_release);
 	}
-	das_metric_add(in_flight[i], -1);
+	if (r->is_begun)
+		das_metric_add(in_flight[i], -1);
 	das_metric_observe(latency[i], (uint64_t)(r->duration_ms * 1e6));
 	das_metric_inc(s);
 	if (das_log_is_enabled(DAS_LOG_INFO)) {
@@ -173,23 +173,14 @@ void gw_obs_end(const struct gw_obs_request *r)
 	}
 }
 
-void gw_obs_metrics_reply(struct gw_reply *r)
+enum das_status gw_obs_metrics_body(char **text, size_t *len)
 {
-	size_t len;
-
-	if (!is_metrics_on_main) {
-		gw_reply_error(r, DAS_ROUTE_NOT_FOUND, NULL, das_time_now());
-		return;
-	}
-	memset(r, 0, sizeof(*r));
-	r->body = das_metrics_render(&len);
-	if (!r->body) {
-		gw_reply_error(r, DAS_INTERNAL, NULL, das_time_now());
-		return;
-	}
-	r->http_status = 200;
-	r->status = DAS_OK;
-	r->content_type = DAS_METRICS_CONTENT_TYPE;
+	*text = NULL;
+	*len = 0;
+	if (!is_metrics_on_main)
+		return DAS_ROUTE_NOT_FOUND;
+	*text = das_metrics_render(len);
+	return *text ? DAS_OK : DAS_INTERNAL;
 }
 
 void gw_obs_upstream_call(const char *target, enum gw_route_rpc rpc,

@@ -1,9 +1,9 @@
 /*
  * What the gateway tells an operator: Prometheus metrics (RED per route,
  * upstream calls and channel states) and one access line per request.
- * The HTTP layer calls gw_obs_begin when a request's head is read,
- * gw_obs_end when it is over, and answers the METRICS route with
- * gw_obs_metrics_reply; the upstream glue reports its calls.
+ * The HTTP layer (gateway/http/conn.c) calls gw_obs_begin when a request's
+ * head is judged, gw_obs_end when it is answered, and answers the METRICS
+ * route with gw_obs_metrics_body; the upstream glue reports its calls.
  */
 #ifndef GW_OBSERVE_H
 #define GW_OBSERVE_H
@@ -12,7 +12,6 @@
 #include <stddef.h>
 
 #include "common/status.h"
-#include "gateway/reply.h"
 #include "gateway/routes.h"
 
 /*
@@ -32,6 +31,7 @@ struct gw_obs_request {
 	bool is_path_cut;	       /* the target was longer than path */
 	enum gw_route_result route_rc; /* as given to gw_obs_begin */
 	enum gw_route_rpc rpc;
+	bool is_begun;		/* gw_obs_begin was called */
 	unsigned http_status;	/* 0 when nothing was answered */
 	enum das_status status; /* the row answered */
 	const char *request_id; /* NUL-terminated */
@@ -42,9 +42,13 @@ struct gw_obs_request {
 /* The request is over: in-flight - 1, counters, latency, access line. */
 void gw_obs_end(const struct gw_obs_request *r);
 
-/* The answer to GET /metrics: the exposition (200, text/plain 0.0.4), or
- * a 404 when metrics are served on a separate listener. */
-void gw_obs_metrics_reply(struct gw_reply *r);
+/*
+ * The body of GET /metrics: DAS_OK with the exposition in *text (malloc'd,
+ * *len bytes; text/plain 0.0.4), or with *text NULL the row to answer:
+ * ROUTE_NOT_FOUND when a separate --metrics-listen serves them, INTERNAL
+ * when memory runs out.
+ */
+enum das_status gw_obs_metrics_body(char **text, size_t *len);
 
 /* An upstream call ended: the channel's target (the --upstream value as
  * a gRPC target), rpc and the gRPC code the gateway acted on. */

@@ -17,7 +17,6 @@ struct gw_reply {
 	bool has_www_authenticate; /* 401: WWW-Authenticate: Bearer */
 	const char *allow;	   /* 405: Allow value (static) or NULL */
 	enum das_status status;	   /* the row answered, for the log */
-	const char *content_type;  /* static; NULL = JSON (charset utf-8) */
 };
 
 /*

@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
+#include "gateway/observe.h"
 #include "common/status.h"
 #include "gateway/reply.h"
 #include "gateway/transcode/transcode.h"
@@ -212,26 +214,26 @@ static const char *http_date(void)
 	return buf;
 }
 
-static void printable(char *out, size_t size, const char *s)
+/* Counts the answered request and writes its access line. */
+static void log_request(struct gw_conn *c, unsigned status,
+			enum das_status answered)
 {
-	size_t i = 0;
-
-	for (; s && s[i] && i + 1 < size; i++)
-		out[i] = s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?';
-	out[i] = '\0';
-}
-
-static void log_request(const struct gw_conn *c, unsigned status)
-{
-	char method[HTTP_METHOD_MAX + 1], path[96];
-	uint64_t t1 = now_ns();
 	bool has_head = c->head_len > 0;
 
-	printable(method, sizeof(method), has_head ? c->req.method : "-");
-	printable(path, sizeof(path), has_head ? c->req.target : "-");
-	das_log(DAS_LOG_INFO, "http %s %s %u rid=%s %.3fms", method, path,
-		status, c->request_id,
-		c->t0_ns ? (double)(t1 - c->t0_ns) / 1e6 : 0.0);
+	gw_obs_end(&(struct gw_obs_request){
+		.method = has_head ? c->req.method : "-",
+		.path = has_head ? c->req.target : "-",
+		.path_len = has_head ? c->req.target_len : 1,
+		.route_rc = c->is_obs_begun ? c->route_rc : GW_ROUTE_NOT_FOUND,
+		.rpc = c->match.rpc,
+		.is_begun = c->is_obs_begun,
+		.http_status = status,
+		.status = answered,
+		.request_id = c->request_id,
+		.duration_ms =
+			c->t0_ns ? (double)(now_ns() - c->t0_ns) / 1e6 : 0.0,
+	});
+	c->is_obs_begun = false;
 }
 
 /*
@@ -359,7 +361,7 @@ static void answer(struct gw_conn *c, struct gw_reply *r, bool is_closing,
 	out_response(c, r->http_status, r->body ? r->body : oom, &x);
 	r->body = NULL; /* out_response took it */
 	c->last_status = r->http_status;
-	log_request(c, r->http_status);
+	log_request(c, r->http_status, r->status);
 	request_end(c);
 }
 
@@ -376,7 +378,7 @@ void gw_conn_answer_raw(struct gw_conn *c, unsigned status,
 
 	out_response(c, status, body, &x);
 	c->last_status = status;
-	log_request(c, status);
+	log_request(c, status, DAS_OK);
 	request_end(c);
 }
 
@@ -474,6 +476,8 @@ static int judge_head(struct gw_conn *c)
 	c->is_head_method = strcmp(q->method, "HEAD") == 0;
 	c->route_rc =
 		gw_route_match(q->method, q->target, q->target_len, &c->match);
+	gw_obs_begin(c->route_rc, c->match.rpc);
+	c->is_obs_begun = true;
 	/* An answer before the body is read ends the connection. */
 	switch (c->route_rc) {
 	case GW_ROUTE_OK:
@@ -549,6 +553,17 @@ static bool request_complete(struct gw_conn *c)
 	if (c->match.rpc == GW_ROUTE_HEALTHZ) {
 		struct gw_reply r = {.http_status = 200, .body = gw_json_ok()};
 		answer(c, &r, false, false);
+		return false;
+	}
+	if (c->match.rpc == GW_ROUTE_METRICS) {
+		size_t len = 0;
+		char *text = NULL;
+		enum das_status st = gw_obs_metrics_body(&text, &len);
+		if (text)
+			gw_conn_answer_raw(c, 200, DAS_METRICS_CONTENT_TYPE,
+					   NULL, text, len, true);
+		else
+			answer_error(c, st, NULL, false);
 		return false;
 	}
 	c->client_type = 0;

@@ -81,8 +81,9 @@ struct gw_conn {
 	char location[GW_LOCATION_MAX];
 	struct gw_call_request call;	/* valid after GW_CONN_CALL */
 	struct gw_call_outcome outcome; /* filled by the upstream */
-	/* For the log line. */
+	/* For the log line and the metrics. */
 	uint64_t t0_ns;
+	bool is_obs_begun; /* counted in flight (gw_obs_begin) */
 	unsigned last_status;
 	unsigned n_requests;
 };
