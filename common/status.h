@@ -58,6 +58,8 @@
 	  "CHARGES_NOT_ACCEPTED", 402, "additional charges apply")             \
 	X(UNAVAILABLE, DAS_GRPC_UNAVAILABLE, "UNAVAILABLE", 503,               \
 	  "Service Unavailable")                                               \
+	X(STORE_UNAVAILABLE, DAS_GRPC_UNAVAILABLE, "STORE_UNAVAILABLE", 503,   \
+	  "The store cannot take the write; nothing was applied")              \
 	X(DEADLINE_EXCEEDED, DAS_GRPC_DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED",  \
 	  504, "Gateway Timeout")                                              \
 	X(INTERNAL, DAS_GRPC_INTERNAL, "INTERNAL", 500,                        \

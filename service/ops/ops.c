@@ -62,7 +62,7 @@ static enum das_status run_tx(struct store *st, const char *customer,
 		result->status = DAS_UNAVAILABLE;
 		break;
 	case STORE_UNAVAILABLE:
-		result->status = DAS_UNAVAILABLE;
+		result->status = DAS_STORE_UNAVAILABLE;
 		break;
 	default:
 		result->status = DAS_INTERNAL;

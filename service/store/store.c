@@ -7,6 +7,39 @@
 
 #include "common/metrics.h"
 
+/*
+ * Fault injection: the counter runs only while armed, so the programs pay
+ * one relaxed atomic load per call.
+ */
+static atomic_ulong fault_at;
+static atomic_ulong fault_calls;
+static atomic_int fault_result;
+
+void store_fault_arm(unsigned long fail_at, int result)
+{
+	atomic_store(&fault_calls, 0);
+	atomic_store(&fault_result, result);
+	atomic_store(&fault_at, fail_at);
+}
+
+unsigned long store_fault_calls(void)
+{
+	return atomic_load(&fault_calls);
+}
+
+/* True when this call is the one to fail (*result then says how). */
+static bool fault_hit(int *result)
+{
+	unsigned long at = atomic_load_explicit(&fault_at, memory_order_relaxed);
+
+	if (!at)
+		return false;
+	if (atomic_fetch_add(&fault_calls, 1) + 1 != at)
+		return false;
+	*result = atomic_load(&fault_result);
+	return true;
+}
+
 static struct das_metric_family *m_tx, *m_retries, *m_batch, *m_fsync,
 	*m_pool_waits, *m_pool_wait_seconds, *m_reconnects;
 
@@ -188,13 +221,22 @@ void store_close(struct store *st)
 int store_begin(struct store *st, const char *customer, bool is_read_only,
 		struct store_tx **out)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return st->ops->begin(st, customer, is_read_only, out);
 }
 
 int store_commit(struct store_tx *tx)
 {
 	struct store *st = tx->st;
-	int rc = st->ops->commit(tx);
+	int rc;
+
+	if (fault_hit(&rc))
+		st->ops->rollback(tx); /* a failed commit ends the tx */
+	else
+		rc = st->ops->commit(tx);
 
 	count_tx(st, result_outcome(rc));
 	return rc;
@@ -212,6 +254,10 @@ void store_rollback(struct store_tx *tx)
 int store_load(struct store_tx *tx, const struct domain_key *key,
 	       struct domain_snapshot *snap)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->load(tx, key, snap);
 }
 
@@ -219,12 +265,20 @@ int store_apply(struct store_tx *tx, const char *customer,
 		const struct domain_change *changes, size_t n,
 		const struct store_actor *actor)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->apply(tx, customer, changes, n, actor);
 }
 
 int store_customer_put(struct store_tx *tx, const struct store_customer *c,
 		       bool *is_changed)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->customer_put(tx, c, is_changed);
 }
 
@@ -232,6 +286,10 @@ int store_customer_delete(struct store_tx *tx, const char *customer,
 			  const struct store_actor *actor, bool *is_changed,
 			  uint32_t *n_dropped)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->customer_delete(tx, customer, actor, is_changed,
 					    n_dropped);
 }
@@ -239,6 +297,10 @@ int store_customer_delete(struct store_tx *tx, const char *customer,
 int store_user_put(struct store_tx *tx, const char *customer, const char *user,
 		   const char *roles_text, bool *is_changed)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->user_put(tx, customer, user, roles_text,
 				     is_changed);
 }
@@ -246,12 +308,20 @@ int store_user_put(struct store_tx *tx, const char *customer, const char *user,
 int store_user_delete(struct store_tx *tx, const char *customer,
 		      const char *user, bool *is_changed)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->user_delete(tx, customer, user, is_changed);
 }
 
 int store_device_put(struct store_tx *tx, const char *customer,
 		     const char *device, const char *owner, bool *is_changed)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->device_put(tx, customer, device, owner,
 				       is_changed);
 }
@@ -259,11 +329,24 @@ int store_device_put(struct store_tx *tx, const char *customer,
 int store_device_delete(struct store_tx *tx, const char *customer,
 			const char *device, bool *is_changed)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return tx->st->ops->device_delete(tx, customer, device, is_changed);
 }
 
 int store_ledger_read(struct store *st, const char *customer, int64_t after_id,
 		      struct store_ledger_row *rows, size_t max, size_t *n)
 {
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
 	return st->ops->ledger_read(st, customer, after_id, rows, max, n);
+}
+
+int store_probe(struct store *st, char *why, size_t why_size)
+{
+	return st->ops->probe(st, why, why_size);
 }

@@ -29,7 +29,10 @@
 enum store_result {
 	STORE_OK = 0,
 	STORE_RETRY = 1,       /* conflict (busy, serialization): redo the tx */
-	STORE_UNAVAILABLE = 2, /* database unreachable: answer UNAVAILABLE */
+	/* The store cannot take the write (database unreachable, disk full,
+	 * database file read-only, deleted or replaced): nothing was applied;
+	 * answer UNAVAILABLE (STORE_UNAVAILABLE). */
+	STORE_UNAVAILABLE = 2,
 	STORE_ERROR = 3,       /* anything else: answer INTERNAL */
 };
 
@@ -112,6 +115,10 @@ struct store_ops {
 	int (*ledger_read)(struct store *st, const char *customer,
 			   int64_t after_id, struct store_ledger_row *rows,
 			   size_t max, size_t *n);
+
+	/* Can the store take a write now? STORE_OK, or STORE_UNAVAILABLE
+	 * with a one-line reason in why. May make one small durable write. */
+	int (*probe)(struct store *st, char *why, size_t why_size);
 };
 
 /* Every backend's handle starts with this. */
@@ -160,6 +167,20 @@ int store_device_delete(struct store_tx *tx, const char *customer,
 			const char *device, bool *is_changed);
 int store_ledger_read(struct store *st, const char *customer, int64_t after_id,
 		      struct store_ledger_row *rows, size_t max, size_t *n);
+/* Health: can the store take a write now (see store_ops.probe)? */
+int store_probe(struct store *st, char *why, size_t why_size);
+
+/*
+ * Fault injection for tests (SQLite's and curl's manner): once armed, the
+ * fail_at-th call (counting from 1) of the wrappers above from store_begin
+ * on fails with result, as if the backend had returned it: a failing
+ * store_commit ends its transaction first (it rolls back), as a real failed
+ * commit does. fail_at 0 disarms. store_fault_calls() is the number of
+ * wrapper calls counted since the last store_fault_arm. Process-wide; not
+ * for production use (nothing in the programs arms it).
+ */
+void store_fault_arm(unsigned long fail_at, int result);
+unsigned long store_fault_calls(void);
 
 /*
  * Store metrics (Prometheus, common/metrics.h). The wrappers above count

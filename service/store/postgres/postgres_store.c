@@ -1239,6 +1239,46 @@ static int pg_ledger_read(struct store *base, const char *customer,
 	return rc;
 }
 
+/*
+ * Health: the database answers and would take a write (not a hot standby,
+ * not read-only by default). A stale connection is reset and tried once
+ * more, as begin() does.
+ */
+static int pg_probe(struct store *base, char *why, size_t why_size)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct pg_slot *slot = pg_acquire(st);
+	int rc = STORE_UNAVAILABLE;
+
+	snprintf(why, why_size, "the database is unreachable");
+	for (int attempt = 0; attempt < 2; attempt++) {
+		PGresult *res;
+
+		if (pg_slot_ready(st, slot, attempt > 0) != STORE_OK)
+			continue;
+		res = PQexec(slot->conn,
+			     "SELECT pg_is_in_recovery(),"
+			     " current_setting('default_transaction_read_only')");
+		if (PQresultStatus(res) == PGRES_TUPLES_OK &&
+		    PQntuples(res) == 1) {
+			if (strcmp(PQgetvalue(res, 0, 0), "f") != 0)
+				snprintf(why, why_size,
+					 "the database is a read-only standby");
+			else if (strcmp(PQgetvalue(res, 0, 1), "off") != 0)
+				snprintf(why, why_size,
+					 "the database is read-only");
+			else
+				rc = STORE_OK;
+			PQclear(res);
+			break;
+		}
+		pg_fail(slot->conn, res, "probe");
+		PQclear(res);
+	}
+	pg_release(st, slot);
+	return rc;
+}
+
 const struct store_ops store_postgres_ops = {
 	.name = "postgresql",
 	.accepts = pg_accepts,
@@ -1256,4 +1296,5 @@ const struct store_ops store_postgres_ops = {
 	.device_put = pg_device_put,
 	.device_delete = pg_device_delete,
 	.ledger_read = pg_ledger_read,
+	.probe = pg_probe,
 };

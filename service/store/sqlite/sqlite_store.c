@@ -43,10 +43,22 @@
  *
  * - Statements are prepared once per connection at open, so a request does
  *   no SQL parsing and a typo in SQL fails at start, not at the first call.
+ *
+ * - The store says when it cannot take a write (STORE_UNAVAILABLE): disk
+ *   full, read-only file or file system, I/O errors. A database file
+ *   deleted or replaced under the running server is the worst case: SQLite
+ *   would keep writing into the unlinked inode and every acknowledged
+ *   change would vanish at the next start. So the store keeps its own
+ *   descriptor of the file it opened and, before each batch commit and on
+ *   each probe, compares it with what the path names now (link count,
+ *   device and inode); once they differ it refuses every write until a
+ *   restart, and says why in the log.
  */
 #include "sqlite_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -145,6 +157,7 @@ enum stmt_id {
 	STMT_DEVICE_UPSERT,
 	STMT_DEVICE_DELETE,
 	STMT_LEDGER_READ,
+	STMT_PROBE,
 	STMT__COUNT
 };
 
@@ -221,6 +234,10 @@ static const char *const stmt_sql[STMT__COUNT] = {
 		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
 		" from_type, to_type, charged, actor FROM ledger"
 		" WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+	/* The health probe's write: rewrites the header's application id
+	 * ("DAS1") with its own value, so it changes nothing but must still
+	 * reach the disk. */
+	[STMT_PROBE] = "PRAGMA application_id = 1145132849",
 };
 
 struct sqlite_conn;
@@ -262,6 +279,11 @@ struct sqlite_store {
 	struct batch_waiter *waiters;
 	pthread_mutex_t done_lock; /* guards waiters' is_done / result */
 	pthread_cond_t is_batch_done;
+
+	/* The database file as opened, to notice it deleted or replaced. */
+	char path[PATH_MAX];
+	int file_fd; /* -1 when not open */
+	atomic_bool is_file_lost; /* latched: refuse writes until restart */
 };
 
 static bool sq_accepts(const char *spec)
@@ -278,6 +300,14 @@ static int sq_fail(sqlite3 *db, int rc, const char *what)
 		das_log(DAS_LOG_DEBUG, "sqlite: %s: %s (retry)", what,
 			sqlite3_errmsg(db));
 		return STORE_RETRY;
+	}
+	/* The disk, not the request: the store cannot take the write. */
+	if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
+	    primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
+		das_log(DAS_LOG_ERROR,
+			"sqlite: %s: %s (code %d): the store cannot write", what,
+			sqlite3_errmsg(db), rc);
+		return STORE_UNAVAILABLE;
 	}
 	das_log(DAS_LOG_ERROR, "sqlite: %s: %s (code %d)", what,
 		sqlite3_errmsg(db), rc);
@@ -429,8 +459,14 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
-		das_log(DAS_LOG_INFO, "sqlite: created schema version %d in %s",
-			SCHEMA_VERSION, path);
+		char full[PATH_MAX];
+
+		/* An operator who expected data must see this at once. */
+		das_log(DAS_LOG_WARN,
+			"sqlite: created a new empty database (schema version "
+			"%d) at %s",
+			SCHEMA_VERSION,
+			realpath(path, full) ? full : path);
 	}
 	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -513,9 +549,17 @@ static int conn_open(struct sqlite_conn *c, const char *path,
 			return STORE_ERROR;
 		}
 	}
+#ifdef DAS_SQLITE_TEST_UNSYNCED
+	/* A deliberately broken build for the power-loss test's self-check
+	 * (tests/store/test_power_loss.c); never used by the programs. */
+	rc = sqlite3_exec(c->db,
+			  "PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON",
+			  NULL, NULL, NULL);
+#else
 	rc = sqlite3_exec(c->db,
 			  "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
 			  NULL, NULL, NULL);
+#endif
 	if (rc == SQLITE_OK)
 		rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
 			       &is_fk_on);
@@ -571,6 +615,8 @@ static void sq_close(struct store *base)
 		return;
 	for (unsigned i = 0; i < st->n_conns; i++)
 		conn_close(&st->conns[i]);
+	if (st->file_fd >= 0)
+		close(st->file_fd);
 	pthread_cond_destroy(&st->has_free);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->writer);
@@ -618,6 +664,8 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		return STORE_ERROR;
 	}
 	st->base.ops = &store_sqlite_ops;
+	st->file_fd = -1;
+	atomic_init(&st->is_file_lost, false);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->has_free, NULL);
 	pthread_mutex_init(&st->writer, NULL);
@@ -649,8 +697,62 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		if (i > 0)
 			st->free_conns[st->n_free++] = c;
 	}
+	if (strlen(path) >= sizeof(st->path)) {
+		snprintf(err, err_size, "sqlite: path too long");
+		sq_close(&st->base);
+		return STORE_ERROR;
+	}
+	memcpy(st->path, path, strlen(path) + 1);
+	st->file_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (st->file_fd < 0) {
+		snprintf(err, err_size, "sqlite: cannot open %s: %s", path,
+			 strerror(errno));
+		sq_close(&st->base);
+		return STORE_ERROR;
+	}
 	*out = &st->base;
 	return STORE_OK;
+}
+
+/*
+ * Is the file we write still the one the path names? Once it is not, the
+ * answer stays STORE_UNAVAILABLE (a file put back later is another file);
+ * the first look that notices says why in the log.
+ */
+static int check_file(struct sqlite_store *st, char *why, size_t why_size)
+{
+	struct stat mine, now;
+	char reason[160];
+
+	if (atomic_load(&st->is_file_lost)) {
+		snprintf(why, why_size,
+			 "the database file %s was deleted or replaced while "
+			 "in use",
+			 st->path);
+		return STORE_UNAVAILABLE;
+	}
+	if (fstat(st->file_fd, &mine) != 0) {
+		snprintf(reason, sizeof(reason), "cannot be checked (%s)",
+			 strerror(errno));
+	} else if (mine.st_nlink == 0) {
+		snprintf(reason, sizeof(reason), "was deleted");
+	} else if (stat(st->path, &now) != 0) {
+		snprintf(reason, sizeof(reason), "is gone from its path (%s)",
+			 strerror(errno));
+	} else if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino) {
+		snprintf(reason, sizeof(reason),
+			 "was replaced by another file");
+	} else {
+		return STORE_OK;
+	}
+	if (!atomic_exchange(&st->is_file_lost, true))
+		das_log(DAS_LOG_ERROR,
+			"sqlite: the database file %s %s while in use: refusing "
+			"every write from now on (they would be lost at the next "
+			"start); restore the file and restart the server",
+			st->path, reason);
+	snprintf(why, why_size, "the database file %s %s", st->path, reason);
+	return STORE_UNAVAILABLE;
 }
 
 /* ---- transactions ---- */
@@ -706,12 +808,17 @@ static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
 		das_log(DAS_LOG_ERROR, "sqlite: a batch of %u write(s) was "
 				       "rolled back by an error",
 			st->batch_len);
-		batch_finish(st, STORE_ERROR);
+		batch_finish(st, STORE_UNAVAILABLE);
 	} else if (atomic_load(&st->n_queued) == 0 ||
 		   st->batch_len >= BATCH_MAX) {
+		char why[PATH_MAX + 160];
 		int rc = STORE_OK;
 
-		if (st->batch_len == 0) {
+		if (st->batch_len > 0 &&
+		    check_file(st, why, sizeof(why)) != STORE_OK) {
+			conn_rollback(c); /* not into a lost file */
+			rc = STORE_UNAVAILABLE;
+		} else if (st->batch_len == 0) {
 			conn_rollback(c); /* nothing to keep */
 		} else {
 			uint64_t t0 = das_metric_now_ns();
@@ -745,8 +852,15 @@ static int begin_write(struct sqlite_store *st, struct store_tx **out)
 	atomic_fetch_sub(&st->n_queued, 1);
 
 	if (st->is_batch_open && sqlite3_get_autocommit(c->db))
-		batch_finish(st, STORE_ERROR); /* lost; writer_end says why */
+		batch_finish(st, STORE_UNAVAILABLE); /* writer_end says why */
 	if (!st->is_batch_open) {
+		char why[PATH_MAX + 160];
+
+		rc = check_file(st, why, sizeof(why));
+		if (rc != STORE_OK) {
+			pthread_mutex_unlock(&st->writer);
+			return rc;
+		}
 		rc = run(c, STMT_BEGIN_WRITE, "begin", NULL);
 		if (rc != STORE_OK) {
 			pthread_mutex_unlock(&st->writer);
@@ -808,7 +922,7 @@ static int sq_commit(struct store_tx *base)
 	}
 	if (sqlite3_get_autocommit(tx->conn->db)) {
 		writer_end(st, NULL); /* logs the lost batch */
-		return STORE_ERROR;
+		return STORE_UNAVAILABLE;
 	}
 	rc = run(tx->conn, STMT_RELEASE, "commit", NULL);
 	if (rc != STORE_OK) {
@@ -848,7 +962,7 @@ static int refuse_read_only(struct sqlite_tx *tx, const char *what)
 	if (sqlite3_get_autocommit(tx->conn->db)) {
 		das_log(DAS_LOG_ERROR, "sqlite: %s after the batch was lost",
 			what);
-		return STORE_ERROR;
+		return STORE_UNAVAILABLE;
 	}
 	return STORE_OK;
 }
@@ -973,8 +1087,11 @@ static int sq_load(struct store_tx *base, const struct domain_key *key,
 	int rc;
 
 	memset(snap, 0, sizeof(*snap));
-	if (!tx->is_read_only && refuse_read_only(tx, "load") != STORE_OK)
-		return STORE_ERROR;
+	if (!tx->is_read_only) {
+		rc = refuse_read_only(tx, "load");
+		if (rc != STORE_OK)
+			return rc;
+	}
 	rc = load_customer(tx->conn, key->customer, snap);
 	if (rc == STORE_OK && key->user[0])
 		rc = load_user(tx->conn, key->customer, key->user, snap);
@@ -1301,6 +1418,44 @@ static int sq_ledger_read(struct store *base, const char *customer,
 	return STORE_OK;
 }
 
+/*
+ * Health: the file is still ours, the path is writable, and one small
+ * write commits (through the writers' queue, so it also proves a batch can
+ * reach the disk: full, read-only, immutable or failing ones do not).
+ * A lock held by another process is no failure.
+ */
+static int sq_probe(struct store *base, char *why, size_t why_size)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+	struct store_tx *tx = NULL;
+	int rc = check_file(st, why, why_size);
+
+	if (rc != STORE_OK)
+		return rc;
+	if (access(st->path, W_OK) != 0) {
+		snprintf(why, why_size, "the database file %s is not writable: %s",
+			 st->path, strerror(errno));
+		return STORE_UNAVAILABLE;
+	}
+	rc = begin_write(st, &tx);
+	if (rc == STORE_OK) {
+		struct sqlite_tx *wtx = (struct sqlite_tx *)tx;
+
+		rc = run(wtx->conn, STMT_PROBE, "probe", NULL);
+		if (rc == STORE_OK)
+			rc = sq_commit(tx);
+		else
+			sq_rollback(tx);
+	}
+	if (rc == STORE_OK || rc == STORE_RETRY)
+		return STORE_OK;
+	snprintf(why, why_size,
+		 "a test write to %s failed (disk full, read-only or I/O "
+		 "error; see the log)",
+		 st->path);
+	return STORE_UNAVAILABLE;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.accepts = sq_accepts,
@@ -1318,4 +1473,5 @@ const struct store_ops store_sqlite_ops = {
 	.device_put = sq_device_put,
 	.device_delete = sq_device_delete,
 	.ledger_read = sq_ledger_read,
+	.probe = sq_probe,
 };
