@@ -11,6 +11,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "observe.h"
+#include "service/grpc/health.h"
 #include "service/ops/ops.h"
 
 static struct ops_text text(const char *s)
@@ -242,30 +243,30 @@ static void handle_directory(const struct handler_env *env,
 }
 
 /*
- * grpc.health.v1.Health/Check: "" and our two services are SERVING while
- * the process runs; any other name is NOT_FOUND, as the health protocol
- * asks. It needs no token, so orchestrators can probe it.
+ * grpc.health.v1.Health/Check: "" and our services are SERVING while the
+ * store can take a write, NOT_SERVING while it cannot (health.c); any other
+ * name is NOT_FOUND, as the health protocol asks. It needs no token, so
+ * orchestrators can probe it.
  */
-static void handle_health(const ProtobufCMessage *msg,
+static void handle_health(const struct handler_env *env,
+			  const ProtobufCMessage *msg,
 			  struct handler_reply *reply)
 {
 	const Grpc__Health__V1__HealthCheckRequest *in = (const void *)msg;
-	static const char *const known[] = {
-		"", "deviceassignment.v1.DeviceAssignment",
-		"deviceassignment.v1.Directory", "grpc.health.v1.Health"};
 	Grpc__Health__V1__HealthCheckResponse out =
 		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-		if (strcmp(in->service, known[i]) == 0) {
-			out.status =
-				GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
-			reply_pack(reply, &out.base);
-			return;
-		}
+	if (!health_is_known(in->service)) {
+		reply->health_code = DAS_GRPC_NOT_FOUND;
+		snprintf(reply->message, sizeof(reply->message),
+			 "unknown service");
+		return;
 	}
-	reply->health_code = DAS_GRPC_NOT_FOUND;
-	snprintf(reply->message, sizeof(reply->message), "unknown service");
+	out.status =
+		!env->health || health_is_serving(env->health)
+			? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+			: GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+	reply_pack(reply, &out.base);
 }
 
 /*
@@ -462,7 +463,7 @@ void handlers_dispatch(const struct handler_env *env,
 		handle_list(env, &who, msg, &r, reply);
 		break;
 	case DAS_RPC_HEALTH_CHECK:
-		handle_health(msg, reply);
+		handle_health(env, msg, reply);
 		break;
 	default:
 		handle_directory(env, method, &who, msg, &r, reply);

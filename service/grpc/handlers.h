@@ -17,9 +17,12 @@
 #include "service/auth/auth.h"
 #include "service/store/store.h"
 
+struct health;
+
 struct handler_env {
 	struct store *store;
 	const struct auth_config *auth;
+	struct health *health; /* Health/Check's answer; NULL: SERVING */
 };
 
 /* The caller's metadata we look at, already extracted (bytes, lengths). */

@@ -21,6 +21,8 @@
 
 #include "common/log.h"
 #include "observe.h"
+#include "service/grpc/health.h"
+#include "service/grpc/streams.h"
 
 /* Requested calls kept outstanding per method and worker queue. */
 #define CALLS_PER_METHOD 4
@@ -53,6 +55,8 @@ struct server {
 	grpc_completion_queue *shutdown_cq;
 	grpc_resource_quota *quota;
 	atomic_int n_active; /* calls delivered to a worker, not yet freed */
+	struct streams *streams; /* Health/Watch and other long-lived calls */
+	struct health *health;
 };
 
 /*
@@ -362,7 +366,8 @@ static void handle_call(struct call *c)
 		return;
 	}
 	row = das_status_row(reply.status);
-	if (reply.status == DAS_INTERNAL || reply.status == DAS_UNAVAILABLE)
+	if (reply.status == DAS_INTERNAL || reply.status == DAS_UNAVAILABLE ||
+	    reply.status == DAS_STORE_UNAVAILABLE)
 		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", info->path,
 			(int)(meta.request_id_len > 64 ? 64
 						       : meta.request_id_len),
@@ -534,6 +539,15 @@ int server_start(const struct server_config *cfg, struct server **out,
 			srv->server, das_rpc_method(m)->path, NULL,
 			GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 
+	srv->health = health_new(cfg->env.store);
+	srv->streams = streams_new(srv->server);
+	if (!srv->health || !srv->streams ||
+	    health_watch_register(srv->health, srv->server, srv->streams) != 0) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	srv->cfg.env.health = srv->health;
+
 	srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
 	if (!srv->workers) {
 		snprintf(err, err_size, "out of memory");
@@ -562,6 +576,12 @@ int server_start(const struct server_config *cfg, struct server **out,
 		goto fail;
 	}
 	grpc_server_start(srv->server);
+	if (health_watch_arm(srv->health) != 0 ||
+	    streams_start(srv->streams, health_tick, srv->health,
+			  HEALTH_TICK_MS) != 0) {
+		snprintf(err, err_size, "cannot start the health service");
+		goto fail;
+	}
 
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		struct worker *w = &srv->workers[i];
@@ -655,8 +675,11 @@ void server_stop(struct server *srv)
 			}
 		}
 	}
+	streams_stop(srv->streams);
 	if (srv->server)
 		grpc_server_destroy(srv->server);
+	streams_free(srv->streams);
+	health_free(srv->health);
 	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++)
 		if (srv->workers[i].cq)
 			grpc_completion_queue_destroy(srv->workers[i].cq);
