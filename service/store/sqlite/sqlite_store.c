@@ -715,9 +715,12 @@ static int sq_open(const char *spec, const struct store_options *opt,
 }
 
 /*
- * Is the file we write still the one the path names? Once it is not, the
- * answer stays STORE_UNAVAILABLE (a file put back later is another file);
- * the first look that notices says why in the log.
+ * Is the file we write still the one the path names, and writable? Once it
+ * is not ours, the answer stays STORE_UNAVAILABLE (a file put back later is
+ * another file); the first look that notices says why in the log. A file
+ * made read-only (a mode, an immutable flag, a read-only mount) refuses
+ * writes only while it is so: the descriptor SQLite holds might still
+ * write, but the operator said no, and the next start could not open it.
  */
 static int check_file(struct sqlite_store *st, char *why, size_t why_size)
 {
@@ -734,14 +737,20 @@ static int check_file(struct sqlite_store *st, char *why, size_t why_size)
 	if (fstat(st->file_fd, &mine) != 0) {
 		snprintf(reason, sizeof(reason), "cannot be checked (%s)",
 			 strerror(errno));
-	} else if (mine.st_nlink == 0) {
-		snprintf(reason, sizeof(reason), "was deleted");
 	} else if (stat(st->path, &now) != 0) {
-		snprintf(reason, sizeof(reason), "is gone from its path (%s)",
-			 strerror(errno));
-	} else if (now.st_dev != mine.st_dev || now.st_ino != mine.st_ino) {
+		snprintf(reason, sizeof(reason), "%s",
+			 mine.st_nlink == 0 ? "was deleted"
+					    : "is gone from its path");
+	} else if (mine.st_nlink == 0 || now.st_dev != mine.st_dev ||
+		   now.st_ino != mine.st_ino) {
 		snprintf(reason, sizeof(reason),
 			 "was replaced by another file");
+	} else if (access(st->path, W_OK) != 0) {
+		/* Not lost, and writable again once the operator says so. */
+		snprintf(why, why_size,
+			 "the database file %s is not writable: %s", st->path,
+			 strerror(errno));
+		return STORE_UNAVAILABLE;
 	} else {
 		return STORE_OK;
 	}
@@ -1432,11 +1441,6 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 
 	if (rc != STORE_OK)
 		return rc;
-	if (access(st->path, W_OK) != 0) {
-		snprintf(why, why_size, "the database file %s is not writable: %s",
-			 st->path, strerror(errno));
-		return STORE_UNAVAILABLE;
-	}
 	rc = begin_write(st, &tx);
 	if (rc == STORE_OK) {
 		struct sqlite_tx *wtx = (struct sqlite_tx *)tx;
