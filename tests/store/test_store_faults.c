@@ -1,0 +1,461 @@
+/*
+ * Faults at the store boundary, in SQLite's and curl's manner: fail each
+ * call in turn and look at what is left.
+ *
+ * - every_call_fails_once: through a whole sequence of assigns, moves,
+ *   replaces and unassigns run by the use cases (service/ops), call N of
+ *   the store wrappers fails (store_fault_arm), for every N until the
+ *   sequence has fewer calls, and for each failure kind. The step that met
+ *   the fault must be told (STORE_UNAVAILABLE for "cannot write", INTERNAL
+ *   for an error; a conflict is retried and must not show), must have
+ *   applied nothing (state and ledger equal the reference after the steps
+ *   before it), and must go through when the caller tries again; at the
+ *   end the state and ledger equal the reference run's.
+ *
+ * - failed_batch_tells_every_writer: the SQLite group commit. One writer
+ *   holds the write turn while others queue behind it, so they share one
+ *   batch; the batch's sync fails (crash_vfs_fail_sync). Every writer of
+ *   the batch must be told STORE_UNAVAILABLE, none of their changes may be
+ *   visible, and the store must take writes again afterwards.
+ */
+#define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
+
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "crash_vfs.h"
+#include "service/ops/ops.h"
+#include "service/store/store.h"
+
+#define CUST "0f8fad5b-d9cb-469f-a165-70867728950e"
+#define LEDGER_MAX 256
+#define STATE_SIZE 512
+#define N_WRITERS 6
+
+struct step {
+	const char *user;
+	const char *device;
+	int type; /* 1..4; 0 = unassign */
+};
+
+static const struct step steps[] = {
+	{"u1", "d1", 1}, {"u1", "d2", 2}, {"u2", "e1", 1}, {"u1", "d1", 3},
+	{"u1", "d3", 1}, {"u2", "e2", 1}, {"u1", "d2", 0}, {"u1", "d4", 3},
+	{"u2", "e1", 4}, {"u1", "d3", 2}, {"u2", "e2", 0}, {"u1", "d1", 0},
+};
+#define N_STEPS (sizeof(steps) / sizeof(steps[0]))
+
+static char temp_dir[] = "/tmp/das-store-faults-XXXXXX";
+static unsigned n_dbs;
+
+static char ref_state[N_STEPS + 1][STATE_SIZE];
+static size_t ref_ledger_len[N_STEPS + 1];
+static struct store_ledger_row ref_ledger[LEDGER_MAX];
+
+static int rm_one(const char *path, const struct stat *sb, int flag,
+		  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void rm_temp_dir(void)
+{
+	nftw(temp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void who_init(struct domain_principal *who)
+{
+	memset(who, 0, sizeof(*who));
+	snprintf(who->sub, sizeof(who->sub), "faults");
+	who->is_all_tenants = true;
+	who->scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY;
+}
+
+static struct ops_text text(const char *s)
+{
+	struct ops_text t = {s, strlen(s)};
+	return t;
+}
+
+static struct store *fresh_store(void)
+{
+	static const struct store_options opt = {2, 5000};
+	char spec[512], err[512];
+	struct store *st = NULL;
+
+	snprintf(spec, sizeof(spec), "sqlite:%s/t%u.db", temp_dir, ++n_dbs);
+	assert_int_equal(store_open(spec, &opt, &st, err, sizeof(err)),
+			 STORE_OK);
+	return st;
+}
+
+static void directory(struct store *st)
+{
+	struct domain_principal who;
+	struct ops_result r;
+	struct ops_customer_input c = {.tenant = text(CUST),
+				       .account = text(""),
+				       .name = text("Acme")};
+	struct ops_text roles[] = {text("customer_user_uc"),
+				   text("customer_user_uc_softphone")};
+	static const char *const devices[][2] = {
+		{"d1", "u1"}, {"d2", "u1"}, {"d3", "u1"}, {"d4", "u1"},
+		{"e1", "u2"}, {"e2", "u2"}};
+
+	who_init(&who);
+	assert_int_equal(ops_upsert_customer(st, &who, &c, &r), DAS_OK);
+	assert_int_equal(ops_upsert_user(st, &who, text(CUST), text("u1"),
+					 roles, 2, &r),
+			 DAS_OK);
+	assert_int_equal(ops_upsert_user(st, &who, text(CUST), text("u2"),
+					 roles, 2, &r),
+			 DAS_OK);
+	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
+		assert_int_equal(ops_upsert_device(st, &who, text(CUST),
+						   text(devices[i][0]),
+						   text(devices[i][1]), &r),
+				 DAS_OK);
+}
+
+static enum das_status device_op(struct store *st, const char *user,
+				 const char *device, int type)
+{
+	struct domain_principal who;
+	struct domain_request req;
+	struct ops_result r;
+
+	who_init(&who);
+	memset(&req, 0, sizeof(req));
+	req.op = type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
+	req.customer = CUST;
+	req.customer_len = strlen(CUST);
+	req.account = "";
+	req.user = user;
+	req.user_len = strlen(user);
+	req.device = device;
+	req.device_len = strlen(device);
+	req.client_type = type;
+	req.is_charge_accepted = true;
+	return ops_device(st, &who, &req, &r);
+}
+
+static enum das_status run_step(struct store *st, size_t i)
+{
+	return device_op(st, steps[i].user, steps[i].device, steps[i].type);
+}
+
+/* "u1:1=d1,;u2:;" through the use case that lists. */
+static void state_of(struct store *st, const char *const *users,
+		     size_t n_users, char *out, size_t size)
+{
+	struct domain_principal who;
+	size_t o = 0;
+
+	who_init(&who);
+	out[0] = '\0';
+	for (size_t u = 0; u < n_users; u++) {
+		struct domain_request req;
+		struct ops_result r;
+
+		memset(&req, 0, sizeof(req));
+		req.op = DOMAIN_OP_LIST;
+		req.customer = CUST;
+		req.customer_len = strlen(CUST);
+		req.account = "";
+		req.user = users[u];
+		req.user_len = strlen(users[u]);
+		req.device = "";
+		assert_int_equal(ops_device(st, &who, &req, &r), DAS_OK);
+		o += (size_t)snprintf(out + o, size - o, "%s:", users[u]);
+		for (size_t i = 0; i < r.n_devices && o < size; i++)
+			o += (size_t)snprintf(out + o, size - o, "%d=%s,",
+					      r.devices[i].type,
+					      r.devices[i].device);
+		if (o < size)
+			o += (size_t)snprintf(out + o, size - o, ";");
+	}
+	assert_true(o < size);
+}
+
+static const char *const seq_users[] = {"u1", "u2"};
+
+/* State and ledger equal the reference after done steps. */
+static void expect_reference(struct store *st, size_t done)
+{
+	char state[STATE_SIZE];
+	struct store_ledger_row rows[LEDGER_MAX];
+	size_t n = 0;
+
+	state_of(st, seq_users, 2, state, sizeof(state));
+	assert_string_equal(state, ref_state[done]);
+	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX, &n),
+			 STORE_OK);
+	assert_int_equal(n, ref_ledger_len[done]);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(rows[i].user, ref_ledger[i].user);
+		assert_string_equal(rows[i].device, ref_ledger[i].device);
+		assert_int_equal(rows[i].from_type, ref_ledger[i].from_type);
+		assert_int_equal(rows[i].to_type, ref_ledger[i].to_type);
+	}
+}
+
+static int reference(void **state)
+{
+	struct store *st;
+	size_t n = 0;
+
+	(void)state;
+	st = fresh_store();
+	directory(st);
+	for (size_t i = 0; i <= N_STEPS; i++) {
+		if (i > 0)
+			assert_int_equal(run_step(st, i - 1), DAS_OK);
+		state_of(st, seq_users, 2, ref_state[i], STATE_SIZE);
+		assert_int_equal(store_ledger_read(st, CUST, 0, ref_ledger,
+						   LEDGER_MAX, &n),
+				 STORE_OK);
+		ref_ledger_len[i] = n;
+	}
+	store_close(st);
+	return 0;
+}
+
+static void every_call_fails_once(void **state)
+{
+	static const struct {
+		int injected;
+		enum das_status told; /* DAS_OK: absorbed by a retry */
+	} kinds[] = {
+		{STORE_UNAVAILABLE, DAS_STORE_UNAVAILABLE},
+		{STORE_ERROR, DAS_INTERNAL},
+		{STORE_RETRY, DAS_OK},
+	};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned long n_points = 0;
+
+		for (unsigned long at = 1;; at++) {
+			struct store *st = fresh_store();
+			bool is_hit = false;
+
+			directory(st);
+			store_fault_arm(at, kinds[k].injected);
+			for (size_t i = 0; i < N_STEPS;) {
+				enum das_status s = run_step(st, i);
+
+				if (s == DAS_OK) {
+					i++;
+					continue;
+				}
+				/* The caller is told, and nothing of the
+				 * step is there; then it tries again. */
+				if (s != kinds[k].told)
+					fprintf(stderr,
+						"fault %d at call %lu: step %zu "
+						"told %s\n",
+						kinds[k].injected, at, i,
+						das_status_row(s)->name);
+				assert_int_equal(s, kinds[k].told);
+				assert_false(is_hit);
+				is_hit = true;
+				store_fault_arm(0, 0);
+				expect_reference(st, i);
+			}
+			/* Past the sequence's last call: done. */
+			if (!is_hit && store_fault_calls() < at) {
+				store_fault_arm(0, 0);
+				store_close(st);
+				break;
+			}
+			store_fault_arm(0, 0);
+			expect_reference(st, N_STEPS);
+			store_close(st);
+			n_points++;
+		}
+		printf("store faults: result %d failed at each of %lu calls\n",
+		       kinds[k].injected, n_points);
+		assert_true(n_points >= N_STEPS * 3);
+	}
+}
+
+/* ---- the group commit ---- */
+
+struct writer {
+	struct store *st;
+	char user[8], device[8];
+	enum das_status told;
+	pthread_t thread;
+};
+
+static atomic_int n_ready;
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	atomic_fetch_add(&n_ready, 1);
+	w->told = device_op(w->st, w->user, w->device, 1);
+	return NULL;
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {0, (long)ms * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static void failed_batch_tells_every_writer(void **state)
+{
+	unsigned best_batch = 0;
+
+	(void)state;
+	/* The queue forms by timing; a few rounds make a batch of several
+	 * writers certain in practice, and every round is checked. */
+	for (int round = 0; round < 20 && best_batch < 3; round++) {
+		struct store *st = fresh_store();
+		struct writer w[N_WRITERS];
+		const char *users[N_WRITERS + 1];
+		struct domain_principal who;
+		struct ops_result r;
+		struct ops_text roles[] = {text("customer_user_uc"),
+					   text("customer_user_uc_softphone")};
+		struct store_tx *tx = NULL;
+		struct domain_change ch;
+		struct store_actor actor = {"faults", das_time_now()};
+		int holder_rc;
+		unsigned n_told_unavailable = 0;
+		char seen[STATE_SIZE];
+
+		directory(st);
+		who_init(&who);
+		for (int i = 0; i <= N_WRITERS; i++) {
+			char user[8], device[8];
+
+			snprintf(user, sizeof(user), "w%d", i);
+			snprintf(device, sizeof(device), "x%d", i);
+			assert_int_equal(ops_upsert_user(st, &who, text(CUST),
+							 text(user), roles, 2,
+							 &r),
+					 DAS_OK);
+			assert_int_equal(ops_upsert_device(st, &who, text(CUST),
+							   text(device),
+							   text(user), &r),
+					 DAS_OK);
+		}
+
+		/* w0 (this thread) holds the write turn. */
+		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
+		atomic_store(&n_ready, 0);
+		for (int i = 0; i < N_WRITERS; i++) {
+			w[i].st = st;
+			snprintf(w[i].user, sizeof(w[i].user), "w%d", i + 1);
+			snprintf(w[i].device, sizeof(w[i].device), "x%d",
+				 i + 1);
+			assert_int_equal(pthread_create(&w[i].thread, NULL,
+							writer_main, &w[i]),
+					 0);
+		}
+		while (atomic_load(&n_ready) < N_WRITERS)
+			pause_ms(1);
+		pause_ms(20); /* let them reach the writers' queue */
+
+		memset(&ch, 0, sizeof(ch));
+		snprintf(ch.user, sizeof(ch.user), "w0");
+		snprintf(ch.device, sizeof(ch.device), "x0");
+		ch.from_type = 0;
+		ch.to_type = 1;
+		assert_int_equal(store_apply(tx, CUST, &ch, 1, &actor),
+				 STORE_OK);
+		crash_vfs_fail_sync(1); /* the batch's commit */
+		holder_rc = store_commit(tx);
+		for (int i = 0; i < N_WRITERS; i++)
+			pthread_join(w[i].thread, NULL);
+		crash_vfs_fail_sync(0);
+
+		/* Told failure <=> not there; told OK <=> there. */
+		users[0] = "w0";
+		for (int i = 0; i < N_WRITERS; i++)
+			users[i + 1] = w[i].user;
+		assert_true(holder_rc == STORE_OK ||
+			    holder_rc == STORE_UNAVAILABLE);
+		n_told_unavailable += holder_rc == STORE_UNAVAILABLE;
+		for (int i = 0; i < N_WRITERS; i++) {
+			assert_true(w[i].told == DAS_OK ||
+				    w[i].told == DAS_STORE_UNAVAILABLE);
+			n_told_unavailable +=
+				w[i].told == DAS_STORE_UNAVAILABLE;
+		}
+		for (int i = 0; i <= N_WRITERS; i++) {
+			bool is_ok = i == 0 ? holder_rc == STORE_OK
+					    : w[i - 1].told == DAS_OK;
+			char want[32];
+
+			state_of(st, &users[i], 1, seen, sizeof(seen));
+			snprintf(want, sizeof(want), "w%d:%s", i,
+				 is_ok ? "" : ";");
+			if (is_ok)
+				snprintf(want, sizeof(want), "w%d:1=x%d,;", i,
+					 i);
+			assert_string_equal(seen, want);
+		}
+		/* The ledger holds exactly the writers told OK. */
+		{
+			struct store_ledger_row rows[LEDGER_MAX];
+			size_t n = 0, n_ok = 0;
+
+			assert_int_equal(store_ledger_read(st, CUST, 0, rows,
+							   LEDGER_MAX, &n),
+					 STORE_OK);
+			for (size_t i = 0; i < n; i++)
+				n_ok += rows[i].user[0] == 'w';
+			assert_int_equal(n_ok, N_WRITERS + 1 -
+						       n_told_unavailable);
+		}
+		/* And the store takes writes again. */
+		assert_int_equal(device_op(st, "w0", "x0", 2), DAS_OK);
+		if (n_told_unavailable > best_batch)
+			best_batch = n_told_unavailable;
+		store_close(st);
+	}
+	printf("store faults: a failed batch commit told %u writers\n",
+	       best_batch);
+	assert_true(best_batch >= 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(every_call_fails_once),
+		cmocka_unit_test(failed_batch_tells_every_writer),
+	};
+
+	das_log_set_level(DAS_LOG_ERROR);
+	if (!mkdtemp(temp_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	atexit(rm_temp_dir);
+	if (crash_vfs_register() != SQLITE_OK)
+		return 1;
+	return cmocka_run_group_tests(tests, reference, NULL);
+}
