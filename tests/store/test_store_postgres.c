@@ -381,6 +381,60 @@ static void test_server_restart_recovers(void **state)
 	store_close(st);
 }
 
+/* ---- health: the probe follows the database ---- */
+
+__attribute__((format(printf, 1, 2))) static void admin_exec(const char *fmt,
+								...)
+{
+	va_list ap;
+	char admin[PG_HARNESS_URI_SIZE], sql[256];
+	PGconn *conn;
+	PGresult *res;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	pg_harness_admin_uri(&harness, admin, sizeof(admin));
+	conn = PQconnectdb(admin);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(conn));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+static void test_probe_follows_database(void **state)
+{
+	struct store *st = open_fresh(2, 5000);
+	const char *db = strrchr(base_uri, '/') + 1;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
+
+	/* Unreachable: no connection is allowed any more. */
+	admin_exec("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", db);
+	terminate_backends();
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_UNAVAILABLE);
+	assert_non_null(strstr(why, "unreachable"));
+	admin_exec("ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db);
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
+
+	/* Read-only for new sessions. */
+	admin_exec("ALTER DATABASE \"%s\" SET default_transaction_read_only "
+		   "= on",
+		   db);
+	terminate_backends();
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_UNAVAILABLE);
+	assert_non_null(strstr(why, "read-only"));
+	admin_exec("ALTER DATABASE \"%s\" RESET default_transaction_read_only",
+		   db);
+	terminate_backends();
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
+	store_close(st);
+}
+
 /* ---- schema creation by several replicas at once ---- */
 
 #define OPENERS 6
@@ -491,6 +545,7 @@ int main(void)
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),
 		cmocka_unit_test(test_customer_name_not_utf8),
+		cmocka_unit_test(test_probe_follows_database),
 	};
 	char err[512];
 	int failed;
