@@ -583,15 +583,25 @@ static void deleted_file(void **state)
 	struct node n;
 	struct das_call_status st;
 
+	struct watch w;
+	grpc_channel *ch;
+	grpc_channel_credentials *creds;
+
 	(void)state;
 	node_start(&n, DISK "/del/service.db");
 	directory(&n);
 	assert_int_equal(assign(&n, "d1", 1, &st), 0);
+	creds = grpc_insecure_credentials_create();
+	ch = grpc_channel_create(n.proc.addr, creds, NULL);
+	grpc_channel_credentials_release(creds);
+	watch_open(&w, ch);
+	assert_int_equal(watch_next(&w), SERVING);
 
 	assert_int_equal(unlink(n.db), 0);
 	assign(&n, "d2", 2, &st);
 	expect_store_unavailable(&st);
-	assert_int_equal(check(&n), NOT_SERVING);
+	check_until(&n, NOT_SERVING); /* a probe result lives 200 ms */
+	assert_int_equal(watch_next(&w), NOT_SERVING);
 	assert_true(log_has(&n.proc, "service.db was deleted while in use"));
 	/* Put back, it is another file: still refused. */
 	assert_int_equal(close(open(n.db, O_CREAT | O_WRONLY | O_CLOEXEC,
@@ -600,7 +610,10 @@ static void deleted_file(void **state)
 	assign(&n, "d3", 2, &st);
 	expect_store_unavailable(&st);
 	assert_int_equal(check(&n), NOT_SERVING);
+	/* SIGTERM with the stream still open: it ends, the server exits 0. */
 	node_stop(&n);
+	watch_close(&w);
+	grpc_channel_destroy(ch);
 
 	assert_int_equal(unlink(n.db), 0);
 	node_start(&n, DISK "/del/service.db");
