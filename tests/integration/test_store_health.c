@@ -9,7 +9,8 @@
  * The disk is a small tmpfs mounted on /mnt inside a mount namespace of
  * this test process alone (unshare(CLONE_NEWNS) before any thread), so the
  * mount vanishes with the process however it ends: nothing leaks onto the
- * machine. Needs root (CAP_SYS_ADMIN); without it the test is skipped
+ * machine. The write-ahead log deleted counts as the database deleted.
+ * Needs root (CAP_SYS_ADMIN); without it the test is skipped
  * (exit 77) and says why.
  */
 #define _GNU_SOURCE
@@ -645,6 +646,26 @@ static void replaced_file(void **state)
 	node_stop(&n);
 }
 
+/* The write-ahead log deleted: every commit since the last checkpoint
+ * would go with it at the next start. */
+static void deleted_wal(void **state)
+{
+	struct node n;
+	struct das_call_status st;
+	char wal[300];
+
+	(void)state;
+	node_start(&n, DISK "/wal/service.db");
+	directory(&n);
+	snprintf(wal, sizeof(wal), "%s-wal", n.db);
+	assert_int_equal(unlink(wal), 0);
+	assign(&n, "d1", 1, &st);
+	expect_store_unavailable(&st);
+	check_until(&n, NOT_SERVING);
+	assert_true(log_has(&n.proc, "service.db-wal was deleted while in use"));
+	node_stop(&n);
+}
+
 /*
  * A private mount namespace with a small tmpfs on /mnt; must run before
  * any thread starts. Returns 0, or -1 with a reason on stderr.
@@ -679,6 +700,7 @@ int main(void)
 		cmocka_unit_test(read_only_file),
 		cmocka_unit_test(deleted_file),
 		cmocka_unit_test(replaced_file),
+		cmocka_unit_test(deleted_wal),
 	};
 	int failures;
 

@@ -48,11 +48,11 @@
  *   full, read-only file or file system, I/O errors. A database file
  *   deleted or replaced under the running server is the worst case: SQLite
  *   would keep writing into the unlinked inode and every acknowledged
- *   change would vanish at the next start. So the store keeps its own
- *   descriptor of the file it opened and, before each batch commit and on
- *   each probe, compares it with what the path names now (link count,
- *   device and inode); once they differ it refuses every write until a
- *   restart, and says why in the log.
+ *   change would vanish at the next start (the same for its -wal file).
+ *   So the store keeps its own descriptors of the files it opened and,
+ *   before each batch and on each probe, compares them with what the
+ *   paths name now (link count, device and inode); once they differ it
+ *   refuses every write until a restart, and says why in the log.
  */
 #include "sqlite_store.h"
 
@@ -283,6 +283,8 @@ struct sqlite_store {
 	/* The database file as opened, to notice it deleted or replaced. */
 	char path[PATH_MAX];
 	int file_fd; /* -1 when not open */
+	char wal_path[PATH_MAX + 8];
+	int wal_fd; /* the write-ahead log as opened; -1: none */
 	atomic_bool is_file_lost; /* latched: refuse writes until restart */
 };
 
@@ -617,6 +619,8 @@ static void sq_close(struct store *base)
 		conn_close(&st->conns[i]);
 	if (st->file_fd >= 0)
 		close(st->file_fd);
+	if (st->wal_fd >= 0)
+		close(st->wal_fd);
 	pthread_cond_destroy(&st->has_free);
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->writer);
@@ -665,6 +669,7 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	}
 	st->base.ops = &store_sqlite_ops;
 	st->file_fd = -1;
+	st->wal_fd = -1;
 	atomic_init(&st->is_file_lost, false);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->has_free, NULL);
@@ -710,8 +715,27 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		sq_close(&st->base);
 		return STORE_ERROR;
 	}
+	/* The log holds every commit since the last checkpoint: losing it is
+	 * as bad as losing the database. It exists once WAL is on. */
+	snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path);
+	st->wal_fd = open(st->wal_path, O_RDONLY | O_CLOEXEC);
 	*out = &st->base;
 	return STORE_OK;
+}
+
+/* NULL while fd is still the file path names, else what became of it. */
+static const char *file_fate(int fd, const char *path)
+{
+	struct stat mine, now;
+
+	if (fstat(fd, &mine) != 0)
+		return "cannot be checked";
+	if (stat(path, &now) != 0)
+		return mine.st_nlink == 0 ? "was deleted" : "is gone from its path";
+	if (mine.st_nlink == 0 || now.st_dev != mine.st_dev ||
+	    now.st_ino != mine.st_ino)
+		return "was replaced by another file";
+	return NULL;
 }
 
 /*
@@ -724,43 +748,38 @@ static int sq_open(const char *spec, const struct store_options *opt,
  */
 static int check_file(struct sqlite_store *st, char *why, size_t why_size)
 {
-	struct stat mine, now;
-	char reason[160];
+	const char *what = "database file", *path = st->path;
+	const char *fate;
 
 	if (atomic_load(&st->is_file_lost)) {
 		snprintf(why, why_size,
-			 "the database file %s was deleted or replaced while "
-			 "in use",
+			 "the database file %s or its write-ahead log was "
+			 "deleted or replaced while in use",
 			 st->path);
 		return STORE_UNAVAILABLE;
 	}
-	if (fstat(st->file_fd, &mine) != 0) {
-		snprintf(reason, sizeof(reason), "cannot be checked (%s)",
-			 strerror(errno));
-	} else if (stat(st->path, &now) != 0) {
-		snprintf(reason, sizeof(reason), "%s",
-			 mine.st_nlink == 0 ? "was deleted"
-					    : "is gone from its path");
-	} else if (mine.st_nlink == 0 || now.st_dev != mine.st_dev ||
-		   now.st_ino != mine.st_ino) {
-		snprintf(reason, sizeof(reason),
-			 "was replaced by another file");
-	} else if (access(st->path, W_OK) != 0) {
+	fate = file_fate(st->file_fd, st->path);
+	if (!fate && st->wal_fd >= 0) {
+		what = "write-ahead log";
+		path = st->wal_path;
+		fate = file_fate(st->wal_fd, st->wal_path);
+	}
+	if (!fate) {
+		if (access(st->path, W_OK) == 0)
+			return STORE_OK;
 		/* Not lost, and writable again once the operator says so. */
 		snprintf(why, why_size,
 			 "the database file %s is not writable: %s", st->path,
 			 strerror(errno));
 		return STORE_UNAVAILABLE;
-	} else {
-		return STORE_OK;
 	}
 	if (!atomic_exchange(&st->is_file_lost, true))
 		das_log(DAS_LOG_ERROR,
-			"sqlite: the database file %s %s while in use: refusing "
-			"every write from now on (they would be lost at the next "
-			"start); restore the file and restart the server",
-			st->path, reason);
-	snprintf(why, why_size, "the database file %s %s", st->path, reason);
+			"sqlite: the %s %s %s while in use: refusing every write "
+			"from now on (they would be lost at the next start); "
+			"restore the file and restart the server",
+			what, path, fate);
+	snprintf(why, why_size, "the %s %s %s", what, path, fate);
 	return STORE_UNAVAILABLE;
 }
 
