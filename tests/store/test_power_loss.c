@@ -23,6 +23,7 @@
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -239,6 +240,57 @@ static void db_remove(const char *path)
 	}
 }
 
+static int copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+
+	if (in < 0)
+		return errno == ENOENT ? 0 : -1;
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			n = -1;
+	close(in);
+	close(out);
+	return n < 0 ? -1 : 0;
+}
+
+/*
+ * The directory is written once, to a template, and each run starts from
+ * a copy of it: a crash point costs the sequence's syncs, not the set-up's.
+ */
+static char template_path[512];
+
+static void make_template(void)
+{
+	struct store *st;
+
+	snprintf(template_path, sizeof(template_path), "%s/template.db",
+		 temp_dir);
+	st = open_store(template_path);
+	if (!st || directory(st) != 0)
+		exit(1);
+	store_close(st); /* the last close checkpoints the log */
+}
+
+/* A copy of the template at path (database and any log). */
+static int from_template(const char *path)
+{
+	char from[600], to[600];
+
+	snprintf(from, sizeof(from), "%s-wal", template_path);
+	snprintf(to, sizeof(to), "%s-wal", path);
+	return copy_file(template_path, path) != 0 || copy_file(from, to) != 0
+		       ? -1
+		       : 0;
+}
+
 /* The reference run; returns the number of events of the sequence. */
 static unsigned long reference(void)
 {
@@ -247,9 +299,12 @@ static unsigned long reference(void)
 	size_t n = 0;
 	unsigned long n_events;
 
+	make_template();
 	db_path(path, sizeof(path), 0);
+	if (from_template(path) != 0)
+		exit(1);
 	st = open_store(path);
-	if (!st || directory(st) != 0)
+	if (!st)
 		exit(1);
 	crash_vfs_arm(0);
 	for (size_t i = 0; i <= N_STEPS; i++) {
@@ -279,7 +334,7 @@ static void crash_child(const char *path, unsigned long crash_at, int fd)
 {
 	struct store *st = open_store(path);
 
-	if (!st || directory(st) != 0)
+	if (!st)
 		_exit(3);
 	crash_vfs_arm(crash_at);
 	for (size_t i = 0; i < N_STEPS; i++) {
@@ -312,7 +367,7 @@ static int crash_point(unsigned long crash_at)
 	struct store *st;
 
 	db_path(path, sizeof(path), crash_at);
-	if (pipe(fds) != 0)
+	if (from_template(path) != 0 || pipe(fds) != 0)
 		return -1;
 	fflush(NULL);
 	pid = fork();

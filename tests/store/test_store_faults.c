@@ -20,6 +20,8 @@
  */
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -95,16 +97,52 @@ static struct ops_text text(const char *s)
 	return t;
 }
 
-static struct store *fresh_store(void)
+static struct store *open_path(const char *path)
 {
 	static const struct store_options opt = {2, 5000};
-	char spec[512], err[512];
+	char spec[600], err[512];
 	struct store *st = NULL;
 
-	snprintf(spec, sizeof(spec), "sqlite:%s/t%u.db", temp_dir, ++n_dbs);
+	snprintf(spec, sizeof(spec), "sqlite:%s", path);
 	assert_int_equal(store_open(spec, &opt, &st, err, sizeof(err)),
 			 STORE_OK);
 	return st;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+
+	if (in < 0) {
+		assert_int_equal(errno, ENOENT);
+		return;
+	}
+	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		assert_int_equal(write(out, buf, (size_t)n), n);
+	assert_int_equal(n, 0);
+	close(in);
+	close(out);
+}
+
+/* Written once by the group setup: the directory (customer, users,
+ * devices); every test store starts as a copy of it. */
+static char template_path[512];
+
+/* A new store holding the directory, copied from the template. */
+static struct store *fresh_store(void)
+{
+	char path[512], from[600], to[600];
+
+	snprintf(path, sizeof(path), "%s/t%u.db", temp_dir, ++n_dbs);
+	copy_file(template_path, path);
+	snprintf(from, sizeof(from), "%s-wal", template_path);
+	snprintf(to, sizeof(to), "%s-wal", path);
+	copy_file(from, to);
+	return open_path(path);
 }
 
 static void directory(struct store *st)
@@ -223,8 +261,12 @@ static int reference(void **state)
 	size_t n = 0;
 
 	(void)state;
-	st = fresh_store();
+	snprintf(template_path, sizeof(template_path), "%s/template.db",
+		 temp_dir);
+	st = open_path(template_path);
 	directory(st);
+	store_close(st); /* the last close checkpoints the log */
+	st = fresh_store();
 	for (size_t i = 0; i <= N_STEPS; i++) {
 		if (i > 0)
 			assert_int_equal(run_step(st, i - 1), DAS_OK);
@@ -257,7 +299,6 @@ static void every_call_fails_once(void **state)
 			struct store *st = fresh_store();
 			bool is_hit = false;
 
-			directory(st);
 			store_fault_arm(at, kinds[k].injected);
 			for (size_t i = 0; i < N_STEPS;) {
 				enum das_status s = run_step(st, i);
@@ -346,7 +387,6 @@ static void failed_batch_tells_every_writer(void **state)
 		unsigned n_told_unavailable = 0;
 		char seen[STATE_SIZE];
 
-		directory(st);
 		who_init(&who);
 		for (int i = 0; i <= N_WRITERS; i++) {
 			char user[8], device[8];
