@@ -29,7 +29,7 @@ static sqlite3_vfs *real_vfs;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct crash_file *open_files;
 static unsigned long crash_at, events, fail_sync_at, syncs_seen,
-	failed_syncs;
+	failed_syncs, all_events, fail_event_at;
 
 static void undo_free_all(struct crash_file *f)
 {
@@ -55,12 +55,21 @@ static void lose_power(void)
 	_exit(0);
 }
 
-/* Counts one event; loses power when it is the armed one. Lock held. */
-static void event(void)
+/*
+ * Counts one event; loses power when it is the armed one. Returns true
+ * when this event is to fail instead. Lock held.
+ */
+static bool event(void)
 {
 	events++;
+	all_events++;
 	if (crash_at && events >= crash_at)
 		lose_power();
+	if (fail_event_at && all_events >= fail_event_at) {
+		fail_event_at = 0;
+		return true;
+	}
+	return false;
 }
 
 static int c_close(sqlite3_file *file)
@@ -96,7 +105,10 @@ static int c_write(sqlite3_file *file, const void *buf, int amt,
 	int rc;
 
 	pthread_mutex_lock(&mu);
-	event();
+	if (event()) {
+		pthread_mutex_unlock(&mu);
+		return SQLITE_IOERR_WRITE;
+	}
 	u = calloc(1, sizeof(*u) + (size_t)amt);
 	if (!u) {
 		pthread_mutex_unlock(&mu);
@@ -158,9 +170,8 @@ static int c_sync(sqlite3_file *file, int flags)
 	int rc;
 
 	pthread_mutex_lock(&mu);
-	event();
 	syncs_seen++;
-	if (fail_sync_at && syncs_seen >= fail_sync_at) {
+	if (event() || (fail_sync_at && syncs_seen >= fail_sync_at)) {
 		fail_sync_at = 0;
 		failed_syncs++;
 		pthread_mutex_unlock(&mu);
@@ -401,6 +412,23 @@ unsigned long crash_vfs_failed_syncs(void)
 
 	pthread_mutex_lock(&mu);
 	n = failed_syncs;
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+void crash_vfs_fail_event(unsigned long nth)
+{
+	pthread_mutex_lock(&mu);
+	fail_event_at = nth ? all_events + nth : 0;
+	pthread_mutex_unlock(&mu);
+}
+
+unsigned long crash_vfs_all_events(void)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&mu);
+	n = all_events;
 	pthread_mutex_unlock(&mu);
 	return n;
 }

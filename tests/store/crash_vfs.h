@@ -34,6 +34,14 @@ unsigned long crash_vfs_events(void);
  * leaves its file's unsynced writes in place; 0 disarms. */
 void crash_vfs_fail_sync(unsigned long nth);
 
+/* The nth event (write or sync) from now (1 = the next) fails, as a disk
+ * error would (SQLITE_IOERR_WRITE, SQLITE_IOERR_FSYNC), without writing or
+ * syncing; 0 disarms. */
+void crash_vfs_fail_event(unsigned long nth);
+
+/* Events counted since the process started (for crash_vfs_fail_event). */
+unsigned long crash_vfs_all_events(void);
+
 /* Syncs that failed on request since the process started. */
 unsigned long crash_vfs_failed_syncs(void);
 

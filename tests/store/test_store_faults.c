@@ -12,6 +12,9 @@
  *   before it), and must go through when the caller tries again; at the
  *   end the state and ledger equal the reference run's.
  *
+ * - every_io_fails_once: the same with the disk failing: each write and
+ *   sync of the sequence fails in turn (an I/O error from the crash VFS).
+ *
  * - failed_batch_tells_every_writer: the SQLite group commit. One writer
  *   holds the write turn while others queue behind it, so they share one
  *   batch; the batch's sync fails (crash_vfs_fail_sync). Every writer of
@@ -338,6 +341,56 @@ static void every_call_fails_once(void **state)
 	}
 }
 
+/*
+ * The same with the disk failing instead: each write or sync of the
+ * sequence fails in turn (crash_vfs_fail_event). The step told
+ * STORE_UNAVAILABLE applied nothing, the store recovers, and the step goes
+ * through when tried again.
+ */
+static void every_io_fails_once(void **state)
+{
+	unsigned long n_points = 0, n_told = 0;
+
+	(void)state;
+	for (unsigned long at = 1;; at++) {
+		struct store *st = fresh_store();
+		unsigned long start = crash_vfs_all_events();
+		bool is_hit = false;
+
+		crash_vfs_fail_event(at);
+		for (size_t i = 0; i < N_STEPS;) {
+			enum das_status s = run_step(st, i);
+
+			if (s == DAS_OK) {
+				i++;
+				continue;
+			}
+			if (s != DAS_STORE_UNAVAILABLE)
+				fprintf(stderr, "I/O error at event %lu: step %zu "
+						"told %s\n",
+					at, i, das_status_row(s)->name);
+			assert_int_equal(s, DAS_STORE_UNAVAILABLE);
+			assert_false(is_hit);
+			is_hit = true;
+			crash_vfs_fail_event(0);
+			expect_reference(st, i);
+		}
+		crash_vfs_fail_event(0);
+		if (!is_hit && crash_vfs_all_events() - start < at) {
+			store_close(st);
+			break;
+		}
+		expect_reference(st, N_STEPS);
+		store_close(st);
+		n_points++;
+		n_told += is_hit;
+	}
+	printf("store faults: an I/O error at each of %lu writes and syncs, "
+	       "%lu of them told to the caller\n",
+	       n_points, n_told);
+	assert_true(n_told >= N_STEPS);
+}
+
 /* ---- the group commit ---- */
 
 struct writer {
@@ -486,6 +539,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_call_fails_once),
+		cmocka_unit_test(every_io_fails_once),
 		cmocka_unit_test(failed_batch_tells_every_writer),
 	};
 
