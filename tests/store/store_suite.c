@@ -1067,6 +1067,33 @@ static void test_read_only_tx_refuses_writes(void **state)
 }
 
 /*
+ * The health probe: a healthy store can take a write; probing changes no
+ * data and leaves every connection free (a pool of one still serves).
+ */
+static void test_probe_healthy_store(void **state)
+{
+	struct suite_state *s = *state;
+	struct store *one = open_spec(s->spec, 1);
+	struct domain_snapshot snap;
+	struct domain_change a =
+		change("u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP, false);
+	struct store_tx *tx;
+	char why[256] = "";
+
+	seed(one, T1, UNLIMITED);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_probe(one, why, sizeof(why)), STORE_OK);
+	tx = begin_write(one, T1);
+	assert_int_equal(store_apply(tx, T1, &a, 1, &actor_tester), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_int_equal(store_probe(one, why, sizeof(why)), STORE_OK);
+	load(one, T1, "u1", "d1", &snap);
+	assert_int_equal(snap.device_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(ledger_count(one, T1), 1);
+	store_close(one);
+}
+
+/*
  * With one connection, every path that ends a transaction (commit, failed
  * commit, rollback after a failed call) must give the connection back, or
  * the next begin waits forever.
@@ -1406,6 +1433,7 @@ int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 		T(test_ledger_read_pages),
 		T(test_read_only_tx_refuses_writes),
 		T(test_every_end_releases_the_connection),
+		T(test_probe_healthy_store),
 		T(test_concurrent_seat_race),
 		T(test_concurrent_commits_and_rollbacks),
 #undef T
