@@ -15,16 +15,20 @@
  * - the assignments are exactly the reference state after that many
  *   changes: nothing half-applied.
  *
+ * Then the same with four writers at once (their commits share the group
+ * commit's batches), each on a user of its own, judged per user.
+ *
  * Run with --expect-loss by the ctest case store.power_loss_unsynced, built
  * against a store compiled with synchronous=OFF: it then passes only when
- * the check above catches lost acknowledged changes — proof that the test
- * can fail.
+ * the check above catches lost acknowledged changes in both runs — proof
+ * that the test can fail.
  */
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,15 +114,20 @@ static int directory(struct store *st)
 				   text("customer_user_uc_softphone")};
 	static const char *const devices[][2] = {
 		{"d1", "u1"}, {"d2", "u1"}, {"d3", "u1"}, {"d4", "u1"},
-		{"e1", "u2"}, {"e2", "u2"}, {"e3", "u2"}};
+		{"e1", "u2"}, {"e2", "u2"}, {"e3", "u2"}, {"c0a", "c0"},
+		{"c0b", "c0"}, {"c0c", "c0"}, {"c1a", "c1"}, {"c1b", "c1"},
+		{"c1c", "c1"}, {"c2a", "c2"}, {"c2b", "c2"}, {"c2c", "c2"},
+		{"c3a", "c3"}, {"c3b", "c3"}, {"c3c", "c3"}};
+	static const char *const users[] = {"u1", "u2", "c0", "c1", "c2",
+					    "c3"};
 
 	who_init(&who);
-	if (ops_upsert_customer(st, &who, &c, &r) != DAS_OK ||
-	    ops_upsert_user(st, &who, text(CUST), text("u1"), roles, 2, &r) !=
-		    DAS_OK ||
-	    ops_upsert_user(st, &who, text(CUST), text("u2"), roles, 2, &r) !=
-		    DAS_OK)
+	if (ops_upsert_customer(st, &who, &c, &r) != DAS_OK)
 		return -1;
+	for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++)
+		if (ops_upsert_user(st, &who, text(CUST), text(users[i]), roles,
+				    2, &r) != DAS_OK)
+			return -1;
 	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
 		if (ops_upsert_device(st, &who, text(CUST),
 				      text(devices[i][0]), text(devices[i][1]),
@@ -127,9 +136,8 @@ static int directory(struct store *st)
 	return 0;
 }
 
-static enum das_status run_step(struct store *st, size_t i)
+static enum das_status device_op(struct store *st, const struct step *s)
 {
-	const struct step *s = &steps[i];
 	struct domain_principal who;
 	struct domain_request req;
 	struct ops_result r;
@@ -149,6 +157,11 @@ static enum das_status run_step(struct store *st, size_t i)
 	return ops_device(st, &who, &req, &r);
 }
 
+static enum das_status run_step(struct store *st, size_t i)
+{
+	return device_op(st, &steps[i]);
+}
+
 /* A passive checkpoint from a connection of its own, as autocheckpoint. */
 static void checkpoint(const char *path)
 {
@@ -161,16 +174,17 @@ static void checkpoint(const char *path)
 	sqlite3_close(db);
 }
 
-/* "u1:1=d1,3=d2,;u2:;" from the use case that lists; -1 on failure. */
-static int state_of(struct store *st, char *out, size_t size)
+/* "u1:1=d1,3=d2,;u2:;" of the users, from the use case that lists; -1 on
+ * failure. */
+static int users_state(struct store *st, const char *const *users,
+		       size_t n_users, char *out, size_t size)
 {
-	static const char *const users[] = {"u1", "u2"};
 	struct domain_principal who;
 	size_t o = 0;
 
 	who_init(&who);
 	out[0] = '\0';
-	for (size_t u = 0; u < 2; u++) {
+	for (size_t u = 0; u < n_users; u++) {
 		struct domain_request req;
 		struct ops_result r;
 
@@ -180,7 +194,7 @@ static int state_of(struct store *st, char *out, size_t size)
 		req.customer_len = strlen(CUST);
 		req.account = "";
 		req.user = users[u];
-		req.user_len = 2;
+		req.user_len = strlen(users[u]);
 		req.device = "";
 		enum das_status rc = ops_device(st, &who, &req, &r);
 
@@ -199,6 +213,13 @@ static int state_of(struct store *st, char *out, size_t size)
 			o += (size_t)snprintf(out + o, size - o, ";");
 	}
 	return o < size ? 0 : -1;
+}
+
+static int state_of(struct store *st, char *out, size_t size)
+{
+	static const char *const users[] = {"u1", "u2"};
+
+	return users_state(st, users, 2, out, size);
 }
 
 static bool same_row(const struct store_ledger_row *a,
@@ -424,6 +445,225 @@ static int crash_point(unsigned long crash_at)
 	return verdict;
 }
 
+/* ---- concurrent writers: the group commit under power loss ---- */
+
+/*
+ * N_WRITERS threads, each on a user of its own (c0..c3), run the same
+ * sequence (assign, assign, move, replace, unassign) at once, so their commits share batches. Users are independent,
+ * so each user's outcome is judged against that user's sequential
+ * reference: its ledger rows and state must be those after its
+ * acknowledged steps, or after those and the one in flight.
+ */
+#define N_WRITERS 4
+static const struct {
+	char device; /* 'a'.. : device c<writer><device> */
+	int type;
+} wseq[] = {{'a', 1}, {'b', 2}, {'a', 3}, {'c', 2}, {'a', 0}};
+#define N_WSTEPS (sizeof(wseq) / sizeof(wseq[0]))
+
+static char wref_state[N_WRITERS][N_WSTEPS + 1][STATE_SIZE];
+static size_t wref_len[N_WRITERS][N_WSTEPS + 1];
+static struct store_ledger_row wref_rows[N_WRITERS][LEDGER_MAX];
+
+struct writer {
+	struct store *st;
+	int index;
+	int fd; /* -1: reference run, no reporting */
+	pthread_t thread_id;
+	char user[16];
+	char device[N_WSTEPS][16];
+};
+
+static void writer_init(struct writer *w, struct store *st, int index, int fd)
+{
+	w->st = st;
+	w->index = index;
+	w->fd = fd;
+	snprintf(w->user, sizeof(w->user), "c%d", index);
+	for (size_t k = 0; k < N_WSTEPS; k++)
+		snprintf(w->device[k], sizeof(w->device[k]), "c%d%c", index,
+			 wseq[k].device);
+}
+
+static enum das_status writer_step(struct writer *w, size_t k)
+{
+	struct step s = {w->user, w->device[k], wseq[k].type};
+
+	return device_op(w->st, &s);
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	for (size_t k = 0; k < N_WSTEPS; k++) {
+		uint32_t acked[2] = {(uint32_t)w->index, (uint32_t)(k + 1)};
+
+		if (writer_step(w, k) != DAS_OK)
+			_exit(4);
+		/* 8 bytes: one atomic pipe write, whatever the others do. */
+		if (w->fd >= 0 &&
+		    write(w->fd, acked, sizeof(acked)) != sizeof(acked))
+			_exit(5);
+	}
+	return NULL;
+}
+
+/* The rows of user among rows[0..n), in order, into out (max LEDGER_MAX). */
+static size_t rows_of(const char *user, const struct store_ledger_row *rows,
+		      size_t n, struct store_ledger_row *out)
+{
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(rows[i].user, user) == 0)
+			out[m++] = rows[i];
+	return m;
+}
+
+/* Sequential reference per writer; returns the events of one concurrent
+ * run (a run's count varies with the batching; it is the crash range). */
+static unsigned long writers_reference(void)
+{
+	static struct store_ledger_row all[LEDGER_MAX], mine[LEDGER_MAX];
+	struct writer w[N_WRITERS];
+	char path[512];
+	struct store *st;
+	unsigned long n_events;
+	size_t n;
+
+	db_path(path, sizeof(path), 100000);
+	if (from_template(path) != 0 || !(st = open_store(path)))
+		exit(1);
+	for (int t = 0; t < N_WRITERS; t++) {
+		const char *users[] = {w[t].user};
+
+		writer_init(&w[t], st, t, -1);
+		users[0] = w[t].user;
+		for (size_t k = 0; k <= N_WSTEPS; k++) {
+			if (k > 0 && writer_step(&w[t], k - 1) != DAS_OK)
+				exit(1);
+			if (users_state(st, users, 1, wref_state[t][k],
+					STATE_SIZE) != 0 ||
+			    store_ledger_read(st, CUST, 0, all, LEDGER_MAX,
+					      &n) != STORE_OK)
+				exit(1);
+			wref_len[t][k] = rows_of(w[t].user, all, n, mine);
+		}
+		memcpy(wref_rows[t], mine, sizeof(mine));
+	}
+	store_close(st);
+	db_remove(path);
+
+	/* One concurrent run, to learn how many events it has. */
+	if (from_template(path) != 0 || !(st = open_store(path)))
+		exit(1);
+	crash_vfs_arm(0);
+	for (int t = 0; t < N_WRITERS; t++) {
+		writer_init(&w[t], st, t, -1);
+		if (pthread_create(&w[t].thread_id, NULL, writer_main, &w[t]))
+			exit(1);
+	}
+	for (int t = 0; t < N_WRITERS; t++)
+		pthread_join(w[t].thread_id, NULL);
+	n_events = crash_vfs_events();
+	store_close(st);
+	db_remove(path);
+	return n_events;
+}
+
+static int writers_crash_point(unsigned long crash_at)
+{
+	static struct store_ledger_row all[LEDGER_MAX], mine[LEDGER_MAX];
+	uint32_t acked[N_WRITERS] = {0}, v[2];
+	char path[512], state[STATE_SIZE];
+	int fds[2], status, verdict = 0;
+	struct store *st;
+	size_t n = 0;
+	pid_t pid;
+
+	db_path(path, sizeof(path), 100000 + crash_at);
+	if (from_template(path) != 0 || pipe(fds) != 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct writer w[N_WRITERS];
+
+		close(fds[0]);
+		st = open_store(path);
+		if (!st)
+			_exit(3);
+		crash_vfs_arm(crash_at);
+		for (int t = 0; t < N_WRITERS; t++) {
+			writer_init(&w[t], st, t, fds[1]);
+			if (pthread_create(&w[t].thread_id, NULL, writer_main,
+					   &w[t]))
+				_exit(3);
+		}
+		for (int t = 0; t < N_WRITERS; t++)
+			pthread_join(w[t].thread_id, NULL);
+		_exit(2);
+	}
+	close(fds[1]);
+	while (read(fds[0], v, sizeof(v)) == (ssize_t)sizeof(v))
+		if (v[0] < N_WRITERS && v[1] > acked[v[0]])
+			acked[v[0]] = v[1];
+	close(fds[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 2)) {
+		fprintf(stderr, "writers crash point %lu: the child failed "
+				"(status %d)\n",
+			crash_at, status);
+		return -1;
+	}
+	st = open_store(path);
+	if (!st ||
+	    store_ledger_read(st, CUST, 0, all, LEDGER_MAX, &n) != STORE_OK) {
+		store_close(st);
+		return -1;
+	}
+	for (int t = 0; t < N_WRITERS; t++) {
+		char user[16];
+		const char *users[] = {user};
+		size_t m, done;
+		bool is_ok = false;
+
+		snprintf(user, sizeof(user), "c%d", t);
+		if (users_state(st, users, 1, state, sizeof(state)) != 0) {
+			store_close(st);
+			return -1;
+		}
+		m = rows_of(user, all, n, mine);
+		for (done = acked[t]; done <= acked[t] + 1 && done <= N_WSTEPS;
+		     done++) {
+			if (m != wref_len[t][done] ||
+			    strcmp(state, wref_state[t][done]) != 0)
+				continue;
+			is_ok = true;
+			for (size_t i = 0; i < m; i++)
+				if (!same_row(&mine[i], &wref_rows[t][i]))
+					is_ok = false;
+			if (is_ok)
+				break;
+		}
+		if (!is_ok) {
+			verdict = 1;
+			if (!is_expect_loss)
+				fprintf(stderr,
+					"writers crash point %lu: %s had %u "
+					"step(s) acknowledged but reopened "
+					"with %zu ledger rows and state %s\n",
+					crash_at, user, acked[t], m, state);
+		}
+	}
+	store_close(st);
+	db_remove(path);
+	return verdict;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long n_events, n_lost = 0, n_points = 0;
@@ -462,6 +702,41 @@ int main(int argc, char **argv)
 	printf("power loss: %lu crash points, %lu lost acknowledged changes "
 	       "or left them half-applied\n",
 	       n_points, n_lost);
+	{
+		unsigned long n_wpoints = 0, n_wlost = 0;
+
+		n_events = writers_reference();
+		printf("power loss: %d concurrent writers, %zu steps each, "
+		       "about %lu writes and syncs: a crash at each\n",
+		       N_WRITERS, N_WSTEPS, n_events);
+		for (unsigned long i = 1; i <= n_events; i++) {
+			unsigned long at = is_expect_loss ? n_events + 1 - i : i;
+			int rc = writers_crash_point(at);
+
+			if (rc < 0)
+				return 1;
+			n_wpoints++;
+			n_wlost += (unsigned long)rc;
+			if (is_expect_loss && rc > 0) {
+				printf("power loss: writers crash point %lu "
+				       "lost acknowledged changes, as an "
+				       "unsynced store must\n",
+				       at);
+				break;
+			}
+		}
+		printf("power loss: %lu crash points with concurrent writers, "
+		       "%lu lost acknowledged changes or left them "
+		       "half-applied\n",
+		       n_wpoints, n_wlost);
+		if (is_expect_loss && (n_lost == 0 || n_wlost == 0)) {
+			fprintf(stderr, "an unsynced store lost nothing in one "
+					"of the two runs: the power-loss test "
+					"cannot fail there\n");
+			return 1;
+		}
+		n_lost += n_wlost;
+	}
 	if (is_expect_loss) {
 		if (n_lost == 0) {
 			fprintf(stderr, "an unsynced store lost nothing: the "
