@@ -42,7 +42,8 @@ struct health {
 	struct store *store;
 	pthread_mutex_t mu; /* guards the cached probe */
 	bool has_probed;
-	bool is_serving;
+	bool is_probing; /* a probe runs now */
+	bool is_serving; /* the store opened: SERVING until a probe says not */
 	gpr_timespec probed_at;
 
 	/* Watch: the streams thread only. */
@@ -60,6 +61,7 @@ struct health *health_new(struct store *store)
 	if (!h)
 		return NULL;
 	h->store = store;
+	h->is_serving = true;
 	pthread_mutex_init(&h->mu, NULL);
 	return h;
 }
@@ -84,30 +86,44 @@ bool health_is_known(const char *service)
 	return false;
 }
 
+/*
+ * One probe at a time, and nobody waits for it: while a probe runs (a
+ * PostgreSQL that does not answer can hold it for the connect timeout),
+ * other callers get the last answer, so Checks never pile up on workers.
+ */
 bool health_is_serving(struct health *h)
 {
 	gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
-	bool is_serving;
+	bool is_serving, was_serving, had_probed;
+	char why[512] = "";
 
 	pthread_mutex_lock(&h->mu);
-	if (!h->has_probed ||
-	    gpr_time_cmp(gpr_time_sub(now, h->probed_at),
-			 gpr_time_from_millis(HEALTH_FRESH_MS, GPR_TIMESPAN)) >=
-		    0) {
-		char why[512] = "";
-		bool was_serving = h->is_serving, had_probed = h->has_probed;
-
-		h->is_serving = store_probe(h->store, why, sizeof(why)) ==
-				STORE_OK;
-		h->probed_at = gpr_now(GPR_CLOCK_MONOTONIC);
-		h->has_probed = true;
-		if (!h->is_serving && (!had_probed || was_serving))
-			das_log(DAS_LOG_ERROR, "health: NOT_SERVING: %s", why);
-		else if (h->is_serving && had_probed && !was_serving)
-			das_log(DAS_LOG_WARN,
-				"health: SERVING again: the store takes writes");
+	if (h->is_probing ||
+	    (h->has_probed &&
+	     gpr_time_cmp(gpr_time_sub(now, h->probed_at),
+			  gpr_time_from_millis(HEALTH_FRESH_MS,
+					       GPR_TIMESPAN)) < 0)) {
+		is_serving = h->is_serving;
+		pthread_mutex_unlock(&h->mu);
+		return is_serving;
 	}
-	is_serving = h->is_serving;
+	h->is_probing = true;
+	was_serving = h->is_serving;
+	had_probed = h->has_probed;
+	pthread_mutex_unlock(&h->mu);
+
+	is_serving = store_probe(h->store, why, sizeof(why)) == STORE_OK;
+	if (!is_serving && was_serving)
+		das_log(DAS_LOG_ERROR, "health: NOT_SERVING: %s", why);
+	else if (is_serving && had_probed && !was_serving)
+		das_log(DAS_LOG_WARN,
+			"health: SERVING again: the store takes writes");
+
+	pthread_mutex_lock(&h->mu);
+	h->is_serving = is_serving;
+	h->probed_at = gpr_now(GPR_CLOCK_MONOTONIC);
+	h->has_probed = true;
+	h->is_probing = false;
 	pthread_mutex_unlock(&h->mu);
 	return is_serving;
 }

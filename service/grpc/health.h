@@ -7,7 +7,8 @@
  * Check (a unary call, answered by handlers.c) and Watch (a server stream,
  * run here on the streams thread) share one cached probe: a result younger
  * than HEALTH_FRESH_MS is reused, so a flood of Checks costs at most a few
- * probes a second. While anyone watches, the streams thread probes every
+ * probes a second, and while a probe runs the others get the last answer
+ * rather than wait for it. While anyone watches, the streams thread probes every
  * HEALTH_TICK_MS and sends each watcher every change; a Watch of a service
  * we do not serve gets SERVICE_UNKNOWN, as the health protocol asks.
  * Transitions are logged with the reason.
@@ -37,7 +38,8 @@ void health_free(struct health *h); /* NULL is a no-op */
 /* True for "" and the services this server runs. */
 bool health_is_known(const char *service);
 
-/* SERVING now? Probes the store when the cached answer is stale. */
+/* SERVING now? Probes the store when the cached answer is stale (and no
+ * other probe runs). Thread-safe. */
 bool health_is_serving(struct health *h);
 
 /* Registers Watch with server; before grpc_server_start. Returns 0/-1. */
