@@ -30,6 +30,7 @@
 
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "deviceassignment/v1/directory.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
 
 #include "client/das_client.h"
 #include "harness.h"
@@ -42,6 +43,8 @@ int main(void)
 	return 77;
 }
 #else
+
+#include <libpq-fe.h>
 
 #include "tests/store/pg_harness.h"
 
@@ -722,6 +725,104 @@ static void database_restart_under_load(void **state)
 	assert_true(harness_is_alive(&replica[1]));
 }
 
+/* ---- health follows the database ---- */
+
+#define HEALTHY "d4e3f9c5-8e6b-4c0a-9f2a-3b4c5d6e7f80"
+
+static int health_of(struct das_client *c)
+{
+	Grpc__Health__V1__HealthCheckRequest r =
+		GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct das_call_status st;
+	int status;
+
+	assert_int_equal(das_client_call(c, DAS_RPC_HEALTH_CHECK, NULL, &r.base,
+					 &resp, TIMEOUT_MS, &st),
+			 0);
+	assert_int_equal(st.code, GRPC_OK);
+	status = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status;
+	protobuf_c_message_free_unpacked(resp, NULL);
+	return status;
+}
+
+/* Both replicas say want within 10 s; returns the ms it took. */
+static double health_until(int want)
+{
+	double t0 = now_ms();
+
+	for (int i = 0; i < 2; i++)
+		while (health_of(client[i]) != want) {
+			assert_true(now_ms() - t0 < 10000.0);
+			sleep_ms(20);
+		}
+	return now_ms() - t0;
+}
+
+/* Runs one statement as the superuser on the maintenance database. */
+static void pg_admin(const char *sql)
+{
+	char uri[PG_HARNESS_URI_SIZE];
+	PGconn *conn;
+	PGresult *res;
+
+	pg_harness_admin_uri(&pg, uri, sizeof(uri));
+	conn = PQconnectdb(uri);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(conn));
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/*
+ * The database unreachable for the replicas (it refuses their
+ * connections): Check says NOT_SERVING on both and writes are
+ * STORE_UNAVAILABLE; reachable again: SERVING, and writes go through.
+ */
+static void health_follows_database(void **state)
+{
+	const char *db = strrchr(db_spec, '/') + 1;
+	char sql[256];
+	struct das_call_status st;
+	double took;
+
+	(void)state;
+	upsert_customer(HEALTHY, -1);
+	upsert_user(HEALTHY, "h1");
+	upsert_device(HEALTHY, "hd1", "h1");
+	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+
+	snprintf(sql, sizeof(sql),
+		 "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", db);
+	pg_admin(sql);
+	pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		 "WHERE application_name = 'device-assignment-server'");
+	took = health_until(
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+	fprintf(stderr, "replicas: database unreachable: both NOT_SERVING "
+			"after %.0f ms\n",
+		took);
+	assert_int_equal(assign(client[0], HEALTHY, "h1", "hd1", 1, TIMEOUT_MS,
+				&st),
+			 GRPC_UNAVAILABLE);
+	assert_string_equal(st.reason, "STORE_UNAVAILABLE");
+
+	snprintf(sql, sizeof(sql),
+		 "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db);
+	pg_admin(sql);
+	took = health_until(
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	fprintf(stderr, "replicas: database back: both SERVING after %.0f ms\n",
+		took);
+	assert_int_equal(assign(client[1], HEALTHY, "h1", "hd1", 1, TIMEOUT_MS,
+				&st),
+			 GRPC_OK);
+	assert_int_equal(listed_type(client[0], HEALTHY, "h1", "hd1"), 1);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -770,6 +871,7 @@ int main(void)
 		cmocka_unit_test(seat_race_through_gateway),
 		cmocka_unit_test(sigkill_one_replica_under_load),
 		cmocka_unit_test(database_restart_under_load),
+		cmocka_unit_test(health_follows_database),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
