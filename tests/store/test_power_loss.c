@@ -234,7 +234,7 @@ static bool same_row(const struct store_ledger_row *a,
 static struct store *open_store(const char *path)
 {
 	static const struct store_options opt = {1, 5000};
-	char spec[512], err[512];
+	char spec[600], err[512];
 	struct store *st = NULL;
 
 	snprintf(spec, sizeof(spec), "sqlite:%s", path);
