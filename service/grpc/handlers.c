@@ -395,6 +395,13 @@ static enum das_status check_no_nul(const ProtobufCMessageDescriptor *d,
 	return DAS_INVALID_ARGUMENT;
 }
 
+enum das_status handlers_check_strings(const ProtobufCMessageDescriptor *d,
+				       const uint8_t *request, size_t len,
+				       char detail[DOMAIN_DETAIL_SIZE])
+{
+	return check_no_nul(d, request, len, detail);
+}
+
 void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,

@@ -57,6 +57,16 @@ void handlers_dispatch(const struct handler_env *env,
 		       size_t request_len, struct handler_reply *reply);
 
 /*
+ * The string check every RPC gets (a NUL byte in any string field is
+ * refused; in an id, with the id's "not valid" row), for calls that do not
+ * go through handlers_dispatch (Health/Watch). DAS_OK, or the row to answer
+ * with detail filled (its "%s").
+ */
+enum das_status handlers_check_strings(const ProtobufCMessageDescriptor *d,
+				       const uint8_t *request, size_t len,
+				       char detail[DOMAIN_DETAIL_SIZE]);
+
+/*
  * The domain request of an AssignDeviceRequest (rows 2-10 then judge it);
  * out points into in's strings. Exposed for the fuzz target.
  */

@@ -11,7 +11,9 @@
 #include "grpc/health/v1/health.pb-c.h"
 
 #include "common/log.h"
+#include "common/status.h"
 #include "proto/rpc_methods.h"
+#include "service/grpc/handlers.h"
 
 #define container_of(ptr, type, member)                                        \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -289,35 +291,53 @@ static int current_status(struct watch *w)
 		       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 }
 
-/* The service name of the request; false when it is not a valid one. */
-static bool watch_parse(struct watch *w)
+/*
+ * Reads the service name of the request. Returns DAS_OK, or the row to
+ * answer (message in text), as a unary call would get it.
+ */
+static enum das_status watch_parse(struct watch *w, char *text,
+				   size_t text_size)
 {
 	grpc_byte_buffer_reader reader;
-	Grpc__Health__V1__HealthCheckRequest *req;
+	Grpc__Health__V1__HealthCheckRequest *req = NULL;
+	char detail[DOMAIN_DETAIL_SIZE] = "malformed request message";
+	enum das_status status = DAS_INVALID_ARGUMENT;
 	grpc_slice all;
-	bool is_ok = false;
 
-	if (!w->payload || !grpc_byte_buffer_reader_init(&reader, w->payload))
-		return false;
-	all = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
-	if (GRPC_SLICE_LENGTH(all) <= DAS_RPC_MAX_MESSAGE) {
-		req = grpc__health__v1__health_check_request__unpack(
-			NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-		if (req) {
-			w->is_known = health_is_known(req->service);
-			is_ok = true;
-			protobuf_c_message_free_unpacked(&req->base, NULL);
+	if (w->payload && grpc_byte_buffer_reader_init(&reader, w->payload)) {
+		all = grpc_byte_buffer_reader_readall(&reader);
+		grpc_byte_buffer_reader_destroy(&reader);
+		if (GRPC_SLICE_LENGTH(all) > DAS_RPC_MAX_MESSAGE) {
+			status = DAS_PAYLOAD_TOO_LARGE;
+		} else {
+			status = handlers_check_strings(
+				&grpc__health__v1__health_check_request__descriptor,
+				GRPC_SLICE_START_PTR(all),
+				GRPC_SLICE_LENGTH(all), detail);
+			if (status == DAS_OK)
+				req = grpc__health__v1__health_check_request__unpack(
+					NULL, GRPC_SLICE_LENGTH(all),
+					GRPC_SLICE_START_PTR(all));
+			if (status == DAS_OK && !req)
+				status = DAS_INVALID_ARGUMENT;
 		}
+		grpc_slice_unref(all);
 	}
-	grpc_slice_unref(all);
-	return is_ok;
+	if (req) {
+		w->is_known = health_is_known(req->service);
+		protobuf_c_message_free_unpacked(&req->base, NULL);
+		return DAS_OK;
+	}
+	das_status_format(status, detail, text, text_size);
+	return status;
 }
 
 static void watch_requested(struct stream_tag *tag, bool is_ok)
 {
 	struct watch *w = container_of(tag, struct watch, requested);
 	struct health *h = w->h;
+	enum das_status status;
+	char text[512];
 	grpc_op op;
 
 	if (!is_ok) { /* the server is shutting down */
@@ -337,9 +357,11 @@ static void watch_requested(struct stream_tag *tag, bool is_ok)
 		watch_free(w);
 		return;
 	}
-	if (!watch_parse(w)) {
-		watch_finish(w, GRPC_STATUS_INVALID_ARGUMENT,
-			     "malformed request message");
+	status = watch_parse(w, text, sizeof(text));
+	if (status != DAS_OK) {
+		watch_finish(w,
+			     (grpc_status_code)das_status_row(status)->grpc_code,
+			     text);
 		return;
 	}
 	if (h->n_watchers >= HEALTH_WATCH_MAX) {

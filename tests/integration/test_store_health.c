@@ -277,12 +277,14 @@ static bool watch_batch(struct watch *w, const grpc_op *ops, size_t n,
 	return ev.success != 0;
 }
 
-static void watch_open(struct watch *w, grpc_channel *ch)
+/* Opens a Watch with the given request bytes (a HealthCheckRequest). */
+static void watch_open_with(struct watch *w, grpc_channel *ch,
+			    const void *request, size_t len)
 {
 	grpc_slice method = grpc_slice_from_static_string(
 		"/grpc.health.v1.Health/Watch");
-	grpc_slice empty = grpc_empty_slice();
-	grpc_byte_buffer *req = grpc_raw_byte_buffer_create(&empty, 1);
+	grpc_slice body = grpc_slice_from_copied_buffer(request, len);
+	grpc_byte_buffer *req = grpc_raw_byte_buffer_create(&body, 1);
 	grpc_op ops[3];
 
 	memset(w, 0, sizeof(*w));
@@ -301,10 +303,16 @@ static void watch_open(struct watch *w, grpc_channel *ch)
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
 	assert_true(watch_batch(w, ops, 3, TIMEOUT_MS));
 	grpc_byte_buffer_destroy(req);
+	grpc_slice_unref(body);
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
 	ops[0].data.recv_initial_metadata.recv_initial_metadata = &w->md;
 	assert_true(watch_batch(w, ops, 1, TIMEOUT_MS));
+}
+
+static void watch_open(struct watch *w, grpc_channel *ch)
+{
+	watch_open_with(w, ch, "", 0); /* service "": the whole server */
 }
 
 /* The next status the stream sends (waits up to FOLLOW_MS). */
@@ -335,14 +343,16 @@ static int watch_next(struct watch *w)
 	return status;
 }
 
-static void watch_close(struct watch *w)
+/* Ends the stream (cancelling it unless is_ended); returns its status. */
+static grpc_status_code watch_end(struct watch *w, bool is_ended)
 {
 	grpc_op op;
 	grpc_metadata_array trailers;
 	grpc_status_code code;
 	grpc_slice details;
 
-	grpc_call_cancel(w->call, NULL);
+	if (!is_ended)
+		grpc_call_cancel(w->call, NULL);
 	grpc_metadata_array_init(&trailers);
 	memset(&op, 0, sizeof(op));
 	op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -361,6 +371,12 @@ static void watch_close(struct watch *w)
 		       .type != GRPC_QUEUE_SHUTDOWN)
 		;
 	grpc_completion_queue_destroy(w->cq);
+	return code;
+}
+
+static void watch_close(struct watch *w)
+{
+	watch_end(w, false);
 }
 
 /* ---- HTTP to the gateway (tiny: one request per connection) ---- */
@@ -667,6 +683,39 @@ static void deleted_wal(void **state)
 }
 
 /*
+ * Watch as the health protocol has it: a service we do not serve is
+ * SERVICE_UNKNOWN (and the stream stays); a NUL byte in the name is
+ * INVALID_ARGUMENT, as in any other RPC's strings.
+ */
+static void watch_protocol(void **state)
+{
+	static const char unknown[] = "\x0a\x0fno.such.Service";
+	static const char with_nul[] = "\x0a\x05\x00junk";
+	struct node n;
+	struct watch w;
+	grpc_channel *ch;
+	grpc_channel_credentials *creds;
+
+	(void)state;
+	node_start(&n, DISK "/proto/service.db");
+	creds = grpc_insecure_credentials_create();
+	ch = grpc_channel_create(n.proc.addr, creds, NULL);
+	grpc_channel_credentials_release(creds);
+
+	watch_open_with(&w, ch, unknown, sizeof(unknown) - 1);
+	assert_int_equal(
+		watch_next(&w),
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN);
+	assert_int_equal(watch_end(&w, false), GRPC_STATUS_CANCELLED);
+
+	watch_open_with(&w, ch, with_nul, sizeof(with_nul) - 1);
+	assert_int_equal(watch_end(&w, true), GRPC_STATUS_INVALID_ARGUMENT);
+
+	grpc_channel_destroy(ch);
+	node_stop(&n);
+}
+
+/*
  * A private mount namespace with a small tmpfs on /mnt; must run before
  * any thread starts. Returns 0, or -1 with a reason on stderr.
  */
@@ -701,6 +750,7 @@ int main(void)
 		cmocka_unit_test(deleted_file),
 		cmocka_unit_test(replaced_file),
 		cmocka_unit_test(deleted_wal),
+		cmocka_unit_test(watch_protocol),
 	};
 	int failures;
 
