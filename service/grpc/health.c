@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/support/time.h>
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -14,6 +13,7 @@
 #include "common/status.h"
 #include "proto/rpc_methods.h"
 #include "service/grpc/handlers.h"
+#include "service/grpc/server.h"
 
 #define container_of(ptr, type, member)                                        \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
@@ -298,31 +298,27 @@ static int current_status(struct watch *w)
 static enum das_status watch_parse(struct watch *w, char *text,
 				   size_t text_size)
 {
-	grpc_byte_buffer_reader reader;
 	Grpc__Health__V1__HealthCheckRequest *req = NULL;
 	char detail[DOMAIN_DETAIL_SIZE] = "malformed request message";
 	enum das_status status = DAS_INVALID_ARGUMENT;
-	grpc_slice all;
+	uint8_t *bytes = NULL;
+	size_t len = 0;
 
-	if (w->payload && grpc_byte_buffer_reader_init(&reader, w->payload)) {
-		all = grpc_byte_buffer_reader_readall(&reader);
-		grpc_byte_buffer_reader_destroy(&reader);
-		if (GRPC_SLICE_LENGTH(all) > DAS_RPC_MAX_MESSAGE) {
-			status = DAS_PAYLOAD_TOO_LARGE;
-		} else {
-			status = handlers_check_strings(
-				&grpc__health__v1__health_check_request__descriptor,
-				GRPC_SLICE_START_PTR(all),
-				GRPC_SLICE_LENGTH(all), detail);
-			if (status == DAS_OK)
-				req = grpc__health__v1__health_check_request__unpack(
-					NULL, GRPC_SLICE_LENGTH(all),
-					GRPC_SLICE_START_PTR(all));
-			if (status == DAS_OK && !req)
-				status = DAS_INVALID_ARGUMENT;
-		}
-		grpc_slice_unref(all);
+	/* Compressed requests are inflated as for unary calls: bounded. */
+	if (w->payload)
+		status = server_payload_bytes(w->payload, &bytes, &len, detail,
+					      sizeof(detail));
+	if (status == DAS_OK)
+		status = handlers_check_strings(
+			&grpc__health__v1__health_check_request__descriptor,
+			bytes, len, detail);
+	if (status == DAS_OK) {
+		req = grpc__health__v1__health_check_request__unpack(NULL, len,
+								     bytes);
+		if (!req)
+			status = DAS_INVALID_ARGUMENT;
 	}
+	free(bytes);
 	if (req) {
 		w->is_known = health_is_known(req->service);
 		protobuf_c_message_free_unpacked(&req->base, NULL);

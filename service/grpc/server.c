@@ -252,6 +252,16 @@ done:
 	return result;
 }
 
+enum das_status server_payload_bytes(grpc_byte_buffer *bb, uint8_t **out,
+				     size_t *len, char *detail,
+				     size_t detail_size)
+{
+	if (bb->data.raw.compression != GRPC_COMPRESS_NONE)
+		return payload_inflate(bb, out, len, detail, detail_size);
+	*out = payload_plain(bb, len);
+	return *out ? DAS_OK : DAS_INTERNAL;
+}
+
 /* The first entry of key (value NULL when none); returns how many there are. */
 static size_t find_meta(const grpc_metadata_array *md, const char *key,
 			const char **value, size_t *len)

@@ -8,6 +8,9 @@
 #define DAS_GRPC_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
 
 #include "service/grpc/handlers.h"
 
@@ -32,5 +35,15 @@ int server_start(const struct server_config *cfg, struct server **out,
  * still running after grace_ms), joins the workers and frees everything.
  */
 void server_stop(struct server *srv);
+
+/*
+ * The bytes of a request message: copied out, or inflated (gzip, deflate)
+ * into DAS_RPC_MAX_MESSAGE bytes and never past it. DAS_OK with *out
+ * (malloc'd, caller frees) and *len; else the row to answer, detail set.
+ * For calls run outside the unary loop (Health/Watch).
+ */
+enum das_status server_payload_bytes(grpc_byte_buffer *bb, uint8_t **out,
+				     size_t *len, char *detail,
+				     size_t detail_size);
 
 #endif

@@ -39,6 +39,7 @@
 #include <cmocka.h>
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/compression.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -685,7 +686,8 @@ static void deleted_wal(void **state)
 /*
  * Watch as the health protocol has it: a service we do not serve is
  * SERVICE_UNKNOWN (and the stream stays); a NUL byte in the name is
- * INVALID_ARGUMENT, as in any other RPC's strings.
+ * INVALID_ARGUMENT, as in any other RPC's strings; a compressed request is
+ * read, a compressed bomb refused.
  */
 static void watch_protocol(void **state)
 {
@@ -710,8 +712,38 @@ static void watch_protocol(void **state)
 
 	watch_open_with(&w, ch, with_nul, sizeof(with_nul) - 1);
 	assert_int_equal(watch_end(&w, true), GRPC_STATUS_INVALID_ARGUMENT);
-
 	grpc_channel_destroy(ch);
+
+	/* Compressed (gzip) requests: inflated as for unary calls, bounded
+	 * to 64 KiB, so a 1 MiB name that compresses to 1 KiB is refused. */
+	{
+		grpc_arg arg = {.type = GRPC_ARG_INTEGER,
+				.key = (char *)
+					GRPC_COMPRESSION_CHANNEL_DEFAULT_ALGORITHM,
+				.value.integer = GRPC_COMPRESS_GZIP};
+		grpc_channel_args args = {1, &arg};
+		size_t big_len = 1u << 20;
+		char *bomb = malloc(big_len + 8);
+
+		assert_non_null(bomb);
+		bomb[0] = 0x0a; /* field 1, length-delimited, 2^20 bytes */
+		bomb[1] = (char)0x80;
+		bomb[2] = (char)0x80;
+		bomb[3] = 0x40;
+		memset(bomb + 4, 'a', big_len);
+		creds = grpc_insecure_credentials_create();
+		ch = grpc_channel_create(n.proc.addr, creds, &args);
+		grpc_channel_credentials_release(creds);
+		watch_open(&w, ch);
+		assert_int_equal(watch_next(&w), SERVING);
+		watch_close(&w);
+		watch_open_with(&w, ch, bomb, big_len + 4);
+		assert_int_equal(watch_end(&w, true),
+				 GRPC_STATUS_RESOURCE_EXHAUSTED);
+		free(bomb);
+		grpc_channel_destroy(ch);
+	}
+
 	node_stop(&n);
 }
 
