@@ -239,7 +239,7 @@ static void raw_call(enum das_rpc_method m, const char *token,
 	char auth[4096];
 	const char *md[] = {"authorization", auth};
 
-	snprintf(auth, sizeof(auth), "Bearer %s", token);
+	snprintf(auth, sizeof(auth), "Bearer %s", token ? token : "");
 	assert_int_equal(das_client_call_raw(client, das_rpc_method(m)->path,
 					     w->b, w->n, md, token ? 1 : 0,
 					     TIMEOUT_MS, st),
@@ -508,6 +508,7 @@ struct h2 {
 	char grpc_message[256];
 	const uint8_t *body; /* the request body every stream sends */
 	size_t body_len;
+	size_t body_offset; /* of the stream sending it now */
 };
 
 static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len,
@@ -579,8 +580,6 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf,
 	}
 	return (ssize_t)n;
 }
-
-static size_t body_offset;
 
 /*
  * Connects and queues our SETTINGS. Returns 0, or -1 with nothing left
@@ -688,7 +687,8 @@ static int32_t h2_start_call(struct h2 *h, const char *path,
 		NV("authorization", auth),
 		NV("grpc-encoding", "gzip"),
 	};
-	nghttp2_data_provider dp = {.source.ptr = &body_offset,
+	/* Per connection: flood threads send at once on their own. */
+	nghttp2_data_provider dp = {.source.ptr = &h->body_offset,
 				    .read_callback = h2_read_body};
 
 	return nghttp2_submit_request(h->s, NULL, nv,
