@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,9 @@ static struct das_flag flags[] = {
 	 .help = "HS256 shared secret file (this or --jwt-rs256-public-key)"},
 	{.name = "jwt-rs256-public-key", .metavar = "FILE",
 	 .help = "RS256 public key, PEM"},
+	{.name = "jwt-jwks-file", .metavar = "FILE",
+	 .help = "JWKS document: RS256, ES256 and HS256 keys chosen by kid "
+		 "(instead of the two above)"},
 	{.name = "jwt-issuer", .metavar = "ISS",
 	 .help = "required iss claim (unchecked when empty)"},
 	{.name = "jwt-audience", .metavar = "AUD",
@@ -39,6 +43,14 @@ static struct das_flag flags[] = {
 	 .help = "store connections; 0 = one per worker"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
 	 .help = "on SIGTERM, time for calls in flight before cancelling"},
+	{.name = "tls-cert", .metavar = "FILE",
+	 .help = "TLS certificate chain, PEM (with --tls-key: gRPC over TLS; "
+		 "SIGHUP reloads)"},
+	{.name = "tls-key", .metavar = "FILE",
+	 .help = "private key of --tls-cert, PEM"},
+	{.name = "tls-client-ca", .metavar = "FILE",
+	 .help = "CA certificates, PEM: clients must present a certificate "
+		 "they signed (mTLS)"},
 	{.name = "log-level", .metavar = "LEVEL", .def = "info",
 	 .help = "debug, info, warn or error"},
 	{.name = "log-format", .metavar = "FORMAT", .def = "text",
@@ -94,6 +106,46 @@ static int set_log_format(const char *name)
 	return 0;
 }
 
+/*
+ * True for addresses only this machine can reach: 127.0.0.0/8, ::1 and
+ * localhost. Anything else (0.0.0.0, [::], a NIC's address, a name) is
+ * reachable from a network.
+ */
+static bool is_loopback(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+	size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+
+	if (strncmp(listen, "ipv4:", 5) == 0 || strncmp(listen, "ipv6:", 5) == 0) {
+		listen += 5;
+		n -= 5;
+	}
+	return (n >= 4 && strncmp(listen, "127.", 4) == 0) ||
+	       (n == 5 && strncmp(listen, "[::1]", 5) == 0) ||
+	       (n == 9 && strncmp(listen, "localhost", 9) == 0);
+}
+
+/* SIGHUP: new certificates and JWT keys; on failure the old ones stay. */
+static void reload(struct auth_config *auth, struct server_tls *tls)
+{
+	char err[512];
+
+	if (auth_config_reload(auth, err, sizeof(err)) == 0)
+		das_log(DAS_LOG_INFO, "reload: JWT keys reloaded");
+	else
+		das_log(DAS_LOG_ERROR,
+			"reload: JWT keys kept, the new ones failed: %s", err);
+	if (!tls)
+		return;
+	if (server_tls_reload(tls, err, sizeof(err)) == 0)
+		das_log(DAS_LOG_INFO, "reload: TLS certificate reloaded, "
+				      "used from the next connection on");
+	else
+		das_log(DAS_LOG_ERROR,
+			"reload: TLS certificate kept, the new one failed: %s",
+			err);
+}
+
 /* "127.0.0.1:0" with bound port 43210 -> "127.0.0.1:43210". */
 static void bound_address(const char *listen, int port, char *buf,
 			  size_t size)
@@ -110,6 +162,7 @@ int main(int argc, char **argv)
 	struct store *store = NULL;
 	struct server *srv = NULL;
 	struct das_metrics_http *metrics = NULL;
+	struct server_tls *tls = NULL;
 	struct server_config cfg;
 	char err[512], addr[300];
 	unsigned long workers, pool, grace;
@@ -152,11 +205,29 @@ int main(int argc, char **argv)
 	if (pool == 0)
 		pool = workers;
 
-	if (auth_config_load(&auth, flag("jwt-hs256-secret-file"),
-			     flag("jwt-rs256-public-key"), flag("jwt-issuer"),
-			     flag("jwt-audience"), err, sizeof(err)) != 0) {
+	struct auth_sources sources = {
+		.hs256_secret_file = flag("jwt-hs256-secret-file"),
+		.rs256_public_key = flag("jwt-rs256-public-key"),
+		.jwks_file = flag("jwt-jwks-file"),
+		.issuer = flag("jwt-issuer"),
+		.audience = flag("jwt-audience"),
+	};
+	if (auth_config_load_sources(&auth, &sources, err, sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
+	}
+	if (flag("tls-cert") || flag("tls-key") || flag("tls-client-ca")) {
+		struct server_tls_files files = {
+			.cert_file = flag("tls-cert"),
+			.key_file = flag("tls-key"),
+			.client_ca_file = flag("tls-client-ca"),
+		};
+		tls = server_tls_new(&files, err, sizeof(err));
+		if (!tls) {
+			fprintf(stderr, PROG ": TLS: %s\n", err);
+			auth_config_release(&auth);
+			return 2;
+		}
 	}
 
 	/* Signals are taken by sigwait below, never by a handler, and every
@@ -164,6 +235,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -172,6 +244,7 @@ int main(int argc, char **argv)
 	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
 		       sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": store: %s\n", err);
+		server_tls_free(tls);
 		auth_config_release(&auth);
 		return 1;
 	}
@@ -182,9 +255,11 @@ int main(int argc, char **argv)
 	cfg.grace_ms = (unsigned)grace;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
+	cfg.tls = tls;
 	if (server_start(&cfg, &srv, &port, err, sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		store_close(store);
+		server_tls_free(tls);
 		auth_config_release(&auth);
 		return 1;
 	}
@@ -197,24 +272,39 @@ int main(int argc, char **argv)
 			fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
 			server_stop(srv);
 			store_close(store);
+			server_tls_free(tls);
 			auth_config_release(&auth);
 			return 1;
 		}
+		char maddr[300];
 		bound_address(flag("metrics-listen"),
-			      (int)das_metrics_http_port(metrics), addr,
-			      sizeof(addr));
-		printf(PROG " metrics on http://%s/metrics\n", addr);
-		das_log(DAS_LOG_INFO, "metrics on http://%s/metrics", addr);
+			      (int)das_metrics_http_port(metrics), maddr,
+			      sizeof(maddr));
+		printf(PROG " metrics on http://%s/metrics\n", maddr);
+		das_log(DAS_LOG_INFO, "metrics on http://%s/metrics", maddr);
 	}
 	fflush(stdout);
-	das_log(DAS_LOG_INFO, "listening on %s, %lu workers, store %s", addr,
+	das_log(DAS_LOG_INFO, "listening on %s (%s), %lu workers, store %s",
+		addr, tls ? (flag("tls-client-ca") ? "mTLS" : "TLS") : "plaintext",
 		workers, store->ops->name);
+	if (!tls && !is_loopback(cfg.listen))
+		das_log(DAS_LOG_WARN,
+			"listening on %s without TLS: bearer tokens and data "
+			"cross the network in clear; give --tls-cert and "
+			"--tls-key",
+			cfg.listen);
 
-	sigwait(&sigs, &sig);
+	for (;;) {
+		sigwait(&sigs, &sig);
+		if (sig != SIGHUP)
+			break;
+		reload(&auth, tls);
+	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	server_stop(srv);
 	das_metrics_http_stop(metrics);
 	store_close(store);
+	server_tls_free(tls);
 	auth_config_release(&auth);
 	das_log(DAS_LOG_INFO, "stopped");
 	das_log_flush();

@@ -1,4 +1,5 @@
 #include "auth.h"
+#include "jwks.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -11,6 +12,8 @@
 #include <jansson.h>
 #include <jwt.h>
 
+#include "common/log.h"
+
 /*
  * Threads: auth_verify runs concurrently on every worker thread with one
  * shared, read-only auth_config. That is safe because
@@ -20,7 +23,11 @@
  *  - OpenSSL 3 needs no locking callbacks;
  *  - jansson seeds its hash function once, thread-safely, and each parse
  *    has its own state; no json_t is shared between calls here;
- *  - this file has no static mutable data and only reads the config.
+ *  - this file has no static mutable data; the only shared mutable state
+ *    is the config's key set pointer, read and swapped under its mutex.
+ *    A verification takes a reference to the current key set and drops it
+ *    when done, so a reload never frees keys a call is still using and
+ *    never waits for calls (no reader/writer lock to starve the reload).
  * tests/unit/test_auth.c runs verifications from several threads at once.
  */
 
@@ -46,14 +53,47 @@ static void put_reason(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
+const char *auth_alg_name(enum auth_alg alg)
+{
+	switch (alg) {
+	case AUTH_RS256:
+		return "RS256";
+	case AUTH_ES256:
+		return "ES256";
+	default:
+		return "HS256";
+	}
+}
+
 static const char *alg_name(enum auth_alg alg)
 {
-	return alg == AUTH_RS256 ? "RS256" : "HS256";
+	return auth_alg_name(alg);
 }
 
 static jwt_alg_t alg_to_jwt(enum auth_alg alg)
 {
-	return alg == AUTH_RS256 ? JWT_ALG_RS256 : JWT_ALG_HS256;
+	switch (alg) {
+	case AUTH_RS256:
+		return JWT_ALG_RS256;
+	case AUTH_ES256:
+		return JWT_ALG_ES256;
+	default:
+		return JWT_ALG_HS256;
+	}
+}
+
+/* Exact, case-sensitive names only (libjwt's own parse ignores case). */
+static int alg_from_name(const char *name, enum auth_alg *out)
+{
+	static const enum auth_alg all[] = {AUTH_HS256, AUTH_RS256,
+					    AUTH_ES256};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (strcmp(name, auth_alg_name(all[i])) == 0) {
+			*out = all[i];
+			return 0;
+		}
+	return -1;
 }
 
 /* memmem for a NUL-free needle, without relying on _GNU_SOURCE. */
@@ -159,61 +199,288 @@ static bool is_given(const char *s)
 	return s && *s;
 }
 
+struct auth_keyset {
+	unsigned refs;     /* the config's own + verifications in flight */
+	bool is_by_kid;    /* a JWKS: tokens' kid picks the key */
+	size_t n;
+	struct auth_jwk *keys;
+};
+
+static void keyset_free(struct auth_keyset *ks)
+{
+	if (!ks)
+		return;
+	auth_jwks_free(ks->keys, ks->n);
+	free(ks);
+}
+
+static struct auth_keyset *keyset_one(enum auth_alg alg, unsigned char *key,
+				      size_t key_len)
+{
+	struct auth_keyset *ks = calloc(1, sizeof(*ks));
+
+	if (!ks || !(ks->keys = calloc(1, sizeof(*ks->keys)))) {
+		free(ks);
+		return NULL;
+	}
+	ks->n = 1;
+	ks->keys[0].alg = alg;
+	ks->keys[0].key = key;
+	ks->keys[0].key_len = key_len;
+	return ks;
+}
+
+/* Reads the keys of src into a new key set (refs 1), or NULL and err. */
+static struct auth_keyset *keyset_load(const struct auth_sources *src,
+				       char *err, size_t err_size)
+{
+	struct auth_keyset *ks = NULL;
+	unsigned char *key = NULL;
+	size_t key_len = 0;
+	int given = is_given(src->hs256_secret_file) +
+		    is_given(src->rs256_public_key) + is_given(src->jwks_file);
+
+	if (given != 1) {
+		put_reason(err, err_size, "%s",
+			   given ? "give only one of --jwt-hs256-secret-file, "
+				   "--jwt-rs256-public-key and --jwt-jwks-file"
+				 : "no JWT key: give --jwt-hs256-secret-file, "
+				   "--jwt-rs256-public-key or --jwt-jwks-file");
+		return NULL;
+	}
+	if (is_given(src->hs256_secret_file)) {
+		if (auth_read_key_file(src->hs256_secret_file, true, &key,
+				       &key_len, err, err_size) != 0)
+			return NULL;
+		ks = keyset_one(AUTH_HS256, key, key_len);
+	} else if (is_given(src->rs256_public_key)) {
+		if (auth_read_key_file(src->rs256_public_key, false, &key,
+				       &key_len, err, err_size) != 0)
+			return NULL;
+		if (check_public_pem(key, key_len, src->rs256_public_key, err,
+				     err_size) != 0) {
+			free(key);
+			return NULL;
+		}
+		ks = keyset_one(AUTH_RS256, key, key_len);
+	} else {
+		struct auth_jwk *keys;
+		size_t n;
+		if (auth_read_key_file(src->jwks_file, false, &key, &key_len,
+				       err, err_size) != 0)
+			return NULL;
+		if (auth_jwks_parse(key, key_len, src->jwks_file, &keys, &n,
+				    err, err_size) != 0) {
+			explicit_bzero(key, key_len);
+			free(key);
+			return NULL;
+		}
+		explicit_bzero(key, key_len);
+		free(key);
+		key = NULL;
+		ks = calloc(1, sizeof(*ks));
+		if (!ks) {
+			auth_jwks_free(keys, n);
+		} else {
+			ks->keys = keys;
+			ks->n = n;
+			ks->is_by_kid = true;
+		}
+	}
+	if (!ks) {
+		if (key) {
+			explicit_bzero(key, key_len);
+			free(key);
+		}
+		put_reason(err, err_size, "out of memory");
+		return NULL;
+	}
+	ks->refs = 1;
+	return ks;
+}
+
+static void keyset_unref(const struct auth_config *cfg,
+			 struct auth_keyset *ks)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&cfg->lock;
+	bool is_last;
+
+	pthread_mutex_lock(lock);
+	is_last = --ks->refs == 0;
+	pthread_mutex_unlock(lock);
+	if (is_last)
+		keyset_free(ks);
+}
+
+/* The current key set with a reference taken; NULL when none. */
+static struct auth_keyset *keyset_get(const struct auth_config *cfg)
+{
+	pthread_mutex_t *lock = (pthread_mutex_t *)&cfg->lock;
+	struct auth_keyset *ks;
+
+	pthread_mutex_lock(lock);
+	ks = cfg->keys;
+	if (ks)
+		ks->refs++;
+	pthread_mutex_unlock(lock);
+	return ks;
+}
+
+static char *dup_given(const char *s, bool *is_oom)
+{
+	char *d;
+
+	if (!is_given(s))
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*is_oom = true;
+	return d;
+}
+
+static void sources_release(struct auth_sources *f)
+{
+	free((char *)f->hs256_secret_file);
+	free((char *)f->rs256_public_key);
+	free((char *)f->jwks_file);
+	memset(f, 0, sizeof(*f));
+}
+
+static void log_keys(const struct auth_keyset *ks, const char *what)
+{
+	for (size_t i = 0; i < ks->n; i++)
+		das_log(DAS_LOG_INFO, "JWT %s key %s%s%s", what,
+			alg_name(ks->keys[i].alg),
+			ks->keys[i].kid ? " kid=" : "",
+			ks->keys[i].kid ? ks->keys[i].kid : "");
+}
+
+int auth_config_load_sources(struct auth_config *cfg,
+			     const struct auth_sources *src, char *err,
+			     size_t err_size)
+{
+	bool is_oom = false;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->keys = keyset_load(src, err, err_size);
+	if (!cfg->keys)
+		goto fail;
+	cfg->files.hs256_secret_file = dup_given(src->hs256_secret_file,
+						 &is_oom);
+	cfg->files.rs256_public_key = dup_given(src->rs256_public_key, &is_oom);
+	cfg->files.jwks_file = dup_given(src->jwks_file, &is_oom);
+	cfg->issuer = dup_given(src->issuer, &is_oom);
+	cfg->audience = dup_given(src->audience, &is_oom);
+	if (is_oom) {
+		put_reason(err, err_size, "out of memory");
+		goto fail;
+	}
+	pthread_mutex_init(&cfg->lock, NULL);
+	if (cfg->keys->is_by_kid)
+		log_keys(cfg->keys, "loaded");
+	return 0;
+fail:
+	keyset_free(cfg->keys);
+	sources_release(&cfg->files);
+	free(cfg->issuer);
+	free(cfg->audience);
+	memset(cfg, 0, sizeof(*cfg));
+	return -1;
+}
+
 int auth_config_load(struct auth_config *cfg, const char *hs256_secret_file,
 		     const char *rs256_public_key, const char *issuer,
 		     const char *audience, char *err, size_t err_size)
 {
-	struct auth_config c = {0};
-	int result = -1;
+	struct auth_sources src = {
+		.hs256_secret_file = hs256_secret_file,
+		.rs256_public_key = rs256_public_key,
+		.issuer = issuer,
+		.audience = audience,
+	};
+
+	return auth_config_load_sources(cfg, &src, err, err_size);
+}
+
+int auth_config_set_key(struct auth_config *cfg, enum auth_alg alg,
+			const unsigned char *key, size_t key_len, char *err,
+			size_t err_size)
+{
+	unsigned char *copy;
 
 	memset(cfg, 0, sizeof(*cfg));
-	if (is_given(hs256_secret_file) == is_given(rs256_public_key)) {
-		put_reason(err, err_size, "%s",
-			   is_given(hs256_secret_file)
-				   ? "give only one of --jwt-hs256-secret-file "
-				     "and --jwt-rs256-public-key"
-				   : "no JWT key: give --jwt-hs256-secret-file "
-				     "or --jwt-rs256-public-key");
-		goto out;
+	if (!key || key_len == 0 || key_len > MAX_KEY_FILE ||
+	    !(copy = malloc(key_len + 1))) {
+		put_reason(err, err_size, "no key, or out of memory");
+		return -1;
 	}
-	if (is_given(hs256_secret_file)) {
-		c.alg = AUTH_HS256;
-		if (auth_read_key_file(hs256_secret_file, true, &c.key,
-				       &c.key_len, err, err_size) != 0)
-			goto out;
-	} else {
-		c.alg = AUTH_RS256;
-		if (auth_read_key_file(rs256_public_key, false, &c.key,
-				       &c.key_len, err, err_size) != 0)
-			goto out;
-		if (check_public_pem(c.key, c.key_len, rs256_public_key, err,
-				     err_size) != 0)
-			goto out;
-	}
-	if (is_given(issuer) && !(c.issuer = strdup(issuer))) {
+	memcpy(copy, key, key_len);
+	copy[key_len] = '\0';
+	cfg->keys = keyset_one(alg, copy, key_len);
+	if (!cfg->keys) {
+		free(copy);
 		put_reason(err, err_size, "out of memory");
-		goto out;
+		return -1;
 	}
-	if (is_given(audience) && !(c.audience = strdup(audience))) {
-		put_reason(err, err_size, "out of memory");
-		goto out;
+	cfg->keys->refs = 1;
+	pthread_mutex_init(&cfg->lock, NULL);
+	return 0;
+}
+
+int auth_config_reload(struct auth_config *cfg, char *err, size_t err_size)
+{
+	struct auth_keyset *ks, *old;
+
+	if (!cfg->keys) {
+		put_reason(err, err_size, "no keys were loaded");
+		return -1;
 	}
-	*cfg = c;
-	memset(&c, 0, sizeof(c));
-	result = 0;
-out:
-	auth_config_release(&c);
-	return result;
+	if (!is_given(cfg->files.hs256_secret_file) &&
+	    !is_given(cfg->files.rs256_public_key) &&
+	    !is_given(cfg->files.jwks_file)) {
+		put_reason(err, err_size, "keys given in memory: no file");
+		return -1;
+	}
+	ks = keyset_load(&cfg->files, err, err_size);
+	if (!ks)
+		return -1;
+	pthread_mutex_lock(&cfg->lock);
+	old = cfg->keys;
+	cfg->keys = ks;
+	pthread_mutex_unlock(&cfg->lock);
+	keyset_unref(cfg, old);
+	log_keys(ks, "reloaded");
+	return 0;
+}
+
+size_t auth_config_keys(const struct auth_config *cfg,
+			struct auth_key_info *out, size_t max)
+{
+	struct auth_keyset *ks = keyset_get(cfg);
+	size_t n;
+
+	if (!ks)
+		return 0;
+	n = ks->n;
+	for (size_t i = 0; i < n && i < max; i++) {
+		snprintf(out[i].kid, sizeof(out[i].kid), "%s",
+			 ks->keys[i].kid ? ks->keys[i].kid : "");
+		out[i].alg = ks->keys[i].alg;
+		out[i].key_len = ks->keys[i].key_len;
+	}
+	keyset_unref(cfg, ks);
+	return n;
 }
 
 void auth_config_release(struct auth_config *cfg)
 {
 	if (!cfg)
 		return;
-	if (cfg->key) {
-		explicit_bzero(cfg->key, cfg->key_len);
-		free(cfg->key);
+	if (cfg->keys) {
+		keyset_free(cfg->keys);
+		pthread_mutex_destroy(&cfg->lock);
 	}
+	sources_release(&cfg->files);
 	free(cfg->issuer);
 	free(cfg->audience);
 	memset(cfg, 0, sizeof(*cfg));
@@ -325,20 +592,22 @@ static int split_bearer(const char *value, size_t len, const char **token,
 }
 
 /*
- * The header's alg, checked before libjwt is given the key: a token whose
- * alg is not exactly the configured one (e.g. "none", or HS256 signed with
- * the RS256 public key PEM as the HMAC secret) never reaches signature
- * verification. libjwt compares alg names case-insensitively; this does
- * not. jwt_get_alg is checked again after decoding.
+ * The header's alg and kid, read by us before libjwt is given any key: the
+ * alg picks (with the kid) the key, and a token whose alg is not exactly
+ * that key's (e.g. "none", or HS256 signed with an RS256 or ES256 public
+ * key PEM as the HMAC secret) never reaches signature verification.
+ * libjwt compares alg names case-insensitively; this does not.
+ * jwt_get_alg is checked again after decoding.
  */
-static int check_header_alg(const char *head, size_t head_len,
-			    enum auth_alg want, char *why, size_t why_size)
+static int read_header(const char *head, size_t head_len, enum auth_alg *alg,
+		       char *kid, size_t kid_size, char *why, size_t why_size)
 {
 	unsigned char buf[AUTH_MAX_TOKEN];
-	json_t *hdr = NULL, *alg;
+	json_t *hdr = NULL, *a, *k;
 	long n;
 	int result = -1;
 
+	kid[0] = '\0';
 	n = b64url_decode(head, head_len, buf, sizeof(buf));
 	if (n <= 0) {
 		put_reason(why, why_size, "malformed token header");
@@ -350,11 +619,10 @@ static int check_header_alg(const char *head, size_t head_len,
 		put_reason(why, why_size, "malformed token header");
 		goto out;
 	}
-	alg = json_object_get(hdr, "alg");
-	if (!json_is_string(alg) ||
-	    strcmp(json_string_value(alg), alg_name(want)) != 0) {
-		put_reason(why, why_size, "token alg is not %s",
-			   alg_name(want));
+	a = json_object_get(hdr, "alg");
+	if (!json_is_string(a) || alg_from_name(json_string_value(a), alg)) {
+		put_reason(why, why_size, "token alg is not RS256, ES256 or "
+			   "HS256");
 		goto out;
 	}
 	/* RFC 7515 section 4.1.11: a token whose crit names an extension the
@@ -365,10 +633,68 @@ static int check_header_alg(const char *head, size_t head_len,
 			   "token header has crit (no extension is understood)");
 		goto out;
 	}
+	k = json_object_get(hdr, "kid");
+	if (k) {
+		if (!json_is_string(k) || json_string_length(k) == 0 ||
+		    json_string_length(k) >= kid_size) {
+			put_reason(why, why_size, "malformed token kid");
+			goto out;
+		}
+		memcpy(kid, json_string_value(k), json_string_length(k) + 1);
+	}
 	result = 0;
 out:
 	json_decref(hdr);
 	return result;
+}
+
+/*
+ * The key a token is checked with. A JWKS key set is searched by kid, and
+ * the token's alg must be the key's; a token without kid (or any token
+ * against a single configured key, which has no kid) needs exactly one
+ * key of its alg.
+ */
+static const struct auth_jwk *pick_key(const struct auth_keyset *ks,
+				       enum auth_alg alg, const char *kid,
+				       char *why, size_t why_size)
+{
+	const struct auth_jwk *found = NULL;
+	size_t fits = 0;
+
+	if (ks->is_by_kid && kid[0]) {
+		for (size_t i = 0; i < ks->n; i++)
+			if (strcmp(ks->keys[i].kid, kid) == 0)
+				found = &ks->keys[i];
+		if (!found) {
+			put_reason(why, why_size, "no key with the token's kid");
+			return NULL;
+		}
+		if (found->alg != alg) {
+			put_reason(why, why_size,
+				   "token alg %s is not its key's alg %s",
+				   alg_name(alg), alg_name(found->alg));
+			return NULL;
+		}
+		return found;
+	}
+	for (size_t i = 0; i < ks->n; i++)
+		if (ks->keys[i].alg == alg) {
+			found = &ks->keys[i];
+			fits++;
+		}
+	if (fits == 1)
+		return found;
+	if (fits == 0 && ks->n == 1)
+		put_reason(why, why_size, "token alg is not %s",
+			   alg_name(ks->keys[0].alg));
+	else if (fits == 0)
+		put_reason(why, why_size, "no key for token alg %s",
+			   alg_name(alg));
+	else
+		put_reason(why, why_size,
+			   "token has no kid and %zu keys have alg %s", fits,
+			   alg_name(alg));
+	return NULL;
 }
 
 static int get_date(json_t *claims, const char *name, bool is_required,
@@ -590,36 +916,48 @@ int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 		size_t why_size)
 {
 	char token[AUTH_MAX_TOKEN + 1];
+	char kid[AUTH_JWKS_MAX_KID + 1];
 	const char *tok;
 	size_t tok_len, head_len;
 	struct domain_principal p;
+	struct auth_keyset *ks = NULL;
+	const struct auth_jwk *key;
+	enum auth_alg alg;
 	jwt_t *jwt = NULL;
 	char *grants_text = NULL;
 	json_t *claims = NULL;
 	int rc, result = -1;
 
 	put_reason(why, why_size, "ok");
-	/* Never let libjwt run without a key: it would skip the signature. */
-	if (!cfg || !cfg->key || cfg->key_len == 0 || cfg->key_len > INT_MAX) {
+	if (!cfg || !(ks = keyset_get(cfg))) {
 		put_reason(why, why_size, "no verification key configured");
 		goto out;
 	}
 	if (split_bearer(value, len, &tok, &tok_len, &head_len, why,
 			 why_size) != 0)
 		goto out;
-	if (check_header_alg(tok, head_len, cfg->alg, why, why_size) != 0)
+	if (read_header(tok, head_len, &alg, kid, sizeof(kid), why,
+			why_size) != 0)
 		goto out;
+	key = pick_key(ks, alg, kid, why, why_size);
+	if (!key)
+		goto out;
+	/* Never let libjwt run without a key: it would skip the signature. */
+	if (!key->key || key->key_len == 0 || key->key_len > INT_MAX) {
+		put_reason(why, why_size, "no verification key configured");
+		goto out;
+	}
 	memcpy(token, tok, tok_len);
 	token[tok_len] = '\0';
 
-	rc = jwt_decode(&jwt, token, cfg->key, (int)cfg->key_len);
+	rc = jwt_decode(&jwt, token, key->key, (int)key->key_len);
 	if (rc != 0 || !jwt) {
 		put_reason(why, why_size, "bad signature or malformed token");
 		goto out;
 	}
-	if (jwt_get_alg(jwt) != alg_to_jwt(cfg->alg)) {
+	if (jwt_get_alg(jwt) != alg_to_jwt(key->alg)) {
 		put_reason(why, why_size, "token alg is not %s",
-			   alg_name(cfg->alg));
+			   alg_name(key->alg));
 		goto out;
 	}
 	/*
@@ -647,6 +985,8 @@ int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 	put_reason(why, why_size, "ok");
 	result = 0;
 out:
+	if (ks)
+		keyset_unref(cfg, ks);
 	json_decref(claims);
 	free(grants_text);
 	jwt_free(jwt);
@@ -720,11 +1060,12 @@ char *auth_mint(enum auth_alg alg, const unsigned char *key, size_t key_len,
 	 * An encrypted key would make OpenSSL prompt for a passphrase on the
 	 * terminal; refuse it rather than hang the CLI.
 	 */
-	if (alg == AUTH_RS256 &&
+	if (alg != AUTH_HS256 &&
 	    (!contains(key, key_len, "PRIVATE KEY") ||
 	     contains(key, key_len, "ENCRYPTED"))) {
 		put_reason(err, err_size,
-			   "RS256 signing needs an unencrypted PEM private key");
+			   "%s signing needs an unencrypted PEM private key",
+			   alg_name(alg));
 		goto out;
 	}
 	o = claims_json(claims);
@@ -735,7 +1076,8 @@ char *auth_mint(enum auth_alg alg, const unsigned char *key, size_t key_len,
 	}
 	text = json_dumps(o, JSON_COMPACT);
 	if (!text || jwt_new(&jwt) != 0 ||
-	    jwt_add_grants_json(jwt, text) != 0) {
+	    jwt_add_grants_json(jwt, text) != 0 ||
+	    (claims->kid && jwt_add_header(jwt, "kid", claims->kid) != 0)) {
 		put_reason(err, err_size, "cannot build token");
 		goto out;
 	}

@@ -572,7 +572,12 @@ int server_start(const struct server_config *cfg, struct server **out,
 	}
 	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 
-	creds = grpc_insecure_server_credentials_create();
+	creds = cfg->tls ? server_tls_credentials(cfg->tls)
+			 : grpc_insecure_server_credentials_create();
+	if (!creds) {
+		snprintf(err, err_size, "cannot set up TLS credentials");
+		goto fail;
+	}
 	*port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
 	if (*port == 0) {

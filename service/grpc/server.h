@@ -13,12 +13,14 @@
 #include <grpc/grpc.h>
 
 #include "service/grpc/handlers.h"
+#include "service/grpc/tls.h"
 
 struct server_config {
 	const char *listen;     /* "127.0.0.1:50051"; port 0 = any free one */
 	unsigned n_workers;     /* >= 1 */
 	unsigned grace_ms;      /* drain time at shutdown before cancelling */
 	struct handler_env env; /* shared by every worker */
+	struct server_tls *tls; /* NULL = plaintext; must outlive the server */
 };
 
 struct server;

@@ -112,13 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char value[4 * AUTH_MAX_TOKEN];
 	static int is_registered;
-	struct auth_config cfg = {
-		.alg = AUTH_HS256,
-		.key = (unsigned char *)secret,
-		.key_len = sizeof(secret) - 1,
-		.issuer = NULL,
-		.audience = NULL,
-	};
+	static struct auth_config cfg;
 	struct domain_principal who;
 	char why[128];
 	const uint8_t *head = NULL, *claims = NULL;
@@ -128,6 +122,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!is_registered) {
 		is_registered = 1;
+		if (auth_config_set_key(&cfg, AUTH_HS256,
+					(const unsigned char *)secret,
+					sizeof(secret) - 1, why,
+					sizeof(why)) != 0)
+			abort();
 		atexit(report);
 	}
 	n_inputs++;

@@ -516,7 +516,7 @@ static void test_key_confusion(void **state)
 	t = auth_mint(AUTH_HS256, (const unsigned char *)rsa_a.pub,
 		      rsa_a.pub_len, &c, err, sizeof(err));
 	assert_non_null(t);
-	assert_int_equal(jwt_decode(&jwt, t, cfg_rs.key, (int)cfg_rs.key_len),
+	assert_int_equal(jwt_decode(&jwt, t, (const unsigned char *)rsa_a.pub, (int)rsa_a.pub_len),
 			 0);
 	assert_int_equal(jwt_get_alg(jwt), JWT_ALG_HS256);
 	jwt_free(jwt);
@@ -990,12 +990,15 @@ static void test_config_load(void **state)
 	char path[160];
 
 	/* The secret's trailing newline is dropped. */
-	assert_int_equal(cfg_hs.alg, AUTH_HS256);
-	assert_int_equal(cfg_hs.key_len, strlen(SECRET));
-	assert_memory_equal(cfg_hs.key, SECRET, strlen(SECRET));
+	struct auth_key_info info[2];
+	assert_int_equal(auth_config_keys(&cfg_hs, info, 2), 1);
+	assert_int_equal(info[0].alg, AUTH_HS256);
+	assert_int_equal(info[0].key_len, strlen(SECRET));
+	assert_string_equal(info[0].kid, "");
 	assert_null(cfg_hs.issuer);
 	assert_null(cfg_hs.audience);
-	assert_int_equal(cfg_rs.alg, AUTH_RS256);
+	assert_int_equal(auth_config_keys(&cfg_rs, info, 2), 1);
+	assert_int_equal(info[0].alg, AUTH_RS256);
 	assert_null(cfg_rs.issuer); /* "" means not checked */
 	assert_null(cfg_rs.audience);
 
@@ -1022,7 +1025,7 @@ static void test_config_load(void **state)
 					  err, sizeof(err)),
 			 -1);
 	assert_non_null(strstr(err, "not a PEM public key"));
-	assert_null(cfg.key);
+	assert_null(cfg.keys);
 
 	/* An empty secret, or one that is only a newline. */
 	snprintf(path, sizeof(path), "%s/empty", tmpdir);
