@@ -6,6 +6,7 @@
 #ifndef DAS_CLI_H
 #define DAS_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -25,12 +26,16 @@ struct cli_ctx {
 	const char *server;
 	const char *token; /* NULL = no authorization metadata */
 	int timeout_ms;
+	bool is_tls;                /* any of the --upstream-* TLS flags */
+	struct das_client_tls tls;  /* their values */
 	struct das_client *client; /* opened on first call, owned */
 };
 
 /*
  * Parses the flags of subcommand name: its own flags (flags[0..n)) followed
- * by the connection flags (--server, --token, --timeout-ms) when is_rpc.
+ * by the connection flags (--server, --token, --timeout-ms and the TLS
+ * flags --upstream-ca, --upstream-cert, --upstream-key,
+ * --upstream-server-name) when is_rpc.
  * argv[0] is the subcommand; on return *argi is the first positional
  * argument. Returns -1 when the command is done already (--help, --version
  * or an error, *exit_code set), else 0 with ctx updated.

@@ -95,10 +95,12 @@ int cli_call(struct cli_ctx *ctx, enum das_rpc_method method,
 	what = what ? what : "";
 	*response = NULL;
 	if (!ctx->client) {
-		ctx->client = das_client_new(ctx->server);
+		char err[512];
+		ctx->client = das_client_new_tls(
+			ctx->server, ctx->is_tls ? &ctx->tls : NULL, err,
+			sizeof(err));
 		if (!ctx->client) {
-			cli_error("%s%scannot open a channel to %s", what, sep,
-				  ctx->server);
+			cli_error("%s%s%s: %s", what, sep, ctx->server, err);
 			return -1;
 		}
 	}
@@ -119,7 +121,31 @@ int cli_call(struct cli_ctx *ctx, enum das_rpc_method method,
 }
 
 /* The connection flags: the same names at top level and per subcommand. */
-enum { CONN_SERVER, CONN_TOKEN, CONN_TIMEOUT, CONN__COUNT };
+enum {
+	CONN_SERVER,
+	CONN_TOKEN,
+	CONN_TIMEOUT,
+	CONN_CA,
+	CONN_CERT,
+	CONN_KEY,
+	CONN_SERVER_NAME,
+	CONN__COUNT
+};
+
+/* The TLS flags carry the gateway's names, so one environment serves both. */
+static const struct {
+	const char *name, *metavar, *help;
+} tls_flags[] = {
+	{"upstream-ca", "FILE",
+	 "CA certificates of the server, PEM: call over TLS"},
+	{"upstream-cert", "FILE", "client certificate for mTLS, PEM"},
+	{"upstream-key", "FILE", "private key of --upstream-cert, PEM"},
+	{"upstream-server-name", "NAME",
+	 "name expected in the server's certificate (and sent as SNI)"},
+};
+
+/* Top-level TLS settings, the defaults of every subcommand's. */
+static const char *tls_defaults[4];
 
 static void conn_flags_init(struct das_flag *f, const char *server_def,
 			    const char *timeout_def)
@@ -142,6 +168,13 @@ static void conn_flags_init(struct das_flag *f, const char *server_def,
 		.def = timeout_def,
 		.help = "deadline of each call, in milliseconds",
 	};
+	for (int i = 0; i < 4; i++)
+		f[CONN_CA + i] = (struct das_flag){
+			.name = tls_flags[i].name,
+			.metavar = tls_flags[i].metavar,
+			.def = tls_defaults[i],
+			.help = tls_flags[i].help,
+		};
 }
 
 /* Top-level connection settings, the defaults of every subcommand's. */
@@ -168,6 +201,17 @@ static int apply_conn(struct cli_ctx *ctx, const struct das_flag *f)
 		ctx->token = f[CONN_TOKEN].value;
 	else
 		ctx->token = global_token;
+	ctx->is_tls = false;
+	for (int i = 0; i < 4; i++) {
+		const char *v = f[CONN_CA + i].value;
+		if (v && *v)
+			ctx->is_tls = true;
+		tls_defaults[i] = v && *v ? v : NULL;
+	}
+	ctx->tls.ca_file = tls_defaults[0];
+	ctx->tls.cert_file = tls_defaults[1];
+	ctx->tls.key_file = tls_defaults[2];
+	ctx->tls.server_name = tls_defaults[3];
 	return 0;
 }
 
@@ -253,6 +297,10 @@ int main(int argc, char **argv)
 	unsetenv("DAS_SERVER");
 	unsetenv("DAS_TOKEN");
 	unsetenv("DAS_TIMEOUT_MS");
+	unsetenv("DAS_UPSTREAM_CA");
+	unsetenv("DAS_UPSTREAM_CERT");
+	unsetenv("DAS_UPSTREAM_KEY");
+	unsetenv("DAS_UPSTREAM_SERVER_NAME");
 
 	if (argi >= argc) {
 		cli_error("missing command (see --help)");

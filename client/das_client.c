@@ -12,6 +12,7 @@
 #include <grpc/support/time.h>
 
 #include "common/status.h"
+#include "common/tls_files.h"
 
 /* Longest bearer token we send; the service refuses longer ones anyway. */
 #define CLIENT_MAX_TOKEN 8192
@@ -43,6 +44,35 @@ static int local_failure(struct das_call_status *st, const char *why)
 
 struct das_client *das_client_new(const char *target)
 {
+	char err[256];
+
+	return das_client_new_tls(target, NULL, err, sizeof(err));
+}
+
+static grpc_channel_credentials *tls_credentials(
+	const struct das_client_tls *tls, char *err, size_t err_size)
+{
+	struct das_tls_pem pem;
+	grpc_ssl_pem_key_cert_pair pair;
+	grpc_channel_credentials *creds;
+
+	if (das_tls_pem_load(&pem, tls->cert_file, tls->key_file, tls->ca_file,
+			     err, err_size) != 0)
+		return NULL;
+	pair.private_key = pem.key;
+	pair.cert_chain = pem.cert;
+	creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL,
+					    NULL, NULL);
+	das_tls_pem_release(&pem);
+	if (!creds)
+		snprintf(err, err_size, "gRPC refused the TLS settings");
+	return creds;
+}
+
+struct das_client *das_client_new_tls(const char *target,
+				      const struct das_client_tls *tls,
+				      char *err, size_t err_size)
+{
 	struct das_client *c;
 	grpc_channel_credentials *creds;
 	/*
@@ -58,17 +88,33 @@ struct das_client *das_client_new(const char *target)
 		{.type = GRPC_ARG_INTEGER,
 		 .key = (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
 		 .value.integer = 1},
+		{.type = GRPC_ARG_STRING,
+		 .key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+		 .value.string = NULL},
 	};
-	grpc_channel_args channel_args = {sizeof(args) / sizeof(args[0]),
-					  args};
+	grpc_channel_args channel_args = {2, args};
 
-	if (!target || !*target)
+	if (!target || !*target) {
+		snprintf(err, err_size, "no server address");
 		return NULL;
+	}
 	c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		snprintf(err, err_size, "out of memory");
 		return NULL;
+	}
 	grpc_init();
-	creds = grpc_insecure_credentials_create();
+	if (tls) {
+		creds = tls_credentials(tls, err, err_size);
+		if (tls->server_name && *tls->server_name) {
+			args[2].value.string = (char *)tls->server_name;
+			channel_args.num_args = 3;
+		}
+	} else {
+		creds = grpc_insecure_credentials_create();
+		if (!creds)
+			snprintf(err, err_size, "no credentials");
+	}
 	if (!creds) {
 		grpc_shutdown();
 		free(c);
@@ -77,6 +123,7 @@ struct das_client *das_client_new(const char *target)
 	c->channel = grpc_channel_create(target, creds, &channel_args);
 	grpc_channel_credentials_release(creds);
 	if (!c->channel) {
+		snprintf(err, err_size, "cannot open a channel to %s", target);
 		grpc_shutdown();
 		free(c);
 		return NULL;

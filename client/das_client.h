@@ -27,6 +27,24 @@ struct das_call_status {
  * Calls grpc_init() (balanced by das_client_free). NULL on failure.
  */
 struct das_client *das_client_new(const char *target);
+
+/* TLS to the server; NULL members are not used. */
+struct das_client_tls {
+	const char *ca_file;     /* CA certificates that sign the server's, PEM;
+				    NULL = the system's roots */
+	const char *cert_file;   /* client certificate for mTLS, PEM */
+	const char *key_file;    /* its private key, PEM */
+	const char *server_name; /* name checked in the server's certificate
+				    and sent as SNI; NULL = the target's host */
+};
+
+/*
+ * das_client_new over TLS (tls NULL = plaintext, as das_client_new). The
+ * files are read and checked now. NULL with a one-line reason in err.
+ */
+struct das_client *das_client_new_tls(const char *target,
+				      const struct das_client_tls *tls,
+				      char *err, size_t err_size);
 void das_client_free(struct das_client *c); /* NULL is a no-op */
 
 /*

@@ -89,6 +89,20 @@ static struct das_flag flags[] = {
 	 .def = NULL,
 	 .help = "serve /metrics on this separate address instead of the "
 		 "main listener (empty: on the main listener)"},
+	{.name = "upstream-ca",
+	 .metavar = "FILE",
+	 .help = "CA certificates of the service, PEM: call it over TLS "
+		 "(SIGHUP reloads the TLS files)"},
+	{.name = "upstream-cert",
+	 .metavar = "FILE",
+	 .help = "client certificate for mTLS to the service, PEM"},
+	{.name = "upstream-key",
+	 .metavar = "FILE",
+	 .help = "private key of --upstream-cert, PEM"},
+	{.name = "upstream-server-name",
+	 .metavar = "NAME",
+	 .help = "name expected in the service's certificate (and sent as "
+		 "SNI); default: the host of --upstream"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -238,6 +252,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -246,8 +261,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 2;
 	}
-	up = gw_upstream_new(target, (int)timeout_ms,
-			     is_wait_for_ready, err, sizeof(err));
+	struct gw_upstream_tls tls = {
+		.ca_file = flag("upstream-ca"),
+		.cert_file = flag("upstream-cert"),
+		.key_file = flag("upstream-key"),
+		.server_name = flag("upstream-server-name"),
+	};
+	bool is_tls = (tls.ca_file && *tls.ca_file) ||
+		      (tls.cert_file && *tls.cert_file) ||
+		      (tls.key_file && *tls.key_file) ||
+		      (tls.server_name && *tls.server_name);
+	up = gw_upstream_new(target, (int)timeout_ms, is_wait_for_ready,
+			     is_tls ? &tls : NULL, err, sizeof(err));
 	if (!up) {
 		fprintf(stderr, "%s: %s\n", prog, err);
 		return 1;
@@ -269,8 +294,12 @@ int main(int argc, char **argv)
 		gw_upstream_free(up);
 		return 1;
 	}
-	das_log(DAS_LOG_INFO, "upstream %s, mode %s, %lu threads (0: one per CPU)",
-		flag("upstream"), flag("mode"), threads);
+	das_log(DAS_LOG_INFO,
+		"upstream %s (%s), mode %s, %lu threads (0: one per CPU)",
+		flag("upstream"),
+		is_tls ? (tls.cert_file && *tls.cert_file ? "mTLS" : "TLS")
+		       : "plaintext",
+		flag("mode"), threads);
 	/* The host as configured, the port as bound (--listen HOST:0). */
 	printf("device-assignment-gateway listening on %.*s:%u\n",
 	       (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen,
@@ -292,7 +321,26 @@ int main(int argc, char **argv)
 	}
 	fflush(stdout);
 
-	sigwait(&set, &sig);
+	for (;;) {
+		sigwait(&set, &sig);
+		if (sig != SIGHUP)
+			break;
+		/* New upstream TLS files; on failure the old channel stays. */
+		switch (gw_upstream_reload(up, err, sizeof(err))) {
+		case 0:
+			das_log(DAS_LOG_INFO,
+				"reload: upstream TLS files reloaded");
+			break;
+		case 1:
+			das_log(DAS_LOG_INFO, "reload: nothing to reload");
+			break;
+		default:
+			das_log(DAS_LOG_ERROR,
+				"reload: upstream TLS kept, the new files "
+				"failed: %s",
+				err);
+		}
+	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	gw_http_stop(http, (int)timeout_ms + 1000);
 	das_metrics_http_stop(metrics);

@@ -27,27 +27,44 @@
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "common/status.h"
+#include "common/tls_files.h"
 #include "gateway/observe.h"
 #include "proto/rpc_methods.h"
 
-struct gw_upstream {
+/*
+ * One channel and its registered methods. A TLS reload opens a new one;
+ * each call holds a reference to the channel it started on, so the old
+ * channel is destroyed only after its last call.
+ */
+struct upchan {
 	grpc_channel *channel;
+	void *handles[DAS_RPC__COUNT];
+	unsigned refs; /* under gw_upstream.lock */
+};
+
+struct gw_upstream {
+	pthread_mutex_t lock;
+	struct upchan *chan; /* the current channel, under lock */
+	char *target;
+	bool is_tls;
+	char *tls_files[4]; /* ca, cert, key, server name (copies) */
 	grpc_completion_queue *cq;
 	pthread_t thread;
 	bool has_thread;
-	/* Connectivity watch, re-armed on cq until stopping (under lock). */
-	char target[256];
+	/* Connectivity watch, re-armed on cq until stopping (under
+	 * watch_lock); it follows the current channel across reloads. */
 	grpc_connectivity_state state;
 	pthread_mutex_t watch_lock;
 	bool is_stopping;
+	struct upchan *watched; /* holds a reference while a watch is armed */
 	int watch_tag; /* its address is the watch's tag */
 	int timeout_ms;
 	bool is_wait_for_ready;
-	void *handles[DAS_RPC__COUNT];
 };
 
 struct upcall {
 	struct gw_upstream *up;
+	struct upchan *chan;
 	enum gw_route_rpc rpc;
 	grpc_call *call;
 	grpc_metadata md[2];
@@ -218,6 +235,37 @@ out:
 	return rc;
 }
 
+static void chan_free(struct upchan *ch)
+{
+	if (!ch)
+		return;
+	if (ch->channel)
+		grpc_channel_destroy(ch->channel);
+	free(ch);
+}
+
+static void chan_unref(struct gw_upstream *up, struct upchan *ch)
+{
+	bool is_last;
+
+	pthread_mutex_lock(&up->lock);
+	is_last = --ch->refs == 0;
+	pthread_mutex_unlock(&up->lock);
+	if (is_last)
+		chan_free(ch);
+}
+
+static struct upchan *chan_get(struct gw_upstream *up)
+{
+	struct upchan *ch;
+
+	pthread_mutex_lock(&up->lock);
+	ch = up->chan;
+	ch->refs++;
+	pthread_mutex_unlock(&up->lock);
+	return ch;
+}
+
 static const char *state_name(grpc_connectivity_state s)
 {
 	switch (s) {
@@ -234,31 +282,42 @@ static const char *state_name(grpc_connectivity_state s)
 	}
 }
 
-/* Asks core to tell the cq thread when the channel's state leaves
- * up->state, or after a while (so a stop never waits long). */
+/* Asks core to tell the cq thread when the current channel's state leaves
+ * up->state, or after a while (so a stop never waits long, and a channel
+ * replaced by a reload is let go soon). */
 #define WATCH_PERIOD_MS 500
 
 static void watch_arm(struct gw_upstream *up)
 {
 	pthread_mutex_lock(&up->watch_lock);
-	if (!up->is_stopping)
+	if (!up->is_stopping) {
+		up->watched = chan_get(up);
 		grpc_channel_watch_connectivity_state(
-			up->channel, up->state,
+			up->watched->channel, up->state,
 			gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 				     gpr_time_from_millis(WATCH_PERIOD_MS,
 							  GPR_TIMESPAN)),
 			up->cq, &up->watch_tag);
+	}
 	pthread_mutex_unlock(&up->watch_lock);
 }
 
 static void watch_fired(struct gw_upstream *up)
 {
-	grpc_connectivity_state now =
-		grpc_channel_check_connectivity_state(up->channel, 0);
+	struct upchan *ch;
+	grpc_connectivity_state now;
 
-	if (now != up->state) {
-		up->state = now;
-		gw_obs_channel_state(up->target, state_name(now));
+	pthread_mutex_lock(&up->watch_lock);
+	ch = up->watched;
+	up->watched = NULL;
+	pthread_mutex_unlock(&up->watch_lock);
+	if (ch) {
+		now = grpc_channel_check_connectivity_state(ch->channel, 0);
+		if (now != up->state) {
+			up->state = now;
+			gw_obs_channel_state(up->target, state_name(now));
+		}
+		chan_unref(up, ch);
 	}
 	watch_arm(up);
 }
@@ -297,7 +356,7 @@ static void finish(struct upcall *c, bool is_success)
 			outcome_fail(out, DAS_GRPC_INTERNAL);
 		/* Out of time while the service was unreachable: say so. */
 		if (c->status == GRPC_STATUS_DEADLINE_EXCEEDED &&
-		    grpc_channel_check_connectivity_state(c->up->channel, 0) !=
+		    grpc_channel_check_connectivity_state(c->chan->channel, 0) !=
 			    GRPC_CHANNEL_READY)
 			outcome_fail(out, DAS_GRPC_UNAVAILABLE);
 	}
@@ -315,6 +374,9 @@ static void finish(struct upcall *c, bool is_success)
 		grpc_slice_unref(c->md[i].value);
 	if (c->call)
 		grpc_call_unref(c->call);
+	if (c->chan)
+		chan_unref(c->up, c->chan);
+	c->chan = NULL;
 }
 
 /* Prepares c and starts its batch on cq with tag c. */
@@ -353,9 +415,10 @@ static int start(struct upcall *c, grpc_completion_queue *cq,
 			grpc_slice_from_copied_string(req->request_id);
 		c->n_md++;
 	}
+	c->chan = chan_get(up);
 	c->call = grpc_channel_create_registered_call(
-		up->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-		up->handles[rpc_method(req->rpc)], deadline, NULL);
+		c->chan->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+		c->chan->handles[rpc_method(req->rpc)], deadline, NULL);
 	if (!c->call)
 		return -1;
 	memset(ops, 0, sizeof(ops));
@@ -455,24 +518,39 @@ void gw_upstream_call(struct gw_upstream *up, const struct gw_call_request *req,
 	grpc_completion_queue_destroy(cq);
 }
 
-struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
-				    bool is_wait_for_ready, char *err,
-				    size_t err_size)
+static grpc_channel_credentials *tls_credentials(const struct gw_upstream *up,
+					       char *err, size_t err_size)
 {
-	struct gw_upstream *up = calloc(1, sizeof(*up));
-	grpc_arg args[5];
+	struct das_tls_pem pem;
+	grpc_ssl_pem_key_cert_pair pair;
+	grpc_channel_credentials *creds;
+
+	if (das_tls_pem_load(&pem, up->tls_files[1], up->tls_files[2],
+			     up->tls_files[0], err, err_size) != 0)
+		return NULL;
+	pair.private_key = pem.key;
+	pair.cert_chain = pem.cert;
+	creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL,
+					    NULL, NULL);
+	das_tls_pem_release(&pem);
+	if (!creds)
+		snprintf(err, err_size, "gRPC refused the TLS settings");
+	return creds;
+}
+
+/* A new channel (refs 1) with the current files, or NULL and err. */
+static struct upchan *chan_open(const struct gw_upstream *up, char *err,
+				size_t err_size)
+{
+	struct upchan *ch = calloc(1, sizeof(*ch));
+	grpc_arg args[6];
 	grpc_channel_args chargs = {5, args};
 	grpc_channel_credentials *creds;
 
-	if (!up) {
+	if (!ch) {
 		snprintf(err, err_size, "out of memory");
 		return NULL;
 	}
-	grpc_init();
-	pthread_mutex_init(&up->watch_lock, NULL);
-	snprintf(up->target, sizeof(up->target), "%s", target);
-	up->timeout_ms = timeout_ms;
-	up->is_wait_for_ready = is_wait_for_ready;
 	/* Reconnect quickly after a service restart (default backoff grows
 	 * to two minutes). */
 	args[0].type = GRPC_ARG_INTEGER;
@@ -492,32 +570,102 @@ struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
 	args[4].type = GRPC_ARG_STRING;
 	args[4].key = (char *)GRPC_ARG_SERVICE_CONFIG;
 	args[4].value.string = (char *)GW_UPSTREAM_SERVICE_CONFIG;
-	creds = grpc_insecure_credentials_create();
-	up->channel = grpc_channel_create(target, creds, &chargs);
+	if (up->is_tls && up->tls_files[3]) {
+		args[5].type = GRPC_ARG_STRING;
+		args[5].key = (char *)GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+		args[5].value.string = up->tls_files[3];
+		chargs.num_args = 6;
+	}
+	if (up->is_tls) {
+		creds = tls_credentials(up, err, err_size);
+		if (!creds) {
+			free(ch);
+			return NULL;
+		}
+	} else {
+		creds = grpc_insecure_credentials_create();
+	}
+	ch->channel = grpc_channel_create(up->target, creds, &chargs);
 	grpc_channel_credentials_release(creds);
-	if (!up->channel) {
+	if (!ch->channel) {
 		snprintf(err, err_size, "cannot create a channel to %s",
-			 target);
-		goto fail;
+			 up->target);
+		free(ch);
+		return NULL;
 	}
 	for (int m = 0; m < DAS_RPC__COUNT; m++)
-		up->handles[m] = grpc_channel_register_call(
-			up->channel,
+		ch->handles[m] = grpc_channel_register_call(
+			ch->channel,
 			das_rpc_method((enum das_rpc_method)m)->path, NULL,
 			NULL);
+	ch->refs = 1;
+	return ch;
+}
+
+struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
+				    bool is_wait_for_ready,
+				    const struct gw_upstream_tls *tls, char *err,
+				    size_t err_size)
+{
+	struct gw_upstream *up = calloc(1, sizeof(*up));
+
+	if (!up) {
+		snprintf(err, err_size, "out of memory");
+		return NULL;
+	}
+	grpc_init();
+	pthread_mutex_init(&up->lock, NULL);
+	pthread_mutex_init(&up->watch_lock, NULL);
+	up->timeout_ms = timeout_ms;
+	up->is_wait_for_ready = is_wait_for_ready;
+	up->target = strdup(target);
+	bool is_oom = !up->target;
+	if (tls) {
+		const char *files[4] = {tls->ca_file, tls->cert_file,
+					tls->key_file, tls->server_name};
+		up->is_tls = true;
+		for (int i = 0; i < 4; i++)
+			if (files[i] && *files[i] &&
+			    !(up->tls_files[i] = strdup(files[i])))
+				is_oom = true;
+	}
+	if (is_oom) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	up->chan = chan_open(up, err, err_size);
+	if (!up->chan)
+		goto fail;
 	up->cq = grpc_completion_queue_create_for_next(NULL);
 	if (pthread_create(&up->thread, NULL, cq_thread, up) != 0) {
 		snprintf(err, err_size, "cannot start the upstream thread");
 		goto fail;
 	}
 	up->has_thread = true;
-	up->state = grpc_channel_check_connectivity_state(up->channel, 0);
+	up->state = grpc_channel_check_connectivity_state(up->chan->channel, 0);
 	gw_obs_channel_state(up->target, state_name(up->state));
 	watch_arm(up);
 	return up;
 fail:
 	gw_upstream_free(up);
 	return NULL;
+}
+
+int gw_upstream_reload(struct gw_upstream *up, char *err, size_t err_size)
+{
+	struct upchan *ch, *old;
+
+	if (!up->is_tls)
+		return 1;
+	ch = chan_open(up, err, err_size);
+	if (!ch)
+		return -1;
+	pthread_mutex_lock(&up->lock);
+	old = up->chan;
+	up->chan = ch;
+	pthread_mutex_unlock(&up->lock);
+	chan_unref(up, old);
+	return 0;
 }
 
 void gw_upstream_free(struct gw_upstream *up)
@@ -535,9 +683,15 @@ void gw_upstream_free(struct gw_upstream *up)
 			pthread_join(up->thread, NULL);
 		grpc_completion_queue_destroy(up->cq);
 	}
-	if (up->channel)
-		grpc_channel_destroy(up->channel);
+	if (up->watched) /* the thread never ran to take the watch back */
+		chan_unref(up, up->watched);
+	if (up->chan)
+		chan_unref(up, up->chan);
 	pthread_mutex_destroy(&up->watch_lock);
+	pthread_mutex_destroy(&up->lock);
+	free(up->target);
+	for (int i = 0; i < 4; i++)
+		free(up->tls_files[i]);
 	free(up);
 	grpc_shutdown();
 }

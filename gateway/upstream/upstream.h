@@ -18,16 +18,37 @@ struct gw_upstream;
  * shorter), never waiting for a connection, so a probe answers in 1 s. */
 #define GW_READYZ_TIMEOUT_MS 500
 
+/* TLS to the service; NULL members are not used. */
+struct gw_upstream_tls {
+	const char *ca_file;     /* CAs of the service's certificate, PEM;
+				    NULL = the system's roots */
+	const char *cert_file;   /* the gateway's client certificate (mTLS) */
+	const char *key_file;    /* its private key */
+	const char *server_name; /* name checked in the service's
+				    certificate and sent as SNI */
+};
+
 /*
- * Opens the channel to target and starts the completion thread.
+ * Opens the channel to target and starts the completion thread. tls NULL
+ * = plaintext; otherwise the files are read and checked now (paths are
+ * copied: gw_upstream_reload reads them again).
  * timeout_ms is the per-call deadline. With is_wait_for_ready, calls wait
  * for the channel to (re)connect within that deadline; a call that runs
  * out of time while the channel is not connected is reported UNAVAILABLE.
  * Returns NULL with a reason in err.
  */
 struct gw_upstream *gw_upstream_new(const char *target, int timeout_ms,
-				    bool is_wait_for_ready, char *err,
+				    bool is_wait_for_ready,
+				    const struct gw_upstream_tls *tls, char *err,
 				    size_t err_size);
+
+/*
+ * Reads the TLS files again and opens a new channel with them; new calls
+ * use it, calls in flight finish on the old one, which closes after the
+ * last. Returns 0, 1 when there is no TLS to reload, or -1 with the reason
+ * in err (the current channel stays).
+ */
+int gw_upstream_reload(struct gw_upstream *up, char *err, size_t err_size);
 
 /*
  * Stops the completion thread and closes the channel. Every started call
