@@ -28,8 +28,14 @@ load_config(const struct server_tls *tls, char *err, size_t err_size)
 		return NULL;
 	pair.private_key = pem.key;
 	pair.cert_chain = pem.cert;
-	/* gRPC copies the strings. */
-	cfg = grpc_ssl_server_certificate_config_create(pem.ca, &pair, 1);
+	/*
+	 * gRPC copies the strings. Its fetcher path insists on root
+	 * certificates even when no client certificate is requested (it
+	 * asserts and aborts otherwise); the server's own chain stands in
+	 * then and is never used, since clients are not asked for one.
+	 */
+	cfg = grpc_ssl_server_certificate_config_create(
+		pem.ca ? pem.ca : pem.cert, &pair, 1);
 	das_tls_pem_release(&pem);
 	if (!cfg)
 		snprintf(err, err_size, "gRPC refused the certificate of %s",
