@@ -1,0 +1,331 @@
+/*
+ * The gateway calling the server over mTLS (--upstream-ca, --upstream-cert,
+ * --upstream-key, --upstream-server-name), certificates from
+ * scripts/dev-ca.sh in the test's temporary directory:
+ *  - an assign through the gateway answers 201 and /readyz 200;
+ *  - a gateway without a client certificate, or trusting another CA, gets
+ *    no answer from the server: 503;
+ *  - the server's and the gateway's certificates are renewed and both
+ *    reloaded (SIGHUP) three times while HTTP requests keep coming: every
+ *    request answers 200; a gateway reload with a broken key is refused
+ *    and the gateway keeps working.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+
+#include "client/das_client.h"
+#include "harness.h"
+
+#define T "6fa459ea-ee8a-4ca4-894e-db77e160355e"
+#define LOAD_THREADS 3
+
+static char ca_dir[512], other_dir[512];
+static struct harness_proc server;
+static char *token, auth_header[4096];
+
+static const char *in(const char *dir, const char *name)
+{
+	static char bufs[256][600];
+	static int next;
+	char *b = bufs[next++ % 256];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}
+
+static void sh(const char *script)
+{
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	const char *args[] = {"-c", script, NULL};
+
+	assert_non_null(r);
+	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
+	if (r->status != 0)
+		fprintf(stderr, "sh -c '%s': %s\n", script, r->err);
+	assert_int_equal(r->status, 0);
+	free(r);
+}
+
+static void dev_ca(const char *dir)
+{
+	char cmd[1200];
+
+	snprintf(cmd, sizeof(cmd), "'%s' '%s' 2 >/dev/null", DAS_DEV_CA_SCRIPT,
+		 dir);
+	sh(cmd);
+}
+
+static void start_gateway(struct harness_proc *gw, const char *ca,
+			  const char *cert, const char *key)
+{
+	const char *args[] = {"--upstream", server.addr,
+			      "--upstream-timeout-ms", "3000",
+			      "--upstream-server-name", "localhost",
+			      "--upstream-ca", ca,
+			      cert ? "--upstream-cert" : NULL, cert,
+			      "--upstream-key", key, NULL};
+
+	assert_int_equal(harness_start(gw, DAS_GATEWAY_BIN, args, NULL), 0);
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+/* The HTTP status of one request (0 when none came). */
+static long http(CURL *curl, const char *method, const char *url,
+		 const char *body)
+{
+	struct curl_slist *h = NULL;
+	long status = 0;
+
+	h = curl_slist_append(h, auth_header);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+	if (!body)
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 20000L);
+	if (curl_easy_perform(curl) == CURLE_OK)
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	return status;
+}
+
+static long http_once(const struct harness_proc *gw, const char *method,
+		      const char *path, const char *body)
+{
+	CURL *curl = curl_easy_init();
+	char url[512];
+	long status;
+
+	assert_non_null(curl);
+	snprintf(url, sizeof(url), "http://%s%s", gw->addr, path);
+	status = http(curl, method, url, body);
+	curl_easy_cleanup(curl);
+	return status;
+}
+
+static int setup(void **state)
+{
+	static const char *const all[] = {"*"};
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	char db[512], spec[600], tok_env[4200];
+
+	(void)state;
+	assert_non_null(r);
+	curl_global_init(CURL_GLOBAL_ALL);
+	harness_path("ca", ca_dir, sizeof(ca_dir));
+	harness_path("other-ca", other_dir, sizeof(other_dir));
+	dev_ca(ca_dir);
+	dev_ca(other_dir);
+	token = harness_mint("tls-agent", all, 1,
+			     "devices:assign directory:admin", 3600);
+	snprintf(auth_header, sizeof(auth_header), "Authorization: Bearer %s",
+		 token);
+
+	harness_path("gw-tls.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec,
+			      "--jwt-hs256-secret-file", harness_secret_file(),
+			      "--tls-cert", in(ca_dir, "server.pem"),
+			      "--tls-key", in(ca_dir, "server.key"),
+			      "--tls-client-ca", in(ca_dir, "ca.pem"), NULL};
+	assert_int_equal(harness_start(&server, DAS_SERVER_BIN, args, NULL), 0);
+
+	/* The demo directory, imported with the CLI over mTLS. */
+	snprintf(tok_env, sizeof(tok_env), "DAS_TOKEN=%s", token);
+	const char *env[] = {tok_env, NULL};
+	const char *imp[] = {"--server", server.addr,
+			     "--upstream-ca", in(ca_dir, "ca.pem"),
+			     "--upstream-cert", in(ca_dir, "client.pem"),
+			     "--upstream-key", in(ca_dir, "client.key"),
+			     "--upstream-server-name", "localhost",
+			     "import", DAS_SOURCE_DIR "/examples/directory.json",
+			     NULL};
+	assert_int_equal(harness_run(DAS_CLI_BIN, imp, env, 60000, r), 0);
+	if (r->status != 0)
+		fprintf(stderr, "import: %s\n", r->err);
+	assert_int_equal(r->status, 0);
+	free(r);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (server.pid)
+		harness_stop(&server, SIGTERM);
+	free(token);
+	curl_global_cleanup();
+	return 0;
+}
+
+static void gateway_over_mtls_answers_201(void **state)
+{
+	struct harness_proc gw;
+
+	(void)state;
+	start_gateway(&gw, in(ca_dir, "ca.pem"), in(ca_dir, "gateway.pem"),
+		      in(ca_dir, "gateway.key"));
+	assert_int_equal(http_once(&gw, "PUT",
+				   "/v1.0/customers/" T
+				   "/users/alice/devices/pbx/alice-desk-01/assign",
+				   "{\"clientType\":\"desktop\"}"),
+			 201);
+	assert_int_equal(http_once(&gw, "GET",
+				   "/v1.0/customers/" T
+				   "/users/alice/devices/pbx",
+				   NULL),
+			 200);
+	assert_int_equal(http_once(&gw, "GET", "/readyz", NULL), 200);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+}
+
+static void gateway_without_the_right_credentials_gets_503(void **state)
+{
+	struct harness_proc gw;
+	const char *list = "/v1.0/customers/" T "/users/alice/devices/pbx";
+
+	(void)state;
+	/* No client certificate: the server refuses the handshake. */
+	start_gateway(&gw, in(ca_dir, "ca.pem"), NULL, NULL);
+	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+	/* Another CA: the gateway refuses the server's certificate. */
+	start_gateway(&gw, in(other_dir, "ca.pem"), in(other_dir, "gateway.pem"),
+		      in(other_dir, "gateway.key"));
+	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+}
+
+struct load {
+	const char *url;
+	atomic_bool is_stopping;
+	atomic_int ok, failed;
+};
+
+static void *load_worker(void *arg)
+{
+	struct load *l = arg;
+	CURL *curl = curl_easy_init();
+	int n = 0;
+
+	assert_non_null(curl);
+	while (!atomic_load(&l->is_stopping)) {
+		long status = http(curl, "GET", l->url, NULL);
+		if (status == 200) {
+			atomic_fetch_add(&l->ok, 1);
+		} else {
+			atomic_fetch_add(&l->failed, 1);
+			fprintf(stderr, "load: HTTP %ld\n", status);
+		}
+		/* A new HTTP connection now and then as well. */
+		if (++n % 20 == 0)
+			curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+		else
+			curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 0L);
+	}
+	curl_easy_cleanup(curl);
+	return NULL;
+}
+
+static int count_in_log(const struct harness_proc *p, const char *needle)
+{
+	FILE *f = fopen(p->log_path, "r");
+	char line[2048];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+static void wait_in_log(const struct harness_proc *p, const char *needle,
+			int count)
+{
+	for (int i = 0; i < 3000 && count_in_log(p, needle) < count; i++)
+		usleep(10 * 1000);
+	assert_true(count_in_log(p, needle) >= count);
+}
+
+static void renewal_of_both_under_load(void **state)
+{
+	struct harness_proc gw;
+	struct load l;
+	pthread_t th[LOAD_THREADS];
+	char url[512], cmd[1500];
+
+	(void)state;
+	start_gateway(&gw, in(ca_dir, "ca.pem"), in(ca_dir, "gateway.pem"),
+		      in(ca_dir, "gateway.key"));
+	snprintf(url, sizeof(url),
+		 "http://%s/v1.0/customers/" T "/users/alice/devices/pbx",
+		 gw.addr);
+	memset(&l, 0, sizeof(l));
+	l.url = url;
+	for (int i = 0; i < LOAD_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, load_worker, &l),
+				 0);
+	for (int round = 1; round <= 3; round++) {
+		usleep(300 * 1000);
+		dev_ca(ca_dir);
+		assert_int_equal(kill(server.pid, SIGHUP), 0);
+		assert_int_equal(kill(gw.pid, SIGHUP), 0);
+		wait_in_log(&server, "TLS certificate reloaded", round);
+		wait_in_log(&gw, "upstream TLS files reloaded", round);
+	}
+	usleep(300 * 1000);
+	/* A broken key on the gateway: refused, the old channel stays. */
+	snprintf(cmd, sizeof(cmd), "echo junk > '%s'",
+		 in(ca_dir, "gateway.key"));
+	sh(cmd);
+	assert_int_equal(kill(gw.pid, SIGHUP), 0);
+	wait_in_log(&gw, "upstream TLS kept", 1);
+	usleep(300 * 1000);
+
+	atomic_store(&l.is_stopping, true);
+	for (int i = 0; i < LOAD_THREADS; i++)
+		pthread_join(th[i], NULL);
+	fprintf(stderr,
+		"gateway renewal under load: %d requests 200, %d other\n",
+		atomic_load(&l.ok), atomic_load(&l.failed));
+	assert_int_equal(atomic_load(&l.failed), 0);
+	assert_true(atomic_load(&l.ok) > 0);
+	assert_int_equal(http_once(&gw, "GET", "/readyz", NULL), 200);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+	dev_ca(ca_dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(gateway_over_mtls_answers_201),
+		cmocka_unit_test(gateway_without_the_right_credentials_gets_503),
+		cmocka_unit_test(renewal_of_both_under_load),
+	};
+
+	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
+}
