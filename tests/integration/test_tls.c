@@ -168,6 +168,26 @@ static void tls_right_ca_succeeds_others_fail(void **state)
 	with_cert.cert_file = in(ca_dir, "client.pem");
 	with_cert.key_file = in(ca_dir, "client.key");
 	assert_int_equal(health_with(srv.addr, &with_cert, CALL_MS), 0);
+
+	/* TLS 1.2 and 1.3 only (the client side allows 1.1 here, so the
+	 * refusal is the server's); TLS 1.2 with an ECDHE AEAD suite. */
+	char cmd[1500], out[300];
+	snprintf(cmd, sizeof(cmd),
+		 "openssl s_client -connect %s -tls1_1 "
+		 "-cipher DEFAULT@SECLEVEL=0 -alpn h2 -CAfile '%s' "
+		 "</dev/null >/dev/null 2>&1 && echo accepted || echo refused",
+		 srv.addr, ok.ca_file);
+	sh_out(cmd, out, sizeof(out));
+	assert_string_equal(out, "refused");
+	snprintf(cmd, sizeof(cmd),
+		 "openssl s_client -connect %s -tls1_2 -alpn h2 -CAfile '%s' "
+		 "-verify_return_error </dev/null 2>/dev/null | "
+		 "sed -n 's/^ *Cipher *: *//p' | head -n 1",
+		 srv.addr, ok.ca_file);
+	sh_out(cmd, out, sizeof(out));
+	fprintf(stderr, "TLS 1.2 cipher: %s\n", out);
+	assert_non_null(strstr(out, "ECDHE-"));
+	assert_non_null(strstr(out, "GCM"));
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
