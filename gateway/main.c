@@ -11,6 +11,8 @@
 #include "common/metrics.h"
 #include "gateway/observe.h"
 #include "gateway/http/server.h"
+#include "gateway/tls/tls.h"
+#include "gateway/tls/transport_tls.h"
 #include "gateway/upstream/target.h"
 #include "gateway/upstream/upstream.h"
 
@@ -103,6 +105,13 @@ static struct das_flag flags[] = {
 	 .metavar = "NAME",
 	 .help = "name expected in the service's certificate (and sent as "
 		 "SNI); default: the host of --upstream"},
+	{.name = "tls-cert",
+	 .metavar = "FILE",
+	 .help = "certificate chain, PEM: with --tls-key the listener speaks "
+		 "HTTPS (TLS 1.2+; SIGHUP reloads)"},
+	{.name = "tls-key",
+	 .metavar = "FILE",
+	 .help = "private key of --tls-cert, PEM"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -175,6 +184,7 @@ int main(int argc, char **argv)
 	struct das_metrics_http *metrics = NULL;
 	struct gw_upstream *up;
 	struct gw_http *http;
+	struct gw_tls_ctx *https = NULL;
 	struct gw_http_config cfg;
 	sigset_t set;
 
@@ -288,9 +298,25 @@ int main(int argc, char **argv)
 	cfg.idle_timeout_ms = (unsigned)conn_timeout * 1000u;
 	cfg.header_timeout_ms = (unsigned)header_timeout * 1000u;
 	cfg.body_timeout_ms = (unsigned)body_timeout * 1000u;
+	if ((flag("tls-cert") && *flag("tls-cert")) ||
+	    (flag("tls-key") && *flag("tls-key"))) {
+		https = gw_tls_ctx_new(flag("tls-cert"), flag("tls-key"), err,
+				       sizeof(err));
+		if (!https) {
+			fprintf(stderr, "%s: HTTPS: %s\n", prog, err);
+			gw_upstream_free(up);
+			return 2;
+		}
+	}
+	if (https) {
+		cfg.transport = &gw_transport_tls;
+		cfg.transport_ctx = https;
+		cfg.is_https = true;
+	}
 	http = gw_http_start(&cfg, up, err, sizeof(err));
 	if (!http) {
 		fprintf(stderr, "%s: %s\n", prog, err);
+		gw_tls_ctx_free(https);
 		gw_upstream_free(up);
 		return 1;
 	}
@@ -300,6 +326,7 @@ int main(int argc, char **argv)
 		is_tls ? (tls.cert_file && *tls.cert_file ? "mTLS" : "TLS")
 		       : "plaintext",
 		flag("mode"), threads);
+	das_log(DAS_LOG_INFO, "listener speaks %s", https ? "HTTPS" : "HTTP");
 	/* The host as configured, the port as bound (--listen HOST:0). */
 	printf("device-assignment-gateway listening on %.*s:%u\n",
 	       (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen,
@@ -311,6 +338,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: --metrics-listen: %s\n", prog,
 				err);
 			gw_http_stop(http, 0);
+			gw_tls_ctx_free(https);
 			gw_upstream_free(up);
 			return 1;
 		}
@@ -340,10 +368,21 @@ int main(int argc, char **argv)
 				"failed: %s",
 				err);
 		}
+		if (!https)
+			continue;
+		if (gw_tls_ctx_reload(https, err, sizeof(err)) == 0)
+			das_log(DAS_LOG_INFO, "reload: HTTPS certificate "
+					      "reloaded");
+		else
+			das_log(DAS_LOG_ERROR,
+				"reload: HTTPS certificate kept, the new one "
+				"failed: %s",
+				err);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	gw_http_stop(http, (int)timeout_ms + 1000);
 	das_metrics_http_stop(metrics);
+	gw_tls_ctx_free(https);
 	gw_upstream_free(up);
 	das_log(DAS_LOG_INFO, "stopped");
 	das_log_flush();

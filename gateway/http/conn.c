@@ -516,8 +516,9 @@ static int judge_head(struct gw_conn *c)
 	path_of(c, path, sizeof(path));
 	if ((c->match.rpc == GW_ROUTE_ASSIGN ||
 	     c->match.rpc == GW_ROUTE_UNASSIGN) &&
-	    gw_location(c->cfg->public_base_url, host, path, c->location,
-			sizeof(c->location)) != 0) {
+	    gw_location_scheme(c->cfg->is_https ? "https" : "http",
+			       c->cfg->public_base_url, host, path,
+			       c->location, sizeof(c->location)) != 0) {
 		answer_error(c, DAS_INVALID_ARGUMENT,
 			     "missing or invalid Host header", has_body);
 		return -1;

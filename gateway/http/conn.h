@@ -34,6 +34,7 @@
 
 struct gw_conn_config {
 	const char *public_base_url; /* NULL or "" = use Host */
+	bool is_https;		     /* Location from Host: https:// */
 	uint64_t id_prefix;	     /* random per process */
 	atomic_ullong *id_counter;   /* shared by all connections */
 };

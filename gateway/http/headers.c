@@ -123,6 +123,13 @@ bool gw_host_is_valid(const char *value)
 int gw_location(const char *base_url, const char *host, const char *path,
 		char *out, size_t size)
 {
+	return gw_location_scheme("http", base_url, host, path, out, size);
+}
+
+int gw_location_scheme(const char *scheme, const char *base_url,
+		       const char *host, const char *path, char *out,
+		       size_t size)
+{
 	int n;
 
 	if (base_url && *base_url) {
@@ -131,7 +138,7 @@ int gw_location(const char *base_url, const char *host, const char *path,
 			bl--;
 		n = snprintf(out, size, "%.*s%s", (int)bl, base_url, path);
 	} else if (gw_host_is_valid(host)) {
-		n = snprintf(out, size, "http://%s%s", host, path);
+		n = snprintf(out, size, "%s://%s%s", scheme, host, path);
 	} else {
 		return -1;
 	}

@@ -57,6 +57,11 @@ bool gw_host_is_valid(const char *value);
 int gw_location(const char *base_url, const char *host, const char *path,
 		char *out, size_t size);
 
+/* The same with scheme ("https" behind TLS) in place of "http". */
+int gw_location_scheme(const char *scheme, const char *base_url,
+		       const char *host, const char *path, char *out,
+		       size_t size);
+
 /*
  * True when an Authorization value may be forwarded as gRPC metadata:
  * non-empty, at most max_len bytes, visible ASCII and spaces only. Other

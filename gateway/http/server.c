@@ -870,6 +870,7 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 		      0) != (ssize_t)sizeof(h->conn_cfg.id_prefix))
 		h->conn_cfg.id_prefix = (uint64_t)time(NULL) ^ (uint64_t)getpid();
 	h->conn_cfg.public_base_url = cfg->public_base_url;
+	h->conn_cfg.is_https = cfg->is_https;
 	h->conn_cfg.id_counter = &h->id_counter;
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	h->n_loops = cfg->threads ? cfg->threads : cpus > 0 ? (unsigned)cpus : 1;

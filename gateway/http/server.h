@@ -29,6 +29,7 @@ struct gw_http_config {
 	/* The byte stream of each connection; NULL = plain TCP. */
 	const struct gw_transport *transport;
 	void *transport_ctx; /* passed to transport->open */
+	bool is_https;	     /* Location from Host: https:// */
 };
 
 struct gw_http;

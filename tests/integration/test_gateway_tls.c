@@ -5,6 +5,11 @@
  *  - an assign through the gateway answers 201 and /readyz 200;
  *  - a gateway without a client certificate, or trusting another CA, gets
  *    no answer from the server: 503;
+ *  - the gateway's listener over HTTPS (--tls-cert/--tls-key): curl
+ *    --cacert gets 201 with an https:// Location; plain HTTP to that port,
+ *    a client trusting another CA and TLS 1.1 get nothing; the HTTPS
+ *    certificate is renewed and reloaded under HTTPS load without a failed
+ *    request, new connections seeing the new certificate;
  *  - the server's and the gateway's certificates are renewed and both
  *    reloaded (SIGHUP) three times while HTTP requests keep coming: every
  *    request answers 200; a gateway reload with a broken key is refused
@@ -329,12 +334,213 @@ static void renewal_of_both_under_load(void **state)
 	dev_ca(ca_dir);
 }
 
+/* ---- HTTPS on the gateway's listener ---------------------------------- */
+
+static void start_https_gateway(struct harness_proc *gw)
+{
+	const char *args[] = {"--upstream", server.addr,
+			      "--upstream-timeout-ms", "15000",
+			      "--upstream-server-name", "localhost",
+			      "--upstream-ca", in(ca_dir, "ca.pem"),
+			      "--upstream-cert", in(ca_dir, "gateway.pem"),
+			      "--upstream-key", in(ca_dir, "gateway.key"),
+			      "--tls-cert", in(ca_dir, "gateway.pem"),
+			      "--tls-key", in(ca_dir, "gateway.key"), NULL};
+
+	assert_int_equal(harness_start(gw, DAS_GATEWAY_BIN, args, NULL), 0);
+}
+
+/* Runs curl with args; its stdout (first line) into out. */
+static int curl_cli(const char *const *args, char *out, size_t size)
+{
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	int status;
+
+	assert_non_null(r);
+	assert_int_equal(harness_run("/usr/bin/curl", args, NULL, 60000, r), 0);
+	size_t n = strcspn(r->out, "\n");
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, r->out, n);
+	out[n] = '\0';
+	status = r->status;
+	free(r);
+	return status;
+}
+
+static void gateway_over_https_answers_201(void **state)
+{
+	struct harness_proc gw;
+	char url[512], http_url[512], out[600];
+
+	(void)state;
+	start_https_gateway(&gw);
+	snprintf(url, sizeof(url),
+		 "https://localhost:%d/v1.0/customers/" T
+		 "/users/bob/devices/pbx/bob-desk-01/assign",
+		 gw.port);
+	const char *put[] = {"-sS", "-o", "/dev/null",
+			     "-w", "%{http_code} %{redirect_url}",
+			     "--cacert", in(ca_dir, "ca.pem"),
+			     "-X", "PUT", "-H", auth_header,
+			     "-H", "Content-Type: application/json",
+			     "-d", "{\"clientType\":\"mobile\"}", url, NULL};
+	assert_int_equal(curl_cli(put, out, sizeof(out)), 0);
+	fprintf(stderr, "curl --cacert: %s\n", out);
+	assert_int_equal(strncmp(out, "201 ", 4), 0);
+	const char *loc[] = {"-sS", "-o", "/dev/null", "-D", "-",
+			     "--cacert", in(ca_dir, "ca.pem"),
+			     "-X", "PUT", "-H", auth_header,
+			     "-H", "Content-Type: application/json",
+			     "-d", "{\"clientType\":\"mobile\"}", url, NULL};
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+	assert_int_equal(harness_run("/usr/bin/curl", loc, NULL, 60000, r), 0);
+	assert_non_null(strstr(r->out, "\nLocation: https://localhost:"));
+	free(r);
+
+	/* Plain HTTP to the HTTPS port: no HTTP answer. */
+	snprintf(http_url, sizeof(http_url), "http://localhost:%d/healthz",
+		 gw.port);
+	const char *plain[] = {"-sS", "-o", "/dev/null", "-w", "%{http_code}",
+			       "--max-time", "5", http_url, NULL};
+	assert_int_not_equal(curl_cli(plain, out, sizeof(out)), 0);
+	/* Another CA, and TLS 1.1: refused. */
+	const char *wrong_ca[] = {"-sS", "-o", "/dev/null", "--cacert",
+				  in(other_dir, "ca.pem"), url, NULL};
+	assert_int_not_equal(curl_cli(wrong_ca, out, sizeof(out)), 0);
+	snprintf(http_url, sizeof(http_url), "https://localhost:%d/healthz",
+		 gw.port);
+	const char *old_tls[] = {"-sS", "-o", "/dev/null", "--cacert",
+				 in(ca_dir, "ca.pem"), "--tlsv1.1",
+				 "--tls-max", "1.1", "--ciphers",
+				 "DEFAULT@SECLEVEL=0", http_url, NULL};
+	assert_int_not_equal(curl_cli(old_tls, out, sizeof(out)), 0);
+	const char *tls12[] = {"-sS", "-o", "/dev/null", "-w", "%{http_code}",
+			       "--cacert", in(ca_dir, "ca.pem"), "--tlsv1.2",
+			       "--tls-max", "1.2", http_url, NULL};
+	assert_int_equal(curl_cli(tls12, out, sizeof(out)), 0);
+	assert_string_equal(out, "200");
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+}
+
+/* SHA-256 fingerprint of the certificate a new connection is served. */
+static void served_fingerprint(const struct harness_proc *p, char *out,
+			       size_t size)
+{
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	char script[1500];
+
+	assert_non_null(r);
+	snprintf(script, sizeof(script),
+		 "openssl s_client -connect 127.0.0.1:%d -servername localhost "
+		 "-CAfile '%s' </dev/null 2>/dev/null | "
+		 "openssl x509 -noout -fingerprint -sha256",
+		 p->port, in(ca_dir, "ca.pem"));
+	const char *args[] = {"-c", script, NULL};
+	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
+	size_t n = strcspn(r->out, "\n");
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, r->out, n);
+	out[n] = '\0';
+	free(r);
+}
+
+struct https_load {
+	const char *url, *ca;
+	atomic_bool is_stopping;
+	atomic_int ok, failed;
+};
+
+static void *https_worker(void *arg)
+{
+	struct https_load *l = arg;
+	CURL *curl = curl_easy_init();
+	int n = 0;
+
+	assert_non_null(curl);
+	curl_easy_setopt(curl, CURLOPT_CAINFO, l->ca);
+	while (!atomic_load(&l->is_stopping)) {
+		long status = http(curl, "GET", l->url, NULL);
+		if (status == 200) {
+			atomic_fetch_add(&l->ok, 1);
+		} else {
+			atomic_fetch_add(&l->failed, 1);
+			fprintf(stderr, "https load: HTTP %ld\n", status);
+		}
+		/* New TLS connections (handshakes) across the reloads. */
+		curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT,
+				 ++n % 10 == 0 ? 1L : 0L);
+	}
+	curl_easy_cleanup(curl);
+	return NULL;
+}
+
+static void https_renewal_under_load(void **state)
+{
+	struct harness_proc gw;
+	struct https_load l;
+	pthread_t th[LOAD_THREADS];
+	char url[512], cmd[1500], before[200], served[200];
+
+	(void)state;
+	/* The load's own copy of the CA: the files below get renewed. */
+	snprintf(cmd, sizeof(cmd), "cp '%s/ca.pem' '%s/https-load-ca.pem'",
+		 ca_dir, ca_dir);
+	sh(cmd);
+	start_https_gateway(&gw);
+	served_fingerprint(&gw, before, sizeof(before));
+	assert_true(strlen(before) > 10);
+	snprintf(url, sizeof(url),
+		 "https://localhost:%d/v1.0/customers/" T
+		 "/users/alice/devices/pbx",
+		 gw.port);
+	memset(&l, 0, sizeof(l));
+	l.url = url;
+	l.ca = in(ca_dir, "https-load-ca.pem");
+	for (int i = 0; i < LOAD_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, https_worker, &l),
+				 0);
+	for (int round = 1; round <= 3; round++) {
+		usleep(300 * 1000);
+		dev_ca(ca_dir);
+		assert_int_equal(kill(gw.pid, SIGHUP), 0);
+		wait_in_log(&gw, "HTTPS certificate reloaded", round);
+		served_fingerprint(&gw, served, sizeof(served));
+		assert_string_not_equal(served, before);
+		snprintf(before, sizeof(before), "%s", served);
+	}
+	/* A broken key: refused, the current certificate stays. */
+	snprintf(cmd, sizeof(cmd), "echo junk > '%s'",
+		 in(ca_dir, "gateway.key"));
+	sh(cmd);
+	assert_int_equal(kill(gw.pid, SIGHUP), 0);
+	wait_in_log(&gw, "HTTPS certificate kept", 1);
+	served_fingerprint(&gw, served, sizeof(served));
+	assert_string_equal(served, before);
+	usleep(300 * 1000);
+
+	atomic_store(&l.is_stopping, true);
+	for (int i = 0; i < LOAD_THREADS; i++)
+		pthread_join(th[i], NULL);
+	fprintf(stderr,
+		"HTTPS renewal under load: %d requests 200, %d other\n",
+		atomic_load(&l.ok), atomic_load(&l.failed));
+	assert_int_equal(atomic_load(&l.failed), 0);
+	assert_true(atomic_load(&l.ok) > 0);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+	dev_ca(ca_dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(gateway_over_mtls_answers_201),
 		cmocka_unit_test(gateway_without_the_right_credentials_gets_503),
 		cmocka_unit_test(renewal_of_both_under_load),
+		cmocka_unit_test(gateway_over_https_answers_201),
+		cmocka_unit_test(https_renewal_under_load),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
