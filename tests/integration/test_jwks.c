@@ -96,16 +96,20 @@ static int list_code(struct das_client *c, const char *token)
 static const char *const *_Atomic valid_now;
 static atomic_bool is_stopping;
 static atomic_int n_ok, n_refused;
+/* The set each caller took its current token from. */
+static const char *const *_Atomic in_flight[THREADS];
 
 static void *caller(void *arg)
 {
 	struct das_client *c = das_client_new(server.addr);
 	unsigned i = (unsigned)(uintptr_t)arg;
+	const unsigned me = i;
 
 	assert_non_null(c);
 	while (!atomic_load(&is_stopping)) {
 		const char *const *set = atomic_load(&valid_now);
 		size_t n = 0;
+		atomic_store(&in_flight[me], set);
 		while (set[n])
 			n++;
 		const char *token = set[i++ % n];
@@ -198,8 +202,12 @@ static void rotation_without_a_401(void **state)
 	reload_and_wait("reload: JWT keys kept", 1);
 	usleep(300 * 1000);
 
-	/* 2. Retire A: from now on only B and C are used. */
+	/* 2. Retire A: from now on only B and C are used; A is removed once
+	 * no call that took A is still on its way. */
 	atomic_store(&valid_now, bc);
+	for (int w = 0; w < THREADS; w++)
+		while (atomic_load(&in_flight[w]) != bc)
+			usleep(1000);
 	publish(key_b.jwk, key_c.jwk, NULL);
 	reload_and_wait("reload: JWT keys reloaded", 2);
 	usleep(500 * 1000);
