@@ -9,12 +9,15 @@
  *    --cacert gets 201 with an https:// Location; plain HTTP to that port,
  *    a client trusting another CA and TLS 1.1 get nothing; the HTTPS
  *    certificate is renewed and reloaded under HTTPS load without a failed
- *    request, new connections seeing the new certificate;
+ *    request, new connections seeing the new certificate; a client that
+ *    never starts the handshake is closed by the idle timeout;
  *  - the server's and the gateway's certificates are renewed and both
  *    reloaded (SIGHUP) three times while HTTP requests keep coming: every
  *    request answers 200; a gateway reload with a broken key is refused
  *    and the gateway keeps working.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -25,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -350,6 +355,34 @@ static void start_https_gateway(struct harness_proc *gw)
 	assert_int_equal(harness_start(gw, DAS_GATEWAY_BIN, args, NULL), 0);
 }
 
+/* A client that connects and never starts the handshake is closed by the
+ * idle timeout like any silent connection. */
+static void https_silent_handshake_is_closed(void **state)
+{
+	struct harness_proc gw;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct timeval tv = {.tv_sec = 20};
+	char byte;
+	int fd;
+
+	(void)state;
+	const char *args[] = {"--upstream", server.addr,
+			      "--connection-timeout", "1",
+			      "--tls-cert", in(ca_dir, "gateway.pem"),
+			      "--tls-key", in(ca_dir, "gateway.key"), NULL};
+	assert_int_equal(harness_start(&gw, DAS_GATEWAY_BIN, args, NULL), 0);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	sa.sin_port = htons((uint16_t)gw.port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* 0 = closed by the gateway; -1 would be our 20 s margin running out. */
+	assert_int_equal(recv(fd, &byte, 1, 0), 0);
+	close(fd);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+}
+
 /* Runs curl with args; its stdout (first line) into out. */
 static int curl_cli(const char *const *args, char *out, size_t size)
 {
@@ -541,6 +574,7 @@ int main(void)
 		cmocka_unit_test(renewal_of_both_under_load),
 		cmocka_unit_test(gateway_over_https_answers_201),
 		cmocka_unit_test(https_renewal_under_load),
+		cmocka_unit_test(https_silent_handshake_is_closed),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
