@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "service/auth/auth.h"
+#include "service/auth/token_cache.h"
 #include "service/grpc/server.h"
 #include "service/store/store.h"
 
@@ -37,6 +38,8 @@ static struct das_flag flags[] = {
 	 .help = "required iss claim (unchecked when empty)"},
 	{.name = "jwt-audience", .metavar = "AUD",
 	 .help = "required aud claim (unchecked when empty)"},
+	{.name = "token-cache", .metavar = "N", .def = "1024",
+	 .help = "verified tokens remembered (exp/nbf re-checked); 0 = off"},
 	{.name = "workers", .metavar = "N", .def = "0",
 	 .help = "worker threads; 0 = 2 per CPU, at least 4"},
 	{.name = "store-pool", .metavar = "N", .def = "0",
@@ -126,13 +129,15 @@ static bool is_loopback(const char *listen)
 }
 
 /* SIGHUP: new certificates and JWT keys; on failure the old ones stay. */
-static void reload(struct auth_config *auth, struct server_tls *tls)
+static void reload(struct auth_config *auth, struct token_cache *tokens,
+		   struct server_tls *tls)
 {
 	char err[512];
 
-	if (auth_config_reload(auth, err, sizeof(err)) == 0)
+	if (auth_config_reload(auth, err, sizeof(err)) == 0) {
+		token_cache_clear(tokens); /* nothing verified by old keys */
 		das_log(DAS_LOG_INFO, "reload: JWT keys reloaded");
-	else
+	} else
 		das_log(DAS_LOG_ERROR,
 			"reload: JWT keys kept, the new ones failed: %s", err);
 	if (!tls)
@@ -165,7 +170,8 @@ int main(int argc, char **argv)
 	struct server_tls *tls = NULL;
 	struct server_config cfg;
 	char err[512], addr[300];
-	unsigned long workers, pool, grace;
+	struct token_cache *tokens = NULL;
+	unsigned long workers, pool, grace, cache_size;
 	int argi = 1, port = 0, sig = 0;
 	sigset_t sigs;
 
@@ -189,7 +195,8 @@ int main(int argc, char **argv)
 	    set_log_format(flag("log-format") ? flag("log-format") : "text") ||
 	    uint_flag("workers", 256, &workers) ||
 	    uint_flag("store-pool", 1024, &pool) ||
-	    uint_flag("shutdown-grace", 3600000, &grace))
+	    uint_flag("shutdown-grace", 3600000, &grace) ||
+	    uint_flag("token-cache", TOKEN_CACHE_MAX, &cache_size))
 		return 2;
 	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
 		if (strcmp(flag("metrics"), "false") != 0) {
@@ -249,15 +256,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	if (cache_size > 0 && !(tokens = token_cache_new(cache_size))) {
+		fprintf(stderr, PROG ": out of memory for the token cache\n");
+		store_close(store);
+		auth_config_release(&auth);
+		return 1;
+	}
+
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
 	cfg.n_workers = (unsigned)workers;
 	cfg.grace_ms = (unsigned)grace;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
+	cfg.env.tokens = tokens;
 	cfg.tls = tls;
 	if (server_start(&cfg, &srv, &port, err, sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": %s\n", err);
+		token_cache_free(tokens);
 		store_close(store);
 		server_tls_free(tls);
 		auth_config_release(&auth);
@@ -271,6 +287,7 @@ int main(int argc, char **argv)
 		if (!metrics) {
 			fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
 			server_stop(srv);
+			token_cache_free(tokens);
 			store_close(store);
 			server_tls_free(tls);
 			auth_config_release(&auth);
@@ -298,11 +315,12 @@ int main(int argc, char **argv)
 		sigwait(&sigs, &sig);
 		if (sig != SIGHUP)
 			break;
-		reload(&auth, tls);
+		reload(&auth, tokens, tls);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	server_stop(srv);
 	das_metrics_http_stop(metrics);
+	token_cache_free(tokens);
 	store_close(store);
 	server_tls_free(tls);
 	auth_config_release(&auth);

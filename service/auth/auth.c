@@ -1102,3 +1102,41 @@ out:
 	json_decref(o);
 	return result;
 }
+
+/* ---- validity window (for the token cache) ------------------------------ */
+
+int auth_token_window(const char *value, size_t len, int64_t *exp,
+		      int64_t *nbf, bool *has_nbf)
+{
+	unsigned char buf[AUTH_MAX_TOKEN];
+	const char *tok, *payload;
+	size_t tok_len, head_len, payload_len;
+	json_t *claims = NULL;
+	bool has_exp;
+	long n;
+	int result = -1;
+
+	if (split_bearer(value, len, &tok, &tok_len, &head_len, NULL, 0) != 0)
+		return -1;
+	payload = tok + head_len + 1;
+	payload_len = (size_t)((const char *)memchr(payload, '.',
+						     tok_len - head_len - 1) -
+			       payload);
+	n = b64url_decode(payload, payload_len, buf, sizeof(buf));
+	if (n <= 0)
+		goto out;
+	/* Duplicate keys: the claim libjwt kept is not certain; no window. */
+	claims = json_loadb((const char *)buf, (size_t)n,
+			    JSON_REJECT_DUPLICATES, NULL);
+	if (!json_is_object(claims) ||
+	    get_date(claims, "exp", true, &has_exp, exp, NULL, 0) != 0 ||
+	    get_date(claims, "nbf", false, has_nbf, nbf, NULL, 0) != 0)
+		goto out;
+	if (!*has_nbf)
+		*nbf = 0;
+	result = 0;
+out:
+	json_decref(claims);
+	explicit_bzero(buf, sizeof(buf));
+	return result;
+}

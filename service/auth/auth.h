@@ -113,6 +113,14 @@ int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 		int64_t now, struct domain_principal *who, char *why,
 		size_t why_size);
 
+/*
+ * The exp and nbf claims of an Authorization value that auth_verify has
+ * already accepted (the payload is not verified again here). Returns 0, or
+ * -1 when they cannot be read unambiguously (then do not cache the token).
+ */
+int auth_token_window(const char *value, size_t len, int64_t *exp,
+		      int64_t *nbf, bool *has_nbf);
+
 /* What a minted token says. */
 struct auth_claims {
 	const char *sub;

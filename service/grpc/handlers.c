@@ -421,9 +421,11 @@ void handlers_dispatch(const struct handler_env *env,
 	/* Row 1 comes before anything else, even a malformed message. */
 	if (method != DAS_RPC_HEALTH_CHECK) {
 		if (!meta->authorization || meta->has_duplicate_authorization ||
-		    auth_verify(env->auth, meta->authorization,
-				meta->authorization_len, das_time_now().seconds,
-				&who, why, sizeof(why)) != 0) {
+		    token_cache_verify(env->tokens, env->auth,
+				       meta->authorization,
+				       meta->authorization_len,
+				       das_time_now().seconds, &who, why,
+				       sizeof(why)) != 0) {
 			das_log(DAS_LOG_DEBUG, "%s: unauthenticated: %s",
 				info->path,
 				!meta->authorization ? "no token"

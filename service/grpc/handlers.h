@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "proto/rpc_methods.h"
 #include "service/auth/auth.h"
+#include "service/auth/token_cache.h"
 #include "service/store/store.h"
 
 struct health;
@@ -23,6 +24,7 @@ struct handler_env {
 	struct store *store;
 	const struct auth_config *auth;
 	struct health *health; /* Health/Check's answer; NULL: SERVING */
+	struct token_cache *tokens; /* NULL: verify every token in full */
 };
 
 /* The caller's metadata we look at, already extracted (bytes, lengths). */
