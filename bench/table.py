@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The one table of `make bench`: medians of the rounds, every ratio of the
+issue's targets (each the median of the per-round ratios, so both sides of
+a ratio come from the same round), and the per-request sections.
+
+    table.py RESULTS [EXTRAS]
+
+RESULTS lines: ROW ROUND REQ_PER_S P50_MS P99_MS NON_OK REQUESTS
+EXTRAS lines (optional): free text printed after the table (perf stat and
+callgrind sections, the grpc-status checks).
+"""
+import statistics
+import sys
+
+ROWS = [
+    ("nginx_201", "nginx, fixed 201 (wrk -c32)"),
+    ("nginx_hop", "nginx -> nginx proxy hop (wrk -c32)"),
+    ("rest_read", "REST read: PUT assign repeated over 64 users, SQLite"),
+    ("rest_write", "REST writes: each PUT moves a device, SQLite"),
+    ("rest_read_pg", "REST read, PostgreSQL store"),
+    ("rest_write_pg", "REST writes, PostgreSQL store"),
+    ("pgbench_S", "pgbench -S -c32 (select-only), same PostgreSQL"),
+    ("pgbench_N", "pgbench -N -c32 (simple-update), same PostgreSQL"),
+    ("grpc_health", "gRPC Health/Check (h2load 4x8)"),
+    ("grpc_assign", "gRPC AssignDevice repeat (h2load 4x8)"),
+    ("grpc_assign_nocache", "gRPC AssignDevice, --token-cache 0"),
+    ("peer_rest", "peer: grpc-gateway -> Go server (wrk -c32)"),
+    ("peer_gw_ours", "peer grpc-gateway -> our server (wrk -c32)"),
+    ("peer_grpc", "peer: Go server AssignDevice (h2load 4x8)"),
+]
+
+# (label, numerator, denominator, target or None for information only)
+RATIOS = [
+    ("gRPC AssignDevice / own Health", "grpc_assign", "grpc_health", 0.60),
+    ("gRPC AssignDevice / Go peer", "grpc_assign", "peer_grpc", 0.70),
+    ("REST read / peer REST stack", "rest_read", "peer_rest", 1.8),
+    ("REST read / grpc-gateway on our server", "rest_read", "peer_gw_ours",
+     2.5),
+    ("REST read / nginx 201", "rest_read", "nginx_201", 0.25),
+    ("REST writes / REST read", "rest_write", "rest_read", 0.70),
+    ("PostgreSQL read / SQLite read", "rest_read_pg", "rest_read", 0.60),
+    ("PostgreSQL writes / pgbench -N", "rest_write_pg", "pgbench_N", 0.50),
+    ("PostgreSQL read / pgbench -S", "rest_read_pg", "pgbench_S", None),
+    ("REST read / nginx proxy hop", "rest_read", "nginx_hop", None),
+    ("nginx proxy hop / nginx 201", "nginx_hop", "nginx_201", None),
+    ("token cache: AssignDevice cached / uncached", "grpc_assign",
+     "grpc_assign_nocache", None),
+]
+
+
+def load(path):
+    data = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) < 7:
+            continue
+        row, rnd = f[0], int(f[1])
+        data.setdefault(row, {})[rnd] = {
+            "rps": float(f[2]), "p50": float(f[3]), "p99": float(f[4]),
+            "bad": int(f[5]), "n": int(f[6])}
+    return data
+
+
+def med(vals):
+    vals = [v for v in vals if v >= 0]
+    return statistics.median(vals) if vals else None
+
+
+def fmt_ms(v):
+    return "-" if v is None else "%.2f" % v
+
+
+def main():
+    data = load(sys.argv[1])
+    out = []
+    out.append("| row | req/s (median) | p50 ms | p99 ms | non-2xx / non-OK "
+               "| rounds (req/s) |")
+    out.append("|---|---:|---:|---:|---:|---|")
+    for key, label in ROWS:
+        if key not in data:
+            continue
+        rounds = data[key]
+        rps = med([r["rps"] for r in rounds.values()])
+        p50 = med([r["p50"] for r in rounds.values()])
+        p99 = med([r["p99"] for r in rounds.values()])
+        bad = sum(r["bad"] for r in rounds.values())
+        total = sum(r["n"] for r in rounds.values())
+        out.append("| %s | %.0f | %s | %s | %d of %d | %s |" % (
+            label, rps, fmt_ms(p50), fmt_ms(p99), bad, total,
+            " ".join("%.0f" % rounds[k]["rps"] for k in sorted(rounds))))
+    out.append("")
+    out.append("| ratio (median of per-round ratios) | value | target | |")
+    out.append("|---|---:|---:|---|")
+    for label, a, b, target in RATIOS:
+        if a not in data or b not in data:
+            out.append("| %s | - | %s | not measured (row missing) |" % (
+                label, "-" if target is None else "≥ %.2f" % target))
+            continue
+        common = sorted(set(data[a]) & set(data[b]))
+        rs = [data[a][k]["rps"] / data[b][k]["rps"] for k in common
+              if data[b][k]["rps"] > 0]
+        v = statistics.median(rs) if rs else float("nan")
+        if target is None:
+            out.append("| %s | %.3f | - | information |" % (label, v))
+        else:
+            out.append("| %s | %.3f | ≥ %.2f | %s |" % (
+                label, v, target, "met" if v >= target else "not met"))
+    if "rest_read" in data:
+        p99 = med([r["p99"] for r in data["rest_read"].values()])
+        out.append("| REST read p99 at 32 connections (ms) | %.2f | < 5 | %s |"
+                   % (p99, "met" if p99 < 5 else "not met"))
+    out.append("| two PostgreSQL replicas behind one gateway >= one | - | ≥ 1 "
+               "| not measured by this bench yet |")
+    print("\n".join(out))
+    if len(sys.argv) > 2:
+        try:
+            extra = open(sys.argv[2]).read()
+        except OSError:
+            extra = ""
+        if extra.strip():
+            print()
+            print(extra.rstrip())
+
+
+if __name__ == "__main__":
+    main()
