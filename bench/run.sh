@@ -465,30 +465,49 @@ for r in $(seq 1 "$RUNS"); do
 done
 
 # ---- per request: context switches and CPU time (perf stat) ---------------------------
+# cpu_ticks PID[,PID...]: "user system" clock ticks of the processes (all
+# their threads), from /proc/PID/stat.
+cpu_ticks() {
+	local p u=0 s=0 f
+	for p in ${1//,/ }; do
+		f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+		set -- $f
+		u=$((u + ${12})) s=$((s + ${13}))
+	done
+	echo "$u $s"
+}
+
 # perf_row ROW NAME:PID...: one more load of ROW with perf stat attached to
-# each process; per request = counter / requests served in that load.
+# each process; per request = counter / requests served in that load. User
+# and kernel CPU come from /proc (no hardware counters needed).
 perf_row() {
-	local row=$1 spec name p n
+	local row=$1 spec name p n i
 	shift
-	local files=() perf_pids=()
-	for spec in "$@"; do
+	local files=() perf_pids=() specs=("$@") before=()
+	for spec in "${specs[@]}"; do
 		name=${spec%%:*} p=${spec#*:}
 		perf stat -x, -e context-switches,task-clock -p "$p" \
 			-o "$tmp/perf.$name" >/dev/null 2>&1 &
 		perf_pids+=($!)
 		files+=("$name")
+		before+=("$(cpu_ticks "$p")")
 	done
 	sleep 0.2
 	set -- $(load "$row" "$DURATION")
 	n=${5:-0}
 	for p in "${perf_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 	for p in "${perf_pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	for name in "${files[@]}"; do
-		awk -F, -v row="$row" -v name="$name" -v n="$n" '
+	for i in "${!specs[@]}"; do
+		name=${specs[$i]%%:*} p=${specs[$i]#*:}
+		awk -F, -v row="$row" -v name="$name" -v n="$n" \
+			-v b="${before[$i]}" -v a="$(cpu_ticks "$p")" -v hz="$(getconf CLK_TCK)" '
 		$3 == "context-switches" { cs = $1 }
 		$3 == "task-clock" { ms = $1 }
-		END { if (n > 0 && cs != "")
-			printf "| %s | %s | %.2f | %.1f |\n", row, name, cs / n, ms * 1000 / n }' \
+		END { split(b, x, " "); split(a, y, " ")
+		      if (n > 0 && cs != "")
+			printf "| %s | %s | %.2f | %.1f | %.1f | %.1f |\n", row, name,
+			       cs / n, ms * 1000 / n, (y[1] - x[1]) * 1e6 / hz / n,
+			       (y[2] - x[2]) * 1e6 / hz / n }' \
 			"$tmp/perf.$name" >>"$extras"
 	done
 }
@@ -497,8 +516,8 @@ if [ "$PERF" = 1 ] && perf stat -e context-switches true >/dev/null 2>&1; then
 		echo
 		echo "Per request, perf stat on each process during one more $DURATION load:"
 		echo
-		echo "| row | process | context switches / req | CPU µs / req |"
-		echo "|---|---|---:|---:|"
+		echo "| row | process | context switches / req | CPU µs / req | of which user µs | kernel µs |"
+		echo "|---|---|---:|---:|---:|---:|"
 	} >>"$extras"
 	nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
 	perf_row nginx_201 "nginx workers:$nginx_workers"
@@ -518,7 +537,8 @@ elif [ "$PERF" = 1 ]; then
 fi
 
 # ---- per request: instructions (callgrind) ------------------------------------------
-is_sanitized() { ldd "$1" 2>/dev/null | grep -q 'libasan\|libubsan'; }
+# (grep reads everything: with pipefail, grep -q could SIGPIPE ldd.)
+is_sanitized() { ldd "$1" 2>/dev/null | grep 'libasan\|libubsan' >/dev/null; }
 cg_wait() { # PID: callgrind_control answers once the process is up
 	for _ in $(seq 1 50); do callgrind_control -s "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done
 	return 1
@@ -531,7 +551,7 @@ cg_measure() {
 	callgrind_control -z "$p" >/dev/null
 	"$@" >"$tmp/cg-load.txt" 2>&1 || true
 	callgrind_control -d "$p" >/dev/null
-	f=$(ls -t "$tmp"/cg/*.[0-9]* 2>/dev/null | head -n 1)
+	f=$(ls -t "$tmp"/cg/*.[0-9]* 2>/dev/null | sed -n 1p)
 	{
 		echo
 		echo "callgrind, $name: $n requests, instructions per request (self cost):"
