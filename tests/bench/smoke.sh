@@ -37,7 +37,7 @@ for w in "${want[@]}"; do
 	grep -qF -- "$w" "$out" || { echo "missing from the table: $w"; fail=1; }
 done
 # Every measured row: no non-2xx / non-OK answer ("| 0 of N |").
-if awk -F'|' 'NF > 6 && $6 ~ / of / { split($6, a, " "); if (a[1] != 0) bad = 1 }
+if awk -F'|' 'NF > 6 && $6 ~ /^ [0-9]+ of [0-9]+ $/ { split($6, a, " "); if (a[1] != 0) bad = 1 }
 	END { exit !bad }' "$out"; then
 	echo "a row had non-2xx / non-OK answers"
 	fail=1
