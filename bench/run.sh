@@ -7,7 +7,8 @@
 # rows of the same round): nginx answering a fixed 201; nginx proxying to
 # that nginx (one HTTP hop); our gateway -> server on SQLite, REST read
 # (idempotent PUT assign over 64 users) and REST writes (each PUT moves a
-# device); the same two on a private PostgreSQL, with pgbench -S and -N
+# device); GET list with metrics and JSON logs off and on (issue 12); the
+# same two REST loads on a private PostgreSQL, with pgbench -S and -N
 # beside them; our server's gRPC Health/Check and AssignDevice under h2load
 # (with the token cache and without); and, when the grpc-gateway peer is
 # built (PEER_BIN, default /tmp/das-peer-grpc-gateway/bin), the peer's REST
@@ -101,6 +102,7 @@ wait_port() { # PORT PID
 start() {
 	local name=$1
 	shift
+	: >"$tmp/$name.out" # exists before the child gets to open it
 	"$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
 	pid=$!
 	pids+=("$pid")
@@ -217,6 +219,28 @@ gateway_addr=$addr gateway_pid=$pid
 start_server server-nocache "sqlite:$tmp/nocache.db" --token-cache 0
 nocache_addr=$addr
 
+# Metrics and JSON logs (issue 12), their cost on a read (GET list): two
+# server + gateway pairs on the same database, off (--metrics false, warn:
+# no access line) and on (metrics counted, --log-format json at info, both
+# /metrics scraped every second); rows obs_off and obs_on.
+start server-off "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
+	--jwt-hs256-secret-file "$tmp/secret" --metrics false --log-level warn
+start gateway-off "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
+	--metrics false --log-level warn
+obs_off_addr=$addr
+start server-on "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
+	--jwt-hs256-secret-file "$tmp/secret" --metrics-listen 127.0.0.1:0 --log-format json
+obs_server_metrics=$(sed -n 's/.* metrics on \(.*\)$/\1/p' "$tmp/server-on.out")
+start gateway-on "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
+	--log-format json
+obs_on_addr=$addr
+(while :; do
+	curl -s -o /dev/null "http://$obs_on_addr/metrics"
+	curl -s -o /dev/null "$obs_server_metrics"
+	sleep 1
+done) &
+pids+=($!)
+
 # ---- private PostgreSQL ----------------------------------------------------------
 pg_bin=
 if [ "$PG" != 0 ]; then
@@ -306,6 +330,11 @@ LUA
 wrk_script "$tmp/read.lua" read desktop mobile
 wrk_script "$tmp/write.lua" write desktop mobile
 wrk_script "$tmp/peer-read.lua" read CLIENT_TYPE_DESKTOP CLIENT_TYPE_MOBILE
+cat >"$tmp/list.lua" <<LUA
+wrk.method = "GET"
+wrk.path = "/v1.0/customers/$tenant/users/u0/devices/pbx"
+wrk.headers["Authorization"] = "Bearer $token"
+LUA
 cat >"$tmp/fixed.lua" <<LUA
 wrk.method = "PUT"
 wrk.path = "/v1.0/customers/$tenant/users/u0/devices/pbx/d0/assign"
@@ -394,6 +423,8 @@ load() {
 	grpc_health) load_h2 "$server_addr" "$health_path" "$tmp/health.grpc" "$2" ;;
 	grpc_assign) load_h2 "$server_addr" "$assign_path" "$tmp/assign.grpc" "$2" ;;
 	grpc_assign_nocache) load_h2 "$nocache_addr" "$assign_path" "$tmp/assign.grpc" "$2" ;;
+	obs_off) load_wrk "http://$obs_off_addr" "$tmp/list.lua" "$2" ;;
+	obs_on) load_wrk "http://$obs_on_addr" "$tmp/list.lua" "$2" ;;
 	peer_rest) load_wrk "http://127.0.0.1:$p_gw" "$tmp/peer-read.lua" "$2" ;;
 	peer_gw_ours) load_wrk "http://127.0.0.1:$p_gw2" "$tmp/peer-read.lua" "$2" ;;
 	peer_grpc) load_h2 "127.0.0.1:$p_grpc" "$assign_path" "$tmp/assign.grpc" "$2" ;;
@@ -404,6 +435,7 @@ rows=(nginx_201 nginx_hop rest_read rest_write)
 [ -n "$pg_bin" ] && rows+=(rest_read_pg rest_write_pg pgbench_S pgbench_N)
 rows+=(grpc_health grpc_assign grpc_assign_nocache)
 [ "$have_peer" = 1 ] && rows+=(peer_rest peer_gw_ours peer_grpc)
+rows+=(obs_off obs_on)
 
 # ---- correctness of what is measured -----------------------------------------------
 extras=$tmp/extras.md
@@ -606,6 +638,13 @@ if [ "$CALLGRIND" = 1 ]; then
 			fi
 			stop_pid "$cg_pid"
 		done
+		{
+			echo
+			echo "callgrind, GET list with metrics + JSON logs off and on (bench/callgrind.sh, $CG_N requests):"
+			echo '```'
+			N=$CG_N "$here/callgrind.sh" "$build" "$tmp" "$tenant" "$token"
+			echo '```'
+		} >>"$extras"
 	fi
 fi
 
