@@ -24,6 +24,13 @@
 	  "/deviceassignment.v1.DeviceAssignment/ListUserDevices",              \
 	  deviceassignment__v1__list_user_devices_request,                      \
 	  deviceassignment__v1__list_user_devices_response)                     \
+	X(LIST_LEDGER, "/deviceassignment.v1.DeviceAssignment/ListLedger",       \
+	  deviceassignment__v1__list_ledger_request,                            \
+	  deviceassignment__v1__list_ledger_response)                           \
+	X(GET_SEAT_USAGE,                                                        \
+	  "/deviceassignment.v1.DeviceAssignment/GetSeatUsage",                 \
+	  deviceassignment__v1__get_seat_usage_request,                         \
+	  deviceassignment__v1__get_seat_usage_response)                        \
 	X(UPSERT_CUSTOMER, "/deviceassignment.v1.Directory/UpsertCustomer",      \
 	  deviceassignment__v1__upsert_customer_request,                        \
 	  deviceassignment__v1__directory_response)                             \

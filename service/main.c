@@ -17,6 +17,7 @@
 #include "service/auth/auth.h"
 #include "service/auth/token_cache.h"
 #include "service/grpc/server.h"
+#include "service/ops/ops.h"
 #include "service/store/store.h"
 
 #define PROG "device-assignment-server"
@@ -63,6 +64,10 @@ static struct das_flag flags[] = {
 	{.name = "metrics-listen", .metavar = "ADDR",
 	 .help = "serve Prometheus metrics at http://ADDR/metrics (off when "
 		 "empty)"},
+	{.name = "ledger-retention-days", .metavar = "N", .def = "0",
+	 .help = "prune ledger rows older than N days; 0 = keep forever"},
+	{.name = "ledger-prune-interval", .metavar = "SECONDS", .def = "3600",
+	 .help = "how often the retention prune runs (first at start)"},
 };
 #define N_FLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -171,7 +176,9 @@ int main(int argc, char **argv)
 	struct server_config cfg;
 	char err[512], addr[300];
 	struct token_cache *tokens = NULL;
-	unsigned long workers, pool, grace, cache_size;
+	unsigned long workers, pool, grace, cache_size, retention_days,
+		prune_interval;
+	struct ops_retention *retention = NULL;
 	int argi = 1, port = 0, sig = 0;
 	sigset_t sigs;
 
@@ -196,7 +203,9 @@ int main(int argc, char **argv)
 	    uint_flag("workers", 256, &workers) ||
 	    uint_flag("store-pool", 1024, &pool) ||
 	    uint_flag("shutdown-grace", 3600000, &grace) ||
-	    uint_flag("token-cache", TOKEN_CACHE_MAX, &cache_size))
+	    uint_flag("token-cache", TOKEN_CACHE_MAX, &cache_size) ||
+	    uint_flag("ledger-retention-days", 36500, &retention_days) ||
+	    uint_flag("ledger-prune-interval", 86400 * 7, &prune_interval))
 		return 2;
 	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
 		if (strcmp(flag("metrics"), "false") != 0) {
@@ -204,6 +213,11 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		das_metrics_set_enabled(false);
+	}
+	if (prune_interval == 0) {
+		fprintf(stderr, PROG ": --ledger-prune-interval must be at "
+				     "least 1\n");
+		return 2;
 	}
 	if (workers == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -310,6 +324,10 @@ int main(int argc, char **argv)
 			"cross the network in clear; give --tls-cert and "
 			"--tls-key",
 			cfg.listen);
+	retention = ops_retention_start(store, (unsigned)retention_days,
+					(unsigned)prune_interval);
+	if (retention_days > 0 && !retention)
+		das_log(DAS_LOG_ERROR, "ledger retention: cannot start");
 
 	for (;;) {
 		sigwait(&sigs, &sig);
@@ -318,6 +336,7 @@ int main(int argc, char **argv)
 		reload(&auth, tokens, tls);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
+	ops_retention_stop(retention);
 	server_stop(srv);
 	das_metrics_http_stop(metrics);
 	token_cache_free(tokens);

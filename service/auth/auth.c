@@ -886,6 +886,7 @@ static int take_scopes(json_t *claims, struct domain_principal *who,
 	} known[] = {
 		{"devices:assign", DOMAIN_SCOPE_ASSIGN},
 		{"directory:admin", DOMAIN_SCOPE_DIRECTORY},
+		{"ledger:read", DOMAIN_SCOPE_LEDGER},
 	};
 	json_t *scope = json_object_get(claims, "scope");
 	const char *s, *end;

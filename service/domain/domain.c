@@ -374,3 +374,30 @@ bool domain_roles_contain(const char *roles_text, const char *role)
 	}
 	return false;
 }
+
+enum das_status domain_check_ledger(const struct domain_principal *who,
+				    const struct domain_key *key,
+				    const struct domain_snapshot *snap,
+				    enum das_status row5)
+{
+	const char *account;
+
+	/* The same account rule as domain_decide's row 4. */
+	if (key->has_account)
+		account = key->account;
+	else if (snap->is_customer_found && snap->customer_has_account)
+		account = snap->customer_account;
+	else
+		account = NULL;
+	if (!(who->scopes & DOMAIN_SCOPE_LEDGER) ||
+	    !domain_covers(who, key->customer, account))
+		return DAS_FORBIDDEN;
+	if (row5 != DAS_OK)
+		return row5;
+	if (!snap->is_customer_found ||
+	    (key->has_account &&
+	     (!snap->customer_has_account ||
+	      strcmp(snap->customer_account, key->account) != 0)))
+		return DAS_CUSTOMER_NOT_FOUND;
+	return DAS_OK;
+}

@@ -23,10 +23,12 @@
 /* Scopes a token can grant. */
 #define DOMAIN_SCOPE_ASSIGN 0x1u    /* "devices:assign" */
 #define DOMAIN_SCOPE_DIRECTORY 0x2u /* "directory:admin" */
+#define DOMAIN_SCOPE_LEDGER 0x4u    /* "ledger:read" */
 
 #define DOMAIN_MAX_TENANTS 64 /* entries of the tenants claim we accept */
 #define DOMAIN_SUB_SIZE 129   /* sub claim: 1-128 bytes (longer tokens are refused) */
 #define DOMAIN_DETAIL_SIZE 256
+#define DOMAIN_REQUEST_ID_SIZE 129 /* x-request-id kept: 0-128 bytes */
 
 /* The verified caller (filled by auth/). */
 struct domain_principal {
@@ -35,6 +37,9 @@ struct domain_principal {
 	size_t n_tenants;
 	char tenants[DOMAIN_MAX_TENANTS][DAS_GUID_SIZE]; /* canonical */
 	unsigned scopes; /* DOMAIN_SCOPE_* */
+	/* The call's x-request-id, stamped on its ledger rows; "" = none.
+	 * Set by the transport after auth, not from the token. */
+	char request_id[DOMAIN_REQUEST_ID_SIZE];
 };
 
 enum domain_op {
@@ -175,6 +180,18 @@ int domain_roles_normalize(const char *const *roles, const size_t *lens,
  */
 void domain_quote_value(const char *s, size_t len,
 			char detail[DOMAIN_DETAIL_SIZE]);
+
+/*
+ * Rows 4 to 6 of a ledger or seat read (ListLedger, GetSeatUsage), given
+ * what the store read for key (customer only): scope ledger:read and the
+ * tenants claim as for assign (row 4, FORBIDDEN), then row5 (the caller's
+ * verdict on the request's own arguments, DAS_OK when fine), then the
+ * customer, inside the account named when one is (row 6, NOT_FOUND).
+ */
+enum das_status domain_check_ledger(const struct domain_principal *who,
+				    const struct domain_key *key,
+				    const struct domain_snapshot *snap,
+				    enum das_status row5);
 
 /* True when the space-separated roles text contains role exactly. */
 bool domain_roles_contain(const char *roles_text, const char *role);

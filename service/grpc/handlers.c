@@ -161,6 +161,155 @@ static void handle_list(const struct handler_env *env,
 	reply_pack(reply, &out.base);
 }
 
+static struct ops_text opt_text(const char *s)
+{
+	return text(s);
+}
+
+static void ledger_time(const Google__Protobuf__Timestamp *ts, bool *has,
+			struct das_time *out)
+{
+	*has = ts != NULL;
+	if (ts) {
+		out->seconds = ts->seconds;
+		out->nanos = ts->nanos;
+	}
+}
+
+/* The operation a ledger row records, read from its client types. */
+static Deviceassignment__V1__LedgerOperation
+ledger_operation(const struct store_ledger_row *row)
+{
+	if (row->from_type == DAS_CLIENT_NONE)
+		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_ASSIGN;
+	if (row->to_type == DAS_CLIENT_NONE)
+		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_UNASSIGN;
+	return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_MOVE;
+}
+
+static void handle_ledger(const struct handler_env *env,
+			  const struct domain_principal *who,
+			  const ProtobufCMessage *msg, struct ops_result *r,
+			  struct handler_reply *reply)
+{
+	const Deviceassignment__V1__ListLedgerRequest *in = (const void *)msg;
+	struct ops_ledger_query q;
+	struct ops_ledger_page *page = malloc(sizeof(*page));
+	Deviceassignment__V1__LedgerEntry *items = NULL;
+	Deviceassignment__V1__LedgerEntry **ptrs = NULL;
+	Google__Protobuf__Timestamp *times = NULL;
+
+	if (!page) {
+		r->status = DAS_INTERNAL;
+		return;
+	}
+	memset(&q, 0, sizeof(q));
+	q.tenant = text(in->customer_tenant_id);
+	q.account = opt_text(in->account_tenant_id);
+	q.user = opt_text(in->user_id);
+	q.device = opt_text(in->device_id);
+	ledger_time(in->since, &q.has_since, &q.since);
+	ledger_time(in->until, &q.has_until, &q.until);
+	q.is_only_charged = in->only_charged;
+	q.order = (int)in->order;
+	q.page_size = in->page_size;
+	q.page_token = opt_text(in->page_token);
+
+	if (ops_list_ledger(env->store, who, &q, r, page) != DAS_OK)
+		goto done;
+	items = calloc(page->n ? page->n : 1, sizeof(*items));
+	ptrs = calloc(page->n ? page->n : 1, sizeof(*ptrs));
+	times = calloc(page->n ? page->n : 1, sizeof(*times));
+	if (!items || !ptrs || !times) {
+		r->status = DAS_INTERNAL;
+		goto done;
+	}
+	for (size_t i = 0; i < page->n; i++) {
+		struct store_ledger_row *row = &page->rows[i];
+		Deviceassignment__V1__LedgerEntry *e = &items[i];
+
+		deviceassignment__v1__ledger_entry__init(e);
+		google__protobuf__timestamp__init(&times[i]);
+		set_timestamp(&times[i], row->at);
+		e->sequence = row->id;
+		e->time = &times[i];
+		e->actor = row->actor;
+		e->request_id = row->request_id;
+		e->operation = ledger_operation(row);
+		e->user_id = row->user;
+		e->device_id = row->device;
+		e->previous_client_type =
+			(Deviceassignment__V1__ClientType)row->from_type;
+		e->new_client_type =
+			(Deviceassignment__V1__ClientType)row->to_type;
+		e->charged = row->is_charged;
+		ptrs[i] = e;
+	}
+	{
+		Deviceassignment__V1__ListLedgerResponse out =
+			DEVICEASSIGNMENT__V1__LIST_LEDGER_RESPONSE__INIT;
+		Google__Protobuf__Timestamp ts =
+			GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+		set_timestamp(&ts, r->at);
+		out.timestamp = &ts;
+		out.n_entries = page->n;
+		out.entries = ptrs;
+		out.next_page_token = page->next_token;
+		reply_pack(reply, &out.base);
+	}
+done:
+	free(times);
+	free(ptrs);
+	free(items);
+	free(page);
+}
+
+static void handle_seats(const struct handler_env *env,
+			 const struct domain_principal *who,
+			 const ProtobufCMessage *msg, struct ops_result *r,
+			 struct handler_reply *reply)
+{
+	const Deviceassignment__V1__GetSeatUsageRequest *in =
+		(const void *)msg;
+	struct ops_seat_usage usage;
+
+	if (ops_seat_usage(env->store, who, text(in->customer_tenant_id),
+			   opt_text(in->account_tenant_id), r,
+			   &usage) != DAS_OK)
+		return;
+	Deviceassignment__V1__GetSeatUsageResponse out =
+		DEVICEASSIGNMENT__V1__GET_SEAT_USAGE_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.has_included = usage.is_seat_limited;
+	out.included = usage.is_seat_limited ? usage.included : 0;
+	out.used = usage.used;
+	out.charged = usage.charged;
+	reply_pack(reply, &out.base);
+}
+
+/*
+ * The request id a ledger row keeps: 1-128 visible ASCII bytes, as the
+ * gateway makes and checks them; anything else is not kept ("").
+ */
+static void take_request_id(const struct handler_meta *meta,
+			    struct domain_principal *who)
+{
+	who->request_id[0] = '\0';
+	if (!meta->request_id || meta->request_id_len == 0 ||
+	    meta->request_id_len >= sizeof(who->request_id))
+		return;
+	for (size_t i = 0; i < meta->request_id_len; i++) {
+		unsigned char c = (unsigned char)meta->request_id[i];
+		if (c <= 0x20 || c >= 0x7f)
+			return;
+	}
+	memcpy(who->request_id, meta->request_id, meta->request_id_len);
+	who->request_id[meta->request_id_len] = '\0';
+}
+
 static void directory_reply(const struct ops_result *r,
 			    struct handler_reply *reply)
 {
@@ -438,6 +587,7 @@ void handlers_dispatch(const struct handler_env *env,
 		}
 		obs_auth("ok");
 		memcpy(reply->sub, who.sub, sizeof(reply->sub));
+		take_request_id(meta, &who);
 	}
 	if (meta->payload_status != DAS_OK) {
 		r.status = meta->payload_status;
@@ -470,6 +620,12 @@ void handlers_dispatch(const struct handler_env *env,
 		break;
 	case DAS_RPC_LIST_USER_DEVICES:
 		handle_list(env, &who, msg, &r, reply);
+		break;
+	case DAS_RPC_LIST_LEDGER:
+		handle_ledger(env, &who, msg, &r, reply);
+		break;
+	case DAS_RPC_GET_SEAT_USAGE:
+		handle_seats(env, &who, msg, &r, reply);
 		break;
 	case DAS_RPC_HEALTH_CHECK:
 		handle_health(env, msg, reply);

@@ -5,17 +5,11 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "service/ops/ops_tx.h"
 
 /* A transaction that keeps conflicting is answered UNAVAILABLE. */
 #define OPS_MAX_ATTEMPTS 8
 
-/*
- * The body of a transaction: reads, asks the domain, writes. Returns a
- * store result; a domain refusal is a STORE_OK with result->status set,
- * and is rolled back.
- */
-typedef int (*tx_body_fn)(struct store_tx *tx, void *arg,
-			  struct ops_result *result);
 
 static void backoff(int attempt)
 {
@@ -29,7 +23,7 @@ static void backoff(int attempt)
 	nanosleep(&ts, NULL);
 }
 
-static enum das_status run_tx(struct store *st, const char *customer,
+enum das_status ops_run_tx(struct store *st, const char *customer,
 			      bool is_read_only, tx_body_fn body, void *arg,
 			      struct ops_result *result)
 {
@@ -122,7 +116,8 @@ static int device_body(struct store_tx *tx, void *arg,
 	}
 	if (dec.n_changes == 0)
 		return STORE_OK;
-	struct store_actor actor = {a->who->sub, result->at};
+	struct store_actor actor = {a->who->sub, result->at,
+				     a->who->request_id};
 	return store_apply(tx, a->key->customer, dec.changes, dec.n_changes,
 			   &actor);
 }
@@ -138,7 +133,7 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 	result->status = domain_validate(req, &key, result->detail);
 	if (result->status != DAS_OK)
 		return result->status;
-	return run_tx(st, key.customer, req->op == DOMAIN_OP_LIST, device_body,
+	return ops_run_tx(st, key.customer, req->op == DOMAIN_OP_LIST, device_body,
 		      &arg, result);
 }
 
@@ -255,7 +250,8 @@ static int customer_body(struct store_tx *tx, void *arg,
 	if (a->is_delete) {
 		if (!snap.is_customer_found)
 			return STORE_OK; /* already gone: idempotent */
-		struct store_actor actor = {a->who->sub, result->at};
+		struct store_actor actor = {a->who->sub, result->at,
+				     a->who->request_id};
 		return store_customer_delete(tx, a->key.customer, &actor,
 					     &result->is_changed,
 					     &result->n_dropped);
@@ -301,7 +297,7 @@ enum das_status ops_upsert_customer(struct store *st,
 	arg.customer.name[in->name.len] = '\0';
 	arg.customer.is_seat_limited = in->is_seat_limited;
 	arg.customer.included_seats = in->included_seats;
-	return run_tx(st, arg.key.customer, false, customer_body, &arg,
+	return ops_run_tx(st, arg.key.customer, false, customer_body, &arg,
 		      result);
 }
 
@@ -318,7 +314,7 @@ enum das_status ops_delete_customer(struct store *st,
 	arg.is_delete = true;
 	if (validate_tenant(tenant, arg.key.customer, result) != DAS_OK)
 		return result->status;
-	return run_tx(st, arg.key.customer, false, customer_body, &arg,
+	return ops_run_tx(st, arg.key.customer, false, customer_body, &arg,
 		      result);
 }
 
@@ -344,7 +340,8 @@ static int drop_assignments(struct store_tx *tx, const struct member_arg *a,
 {
 	if (n == 0)
 		return STORE_OK;
-	struct store_actor actor = {a->who->sub, result->at};
+	struct store_actor actor = {a->who->sub, result->at,
+				     a->who->request_id};
 	result->n_dropped = (uint32_t)n;
 	return store_apply(tx, a->key.customer, changes, n, &actor);
 }
@@ -415,7 +412,7 @@ static int member_body(struct store_tx *tx, void *arg,
 static enum das_status run_member(struct store *st, struct member_arg *arg,
 				  struct ops_result *result)
 {
-	return run_tx(st, arg->key.customer, false, member_body, arg, result);
+	return ops_run_tx(st, arg->key.customer, false, member_body, arg, result);
 }
 
 static enum das_status member_init(struct member_arg *arg,

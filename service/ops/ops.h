@@ -85,4 +85,84 @@ enum das_status ops_delete_device(struct store *st,
 /* Longest customer name accepted. */
 #define OPS_NAME_MAX 256
 
+/* ---- the ledger and the seats (ledger.c) ---- */
+
+#define OPS_LEDGER_PAGE_MAX 500
+#define OPS_LEDGER_PAGE_DEFAULT 100
+/* A page stops early rather than outgrow one gRPC message. */
+#define OPS_LEDGER_PAGE_BYTES 60000
+#define OPS_PAGE_TOKEN_SIZE 45 /* PAGE_TOKEN_SIZE */
+
+enum ops_ledger_order {
+	OPS_LEDGER_DEFAULT_ORDER = 0, /* newest first */
+	OPS_LEDGER_NEWEST_FIRST = 1,
+	OPS_LEDGER_OLDEST_FIRST = 2,
+};
+
+/* A ListLedger request as it came off the wire; len 0 = not given. */
+struct ops_ledger_query {
+	struct ops_text tenant;
+	struct ops_text account;
+	struct ops_text user;
+	struct ops_text device;
+	bool has_since;
+	struct das_time since; /* entries at or after */
+	bool has_until;
+	struct das_time until; /* entries before */
+	bool is_only_charged;
+	int order;          /* enum ops_ledger_order; others are refused */
+	uint32_t page_size; /* 0 = OPS_LEDGER_PAGE_DEFAULT */
+	struct ops_text page_token;
+};
+
+struct ops_ledger_page {
+	size_t n;
+	struct store_ledger_row rows[OPS_LEDGER_PAGE_MAX + 1];
+	char next_token[OPS_PAGE_TOKEN_SIZE]; /* "" on the last page */
+};
+
+/*
+ * One page of the customer's ledger. Check order: rows 2-3 (tenant,
+ * account, user and device filters), 4 (scope ledger:read, tenants), 5
+ * (page size, order, since/until, page token: INVALID_ARGUMENT naming the
+ * REST parameter), 6 (customer, in the account when named). The first page
+ * fixes the snapshot: later pages return what existed then, each entry
+ * once. page is large (~300 KiB): allocate it.
+ */
+enum das_status ops_list_ledger(struct store *st,
+				const struct domain_principal *who,
+				const struct ops_ledger_query *q,
+				struct ops_result *result,
+				struct ops_ledger_page *page);
+
+struct ops_seat_usage {
+	bool is_seat_limited; /* false: included is meaningless */
+	uint32_t included;
+	uint32_t used;    /* users with >= 1 softphone assignment */
+	uint32_t charged; /* of those, seats taken with charges accepted */
+};
+
+/* GetSeatUsage: rows 2, 4, 6 as for ops_list_ledger. */
+enum das_status ops_seat_usage(struct store *st,
+			       const struct domain_principal *who,
+			       struct ops_text tenant, struct ops_text account,
+			       struct ops_result *result,
+			       struct ops_seat_usage *usage);
+
+/*
+ * Retention: deletes the ledger rows stamped more than days days before
+ * now, in transactions of at most batch rows, pausing between them so a
+ * writer never waits for more than one batch. *n_deleted gets the total.
+ * Returns 0, or -1 when the store failed (what was pruned stays pruned).
+ */
+int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
+		     size_t batch, size_t *n_deleted);
+
+/* The periodic prune: a thread running ops_ledger_prune every interval_s
+ * seconds (first at start). */
+struct ops_retention;
+struct ops_retention *ops_retention_start(struct store *st, unsigned days,
+					  unsigned interval_s);
+void ops_retention_stop(struct ops_retention *r); /* NULL is a no-op */
+
 #endif

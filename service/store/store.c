@@ -350,3 +350,33 @@ int store_probe(struct store *st, char *why, size_t why_size)
 {
 	return st->ops->probe(st, why, why_size);
 }
+
+int store_ledger_last_id(struct store_tx *tx, const char *customer,
+			 int64_t *id)
+{
+	return tx->st->ops->ledger_last_id(tx, customer, id);
+}
+
+int store_ledger_page(struct store_tx *tx, const struct store_ledger_query *q,
+		      struct store_ledger_row *rows, size_t max, size_t *n)
+{
+	return tx->st->ops->ledger_page(tx, q, rows, max, n);
+}
+
+int store_ledger_prune(struct store_tx *tx, int64_t before_seconds,
+		       size_t max, size_t *n)
+{
+	return tx->st->ops->ledger_prune(tx, before_seconds, max, n);
+}
+
+int store_seats_charged(struct store_tx *tx, const char *customer,
+			int64_t *n)
+{
+	return tx->st->ops->seats_charged(tx, customer, n);
+}
+
+void store_ledger_key(struct store *st,
+		      unsigned char key[STORE_LEDGER_KEY_SIZE])
+{
+	st->ops->ledger_key(st, key);
+}

@@ -54,7 +54,11 @@ struct store_customer {
 struct store_actor {
 	const char *sub;
 	struct das_time at;
+	const char *request_id; /* the call's x-request-id; NULL or "" = none */
 };
+
+/* Request ids kept in a ledger row: 0-128 bytes. */
+#define STORE_REQUEST_ID_SIZE 129
 
 /* One ledger row, as read back. */
 struct store_ledger_row {
@@ -67,7 +71,32 @@ struct store_ledger_row {
 	int to_type;
 	bool is_charged;
 	char actor[DOMAIN_SUB_SIZE];
+	char request_id[STORE_REQUEST_ID_SIZE];
 };
+
+/*
+ * One page of a customer's ledger, in sequence (id) order: rows with
+ * id <= bound_id, strictly after after_id in the order asked (0: from the
+ * start), matching every filter given. Indexes make a page cost the same
+ * however long the ledger is: (tenant, id), (tenant, user, id),
+ * (tenant, device, id) and the charged rows' (tenant, id).
+ */
+struct store_ledger_query {
+	char customer[DAS_GUID_SIZE];
+	char user[DAS_ID_SIZE];   /* "" = any */
+	char device[DAS_ID_SIZE]; /* "" = any */
+	bool has_since;
+	struct das_time since; /* rows at or after */
+	bool has_until;
+	struct das_time until; /* rows before */
+	bool is_only_charged;
+	bool is_oldest_first;
+	int64_t after_id;
+	int64_t bound_id;
+};
+
+/* Bytes of the key that signs ledger page tokens (shared via the store). */
+#define STORE_LEDGER_KEY_SIZE 32
 
 struct store;
 struct store_tx;
@@ -119,6 +148,27 @@ struct store_ops {
 	/* Can the store take a write now? STORE_OK, or STORE_UNAVAILABLE
 	 * with a one-line reason in why. May make one small durable write. */
 	int (*probe)(struct store *st, char *why, size_t why_size);
+
+	/* The highest ledger id of customer (0: none), in tx's snapshot. */
+	int (*ledger_last_id)(struct store_tx *tx, const char *customer,
+			      int64_t *id);
+	/* Up to max rows of q's page (see struct store_ledger_query). */
+	int (*ledger_page)(struct store_tx *tx,
+			   const struct store_ledger_query *q,
+			   struct store_ledger_row *rows, size_t max,
+			   size_t *n);
+	/* Deletes up to max ledger rows (any customer) stamped before
+	 * before_seconds; *n gets how many. A write transaction. */
+	int (*ledger_prune)(struct store_tx *tx, int64_t before_seconds,
+			    size_t max, size_t *n);
+	/* Users of customer holding a seat that was taken with charges
+	 * accepted (the flag lives until the user's last assignment goes). */
+	int (*seats_charged)(struct store_tx *tx, const char *customer,
+			     int64_t *n);
+	/* The key signing ledger page tokens: made once per database and
+	 * shared by every server on it, read at open. */
+	void (*ledger_key)(struct store *st,
+			   unsigned char key[STORE_LEDGER_KEY_SIZE]);
 };
 
 /* Every backend's handle starts with this. */
@@ -181,6 +231,17 @@ int store_probe(struct store *st, char *why, size_t why_size);
  */
 void store_fault_arm(unsigned long fail_at, int result);
 unsigned long store_fault_calls(void);
+
+int store_ledger_last_id(struct store_tx *tx, const char *customer,
+			 int64_t *id);
+int store_ledger_page(struct store_tx *tx, const struct store_ledger_query *q,
+		      struct store_ledger_row *rows, size_t max, size_t *n);
+int store_ledger_prune(struct store_tx *tx, int64_t before_seconds,
+		       size_t max, size_t *n);
+int store_seats_charged(struct store_tx *tx, const char *customer,
+			int64_t *n);
+void store_ledger_key(struct store *st,
+		      unsigned char key[STORE_LEDGER_KEY_SIZE]);
 
 /*
  * Store metrics (Prometheus, common/metrics.h). The wrappers above count

@@ -174,7 +174,7 @@ static void *race_main(void *arg)
 		struct domain_snapshot snap;
 		struct store_tx *tx;
 		struct domain_change ch;
-		struct store_actor actor = {"racer", das_time_now()};
+		struct store_actor actor = {"racer", das_time_now(), NULL};
 		int rc = store_begin(r->st, TENANT, false, &tx);
 
 		if (rc == STORE_RETRY)

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -44,7 +45,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
 /* Key of the advisory lock held while creating or migrating the schema. */
 #define PG_SCHEMA_LOCK_KEY "7364617300000001"
 /* First key of the two-key advisory locks taken per tenant ("das\0"). */
@@ -75,6 +76,11 @@ enum pg_stmt {
 	ST_DEVICE_PUT,
 	ST_DEVICE_DELETE,
 	ST_LEDGER_READ,
+	ST_LEDGER_LAST_ID,
+	ST_LEDGER_PRUNE,
+	ST_SEAT_CHARGE,
+	ST_SEAT_RELEASE,
+	ST_SEATS_CHARGED,
 	ST__COUNT
 };
 
@@ -115,11 +121,12 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			      "INSERT INTO assignments "
 			      "(tenant, device_id, user_id, client_type) "
 			      "VALUES ($1, $2, $3, $4)"},
-	[ST_LEDGER_INSERT] = {"das_ledger_insert", 9,
+	[ST_LEDGER_INSERT] = {"das_ledger_insert", 10,
 			      "INSERT INTO ledger (at_seconds, at_nanos, "
 			      "tenant, user_id, device_id, from_type, "
-			      "to_type, is_charged, actor) "
-			      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"},
+			      "to_type, is_charged, actor, request_id) "
+			      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+			      "$10)"},
 	[ST_CUSTOMER_PUT] = {"das_customer_put", 4,
 			     "INSERT INTO customers "
 			     "(tenant, account, name, included_seats) "
@@ -133,12 +140,13 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			     "(EXCLUDED.account, EXCLUDED.name, "
 			     "EXCLUDED.included_seats)"},
 	/* One ledger row per dropped assignment, in a stable order. */
-	[ST_LEDGER_DROP_ALL] = {"das_ledger_drop_all", 4,
+	[ST_LEDGER_DROP_ALL] = {"das_ledger_drop_all", 5,
 				"INSERT INTO ledger (at_seconds, at_nanos, "
 				"tenant, user_id, device_id, from_type, "
-				"to_type, is_charged, actor) "
+				"to_type, is_charged, actor, request_id) "
 				"SELECT $2::int8, $3::int4, tenant, user_id, "
-				"device_id, client_type, 0, false, $4::text "
+				"device_id, client_type, 0, false, $4::text, "
+				"$5::text "
 				"FROM assignments "
 				"WHERE tenant = $1 "
 				"ORDER BY user_id, client_type"},
@@ -169,9 +177,33 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 	[ST_LEDGER_READ] = {"das_ledger_read", 3,
 			    "SELECT id, at_seconds, at_nanos, tenant, "
 			    "user_id, device_id, from_type, to_type, "
-			    "is_charged, actor FROM ledger "
+			    "is_charged, actor, request_id FROM ledger "
 			    "WHERE tenant = $1 AND id > $2 "
 			    "ORDER BY id LIMIT $3"},
+	[ST_LEDGER_LAST_ID] = {"das_ledger_last_id", 1,
+			       "SELECT coalesce(max(id), 0) FROM ledger "
+			       "WHERE tenant = $1"},
+	/* Oldest first by the time index; a small batch per transaction. */
+	[ST_LEDGER_PRUNE] = {"das_ledger_prune", 2,
+			     "DELETE FROM ledger WHERE id IN (SELECT id "
+			     "FROM ledger WHERE at_seconds < $1 "
+			     "ORDER BY at_seconds LIMIT $2)"},
+	[ST_SEAT_CHARGE] = {"das_seat_charge", 2,
+			    "UPDATE users SET seat_charged = true "
+			    "WHERE tenant = $1 AND user_id = $2"},
+	/* The seat ends with the user's last assignment. */
+	[ST_SEAT_RELEASE] = {"das_seat_release", 2,
+			     "UPDATE users SET seat_charged = false "
+			     "WHERE tenant = $1 AND user_id = $2 "
+			     "AND seat_charged AND NOT EXISTS (SELECT 1 "
+			     "FROM assignments WHERE tenant = $1 "
+			     "AND user_id = $2)"},
+	[ST_SEATS_CHARGED] = {"das_seats_charged", 1,
+			      "SELECT count(*) FROM users u "
+			      "WHERE u.tenant = $1 AND u.seat_charged "
+			      "AND EXISTS (SELECT 1 FROM assignments a "
+			      "WHERE a.tenant = u.tenant "
+			      "AND a.user_id = u.user_id)"},
 };
 
 /* Version 1 of the schema. Run once, under the schema lock. */
@@ -221,6 +253,26 @@ static const char pg_schema_v1[] =
 	" actor text NOT NULL);"
 	"CREATE INDEX ledger_tenant_id ON ledger (tenant, id);";
 
+/*
+ * Version 2: the ledger is read (ListLedger) and pruned (retention). Each
+ * row keeps the request id of its call; a user remembers whether their
+ * seat was taken with charges accepted; the indexes serve a page with any
+ * one filter in the same few steps at 10 rows or 10 million, and the prune
+ * by age; the key signing page tokens lives in the database, so every
+ * replica accepts the tokens of the others.
+ */
+static const char pg_schema_v2[] =
+	"ALTER TABLE ledger ADD COLUMN request_id text NOT NULL DEFAULT '';"
+	"ALTER TABLE users ADD COLUMN seat_charged boolean NOT NULL "
+	" DEFAULT false;"
+	"CREATE INDEX ledger_by_user ON ledger (tenant, user_id, id);"
+	"CREATE INDEX ledger_by_device ON ledger (tenant, device_id, id);"
+	"CREATE INDEX ledger_charged ON ledger (tenant, id) WHERE is_charged;"
+	"CREATE INDEX ledger_by_time ON ledger (at_seconds);"
+	"CREATE TABLE ledger_key ("
+	" id integer PRIMARY KEY CHECK (id = 1),"
+	" key bytea NOT NULL CHECK (length(key) = 32));";
+
 /* ---- the pool ---- */
 
 struct pg_store;
@@ -241,6 +293,7 @@ struct pg_slot {
 
 struct pg_store {
 	struct store base;
+	unsigned char ledger_key[STORE_LEDGER_KEY_SIZE];
 	char *spec;
 	char lock_timeout[16]; /* milliseconds, as text */
 	pthread_mutex_t mu;
@@ -452,6 +505,67 @@ static void pg_release(struct pg_store *st, struct pg_slot *slot)
 
 /* ---- schema ---- */
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Stores a fresh random key for page tokens (schema version 2). */
+static int pg_insert_ledger_key(PGconn *conn)
+{
+	unsigned char key[STORE_LEDGER_KEY_SIZE];
+	char hex[2 * STORE_LEDGER_KEY_SIZE + 1];
+	const char *params[] = {hex};
+	PGresult *res;
+	int rc = STORE_OK;
+
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		return STORE_ERROR;
+	for (size_t i = 0; i < sizeof(key); i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	res = PQexecParams(conn,
+			   "INSERT INTO ledger_key VALUES (1, decode($1, 'hex'))",
+			   1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = pg_fail(conn, res, "ledger key");
+	PQclear(res);
+	return rc;
+}
+
+/* Reads the page-token key that every replica shares. */
+static int pg_read_ledger_key(PGconn *conn, unsigned char *key)
+{
+	PGresult *res = PQexec(conn, "SELECT encode(key, 'hex') "
+				     "FROM ledger_key WHERE id = 1");
+	int rc = STORE_OK;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		rc = pg_fail(conn, res, "ledger key");
+	} else if (PQntuples(res) != 1 ||
+		   strlen(PQgetvalue(res, 0, 0)) != 2 * STORE_LEDGER_KEY_SIZE) {
+		rc = STORE_ERROR;
+	} else {
+		const char *hex = PQgetvalue(res, 0, 0);
+
+		for (size_t i = 0; i < STORE_LEDGER_KEY_SIZE; i++) {
+			int hi = hex_digit(hex[2 * i]),
+			    lo = hex_digit(hex[2 * i + 1]);
+
+			if (hi < 0 || lo < 0) {
+				rc = STORE_ERROR;
+				break;
+			}
+			key[i] = (unsigned char)(hi * 16 + lo);
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
 static int pg_migrate(PGconn *conn, char *err, size_t err_size)
 {
 	PGresult *res = NULL;
@@ -507,9 +621,22 @@ static int pg_migrate(PGconn *conn, char *err, size_t err_size)
 					"schema v1 version");
 		if (rc != STORE_OK)
 			goto fail;
-		das_log(DAS_LOG_INFO, "postgresql: created schema version %d",
-			PG_SCHEMA_VERSION);
 	}
+	if (version < 2) {
+		rc = pg_command(conn, pg_schema_v2, "schema v2");
+		if (rc == STORE_OK)
+			rc = pg_insert_ledger_key(conn);
+		if (rc == STORE_OK)
+			rc = pg_command(conn,
+					"INSERT INTO schema_version VALUES (2)",
+					"schema v2 version");
+		if (rc != STORE_OK)
+			goto fail;
+	}
+	if (version < PG_SCHEMA_VERSION)
+		das_log(DAS_LOG_INFO, "postgresql: %s schema version %d",
+			version < 1 ? "created" : "migrated to",
+			PG_SCHEMA_VERSION);
 	rc = pg_command(conn, "COMMIT", "schema commit");
 	if (rc == STORE_OK)
 		return STORE_OK;
@@ -604,6 +731,12 @@ static int pg_open(const char *spec, const struct store_options *opt,
 	rc = pg_migrate(st->slots[0].conn, err, err_size);
 	if (rc != STORE_OK)
 		goto fail;
+	rc = pg_read_ledger_key(st->slots[0].conn, st->ledger_key);
+	if (rc != STORE_OK) {
+		snprintf(err, err_size,
+			 "postgresql store: cannot read the page-token key");
+		goto fail;
+	}
 	rc = pg_session_setup(st, st->slots[0].conn);
 	if (rc != STORE_OK) {
 		snprintf(err, err_size,
@@ -949,16 +1082,26 @@ static int pg_load(struct store_tx *base, const struct domain_key *key,
 
 /* ---- writes ---- */
 
+/* The actor's request id, cut to what a ledger row keeps. */
+static const char *request_id(const struct store_actor *actor,
+			      char out[STORE_REQUEST_ID_SIZE])
+{
+	snprintf(out, STORE_REQUEST_ID_SIZE, "%s",
+		 actor->request_id ? actor->request_id : "");
+	return out;
+}
+
 static int ledger_insert(struct pg_tx *tx, const char *customer,
 			 const struct domain_change *c,
 			 const struct store_actor *actor)
 {
-	char sec[24], nsec[16], from[8], to[8];
+	char sec[24], nsec[16], from[8], to[8], rid[STORE_REQUEST_ID_SIZE];
 	const char *params[] = {sec,       nsec,
 				customer,  c->user,
 				c->device, from,
 				to,        c->is_charged ? "true" : "false",
-				actor->sub ? actor->sub : ""};
+				actor->sub ? actor->sub : "",
+				request_id(actor, rid)};
 
 	snprintf(sec, sizeof(sec), "%" PRId64, actor->at.seconds);
 	snprintf(nsec, sizeof(nsec), "%" PRId32, actor->at.nanos);
@@ -1008,6 +1151,15 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		}
 		if (rc == STORE_OK)
 			rc = ledger_insert(tx, customer, c, actor);
+		if (rc == STORE_OK && (c->is_charged ||
+				       c->to_type == DAS_CLIENT_NONE)) {
+			const char *params[] = {customer, c->user};
+
+			rc = pg_run_changed(tx,
+					    c->is_charged ? ST_SEAT_CHARGE
+							  : ST_SEAT_RELEASE,
+					    params, NULL);
+		}
 	}
 	return rc;
 }
@@ -1092,9 +1244,10 @@ static int pg_customer_delete(struct store_tx *base, const char *customer,
 			      bool *is_changed, uint32_t *n_dropped)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
-	char sec[24], nsec[16];
+	char sec[24], nsec[16], rid[STORE_REQUEST_ID_SIZE];
 	const char *ledger_params[] = {customer, sec, nsec,
-				       actor->sub ? actor->sub : ""};
+				       actor->sub ? actor->sub : "",
+				       request_id(actor, rid)};
 	const char *params[] = {customer};
 	PGresult *res;
 	int64_t dropped = 0;
@@ -1187,6 +1340,8 @@ static int ledger_row(PGresult *res, int i, struct store_ledger_row *row)
 		return -1;
 	/* The actor is stamped from a token's sub: keep what fits. */
 	snprintf(row->actor, sizeof(row->actor), "%s", PQgetvalue(res, i, 9));
+	snprintf(row->request_id, sizeof(row->request_id), "%s",
+		 PQgetvalue(res, i, 10));
 	return 0;
 }
 
@@ -1279,6 +1434,152 @@ static int pg_probe(struct store *base, char *why, size_t why_size)
 	return rc;
 }
 
+/* Runs a one-row, one-integer statement inside tx. */
+static int pg_query_int(struct pg_tx *tx, enum pg_stmt stmt,
+			const char *const *params, int64_t *out)
+{
+	int rc;
+	PGresult *res = pg_run(tx, stmt, params, &rc);
+
+	if (!res)
+		return rc;
+	if (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), out) != 0)
+		rc = pg_corrupt(tx, pg_stmts[stmt].name);
+	PQclear(res);
+	return rc;
+}
+
+static int pg_ledger_last_id(struct store_tx *base, const char *customer,
+			     int64_t *id)
+{
+	const char *params[] = {customer};
+
+	return pg_query_int((struct pg_tx *)base, ST_LEDGER_LAST_ID, params,
+			    id);
+}
+
+static int pg_seats_charged(struct store_tx *base, const char *customer,
+			    int64_t *n)
+{
+	const char *params[] = {customer};
+
+	return pg_query_int((struct pg_tx *)base, ST_SEATS_CHARGED, params, n);
+}
+
+/*
+ * The page query is put together from fixed pieces, one per filter given,
+ * so each shape has a plain WHERE the planner matches to its index. No
+ * input reaches the SQL text: values are parameters (typed, so the ones a
+ * shape leaves out need no inference).
+ */
+static int pg_page_sql(const struct store_ledger_query *q, char *sql,
+		       size_t size)
+{
+	int n = snprintf(
+		sql, size,
+		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
+		" from_type, to_type, is_charged, actor, request_id FROM ledger"
+		" WHERE tenant = $1 AND id <= $2 AND id %s $3%s%s%s%s%s"
+		" ORDER BY id %s LIMIT $10",
+		q->is_oldest_first ? ">" : "<",
+		q->user[0] ? " AND user_id = $4" : "",
+		q->device[0] ? " AND device_id = $5" : "",
+		q->is_only_charged ? " AND is_charged" : "",
+		q->has_since ? " AND (at_seconds > $6 OR (at_seconds = $6"
+			       " AND at_nanos >= $7))"
+			     : "",
+		q->has_until ? " AND (at_seconds < $8 OR (at_seconds = $8"
+			       " AND at_nanos < $9))"
+			     : "",
+		q->is_oldest_first ? "ASC" : "DESC");
+
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static int pg_ledger_page(struct store_tx *base,
+			  const struct store_ledger_query *q,
+			  struct store_ledger_row *rows, size_t max, size_t *n)
+{
+	/* text, int8, int8, text, text, int8, int4, int8, int4, int8 */
+	static const Oid types[10] = {25, 20, 20, 25, 25, 20, 23, 20, 23, 20};
+	struct pg_tx *tx = (struct pg_tx *)base;
+	char bound[24], after[24], ss[24], sn[16], us[24], un[16], limit[24];
+	const char *params[10] = {q->customer, bound, after, q->user,
+				  q->device,   ss,    sn,    us,
+				  un,          limit};
+	char sql[768];
+	PGresult *res;
+	int rc = STORE_OK;
+
+	*n = 0;
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	if (max == 0)
+		return STORE_OK;
+	if (pg_page_sql(q, sql, sizeof(sql)) != 0)
+		return STORE_ERROR;
+	snprintf(bound, sizeof(bound), "%" PRId64, q->bound_id);
+	snprintf(after, sizeof(after), "%" PRId64,
+		 !q->is_oldest_first && q->after_id <= 0 ? INT64_MAX
+							 : q->after_id);
+	snprintf(ss, sizeof(ss), "%" PRId64, q->since.seconds);
+	snprintf(sn, sizeof(sn), "%" PRId32, q->since.nanos);
+	snprintf(us, sizeof(us), "%" PRId64, q->until.seconds);
+	snprintf(un, sizeof(un), "%" PRId32, q->until.nanos);
+	snprintf(limit, sizeof(limit), "%zu", max);
+	res = PQexecParams(tx->slot->conn, sql, 10, types, params, NULL, NULL,
+			   0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		tx->failed = pg_fail(tx->slot->conn, res, "ledger page");
+		PQclear(res);
+		return tx->failed;
+	}
+	for (int i = 0; i < PQntuples(res) && (size_t)i < max; i++) {
+		if (ledger_row(res, i, &rows[i]) != 0) {
+			rc = pg_corrupt(tx, "ledger");
+			break;
+		}
+		(*n)++;
+	}
+	PQclear(res);
+	if (rc != STORE_OK)
+		*n = 0;
+	return rc;
+}
+
+static int pg_ledger_prune(struct store_tx *base, int64_t before_seconds,
+			   size_t max, size_t *n)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	char before[24], limit[24];
+	const char *params[] = {before, limit};
+	PGresult *res;
+	int64_t deleted = 0;
+	int rc;
+
+	*n = 0;
+	if (tx->is_read_only)
+		return pg_corrupt(tx, "ledger prune: read-only transaction");
+	snprintf(before, sizeof(before), "%" PRId64, before_seconds);
+	snprintf(limit, sizeof(limit), "%zu", max);
+	res = pg_run(tx, ST_LEDGER_PRUNE, params, &rc);
+	if (!res)
+		return rc;
+	if (parse_i64(PQcmdTuples(res), &deleted) != 0 || deleted < 0)
+		rc = pg_corrupt(tx, "ledger prune");
+	else
+		*n = (size_t)deleted;
+	PQclear(res);
+	return rc;
+}
+
+static void pg_ledger_key(struct store *base,
+			  unsigned char key[STORE_LEDGER_KEY_SIZE])
+{
+	memcpy(key, ((struct pg_store *)base)->ledger_key,
+	       STORE_LEDGER_KEY_SIZE);
+}
+
 const struct store_ops store_postgres_ops = {
 	.name = "postgresql",
 	.accepts = pg_accepts,
@@ -1297,4 +1598,9 @@ const struct store_ops store_postgres_ops = {
 	.device_delete = pg_device_delete,
 	.ledger_read = pg_ledger_read,
 	.probe = pg_probe,
+	.ledger_last_id = pg_ledger_last_id,
+	.ledger_page = pg_ledger_page,
+	.ledger_prune = pg_ledger_prune,
+	.seats_charged = pg_seats_charged,
+	.ledger_key = pg_ledger_key,
 };

@@ -66,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -73,7 +74,7 @@
 #include "common/metrics.h"
 
 #define SPEC_PREFIX "sqlite:"
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define POOL_MAX 256
 #define ACTOR_MAX (DOMAIN_SUB_SIZE - 1)
 #define BATCH_MAX 64 /* writers sharing one fsync, at most */
@@ -129,6 +130,28 @@ static const char schema_v1[] =
 	") STRICT;"
 	"CREATE INDEX ledger_by_tenant ON ledger (tenant, id);";
 
+/*
+ * Version 2: the ledger is read (ListLedger) and pruned (retention). Each
+ * row keeps the request id of its call; a user remembers whether their
+ * seat was taken with charges accepted; the indexes serve a page with any
+ * one filter in the same few steps at 10 rows or 10 million, and the
+ * prune by age; the key signing page tokens lives with the data, so every
+ * server on this file accepts the tokens of the others.
+ */
+static const char schema_v2[] =
+	"ALTER TABLE ledger ADD COLUMN request_id TEXT NOT NULL DEFAULT ''"
+	" CHECK (length(request_id) <= 128);"
+	"ALTER TABLE users ADD COLUMN seat_charged INTEGER NOT NULL DEFAULT 0"
+	" CHECK (seat_charged IN (0, 1));"
+	"CREATE INDEX ledger_by_user ON ledger (tenant, user_id, id);"
+	"CREATE INDEX ledger_by_device ON ledger (tenant, device_id, id);"
+	"CREATE INDEX ledger_charged ON ledger (tenant, id) WHERE charged = 1;"
+	"CREATE INDEX ledger_by_time ON ledger (at_seconds);"
+	"CREATE TABLE ledger_key ("
+	" id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" key BLOB NOT NULL CHECK (length(key) = 32)"
+	") STRICT;";
+
 enum stmt_id {
 	STMT_BEGIN_READ,
 	STMT_BEGIN_WRITE,
@@ -158,6 +181,11 @@ enum stmt_id {
 	STMT_DEVICE_DELETE,
 	STMT_LEDGER_READ,
 	STMT_PROBE,
+	STMT_LEDGER_LAST_ID,
+	STMT_LEDGER_PRUNE,
+	STMT_SEAT_CHARGE,
+	STMT_SEAT_RELEASE,
+	STMT_SEATS_CHARGED,
 	STMT__COUNT
 };
 
@@ -193,8 +221,8 @@ static const char *const stmt_sql[STMT__COUNT] = {
 			       " AND client_type = ?3",
 	[STMT_LEDGER_INSERT] =
 		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
-		" device_id, from_type, to_type, charged, actor)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		" device_id, from_type, to_type, charged, actor, request_id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[STMT_CUSTOMER_UPSERT] =
 		"INSERT INTO customers (tenant, account, name, included_seats)"
 		" VALUES (?1, ?2, ?3, ?4)"
@@ -206,9 +234,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
 		" OR customers.included_seats IS NOT excluded.included_seats",
 	[STMT_CUSTOMER_LEDGER_DROPS] =
 		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
-		" device_id, from_type, to_type, charged, actor)"
+		" device_id, from_type, to_type, charged, actor, request_id)"
 		" SELECT ?1, ?2, tenant, user_id, device_id, client_type, 0, 0,"
-		" ?3 FROM assignments WHERE tenant = ?4"
+		" ?3, ?5 FROM assignments WHERE tenant = ?4"
 		" ORDER BY user_id, client_type",
 	[STMT_CUSTOMER_DROP_ASSIGNMENTS] =
 		"DELETE FROM assignments WHERE tenant = ?1",
@@ -232,12 +260,31 @@ static const char *const stmt_sql[STMT__COUNT] = {
 		"DELETE FROM devices WHERE tenant = ?1 AND device_id = ?2",
 	[STMT_LEDGER_READ] =
 		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
-		" from_type, to_type, charged, actor FROM ledger"
+		" from_type, to_type, charged, actor, request_id FROM ledger"
 		" WHERE tenant = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
 	/* The health probe's write: rewrites the header's application id
 	 * ("DAS1") with its own value, so it changes nothing but must still
 	 * reach the disk. */
 	[STMT_PROBE] = "PRAGMA application_id = 1145132849",
+	[STMT_LEDGER_LAST_ID] =
+		"SELECT coalesce(max(id), 0) FROM ledger WHERE tenant = ?1",
+	/* Oldest first by the time index; a small batch per transaction. */
+	[STMT_LEDGER_PRUNE] =
+		"DELETE FROM ledger WHERE id IN (SELECT id FROM ledger"
+		" WHERE at_seconds < ?1 ORDER BY at_seconds LIMIT ?2)",
+	[STMT_SEAT_CHARGE] = "UPDATE users SET seat_charged = 1"
+			     " WHERE tenant = ?1 AND user_id = ?2",
+	/* The seat ends with the user's last assignment. */
+	[STMT_SEAT_RELEASE] =
+		"UPDATE users SET seat_charged = 0"
+		" WHERE tenant = ?1 AND user_id = ?2 AND seat_charged = 1"
+		" AND NOT EXISTS (SELECT 1 FROM assignments"
+		" WHERE tenant = ?1 AND user_id = ?2)",
+	[STMT_SEATS_CHARGED] =
+		"SELECT count(*) FROM users AS u"
+		" WHERE u.tenant = ?1 AND u.seat_charged = 1"
+		" AND EXISTS (SELECT 1 FROM assignments AS a"
+		" WHERE a.tenant = u.tenant AND a.user_id = u.user_id)",
 };
 
 struct sqlite_conn;
@@ -263,6 +310,7 @@ struct batch_waiter {
 
 struct sqlite_store {
 	struct store base; /* first: handed out as struct store */
+	unsigned char ledger_key[STORE_LEDGER_KEY_SIZE];
 	unsigned n_conns;
 	struct sqlite_conn *conns; /* [0] the writer, then the readers */
 
@@ -427,6 +475,50 @@ static int query_one(sqlite3 *db, const char *sql, char *text,
 	return rc;
 }
 
+/* Stores a fresh random key for page tokens (schema version 2). */
+static int insert_ledger_key(sqlite3 *db)
+{
+	unsigned char key[STORE_LEDGER_KEY_SIZE];
+	sqlite3_stmt *s = NULL;
+	int rc;
+
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		return SQLITE_ERROR;
+	rc = sqlite3_prepare_v2(db, "INSERT INTO ledger_key VALUES (1, ?1)",
+				-1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_blob(s, 1, key, sizeof(key), SQLITE_STATIC);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Reads the page-token key written by insert_ledger_key. */
+static int read_ledger_key(sqlite3 *db, unsigned char *key)
+{
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(db, "SELECT key FROM ledger_key WHERE id = 1",
+				    -1, &s, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(s);
+		if (rc == SQLITE_ROW &&
+		    sqlite3_column_bytes(s, 0) == STORE_LEDGER_KEY_SIZE) {
+			memcpy(key, sqlite3_column_blob(s, 0),
+			       STORE_LEDGER_KEY_SIZE);
+			rc = SQLITE_OK;
+		} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+			rc = SQLITE_CORRUPT;
+		}
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 /*
  * Creates the schema of an empty database, or checks the version of an
  * existing one. Runs under BEGIN IMMEDIATE so two processes starting on the
@@ -450,10 +542,15 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return STORE_ERROR;
 	}
-	if (version == 0) {
+	if (version < SCHEMA_VERSION) {
 		char sql[64];
 
-		rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+		if (version == 0)
+			rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			rc = insert_ledger_key(db);
 		if (rc != SQLITE_OK)
 			goto fail;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
@@ -461,14 +558,21 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
-		char full[PATH_MAX];
+		if (version == 0) {
+			char full[PATH_MAX];
 
-		/* An operator who expected data must see this at once. */
-		das_log(DAS_LOG_WARN,
-			"sqlite: created a new empty database (schema version "
-			"%d) at %s",
-			SCHEMA_VERSION,
-			realpath(path, full) ? full : path);
+			/* An operator who expected data must see this at
+			 * once. */
+			das_log(DAS_LOG_WARN,
+				"sqlite: created a new empty database (schema "
+				"version %d) at %s",
+				SCHEMA_VERSION,
+				realpath(path, full) ? full : path);
+		} else {
+			das_log(DAS_LOG_INFO,
+				"sqlite: migrated %s to schema version %d", path,
+				SCHEMA_VERSION);
+		}
 	}
 	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -719,6 +823,12 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	 * as bad as losing the database. It exists once WAL is on. */
 	snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path);
 	st->wal_fd = open(st->wal_path, O_RDONLY | O_CLOEXEC);
+	if (read_ledger_key(st->conns[0].db, st->ledger_key) != SQLITE_OK) {
+		snprintf(err, err_size, "sqlite: %s has no page-token key: %s",
+			 path, sqlite3_errmsg(st->conns[0].db));
+		sq_close(&st->base);
+		return STORE_ERROR;
+	}
 	*out = &st->base;
 	return STORE_OK;
 }
@@ -1139,6 +1249,16 @@ static int bind_actor(sqlite3_stmt *s, int idx, const char *sub)
 				 SQLITE_STATIC);
 }
 
+/* Binds the request id, cut to what a ledger row keeps. */
+static int bind_request_id(sqlite3_stmt *s, int idx, const char *id)
+{
+	const char *text = id ? id : "";
+
+	return sqlite3_bind_text(s, idx, text,
+				 (int)strnlen(text, STORE_REQUEST_ID_SIZE - 1),
+				 SQLITE_STATIC);
+}
+
 static int ledger_insert(struct sqlite_conn *c, const char *customer,
 			 const struct domain_change *ch,
 			 const struct store_actor *actor)
@@ -1162,6 +1282,8 @@ static int ledger_insert(struct sqlite_conn *c, const char *customer,
 		rc = sqlite3_bind_int(s, 8, ch->is_charged ? 1 : 0);
 	if (rc == SQLITE_OK)
 		rc = bind_actor(s, 9, actor->sub);
+	if (rc == SQLITE_OK)
+		rc = bind_request_id(s, 10, actor->request_id);
 	if (rc != SQLITE_OK)
 		return bind_fail(c, STMT_LEDGER_INSERT, rc, "ledger");
 	return run(c, STMT_LEDGER_INSERT, "ledger", NULL);
@@ -1230,6 +1352,10 @@ invalid:
 	return STORE_ERROR;
 }
 
+static int run_keyed(struct sqlite_tx *tx, enum stmt_id id,
+		     const char *customer, const char *key, const char *value,
+		     const char *what, bool *is_changed);
+
 static int sq_apply(struct store_tx *base, const char *customer,
 		    const struct domain_change *changes, size_t n,
 		    const struct store_actor *actor)
@@ -1242,6 +1368,12 @@ static int sq_apply(struct store_tx *base, const char *customer,
 		if (rc == STORE_OK)
 			rc = ledger_insert(tx->conn, customer, &changes[i],
 					   actor);
+		if (rc == STORE_OK && changes[i].is_charged)
+			rc = run_keyed(tx, STMT_SEAT_CHARGE, customer,
+				       changes[i].user, NULL, "seat", NULL);
+		if (rc == STORE_OK && changes[i].to_type == DAS_CLIENT_NONE)
+			rc = run_keyed(tx, STMT_SEAT_RELEASE, customer,
+				       changes[i].user, NULL, "seat", NULL);
 	}
 	return rc;
 }
@@ -1305,6 +1437,8 @@ static int sq_customer_delete(struct store_tx *base, const char *customer,
 		rc = bind_actor(s, 3, actor->sub);
 	if (rc == SQLITE_OK)
 		rc = bind_text(s, 4, customer);
+	if (rc == SQLITE_OK)
+		rc = bind_request_id(s, 5, actor->request_id);
 	if (rc != SQLITE_OK)
 		return bind_fail(c, STMT_CUSTOMER_LEDGER_DROPS, rc,
 				 "customer delete");
@@ -1348,7 +1482,7 @@ static int run_keyed(struct sqlite_tx *tx, enum stmt_id id,
 	if (rc != SQLITE_OK)
 		return bind_fail(c, id, rc, what);
 	rc = run(c, id, what, &n_changed);
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && is_changed)
 		*is_changed = n_changed > 0;
 	return rc;
 }
@@ -1430,6 +1564,7 @@ static int sq_ledger_read(struct store *base, const char *customer,
 		r->to_type = sqlite3_column_int(s, 7);
 		r->is_charged = sqlite3_column_int(s, 8) != 0;
 		column_copy(s, 9, r->actor, sizeof(r->actor));
+		column_copy(s, 10, r->request_id, sizeof(r->request_id));
 	}
 	if (got == max && rc == SQLITE_ROW)
 		rc = SQLITE_DONE; /* LIMIT makes this unreachable; be safe */
@@ -1479,6 +1614,180 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 	return STORE_UNAVAILABLE;
 }
 
+/* ---- the ledger, read and pruned ---- */
+
+/* Runs a bound one-row, one-integer query and resets it. */
+static int query_int(struct sqlite_conn *c, enum stmt_id id, const char *what,
+		     int64_t *out)
+{
+	sqlite3_stmt *s = stmt(c, id);
+	int rc = sqlite3_step(s);
+	int result = STORE_OK;
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	else
+		result = sq_fail(c->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+				 what);
+	sqlite3_reset(s);
+	return result;
+}
+
+static int sq_ledger_last_id(struct store_tx *base, const char *customer,
+			     int64_t *id)
+{
+	struct sqlite_conn *c = ((struct sqlite_tx *)base)->conn;
+	int rc = bind_text(stmt(c, STMT_LEDGER_LAST_ID), 1, customer);
+
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_LAST_ID, rc, "ledger last id");
+	return query_int(c, STMT_LEDGER_LAST_ID, "ledger last id", id);
+}
+
+static int sq_seats_charged(struct store_tx *base, const char *customer,
+			    int64_t *n)
+{
+	struct sqlite_conn *c = ((struct sqlite_tx *)base)->conn;
+	int rc = bind_text(stmt(c, STMT_SEATS_CHARGED), 1, customer);
+
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_SEATS_CHARGED, rc, "seats charged");
+	return query_int(c, STMT_SEATS_CHARGED, "seats charged", n);
+}
+
+/*
+ * The page query is put together from fixed pieces, one per filter given,
+ * so that each shape has a plain WHERE the planner matches to its index
+ * ("(?4 = '' OR user_id = ?4)" would defeat them all). No input ever
+ * reaches the SQL text: values are bound.
+ */
+static int page_sql(const struct store_ledger_query *q, char *sql,
+		    size_t size)
+{
+	int n = snprintf(
+		sql, size,
+		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
+		" from_type, to_type, charged, actor, request_id FROM ledger"
+		" WHERE tenant = ?1 AND id <= ?2 AND id %s ?3%s%s%s%s%s"
+		" ORDER BY id %s LIMIT ?10",
+		q->is_oldest_first ? ">" : "<",
+		q->user[0] ? " AND user_id = ?4" : "",
+		q->device[0] ? " AND device_id = ?5" : "",
+		q->is_only_charged ? " AND charged = 1" : "",
+		q->has_since ? " AND (at_seconds > ?6 OR (at_seconds = ?6"
+			       " AND at_nanos >= ?7))"
+			     : "",
+		q->has_until ? " AND (at_seconds < ?8 OR (at_seconds = ?8"
+			       " AND at_nanos < ?9))"
+			     : "",
+		q->is_oldest_first ? "ASC" : "DESC");
+
+	return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+static int sq_ledger_page(struct store_tx *base,
+			  const struct store_ledger_query *q,
+			  struct store_ledger_row *rows, size_t max, size_t *n)
+{
+	struct sqlite_conn *c = ((struct sqlite_tx *)base)->conn;
+	int64_t after = q->after_id;
+	sqlite3_stmt *s = NULL;
+	char sql[768];
+	size_t got = 0;
+	int rc;
+
+	*n = 0;
+	if (max == 0)
+		return STORE_OK;
+	if (!q->is_oldest_first && after <= 0)
+		after = INT64_MAX; /* newest first, from the newest */
+	if (page_sql(q, sql, sizeof(sql)) != 0)
+		return STORE_ERROR;
+	rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 1, q->customer);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 2, q->bound_id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 3, after);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 4, q->user);
+	if (rc == SQLITE_OK)
+		rc = bind_text(s, 5, q->device);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 6, q->since.seconds);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 7, q->since.nanos);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 8, q->until.seconds);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(s, 9, q->until.nanos);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 10,
+					max > INT64_MAX ? INT64_MAX
+							: (int64_t)max);
+	while (rc == SQLITE_OK && got < max &&
+	       (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_ledger_row *r = &rows[got++];
+
+		memset(r, 0, sizeof(*r));
+		r->id = sqlite3_column_int64(s, 0);
+		r->at.seconds = sqlite3_column_int64(s, 1);
+		r->at.nanos = sqlite3_column_int(s, 2);
+		column_copy(s, 3, r->tenant, sizeof(r->tenant));
+		column_copy(s, 4, r->user, sizeof(r->user));
+		column_copy(s, 5, r->device, sizeof(r->device));
+		r->from_type = sqlite3_column_int(s, 6);
+		r->to_type = sqlite3_column_int(s, 7);
+		r->is_charged = sqlite3_column_int(s, 8) != 0;
+		column_copy(s, 9, r->actor, sizeof(r->actor));
+		column_copy(s, 10, r->request_id, sizeof(r->request_id));
+		rc = SQLITE_OK;
+	}
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		rc = SQLITE_OK;
+	if (rc != SQLITE_OK) {
+		int result = sq_fail(c->db, rc, "ledger page");
+
+		sqlite3_finalize(s);
+		return result;
+	}
+	sqlite3_finalize(s);
+	*n = got;
+	return STORE_OK;
+}
+
+static int sq_ledger_prune(struct store_tx *base, int64_t before_seconds,
+			   size_t max, size_t *n)
+{
+	struct sqlite_tx *tx = (struct sqlite_tx *)base;
+	struct sqlite_conn *c = tx->conn;
+	sqlite3_stmt *s = stmt(c, STMT_LEDGER_PRUNE);
+	int n_deleted = 0, rc = refuse_read_only(tx, "ledger prune");
+
+	*n = 0;
+	if (rc != STORE_OK)
+		return rc;
+	rc = sqlite3_bind_int64(s, 1, before_seconds);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(s, 2,
+					max > INT64_MAX ? INT64_MAX
+							: (int64_t)max);
+	if (rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_PRUNE, rc, "ledger prune");
+	rc = run(c, STMT_LEDGER_PRUNE, "ledger prune", &n_deleted);
+	if (rc == STORE_OK)
+		*n = (size_t)n_deleted;
+	return rc;
+}
+
+static void sq_ledger_key(struct store *base,
+			  unsigned char key[STORE_LEDGER_KEY_SIZE])
+{
+	memcpy(key, ((struct sqlite_store *)base)->ledger_key,
+	       STORE_LEDGER_KEY_SIZE);
+}
+
 const struct store_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.accepts = sq_accepts,
@@ -1497,4 +1806,9 @@ const struct store_ops store_sqlite_ops = {
 	.device_delete = sq_device_delete,
 	.ledger_read = sq_ledger_read,
 	.probe = sq_probe,
+	.ledger_last_id = sq_ledger_last_id,
+	.ledger_page = sq_ledger_page,
+	.ledger_prune = sq_ledger_prune,
+	.seats_charged = sq_seats_charged,
+	.ledger_key = sq_ledger_key,
 };
