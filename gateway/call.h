@@ -13,6 +13,7 @@
 #include "common/ids.h"
 #include "common/timefmt.h"
 #include "gateway/http/headers.h"
+#include "gateway/query.h"
 #include "gateway/routes.h"
 
 /* At most one device per client type; extra entries are a server fault. */
@@ -31,6 +32,25 @@ struct gw_call_request {
 	bool accept_charges;
 	const char *authorization; /* NULL = send no authorization metadata */
 	const char *request_id;
+	const struct gw_ledger_params *ledger; /* LEDGER: the query */
+};
+
+/* Sizes of a ledger entry's text as the gateway keeps it (bounded). */
+#define GW_ACTOR_SIZE 129
+#define GW_LEDGER_RID_SIZE 129
+#define GW_LEDGER_TOKEN_SIZE (GW_PAGE_TOKEN_MAX + 1)
+
+struct gw_ledger_entry {
+	long long sequence;
+	struct das_time time;
+	char actor[GW_ACTOR_SIZE];
+	char request_id[GW_LEDGER_RID_SIZE];
+	int operation; /* 1 assign, 2 move, 3 unassign */
+	char user_id[GW_PARAM_SIZE];
+	char device_id[GW_PARAM_SIZE];
+	int previous_client_type; /* enum das_client_type; NONE = none */
+	int new_client_type;
+	bool is_charged;
 };
 
 struct gw_device_entry {
@@ -47,6 +67,17 @@ struct gw_call_outcome {
 	size_t n_devices;	   /* LIST */
 	struct gw_device_entry devices[GW_LIST_MAX];
 	bool is_serving; /* READYZ */
+	/* LEDGER: entries is malloc'd (n_entries, at most 500); release the
+	 * outcome with gw_call_outcome_release. */
+	struct gw_ledger_entry *entries;
+	size_t n_entries;
+	char next_page_token[GW_LEDGER_TOKEN_SIZE]; /* "" = last page */
+	/* SEATS: */
+	bool has_included; /* false: unlimited */
+	unsigned long included, used, charged;
 };
+
+/* Frees what an outcome owns (entries); the struct can be reused. */
+void gw_call_outcome_release(struct gw_call_outcome *o);
 
 #endif

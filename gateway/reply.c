@@ -55,6 +55,15 @@ void gw_reply_from_outcome(struct gw_reply *r, enum gw_route_rpc rpc,
 		if (rpc == GW_ROUTE_LIST) {
 			r->http_status = 200;
 			r->body = gw_json_list(ts, o->devices, o->n_devices);
+		} else if (rpc == GW_ROUTE_LEDGER) {
+			r->http_status = 200;
+			r->body = gw_json_ledger(ts, o->entries, o->n_entries,
+						 o->next_page_token);
+		} else if (rpc == GW_ROUTE_SEATS) {
+			r->http_status = 200;
+			r->body = gw_json_seats(ts, o->has_included,
+						o->included, o->used,
+						o->charged);
 		} else {
 			r->http_status = (unsigned)row->http_status;
 			r->body = gw_json_success(ts);
@@ -68,6 +77,13 @@ void gw_reply_from_outcome(struct gw_reply *r, enum gw_route_rpc rpc,
 		return;
 	}
 	fill_error(r, row, o->message, client_type_as_sent, now);
+}
+
+void gw_call_outcome_release(struct gw_call_outcome *o)
+{
+	free(o->entries);
+	o->entries = NULL;
+	o->n_entries = 0;
 }
 
 void gw_reply_release(struct gw_reply *r)

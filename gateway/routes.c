@@ -47,6 +47,27 @@ static const struct route routes[] = {
 	 GW_ROUTE_UNASSIGN,
 	 true},
 	{{ACCT, NULL}, M_GET, "GET, HEAD", GW_ROUTE_LIST, true},
+	{{"v1.0", "customers", "{T}", "ledger", NULL},
+	 M_GET,
+	 "GET, HEAD",
+	 GW_ROUTE_LEDGER,
+	 true},
+	{{"v1.0", "accounts", "{A}", "customers", "{T}", "ledger", NULL},
+	 M_GET,
+	 "GET, HEAD",
+	 GW_ROUTE_LEDGER,
+	 true},
+	{{"v1.0", "customers", "{T}", "softphone-seats", NULL},
+	 M_GET,
+	 "GET, HEAD",
+	 GW_ROUTE_SEATS,
+	 true},
+	{{"v1.0", "accounts", "{A}", "customers", "{T}", "softphone-seats",
+	  NULL},
+	 M_GET,
+	 "GET, HEAD",
+	 GW_ROUTE_SEATS,
+	 true},
 	{{"healthz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_HEALTHZ, false},
 	{{"readyz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_READYZ, false},
 	{{"metrics", NULL}, M_GET, "GET, HEAD", GW_ROUTE_METRICS, false},
@@ -72,6 +93,10 @@ const char *gw_route_rpc_name(enum gw_route_rpc rpc)
 		return "readyz";
 	case GW_ROUTE_METRICS:
 		return "metrics";
+	case GW_ROUTE_LEDGER:
+		return "ledger";
+	case GW_ROUTE_SEATS:
+		return "seats";
 	}
 	return "";
 }

@@ -25,6 +25,8 @@ enum gw_route_rpc {
 	GW_ROUTE_HEALTHZ,
 	GW_ROUTE_READYZ,
 	GW_ROUTE_METRICS, /* Prometheus exposition, answered by the gateway */
+	GW_ROUTE_LEDGER, /* GET .../customers/{T}/ledger */
+	GW_ROUTE_SEATS,  /* GET .../customers/{T}/softphone-seats */
 };
 
 enum gw_route_result {
@@ -57,7 +59,8 @@ struct gw_route_match {
 enum gw_route_result gw_route_match(const char *method, const char *target,
 				    size_t len, struct gw_route_match *m);
 
-/* "assign", "unassign", "list", "healthz", "readyz", "metrics". */
+/* "assign", "unassign", "list", "healthz", "readyz", "metrics", "ledger",
+ * "seats". */
 const char *gw_route_rpc_name(enum gw_route_rpc rpc);
 
 #endif

@@ -66,6 +66,7 @@ int gw_conn_init(struct gw_conn *c, const struct gw_conn_config *cfg)
 void gw_conn_release(struct gw_conn *c)
 {
 	ref_release(c);
+	gw_call_outcome_release(&c->outcome);
 	free(c->in);
 	free(c->out);
 	c->in = NULL;
@@ -513,6 +514,20 @@ static int judge_head(struct gw_conn *c)
 			return -1;
 		}
 	}
+	if (c->match.rpc == GW_ROUTE_LEDGER) {
+		const char *query = memchr(q->target, '?', q->target_len);
+		size_t len = query ? q->target_len - (size_t)(query - q->target)
+					   - 1
+				   : 0;
+		char reason[GW_QUERY_REASON_SIZE];
+
+		if (gw_query_parse_ledger(query ? query + 1 : "", len,
+					  &c->ledger, reason) != 0) {
+			answer_error(c, DAS_INVALID_ARGUMENT, reason,
+				     has_body);
+			return -1;
+		}
+	}
 	path_of(c, path, sizeof(path));
 	if ((c->match.rpc == GW_ROUTE_ASSIGN ||
 	     c->match.rpc == GW_ROUTE_UNASSIGN) &&
@@ -540,6 +555,7 @@ static void fill_call(struct gw_conn *c)
 	req->accept_charges = c->accept_charges;
 	req->client_type = c->client_type;
 	req->request_id = c->request_id;
+	req->ledger = &c->ledger;
 	/* Unforwardable values are dropped: the service then answers 401. */
 	if (c->match.rpc != GW_ROUTE_READYZ &&
 	    gw_authorization_is_forwardable(auth, GW_AUTHORIZATION_MAX))
@@ -603,6 +619,7 @@ void gw_conn_call_done(struct gw_conn *c, bool is_started)
 	}
 	gw_reply_from_outcome(&r, c->match.rpc, &c->outcome,
 			      c->client_type_as_sent, das_time_now());
+	gw_call_outcome_release(&c->outcome);
 	answer(c, &r, false, false);
 }
 

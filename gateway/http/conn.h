@@ -80,6 +80,7 @@ struct gw_conn {
 	char request_id[GW_REQUEST_ID_SIZE];
 	char client_type_as_sent[GW_CLIENT_TYPE_AS_SENT_SIZE];
 	char location[GW_LOCATION_MAX];
+	struct gw_ledger_params ledger; /* LEDGER: the parsed query */
 	struct gw_call_request call;	/* valid after GW_CONN_CALL */
 	struct gw_call_outcome outcome; /* filled by the upstream */
 	/* For the log line and the metrics. */

@@ -156,6 +156,78 @@ char *gw_json_list(const char *ts, const struct gw_device_entry *devices,
 			      "timestamp", ts, "data", arr));
 }
 
+/* A client type's name, or null for none. */
+static json_t *type_or_null(int type)
+{
+	const char *name = das_client_type_name(type);
+
+	return name[0] ? json_string(name) : json_null();
+}
+
+static const char *operation_name(int op)
+{
+	switch (op) {
+	case 1:
+		return "assign";
+	case 2:
+		return "move";
+	case 3:
+		return "unassign";
+	default:
+		return "unknown";
+	}
+}
+
+char *gw_json_ledger(const char *ts, const struct gw_ledger_entry *entries,
+		     size_t n, const char *next_page_token)
+{
+	json_t *arr = json_array();
+
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const struct gw_ledger_entry *e = &entries[i];
+		char when[DAS_TIMESTAMP_SIZE];
+		json_t *item;
+
+		if (das_time_format(e->time, when) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+		item = json_pack(
+			"{s:I, s:s, s:o, s:o, s:s, s:o, s:o, s:o, s:o, s:b}",
+			"sequence", (json_int_t)e->sequence, "time", when,
+			"actor", safe_string(e->actor), "requestId",
+			safe_string(e->request_id), "operation",
+			operation_name(e->operation), "userId",
+			safe_string(e->user_id), "deviceId",
+			safe_string(e->device_id), "previousClientType",
+			type_or_null(e->previous_client_type),
+			"newClientType", type_or_null(e->new_client_type),
+			"charged", e->is_charged);
+		if (!item || json_array_append_new(arr, item) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
+	}
+	return dump(json_pack("{s:s, s:s, s:o, s:o}", "status", "success",
+			      "timestamp", ts, "data", arr, "nextPageToken",
+			      next_page_token && next_page_token[0]
+				      ? safe_string(next_page_token)
+				      : json_null()));
+}
+
+char *gw_json_seats(const char *ts, bool has_included,
+		    unsigned long included, unsigned long used,
+		    unsigned long charged)
+{
+	return dump(json_pack(
+		"{s:s, s:s, s:{s:o, s:I, s:I}}", "status", "success",
+		"timestamp", ts, "data", "included",
+		has_included ? json_integer((json_int_t)included) : json_null(),
+		"used", (json_int_t)used, "charged", (json_int_t)charged));
+}
+
 char *gw_json_error(int http_status, const char *message, const char *ts,
 		    const char *client_type_as_sent)
 {

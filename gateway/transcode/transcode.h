@@ -5,6 +5,7 @@
 #ifndef GW_TRANSCODE_H
 #define GW_TRANSCODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gateway/call.h"
@@ -41,6 +42,18 @@ char *gw_json_list(const char *ts, const struct gw_device_entry *devices,
 /* client_type_as_sent non-NULL adds "data":{"clientType":...} (402). */
 char *gw_json_error(int http_status, const char *message, const char *ts,
 		    const char *client_type_as_sent);
+/*
+ * GET .../ledger: {"status","timestamp","data":[entries],"nextPageToken"}
+ * (null on the last page); each entry's time has 7 fractional digits,
+ * client types are names or null.
+ */
+char *gw_json_ledger(const char *ts, const struct gw_ledger_entry *entries,
+		     size_t n, const char *next_page_token);
+/* GET .../softphone-seats: data {"included" (null = unlimited), "used",
+ * "charged"}. */
+char *gw_json_seats(const char *ts, bool has_included,
+		    unsigned long included, unsigned long used,
+		    unsigned long charged);
 /* {"status":"ok"} */
 char *gw_json_ok(void);
 

@@ -96,6 +96,10 @@ static enum das_rpc_method rpc_method(enum gw_route_rpc rpc)
 		return DAS_RPC_UNASSIGN_DEVICE;
 	case GW_ROUTE_LIST:
 		return DAS_RPC_LIST_USER_DEVICES;
+	case GW_ROUTE_LEDGER:
+		return DAS_RPC_LIST_LEDGER;
+	case GW_ROUTE_SEATS:
+		return DAS_RPC_GET_SEAT_USAGE;
 	default:
 		return DAS_RPC_HEALTH_CHECK;
 	}
@@ -118,6 +122,12 @@ static grpc_byte_buffer *encode(const struct gw_call_request *req)
 		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
 	Grpc__Health__V1__HealthCheckRequest h =
 		GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	Deviceassignment__V1__ListLedgerRequest lg =
+		DEVICEASSIGNMENT__V1__LIST_LEDGER_REQUEST__INIT;
+	Deviceassignment__V1__GetSeatUsageRequest su =
+		DEVICEASSIGNMENT__V1__GET_SEAT_USAGE_REQUEST__INIT;
+	Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+				    until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	const ProtobufCMessage *msg;
 	grpc_byte_buffer *bb;
 	grpc_slice slice;
@@ -146,6 +156,37 @@ static grpc_byte_buffer *encode(const struct gw_call_request *req)
 		l.user_id = str(req->user);
 		l.account_tenant_id = str(req->account);
 		msg = &l.base;
+		break;
+	case GW_ROUTE_LEDGER: {
+		const struct gw_ledger_params *p = req->ledger;
+
+		if (!p)
+			return NULL;
+		lg.customer_tenant_id = str(req->tenant);
+		lg.account_tenant_id = str(req->account);
+		lg.user_id = str(p->user);
+		lg.device_id = str(p->device);
+		if (p->has_since) {
+			since.seconds = p->since.seconds;
+			since.nanos = p->since.nanos;
+			lg.since = &since;
+		}
+		if (p->has_until) {
+			until.seconds = p->until.seconds;
+			until.nanos = p->until.nanos;
+			lg.until = &until;
+		}
+		lg.only_charged = p->is_only_charged;
+		lg.page_size = p->page_size;
+		lg.page_token = str(p->page_token);
+		lg.order = (Deviceassignment__V1__LedgerOrder)p->order;
+		msg = &lg.base;
+		break;
+	}
+	case GW_ROUTE_SEATS:
+		su.customer_tenant_id = str(req->tenant);
+		su.account_tenant_id = str(req->account);
+		msg = &su.base;
 		break;
 	default:
 		msg = &h.base;
@@ -220,6 +261,55 @@ static int decode_reply(struct upcall *c, struct gw_call_outcome *out)
 			e->client_type = (int)l->devices[i]->client_type;
 		}
 		out->n_devices = l->n_devices;
+		break;
+	}
+	case GW_ROUTE_LEDGER: {
+		Deviceassignment__V1__ListLedgerResponse *l =
+			(Deviceassignment__V1__ListLedgerResponse *)msg;
+		copy_timestamp(out, l->timestamp);
+		if (l->n_entries > GW_LEDGER_PAGE_MAX ||
+		    strlen(l->next_page_token) >= sizeof(out->next_page_token))
+			goto out;
+		out->entries = calloc(l->n_entries ? l->n_entries : 1,
+				      sizeof(*out->entries));
+		if (!out->entries)
+			goto out;
+		for (size_t i = 0; i < l->n_entries; i++) {
+			const Deviceassignment__V1__LedgerEntry *in =
+				l->entries[i];
+			struct gw_ledger_entry *e = &out->entries[i];
+
+			e->sequence = (long long)in->sequence;
+			if (in->time) {
+				e->time.seconds = in->time->seconds;
+				e->time.nanos = in->time->nanos;
+			}
+			snprintf(e->actor, sizeof(e->actor), "%s", in->actor);
+			snprintf(e->request_id, sizeof(e->request_id), "%s",
+				 in->request_id);
+			e->operation = (int)in->operation;
+			snprintf(e->user_id, sizeof(e->user_id), "%s",
+				 in->user_id);
+			snprintf(e->device_id, sizeof(e->device_id), "%s",
+				 in->device_id);
+			e->previous_client_type =
+				(int)in->previous_client_type;
+			e->new_client_type = (int)in->new_client_type;
+			e->is_charged = in->charged;
+		}
+		out->n_entries = l->n_entries;
+		snprintf(out->next_page_token, sizeof(out->next_page_token),
+			 "%s", l->next_page_token);
+		break;
+	}
+	case GW_ROUTE_SEATS: {
+		Deviceassignment__V1__GetSeatUsageResponse *u =
+			(Deviceassignment__V1__GetSeatUsageResponse *)msg;
+		copy_timestamp(out, u->timestamp);
+		out->has_included = u->has_included;
+		out->included = u->included;
+		out->used = u->used;
+		out->charged = u->charged;
 		break;
 	}
 	default:

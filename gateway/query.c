@@ -1,0 +1,317 @@
+#include "query.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Percent-decodes len bytes into out (size bytes, NUL-terminated).
+ * Returns the decoded length, or -1 on bad encoding, a NUL byte or
+ * overflow.
+ */
+static long decode(const char *s, size_t len, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= len)
+				return -1;
+			hi = hexval(s[i + 1]);
+			lo = hexval(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (c == '\0' || o + 1 >= size)
+			return -1;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return (long)o;
+}
+
+static bool digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static long long days_from_civil(int y, int m, int d)
+{
+	long long era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int gw_parse_rfc3339(const char *s, size_t len, struct das_time *t)
+{
+	static const int mdays[] = {31, 28, 31, 30, 31, 30,
+				    31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, sec, nanos = 0, off = 0;
+	size_t i = 19;
+
+	/* YYYY-MM-DDTHH:MM:SS */
+	if (len < 20 || !digits(s, 4, &y) || s[4] != '-' ||
+	    !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
+	    (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    !digits(s + 17, 2, &sec))
+		return -1;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
+	    d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 ||
+	    sec > 59)
+		return -1;
+	if (s[i] == '.') {
+		size_t n = 0;
+
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (++n > 9)
+				return -1;
+			nanos = nanos * 10 + (s[i] - '0');
+			i++;
+		}
+		if (n == 0)
+			return -1;
+		for (; n < 9; n++)
+			nanos *= 10;
+	}
+	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+		i++;
+	} else if (i < len && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) {
+		int oh, om;
+
+		if (len - i != 6 || !digits(s + i + 1, 2, &oh) ||
+		    s[i + 3] != ':' || !digits(s + i + 4, 2, &om) || oh > 23 ||
+		    om > 59)
+			return -1;
+		off = (oh * 60 + om) * 60;
+		if (s[i] == '-')
+			off = -off;
+		i += 6;
+	} else {
+		return -1;
+	}
+	if (i != len)
+		return -1;
+	t->seconds = days_from_civil(y, mo, d) * 86400LL + h * 3600LL +
+		     mi * 60LL + sec - off;
+	t->nanos = nanos;
+	return 0;
+}
+
+enum param {
+	P_USER,
+	P_DEVICE,
+	P_SINCE,
+	P_UNTIL,
+	P_ONLY_CHARGED,
+	P_PAGE_SIZE,
+	P_PAGE_TOKEN,
+	P_ORDER,
+	P__COUNT
+};
+
+static const char *const names[P__COUNT] = {
+	"userId",   "deviceId",  "since",     "until",
+	"onlyCharged", "pageSize", "pageToken", "order",
+};
+
+/* Makes a name as sent printable and short for a reason text. */
+static void quote(const char *s, char out[40])
+{
+	size_t o = 0;
+
+	for (; *s && o < 32; s++)
+		out[o++] = *s > 0x20 && *s < 0x7f ? *s : '?';
+	if (*s)
+		memcpy(out + o, "...", 3), o += 3;
+	out[o] = '\0';
+}
+
+static int take_value(enum param p, const char *v, size_t vlen,
+		      struct gw_ledger_params *out, char *reason)
+{
+	char buf[GW_PARAM_SIZE];
+	long n;
+	int k;
+
+	switch (p) {
+	case P_USER:
+	case P_DEVICE: {
+		char *dst = p == P_USER ? out->user : out->device;
+
+		n = decode(v, vlen, dst, GW_PARAM_SIZE);
+		if (n <= 0) {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "%s must be 1-%d characters, percent-encoded",
+				 names[p], GW_PARAM_MAX);
+			return -1;
+		}
+		return 0;
+	}
+	case P_SINCE:
+	case P_UNTIL:
+		n = decode(v, vlen, buf, sizeof(buf));
+		if (n <= 0 ||
+		    gw_parse_rfc3339(buf, (size_t)n,
+				     p == P_SINCE ? &out->since
+						  : &out->until) != 0) {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "%s must be an RFC 3339 timestamp, as in "
+				 "2026-12-01T10:00:00Z",
+				 names[p]);
+			return -1;
+		}
+		if (p == P_SINCE)
+			out->has_since = true;
+		else
+			out->has_until = true;
+		return 0;
+	case P_ONLY_CHARGED:
+		n = decode(v, vlen, buf, sizeof(buf));
+		if (n == 4 && strcmp(buf, "true") == 0)
+			out->is_only_charged = true;
+		else if (n == 5 && strcmp(buf, "false") == 0)
+			out->is_only_charged = false;
+		else {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "onlyCharged must be true or false");
+			return -1;
+		}
+		return 0;
+	case P_PAGE_SIZE:
+		n = decode(v, vlen, buf, sizeof(buf));
+		if (n <= 0 || n > 3 || !digits(buf, (size_t)n, &k) || k < 1 ||
+		    k > GW_LEDGER_PAGE_MAX) {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "pageSize must be an integer from 1 to %d",
+				 GW_LEDGER_PAGE_MAX);
+			return -1;
+		}
+		out->page_size = (unsigned)k;
+		return 0;
+	case P_PAGE_TOKEN:
+		n = decode(v, vlen, out->page_token, sizeof(out->page_token));
+		if (n < 0) {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "pageToken is not valid");
+			return -1;
+		}
+		return 0;
+	case P_ORDER:
+		n = decode(v, vlen, buf, sizeof(buf));
+		if (n == 6 && strcmp(buf, "newest") == 0)
+			out->order = GW_LEDGER_NEWEST_FIRST;
+		else if (n == 6 && strcmp(buf, "oldest") == 0)
+			out->order = GW_LEDGER_OLDEST_FIRST;
+		else {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "order must be newest or oldest");
+			return -1;
+		}
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+int gw_query_parse_ledger(const char *query, size_t len,
+			  struct gw_ledger_params *out,
+			  char reason[GW_QUERY_REASON_SIZE])
+{
+	bool seen[P__COUNT] = {false};
+	size_t i = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->page_size = GW_LEDGER_PAGE_DEFAULT;
+	out->order = GW_LEDGER_NEWEST_FIRST;
+	reason[0] = '\0';
+	if (len > GW_QUERY_MAX) {
+		snprintf(reason, GW_QUERY_REASON_SIZE, "query string too long");
+		return -1;
+	}
+	while (i < len) {
+		size_t end = i, eq;
+		char name[48], shown[40];
+		long n;
+		int p;
+
+		while (end < len && query[end] != '&')
+			end++;
+		if (end == i) { /* "&&" or a trailing '&' */
+			i = end + 1;
+			continue;
+		}
+		eq = i;
+		while (eq < end && query[eq] != '=')
+			eq++;
+		n = decode(query + i, eq - i, name, sizeof(name));
+		for (p = 0; n > 0 && p < P__COUNT; p++)
+			if (strcmp(name, names[p]) == 0)
+				break;
+		if (n <= 0 || p == P__COUNT) {
+			if (n > 0)
+				quote(name, shown);
+			else
+				snprintf(shown, sizeof(shown), "?");
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "unknown query parameter '%s'; known: userId, "
+				 "deviceId, since, until, onlyCharged, "
+				 "pageSize, pageToken, order",
+				 shown);
+			return -1;
+		}
+		if (seen[p]) {
+			snprintf(reason, GW_QUERY_REASON_SIZE,
+				 "%s is given more than once", names[p]);
+			return -1;
+		}
+		seen[p] = true;
+		if (eq == end && p != P_PAGE_TOKEN) {
+			/* "name" alone, without "=": no value at all. */
+			if (take_value((enum param)p, "", 0, out, reason) != 0)
+				return -1;
+		} else if (take_value((enum param)p, query + eq + 1,
+				      eq == end ? 0 : end - eq - 1, out,
+				      reason) != 0) {
+			return -1;
+		}
+		i = end + 1;
+	}
+	return 0;
+}
