@@ -70,5 +70,7 @@ int cli_cmd_unassign(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_health(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_import(struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv); /* ledger.c */
+int cli_cmd_seats(struct cli_ctx *ctx, int argc, char **argv);
 
 #endif

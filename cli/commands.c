@@ -64,7 +64,7 @@ int cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 		[F_SCOPE] = {.name = "scope", .metavar = "SCOPES",
 			     .def = "devices:assign",
 			     .help = "space-separated scopes (devices:assign, "
-				     "directory:admin)"},
+				     "directory:admin, ledger:read)"},
 		[F_TTL] = {.name = "ttl", .metavar = "SECONDS", .def = "3600",
 			   .help = "lifetime of the token"},
 		[F_ISS] = {.name = "issuer", .metavar = "ISS",

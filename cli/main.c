@@ -29,6 +29,8 @@ static const char summary[] =
 	"  assign             make a PBX device a user's softphone\n"
 	"  unassign           remove a device's softphone assignment\n"
 	"  list               print a user's softphone devices\n"
+	"  ledger             print the customer's ledger of changes\n"
+	"  seats              print the customer's softphone seats\n"
 	"  health             exit 0 when the server reports SERVING\n"
 	"\n"
 	"'" CLI_PROG " COMMAND --help' shows the flags of a command; the\n"
@@ -264,6 +266,7 @@ static const struct {
 	{"token", cli_cmd_token},       {"import", cli_cmd_import},
 	{"assign", cli_cmd_assign},     {"unassign", cli_cmd_unassign},
 	{"list", cli_cmd_list},         {"health", cli_cmd_health},
+	{"ledger", cli_cmd_ledger},     {"seats", cli_cmd_seats},
 };
 
 int main(int argc, char **argv)

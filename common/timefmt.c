@@ -1,5 +1,6 @@
 #include "timefmt.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -58,3 +59,92 @@ int das_time_format(struct das_time t, char buf[DAS_TIMESTAMP_SIZE])
 	buf[DAS_TIMESTAMP_SIZE - 1] = '\0';
 	return 0;
 }
+
+static bool digits_of(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static long long days_from_civil(int y, int m, int d)
+{
+	long long era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool is_leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+int das_time_parse(const char *s, size_t len, struct das_time *t)
+{
+	static const int mdays[] = {31, 28, 31, 30, 31, 30,
+				    31, 31, 30, 31, 30, 31};
+	int y, mo, d, h, mi, sec, nanos = 0, off = 0;
+	size_t i = 19;
+
+	/* YYYY-MM-DDTHH:MM:SS */
+	if (len < 20 || !digits_of(s, 4, &y) || s[4] != '-' ||
+	    !digits_of(s + 5, 2, &mo) || s[7] != '-' || !digits_of(s + 8, 2, &d) ||
+	    (s[10] != 'T' && s[10] != 't') || !digits_of(s + 11, 2, &h) ||
+	    s[13] != ':' || !digits_of(s + 14, 2, &mi) || s[16] != ':' ||
+	    !digits_of(s + 17, 2, &sec))
+		return -1;
+	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
+	    d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 ||
+	    sec > 59)
+		return -1;
+	if (s[i] == '.') {
+		size_t n = 0;
+
+		i++;
+		while (i < len && s[i] >= '0' && s[i] <= '9') {
+			if (++n > 9)
+				return -1;
+			nanos = nanos * 10 + (s[i] - '0');
+			i++;
+		}
+		if (n == 0)
+			return -1;
+		for (; n < 9; n++)
+			nanos *= 10;
+	}
+	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
+		i++;
+	} else if (i < len && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) {
+		int oh, om;
+
+		if (len - i != 6 || !digits_of(s + i + 1, 2, &oh) ||
+		    s[i + 3] != ':' || !digits_of(s + i + 4, 2, &om) || oh > 23 ||
+		    om > 59)
+			return -1;
+		off = (oh * 60 + om) * 60;
+		if (s[i] == '-')
+			off = -off;
+		i += 6;
+	} else {
+		return -1;
+	}
+	if (i != len)
+		return -1;
+	t->seconds = days_from_civil(y, mo, d) * 86400LL + h * 3600LL +
+		     mi * 60LL + sec - off;
+	t->nanos = nanos;
+	return 0;
+}
+

@@ -23,4 +23,13 @@ struct das_time das_time_now(void);
  */
 int das_time_format(struct das_time t, char buf[DAS_TIMESTAMP_SIZE]);
 
+/*
+ * Parses an RFC 3339 timestamp of len bytes ("2026-12-01T10:00:00Z",
+ * "...T10:00:00.1234567+01:00"; up to 9 fractional digits; years
+ * 0001-9999; 'T' and 'Z' in either case; a ' ' where the offset sign
+ * should be is read as '+', which form encoding turns into a space).
+ * Returns 0 and fills t, or -1 (t untouched).
+ */
+int das_time_parse(const char *s, size_t len, struct das_time *t);
+
 #endif

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/ids.h"
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -59,81 +61,6 @@ static bool digits(const char *s, size_t n, int *out)
 	return true;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static long long days_from_civil(int y, int m, int d)
-{
-	long long era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static bool is_leap(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-int gw_parse_rfc3339(const char *s, size_t len, struct das_time *t)
-{
-	static const int mdays[] = {31, 28, 31, 30, 31, 30,
-				    31, 31, 30, 31, 30, 31};
-	int y, mo, d, h, mi, sec, nanos = 0, off = 0;
-	size_t i = 19;
-
-	/* YYYY-MM-DDTHH:MM:SS */
-	if (len < 20 || !digits(s, 4, &y) || s[4] != '-' ||
-	    !digits(s + 5, 2, &mo) || s[7] != '-' || !digits(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
-	    s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
-	    !digits(s + 17, 2, &sec))
-		return -1;
-	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
-	    d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 ||
-	    sec > 59)
-		return -1;
-	if (s[i] == '.') {
-		size_t n = 0;
-
-		i++;
-		while (i < len && s[i] >= '0' && s[i] <= '9') {
-			if (++n > 9)
-				return -1;
-			nanos = nanos * 10 + (s[i] - '0');
-			i++;
-		}
-		if (n == 0)
-			return -1;
-		for (; n < 9; n++)
-			nanos *= 10;
-	}
-	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-		i++;
-	} else if (i < len && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) {
-		int oh, om;
-
-		if (len - i != 6 || !digits(s + i + 1, 2, &oh) ||
-		    s[i + 3] != ':' || !digits(s + i + 4, 2, &om) || oh > 23 ||
-		    om > 59)
-			return -1;
-		off = (oh * 60 + om) * 60;
-		if (s[i] == '-')
-			off = -off;
-		i += 6;
-	} else {
-		return -1;
-	}
-	if (i != len)
-		return -1;
-	t->seconds = days_from_civil(y, mo, d) * 86400LL + h * 3600LL +
-		     mi * 60LL + sec - off;
-	t->nanos = nanos;
-	return 0;
-}
-
 enum param {
 	P_USER,
 	P_DEVICE,
@@ -176,10 +103,11 @@ static int take_value(enum param p, const char *v, size_t vlen,
 		char *dst = p == P_USER ? out->user : out->device;
 
 		n = decode(v, vlen, dst, GW_PARAM_SIZE);
-		if (n <= 0) {
+		if (n <= 0 || !das_id_is_valid(dst, (size_t)n)) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,
-				 "%s must be 1-%d characters, percent-encoded",
-				 names[p], GW_PARAM_MAX);
+				 "%s must be 1-%d characters of A-Z a-z 0-9 "
+				 ". _ -",
+				 names[p], DAS_ID_MAX);
 			return -1;
 		}
 		return 0;
@@ -188,7 +116,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 	case P_UNTIL:
 		n = decode(v, vlen, buf, sizeof(buf));
 		if (n <= 0 ||
-		    gw_parse_rfc3339(buf, (size_t)n,
+		    das_time_parse(buf, (size_t)n,
 				     p == P_SINCE ? &out->since
 						  : &out->until) != 0) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,

@@ -2,8 +2,9 @@
  * The query string of GET .../ledger (CONTRACT.md section 8), parsed and
  * checked before any RPC. Pure: no I/O, no allocation, bounded input.
  *
- * Parameters: userId, deviceId (percent-decoded, handed on: what an id may
- * contain is the service's decision), since, until (RFC 3339 timestamps:
+ * Parameters: userId, deviceId (percent-decoded; 1-64 characters of
+ * [A-Za-z0-9._-], the contract's id syntax, checked here so the 400 can
+ * name the parameter), since, until (RFC 3339 timestamps:
  * "2026-12-01T10:00:00Z", up to 9 fractional digits, "Z" or a "+hh:mm" /
  * "-hh:mm" offset; a '+' that form encoding turned into a space is read
  * back as '+'), onlyCharged (true|false), pageSize (1-500, default 100),
@@ -52,11 +53,5 @@ struct gw_ledger_params {
 int gw_query_parse_ledger(const char *query, size_t len,
 			  struct gw_ledger_params *out,
 			  char reason[GW_QUERY_REASON_SIZE]);
-
-/*
- * Parses an RFC 3339 timestamp (len bytes) into t. Returns 0 or -1.
- * Exposed for the CLI and the tests.
- */
-int gw_parse_rfc3339(const char *s, size_t len, struct das_time *t);
 
 #endif
