@@ -13,6 +13,10 @@
 
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +26,7 @@
 #include <cmocka.h>
 
 #include "service/domain/domain.h"
+#include "service/ops/ops.h"
 #include "service/store/store.h"
 
 #define T1 "11111111-1111-4111-8111-111111111111"
@@ -1410,6 +1415,548 @@ static void test_concurrent_commits_and_rollbacks(void **state)
 	store_close(shared);
 }
 
+/* ---- the ledger read by pages, the seats, retention ---- */
+
+static void apply_as(struct store *st, const char *tenant, const char *user,
+		     const char *device, int from, int to, bool is_charged,
+		     int64_t at, const char *request_id)
+{
+	struct domain_change c = change(user, device, from, to, is_charged);
+	struct store_actor actor = {"auditor", {at, 500}, request_id};
+	struct store_tx *tx = begin_write(st, tenant);
+
+	assert_int_equal(store_apply(tx, tenant, &c, 1, &actor), STORE_OK);
+	commit_ok(tx);
+}
+
+/* One page through a read transaction; returns the row count. */
+static size_t page(struct store *st, const struct store_ledger_query *q,
+		   struct store_ledger_row *rows, size_t max)
+{
+	struct store_tx *tx = NULL;
+	size_t n = 99;
+
+	assert_int_equal(store_begin(st, q->customer, true, &tx), STORE_OK);
+	assert_int_equal(store_ledger_page(tx, q, rows, max, &n), STORE_OK);
+	commit_ok(tx);
+	return n;
+}
+
+static int64_t last_id(struct store *st, const char *tenant)
+{
+	struct store_tx *tx = NULL;
+	int64_t id = -1;
+
+	assert_int_equal(store_begin(st, tenant, true, &tx), STORE_OK);
+	assert_int_equal(store_ledger_last_id(tx, tenant, &id), STORE_OK);
+	commit_ok(tx);
+	return id;
+}
+
+static struct store_ledger_query query_all(const char *tenant, int64_t bound)
+{
+	struct store_ledger_query q;
+
+	memset(&q, 0, sizeof(q));
+	snprintf(q.customer, sizeof(q.customer), "%s", tenant);
+	q.bound_id = bound;
+	return q;
+}
+
+static void assert_devices(const struct store_ledger_row *rows, size_t n,
+			   const char *const *devices, size_t want)
+{
+	assert_int_equal(n, want);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(rows[i].device, devices[i]);
+}
+
+static void test_ledger_page_filters_and_order(void **state)
+{
+	struct suite_state *s = *state;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct store_ledger_query q;
+	int64_t bound;
+	size_t n;
+
+	seed(s->st, T1, UNLIMITED);
+	seed(s->st, T2, UNLIMITED);
+	assert_int_equal(last_id(s->st, T1), 0);
+	/* T1: d1 (u1) charged at 1000, d4 (u2) 1010, d1 moves 1020, d2 (u1)
+	 * assigned 1030 and unassigned 1040; T2's one row in between. */
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 true, 1000, "req-1");
+	apply_as(s->st, T1, "u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1010, "req-2");
+	apply_as(s->st, T2, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1015, NULL);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_MOBILE,
+		 false, 1020, "");
+	apply_as(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1030, "req-5");
+	apply_as(s->st, T1, "u1", "d2", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE,
+		 false, 1040, "req-6");
+	bound = last_id(s->st, T1);
+	assert_true(bound > 0);
+
+	/* Newest first by default; every field read back. */
+	q = query_all(T1, bound);
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n,
+		       (const char *const[]){"d2", "d2", "d1", "d4", "d1"}, 5);
+	for (size_t i = 1; i < n; i++)
+		assert_true(rows[i].id < rows[i - 1].id);
+	assert_int_equal(rows[0].at.seconds, 1040);
+	assert_int_equal(rows[0].at.nanos, 500);
+	assert_string_equal(rows[0].request_id, "req-6");
+	assert_string_equal(rows[2].request_id, "");
+	assert_string_equal(rows[4].request_id, "req-1");
+	assert_string_equal(rows[4].actor, "auditor");
+	assert_true(rows[4].is_charged);
+	assert_int_equal(rows[2].from_type, DAS_CLIENT_DESKTOP);
+	assert_int_equal(rows[2].to_type, DAS_CLIENT_MOBILE);
+
+	/* Oldest first; the keyset continues strictly after after_id. */
+	q.is_oldest_first = true;
+	n = page(s->st, &q, rows, 2);
+	assert_devices(rows, n, (const char *const[]){"d1", "d4"}, 2);
+	q.after_id = rows[1].id;
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d1", "d2", "d2"}, 3);
+	q.is_oldest_first = false;
+	q.after_id = rows[1].id; /* newest first: strictly older than d2@1030 */
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d1", "d4", "d1"}, 3);
+
+	/* Filters, one at a time and together. */
+	q = query_all(T1, bound);
+	snprintf(q.user, sizeof(q.user), "u2");
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d4"}, 1);
+	q = query_all(T1, bound);
+	snprintf(q.device, sizeof(q.device), "d2");
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d2", "d2"}, 2);
+	q = query_all(T1, bound);
+	q.is_only_charged = true;
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d1"}, 1);
+	assert_int_equal(rows[0].at.seconds, 1000);
+	q = query_all(T1, bound);
+	q.has_since = true;
+	q.since = (struct das_time){1020, 500}; /* at or after: inclusive */
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d2", "d2", "d1"}, 3);
+	q.since = (struct das_time){1020, 501};
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_int_equal(n, 2);
+	q = query_all(T1, bound);
+	q.has_until = true;
+	q.until = (struct das_time){1020, 500}; /* before: exclusive */
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d4", "d1"}, 2);
+	q.has_since = true;
+	q.since = (struct das_time){1010, 0};
+	snprintf(q.user, sizeof(q.user), "u2");
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d4"}, 1);
+
+	/* The bound hides what came later; another tenant sees its own. */
+	apply_as(s->st, T1, "u1", "d3", DAS_CLIENT_NONE, DAS_CLIENT_CRM, false,
+		 1050, NULL);
+	q = query_all(T1, bound);
+	assert_int_equal(page(s->st, &q, rows, LEDGER_MAX), 5);
+	q = query_all(T1, last_id(s->st, T1));
+	assert_int_equal(page(s->st, &q, rows, LEDGER_MAX), 6);
+	q = query_all(T2, last_id(s->st, T2));
+	n = page(s->st, &q, rows, LEDGER_MAX);
+	assert_devices(rows, n, (const char *const[]){"d1"}, 1);
+	assert_string_equal(rows[0].request_id, "");
+	q = query_all(ACCOUNT_A, INT64_MAX);
+	assert_int_equal(page(s->st, &q, rows, LEDGER_MAX), 0);
+	assert_int_equal(page(s->st, &q, rows, 0), 0);
+}
+
+/* A request id is kept up to 128 bytes; customer deletes stamp theirs. */
+static void test_ledger_request_id_kept(void **state)
+{
+	struct suite_state *s = *state;
+	struct store_ledger_row rows[LEDGER_MAX];
+	char long_id[300];
+	struct store_actor actor = {"admin", {2000, 0}, "req-delete"};
+	struct store_tx *tx;
+	bool is_changed = false;
+	uint32_t dropped = 0;
+
+	memset(long_id, 'x', sizeof(long_id) - 1);
+	long_id[sizeof(long_id) - 1] = '\0';
+	seed(s->st, T1, UNLIMITED);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1000, long_id);
+	tx = begin_write(s->st, T1);
+	assert_int_equal(store_customer_delete(tx, T1, &actor, &is_changed,
+					       &dropped),
+			 STORE_OK);
+	commit_ok(tx);
+	assert_int_equal(dropped, 1);
+	assert_int_equal(ledger(s->st, T1, rows), 2);
+	assert_int_equal(strlen(rows[0].request_id), 128);
+	assert_string_equal(rows[1].request_id, "req-delete");
+}
+
+static int64_t seats_charged(struct store *st, const char *tenant)
+{
+	struct store_tx *tx = NULL;
+	int64_t n = -1;
+
+	assert_int_equal(store_begin(st, tenant, true, &tx), STORE_OK);
+	assert_int_equal(store_seats_charged(tx, tenant, &n), STORE_OK);
+	commit_ok(tx);
+	return n;
+}
+
+/* A seat taken with charges stays charged until the user's last
+ * assignment goes; moves and second devices change nothing. */
+static void test_seats_charged(void **state)
+{
+	struct suite_state *s = *state;
+
+	seed(s->st, T1, 1);
+	seed(s->st, T2, 1);
+	assert_int_equal(seats_charged(s->st, T1), 0);
+	apply_as(s->st, T1, "u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1000, NULL);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 true, 1001, NULL);
+	apply_as(s->st, T2, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 true, 1001, NULL);
+	assert_int_equal(seats_charged(s->st, T1), 1);
+	apply_as(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE,
+		 false, 1002, NULL);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_CRM,
+		 false, 1003, NULL);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_CRM, DAS_CLIENT_NONE, false,
+		 1004, NULL);
+	assert_int_equal(seats_charged(s->st, T1), 1); /* d2 still held */
+	apply_as(s->st, T1, "u1", "d2", DAS_CLIENT_MOBILE, DAS_CLIENT_NONE,
+		 false, 1005, NULL);
+	assert_int_equal(seats_charged(s->st, T1), 0);
+	apply_as(s->st, T1, "u1", "d2", DAS_CLIENT_NONE, DAS_CLIENT_MOBILE,
+		 false, 1006, NULL);
+	assert_int_equal(seats_charged(s->st, T1), 0); /* a free seat now */
+	assert_int_equal(seats_charged(s->st, T2), 1);
+}
+
+static void test_ledger_prune_in_batches(void **state)
+{
+	struct suite_state *s = *state;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct store_tx *tx;
+	size_t n = 99, total = 0;
+
+	seed(s->st, T1, UNLIMITED);
+	for (int i = 0; i < 5; i++) {
+		apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_NONE,
+			 DAS_CLIENT_DESKTOP, false, 1000 + i, NULL);
+		apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_DESKTOP,
+			 DAS_CLIENT_NONE, false, 3000 + i, NULL);
+	}
+	/* Read-only transactions do not prune. */
+	assert_int_equal(store_begin(s->st, T1, true, &tx), STORE_OK);
+	assert_int_not_equal(store_ledger_prune(tx, 2000, 10, &n), STORE_OK);
+	store_rollback(tx);
+	for (int round = 0; round < 10; round++) {
+		tx = begin_write(s->st, "");
+		assert_int_equal(store_ledger_prune(tx, 2000, 2, &n), STORE_OK);
+		commit_ok(tx);
+		assert_true(n <= 2);
+		total += n;
+		if (n < 2)
+			break;
+	}
+	assert_int_equal(total, 5);
+	assert_int_equal(ledger(s->st, T1, rows), 5);
+	for (size_t i = 0; i < 5; i++)
+		assert_true(rows[i].at.seconds >= 3000);
+	/* The use case: everything older than 1 day before 86400 + 3003. */
+	assert_int_equal(ops_ledger_prune(s->st, 1,
+					  (struct das_time){86400 + 3003, 0},
+					  2, &total),
+			 0);
+	assert_int_equal(total, 3);
+	assert_int_equal(ledger(s->st, T1, rows), 2);
+	assert_int_equal(ops_ledger_prune(s->st, 0,
+					  (struct das_time){1 << 30, 0}, 2,
+					  &total),
+			 0); /* 0 days: keep forever */
+	assert_int_equal(total, 0);
+	assert_int_equal(ledger(s->st, T1, rows), 2);
+}
+
+/* ---- the use case: signed pages under concurrent writes ---- */
+
+static const struct domain_principal reader = {
+	.sub = "reader",
+	.is_all_tenants = true,
+	.scopes = DOMAIN_SCOPE_LEDGER,
+};
+
+static struct ops_text txt(const char *s)
+{
+	return (struct ops_text){s, strlen(s)};
+}
+
+struct churn {
+	struct store *st;
+	pthread_t thread;
+	atomic_int n_written;
+	atomic_bool is_stopping;
+	bool is_on; /* u2's d4 is assigned */
+};
+
+/* Toggles u2's d4 on and off: one ledger row per round. */
+static void *churn_main(void *arg)
+{
+	struct churn *c = arg;
+
+	while (!atomic_load(&c->is_stopping)) {
+		struct domain_change ch =
+			change("u2", "d4",
+			       c->is_on ? DAS_CLIENT_DESKTOP : DAS_CLIENT_NONE,
+			       c->is_on ? DAS_CLIENT_NONE : DAS_CLIENT_DESKTOP,
+			       false);
+		struct store_tx *tx = NULL;
+		int rc = store_begin(c->st, T1, false, &tx);
+
+		if (rc == STORE_OK) {
+			rc = store_apply(tx, T1, &ch, 1, &actor_tester);
+			if (rc == STORE_OK)
+				rc = store_commit(tx);
+			else
+				store_rollback(tx);
+		}
+		if (rc == STORE_OK) {
+			c->is_on = !c->is_on;
+			atomic_fetch_add(&c->n_written, 1);
+		}
+	}
+	return NULL;
+}
+
+static void churn_start(struct churn *c)
+{
+	atomic_store(&c->is_stopping, false);
+	assert_int_equal(pthread_create(&c->thread, NULL, churn_main, c), 0);
+}
+
+static void churn_stop(struct churn *c)
+{
+	atomic_store(&c->is_stopping, true);
+	pthread_join(c->thread, NULL);
+}
+
+static void wait_for_writes(struct churn *c, int after)
+{
+	struct timespec pause = {0, 1000 * 1000};
+
+	for (int i = 0; i < 20000 && atomic_load(&c->n_written) < after; i++)
+		nanosleep(&pause, NULL);
+	assert_true(atomic_load(&c->n_written) >= after);
+}
+
+/*
+ * Pages through T1 three entries at a time. The writer is stopped when
+ * this starts (so want[] is exactly the ledger of the first page's
+ * moment); it runs from the first page on, and every next page waits for
+ * at least two more committed writes.
+ */
+static void page_through(struct store *st, struct churn *c, int order,
+			 const int64_t *want, size_t n_want)
+{
+	struct ops_ledger_page *pg = malloc(sizeof(*pg));
+	struct ops_ledger_query q;
+	struct ops_result r;
+	char token[OPS_PAGE_TOKEN_SIZE] = "";
+	size_t got = 0;
+	int n_pages = 0;
+	int64_t *seen = calloc(n_want + 1, sizeof(*seen));
+
+	assert_non_null(pg);
+	assert_non_null(seen);
+	memset(&q, 0, sizeof(q));
+	q.tenant = txt(T1);
+	q.page_size = 3;
+	q.order = order;
+	for (int i = 0; i < 1000; i++) {
+		q.page_token = txt(token);
+		assert_int_equal(ops_list_ledger(st, &reader, &q, &r, pg),
+				 DAS_OK);
+		n_pages++;
+		if (i == 0)
+			churn_start(c);
+		assert_true(pg->n <= 3);
+		for (size_t k = 0; k < pg->n; k++) {
+			assert_true(got < n_want);
+			seen[got++] = pg->rows[k].id;
+		}
+		if (!pg->next_token[0])
+			break;
+		snprintf(token, sizeof(token), "%s", pg->next_token);
+		wait_for_writes(c, atomic_load(&c->n_written) + 2);
+	}
+	churn_stop(c);
+	/* Exactly the entries of the first page's moment, once each, in
+	 * order, while writes went on between every two pages. */
+	assert_int_equal(got, n_want);
+	assert_true(n_pages >= 4);
+	for (size_t k = 0; k < n_want; k++)
+		assert_int_equal(seen[k], order == OPS_LEDGER_OLDEST_FIRST
+						  ? want[k]
+						  : want[n_want - 1 - k]);
+	free(seen);
+	free(pg);
+}
+
+static void test_ops_pages_under_concurrent_writes(void **state)
+{
+	struct suite_state *s = *state;
+	struct store_ledger_row rows[LEDGER_MAX];
+	struct churn c = {.st = s->st};
+	int64_t want[LEDGER_MAX];
+	size_t n_want;
+
+	seed(s->st, T1, UNLIMITED);
+	for (int i = 0; i < 10; i++)
+		apply_as(s->st, T1, "u1", "d1",
+			 i % 2 ? DAS_CLIENT_DESKTOP : DAS_CLIENT_NONE,
+			 i % 2 ? DAS_CLIENT_NONE : DAS_CLIENT_DESKTOP, false,
+			 1000 + i, NULL);
+	atomic_init(&c.n_written, 0);
+	atomic_init(&c.is_stopping, false);
+	for (int order = OPS_LEDGER_NEWEST_FIRST;
+	     order <= OPS_LEDGER_OLDEST_FIRST; order++) {
+		n_want = ledger(s->st, T1, rows);
+		assert_true(n_want < LEDGER_MAX);
+		for (size_t i = 0; i < n_want; i++)
+			want[i] = rows[i].id;
+		page_through(s->st, &c, order, want, n_want);
+	}
+	/* The writes really happened between the pages. */
+	assert_true(atomic_load(&c.n_written) >= 6);
+}
+
+/* Tokens: refused when altered, made for another query, or signed with
+ * another database's key; accepted by every handle on the same one. */
+static void test_ops_page_tokens(void **state)
+{
+	struct suite_state *s = *state;
+	struct ops_ledger_page *pg = malloc(sizeof(*pg));
+	struct ops_ledger_query q;
+	struct ops_result r;
+	char token[OPS_PAGE_TOKEN_SIZE];
+	struct store *other = open_spec(s->spec, 2);
+	struct domain_principal assigner = reader;
+
+	assert_non_null(pg);
+	seed(s->st, T1, UNLIMITED);
+	for (int i = 0; i < 4; i++)
+		apply_as(s->st, T1, "u1", "d1",
+			 i % 2 ? DAS_CLIENT_DESKTOP : DAS_CLIENT_NONE,
+			 i % 2 ? DAS_CLIENT_NONE : DAS_CLIENT_DESKTOP, false,
+			 1000 + i, NULL);
+	memset(&q, 0, sizeof(q));
+	q.tenant = txt(T1);
+	q.page_size = 2;
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg), DAS_OK);
+	assert_int_equal(pg->n, 2);
+	assert_int_equal(strlen(pg->next_token), OPS_PAGE_TOKEN_SIZE - 1);
+	snprintf(token, sizeof(token), "%s", pg->next_token);
+
+	/* Another handle on the same database takes it. */
+	q.page_token = txt(token);
+	assert_int_equal(ops_list_ledger(other, &reader, &q, &r, pg), DAS_OK);
+	assert_int_equal(pg->n, 2);
+	assert_string_equal(pg->next_token, "");
+	store_close(other);
+
+	/* Each character changed: refused, naming the parameter. */
+	for (size_t i = 0; i < strlen(token); i++) {
+		char bad[OPS_PAGE_TOKEN_SIZE];
+
+		snprintf(bad, sizeof(bad), "%s", token);
+		bad[i] = bad[i] == 'A' ? 'B' : 'A';
+		q.page_token = txt(bad);
+		assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+				 DAS_INVALID_ARGUMENT);
+		assert_non_null(strstr(r.detail, "pageToken"));
+	}
+	/* Another query, another order. */
+	q.page_token = txt(token);
+	q.user = txt("u1");
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_INVALID_ARGUMENT);
+	q.user = txt("");
+	q.order = OPS_LEDGER_OLDEST_FIRST;
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_INVALID_ARGUMENT);
+	q.order = OPS_LEDGER_DEFAULT_ORDER;
+	/* Page size and order bounds; the check order (403 before 400). */
+	q.page_token = txt("");
+	q.page_size = 501;
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_INVALID_ARGUMENT);
+	assert_non_null(strstr(r.detail, "pageSize"));
+	assigner.scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY;
+	assert_int_equal(ops_list_ledger(s->st, &assigner, &q, &r, pg),
+			 DAS_FORBIDDEN);
+	q.page_size = 0;
+	q.order = 3;
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_INVALID_ARGUMENT);
+	q.order = 0;
+	q.tenant = txt(T2); /* no such customer: row 6 */
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_CUSTOMER_NOT_FOUND);
+	q.tenant = txt(T1);
+	q.account = txt(ACCOUNT_B); /* not its account */
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+			 DAS_CUSTOMER_NOT_FOUND);
+	q.account = txt(ACCOUNT_A);
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg), DAS_OK);
+	assert_int_equal(pg->n, 4);
+	free(pg);
+}
+
+/* GetSeatUsage's use case on the store: included, used, charged. */
+static void test_seat_usage_use_case(void **state)
+{
+	struct suite_state *s = *state;
+	struct ops_seat_usage u;
+	struct ops_result r;
+
+	seed(s->st, T1, 2);
+	apply_as(s->st, T1, "u1", "d1", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 false, 1000, NULL);
+	apply_as(s->st, T1, "u2", "d4", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+		 true, 1001, NULL);
+	assert_int_equal(ops_seat_usage(s->st, &reader, txt(T1), txt(""), &r,
+					&u),
+			 DAS_OK);
+	assert_true(u.is_seat_limited);
+	assert_int_equal(u.included, 2);
+	assert_int_equal(u.used, 2);
+	assert_int_equal(u.charged, 1);
+	put_customer(s->st, T2, NULL, "Free", UNLIMITED);
+	assert_int_equal(ops_seat_usage(s->st, &reader, txt(T2), txt(""), &r,
+					&u),
+			 DAS_OK);
+	assert_false(u.is_seat_limited);
+	assert_int_equal(u.used, 0);
+	assert_int_equal(ops_seat_usage(s->st, &reader, txt("nope"), txt(""),
+					&r, &u),
+			 DAS_INVALID_TENANT_ID);
+}
+
 int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 {
 	const struct CMUnitTest tests[] = {
@@ -1436,6 +1983,13 @@ int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 		T(test_probe_healthy_store),
 		T(test_concurrent_seat_race),
 		T(test_concurrent_commits_and_rollbacks),
+		T(test_ledger_page_filters_and_order),
+		T(test_ledger_request_id_kept),
+		T(test_seats_charged),
+		T(test_ledger_prune_in_batches),
+		T(test_ops_pages_under_concurrent_writes),
+		T(test_ops_page_tokens),
+		T(test_seat_usage_use_case),
 #undef T
 	};
 

@@ -103,7 +103,7 @@ static void test_open_creates_file_wal_and_schema_version(void **state)
 	assert_int_equal(stat(path_of(spec), &sb), 0);
 
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
-	assert_int_equal(version, 1);
+	assert_int_equal(version, 2);
 	sql_text(path_of(spec), "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
 	sql_int(path_of(spec),
@@ -120,7 +120,82 @@ static void test_open_creates_file_wal_and_schema_version(void **state)
 			 STORE_OK);
 	store_close(st);
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
-	assert_int_equal(version, 1);
+	assert_int_equal(version, 2);
+}
+
+/*
+ * A database written by the first release (schema version 1) is migrated
+ * on open: its ledger rows stay, with no request id; every user's seat
+ * starts uncharged; the page-token key is made once.
+ */
+static void test_open_migrates_version_1(void **state)
+{
+	static const char v1[] =
+		"CREATE TABLE customers (tenant TEXT PRIMARY KEY NOT NULL,"
+		" account TEXT, name TEXT NOT NULL, included_seats INTEGER)"
+		" STRICT;"
+		"CREATE TABLE users (tenant TEXT NOT NULL REFERENCES customers"
+		" (tenant), user_id TEXT NOT NULL, roles TEXT NOT NULL,"
+		" PRIMARY KEY (tenant, user_id)) STRICT, WITHOUT ROWID;"
+		"CREATE TABLE devices (tenant TEXT NOT NULL, device_id TEXT NOT"
+		" NULL, owner_user_id TEXT NOT NULL, PRIMARY KEY (tenant,"
+		" device_id), UNIQUE (tenant, device_id, owner_user_id))"
+		" STRICT, WITHOUT ROWID;"
+		"CREATE TABLE assignments (tenant TEXT NOT NULL, device_id TEXT"
+		" NOT NULL, user_id TEXT NOT NULL, client_type INTEGER NOT"
+		" NULL, PRIMARY KEY (tenant, device_id)) STRICT, WITHOUT ROWID;"
+		"CREATE TABLE ledger (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" at_seconds INTEGER NOT NULL, at_nanos INTEGER NOT NULL,"
+		" tenant TEXT NOT NULL, user_id TEXT NOT NULL, device_id TEXT"
+		" NOT NULL, from_type INTEGER NOT NULL, to_type INTEGER NOT"
+		" NULL, charged INTEGER NOT NULL, actor TEXT NOT NULL) STRICT;"
+		"CREATE INDEX ledger_by_tenant ON ledger (tenant, id);"
+		"INSERT INTO customers VALUES"
+		" ('11111111-1111-4111-8111-111111111111', NULL, 'Old', 1);"
+		"INSERT INTO users VALUES"
+		" ('11111111-1111-4111-8111-111111111111', 'u1', '');"
+		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
+		" device_id, from_type, to_type, charged, actor) VALUES"
+		" (1000, 0, '11111111-1111-4111-8111-111111111111', 'u1', 'd1',"
+		" 0, 1, 1, 'old-actor');"
+		"PRAGMA user_version = 1;";
+	const char *spec = fresh_spec();
+	struct store *st = NULL;
+	struct store_ledger_row rows[4];
+	unsigned char key1[STORE_LEDGER_KEY_SIZE], key2[STORE_LEDGER_KEY_SIZE];
+	sqlite3 *db = NULL;
+	char err[256];
+	size_t n = 0;
+	int64_t version = 0, n_charged = -1;
+
+	(void)state;
+	assert_int_equal(sqlite3_open(path_of(spec), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	sql_int(path_of(spec), "PRAGMA user_version", &version);
+	assert_int_equal(version, 2);
+	assert_int_equal(store_ledger_read(st,
+					   "11111111-1111-4111-8111-111111111111",
+					   0, rows, 4, &n),
+			 STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].actor, "old-actor");
+	assert_string_equal(rows[0].request_id, "");
+	assert_true(rows[0].is_charged);
+	sql_int(path_of(spec), "SELECT count(*) FROM users WHERE seat_charged",
+		&n_charged);
+	assert_int_equal(n_charged, 0);
+	store_ledger_key(st, key1);
+	store_close(st);
+	st = NULL;
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	store_ledger_key(st, key2);
+	store_close(st);
+	assert_memory_equal(key1, key2, sizeof(key1));
 }
 
 static void test_open_refuses_newer_schema(void **state)
@@ -192,6 +267,7 @@ static int run_all(void)
 		cmocka_unit_test(test_accepts),
 		cmocka_unit_test(test_open_creates_file_wal_and_schema_version),
 		cmocka_unit_test(test_open_refuses_newer_schema),
+		cmocka_unit_test(test_open_migrates_version_1),
 		cmocka_unit_test(test_open_refuses_bad_paths),
 		cmocka_unit_test(test_open_creates_missing_folders),
 	};
