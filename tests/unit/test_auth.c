@@ -766,6 +766,10 @@ static void test_scopes(void **state)
 	assert_int_equal(scopes_of("  devices:assign   "), DOMAIN_SCOPE_ASSIGN);
 	assert_int_equal(scopes_of("devices:assignx devices: assign"), 0);
 	assert_int_equal(scopes_of("DEVICES:ASSIGN"), 0);
+	assert_int_equal(scopes_of("ledger:read"), DOMAIN_SCOPE_LEDGER);
+	assert_int_equal(scopes_of("devices:assign ledger:read"),
+			 DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_LEDGER);
+	assert_int_equal(scopes_of("ledger:write ledger"), 0);
 	assert_int_equal(scopes_of("devices:assign,directory:admin"), 0);
 	assert_int_equal(scopes_of(NULL), 0); /* claim omitted */
 	expect_why(&cfg_hs,

@@ -186,6 +186,46 @@ static void row_4_authorization(void **state)
 	assert_int_equal(decide(&w, &r, &s).status, DAS_FORBIDDEN);
 }
 
+/* Ledger and seat reads: rows 4, 5 (the caller's verdict), 6. */
+static void ledger_read_rows_4_to_6(void **state)
+{
+	struct domain_snapshot s = base_snap();
+	struct domain_request r = req_of(DOMAIN_OP_LIST, CUST, "u1", "", 0);
+	struct domain_principal w = who_tenant(ACCT);
+	struct domain_key k;
+	char detail[DOMAIN_DETAIL_SIZE];
+
+	(void)state;
+	assert_int_equal(domain_validate(&r, &k, detail), DAS_OK);
+	/* devices:assign alone does not read the ledger */
+	assert_int_equal(domain_check_ledger(&w, &k, &s, DAS_OK),
+			 DAS_FORBIDDEN);
+	w.scopes = DOMAIN_SCOPE_LEDGER;
+	assert_int_equal(domain_check_ledger(&w, &k, &s, DAS_OK), DAS_OK);
+	/* row 5 comes after row 4 and before row 6 */
+	assert_int_equal(
+		domain_check_ledger(&w, &k, &s, DAS_INVALID_ARGUMENT),
+		DAS_INVALID_ARGUMENT);
+	w = who_tenant(OTHER);
+	w.scopes = DOMAIN_SCOPE_LEDGER;
+	assert_int_equal(
+		domain_check_ledger(&w, &k, &s, DAS_INVALID_ARGUMENT),
+		DAS_FORBIDDEN);
+	w = who_all();
+	w.scopes = DOMAIN_SCOPE_LEDGER;
+	s.is_customer_found = false;
+	assert_int_equal(domain_check_ledger(&w, &k, &s, DAS_OK),
+			 DAS_CUSTOMER_NOT_FOUND);
+	/* an account in the path must be the customer's */
+	s = base_snap();
+	k.has_account = true;
+	snprintf(k.account, sizeof(k.account), "%s", OTHER);
+	assert_int_equal(domain_check_ledger(&w, &k, &s, DAS_OK),
+			 DAS_CUSTOMER_NOT_FOUND);
+	snprintf(k.account, sizeof(k.account), "%s", ACCT);
+	assert_int_equal(domain_check_ledger(&w, &k, &s, DAS_OK), DAS_OK);
+}
+
 static void row_5_client_type(void **state)
 {
 	struct domain_snapshot s = base_snap();
@@ -532,6 +572,7 @@ int main(void)
 		cmocka_unit_test(quoted_values_are_bounded_and_printable),
 		cmocka_unit_test(row_4_authorization),
 		cmocka_unit_test(row_5_client_type),
+		cmocka_unit_test(ledger_read_rows_4_to_6),
 		cmocka_unit_test(rows_6_7_8_not_found),
 		cmocka_unit_test(account_in_path),
 		cmocka_unit_test(row_9_roles),

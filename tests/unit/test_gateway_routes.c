@@ -152,6 +152,47 @@ static void unknown_paths_are_404(void **state)
 	}
 }
 
+/* GET .../ledger and .../softphone-seats, short and account forms. */
+static void ledger_and_seats_routes(void **state)
+{
+	static const char *const prefixes[] = {"", "/api"};
+	struct gw_route_match m;
+	char path[256];
+
+	(void)state;
+	for (int p = 0; p < 2; p++) {
+		snprintf(path, sizeof(path), "%s/v1.0/customers/" T "/ledger",
+			 prefixes[p]);
+		expect_ok("GET", path, GW_ROUTE_LEDGER, NULL, T, "", "");
+		expect_ok("HEAD", path, GW_ROUTE_LEDGER, NULL, T, "", "");
+		assert_int_equal(match("POST", path, &m),
+				 GW_ROUTE_METHOD_NOT_ALLOWED);
+		assert_string_equal(m.allow, "GET, HEAD");
+		snprintf(path, sizeof(path),
+			 "%s/v1.0/accounts/acc/customers/" T
+			 "/ledger?pageSize=5&userId=u",
+			 prefixes[p]);
+		expect_ok("GET", path, GW_ROUTE_LEDGER, "acc", T, "", "");
+		snprintf(path, sizeof(path),
+			 "%s/v1.0/customers/" T "/softphone-seats",
+			 prefixes[p]);
+		expect_ok("GET", path, GW_ROUTE_SEATS, NULL, T, "", "");
+		snprintf(path, sizeof(path),
+			 "%s/v1.0/accounts/acc/customers/" T
+			 "/softphone-seats",
+			 prefixes[p]);
+		expect_ok("GET", path, GW_ROUTE_SEATS, "acc", T, "", "");
+		assert_int_equal(match("PUT", path, &m),
+				 GW_ROUTE_METHOD_NOT_ALLOWED);
+	}
+	assert_int_equal(match("GET", "/v1.0/customers/" T "/ledger/x", &m),
+			 GW_ROUTE_NOT_FOUND);
+	assert_int_equal(match("GET", "/v1.0/customers/" T "/seats", &m),
+			 GW_ROUTE_NOT_FOUND);
+	assert_string_equal(gw_route_rpc_name(GW_ROUTE_LEDGER), "ledger");
+	assert_string_equal(gw_route_rpc_name(GW_ROUTE_SEATS), "seats");
+}
+
 static void wrong_method_is_405_with_allow(void **state)
 {
 	struct gw_route_match m;
@@ -277,6 +318,7 @@ int main(void)
 		cmocka_unit_test(encoded_slash_stays_in_its_segment),
 		cmocka_unit_test(unknown_paths_are_404),
 		cmocka_unit_test(wrong_method_is_405_with_allow),
+		cmocka_unit_test(ledger_and_seats_routes),
 		cmocka_unit_test(malformed_paths_are_400),
 		cmocka_unit_test(long_paths_are_bounded),
 		cmocka_unit_test(query_string_is_ignored),

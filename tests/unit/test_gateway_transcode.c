@@ -179,6 +179,58 @@ static void success_and_list_bodies(void **state)
 	free(s);
 }
 
+static void ledger_and_seats_bodies(void **state)
+{
+	struct gw_ledger_entry e[2];
+	char *s;
+
+	(void)state;
+	memset(e, 0, sizeof(e));
+	e[0].sequence = 9000000000LL;
+	e[0].time = fixed;
+	snprintf(e[0].actor, sizeof(e[0].actor), "ops@\xff");
+	snprintf(e[0].request_id, sizeof(e[0].request_id), "rid-1");
+	e[0].operation = 1;
+	snprintf(e[0].user_id, sizeof(e[0].user_id), "u1");
+	snprintf(e[0].device_id, sizeof(e[0].device_id), "d1");
+	e[0].new_client_type = 1;
+	e[0].is_charged = true;
+	e[1] = e[0];
+	e[1].sequence = 2;
+	e[1].operation = 2;
+	e[1].previous_client_type = 1;
+	e[1].new_client_type = 4;
+	e[1].is_charged = false;
+	e[1].request_id[0] = '\0';
+	s = gw_json_ledger(FIXED_TS, e, 2, "tok-1");
+	assert_string_equal(
+		s, "{\"status\":\"success\",\"timestamp\":\"" FIXED_TS
+		   "\",\"data\":[{\"sequence\":9000000000,\"time\":\"" FIXED_TS
+		   "\",\"actor\":\"ops@\xef\xbf\xbd\",\"requestId\":\"rid-1\","
+		   "\"operation\":\"assign\",\"userId\":\"u1\",\"deviceId\":"
+		   "\"d1\",\"previousClientType\":null,\"newClientType\":"
+		   "\"desktop\",\"charged\":true},{\"sequence\":2,\"time\":\""
+		   FIXED_TS "\",\"actor\":\"ops@\xef\xbf\xbd\",\"requestId\":"
+		   "\"\",\"operation\":\"move\",\"userId\":\"u1\",\"deviceId\""
+		   ":\"d1\",\"previousClientType\":\"desktop\",\"newClientType\""
+		   ":\"crm\",\"charged\":false}],\"nextPageToken\":\"tok-1\"}");
+	free(s);
+	s = gw_json_ledger(FIXED_TS, e, 0, "");
+	assert_string_equal(s, "{\"status\":\"success\",\"timestamp\":\""
+			       FIXED_TS "\",\"data\":[],\"nextPageToken\":null}");
+	free(s);
+	s = gw_json_seats(FIXED_TS, true, 5, 7, 2);
+	assert_string_equal(s, "{\"status\":\"success\",\"timestamp\":\""
+			       FIXED_TS "\",\"data\":{\"included\":5,\"used\":"
+			       "7,\"charged\":2}}");
+	free(s);
+	s = gw_json_seats(FIXED_TS, false, 0, 3, 0);
+	assert_string_equal(s, "{\"status\":\"success\",\"timestamp\":\""
+			       FIXED_TS "\",\"data\":{\"included\":null,"
+			       "\"used\":3,\"charged\":0}}");
+	free(s);
+}
+
 static void error_bodies(void **state)
 {
 	char *s = gw_json_error(404, "Not Found", FIXED_TS, NULL);
@@ -374,6 +426,7 @@ int main(void)
 		cmocka_unit_test(utf8_sanitizing),
 		cmocka_unit_test(success_and_list_bodies),
 		cmocka_unit_test(error_bodies),
+		cmocka_unit_test(ledger_and_seats_bodies),
 		cmocka_unit_test(every_catalog_row),
 		cmocka_unit_test(list_and_unassign_success),
 		cmocka_unit_test(gateway_rows),

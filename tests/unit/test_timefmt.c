@@ -37,6 +37,64 @@ static void known_instants(void **state)
 	check(253402300799LL, 0, "9999-12-31T23:59:59.0000000Z");
 }
 
+static int64_t parsed(const char *s, int32_t *nanos)
+{
+	struct das_time t = {-1, -1};
+
+	assert_int_equal(das_time_parse(s, strlen(s), &t), 0);
+	if (nanos)
+		*nanos = t.nanos;
+	return t.seconds;
+}
+
+static void rfc3339_parse(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"2026-12-01",
+		"2026-12-01T10:00:00",
+		"2026-12-01T10:00:00ZZ",
+		"2026-13-01T10:00:00Z",
+		"2026-02-29T10:00:00Z",
+		"2026-12-01T10:60:00Z",
+		"2026-12-01T10:00:60Z",
+		"2026-12-01T10:00:00.Z",
+		"2026-12-01T10:00:00.1234567891Z",
+		"2026-12-01T10:00:00+1:00",
+		"2026-12-01T10:00:00+24:00",
+		"0000-12-01T10:00:00Z",
+		"2026-12-01 10:00:00Z",
+		"+026-12-01T10:00:00Z",
+	};
+	struct das_time t = {7, 7};
+	int32_t ns = 0;
+
+	(void)state;
+	assert_int_equal(parsed("1970-01-01T00:00:00Z", NULL), 0);
+	assert_int_equal(parsed("2019-11-29T16:03:23.9251680Z", &ns),
+			 1575043403);
+	assert_int_equal(ns, 925168000);
+	assert_int_equal(parsed("2019-11-29t17:03:23.1z", &ns) ,
+			 1575043403 + 3600);
+	assert_int_equal(ns, 100000000);
+	assert_int_equal(parsed("2019-11-29T17:03:23+01:00", NULL),
+			 1575043403);
+	assert_int_equal(parsed("2019-11-29T15:33:23-00:30", NULL),
+			 1575043403);
+	assert_int_equal(parsed("2019-11-29T17:03:23 01:00", NULL),
+			 1575043403);
+	assert_int_equal(parsed("2024-02-29T00:00:00.000000001Z", &ns),
+			 1709164800);
+	assert_int_equal(ns, 1);
+	assert_int_equal(parsed("0001-01-01T00:00:00Z", NULL), -62135596800LL);
+	assert_int_equal(parsed("9999-12-31T23:59:59Z", NULL), 253402300799LL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (das_time_parse(bad[i], strlen(bad[i]), &t) != -1)
+			fail_msg("accepted '%s'", bad[i]);
+	}
+	assert_int_equal(t.seconds, 7); /* untouched */
+}
+
 static void out_of_range(void **state)
 {
 	char buf[DAS_TIMESTAMP_SIZE];
@@ -70,6 +128,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(known_instants),
+		cmocka_unit_test(rfc3339_parse),
 		cmocka_unit_test(out_of_range),
 		cmocka_unit_test(now_formats),
 	};
