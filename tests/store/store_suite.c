@@ -1645,6 +1645,19 @@ static void test_seats_charged(void **state)
 		 false, 1006, NULL);
 	assert_int_equal(seats_charged(s->st, T1), 0); /* a free seat now */
 	assert_int_equal(seats_charged(s->st, T2), 1);
+
+	/* A replace (release then assign in one apply) keeps the charge. */
+	{
+		struct domain_change replace[2] = {
+			change("u1", "d1", DAS_CLIENT_DESKTOP, DAS_CLIENT_NONE,
+			       false),
+			change("u1", "d3", DAS_CLIENT_NONE, DAS_CLIENT_DESKTOP,
+			       false),
+		};
+
+		apply_ok(s->st, T2, replace, 2);
+	}
+	assert_int_equal(seats_charged(s->st, T2), 1);
 }
 
 static void test_ledger_prune_in_batches(void **state)

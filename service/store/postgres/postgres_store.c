@@ -1151,15 +1151,19 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		}
 		if (rc == STORE_OK)
 			rc = ledger_insert(tx, customer, c, actor);
-		if (rc == STORE_OK && (c->is_charged ||
-				       c->to_type == DAS_CLIENT_NONE)) {
+		if (rc == STORE_OK && c->is_charged) {
 			const char *params[] = {customer, c->user};
 
-			rc = pg_run_changed(tx,
-					    c->is_charged ? ST_SEAT_CHARGE
-							  : ST_SEAT_RELEASE,
-					    params, NULL);
+			rc = pg_run_changed(tx, ST_SEAT_CHARGE, params, NULL);
 		}
+	}
+	/* After all of them: a replace frees the user's type for a moment
+	 * only, and the seat (charged or not) stays. */
+	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+		const char *params[] = {customer, changes[i].user};
+
+		if (changes[i].to_type == DAS_CLIENT_NONE)
+			rc = pg_run_changed(tx, ST_SEAT_RELEASE, params, NULL);
 	}
 	return rc;
 }

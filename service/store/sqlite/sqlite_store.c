@@ -1371,10 +1371,13 @@ static int sq_apply(struct store_tx *base, const char *customer,
 		if (rc == STORE_OK && changes[i].is_charged)
 			rc = run_keyed(tx, STMT_SEAT_CHARGE, customer,
 				       changes[i].user, NULL, "seat", NULL);
-		if (rc == STORE_OK && changes[i].to_type == DAS_CLIENT_NONE)
+	}
+	/* After all of them: a replace frees the user's type for a moment
+	 * only, and the seat (charged or not) stays. */
+	for (size_t i = 0; rc == STORE_OK && i < n; i++)
+		if (changes[i].to_type == DAS_CLIENT_NONE)
 			rc = run_keyed(tx, STMT_SEAT_RELEASE, customer,
 				       changes[i].user, NULL, "seat", NULL);
-	}
 	return rc;
 }
 
