@@ -125,7 +125,8 @@ admin_token=$("$cli" token --secret-file "$var/jwt-secret" --sub make-run \
 	die "importing examples/directory.json failed"
 
 token=$("$cli" token --secret-file "$var/jwt-secret" --sub dev \
-	--tenant '*' --scope 'devices:assign directory:admin' --ttl 86400)
+	--tenant '*' --scope 'devices:assign directory:admin ledger:read' \
+	--ttl 86400)
 
 base="http://$http_addr/v1.0/customers/$demo_tenant/users"
 cat <<EOF
