@@ -514,6 +514,79 @@ static void test_customer_name_not_utf8(void **state)
 
 /* ---- open fails fast and clearly when nothing listens ---- */
 
+/*
+ * A database written by the first release (schema version 1) is migrated
+ * on open: its ledger rows stay, with no request id; seats start
+ * uncharged; one page-token key is made and every handle reads it.
+ */
+static void test_open_migrates_version_1(void **state)
+{
+	static const char v1[] =
+		"CREATE TABLE schema_version (version integer PRIMARY KEY);"
+		"INSERT INTO schema_version VALUES (1);"
+		"CREATE TABLE customers (tenant text PRIMARY KEY, account text,"
+		" name text NOT NULL DEFAULT '', included_seats bigint);"
+		"CREATE TABLE users (tenant text NOT NULL REFERENCES customers"
+		" (tenant) ON DELETE CASCADE, user_id text NOT NULL, roles text"
+		" NOT NULL DEFAULT '', PRIMARY KEY (tenant, user_id));"
+		"CREATE TABLE devices (tenant text NOT NULL REFERENCES customers"
+		" (tenant) ON DELETE CASCADE, device_id text NOT NULL, owner"
+		" text NOT NULL, PRIMARY KEY (tenant, device_id), UNIQUE"
+		" (tenant, device_id, owner));"
+		"CREATE TABLE assignments (tenant text NOT NULL, device_id text"
+		" NOT NULL, user_id text NOT NULL, client_type smallint NOT"
+		" NULL, PRIMARY KEY (tenant, device_id));"
+		"CREATE TABLE ledger (id bigint GENERATED ALWAYS AS IDENTITY"
+		" PRIMARY KEY, at_seconds bigint NOT NULL, at_nanos integer NOT"
+		" NULL, tenant text NOT NULL, user_id text NOT NULL, device_id"
+		" text NOT NULL, from_type smallint NOT NULL, to_type smallint"
+		" NOT NULL, is_charged boolean NOT NULL, actor text NOT NULL);"
+		"CREATE INDEX ledger_tenant_id ON ledger (tenant, id);"
+		"INSERT INTO customers VALUES ('" TENANT "', NULL, 'Old', 1);"
+		"INSERT INTO users VALUES ('" TENANT "', 'u1', '');"
+		"INSERT INTO ledger (at_seconds, at_nanos, tenant, user_id,"
+		" device_id, from_type, to_type, is_charged, actor) VALUES"
+		" (1000, 0, '" TENANT "', 'u1', 'd1', 0, 1, true, 'old-actor');";
+	const char *uri = fresh_spec();
+	struct store_options opt = {2, 5000};
+	struct store *st = NULL, *st2;
+	struct store_ledger_row rows[4];
+	unsigned char key1[STORE_LEDGER_KEY_SIZE], key2[STORE_LEDGER_KEY_SIZE];
+	char err[512], sql[sizeof(v1) + 64];
+	size_t n = 0;
+	PGresult *res;
+
+	(void)state;
+	assert_non_null(uri);
+	snprintf(sql, sizeof(sql), "SET search_path = t%u; %s", n_schemas, v1);
+	res = PQexec(suite_conn, sql);
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	PQclear(PQexec(suite_conn, "RESET search_path"));
+
+	if (store_open(uri, &opt, &st, err, sizeof(err)) != STORE_OK)
+		fail_msg("open %s: %s", uri, err);
+	assert_int_equal(store_ledger_read(st, TENANT, 0, rows, 4, &n),
+			 STORE_OK);
+	assert_int_equal(n, 1);
+	assert_string_equal(rows[0].actor, "old-actor");
+	assert_string_equal(rows[0].request_id, "");
+	assert_true(rows[0].is_charged);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM t%u.users WHERE NOT seat_charged",
+		 n_schemas);
+	assert_int_equal(query_count(sql), 1);
+	snprintf(sql, sizeof(sql), "SELECT max(version) FROM t%u.schema_version",
+		 n_schemas);
+	assert_int_equal(query_count(sql), 2);
+	st2 = open_again(2, 5000);
+	store_ledger_key(st, key1);
+	store_ledger_key(st2, key2);
+	assert_memory_equal(key1, key2, sizeof(key1));
+	store_close(st2);
+	store_close(st);
+}
+
 static void test_open_unreachable(void **state)
 {
 	struct store_options opt = {0, 0};
@@ -548,6 +621,7 @@ int main(void)
 		cmocka_unit_test(test_server_restart_recovers),
 		cmocka_unit_test(test_customer_name_not_utf8),
 		cmocka_unit_test(test_probe_follows_database),
+		cmocka_unit_test(test_open_migrates_version_1),
 	};
 	char err[512];
 	int failed;

@@ -1453,13 +1453,34 @@ static int pg_query_int(struct pg_tx *tx, enum pg_stmt stmt,
 	return rc;
 }
 
+/*
+ * Not a prepared statement: after five runs PostgreSQL may switch a
+ * prepared one to a generic plan, and the generic plan of max(id) for "some
+ * tenant" walks the primary key backwards, which for a customer with few
+ * rows among millions reads them all. Planned with the tenant at hand it
+ * is one step down (tenant, id).
+ */
 static int pg_ledger_last_id(struct store_tx *base, const char *customer,
 			     int64_t *id)
 {
+	struct pg_tx *tx = (struct pg_tx *)base;
 	const char *params[] = {customer};
+	PGresult *res;
+	int rc = STORE_OK;
 
-	return pg_query_int((struct pg_tx *)base, ST_LEDGER_LAST_ID, params,
-			    id);
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	res = PQexecParams(tx->slot->conn, pg_stmts[ST_LEDGER_LAST_ID].sql, 1,
+			   NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		tx->failed = pg_fail(tx->slot->conn, res, "ledger last id");
+		PQclear(res);
+		return tx->failed;
+	}
+	if (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), id) != 0)
+		rc = pg_corrupt(tx, "ledger last id");
+	PQclear(res);
+	return rc;
 }
 
 static int pg_seats_charged(struct store_tx *base, const char *customer,
@@ -1483,9 +1504,9 @@ static int pg_page_sql(const struct store_ledger_query *q, char *sql,
 		sql, size,
 		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
 		" from_type, to_type, is_charged, actor, request_id FROM ledger"
-		" WHERE tenant = $1 AND id <= $2 AND id %s $3%s%s%s%s%s"
+		" WHERE tenant = $1 AND id <= $2%s%s%s%s%s%s"
 		" ORDER BY id %s LIMIT $10",
-		q->is_oldest_first ? ">" : "<",
+		q->is_oldest_first ? " AND id > $3" : "",
 		q->user[0] ? " AND user_id = $4" : "",
 		q->device[0] ? " AND device_id = $5" : "",
 		q->is_only_charged ? " AND is_charged" : "",
@@ -1522,10 +1543,14 @@ static int pg_ledger_page(struct store_tx *base,
 		return STORE_OK;
 	if (pg_page_sql(q, sql, sizeof(sql)) != 0)
 		return STORE_ERROR;
-	snprintf(bound, sizeof(bound), "%" PRId64, q->bound_id);
-	snprintf(after, sizeof(after), "%" PRId64,
-		 !q->is_oldest_first && q->after_id <= 0 ? INT64_MAX
-							 : q->after_id);
+	/* Newest first, the keyset step is one more upper bound: pass the
+	 * smaller, so the index range ends where the page starts. */
+	snprintf(bound, sizeof(bound), "%" PRId64,
+		 !q->is_oldest_first && q->after_id > 0 &&
+				 q->after_id - 1 < q->bound_id
+			 ? q->after_id - 1
+			 : q->bound_id);
+	snprintf(after, sizeof(after), "%" PRId64, q->after_id);
 	snprintf(ss, sizeof(ss), "%" PRId64, q->since.seconds);
 	snprintf(sn, sizeof(sn), "%" PRId32, q->since.nanos);
 	snprintf(us, sizeof(us), "%" PRId64, q->until.seconds);

@@ -1671,9 +1671,9 @@ static int page_sql(const struct store_ledger_query *q, char *sql,
 		sql, size,
 		"SELECT id, at_seconds, at_nanos, tenant, user_id, device_id,"
 		" from_type, to_type, charged, actor, request_id FROM ledger"
-		" WHERE tenant = ?1 AND id <= ?2 AND id %s ?3%s%s%s%s%s"
+		" WHERE tenant = ?1 AND id <= ?2%s%s%s%s%s%s"
 		" ORDER BY id %s LIMIT ?10",
-		q->is_oldest_first ? ">" : "<",
+		q->is_oldest_first ? " AND id > ?3" : "",
 		q->user[0] ? " AND user_id = ?4" : "",
 		q->device[0] ? " AND device_id = ?5" : "",
 		q->is_only_charged ? " AND charged = 1" : "",
@@ -1702,15 +1702,22 @@ static int sq_ledger_page(struct store_tx *base,
 	*n = 0;
 	if (max == 0)
 		return STORE_OK;
-	if (!q->is_oldest_first && after <= 0)
-		after = INT64_MAX; /* newest first, from the newest */
+	/*
+	 * Newest first, the keyset step is an upper bound like the snapshot's:
+	 * one bound, min of both, so the index range ends where the page
+	 * starts (with two, SQLite ranges on one and filters by the other,
+	 * and a deep page would cost its depth).
+	 */
+	int64_t upper = q->bound_id;
+	if (!q->is_oldest_first && after > 0 && after - 1 < upper)
+		upper = after - 1;
 	if (page_sql(q, sql, sizeof(sql)) != 0)
 		return STORE_ERROR;
 	rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
 	if (rc == SQLITE_OK)
 		rc = bind_text(s, 1, q->customer);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 2, q->bound_id);
+		rc = sqlite3_bind_int64(s, 2, upper);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int64(s, 3, after);
 	if (rc == SQLITE_OK)
