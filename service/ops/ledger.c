@@ -330,7 +330,7 @@ static int prune_body(struct store_tx *tx, void *arg,
 }
 
 int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
-		     size_t batch, size_t *n_deleted)
+		     size_t batch, size_t max_batches, size_t *n_deleted)
 {
 	struct prune_arg a = {now.seconds - (int64_t)days * 86400, batch, 0};
 	struct ops_result r;
@@ -338,10 +338,12 @@ int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
 	*n_deleted = 0;
 	if (days == 0 || batch == 0)
 		return 0;
-	for (;;) {
+	for (size_t i = 0; i < max_batches; i++) {
 		/* 2 ms between batches: queued writers go first. */
 		struct timespec pause = {0, 2 * 1000 * 1000};
 
+		if (i > 0)
+			nanosleep(&pause, NULL);
 		result_init(&r);
 		/* Not a customer's transaction: "" locks no customer. */
 		if (ops_run_tx(st, "", false, prune_body, &a, &r) != DAS_OK)
@@ -349,8 +351,8 @@ int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
 		*n_deleted += a.n;
 		if (a.n < batch)
 			return 0;
-		nanosleep(&pause, NULL);
 	}
+	return 1;
 }
 
 struct ops_retention {
@@ -364,6 +366,29 @@ struct ops_retention {
 };
 
 #define PRUNE_BATCH 500
+#define PRUNE_BATCHES_PER_STEP 20 /* then look whether to stop */
+
+/* One run: batches until nothing old is left or the server stops. */
+static int prune_run(struct ops_retention *r, size_t *n)
+{
+	struct das_time now = das_time_now();
+	size_t step;
+	int rc;
+
+	*n = 0;
+	for (;;) {
+		bool is_stopping;
+
+		rc = ops_ledger_prune(r->st, r->days, now, PRUNE_BATCH,
+				      PRUNE_BATCHES_PER_STEP, &step);
+		*n += step;
+		pthread_mutex_lock(&r->lock);
+		is_stopping = r->is_stopping;
+		pthread_mutex_unlock(&r->lock);
+		if (rc != 1 || is_stopping)
+			return rc < 0 ? -1 : 0;
+	}
+}
 
 static void *retention_main(void *arg)
 {
@@ -376,8 +401,7 @@ static void *retention_main(void *arg)
 		int rc;
 
 		pthread_mutex_unlock(&r->lock);
-		rc = ops_ledger_prune(r->st, r->days, das_time_now(),
-				      PRUNE_BATCH, &n);
+		rc = prune_run(r, &n);
 		if (rc != 0)
 			das_log(DAS_LOG_WARN,
 				"ledger retention: prune failed after %zu "

@@ -151,12 +151,14 @@ enum das_status ops_seat_usage(struct store *st,
 
 /*
  * Retention: deletes the ledger rows stamped more than days days before
- * now, in transactions of at most batch rows, pausing between them so a
- * writer never waits for more than one batch. *n_deleted gets the total.
- * Returns 0, or -1 when the store failed (what was pruned stays pruned).
+ * now, in at most max_batches transactions of at most batch rows, pausing
+ * between them so a writer never waits for more than one batch.
+ * *n_deleted gets the total. Returns 0 when nothing old is left, 1 when
+ * max_batches ran out first, -1 when the store failed (what was pruned
+ * stays pruned). days 0 prunes nothing.
  */
 int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
-		     size_t batch, size_t *n_deleted);
+		     size_t batch, size_t max_batches, size_t *n_deleted);
 
 /* The periodic prune: a thread running ops_ledger_prune every interval_s
  * seconds (first at start). */

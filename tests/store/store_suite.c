@@ -1692,14 +1692,21 @@ static void test_ledger_prune_in_batches(void **state)
 	for (size_t i = 0; i < 5; i++)
 		assert_true(rows[i].at.seconds >= 3000);
 	/* The use case: everything older than 1 day before 86400 + 3003. */
+	/* The use case: everything older than 1 day before 86400 + 3003,
+	 * two rows a batch; one batch allowed says more is left. */
 	assert_int_equal(ops_ledger_prune(s->st, 1,
 					  (struct das_time){86400 + 3003, 0},
-					  2, &total),
+					  2, 1, &total),
+			 1);
+	assert_int_equal(total, 2);
+	assert_int_equal(ops_ledger_prune(s->st, 1,
+					  (struct das_time){86400 + 3003, 0},
+					  2, 10, &total),
 			 0);
-	assert_int_equal(total, 3);
+	assert_int_equal(total, 1);
 	assert_int_equal(ledger(s->st, T1, rows), 2);
 	assert_int_equal(ops_ledger_prune(s->st, 0,
-					  (struct das_time){1 << 30, 0}, 2,
+					  (struct das_time){1 << 30, 0}, 2, 10,
 					  &total),
 			 0); /* 0 days: keep forever */
 	assert_int_equal(total, 0);
@@ -1940,6 +1947,67 @@ static void test_ops_page_tokens(void **state)
 	free(pg);
 }
 
+/* Rows with the longest actor and request id: a page of 500 stops early
+ * (under one 64 KiB message) and the next page carries on exactly. */
+static void test_ops_page_stops_before_message_limit(void **state)
+{
+	struct suite_state *s = *state;
+	struct ops_ledger_page *pg = malloc(sizeof(*pg));
+	struct ops_ledger_query q;
+	struct ops_result r;
+	char sub[DOMAIN_SUB_SIZE], rid[STORE_REQUEST_ID_SIZE];
+	char token[OPS_PAGE_TOKEN_SIZE];
+	struct store_actor actor = {sub, {1000, 0}, rid};
+	struct store_tx *tx;
+	size_t first, total = 0, bytes = 0;
+	int64_t last = INT64_MAX;
+
+	assert_non_null(pg);
+	memset(sub, 's', sizeof(sub) - 1);
+	sub[sizeof(sub) - 1] = '\0';
+	memset(rid, 'r', sizeof(rid) - 1);
+	rid[sizeof(rid) - 1] = '\0';
+	seed(s->st, T1, UNLIMITED);
+	tx = begin_write(s->st, T1);
+	for (int i = 0; i < 300; i++) {
+		struct domain_change c =
+			change("u1", "d1",
+			       i % 2 ? DAS_CLIENT_DESKTOP : DAS_CLIENT_NONE,
+			       i % 2 ? DAS_CLIENT_NONE : DAS_CLIENT_DESKTOP,
+			       false);
+		assert_int_equal(store_apply(tx, T1, &c, 1, &actor), STORE_OK);
+	}
+	commit_ok(tx);
+	memset(&q, 0, sizeof(q));
+	q.tenant = txt(T1);
+	q.page_size = 500;
+	assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg), DAS_OK);
+	first = pg->n;
+	assert_true(first > 0 && first < 300);
+	assert_true(pg->next_token[0]);
+	for (size_t i = 0; i < pg->n; i++)
+		bytes += 64 + strlen(pg->rows[i].actor) +
+			 strlen(pg->rows[i].request_id) +
+			 strlen(pg->rows[i].user) + strlen(pg->rows[i].device);
+	assert_true(bytes <= OPS_LEDGER_PAGE_BYTES);
+	assert_int_equal(strlen(pg->rows[0].actor), DOMAIN_SUB_SIZE - 1);
+	for (int page = 0; page < 10; page++) {
+		for (size_t i = 0; i < pg->n; i++) {
+			assert_true(pg->rows[i].id < last);
+			last = pg->rows[i].id;
+		}
+		total += pg->n;
+		if (!pg->next_token[0])
+			break;
+		snprintf(token, sizeof(token), "%s", pg->next_token);
+		q.page_token = txt(token);
+		assert_int_equal(ops_list_ledger(s->st, &reader, &q, &r, pg),
+				 DAS_OK);
+	}
+	assert_int_equal(total, 300);
+	free(pg);
+}
+
 /* GetSeatUsage's use case on the store: included, used, charged. */
 static void test_seat_usage_use_case(void **state)
 {
@@ -2003,6 +2071,7 @@ int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 		T(test_ops_pages_under_concurrent_writes),
 		T(test_ops_page_tokens),
 		T(test_seat_usage_use_case),
+		T(test_ops_page_stops_before_message_limit),
 #undef T
 	};
 
