@@ -4,8 +4,9 @@
  * pages through the use case (ops_list_ledger: token check, snapshot, the
  * store's keyset query): the first page, the last page (reached by paging
  * through every page, each timed), and the first and last pages with a
- * user filter and with onlyCharged. Not a test: it asserts nothing about
- * time and prints the figures.
+ * user filter and with onlyCharged; then what one retention batch (100
+ * rows deleted in one transaction) costs. Not a test: it asserts nothing
+ * about time and prints the figures.
  *
  *   bench_ledger_pages [--rows N] [--store sqlite|postgresql|both]
  *
@@ -159,6 +160,29 @@ static void measure(struct store *st, const char *name, unsigned long rows)
 	run_query(st, "big customer, onlyCharged", q);
 }
 
+/*
+ * Retention's unit of work: one transaction deleting 100 old rows, which
+ * is the longest a writer can wait for it. Times 20 of them.
+ */
+static void measure_prune(struct store *st)
+{
+	double t[20];
+	size_t n = 0, total = 0;
+
+	for (int i = 0; i < 20; i++) {
+		double t0 = now_ms();
+
+		if (ops_ledger_prune(st, 1, das_time_now(), 100, 1, &n) < 0)
+			die("prune");
+		t[i] = now_ms() - t0;
+		total += n;
+	}
+	qsort(t, 20, sizeof(t[0]), cmp_double);
+	printf("  %-34s rows %8zu batches 20 | one batch of 100: p50 %.3f "
+	       "ms, max %.3f ms\n",
+	       "retention prune", total, t[10], t[19]);
+}
+
 /* The customers, and the 10-row ledger through the store. */
 static void seed(struct store *st)
 {
@@ -242,6 +266,7 @@ static void bench_sqlite(unsigned long rows)
 		(now_ms() - t0) / 1e3);
 	st = open_store(spec);
 	measure(st, "sqlite", rows);
+	measure_prune(st);
 	store_close(st);
 	snprintf(sql, sizeof(sql), "rm -rf '%s'", dir);
 	if (system(sql) != 0)
@@ -286,6 +311,7 @@ static void bench_postgres(unsigned long rows)
 	fprintf(stderr, "postgresql: filled %lu rows in %.1f s\n", rows,
 		(now_ms() - t0) / 1e3);
 	measure(st, "postgresql", rows);
+	measure_prune(st);
 	store_close(st);
 	pg_harness_stop(&h);
 }

@@ -365,8 +365,8 @@ struct ops_retention {
 	bool is_stopping;
 };
 
-#define PRUNE_BATCH 500
-#define PRUNE_BATCHES_PER_STEP 20 /* then look whether to stop */
+#define PRUNE_BATCH 100
+#define PRUNE_BATCHES_PER_STEP 50 /* then look whether to stop */
 
 /* One run: batches until nothing old is left or the server stops. */
 static int prune_run(struct ops_retention *r, size_t *n)
