@@ -435,7 +435,7 @@ static void failed_batch_tells_every_writer(void **state)
 					   text("customer_user_uc_softphone")};
 		struct store_tx *tx = NULL;
 		struct domain_change ch;
-		struct store_actor actor = {"faults", das_time_now()};
+		struct store_actor actor = {"faults", das_time_now(), NULL};
 		int holder_rc;
 		unsigned n_told_unavailable = 0;
 		char seen[STATE_SIZE];
