@@ -101,7 +101,9 @@ stop_all() {
 		fi
 		st=0
 		wait "${!var_pid}" 2>/dev/null || st=$?
-		if ((st != 0)); then
+		# 143: ended by that SIGTERM before it set up its own handling
+		# (a Ctrl-C during start-up); stopped all the same.
+		if ((st != 0 && st != 143)); then
 			echo "make run: the $p exited with status $st while stopping (log: $var/$p.log)" >&2
 			rc=1
 		fi
@@ -113,7 +115,10 @@ stop_all() {
 # programs run in sessions of their own, so only this script hears the
 # signal and stops them in order; one message, status 0.
 on_signal() {
-	trap - INT TERM EXIT
+	# A second Ctrl-C while stopping changes nothing (and cannot leave a
+	# program running).
+	trap '' INT TERM
+	trap - EXIT
 	if stop_all; then
 		printf '\nmake run: stopped the gateway and the server\n'
 		exit 0

@@ -107,10 +107,8 @@ done
 ip_forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 netns_mounted_before=false
 grep -q ' /run/netns ' /proc/mounts && netns_mounted_before=true
-fw_before=
-if command -v iptables-save >/dev/null 2>&1; then
-	fw_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
-fi
+fw_before=$(iptables-save 2>/dev/null | grep -c NETAVARK || true)
+nft_before=$(nft list tables 2>/dev/null || true)
 
 service_pid=
 health_pid=
@@ -147,23 +145,33 @@ cleanup() {
 	else
 		rm -rf "$work"
 	fi
-	# Host side effects of podman/netavark.
-	if [[ -n $fw_before ]] && [[ $fw_before == 0 ]]; then
+	# Processes podman left with our work folder on their command line
+	# (conmon keeps an exec session's monitor for minutes), by PID.
+	local pid
+	for pid in $(pgrep -f -- "$work/" || true); do
+		((pid == $$)) && continue
+		kill -TERM "$pid" 2>/dev/null
+	done
+	sleep 0.5
+	for pid in $(pgrep -f -- "$work/" || true); do
+		((pid == $$)) && continue
+		kill -KILL "$pid" 2>/dev/null
+	done
+	# Host side effects of podman/netavark: its iptables chains and rules
+	# (each table rewritten without them) and the nft tables iptables-nft
+	# created, when none of it was there before.
+	if [[ $fw_before == 0 ]]; then
 		for table in nat filter; do
-			iptables-save -t "$table" 2>/dev/null |
-				awk '/^-A NETAVARK/ || /-j NETAVARK/ { print }' |
-				while read -r _ rule; do
-					# shellcheck disable=SC2086
-					iptables -t "$table" -D $rule 2>/dev/null
-				done
-			iptables-save -t "$table" 2>/dev/null |
-				awk -F'[: ]' '/^:NETAVARK/ { print $2 }' |
-				while read -r chain; do
-					iptables -t "$table" -F "$chain" 2>/dev/null
-					iptables -t "$table" -X "$chain" 2>/dev/null
-				done
+			if iptables-save -t "$table" 2>/dev/null | grep -q NETAVARK; then
+				iptables-save -t "$table" | grep -v NETAVARK |
+					iptables-restore -T "$table"
+			fi
 		done
 	fi
+	local t
+	nft list tables 2>/dev/null | while read -r t; do
+		grep -qxF "$t" <<<"$nft_before" || nft delete $t 2>/dev/null
+	done
 	if ! $netns_mounted_before; then
 		while grep -q ' /run/netns ' /proc/mounts; do
 			umount /run/netns 2>/dev/null || break
@@ -259,6 +267,7 @@ done
 ((i < 200)) || fail "podman service did not answer within 20 s"
 # Healthchecks: podman 4.3 would schedule them with systemd timers.
 (
+	set +e
 	trap 'exit 0' TERM
 	while :; do
 		for c in $(podman ps -q --filter health=starting --filter health=healthy \
@@ -303,7 +312,11 @@ end
 
 # ---- 4. images ----
 begin "docker-compose build"
-timeout 900 docker-compose --profile postgres build >"$work/build.log" 2>&1 ||
+# Two images: the runtime one (server, gateway, server-pg, gateway-pg run
+# it) and the postgres one, built side by side (one mostly compiles, the
+# other mostly installs packages).
+timeout 900 docker-compose --profile postgres build --parallel server postgres \
+	>"$work/build.log" 2>&1 ||
 	{ tail -40 "$work/build.log" >&2; fail "docker-compose build failed"; }
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -v '^docker.io/library/debian' | sed 's/^/  /'
 end
@@ -415,7 +428,15 @@ end
 begin "flow: postgres profile"
 gw="http://127.0.0.1:$GATEWAY_PG_PORT"
 flow server-pg "$gw"
-# Both replicas served calls: each logs the requests it answered.
+# The gateway is connected to both replicas (round_robin keeps a
+# connection to every address it resolved): each replica has an
+# established TCP connection on :50051 from outside its container.
+for n in 1 2; do
+	conns=$(podman exec "${proj}_server-pg_$n" cat /proc/net/tcp /proc/net/tcp6 |
+		awk '$2 ~ /:C383$/ && $4 == "01" && $3 !~ /^0100007F:/ && $3 !~ /0000000001000000:/' | wc -l)
+	log "  server-pg_$n: $conns connection(s) from the gateway"
+	((conns > 0)) || fail "server-pg_$n has no connection from the gateway"
+done
 end
 
 begin "replica killed, the other answers"

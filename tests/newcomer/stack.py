@@ -74,13 +74,15 @@ class Stack:
                    RUN_VAR=self.var)
         return env
 
-    def start(self, timeout=90):
+    def start(self, timeout=90, wait_ready=True):
         out = open(self.out_path, "wb")
         self.proc = subprocess.Popen(self.argv, cwd=self.root, env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT,
                                      start_new_session=True)
         out.close()
+        if not wait_ready:
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.output()

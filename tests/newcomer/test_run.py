@@ -42,7 +42,9 @@ def after_banner(text):
 
 def check_stopped(s, rc, via_make):
     out = s.output()
-    tail = after_banner(out)
+    tail = after_banner(out) if stack.BANNER_END in out else \
+        "\n".join(ln for ln in out.splitlines()
+                  if "generated a new HS256 secret" not in ln)
     msgs = [ln for ln in tail.splitlines() if "make run:" in ln
             or "make:" in ln or "make[" in ln]
     if msgs != [stack.STOPPED]:
@@ -84,8 +86,23 @@ def cmd_ctrl_c(args):
                 check_stopped(s, rc, via_make)
             finally:
                 s.close()
-        print(f"ok: {args.runs} x scripts/run.sh and {args.make_runs} x make "
-              f"run stopped by SIGINT to the process group, one message each, "
+        # Ctrl-C while the programs are still starting: the same outcome.
+        for i in range(args.startup_runs):
+            s = stack.Stack(args.root, args.build_dir)
+            try:
+                s.start(wait_ready=False)
+                log = os.path.join(s.var, "server.log")
+                deadline = time.monotonic() + 60
+                while not os.path.exists(log):
+                    if time.monotonic() > deadline:
+                        fail(f"no server log after 60 s:\n{s.output()}")
+                    time.sleep(0.01)
+                time.sleep(0.05 * i)
+                check_stopped(s, s.ctrl_c(), False)
+            finally:
+                s.close()
+        print(f"ok: {args.runs} x scripts/run.sh, {args.make_runs} x make "
+              f"run and {args.startup_runs} x during start-up stopped by SIGINT to the process group, one message each, "
               f"nothing left; stop took {min(times):.2f}-{max(times):.2f} s")
     finally:
         shutil.rmtree(shared, ignore_errors=True)
@@ -178,6 +195,7 @@ def main():
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--make-runs", type=int, default=2)
+    ap.add_argument("--startup-runs", type=int, default=3)
     args = ap.parse_args()
     {"ctrl-c": cmd_ctrl_c, "ports": cmd_ports,
      "secrets": cmd_secrets}[args.mode](args)
