@@ -101,9 +101,10 @@ stop_all() {
 		fi
 		st=0
 		wait "${!var_pid}" 2>/dev/null || st=$?
-		# 143: ended by that SIGTERM before it set up its own handling
-		# (a Ctrl-C during start-up); stopped all the same.
-		if ((st != 0 && st != 143)); then
+		# A Ctrl-C during start-up can end a program by a signal before it
+		# set up its own handling (130: the SIGINT reached it before it left
+		# this process group; 143: our SIGTERM): stopped all the same.
+		if ((st != 0 && st != 130 && st != 143)); then
 			echo "make run: the $p exited with status $st while stopping (log: $var/$p.log)" >&2
 			rc=1
 		fi
