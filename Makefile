@@ -7,8 +7,8 @@
 #   make test          ASan+UBSan build in ./build-asan, then every test with ctest
 #   make run           server (SQLite) + gateway on loopback with demo data
 #                      (RUN_GRPC, RUN_HTTP, RUN_VAR choose other ports/folder)
-#   make build-types   configure + build Debug, Release and RelWithDebInfo
-#                      with gcc and clang (warnings are errors)
+#   make build-types   configure + build Debug, Release, RelWithDebInfo and
+#                      ASan (+UBSan) with gcc and clang; a warning fails
 #   make test-compose  build the images, run the compose stack with podman
 #   make bench         the load benchmark (bench/run.sh)
 #   make clean         remove the build dirs (./var, the demo data, is kept)
@@ -19,7 +19,7 @@ JOBS      ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_JOBS ?= 2
 CMAKE_ARGS ?=
 DEPS_TAGS ?= build test tools runtime
-BUILD_TYPES ?= Debug Release RelWithDebInfo
+BUILD_TYPES ?= Debug Release RelWithDebInfo ASan
 COMPILERS ?= gcc clang
 
 PROGRAMS   = device-assignment-server device-assignment-gateway device-assignment
@@ -60,7 +60,9 @@ run:
 build-types: deps
 	@set -e; for cc in $(COMPILERS); do for bt in $(BUILD_TYPES); do \
 	  d=build-types/$$cc-$$bt; echo "== $$cc $$bt ($$d)"; \
-	  CC=$$cc cmake -S . -B $$d -DCMAKE_BUILD_TYPE=$$bt $(CMAKE_ARGS) >/dev/null; \
+	  case $$bt in ASan) a="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DDAS_SANITIZE=ON";; \
+	    *) a="-DCMAKE_BUILD_TYPE=$$bt";; esac; \
+	  CC=$$cc cmake -S . -B $$d $$a $(CMAKE_ARGS) >/dev/null; \
 	  if ! cmake --build $$d -j$(JOBS) >$$d.log 2>&1 || grep -q 'warning:' $$d.log; then \
 	    grep -B2 -A6 -E 'warning:|error:' $$d.log | head -60; \
 	    echo "build-types: $$cc $$bt failed or warned (full log: $$d.log)"; exit 1; fi; \
