@@ -217,7 +217,7 @@ export SECRETS_GID
 
 begin "docker-compose config"
 timeout 60 docker-compose config -q
-timeout 60 docker-compose --profile postgres config -q
+timeout 60 docker-compose --profile postgres --profile metrics config -q
 timeout 60 docker-compose --profile postgres config --services | sort | tr '\n' ' '
 echo
 end
