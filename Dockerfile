@@ -37,6 +37,8 @@ RUN /tmp/das-deps/scripts/deps.sh runtime \
 COPY --from=build /out/device-assignment-server /usr/local/bin/device-assignment-server
 COPY --from=build /out/device-assignment-gateway /usr/local/bin/device-assignment-gateway
 COPY --from=build /out/device-assignment /usr/local/bin/device-assignment
+# The demo data, so a compose-only user can import it from inside the stack.
+COPY examples/directory.json /usr/share/device-assignment/examples/directory.json
 USER das
 WORKDIR /var/lib/device-assignment
 EXPOSE 50051 8080
@@ -45,12 +47,18 @@ CMD ["device-assignment-server", "--help"]
 FROM ${DEBIAN_IMAGE} AS postgres
 COPY deps/debian-packages.txt /tmp/das-deps/deps/debian-packages.txt
 COPY scripts/deps.sh /tmp/das-deps/scripts/deps.sh
+# Debian's package creates (and may start) a default 15/main cluster; this
+# image initialises its own in the data volume, so that one is dropped.
 RUN /tmp/das-deps/scripts/deps.sh postgres \
-    && rm -rf /var/lib/apt/lists/* /tmp/das-deps \
+    && pg_dropcluster --stop 15 main \
+    && rm -rf /var/lib/apt/lists/* /tmp/das-deps /var/lib/postgresql/15 \
     && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
 COPY scripts/docker-postgres.sh /usr/local/bin/docker-postgres.sh
 USER postgres
 ENV PGDATA=/var/lib/postgresql/data
+# SIGINT is PostgreSQL's "fast" shutdown; the default SIGTERM waits for
+# every client to leave.
+STOPSIGNAL SIGINT
 EXPOSE 5432
 CMD ["/usr/local/bin/docker-postgres.sh"]
 

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # `make run`: the server on SQLite and the gateway on loopback, the example
 # directory imported, a dev token printed with ready-to-paste curl commands.
-# Stays in the foreground showing both logs; Ctrl-C stops both.
+# Stays in the foreground showing both logs; Ctrl-C stops both and exits 0.
+#
+#   scripts/run.sh                 the above (make run builds first)
+#   scripts/run.sh --check-ports   only say whether the two ports are free
+#                                  (make run does this before building)
 #
 # Environment: BUILD_DIR (default build), RUN_GRPC (default
-# 127.0.0.1:50051), RUN_HTTP (default 127.0.0.1:8080).
+# 127.0.0.1:50051), RUN_HTTP (default 127.0.0.1:8080), RUN_VAR (the state
+# folder, default ./var).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,13 +17,37 @@ cd "$root"
 build=${BUILD_DIR:-build}
 grpc_addr=${RUN_GRPC:-127.0.0.1:50051}
 http_addr=${RUN_HTTP:-127.0.0.1:8080}
-var=./var
+var=${RUN_VAR:-./var}
 demo_tenant=6fa459ea-ee8a-4ca4-894e-db77e160355e
 
 die() {
 	echo "make run: $*" >&2
 	exit 1
 }
+
+# A port someone already answers on: say so (every one of them) before
+# starting or building anything.
+port_is_busy() {
+	local host=${1%:*} port=${1##*:}
+	(exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
+}
+check_ports() {
+	local a busy=()
+	for a in "$grpc_addr" "$http_addr"; do
+		if port_is_busy "$a"; then
+			busy+=("$a")
+		fi
+	done
+	((${#busy[@]} == 0)) && return 0
+	for a in "${busy[@]}"; do
+		echo "make run: ${a} is busy (see: ss -ltnp 'sport = :${a##*:}')" >&2
+	done
+	die "stop what listens there (another 'make run'?) or set RUN_GRPC/RUN_HTTP to other addresses"
+}
+check_ports
+if [[ ${1:-} == --check-ports ]]; then
+	exit 0
+fi
 
 # The programs live where their folder's CMakeLists puts them; find them by
 # name so a move of a target does not break the demo.
@@ -32,45 +61,79 @@ server=$(find_program device-assignment-server)
 gateway=$(find_program device-assignment-gateway)
 cli=$(find_program device-assignment)
 
-# A port someone already answers on: say so before starting anything.
-port_is_busy() {
-	local host=${1%:*} port=${1##*:}
-	(exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
-}
-for a in "$grpc_addr" "$http_addr"; do
-	if port_is_busy "$a"; then
-		die "port ${a##*:} on ${a%:*} is busy (another 'make run'? see: ss -ltnp 'sport = :${a##*:}'); stop it or set RUN_GRPC/RUN_HTTP"
-	fi
-done
-
+# The state folder and the signing secret are private, whether they were
+# just made or already there (an older checkout made var/ 0755).
 mkdir -p "$var"
+chmod 0700 "$var"
 if [[ ! -s $var/jwt-secret ]]; then
 	(umask 077 && openssl rand -hex 32 >"$var/jwt-secret.tmp")
 	mv "$var/jwt-secret.tmp" "$var/jwt-secret"
 	echo "make run: generated a new HS256 secret in $var/jwt-secret"
 fi
+chmod 0600 "$var/jwt-secret"
 
 server_pid=
 gateway_pid=
 tail_pid=
+# stop_all: the log tail first (so the shutdown does not scroll the
+# message away), then the gateway, then the server, each with SIGTERM.
+# Returns 1 when a program did not exit 0.
 stop_all() {
-	trap - INT TERM EXIT
-	local p
-	for p in $tail_pid $gateway_pid $server_pid; do
-		kill -TERM "$p" 2>/dev/null || true
+	local p rc=0 st
+	if [[ -n $tail_pid ]]; then
+		kill -TERM "$tail_pid" 2>/dev/null || true
+		wait "$tail_pid" 2>/dev/null || true
+		tail_pid=
+	fi
+	for p in gateway server; do
+		local var_pid=${p}_pid
+		[[ -n ${!var_pid} ]] || continue
+		kill -TERM "${!var_pid}" 2>/dev/null || true
+		# The server gives calls in flight up to 10 s; past 20 s, KILL.
+		local i
+		for ((i = 0; i < 200; i++)); do
+			kill -0 "${!var_pid}" 2>/dev/null || break
+			sleep 0.1
+		done
+		if ((i == 200)); then
+			echo "make run: the $p did not stop within 20 s; killing it" >&2
+			kill -KILL "${!var_pid}" 2>/dev/null || true
+		fi
+		st=0
+		wait "${!var_pid}" 2>/dev/null || st=$?
+		# A Ctrl-C during start-up can end a program by a signal before it
+		# set up its own handling (130: the SIGINT reached it before it left
+		# this process group; 143: our SIGTERM): stopped all the same.
+		if ((st != 0 && st != 130 && st != 143)); then
+			echo "make run: the $p exited with status $st while stopping (log: $var/$p.log)" >&2
+			rc=1
+		fi
+		printf -v "$var_pid" '%s' ''
 	done
-	for p in $tail_pid $gateway_pid $server_pid; do
-		wait "$p" 2>/dev/null || true
-	done
+	return $rc
 }
+# Ctrl-C (the terminal's SIGINT to this process group) or SIGTERM: the
+# programs run in sessions of their own, so only this script hears the
+# signal and stops them in order; one message, status 0.
 on_signal() {
-	echo
-	echo "make run: stopping gateway and server"
-	stop_all
-	exit 0
+	# A second Ctrl-C while stopping changes nothing (and cannot leave a
+	# program running).
+	trap '' INT TERM
+	trap - EXIT
+	if stop_all; then
+		printf '\nmake run: stopped the gateway and the server\n'
+		exit 0
+	fi
+	exit 1
+}
+on_exit() {
+	local rc=$?
+	trap - INT TERM EXIT
+	stop_all || rc=1
+	exit $rc
 }
 trap on_signal INT TERM
-trap stop_all EXIT
+trap on_exit EXIT
 
 # Waits until a program printed its "listening on" line; fails when it
 # exited instead or took longer than 30 s.
@@ -94,14 +157,16 @@ wait_listening() {
 
 : >"$var/server.log"
 : >"$var/gateway.log"
-"$server" --listen "$grpc_addr" \
+# setsid: each program in a session of its own, out of reach of the
+# terminal's SIGINT (stop_all stops them).
+setsid "$server" --listen "$grpc_addr" \
 	--store "sqlite:$var/device-assignment.db" \
-	--jwt-hs256-secret-file "$var/jwt-secret" >>"$var/server.log" 2>&1 &
+	--jwt-hs256-secret-file "$var/jwt-secret" >>"$var/server.log" 2>&1 </dev/null &
 server_pid=$!
 wait_listening device-assignment-server "$server_pid" "$var/server.log"
 
-"$gateway" --listen "$http_addr" --upstream "$grpc_addr" \
-	>>"$var/gateway.log" 2>&1 &
+setsid "$gateway" --listen "$http_addr" --upstream "$grpc_addr" \
+	>>"$var/gateway.log" 2>&1 </dev/null &
 gateway_pid=$!
 wait_listening device-assignment-gateway "$gateway_pid" "$var/gateway.log"
 
@@ -150,10 +215,18 @@ EOF
 
 tail -n 0 -f "$var/server.log" "$var/gateway.log" &
 tail_pid=$!
-# Foreground until Ctrl-C, or until one of the programs dies by itself.
+# Foreground until Ctrl-C (the trap ends the script), or until one of the
+# programs exits by itself: nothing but stop_all signals them, so that is a
+# real failure.
 set +e
 wait -n "$server_pid" "$gateway_pid"
 rc=$?
 set -e
-echo "make run: a program exited on its own (status $rc); stopping the other" >&2
+for p in server gateway; do
+	pid_of=${p}_pid
+	if ! kill -0 "${!pid_of}" 2>/dev/null; then
+		echo "make run: the $p exited on its own (status $rc; log: $var/$p.log); stopping the other" >&2
+		printf -v "$pid_of" '%s' ''
+	fi
+done
 exit 1
