@@ -47,7 +47,10 @@ def main():
             return 1
         r = subprocess.run(["node", local, "--url", url, "--out", a.out,
                             "--chromium", CHROMIUM], timeout=300)
-        return r.returncode
+    if any(c != 0 for c in stack.exit_codes.values()):
+        print(f"FAIL server or gateway did not exit 0 on SIGTERM: {stack.exit_codes}")
+        return 1
+    return r.returncode
 
 
 if __name__ == "__main__":

@@ -188,6 +188,8 @@ def main():
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, "validator verdict: valid")
+    check(all(c == 0 for c in stack.exit_codes.values()),
+          f"server and gateway exit 0 on SIGTERM: {stack.exit_codes}")
     if failures:
         print(f"{len(failures)} check(s) failed")
         return 1

@@ -73,6 +73,8 @@ def main():
             r = run("carol", "carol-desk-01")
             check(r.returncode == 1 and "MISSING_ROLES" in r.stdout,
                   "carol: another error (MISSING_ROLES) is exit 1")
+        check(stack.exit_codes.get("device-assignment-server") == 0,
+              f"server exits 0 on SIGTERM: {stack.exit_codes}")
     if failures:
         print(f"{len(failures)} check(s) failed")
         return 1

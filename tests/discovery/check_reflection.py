@@ -66,6 +66,12 @@ def main():
 
         with Stack(a.server, a.cli) as stack:
             run_checks(stack, pb, protoset)
+            hostile_checks(stack, pb)
+            open_at_shutdown = open_stream(stack, pb)
+        check(stack.exit_codes.get("device-assignment-server") == 0,
+              "SIGTERM with a reflection stream open: server exits 0 "
+              f"(got {stack.exit_codes.get('device-assignment-server')})")
+        open_at_shutdown.close()
         with Stack(a.server, a.cli, server_args=["--reflection=false"]) as stack:
             with grpc.insecure_channel(stack.grpc_addr) as ch:
                 for version in ("v1", "v1alpha"):
@@ -173,6 +179,102 @@ def run_checks(stack, pb, protoset):
         method = [m for m in api.service[0].method if m.name == "AssignDevice"][0]
         check(method.options.ByteSize() > 0,
               "AssignDevice has its google.api.http option in the protoset")
+
+
+class Feed:
+    """A request iterator fed by the test, for streams kept open."""
+    def __init__(self):
+        import queue
+        self.q = queue.Queue()
+
+    def put(self, item):
+        self.q.put(item)
+
+    def close(self):
+        self.q.put(None)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.q.get()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+class OpenStream:
+    def __init__(self, channel, feed, responses):
+        self.channel, self.feed, self.responses = channel, feed, responses
+
+    def close(self):
+        self.feed.close()
+        self.responses.cancel()
+        self.channel.close()
+
+
+def open_stream(stack, pb, version="v1"):
+    """A stream that answered one request and stays open."""
+    ch = grpc.insecure_channel(stack.grpc_addr)
+    feed = Feed()
+    responses = stream(ch, pb, version)(feed, timeout=60)
+    feed.put(pb.ServerReflectionRequest(list_services=""))
+    next(responses)
+    return OpenStream(ch, feed, responses)
+
+
+def hostile_checks(stack, pb):
+    print("--- hostile input")
+    with grpc.insecure_channel(stack.grpc_addr) as ch:
+        raw = ch.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        try:
+            list(raw(iter([b"\xff\xff\xff\xff"]), timeout=10))
+            check(False, "garbage request answered")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT,
+                  f"garbage request: {e.code().name}")
+        R = pb.ServerReflectionRequest
+        try:
+            list(stream(ch, pb, "v1")(iter([
+                R(file_containing_symbol="a." * 40000)]), timeout=10))
+            check(False, "an 80 kB symbol answered")
+        except grpc.RpcError as e:
+            check(e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
+                               grpc.StatusCode.RESOURCE_EXHAUSTED),
+                  f"an 80 kB symbol: {e.code().name}")
+        empty = list(stream(ch, pb, "v1alpha")(iter([R()]), timeout=10))
+        check(len(empty) == 1 and empty[0].error_response.error_code ==
+              grpc.StatusCode.UNIMPLEMENTED.value[0],
+              "a request with no kind: error_response UNIMPLEMENTED")
+    # Streams are bounded: 64 open, the next one refused.
+    held = []
+    try:
+        for _ in range(64):
+            held.append(open_stream(stack, pb))
+        check(True, "64 reflection streams open at once")
+        try:
+            extra = open_stream(stack, pb)
+            extra.close()
+            check(False, "a 65th stream was served")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+                  f"the 65th stream: {e.code().name}")
+    finally:
+        for s in held:
+            s.close()
+    # Once they are closed, streams are served again.
+    import time
+    for _ in range(100):
+        try:
+            open_stream(stack, pb).close()
+            check(True, "streams served again once the others closed")
+            break
+        except grpc.RpcError:
+            time.sleep(0.05)
+    else:
+        check(False, "streams still refused after the others closed")
 
 
 def defines(fd, symbol):

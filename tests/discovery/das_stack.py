@@ -4,7 +4,9 @@ Stack(...) starts device-assignment-server on a free port with a fresh
 SQLite store and HS256 secret in a private temporary directory, optionally
 imports examples/directory.json and starts the gateway in front. Every child
 gets PR_SET_PDEATHSIG(SIGKILL), and leaving the `with` block (or a signal)
-stops them and removes the directory, so nothing outlives a failed test.
+stops them (SIGTERM; exit_codes then holds each exit status, which a
+sanitizer report makes non-zero) and removes the directory, so nothing
+outlives a failed test.
 """
 import ctypes
 import os
@@ -35,7 +37,8 @@ class Stack:
         self.server_bin, self.cli_bin, self.gateway_bin = server, cli, gateway
         self.directory = directory
         self.server_args, self.gateway_args = list(server_args), list(gateway_args)
-        self.procs = []
+        self.procs = []  # (name, Popen)
+        self.exit_codes = {}  # name -> exit status once stopped (SIGTERM)
         self.tmp = None
         self.grpc_addr = self.http_addr = None
 
@@ -66,16 +69,19 @@ class Stack:
         return self
 
     def __exit__(self, *exc):
-        for p in reversed(self.procs):
+        for _, p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
-        for p in reversed(self.procs):
+        for name, p in reversed(self.procs):
             try:
                 p.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if exc and exc[0] is not None and self.tmp:
+            self.exit_codes[name] = p.returncode
+        self.procs = []
+        failed_exit = any(c != 0 for c in self.exit_codes.values())
+        if ((exc and exc[0] is not None) or failed_exit) and self.tmp:
             for name in os.listdir(self.tmp):
                 if name.endswith(".log"):
                     with open(os.path.join(self.tmp, name)) as f:
@@ -95,7 +101,7 @@ class Stack:
         with open(out, "w") as o, open(log, "w") as e:
             p = subprocess.Popen(argv, stdout=o, stderr=e, env=_clean_env(),
                                  preexec_fn=_die_with_parent)
-        self.procs.append(p)
+        self.procs.append((name, p))
         deadline = time.monotonic() + START_TIMEOUT_S
         pat = re.compile(re.escape(name) + r" listening on (\S+)")
         while time.monotonic() < deadline:
