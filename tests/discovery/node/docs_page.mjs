@@ -47,7 +47,7 @@ try {
     if (r.url() === url) {
       const csp = r.headers()["content-security-policy"] || "";
       if (!csp.includes("default-src 'none'") || !csp.includes("script-src 'self'") ||
-          csp.includes("unsafe-eval"))
+          csp.includes("unsafe-eval") || csp.includes("unsafe-inline"))
         problems.push(`weak or missing Content-Security-Policy: ${csp}`);
     }
   });
