@@ -25,6 +25,9 @@ enum {
 	K_READYZ = 1u << 3,
 	K_ASSET = 1u << 4,
 	K_LOCAL = 1u << 5, /* answered by the gateway alone */
+	/* Answers to a request whatever its route (a method the path does not
+	 * take, HTTP-level refusals): components.responses, by row name. */
+	K_ANY_REQUEST = 1u << 6,
 	K_UPSTREAM = K_ASSIGN | K_UNASSIGN | K_LIST,
 	K_ALL = K_UPSTREAM | K_READYZ | K_ASSET | K_LOCAL,
 };
@@ -53,8 +56,7 @@ static unsigned route_kind(enum gw_route_rpc rpc)
 /*
  * The routes each row of the status table can answer (CONTRACT.md section
  * 2, check order). A row added to common/status.h and not placed here is
- * missing from the document, and the drift test says so. METHOD_NOT_ALLOWED
- * answers a method no operation has: it is in components.responses.
+ * missing from the document, and the drift test says so.
  */
 static unsigned status_routes(enum das_status s)
 {
@@ -83,8 +85,9 @@ static unsigned status_routes(enum das_status s)
 	case DAS_UNSUPPORTED_MEDIA_TYPE:
 		return K_ASSIGN;
 	case DAS_ROUTE_NOT_FOUND:
-		return K_ASSET;
+		return K_ASSET | K_ANY_REQUEST;
 	case DAS_METHOD_NOT_ALLOWED:
+		return K_ANY_REQUEST;
 	default:
 		return 0;
 	}
@@ -412,18 +415,24 @@ static void add_route(json_t *paths, const struct gw_route_info *r,
 
 static json_t *components(void)
 {
-	json_t *method_not_allowed;
-	bool rows[DAS_STATUS__COUNT] = {false};
+	json_t *any_request = json_object();
 
-	rows[DAS_METHOD_NOT_ALLOWED] = true;
-	method_not_allowed = error_response(
-		das_status_row(DAS_METHOD_NOT_ALLOWED)->http_status, rows);
+	for (int s = 0; s < DAS_STATUS__COUNT; s++) {
+		bool rows[DAS_STATUS__COUNT] = {false};
+		const struct das_status_row *row =
+			das_status_row((enum das_status)s);
+		if (!(status_routes((enum das_status)s) & K_ANY_REQUEST))
+			continue;
+		rows[s] = true;
+		json_object_set_new(any_request, row->name,
+				    error_response(row->http_status, rows));
+	}
 
 	return pack(
 		"{s:{s:{s:s, s:s, s:s, s:s}},"
 		" s:{s:o, s:o, s:o, s:o, s:o, s:o},"
 		" s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o},"
-		" s:{s:o}}",
+		" s:o}",
 		"securitySchemes", "bearerAuth", "type", "http", "scheme",
 		"bearer", "bearerFormat", "JWT", "description",
 		"A JWT (HS256 or RS256) with exp, sub, tenants (customer or "
@@ -524,7 +533,7 @@ static json_t *components(void)
 			  "type", "string", "clientType",
 			  ref("#/components/schemas/ClientType")),
 
-		"responses", "MethodNotAllowed", method_not_allowed);
+		"responses", any_request);
 }
 
 char *gw_openapi_json(size_t *len)
@@ -546,9 +555,9 @@ char *gw_openapi_json(size_t *len)
 		"version", DAS_VERSION, "description",
 		"Which of a user's PBX devices is the softphone for which UC "
 		"client (desktop, mobile, webrtc, crm). Every path is also "
-		"served under /api. Any method a path does not list is "
-		"answered 405 with Allow (components.responses."
-		"MethodNotAllowed); an unknown path is 404. Errors share one "
+		"served under /api. An unknown path is 404, a method the "
+		"path does not list 405 with Allow (components.responses "
+		"lists the answers any request can get). Errors share one "
 		"body shape; the examples of each response are the rows of "
 		"the service's status table.",
 		"servers", "url", "/", "tags", "name", "softphone devices",
