@@ -87,6 +87,10 @@ static unsigned status_routes(enum das_status s)
 	case DAS_ROUTE_NOT_FOUND:
 		return K_ASSET | K_ANY_REQUEST;
 	case DAS_METHOD_NOT_ALLOWED:
+	case DAS_URI_TOO_LONG:
+	case DAS_HEADERS_TOO_LARGE:
+	case DAS_NOT_IMPLEMENTED:
+	case DAS_HTTP_VERSION_NOT_SUPPORTED:
 		return K_ANY_REQUEST;
 	default:
 		return 0;
@@ -105,6 +109,8 @@ static const char *example_arg(enum das_status s)
 		return "customer_user_uc_softphone";
 	case DAS_INVALID_ARGUMENT:
 		return "accept-charges must be true or false";
+	case DAS_NOT_IMPLEMENTED:
+		return "transfer coding gzip";
 	default:
 		return "";
 	}
