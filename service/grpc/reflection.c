@@ -12,6 +12,8 @@
 #include <grpc/support/time.h>
 
 #include "common/log.h"
+#include "common/status.h"
+#include "service/grpc/server.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
@@ -533,8 +535,6 @@ static void read_next(struct stream *s, bool with_initial_metadata)
 
 static void on_message(struct stream *s)
 {
-	grpc_byte_buffer_reader reader;
-	grpc_slice all;
 	Grpc__Reflection__V1__ServerReflectionRequest *req = NULL;
 	uint8_t *out = NULL;
 	size_t out_len = 0;
@@ -545,17 +545,26 @@ static void on_message(struct stream *s)
 		finish(s, GRPC_STATUS_OK, "");
 		return;
 	}
-	if (!grpc_byte_buffer_reader_init(&reader, s->recv)) {
-		finish(s, GRPC_STATUS_INTERNAL, "cannot read the request");
-		return;
+	{
+		/* Copied out, or inflated by the server's bounded inflater
+		 * (core's own decompression is off). */
+		char detail[128] = "";
+		uint8_t *bytes = NULL;
+		size_t len = 0;
+		enum das_status st = server_payload_bytes(
+			s->recv, &bytes, &len, detail, sizeof(detail));
+		grpc_byte_buffer_destroy(s->recv);
+		s->recv = NULL;
+		if (st != DAS_OK) {
+			const struct das_status_row *row = das_status_row(st);
+			finish(s, (grpc_status_code)row->grpc_code,
+			       detail[0] ? detail : row->message);
+			return;
+		}
+		req = grpc__reflection__v1__server_reflection_request__unpack(
+			NULL, len, bytes);
+		free(bytes);
 	}
-	all = grpc_byte_buffer_reader_readall(&reader);
-	grpc_byte_buffer_reader_destroy(&reader);
-	grpc_byte_buffer_destroy(s->recv);
-	s->recv = NULL;
-	req = grpc__reflection__v1__server_reflection_request__unpack(
-		NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-	grpc_slice_unref(all);
 	if (!req) {
 		finish(s, GRPC_STATUS_INVALID_ARGUMENT,
 		       "not a ServerReflectionRequest");

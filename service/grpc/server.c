@@ -606,7 +606,6 @@ int server_start(const struct server_config *cfg, struct server **out,
 	if (srv->reflection &&
 	    reflection_start(srv->reflection, err, err_size) != 0)
 		goto fail;
-	}
 
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		struct worker *w = &srv->workers[i];

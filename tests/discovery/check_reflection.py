@@ -244,6 +244,18 @@ def hostile_checks(stack, pb):
             check(e.code() in (grpc.StatusCode.INVALID_ARGUMENT,
                                grpc.StatusCode.RESOURCE_EXHAUSTED),
                   f"an 80 kB symbol: {e.code().name}")
+        # Compressed requests are inflated by the server, bounded.
+        got = list(stream(ch, pb, "v1")(iter([R(list_services="")]), timeout=10,
+                                        compression=grpc.Compression.Gzip))
+        check(len(got) == 1 and len(got[0].list_services_response.service) == 5,
+              "a gzip-compressed request is answered")
+        try:
+            list(stream(ch, pb, "v1")(iter([R(host="a" * 4_000_000)]), timeout=30,
+                                      compression=grpc.Compression.Gzip))
+            check(False, "a gzip bomb (4 MB inflated) answered")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
+                  f"a gzip bomb (4 MB inflated): {e.code().name} {e.details()}")
         empty = list(stream(ch, pb, "v1alpha")(iter([R()]), timeout=10))
         check(len(empty) == 1 and empty[0].error_response.error_code ==
               grpc.StatusCode.UNIMPLEMENTED.value[0],
