@@ -25,11 +25,12 @@ enum {
 	K_READYZ = 1u << 3,
 	K_ASSET = 1u << 4,
 	K_LOCAL = 1u << 5, /* answered by the gateway alone */
+	K_METRICS = 1u << 7,
 	/* Answers to a request whatever its route (a method the path does not
 	 * take, HTTP-level refusals): components.responses, by row name. */
 	K_ANY_REQUEST = 1u << 6,
 	K_UPSTREAM = K_ASSIGN | K_UNASSIGN | K_LIST,
-	K_ALL = K_UPSTREAM | K_READYZ | K_ASSET | K_LOCAL,
+	K_ALL = K_UPSTREAM | K_READYZ | K_ASSET | K_LOCAL | K_METRICS,
 };
 
 static unsigned route_kind(enum gw_route_rpc rpc)
@@ -45,6 +46,8 @@ static unsigned route_kind(enum gw_route_rpc rpc)
 		return K_READYZ;
 	case GW_ROUTE_DOCS_ASSET:
 		return K_ASSET;
+	case GW_ROUTE_METRICS:
+		return K_METRICS;
 	case GW_ROUTE_HEALTHZ:
 	case GW_ROUTE_OPENAPI:
 	case GW_ROUTE_DOCS:
@@ -85,7 +88,7 @@ static unsigned status_routes(enum das_status s)
 	case DAS_UNSUPPORTED_MEDIA_TYPE:
 		return K_ASSIGN;
 	case DAS_ROUTE_NOT_FOUND:
-		return K_ASSET | K_ANY_REQUEST;
+		return K_ASSET | K_METRICS | K_ANY_REQUEST;
 	case DAS_METHOD_NOT_ALLOWED:
 	case DAS_URI_TOO_LONG:
 	case DAS_HEADERS_TOO_LARGE:
@@ -286,6 +289,9 @@ static const char *summary_of(enum gw_route_rpc rpc)
 		return "The gateway process runs";
 	case GW_ROUTE_READYZ:
 		return "The gateway and its upstream service can take requests";
+	case GW_ROUTE_METRICS:
+		return "Prometheus metrics of the gateway (404 here when "
+		       "--metrics-listen gives them their own address)";
 	case GW_ROUTE_OPENAPI:
 		return "This OpenAPI document";
 	case GW_ROUTE_DOCS:
@@ -349,6 +355,12 @@ static json_t *operation(const struct gw_route_info *r, const char *method,
 			pack("{s:s, s:{s:{s:{s:s}}}}", "description",
 				  "the page", "content", "text/html",
 				  "schema", "type", "string"));
+	else if (kind & K_METRICS)
+		json_object_set_new(
+			responses, "200",
+			pack("{s:s, s:{s:{s:{s:s}}}}", "description",
+			     "Prometheus text exposition format 0.0.4", "content",
+			     "text/plain", "schema", "type", "string"));
 	else if (kind & K_ASSET)
 		json_object_set_new(
 			responses, "200",
