@@ -81,6 +81,7 @@ static unsigned status_routes(enum das_status s)
 		return K_UPSTREAM | K_READYZ;
 	case DAS_DEVICE_NOT_FOUND:
 	case DAS_PAYLOAD_TOO_LARGE:
+	case DAS_STORE_UNAVAILABLE: /* the writes */
 		return K_ASSIGN | K_UNASSIGN;
 	case DAS_INVALID_CLIENT_TYPE:
 	case DAS_MISSING_ROLES:
