@@ -26,10 +26,12 @@ enum {
 	K_ASSET = 1u << 4,
 	K_LOCAL = 1u << 5, /* answered by the gateway alone */
 	K_METRICS = 1u << 7,
+	K_LEDGER = 1u << 8,
+	K_SEATS = 1u << 9,
 	/* Answers to a request whatever its route (a method the path does not
 	 * take, HTTP-level refusals): components.responses, by row name. */
 	K_ANY_REQUEST = 1u << 6,
-	K_UPSTREAM = K_ASSIGN | K_UNASSIGN | K_LIST,
+	K_UPSTREAM = K_ASSIGN | K_UNASSIGN | K_LIST | K_LEDGER | K_SEATS,
 	K_ALL = K_UPSTREAM | K_READYZ | K_ASSET | K_LOCAL | K_METRICS,
 };
 
@@ -42,6 +44,10 @@ static unsigned route_kind(enum gw_route_rpc rpc)
 		return K_UNASSIGN;
 	case GW_ROUTE_LIST:
 		return K_LIST;
+	case GW_ROUTE_LEDGER:
+		return K_LEDGER;
+	case GW_ROUTE_SEATS:
+		return K_SEATS;
 	case GW_ROUTE_READYZ:
 		return K_READYZ;
 	case GW_ROUTE_DOCS_ASSET:
@@ -68,13 +74,15 @@ static unsigned status_routes(enum das_status s)
 		return K_ASSIGN | K_UNASSIGN;
 	case DAS_UNAUTHENTICATED:
 	case DAS_INVALID_TENANT_ID:
-	case DAS_INVALID_ID:
 	case DAS_FORBIDDEN:
 	case DAS_CUSTOMER_NOT_FOUND:
-	case DAS_USER_NOT_FOUND:
 	case DAS_DEADLINE_EXCEEDED:
 	case DAS_INTERNAL:
 		return K_UPSTREAM;
+	case DAS_INVALID_ID: /* the ledger's userId and deviceId filters too */
+		return K_ASSIGN | K_UNASSIGN | K_LIST | K_LEDGER;
+	case DAS_USER_NOT_FOUND:
+		return K_ASSIGN | K_UNASSIGN | K_LIST;
 	case DAS_INVALID_ARGUMENT:
 		return K_ALL; /* a malformed path, on any route */
 	case DAS_UNAVAILABLE:
@@ -232,6 +240,16 @@ static json_t *success_response(unsigned kind)
 			ref("#/components/schemas/Success"), "examples",
 			ok->name, "summary", ok->name, "value", "status",
 			ok->message, "timestamp", EXAMPLE_TIME);
+	if (kind & K_LEDGER)
+		return pack("{s:s, s:{s:{s:o}}}", "description",
+			    "one page of ledger entries", "content",
+			    "application/json", "schema",
+			    ref("#/components/schemas/LedgerPage"));
+	if (kind & K_SEATS)
+		return pack("{s:s, s:{s:{s:o}}}", "description",
+			    "the customer's seats", "content",
+			    "application/json", "schema",
+			    ref("#/components/schemas/SeatUsage"));
 	if (kind & K_LIST)
 		return pack(
 			"{s:s, s:{s:{s:o}}}", "description",
@@ -286,6 +304,12 @@ static const char *summary_of(enum gw_route_rpc rpc)
 		       "assignment)";
 	case GW_ROUTE_LIST:
 		return "List the user's softphone assignments";
+	case GW_ROUTE_LEDGER:
+		return "Read the customer's ledger of changes, a page at a time "
+		       "(scope ledger:read)";
+	case GW_ROUTE_SEATS:
+		return "The customer's softphone seats: included, used, charged "
+		       "(scope ledger:read)";
 	case GW_ROUTE_HEALTHZ:
 		return "The gateway process runs";
 	case GW_ROUTE_READYZ:
@@ -334,12 +358,23 @@ static json_t *operation(const struct gw_route_info *r, const char *method,
 				  ref("#/components/schemas/AssignBody"),
 				  "example", "clientType", "desktop"));
 	}
+	if (kind & K_LEDGER) {
+		static const char *const query[] = {
+			"ledgerUserId", "ledgerDeviceId", "since", "until",
+			"onlyCharged", "pageSize", "pageToken", "order"};
+		char where[64];
+		for (size_t i = 0; i < sizeof(query) / sizeof(query[0]); i++) {
+			snprintf(where, sizeof(where),
+				 "#/components/parameters/%s", query[i]);
+			json_array_append_new(params, ref(where));
+		}
+	}
 	if (json_array_size(params))
 		json_object_set_new(op, "parameters", params);
 	else
 		json_decref(params);
 
-	if (kind & K_LIST)
+	if (kind & (K_LIST | K_LEDGER | K_SEATS))
 		json_object_set_new(responses, "200", success_response(kind));
 	else if (kind & (K_ASSIGN | K_UNASSIGN))
 		json_object_set_new(responses, "201", success_response(kind));
@@ -432,6 +467,97 @@ static void add_route(json_t *paths, const struct gw_route_info *r,
 	}
 }
 
+/* The ledger's query parameters and the ledger and seats bodies. */
+static void add_ledger_components(json_t *c)
+{
+	json_t *params = json_object_get(c, "parameters"),
+	       *schemas = json_object_get(c, "schemas");
+
+	json_object_set_new(
+		params, "ledgerUserId",
+		pack("{s:s, s:s, s:s, s:{s:s, s:i, s:i, s:s}}", "name", "userId",
+		     "in", "query", "description", "only this user's entries",
+		     "schema", "type", "string", "minLength", 1, "maxLength", 64,
+		     "pattern", ID_PATTERN));
+	json_object_set_new(
+		params, "ledgerDeviceId",
+		pack("{s:s, s:s, s:s, s:{s:s, s:i, s:i, s:s}}", "name",
+		     "deviceId", "in", "query", "description",
+		     "only this device's entries", "schema", "type", "string",
+		     "minLength", 1, "maxLength", 64, "pattern", ID_PATTERN));
+	json_object_set_new(
+		params, "since",
+		pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "name", "since", "in",
+		     "query", "description",
+		     "entries at or after this time (RFC 3339)", "schema", "type",
+		     "string", "format", "date-time"));
+	json_object_set_new(
+		params, "until",
+		pack("{s:s, s:s, s:s, s:{s:s, s:s}}", "name", "until", "in",
+		     "query", "description",
+		     "entries before this time (RFC 3339)", "schema", "type",
+		     "string", "format", "date-time"));
+	json_object_set_new(
+		params, "onlyCharged",
+		pack("{s:s, s:s, s:{s:s, s:[s,s], s:s}}", "name", "onlyCharged",
+		     "in", "query", "schema", "type", "string", "enum", "true",
+		     "false", "default", "false"));
+	json_object_set_new(
+		params, "pageSize",
+		pack("{s:s, s:s, s:{s:s, s:i, s:i, s:i}}", "name", "pageSize",
+		     "in", "query", "schema", "type", "integer", "minimum", 1,
+		     "maximum", 500, "default", 100));
+	json_object_set_new(
+		params, "pageToken",
+		pack("{s:s, s:s, s:s, s:{s:s}}", "name", "pageToken", "in",
+		     "query", "description",
+		     "the nextPageToken of the previous page (same filters)",
+		     "schema", "type", "string"));
+	json_object_set_new(
+		params, "order",
+		pack("{s:s, s:s, s:{s:s, s:[s,s], s:s}}", "name", "order", "in",
+		     "query", "schema", "type", "string", "enum", "newest",
+		     "oldest", "default", "newest"));
+
+	json_object_set_new(
+		schemas, "LedgerEntry",
+		pack("{s:s, s:{s:{s:s, s:s}, s:o, s:{s:s}, s:{s:s}, "
+		     "s:{s:s, s:[s,s,s]}, s:{s:s}, s:{s:s}, s:{s:b, s:[o]}, "
+		     "s:{s:b, s:[o]}, s:{s:s}}}",
+		     "type", "object", "properties", "sequence", "type",
+		     "integer", "format", "int64", "time",
+		     ref("#/components/schemas/Timestamp"), "actor", "type",
+		     "string", "requestId", "type", "string", "operation", "type",
+		     "string", "enum", "assign", "move", "unassign", "userId",
+		     "type", "string", "deviceId", "type", "string",
+		     "previousClientType", "nullable", true, "allOf",
+		     ref("#/components/schemas/ClientType"), "newClientType",
+		     "nullable", true, "allOf",
+		     ref("#/components/schemas/ClientType"), "charged", "type",
+		     "boolean"));
+	json_object_set_new(
+		schemas, "LedgerPage",
+		pack("{s:s, s:[s,s,s], s:{s:{s:s, s:[s]}, s:o, s:{s:s, s:o}, "
+		     "s:{s:s, s:b}}}",
+		     "type", "object", "required", "status", "timestamp", "data",
+		     "properties", "status", "type", "string", "enum", "success",
+		     "timestamp", ref("#/components/schemas/Timestamp"), "data",
+		     "type", "array", "items",
+		     ref("#/components/schemas/LedgerEntry"), "nextPageToken",
+		     "type", "string", "nullable", true));
+	json_object_set_new(
+		schemas, "SeatUsage",
+		pack("{s:s, s:[s,s,s], s:{s:{s:s, s:[s]}, s:o, s:{s:s, s:{s:{s:s, "
+		     "s:b, s:s}, s:{s:s}, s:{s:s}}}}}",
+		     "type", "object", "required", "status", "timestamp", "data",
+		     "properties", "status", "type", "string", "enum", "success",
+		     "timestamp", ref("#/components/schemas/Timestamp"), "data",
+		     "type", "object", "properties", "included", "type",
+		     "integer", "nullable", true, "description",
+		     "null: unlimited seats", "used", "type", "integer",
+		     "charged", "type", "integer"));
+}
+
 static json_t *components(void)
 {
 	json_t *any_request = json_object();
@@ -447,7 +573,7 @@ static json_t *components(void)
 				    error_response(row->http_status, rows));
 	}
 
-	return pack(
+	json_t *c = pack(
 		"{s:{s:{s:s, s:s, s:s, s:s}},"
 		" s:{s:o, s:o, s:o, s:o, s:o, s:o},"
 		" s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o},"
@@ -455,7 +581,8 @@ static json_t *components(void)
 		"securitySchemes", "bearerAuth", "type", "http", "scheme",
 		"bearer", "bearerFormat", "JWT", "description",
 		"A JWT (HS256 or RS256) with exp, sub, tenants (customer or "
-		"account GUIDs, or \"*\") and scope devices:assign.",
+		"account GUIDs, or \"*\") and scope devices:assign (ledger:read "
+		"for the ledger and the seats).",
 
 		"parameters", "accountTenantId",
 		pack("{s:s, s:s, s:b, s:s, s:{s:s, s:s}, s:s}", "name",
@@ -553,6 +680,9 @@ static json_t *components(void)
 			  ref("#/components/schemas/ClientType")),
 
 		"responses", any_request);
+	if (c)
+		add_ledger_components(c);
+	return c;
 }
 
 char *gw_openapi_json(size_t *len)
