@@ -3,8 +3,8 @@
 #include <string.h>
 
 /*
- * Templates are lists of segments; "{A}", "{T}", "{U}" and "{D}" capture the
- * account, tenant, user and device. Each path template appears once per
+ * Templates are lists of segments; "{A}", "{T}", "{U}", "{D}" and "{F}"
+ * capture the account, tenant, user, device and docs file name. Each path template appears once per
  * method group so a 405 can say which methods the path does take.
  */
 #define MAX_SEGMENTS 12
@@ -71,7 +71,23 @@ static const struct route routes[] = {
 	{{"healthz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_HEALTHZ, false},
 	{{"readyz", NULL}, M_GET, "GET, HEAD", GW_ROUTE_READYZ, false},
 	{{"metrics", NULL}, M_GET, "GET, HEAD", GW_ROUTE_METRICS, false},
+	{{"openapi.json", NULL}, M_GET, "GET, HEAD", GW_ROUTE_OPENAPI, false},
+	{{"docs", NULL}, M_GET, "GET, HEAD", GW_ROUTE_DOCS, false},
+	{{"docs", "{F}", NULL}, M_GET, "GET, HEAD", GW_ROUTE_DOCS_ASSET, false},
 };
+
+size_t gw_route_count(void)
+{
+	return sizeof(routes) / sizeof(routes[0]);
+}
+
+void gw_route_get(size_t i, struct gw_route_info *out)
+{
+	out->segments = routes[i].segments;
+	out->allow = routes[i].allow;
+	out->rpc = routes[i].rpc;
+	out->is_api_prefixable = routes[i].is_api_prefixable;
+}
 
 struct segment {
 	const char *p;
@@ -97,8 +113,34 @@ const char *gw_route_rpc_name(enum gw_route_rpc rpc)
 		return "ledger";
 	case GW_ROUTE_SEATS:
 		return "seats";
+	case GW_ROUTE_OPENAPI:
+		return "openapi";
+	case GW_ROUTE_DOCS:
+		return "docs";
+	case GW_ROUTE_DOCS_ASSET:
+		return "docs-asset";
 	}
 	return "";
+}
+
+bool gw_route_rpc_is_upstream(enum gw_route_rpc rpc)
+{
+	switch (rpc) {
+	case GW_ROUTE_ASSIGN:
+	case GW_ROUTE_UNASSIGN:
+	case GW_ROUTE_LIST:
+	case GW_ROUTE_LEDGER:
+	case GW_ROUTE_SEATS:
+		return true;
+	case GW_ROUTE_HEALTHZ:
+	case GW_ROUTE_READYZ:
+	case GW_ROUTE_METRICS:
+	case GW_ROUTE_OPENAPI:
+	case GW_ROUTE_DOCS:
+	case GW_ROUTE_DOCS_ASSET:
+		return false;
+	}
+	return false;
 }
 
 static unsigned method_bit(const char *method)
@@ -194,6 +236,8 @@ static char *param_slot(struct gw_route_match *m, char name)
 		return m->tenant;
 	case 'U':
 		return m->user;
+	case 'F':
+		return m->file;
 	default:
 		return m->device;
 	}

@@ -27,6 +27,9 @@ enum gw_route_rpc {
 	GW_ROUTE_METRICS, /* Prometheus exposition, answered by the gateway */
 	GW_ROUTE_LEDGER, /* GET .../customers/{T}/ledger */
 	GW_ROUTE_SEATS,  /* GET .../customers/{T}/softphone-seats */
+	GW_ROUTE_OPENAPI,    /* the OpenAPI document */
+	GW_ROUTE_DOCS,       /* the docs page */
+	GW_ROUTE_DOCS_ASSET, /* its scripts and styles ({F} = file name) */
 };
 
 enum gw_route_result {
@@ -44,6 +47,7 @@ struct gw_route_match {
 	char tenant[GW_PARAM_SIZE];
 	char user[GW_PARAM_SIZE];
 	char device[GW_PARAM_SIZE];
+	char file[GW_PARAM_SIZE]; /* GW_ROUTE_DOCS_ASSET only */
 	/* On 405: the Allow header value (static string). */
 	const char *allow;
 	/* On 400: a short public reason (static string). */
@@ -60,7 +64,26 @@ enum gw_route_result gw_route_match(const char *method, const char *target,
 				    size_t len, struct gw_route_match *m);
 
 /* "assign", "unassign", "list", "healthz", "readyz", "metrics", "ledger",
- * "seats". */
+ * "seats", "openapi", "docs", "docs-asset". */
 const char *gw_route_rpc_name(enum gw_route_rpc rpc);
+
+/* True when the route is answered by an RPC of the service (not locally). */
+bool gw_route_rpc_is_upstream(enum gw_route_rpc rpc);
+
+/*
+ * One row of the table, for the OpenAPI document and the tests that keep it
+ * and the .proto bindings in step with the table. segments is
+ * NULL-terminated; "{A}", "{T}", "{U}", "{D}", "{F}" are the captures.
+ */
+struct gw_route_info {
+	const char *const *segments;
+	const char *allow; /* "PUT, POST", "GET, HEAD" */
+	enum gw_route_rpc rpc;
+	bool is_api_prefixable; /* also served under /api */
+};
+
+size_t gw_route_count(void);
+/* Row i (< gw_route_count()). */
+void gw_route_get(size_t i, struct gw_route_info *out);
 
 #endif

@@ -209,6 +209,8 @@ cat <<EOF
   List alice's softphones:
     curl -s '$base/alice/devices/pbx' -H "Authorization: Bearer $token"
 
+  API docs: http://$http_addr/docs  (OpenAPI: http://$http_addr/openapi.json)
+
   More calls in README.md. Logs follow; Ctrl-C stops both programs.
 
 EOF

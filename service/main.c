@@ -55,6 +55,9 @@ static struct das_flag flags[] = {
 	{.name = "tls-client-ca", .metavar = "FILE",
 	 .help = "CA certificates, PEM: clients must present a certificate "
 		 "they signed (mTLS)"},
+	{.name = "reflection", .metavar = "BOOL", .def = "true",
+	 .help = "serve grpc.reflection v1 and v1alpha (no token asked); "
+		 "false = UNIMPLEMENTED"},
 	{.name = "log-level", .metavar = "LEVEL", .def = "info",
 	 .help = "debug, info, warn or error"},
 	{.name = "log-format", .metavar = "FORMAT", .def = "text",
@@ -219,6 +222,11 @@ int main(int argc, char **argv)
 				     "least 1\n");
 		return 2;
 	}
+	if (strcmp(flag("reflection") ? flag("reflection") : "true", "true") &&
+	    strcmp(flag("reflection"), "false")) {
+		fprintf(stderr, PROG ": --reflection: want true or false\n");
+		return 2;
+	}
 	if (workers == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = cpus > 2 ? (unsigned long)cpus * 2 : 4;
@@ -281,6 +289,9 @@ int main(int argc, char **argv)
 	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
 	cfg.n_workers = (unsigned)workers;
 	cfg.grace_ms = (unsigned)grace;
+	cfg.is_reflection_off = strcmp(flag("reflection") ? flag("reflection")
+							  : "true",
+				       "false") == 0;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
 	cfg.env.tokens = tokens;

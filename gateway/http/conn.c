@@ -9,6 +9,7 @@
 #include "common/metrics.h"
 #include "gateway/observe.h"
 #include "common/status.h"
+#include "gateway/docs.h"
 #include "gateway/reply.h"
 #include "gateway/transcode/transcode.h"
 
@@ -562,10 +563,33 @@ static void fill_call(struct gw_conn *c)
 		req->authorization = auth;
 }
 
+/* /openapi.json, /docs and its files: static bytes from docs.c. */
+static void answer_static(struct gw_conn *c)
+{
+	struct gw_static st;
+	int is_oom;
+
+	if (gw_static_lookup(c->match.rpc, c->match.file, &st, &is_oom) != 0) {
+		answer_error(c, is_oom ? DAS_INTERNAL : DAS_ROUTE_NOT_FOUND,
+			     NULL, false);
+		return;
+	}
+	gw_conn_answer_raw(c, 200, st.content_type,
+			   "Content-Security-Policy: " GW_DOCS_CSP "\r\n"
+			   "X-Content-Type-Options: nosniff\r\n",
+			   st.body, st.len, false);
+}
+
 /* The whole request is in: answer locally (false) or call upstream. */
 static bool request_complete(struct gw_conn *c)
 {
 	const char *body = c->in + c->head_len;
+
+	if (c->match.rpc == GW_ROUTE_OPENAPI || c->match.rpc == GW_ROUTE_DOCS ||
+	    c->match.rpc == GW_ROUTE_DOCS_ASSET) {
+		answer_static(c);
+		return false;
+	}
 
 	if (c->match.rpc == GW_ROUTE_HEALTHZ) {
 		struct gw_reply r = {.http_status = 200, .body = gw_json_ok()};

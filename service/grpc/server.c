@@ -23,6 +23,7 @@
 #include "observe.h"
 #include "service/grpc/health.h"
 #include "service/grpc/streams.h"
+#include "service/grpc/reflection.h"
 
 /* Requested calls kept outstanding per method and worker queue. */
 #define CALLS_PER_METHOD 4
@@ -54,6 +55,7 @@ struct server {
 	unsigned n_workers;
 	grpc_completion_queue *shutdown_cq;
 	grpc_resource_quota *quota;
+	struct reflection *reflection; /* its own queue and thread */
 	atomic_int n_active; /* calls delivered to a worker, not yet freed */
 	struct streams *streams; /* Health/Watch and other long-lived calls */
 	struct health *health;
@@ -571,6 +573,10 @@ int server_start(const struct server_config *cfg, struct server **out,
 			srv->server, srv->workers[i].cq, NULL);
 	}
 	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+	if (!cfg->is_reflection_off &&
+	    reflection_register(srv->server, &srv->reflection, err,
+				err_size) != 0)
+		goto fail;
 
 	creds = cfg->tls ? server_tls_credentials(cfg->tls)
 			 : grpc_insecure_server_credentials_create();
@@ -597,6 +603,9 @@ int server_start(const struct server_config *cfg, struct server **out,
 		snprintf(err, err_size, "cannot start the health service");
 		goto fail;
 	}
+	if (srv->reflection &&
+	    reflection_start(srv->reflection, err, err_size) != 0)
+		goto fail;
 
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		struct worker *w = &srv->workers[i];
@@ -691,6 +700,7 @@ void server_stop(struct server *srv)
 		}
 	}
 	streams_stop(srv->streams);
+	reflection_stop(srv->reflection);
 	if (srv->server)
 		grpc_server_destroy(srv->server);
 	streams_free(srv->streams);

@@ -7,6 +7,7 @@
 #ifndef DAS_GRPC_SERVER_H
 #define DAS_GRPC_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,7 @@ struct server_config {
 	const char *listen;     /* "127.0.0.1:50051"; port 0 = any free one */
 	unsigned n_workers;     /* >= 1 */
 	unsigned grace_ms;      /* drain time at shutdown before cancelling */
+	bool is_reflection_off; /* no grpc.reflection service (reflection.h) */
 	struct handler_env env; /* shared by every worker */
 	struct server_tls *tls; /* NULL = plaintext; must outlive the server */
 };

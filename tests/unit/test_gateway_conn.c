@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "gateway/http/conn.h"
+#include "gateway/openapi.h"
 
 static atomic_ullong counter;
 static struct gw_conn_config cfg = {.id_counter = &counter};
@@ -205,6 +206,38 @@ static void long_bodies_are_not_copied(void **state)
 	assert_string_equal(strstr(body + 20000, "\r\n\r\n"), "\r\n\r\n");
 }
 
+/* /openapi.json and the docs files (docs.c) in order with other answers. */
+static void static_answers_in_order(void **state)
+{
+	size_t doc_len = 0;
+	char *doc = gw_openapi_json(&doc_len);
+	char *body;
+
+	(void)state;
+	assert_non_null(doc);
+	assert_true(doc_len > GW_CONN_OUT_MAX); /* not copied: written as is */
+	feed("GET /openapi.json HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "HEAD /openapi.json HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+	     "GET /docs/nope.js HTTP/1.1\r\nHost: a\r\n\r\n");
+	assert_int_equal(run(), GW_CONN_READ);
+	assert_int_equal(count("HTTP/1.1 200 OK\r\n"), 3);
+	assert_int_equal(count("Content-Security-Policy: default-src 'none'"),
+			 2);
+	assert_int_equal(count("X-Content-Type-Options: nosniff\r\n"), 2);
+	assert_int_equal(count("Content-Type: application/json; charset="
+			       "utf-8\r\nContent-Length: "),
+			 4);
+	/* The document once (HEAD has no body), whole, before /healthz. */
+	body = strstr(out, "\r\n\r\n") + 4;
+	assert_memory_equal(body, doc, doc_len);
+	assert_int_equal(count("\"openapi\":\"3.0.3\""), 1);
+	assert_true(strstr(out, "HTTP/1.1 200 OK\r\n") < body);
+	assert_true(strstr(body + doc_len, "{\"status\":\"ok\"}") != NULL);
+	assert_non_null(strstr(out, "HTTP/1.1 404 Not Found\r\n"));
+	free(doc);
+}
+
 static void refusal_has_retry_after(void **state)
 {
 	(void)state;
@@ -231,6 +264,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(long_bodies_are_not_copied,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(static_answers_in_order, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(refusal_has_retry_after, setup,
 						teardown),
 	};

@@ -84,6 +84,45 @@ static void every_form_matches(void **state)
 	expect_ok("GET", "/readyz", GW_ROUTE_READYZ, NULL, "", "", "");
 }
 
+static void discovery_routes_match(void **state)
+{
+	struct gw_route_match m;
+
+	expect_ok("GET", "/openapi.json", GW_ROUTE_OPENAPI, NULL, "", "", "");
+	expect_ok("HEAD", "/openapi.json", GW_ROUTE_OPENAPI, NULL, "", "", "");
+	expect_ok("GET", "/docs", GW_ROUTE_DOCS, NULL, "", "", "");
+	assert_int_equal(match("GET", "/docs/swagger-ui.css", &m), GW_ROUTE_OK);
+	assert_int_equal(m.rpc, GW_ROUTE_DOCS_ASSET);
+	assert_string_equal(m.file, "swagger-ui.css");
+	/* One segment only: no way out of the docs folder. */
+	assert_int_equal(match("GET", "/docs/a/b", &m), GW_ROUTE_NOT_FOUND);
+	assert_int_equal(match("GET", "/docs/%2E%2E%2Fx", &m), GW_ROUTE_OK);
+	assert_string_equal(m.file, "../x");
+	assert_int_equal(match("GET", "/docs/..", &m), GW_ROUTE_BAD_REQUEST);
+	assert_int_equal(match("GET", "/api/openapi.json", &m),
+			 GW_ROUTE_NOT_FOUND);
+	assert_int_equal(match("PUT", "/openapi.json", &m),
+			 GW_ROUTE_METHOD_NOT_ALLOWED);
+	assert_string_equal(m.allow, "GET, HEAD");
+	assert_int_equal(match("POST", "/docs", &m),
+			 GW_ROUTE_METHOD_NOT_ALLOWED);
+}
+
+static void table_is_listed(void **state)
+{
+	size_t n = gw_route_count(), n_upstream = 0;
+
+	assert_true(n >= 11);
+	for (size_t i = 0; i < n; i++) {
+		struct gw_route_info r;
+		gw_route_get(i, &r);
+		assert_non_null(r.segments[0]);
+		assert_non_null(r.allow);
+		n_upstream += gw_route_rpc_is_upstream(r.rpc);
+	}
+	assert_true(n_upstream >= 6); /* 3 RPCs x 2 path forms, at least */
+}
+
 static void ids_are_passed_unvalidated(void **state)
 {
 	/* A bad GUID and odd ids are the service's to judge. */
@@ -318,6 +357,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_form_matches),
+		cmocka_unit_test(discovery_routes_match),
+		cmocka_unit_test(table_is_listed),
 		cmocka_unit_test(ids_are_passed_unvalidated),
 		cmocka_unit_test(encoded_slash_stays_in_its_segment),
 		cmocka_unit_test(unknown_paths_are_404),
