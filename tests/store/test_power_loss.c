@@ -41,10 +41,11 @@
 
 #include "common/log.h"
 #include "crash_vfs.h"
+#include "store_seq.h"
 #include "service/ops/ops.h"
 #include "service/store/store.h"
 
-#define CUST "0f8fad5b-d9cb-469f-a165-70867728950e"
+#define CUST STORE_SEQ_CUST
 #define CHECKPOINT_EVERY 5
 #define LEDGER_MAX 256
 #define STATE_SIZE 512
@@ -74,32 +75,19 @@ static char ref_state[N_STEPS + 1][STATE_SIZE];
 static size_t ref_ledger_len[N_STEPS + 1];
 static struct store_ledger_row ref_ledger[LEDGER_MAX];
 
-static int rm_one(const char *path, const struct stat *sb, int flag,
-		  struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void rm_temp_dir(void)
 {
-	nftw(temp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	store_seq_rm_tree(temp_dir);
 }
 
 static void who_init(struct domain_principal *who)
 {
-	memset(who, 0, sizeof(*who));
-	snprintf(who->sub, sizeof(who->sub), "power-loss");
-	who->is_all_tenants = true;
-	who->scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY;
+	store_seq_who(who, "power-loss");
 }
 
 static struct ops_text text(const char *s)
 {
-	struct ops_text t = {s, strlen(s)};
-	return t;
+	return store_seq_text(s);
 }
 
 /* Customer, two users with both roles, their devices. 0 or -1. */
@@ -138,23 +126,8 @@ static int directory(struct store *st)
 
 static enum das_status device_op(struct store *st, const struct step *s)
 {
-	struct domain_principal who;
-	struct domain_request req;
-	struct ops_result r;
-
-	who_init(&who);
-	memset(&req, 0, sizeof(req));
-	req.op = s->type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
-	req.customer = CUST;
-	req.customer_len = strlen(CUST);
-	req.account = "";
-	req.user = s->user;
-	req.user_len = strlen(s->user);
-	req.device = s->device;
-	req.device_len = strlen(s->device);
-	req.client_type = s->type;
-	req.is_charge_accepted = true;
-	return ops_device(st, &who, &req, &r);
+	return store_seq_device_op(st, "power-loss", s->user, s->device,
+				   s->type);
 }
 
 static enum das_status run_step(struct store *st, size_t i)

@@ -1,0 +1,28 @@
+/*
+ * What the store tests that run a sequence of device changes through the
+ * use cases (test_power_loss.c, test_store_faults.c) share: the customer,
+ * the principal, one assign/unassign and removing the temp dir.
+ */
+#ifndef DAS_TESTS_STORE_SEQ_H
+#define DAS_TESTS_STORE_SEQ_H
+
+#include "service/ops/ops.h"
+#include "service/store/store.h"
+
+#define STORE_SEQ_CUST "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+/* Removes dir and everything below it. */
+void store_seq_rm_tree(const char *dir);
+
+/* An all-tenants principal with the assign and directory scopes. */
+void store_seq_who(struct domain_principal *who, const char *sub);
+
+struct ops_text store_seq_text(const char *s);
+
+/* Assigns device to user as type (1..4), or unassigns it (type 0), in the
+ * customer STORE_SEQ_CUST, as principal sub. */
+enum das_status store_seq_device_op(struct store *st, const char *sub,
+				    const char *user, const char *device,
+				    int type);
+
+#endif
