@@ -1,6 +1,10 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,6 +16,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -817,4 +823,66 @@ int harness_finish(int failures)
 	}
 	kill_all_children();
 	return failures;
+}
+
+const char *harness_in(const char *dir, const char *name)
+{
+	static char bufs[256][600];
+	static int next;
+	char *b = bufs[next++ % 256];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}
+
+void harness_sh(const char *script)
+{
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	const char *args[] = {"-c", script, NULL};
+
+	assert_non_null(r);
+	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
+	if (r->status != 0)
+		fprintf(stderr, "sh -c '%s': %s\n", script, r->err);
+	assert_int_equal(r->status, 0);
+	free(r);
+}
+
+void harness_sh_out(const char *script, char *out, size_t size)
+{
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	const char *args[] = {"-c", script, NULL};
+
+	assert_non_null(r);
+	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
+	size_t n = strcspn(r->out, "\n");
+	if (n >= size)
+		n = size - 1;
+	memcpy(out, r->out, n);
+	out[n] = '\0';
+	free(r);
+}
+
+int harness_count_in_log(const struct harness_proc *p, const char *needle)
+{
+	FILE *f = fopen(p->log_path, "r");
+	char line[2048];
+	int n = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, needle))
+			n++;
+	fclose(f);
+	return n;
+}
+
+void harness_wait_in_log(const struct harness_proc *p, const char *needle,
+			 int count)
+{
+	for (int i = 0; i < 3000 && harness_count_in_log(p, needle) < count;
+	     i++)
+		usleep(10 * 1000);
+	assert_true(harness_count_in_log(p, needle) >= count);
 }

@@ -141,6 +141,27 @@ char *harness_mint(const char *sub, const char *const *tenants, size_t n,
 char *harness_mint_claims(const struct auth_claims *claims);
 
 /*
+ * For the tests that make files with shell tools (certificates, keys).
+ * "<dir>/<name>" in one of 256 rotating buffers: never reused within a
+ * run of fewer than 256 calls, so structs may keep these pointers.
+ */
+const char *harness_in(const char *dir, const char *name);
+
+/* Runs script with /bin/sh -c; fails the test unless it exits 0. */
+void harness_sh(const char *script);
+
+/* The first line of script's stdout, into out. */
+void harness_sh_out(const char *script, char *out, size_t size);
+
+/* How many lines of the process's stderr log contain needle. */
+int harness_count_in_log(const struct harness_proc *p, const char *needle);
+
+/* Waits up to 30 s until count lines of the log contain needle; fails the
+ * test if they never do. */
+void harness_wait_in_log(const struct harness_proc *p, const char *needle,
+			 int count);
+
+/*
  * To be wrapped around the cmocka result in main():
  *     return harness_finish(cmocka_run_group_tests(tests, NULL, NULL));
  * Stops the programs still running with SIGTERM and waits for them; adds

@@ -45,36 +45,13 @@ static char ca_dir[512], other_dir[512];
 static struct harness_proc server;
 static char *token, auth_header[4096];
 
-static const char *in(const char *dir, const char *name)
-{
-	static char bufs[256][600];
-	static int next;
-	char *b = bufs[next++ % 256];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
-
-static void sh(const char *script)
-{
-	struct harness_run_result *r = calloc(1, sizeof(*r));
-	const char *args[] = {"-c", script, NULL};
-
-	assert_non_null(r);
-	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
-	if (r->status != 0)
-		fprintf(stderr, "sh -c '%s': %s\n", script, r->err);
-	assert_int_equal(r->status, 0);
-	free(r);
-}
-
 static void dev_ca(const char *dir)
 {
 	char cmd[1200];
 
 	snprintf(cmd, sizeof(cmd), "'%s' '%s' 2 >/dev/null", DAS_DEV_CA_SCRIPT,
 		 dir);
-	sh(cmd);
+	harness_sh(cmd);
 }
 
 /* Calls that must succeed get a deadline a loaded machine still meets;
@@ -165,18 +142,20 @@ static int setup(void **state)
 	snprintf(spec, sizeof(spec), "sqlite:%s", db);
 	const char *args[] = {"--store", spec,
 			      "--jwt-hs256-secret-file", harness_secret_file(),
-			      "--tls-cert", in(ca_dir, "server.pem"),
-			      "--tls-key", in(ca_dir, "server.key"),
-			      "--tls-client-ca", in(ca_dir, "ca.pem"), NULL};
+			      "--tls-cert", harness_in(ca_dir, "server.pem"),
+			      "--tls-key", harness_in(ca_dir, "server.key"),
+			      "--tls-client-ca",
+			      harness_in(ca_dir, "ca.pem"), NULL};
 	assert_int_equal(harness_start(&server, DAS_SERVER_BIN, args, NULL), 0);
 
 	/* The demo directory, imported with the CLI over mTLS. */
 	snprintf(tok_env, sizeof(tok_env), "DAS_TOKEN=%s", token);
 	const char *env[] = {tok_env, NULL};
 	const char *imp[] = {"--server", server.addr,
-			     "--upstream-ca", in(ca_dir, "ca.pem"),
-			     "--upstream-cert", in(ca_dir, "client.pem"),
-			     "--upstream-key", in(ca_dir, "client.key"),
+			     "--upstream-ca", harness_in(ca_dir, "ca.pem"),
+			     "--upstream-cert",
+			     harness_in(ca_dir, "client.pem"),
+			     "--upstream-key", harness_in(ca_dir, "client.key"),
 			     "--upstream-server-name", "localhost",
 			     "import", DAS_SOURCE_DIR "/examples/directory.json",
 			     NULL};
@@ -203,8 +182,9 @@ static void gateway_over_mtls_answers_201(void **state)
 	struct harness_proc gw;
 
 	(void)state;
-	start_gateway(&gw, in(ca_dir, "ca.pem"), in(ca_dir, "gateway.pem"),
-		      in(ca_dir, "gateway.key"));
+	start_gateway(&gw, harness_in(ca_dir, "ca.pem"),
+		      harness_in(ca_dir, "gateway.pem"),
+		      harness_in(ca_dir, "gateway.key"));
 	assert_int_equal(http_once(&gw, "PUT",
 				   "/v1.0/customers/" T
 				   "/users/alice/devices/pbx/alice-desk-01/assign",
@@ -226,13 +206,13 @@ static void gateway_without_the_right_credentials_gets_503(void **state)
 
 	(void)state;
 	/* No client certificate: the server refuses the handshake. */
-	start_gateway_ms(&gw, in(ca_dir, "ca.pem"), NULL, NULL, "3000");
+	start_gateway_ms(&gw, harness_in(ca_dir, "ca.pem"), NULL, NULL, "3000");
 	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
 	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
 	/* Another CA: the gateway refuses the server's certificate. */
-	start_gateway_ms(&gw, in(other_dir, "ca.pem"),
-			 in(other_dir, "gateway.pem"),
-			 in(other_dir, "gateway.key"), "3000");
+	start_gateway_ms(&gw, harness_in(other_dir, "ca.pem"),
+			 harness_in(other_dir, "gateway.pem"),
+			 harness_in(other_dir, "gateway.key"), "3000");
 	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
 	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
 }
@@ -268,29 +248,6 @@ static void *load_worker(void *arg)
 	return NULL;
 }
 
-static int count_in_log(const struct harness_proc *p, const char *needle)
-{
-	FILE *f = fopen(p->log_path, "r");
-	char line[2048];
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, needle))
-			n++;
-	fclose(f);
-	return n;
-}
-
-static void wait_in_log(const struct harness_proc *p, const char *needle,
-			int count)
-{
-	for (int i = 0; i < 3000 && count_in_log(p, needle) < count; i++)
-		usleep(10 * 1000);
-	assert_true(count_in_log(p, needle) >= count);
-}
-
 static void renewal_of_both_under_load(void **state)
 {
 	struct harness_proc gw;
@@ -299,8 +256,9 @@ static void renewal_of_both_under_load(void **state)
 	char url[512], cmd[1500];
 
 	(void)state;
-	start_gateway(&gw, in(ca_dir, "ca.pem"), in(ca_dir, "gateway.pem"),
-		      in(ca_dir, "gateway.key"));
+	start_gateway(&gw, harness_in(ca_dir, "ca.pem"),
+		      harness_in(ca_dir, "gateway.pem"),
+		      harness_in(ca_dir, "gateway.key"));
 	snprintf(url, sizeof(url),
 		 "http://%s/v1.0/customers/" T "/users/alice/devices/pbx",
 		 gw.addr);
@@ -314,16 +272,16 @@ static void renewal_of_both_under_load(void **state)
 		dev_ca(ca_dir);
 		assert_int_equal(kill(server.pid, SIGHUP), 0);
 		assert_int_equal(kill(gw.pid, SIGHUP), 0);
-		wait_in_log(&server, "TLS certificate reloaded", round);
-		wait_in_log(&gw, "upstream TLS files reloaded", round);
+		harness_wait_in_log(&server, "TLS certificate reloaded", round);
+		harness_wait_in_log(&gw, "upstream TLS files reloaded", round);
 	}
 	usleep(300 * 1000);
 	/* A broken key on the gateway: refused, the old channel stays. */
 	snprintf(cmd, sizeof(cmd), "echo junk > '%s'",
-		 in(ca_dir, "gateway.key"));
-	sh(cmd);
+		 harness_in(ca_dir, "gateway.key"));
+	harness_sh(cmd);
 	assert_int_equal(kill(gw.pid, SIGHUP), 0);
-	wait_in_log(&gw, "upstream TLS kept", 1);
+	harness_wait_in_log(&gw, "upstream TLS kept", 1);
 	usleep(300 * 1000);
 
 	atomic_store(&l.is_stopping, true);
@@ -346,11 +304,14 @@ static void start_https_gateway(struct harness_proc *gw)
 	const char *args[] = {"--upstream", server.addr,
 			      "--upstream-timeout-ms", "15000",
 			      "--upstream-server-name", "localhost",
-			      "--upstream-ca", in(ca_dir, "ca.pem"),
-			      "--upstream-cert", in(ca_dir, "gateway.pem"),
-			      "--upstream-key", in(ca_dir, "gateway.key"),
-			      "--tls-cert", in(ca_dir, "gateway.pem"),
-			      "--tls-key", in(ca_dir, "gateway.key"), NULL};
+			      "--upstream-ca", harness_in(ca_dir, "ca.pem"),
+			      "--upstream-cert",
+			      harness_in(ca_dir, "gateway.pem"),
+			      "--upstream-key",
+			      harness_in(ca_dir, "gateway.key"),
+			      "--tls-cert", harness_in(ca_dir, "gateway.pem"),
+			      "--tls-key",
+			      harness_in(ca_dir, "gateway.key"), NULL};
 
 	assert_int_equal(harness_start(gw, DAS_GATEWAY_BIN, args, NULL), 0);
 }
@@ -368,8 +329,9 @@ static void https_silent_handshake_is_closed(void **state)
 	(void)state;
 	const char *args[] = {"--upstream", server.addr,
 			      "--connection-timeout", "1",
-			      "--tls-cert", in(ca_dir, "gateway.pem"),
-			      "--tls-key", in(ca_dir, "gateway.key"), NULL};
+			      "--tls-cert", harness_in(ca_dir, "gateway.pem"),
+			      "--tls-key",
+			      harness_in(ca_dir, "gateway.key"), NULL};
 	assert_int_equal(harness_start(&gw, DAS_GATEWAY_BIN, args, NULL), 0);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
@@ -414,7 +376,7 @@ static void gateway_over_https_answers_201(void **state)
 		 gw.port);
 	const char *put[] = {"-sS", "-o", "/dev/null",
 			     "-w", "%{http_code} %{redirect_url}",
-			     "--cacert", in(ca_dir, "ca.pem"),
+			     "--cacert", harness_in(ca_dir, "ca.pem"),
 			     "-X", "PUT", "-H", auth_header,
 			     "-H", "Content-Type: application/json",
 			     "-d", "{\"clientType\":\"mobile\"}", url, NULL};
@@ -422,7 +384,7 @@ static void gateway_over_https_answers_201(void **state)
 	fprintf(stderr, "curl --cacert: %s\n", out);
 	assert_int_equal(strncmp(out, "201 ", 4), 0);
 	const char *loc[] = {"-sS", "-o", "/dev/null", "-D", "-",
-			     "--cacert", in(ca_dir, "ca.pem"),
+			     "--cacert", harness_in(ca_dir, "ca.pem"),
 			     "-X", "PUT", "-H", auth_header,
 			     "-H", "Content-Type: application/json",
 			     "-d", "{\"clientType\":\"mobile\"}", url, NULL};
@@ -440,17 +402,18 @@ static void gateway_over_https_answers_201(void **state)
 	assert_int_not_equal(curl_cli(plain, out, sizeof(out)), 0);
 	/* Another CA, and TLS 1.1: refused. */
 	const char *wrong_ca[] = {"-sS", "-o", "/dev/null", "--cacert",
-				  in(other_dir, "ca.pem"), url, NULL};
+				  harness_in(other_dir, "ca.pem"), url, NULL};
 	assert_int_not_equal(curl_cli(wrong_ca, out, sizeof(out)), 0);
 	snprintf(http_url, sizeof(http_url), "https://localhost:%d/healthz",
 		 gw.port);
 	const char *old_tls[] = {"-sS", "-o", "/dev/null", "--cacert",
-				 in(ca_dir, "ca.pem"), "--tlsv1.1",
+				 harness_in(ca_dir, "ca.pem"), "--tlsv1.1",
 				 "--tls-max", "1.1", "--ciphers",
 				 "DEFAULT@SECLEVEL=0", http_url, NULL};
 	assert_int_not_equal(curl_cli(old_tls, out, sizeof(out)), 0);
 	const char *tls12[] = {"-sS", "-o", "/dev/null", "-w", "%{http_code}",
-			       "--cacert", in(ca_dir, "ca.pem"), "--tlsv1.2",
+			       "--cacert",
+			       harness_in(ca_dir, "ca.pem"), "--tlsv1.2",
 			       "--tls-max", "1.2", http_url, NULL};
 	assert_int_equal(curl_cli(tls12, out, sizeof(out)), 0);
 	assert_string_equal(out, "200");
@@ -461,23 +424,14 @@ static void gateway_over_https_answers_201(void **state)
 static void served_fingerprint(const struct harness_proc *p, char *out,
 			       size_t size)
 {
-	struct harness_run_result *r = calloc(1, sizeof(*r));
 	char script[1500];
 
-	assert_non_null(r);
 	snprintf(script, sizeof(script),
 		 "openssl s_client -connect 127.0.0.1:%d -servername localhost "
 		 "-CAfile '%s' </dev/null 2>/dev/null | "
 		 "openssl x509 -noout -fingerprint -sha256",
-		 p->port, in(ca_dir, "ca.pem"));
-	const char *args[] = {"-c", script, NULL};
-	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
-	size_t n = strcspn(r->out, "\n");
-	if (n >= size)
-		n = size - 1;
-	memcpy(out, r->out, n);
-	out[n] = '\0';
-	free(r);
+		 p->port, harness_in(ca_dir, "ca.pem"));
+	harness_sh_out(script, out, size);
 }
 
 struct https_load {
@@ -521,7 +475,7 @@ static void https_renewal_under_load(void **state)
 	/* The load's own copy of the CA: the files below get renewed. */
 	snprintf(cmd, sizeof(cmd), "cp '%s/ca.pem' '%s/https-load-ca.pem'",
 		 ca_dir, ca_dir);
-	sh(cmd);
+	harness_sh(cmd);
 	start_https_gateway(&gw);
 	served_fingerprint(&gw, before, sizeof(before));
 	assert_true(strlen(before) > 10);
@@ -531,7 +485,7 @@ static void https_renewal_under_load(void **state)
 		 gw.port);
 	memset(&l, 0, sizeof(l));
 	l.url = url;
-	l.ca = in(ca_dir, "https-load-ca.pem");
+	l.ca = harness_in(ca_dir, "https-load-ca.pem");
 	for (int i = 0; i < LOAD_THREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, https_worker, &l),
 				 0);
@@ -539,17 +493,17 @@ static void https_renewal_under_load(void **state)
 		usleep(300 * 1000);
 		dev_ca(ca_dir);
 		assert_int_equal(kill(gw.pid, SIGHUP), 0);
-		wait_in_log(&gw, "HTTPS certificate reloaded", round);
+		harness_wait_in_log(&gw, "HTTPS certificate reloaded", round);
 		served_fingerprint(&gw, served, sizeof(served));
 		assert_string_not_equal(served, before);
 		snprintf(before, sizeof(before), "%s", served);
 	}
 	/* A broken key: refused, the current certificate stays. */
 	snprintf(cmd, sizeof(cmd), "echo junk > '%s'",
-		 in(ca_dir, "gateway.key"));
-	sh(cmd);
+		 harness_in(ca_dir, "gateway.key"));
+	harness_sh(cmd);
 	assert_int_equal(kill(gw.pid, SIGHUP), 0);
-	wait_in_log(&gw, "HTTPS certificate kept", 1);
+	harness_wait_in_log(&gw, "HTTPS certificate kept", 1);
 	served_fingerprint(&gw, served, sizeof(served));
 	assert_string_equal(served, before);
 	usleep(300 * 1000);

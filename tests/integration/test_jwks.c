@@ -129,27 +129,13 @@ static void *caller(void *arg)
 	return NULL;
 }
 
-static int count_in_log(const char *needle)
-{
-	FILE *f = fopen(server.log_path, "r");
-	char line[2048];
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, needle))
-			n++;
-	fclose(f);
-	return n;
-}
-
 static void reload_and_wait(const char *needle, int count)
 {
 	assert_int_equal(kill(server.pid, SIGHUP), 0);
-	for (int i = 0; i < 3000 && count_in_log(needle) < count; i++)
+	for (int i = 0;
+	     i < 3000 && harness_count_in_log(&server, needle) < count; i++)
 		usleep(10 * 1000);
-	assert_int_equal(count_in_log(needle), count);
+	assert_int_equal(harness_count_in_log(&server, needle), count);
 }
 
 static void rotation_without_a_401(void **state)

@@ -37,53 +37,13 @@
 
 static char ca_dir[512], other_dir[512];
 
-static const char *in(const char *dir, const char *name)
-{
-	/* Never reused within a run: structs keep these pointers. */
-	static char bufs[256][600];
-	static int next;
-	char *b = bufs[next++ % 256];
-
-	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
-	return b;
-}
-
-static void sh(const char *script)
-{
-	struct harness_run_result *r = calloc(1, sizeof(*r));
-	const char *args[] = {"-c", script, NULL};
-
-	assert_non_null(r);
-	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
-	if (r->status != 0)
-		fprintf(stderr, "sh -c '%s': %s\n", script, r->err);
-	assert_int_equal(r->status, 0);
-	free(r);
-}
-
-/* stdout of a shell command, first line, into out. */
-static void sh_out(const char *script, char *out, size_t size)
-{
-	struct harness_run_result *r = calloc(1, sizeof(*r));
-	const char *args[] = {"-c", script, NULL};
-
-	assert_non_null(r);
-	assert_int_equal(harness_run("/bin/sh", args, NULL, 60000, r), 0);
-	size_t n = strcspn(r->out, "\n");
-	if (n >= size)
-		n = size - 1;
-	memcpy(out, r->out, n);
-	out[n] = '\0';
-	free(r);
-}
-
 static void dev_ca(const char *dir)
 {
 	char cmd[1200];
 
 	snprintf(cmd, sizeof(cmd), "'%s' '%s' 2 >/dev/null", DAS_DEV_CA_SCRIPT,
 		 dir);
-	sh(cmd);
+	harness_sh(cmd);
 }
 
 static void start_server(struct harness_proc *p, const char *name,
@@ -95,10 +55,10 @@ static void start_server(struct harness_proc *p, const char *name,
 	snprintf(spec, sizeof(spec), "sqlite:%s", db);
 	const char *args[] = {"--store", spec,
 			      "--jwt-hs256-secret-file", harness_secret_file(),
-			      "--tls-cert", in(ca_dir, "server.pem"),
-			      "--tls-key", in(ca_dir, "server.key"),
+			      "--tls-cert", harness_in(ca_dir, "server.pem"),
+			      "--tls-key", harness_in(ca_dir, "server.key"),
 			      is_mtls ? "--tls-client-ca" : NULL,
-			      in(ca_dir, "ca.pem"), NULL};
+			      harness_in(ca_dir, "ca.pem"), NULL};
 	assert_int_equal(harness_start(p, DAS_SERVER_BIN, args, NULL), 0);
 }
 
@@ -148,12 +108,14 @@ static int setup(void **state)
 static void tls_right_ca_succeeds_others_fail(void **state)
 {
 	struct harness_proc srv;
-	struct das_client_tls ok = {.ca_file = in(ca_dir, "ca.pem")};
-	struct das_client_tls named = {.ca_file = in(ca_dir, "ca.pem"),
+	struct das_client_tls ok = {.ca_file = harness_in(ca_dir, "ca.pem")};
+	struct das_client_tls named = {.ca_file = harness_in(ca_dir, "ca.pem"),
 				       .server_name = "localhost"};
-	struct das_client_tls wrong_ca = {.ca_file = in(other_dir, "ca.pem")};
-	struct das_client_tls wrong_name = {.ca_file = in(ca_dir, "ca.pem"),
-					    .server_name = "evil.example"};
+	struct das_client_tls wrong_ca = {
+		.ca_file = harness_in(other_dir, "ca.pem")};
+	struct das_client_tls wrong_name = {
+		.ca_file = harness_in(ca_dir, "ca.pem"),
+		.server_name = "evil.example"};
 
 	(void)state;
 	start_server(&srv, "tls.db", false);
@@ -165,8 +127,8 @@ static void tls_right_ca_succeeds_others_fail(void **state)
 	assert_int_not_equal(health_with(srv.addr, &wrong_name, SHORT_MS), 0);
 	/* A client certificate the server did not ask for changes nothing. */
 	struct das_client_tls with_cert = ok;
-	with_cert.cert_file = in(ca_dir, "client.pem");
-	with_cert.key_file = in(ca_dir, "client.key");
+	with_cert.cert_file = harness_in(ca_dir, "client.pem");
+	with_cert.key_file = harness_in(ca_dir, "client.key");
 	assert_int_equal(health_with(srv.addr, &with_cert, CALL_MS), 0);
 
 	/* TLS 1.2 and 1.3 only (the client side allows 1.1 here, so the
@@ -177,14 +139,14 @@ static void tls_right_ca_succeeds_others_fail(void **state)
 		 "-cipher DEFAULT@SECLEVEL=0 -alpn h2 -CAfile '%s' "
 		 "</dev/null >/dev/null 2>&1 && echo accepted || echo refused",
 		 srv.addr, ok.ca_file);
-	sh_out(cmd, out, sizeof(out));
+	harness_sh_out(cmd, out, sizeof(out));
 	assert_string_equal(out, "refused");
 	snprintf(cmd, sizeof(cmd),
 		 "openssl s_client -connect %s -tls1_2 -alpn h2 -CAfile '%s' "
 		 "-verify_return_error </dev/null 2>/dev/null | "
 		 "sed -n 's/^ *Cipher *: *//p' | head -n 1",
 		 srv.addr, ok.ca_file);
-	sh_out(cmd, out, sizeof(out));
+	harness_sh_out(cmd, out, sizeof(out));
 	fprintf(stderr, "TLS 1.2 cipher: %s\n", out);
 	assert_non_null(strstr(out, "ECDHE-"));
 	assert_non_null(strstr(out, "GCM"));
@@ -194,21 +156,22 @@ static void tls_right_ca_succeeds_others_fail(void **state)
 static void mtls_requires_a_client_certificate_of_the_ca(void **state)
 {
 	struct harness_proc srv;
-	struct das_client_tls no_cert = {.ca_file = in(ca_dir, "ca.pem")};
+	struct das_client_tls no_cert = {
+		.ca_file = harness_in(ca_dir, "ca.pem")};
 	struct das_client_tls other = {
-		.ca_file = in(ca_dir, "ca.pem"),
-		.cert_file = in(other_dir, "client.pem"),
-		.key_file = in(other_dir, "client.key"),
+		.ca_file = harness_in(ca_dir, "ca.pem"),
+		.cert_file = harness_in(other_dir, "client.pem"),
+		.key_file = harness_in(other_dir, "client.key"),
 	};
 	struct das_client_tls good = {
-		.ca_file = in(ca_dir, "ca.pem"),
-		.cert_file = in(ca_dir, "client.pem"),
-		.key_file = in(ca_dir, "client.key"),
+		.ca_file = harness_in(ca_dir, "ca.pem"),
+		.cert_file = harness_in(ca_dir, "client.pem"),
+		.key_file = harness_in(ca_dir, "client.key"),
 	};
 	struct das_client_tls gateway = {
-		.ca_file = in(ca_dir, "ca.pem"),
-		.cert_file = in(ca_dir, "gateway.pem"),
-		.key_file = in(ca_dir, "gateway.key"),
+		.ca_file = harness_in(ca_dir, "ca.pem"),
+		.cert_file = harness_in(ca_dir, "gateway.pem"),
+		.key_file = harness_in(ca_dir, "gateway.key"),
 	};
 	struct harness_run_result *r = calloc(1, sizeof(*r));
 
@@ -245,7 +208,8 @@ static void mtls_requires_a_client_certificate_of_the_ca(void **state)
 	const char *cli_bad_pair[] = {"--server", srv.addr,
 				      "--upstream-ca", good.ca_file,
 				      "--upstream-cert", good.cert_file,
-				      "--upstream-key", in(ca_dir, "server.key"),
+				      "--upstream-key",
+				      harness_in(ca_dir, "server.key"),
 				      "health", NULL};
 	assert_int_equal(harness_run(DAS_CLI_BIN, cli_bad_pair, NULL, 60000,
 				     r),
@@ -294,29 +258,6 @@ static void *load_worker(void *arg)
 	return NULL;
 }
 
-static int count_in_log(const struct harness_proc *p, const char *needle)
-{
-	FILE *f = fopen(p->log_path, "r");
-	char line[2048];
-	int n = 0;
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, needle))
-			n++;
-	fclose(f);
-	return n;
-}
-
-static void wait_in_log(const struct harness_proc *p, const char *needle,
-			int count)
-{
-	for (int i = 0; i < 3000 && count_in_log(p, needle) < count; i++)
-		usleep(10 * 1000);
-	assert_true(count_in_log(p, needle) >= count);
-}
-
 /* SHA-256 fingerprint of the certificate a new connection is served. */
 static void served_fingerprint(const struct harness_proc *p, char *out,
 			       size_t size)
@@ -327,8 +268,8 @@ static void served_fingerprint(const struct harness_proc *p, char *out,
 		 "openssl s_client -connect %s -servername localhost "
 		 "-alpn h2 -CAfile '%s' </dev/null 2>/dev/null | "
 		 "openssl x509 -noout -fingerprint -sha256",
-		 p->addr, in(ca_dir, "ca.pem"));
-	sh_out(cmd, out, size);
+		 p->addr, harness_in(ca_dir, "ca.pem"));
+	harness_sh_out(cmd, out, size);
 }
 
 static void file_fingerprint(const char *path, char *out, size_t size)
@@ -337,7 +278,7 @@ static void file_fingerprint(const char *path, char *out, size_t size)
 
 	snprintf(cmd, sizeof(cmd),
 		 "openssl x509 -in '%s' -noout -fingerprint -sha256", path);
-	sh_out(cmd, out, size);
+	harness_sh_out(cmd, out, size);
 }
 
 static void renewal_under_load_loses_no_call(void **state)
@@ -346,9 +287,9 @@ static void renewal_under_load_loses_no_call(void **state)
 	/* The callers' own files stay put while the server's are renewed
 	 * (the script renews the client pair too). */
 	struct das_client_tls tls = {
-		.ca_file = in(ca_dir, "load-ca.pem"),
-		.cert_file = in(ca_dir, "load-client.pem"),
-		.key_file = in(ca_dir, "load-client.key"),
+		.ca_file = harness_in(ca_dir, "load-ca.pem"),
+		.cert_file = harness_in(ca_dir, "load-client.pem"),
+		.key_file = harness_in(ca_dir, "load-client.key"),
 	};
 	struct load l = {.tls = &tls};
 	pthread_t threads[LOAD_THREADS];
@@ -359,11 +300,12 @@ static void renewal_under_load_loses_no_call(void **state)
 		 "cd '%s' && cp ca.pem load-ca.pem && cp client.pem "
 		 "load-client.pem && cp client.key load-client.key",
 		 ca_dir);
-	sh(cmd);
+	harness_sh(cmd);
 	start_server(&srv, "renew.db", true);
 	l.addr = srv.addr;
 	served_fingerprint(&srv, before, sizeof(before));
-	file_fingerprint(in(ca_dir, "server.pem"), file, sizeof(file));
+	file_fingerprint(harness_in(ca_dir, "server.pem"), file,
+			 sizeof(file));
 	assert_string_equal(before, file);
 
 	for (int i = 0; i < LOAD_THREADS; i++)
@@ -374,21 +316,23 @@ static void renewal_under_load_loses_no_call(void **state)
 		usleep(300 * 1000);
 		dev_ca(ca_dir); /* same CA, new server/gateway/client certs */
 		assert_int_equal(kill(srv.pid, SIGHUP), 0);
-		wait_in_log(&srv, "TLS certificate reloaded", round);
+		harness_wait_in_log(&srv, "TLS certificate reloaded", round);
 		usleep(200 * 1000);
 		served_fingerprint(&srv, served, sizeof(served));
-		file_fingerprint(in(ca_dir, "server.pem"), file, sizeof(file));
+		file_fingerprint(harness_in(ca_dir, "server.pem"), file,
+			 sizeof(file));
 		assert_string_equal(served, file);
 		assert_string_not_equal(served, before);
 		snprintf(before, sizeof(before), "%s", served);
 	}
 
 	/* A renewal gone wrong: a key that is not the certificate's. */
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", in(ca_dir, "client.key"),
-		 in(ca_dir, "server.key"));
-	sh(cmd);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'",
+		 harness_in(ca_dir, "client.key"),
+		 harness_in(ca_dir, "server.key"));
+	harness_sh(cmd);
 	assert_int_equal(kill(srv.pid, SIGHUP), 0);
-	wait_in_log(&srv, "TLS certificate kept", 1);
+	harness_wait_in_log(&srv, "TLS certificate kept", 1);
 	usleep(300 * 1000);
 	served_fingerprint(&srv, served, sizeof(served));
 	assert_string_equal(served, before);
@@ -423,13 +367,13 @@ static void plaintext_off_loopback_warns(void **state)
 			      NULL};
 	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
-	assert_int_equal(count_in_log(&srv, "without TLS"), 1);
+	assert_int_equal(harness_count_in_log(&srv, "without TLS"), 1);
 
 	const char *lo[] = {"--store", spec, "--jwt-hs256-secret-file",
 			    harness_secret_file(), NULL};
 	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, lo, NULL), 0);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
-	assert_int_equal(count_in_log(&srv, "without TLS"), 0);
+	assert_int_equal(harness_count_in_log(&srv, "without TLS"), 0);
 }
 
 int main(void)
