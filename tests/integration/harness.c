@@ -714,8 +714,9 @@ char *harness_mint_claims(const struct auth_claims *claims)
 	return token;
 }
 
-char *harness_mint(const char *sub, const char *const *tenants, size_t n,
-		   const char *scope, int64_t ttl_seconds)
+struct auth_claims harness_claims(const char *sub,
+				  const char *const *tenants, size_t n,
+				  const char *scope, int64_t ttl_seconds)
 {
 	int64_t now = (int64_t)time(NULL);
 	struct auth_claims claims = {
@@ -726,6 +727,15 @@ char *harness_mint(const char *sub, const char *const *tenants, size_t n,
 		.iat = now,
 		.exp = now + ttl_seconds,
 	};
+
+	return claims;
+}
+
+char *harness_mint(const char *sub, const char *const *tenants, size_t n,
+		   const char *scope, int64_t ttl_seconds)
+{
+	struct auth_claims claims =
+		harness_claims(sub, tenants, n, scope, ttl_seconds);
 
 	return harness_mint_claims(&claims);
 }

@@ -130,6 +130,14 @@ int harness_run(const char *bin, const char *const *args,
 const char *harness_secret_file(void);
 
 /*
+ * Claims for sub, tenants (n GUIDs or "*") and scope, issued now, valid
+ * for ttl_seconds; the rest zero (no kid, iss, aud).
+ */
+struct auth_claims harness_claims(const char *sub,
+				  const char *const *tenants, size_t n,
+				  const char *scope, int64_t ttl_seconds);
+
+/*
  * Mints an HS256 token with the secret of harness_secret_file(): sub,
  * tenants (n GUIDs or "*"), scope, valid from now for ttl_seconds.
  * Returns a malloc'd JWT (free it), or aborts on failure (a test bug).

@@ -60,13 +60,7 @@ static char *mint(enum auth_alg alg, const struct test_key *k,
 	char err[256];
 	char *t;
 
-	memset(&c, 0, sizeof(c));
-	c.sub = "rotation";
-	c.tenants = all;
-	c.n_tenants = 1;
-	c.scope = "devices:assign";
-	c.iat = (int64_t)time(NULL);
-	c.exp = c.iat + 3600;
+	c = harness_claims("rotation", all, 1, "devices:assign", 3600);
 	c.kid = kid;
 	t = auth_mint(alg, (const unsigned char *)k->priv, k->priv_len, &c,
 		      err, sizeof(err));

@@ -65,13 +65,7 @@ static char *mint(enum auth_alg alg, const char *key_path, const char *iss,
 	char err[256];
 	char *token;
 
-	memset(&c, 0, sizeof(c));
-	c.sub = "rs-agent";
-	c.tenants = all;
-	c.n_tenants = 1;
-	c.scope = "devices:assign";
-	c.iat = (int64_t)time(NULL);
-	c.exp = c.iat + 600;
+	c = harness_claims("rs-agent", all, 1, "devices:assign", 600);
 	c.issuer = iss;
 	c.audience = aud;
 	token = auth_mint(alg, key, len, &c, err, sizeof(err));
