@@ -896,3 +896,16 @@ void harness_wait_in_log(const struct harness_proc *p, const char *needle,
 		usleep(10 * 1000);
 	assert_true(harness_count_in_log(p, needle) >= count);
 }
+
+void harness_devices_text(
+	const Deviceassignment__V1__ListUserDevicesResponse *l, char *buf,
+	size_t size)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < l->n_devices; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s:%d",
+				      i ? " " : "", l->devices[i]->device_id,
+				      l->devices[i]->client_type);
+}

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "service/auth/auth.h"
 
 #define HARNESS_START_TIMEOUT_MS 15000
@@ -168,6 +169,11 @@ int harness_count_in_log(const struct harness_proc *p, const char *needle);
  * test if they never do. */
 void harness_wait_in_log(const struct harness_proc *p, const char *needle,
 			 int count);
+
+/* A ListUserDevices answer as "d1:1 d2:3" (device:type, in its order). */
+void harness_devices_text(
+	const Deviceassignment__V1__ListUserDevicesResponse *l, char *buf,
+	size_t size);
 
 /*
  * To be wrapped around the cmocka result in main():

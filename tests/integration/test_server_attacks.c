@@ -127,7 +127,6 @@ static void list_text(const char *user, char *buf, size_t size, int *code)
 		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	struct das_call_status st;
-	size_t o = 0;
 
 	r.customer_tenant_id = (char *)CUST;
 	r.user_id = (char *)user;
@@ -137,10 +136,7 @@ static void list_text(const char *user, char *buf, size_t size, int *code)
 	if (!resp)
 		return;
 	Deviceassignment__V1__ListUserDevicesResponse *l = (void *)resp;
-	for (size_t i = 0; i < l->n_devices; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%s:%d",
-				      i ? " " : "", l->devices[i]->device_id,
-				      l->devices[i]->client_type);
+	harness_devices_text(l, buf, size);
 	protobuf_c_message_free_unpacked(resp, NULL);
 }
 

@@ -199,7 +199,6 @@ static void list_text(const char *tenant, const char *user, char *buf,
 		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	struct das_call_status st;
-	size_t o = 0;
 
 	r.customer_tenant_id = (char *)tenant;
 	r.user_id = (char *)user;
@@ -207,11 +206,7 @@ static void list_text(const char *tenant, const char *user, char *buf,
 			      &resp, &st),
 			 0);
 	Deviceassignment__V1__ListUserDevicesResponse *l = (void *)resp;
-	buf[0] = '\0';
-	for (size_t i = 0; i < l->n_devices; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%s:%d",
-				      i ? " " : "", l->devices[i]->device_id,
-				      l->devices[i]->client_type);
+	harness_devices_text(l, buf, size);
 	assert_non_null(l->timestamp);
 	protobuf_c_message_free_unpacked(resp, NULL);
 }

@@ -184,7 +184,6 @@ static void list_text(struct node *n, char *buf, size_t size)
 		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
 	ProtobufCMessage *resp = NULL;
 	struct das_call_status st;
-	size_t o = 0;
 
 	r.customer_tenant_id = (char *)CUST;
 	r.account_tenant_id = (char *)"";
@@ -193,11 +192,7 @@ static void list_text(struct node *n, char *buf, size_t size)
 			      &r.base, &resp, &st),
 			 0);
 	Deviceassignment__V1__ListUserDevicesResponse *l = (void *)resp;
-	buf[0] = '\0';
-	for (size_t i = 0; i < l->n_devices; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%s:%d",
-				      i ? " " : "", l->devices[i]->device_id,
-				      l->devices[i]->client_type);
+	harness_devices_text(l, buf, size);
 	protobuf_c_message_free_unpacked(resp, NULL);
 }
 
