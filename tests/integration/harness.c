@@ -909,3 +909,14 @@ void harness_devices_text(
 				      i ? " " : "", l->devices[i]->device_id,
 				      l->devices[i]->client_type);
 }
+
+size_t harness_append(char *buf, size_t cap, size_t *len, const char *p,
+		      size_t n)
+{
+	if (*len + n >= cap)
+		return 0;
+	memcpy(buf + *len, p, n);
+	*len += n;
+	buf[*len] = '\0';
+	return n;
+}

@@ -176,6 +176,14 @@ void harness_devices_text(
 	size_t size);
 
 /*
+ * Appends n bytes of p to buf (capacity cap, *len used), keeping it
+ * NUL-terminated; for curl's write and header callbacks. Returns n, or 0
+ * (nothing appended) when it would not fit, which makes curl fail.
+ */
+size_t harness_append(char *buf, size_t cap, size_t *len, const char *p,
+		      size_t n);
+
+/*
  * To be wrapped around the cmocka result in main():
  *     return harness_finish(cmocka_run_group_tests(tests, NULL, NULL));
  * Stops the programs still running with SIGTERM and waits for them; adds

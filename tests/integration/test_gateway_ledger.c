@@ -52,14 +52,9 @@ struct resp {
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
 	struct resp *r = arg;
-	size_t len = size * n;
 
-	if (r->body_len + len >= sizeof(r->body))
-		return 0;
-	memcpy(r->body + r->body_len, p, len);
-	r->body_len += len;
-	r->body[r->body_len] = '\0';
-	return len;
+	return harness_append(r->body, sizeof(r->body), &r->body_len, p,
+			      size * n);
 }
 
 static json_t *http(const char *method, const char *path, const char *token,

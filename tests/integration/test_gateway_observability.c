@@ -84,27 +84,17 @@ static struct resp R; /* big: one static buffer */
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
 	struct resp *r = arg;
-	size_t len = size * n;
 
-	if (r->body_len + len >= sizeof(r->body))
-		return 0;
-	memcpy(r->body + r->body_len, p, len);
-	r->body_len += len;
-	r->body[r->body_len] = '\0';
-	return len;
+	return harness_append(r->body, sizeof(r->body), &r->body_len, p,
+			      size * n);
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
 	struct resp *r = arg;
-	size_t len = size * n;
 
-	if (r->headers_len + len >= sizeof(r->headers))
-		return 0;
-	memcpy(r->headers + r->headers_len, p, len);
-	r->headers_len += len;
-	r->headers[r->headers_len] = '\0';
-	return len;
+	return harness_append(r->headers, sizeof(r->headers), &r->headers_len, p,
+			      size * n);
 }
 
 /* GET/PUT url with extra headers (NULL-terminated) and body (or NULL). */
