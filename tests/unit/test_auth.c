@@ -21,6 +21,7 @@
 #include <pthread.h>
 
 #include "service/auth/auth.h"
+#include "tests/support/jwk_keys.h"
 
 #define NOW 1800000000LL
 #define SECRET "0123456789abcdef0123456789abcdef"
@@ -84,36 +85,6 @@ static void write_file(const char *path, const char *data, size_t len)
 	assert_int_equal(fclose(f), 0);
 }
 
-static char *b64url(const unsigned char *in, size_t len)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789-_";
-	char *out = malloc(len / 3 * 4 + 5);
-	size_t o = 0, i = 0;
-
-	assert_non_null(out);
-	for (; i + 2 < len; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 |
-			     in[i + 2];
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-		out[o++] = tab[v & 63];
-	}
-	if (len - i == 1) {
-		unsigned v = (unsigned)in[i] << 16;
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-	} else if (len - i == 2) {
-		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8;
-		out[o++] = tab[v >> 18];
-		out[o++] = tab[(v >> 12) & 63];
-		out[o++] = tab[(v >> 6) & 63];
-	}
-	out[o] = '\0';
-	return out;
-}
-
 /*
  * A compact JWS from raw header and payload bytes. sig: NULL = HS256 with
  * SECRET over the first two segments; otherwise used as the signature
@@ -122,8 +93,8 @@ static char *b64url(const unsigned char *in, size_t len)
 static char *raw_token(const char *header, const void *payload,
 		       size_t payload_len, const char *sig)
 {
-	char *h = b64url((const unsigned char *)header, strlen(header));
-	char *p = b64url(payload, payload_len);
+	char *h = test_key_b64url((const unsigned char *)header, strlen(header));
+	char *p = test_key_b64url(payload, payload_len);
 	size_t n = strlen(h) + strlen(p) + 2;
 	char *signing = malloc(n), *s, *out;
 
@@ -137,7 +108,7 @@ static char *raw_token(const char *header, const void *payload,
 		assert_non_null(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET),
 				     (const unsigned char *)signing,
 				     strlen(signing), mac, &mac_len));
-		s = b64url(mac, mac_len);
+		s = test_key_b64url(mac, mac_len);
 	}
 	assert_non_null(s);
 	n = strlen(signing) + strlen(s) + 2;
@@ -401,7 +372,8 @@ static void test_tampered(void **state)
 	char *t = mint_hs(&c), *dot1 = strchr(t, '.'), *dot2;
 	const char forged[] = "{\"sub\":\"mallory\",\"exp\":1900000000,"
 			      "\"tenants\":[\"*\"],\"scope\":\"directory:admin\"}";
-	char *payload = b64url((const unsigned char *)forged, strlen(forged));
+	char *payload =
+		test_key_b64url((const unsigned char *)forged, strlen(forged));
 	size_t n;
 	char *forgery;
 
