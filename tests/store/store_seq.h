@@ -11,6 +11,13 @@
 
 #define STORE_SEQ_CUST "0f8fad5b-d9cb-469f-a165-70867728950e"
 
+/* One change of a sequence. */
+struct store_seq_step {
+	const char *user;
+	const char *device;
+	int type; /* 1..4; 0 = unassign */
+};
+
 /* Removes dir and everything below it. */
 void store_seq_rm_tree(const char *dir);
 

@@ -50,15 +50,9 @@
 #define LEDGER_MAX 256
 #define STATE_SIZE 512
 
-struct step {
-	const char *user;
-	const char *device;
-	int type; /* 1..4; 0 = unassign */
-};
-
 /* Assigns, moves (same device, new type), replaces (a type already held
  * by another device of the user) and unassigns, for two users. */
-static const struct step steps[] = {
+static const struct store_seq_step steps[] = {
 	{"u1", "d1", 1}, {"u1", "d2", 2}, {"u2", "e1", 1}, {"u1", "d1", 3},
 	{"u1", "d3", 1}, {"u2", "e2", 1}, {"u1", "d2", 0}, {"u1", "d4", 3},
 	{"u2", "e1", 4}, {"u1", "d3", 2}, {"u2", "e3", 2}, {"u1", "d1", 4},
@@ -124,7 +118,8 @@ static int directory(struct store *st)
 	return 0;
 }
 
-static enum das_status device_op(struct store *st, const struct step *s)
+static enum das_status device_op(struct store *st,
+				 const struct store_seq_step *s)
 {
 	return store_seq_device_op(st, "power-loss", s->user, s->device,
 				   s->type);
@@ -460,7 +455,7 @@ static void writer_init(struct writer *w, struct store *st, int index, int fd)
 
 static enum das_status writer_step(struct writer *w, size_t k)
 {
-	struct step s = {w->user, w->device[k], wseq[k].type};
+	struct store_seq_step s = {w->user, w->device[k], wseq[k].type};
 
 	return device_op(w->st, &s);
 }

@@ -53,13 +53,7 @@
 #define STATE_SIZE 512
 #define N_WRITERS 6
 
-struct step {
-	const char *user;
-	const char *device;
-	int type; /* 1..4; 0 = unassign */
-};
-
-static const struct step steps[] = {
+static const struct store_seq_step steps[] = {
 	{"u1", "d1", 1}, {"u1", "d2", 2}, {"u2", "e1", 1}, {"u1", "d1", 3},
 	{"u1", "d3", 1}, {"u2", "e2", 1}, {"u1", "d2", 0}, {"u1", "d4", 3},
 	{"u2", "e1", 4}, {"u1", "d3", 2}, {"u2", "e2", 0}, {"u1", "d1", 0},
