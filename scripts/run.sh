@@ -89,16 +89,23 @@ stop_all() {
 		local var_pid=${p}_pid
 		[[ -n ${!var_pid} ]] || continue
 		kill -TERM "${!var_pid}" 2>/dev/null || true
-		# The server gives calls in flight up to 10 s; past 20 s, KILL.
-		local i
-		for ((i = 0; i < 200; i++)); do
-			kill -0 "${!var_pid}" 2>/dev/null || break
+		# The server gives calls in flight up to 10 s; past 20 s (wall
+		# clock: a loaded machine stretches every sleep), KILL. A stop
+		# that takes long says which program it waits for.
+		local t0=${EPOCHREALTIME/./} now told=0
+		while kill -0 "${!var_pid}" 2>/dev/null; do
+			now=${EPOCHREALTIME/./}
+			if ((now - t0 >= 20000000)); then
+				echo "make run: the $p (pid ${!var_pid}) did not stop within 20 s; killing it" >&2
+				kill -KILL "${!var_pid}" 2>/dev/null || true
+				break
+			fi
+			if ((!told && now - t0 >= 5000000)); then
+				echo "make run: waiting for the $p (pid ${!var_pid}) to stop (log: $var/$p.log)" >&2
+				told=1
+			fi
 			sleep 0.1
 		done
-		if ((i == 200)); then
-			echo "make run: the $p did not stop within 20 s; killing it" >&2
-			kill -KILL "${!var_pid}" 2>/dev/null || true
-		fi
 		st=0
 		wait "${!var_pid}" 2>/dev/null || st=$?
 		# A Ctrl-C during start-up can end a program by a signal before it
@@ -219,14 +226,19 @@ tail -n 0 -f "$var/server.log" "$var/gateway.log" &
 tail_pid=$!
 # Foreground until Ctrl-C (the trap ends the script), or until one of the
 # programs exits by itself: nothing but stop_all signals them, so that is a
-# real failure.
-set +e
-wait -n "$server_pid" "$gateway_pid"
-rc=$?
-set -e
+# real failure. Not `wait -n`: bash (5.2) keeps a trapped SIGINT that
+# arrives just before it blocks in `wait -n` pending until a child exits,
+# and the programs never do (their own sessions), so a Ctrl-C right after
+# the banner was lost. A short foreground sleep ends at once on Ctrl-C (it
+# is in this process group) or within 0.5 s, and the trap runs after it.
+while kill -0 "$server_pid" 2>/dev/null && kill -0 "$gateway_pid" 2>/dev/null; do
+	sleep 0.5
+done
 for p in server gateway; do
 	pid_of=${p}_pid
 	if ! kill -0 "${!pid_of}" 2>/dev/null; then
+		rc=0
+		wait "${!pid_of}" 2>/dev/null || rc=$?
 		echo "make run: the $p exited on its own (status $rc; log: $var/$p.log); stopping the other" >&2
 		printf -v "$pid_of" '%s' ''
 	fi

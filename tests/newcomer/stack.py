@@ -16,6 +16,7 @@ import time
 
 BANNER_END = "Logs follow; Ctrl-C stops both programs."
 STOPPED = "make run: stopped the gateway and the server"
+SLOW_STOP = "make run: waiting for the "
 
 
 def free_port():
@@ -111,7 +112,28 @@ class Stack:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"make run still running {timeout} s after "
-                                 f"Ctrl-C:\n{self.output()}")
+                                 f"Ctrl-C:\n{self.output()}\n"
+                                 f"processes: {self.describe()}")
+
+    def describe(self):
+        """The script's process group and what each member is blocked in."""
+        rows = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                if os.getpgid(int(pid)) != self.proc.pid and \
+                        self.var not in open(f"/proc/{pid}/cmdline").read():
+                    continue
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(
+                        errors="replace").strip()
+                with open(f"/proc/{pid}/wchan") as f:
+                    wchan = f.read().strip()
+            except OSError:
+                continue
+            rows.append(f"{pid} [{wchan}] {cmd[:120]}")
+        return "\n  " + "\n  ".join(rows)
 
     def leftovers(self):
         return processes_mentioning(self.tmp)

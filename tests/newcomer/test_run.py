@@ -47,6 +47,12 @@ def check_stopped(s, rc, via_make):
                   if "generated a new HS256 secret" not in ln)
     msgs = [ln for ln in tail.splitlines() if "make run:" in ln
             or "make:" in ln or "make[" in ln]
+    # A stop slower than 5 s names the program it waits for: allowed (a
+    # loaded machine), shown, and the 60 s bound of ctrl_c still holds.
+    slow = [ln for ln in msgs if ln.startswith(stack.SLOW_STOP)]
+    if slow:
+        print(f"note: slow stop: {slow!r}")
+    msgs = [ln for ln in msgs if ln not in slow]
     if msgs != [stack.STOPPED]:
         fail(f"expected exactly the line {stack.STOPPED!r} after Ctrl-C, "
              f"got {msgs!r}; output:\n{out}")
