@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hostport.h"
+
 const double das_metric_latency_buckets[DAS_METRIC_LATENCY_BUCKETS] = {
 	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 	0.05,	0.1,	 0.25,	 0.5,	1,	2.5,   5,    10};
@@ -609,51 +611,6 @@ struct das_metrics_http {
 	pthread_t thread;
 };
 
-static int parse_addr(const char *addr, struct sockaddr_storage *ss,
-		      socklen_t *len, char *err, size_t err_size)
-{
-	char host[256];
-	const char *port, *hs = addr, *colon;
-	size_t hl;
-	struct addrinfo hints, *res = NULL;
-	int rc;
-
-	if (addr[0] == '[') {
-		const char *close = strchr(addr, ']');
-		if (!close || close[1] != ':')
-			goto bad;
-		hs = addr + 1;
-		hl = (size_t)(close - hs);
-		port = close + 2;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			goto bad;
-		hl = (size_t)(colon - addr);
-		port = colon + 1;
-	}
-	if (hl == 0 || hl >= sizeof(host) || !*port)
-		goto bad;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-	rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0 || !res) {
-		snprintf(err, err_size, "cannot resolve %s: %s", addr,
-			 gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-bad:
-	snprintf(err, err_size, "%s: expected HOST:PORT", addr);
-	return -1;
-}
-
 static int64_t ms_left(uint64_t deadline_ns)
 {
 	uint64_t now = das_metric_now_ns();
@@ -786,6 +743,7 @@ struct das_metrics_http *das_metrics_http_start(const char *addr, char *err,
 						size_t err_size)
 {
 	struct das_metrics_http *m = calloc(1, sizeof(*m));
+	struct addrinfo *res = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	int one = 1;
@@ -795,8 +753,11 @@ struct das_metrics_http *das_metrics_http_start(const char *addr, char *err,
 		return NULL;
 	}
 	m->fd = m->wake[0] = m->wake[1] = -1;
-	if (parse_addr(addr, &ss, &sl, err, err_size) != 0)
+	if (das_hostport_resolve(addr, "", &res, err, err_size) != 0)
 		goto fail;
+	memcpy(&ss, res->ai_addr, res->ai_addrlen);
+	sl = res->ai_addrlen;
+	freeaddrinfo(res);
 	m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (m->fd < 0 ||
 	    setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/hostport.h"
 #include "common/log.h"
 #include "gateway/http/transport.h"
 
@@ -700,49 +701,6 @@ static void *loop_main(void *arg)
 
 /* ---- start and stop --------------------------------------------------------- */
 
-/* Splits "host:port" / "[v6]:port" and resolves it numerically. */
-static int parse_listen(const char *addr, struct addrinfo **res, char *err,
-			size_t err_size)
-{
-	char host[256];
-	const char *colon, *port, *hs = addr;
-	size_t hl;
-	struct addrinfo hints;
-	int rc;
-
-	if (addr[0] == '[') {
-		const char *close = strchr(addr, ']');
-		if (!close || close[1] != ':')
-			goto bad;
-		hs = addr + 1;
-		hl = (size_t)(close - hs);
-		port = close + 2;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			goto bad;
-		hl = (size_t)(colon - addr);
-		port = colon + 1;
-	}
-	if (hl == 0 || hl >= sizeof(host) || !*port)
-		goto bad;
-	memcpy(host, hs, hl);
-	host[hl] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-	rc = getaddrinfo(host, port, &hints, res);
-	if (rc != 0 || !*res) {
-		snprintf(err, err_size, "cannot resolve --listen %s: %s", addr,
-			 gai_strerror(rc));
-		return -1;
-	}
-	return 0;
-bad:
-	snprintf(err, err_size, "--listen %s: expected HOST:PORT", addr);
-	return -1;
-}
-
 static in_port_t *port_of(struct sockaddr_storage *ss)
 {
 	return ss->ss_family == AF_INET6
@@ -762,7 +720,8 @@ static int open_listeners(struct gw_http *h, char *err, size_t err_size)
 	socklen_t sl;
 	int one = 1;
 
-	if (parse_listen(h->cfg.listen, &res, err, err_size) != 0)
+	if (das_hostport_resolve(h->cfg.listen, "--listen ", &res, err,
+				 err_size) != 0)
 		return -1;
 	memcpy(&ss, res->ai_addr, res->ai_addrlen);
 	sl = res->ai_addrlen;
