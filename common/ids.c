@@ -3,16 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include "chars.h"
 
 int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 {
@@ -30,7 +21,7 @@ int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 	}
 	if (len == 32) {
 		for (size_t i = 0; i < 32; i++) {
-			if (hex_value(in[i]) < 0)
+			if (das_hex_digit(in[i]) < 0)
 				return -1;
 			digits[n++] = in[i];
 		}
@@ -43,7 +34,7 @@ int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 				d++;
 				continue;
 			}
-			if (hex_value(in[i]) < 0)
+			if (das_hex_digit(in[i]) < 0)
 				return -1;
 			digits[n++] = in[i];
 		}
@@ -57,7 +48,7 @@ int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 			out[o++] = '-';
 			d++;
 		}
-		out[o++] = hexdig[hex_value(digits[i])];
+		out[o++] = hexdig[das_hex_digit(digits[i])];
 	}
 	out[o] = '\0';
 	return 0;

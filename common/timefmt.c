@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "chars.h"
+
 struct das_time das_time_now(void)
 {
 	struct timespec ts;
@@ -60,19 +62,6 @@ int das_time_format(struct das_time t, char buf[DAS_TIMESTAMP_SIZE])
 	return 0;
 }
 
-static bool digits_of(const char *s, size_t n, int *out)
-{
-	int v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
 /* Days since 1970-01-01 of a proleptic Gregorian date. */
 static long long days_from_civil(int y, int m, int d)
 {
@@ -99,11 +88,12 @@ int das_time_parse(const char *s, size_t len, struct das_time *t)
 	size_t i = 19;
 
 	/* YYYY-MM-DDTHH:MM:SS */
-	if (len < 20 || !digits_of(s, 4, &y) || s[4] != '-' ||
-	    !digits_of(s + 5, 2, &mo) || s[7] != '-' || !digits_of(s + 8, 2, &d) ||
-	    (s[10] != 'T' && s[10] != 't') || !digits_of(s + 11, 2, &h) ||
-	    s[13] != ':' || !digits_of(s + 14, 2, &mi) || s[16] != ':' ||
-	    !digits_of(s + 17, 2, &sec))
+	if (len < 20 || !das_decimal(s, 4, &y) || s[4] != '-' ||
+	    !das_decimal(s + 5, 2, &mo) || s[7] != '-' ||
+	    !das_decimal(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
+	    !das_decimal(s + 11, 2, &h) || s[13] != ':' ||
+	    !das_decimal(s + 14, 2, &mi) || s[16] != ':' ||
+	    !das_decimal(s + 17, 2, &sec))
 		return -1;
 	if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
 	    d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 ||
@@ -129,9 +119,9 @@ int das_time_parse(const char *s, size_t len, struct das_time *t)
 	} else if (i < len && (s[i] == '+' || s[i] == '-' || s[i] == ' ')) {
 		int oh, om;
 
-		if (len - i != 6 || !digits_of(s + i + 1, 2, &oh) ||
-		    s[i + 3] != ':' || !digits_of(s + i + 4, 2, &om) || oh > 23 ||
-		    om > 59)
+		if (len - i != 6 || !das_decimal(s + i + 1, 2, &oh) ||
+		    s[i + 3] != ':' || !das_decimal(s + i + 4, 2, &om) ||
+		    oh > 23 || om > 59)
 			return -1;
 		off = (oh * 60 + om) * 60;
 		if (s[i] == '-')

@@ -3,18 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/chars.h"
 #include "common/ids.h"
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /*
  * Percent-decodes len bytes into out (size bytes, NUL-terminated).
@@ -33,8 +23,8 @@ static long decode(const char *s, size_t len, char *out, size_t size)
 
 			if (i + 2 >= len)
 				return -1;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = das_hex_digit(s[i + 1]);
+			lo = das_hex_digit(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return -1;
 			c = (char)(hi * 16 + lo);
@@ -46,19 +36,6 @@ static long decode(const char *s, size_t len, char *out, size_t size)
 	}
 	out[o] = '\0';
 	return (long)o;
-}
-
-static bool digits(const char *s, size_t n, int *out)
-{
-	int v = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
 }
 
 enum param {
@@ -144,8 +121,8 @@ static int take_value(enum param p, const char *v, size_t vlen,
 		return 0;
 	case P_PAGE_SIZE:
 		n = decode(v, vlen, buf, sizeof(buf));
-		if (n <= 0 || n > 3 || !digits(buf, (size_t)n, &k) || k < 1 ||
-		    k > GW_LEDGER_PAGE_MAX) {
+		if (n <= 0 || n > 3 || !das_decimal(buf, (size_t)n, &k) ||
+		    k < 1 || k > GW_LEDGER_PAGE_MAX) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,
 				 "pageSize must be an integer from 1 to %d",
 				 GW_LEDGER_PAGE_MAX);

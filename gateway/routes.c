@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "common/chars.h"
+
 /*
  * Templates are lists of segments; "{A}", "{T}", "{U}", "{D}" and "{F}"
  * capture the account, tenant, user, device and docs file name. Each path template appears once per
@@ -155,17 +157,6 @@ static unsigned method_bit(const char *method)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Decodes one segment into out (GW_PARAM_SIZE bytes). A '%' must be
  * followed by two hex digits and must not encode NUL (it would cut the id
@@ -183,8 +174,8 @@ static int decode_segment(struct segment s, char *out, const char **reason)
 				*reason = "bad percent-encoding in the path";
 				return -1;
 			}
-			hi = hexval(s.p[i + 1]);
-			lo = hexval(s.p[i + 2]);
+			hi = das_hex_digit(s.p[i + 1]);
+			lo = das_hex_digit(s.p[i + 2]);
 			if (hi < 0 || lo < 0) {
 				*reason = "bad percent-encoding in the path";
 				return -1;

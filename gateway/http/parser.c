@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/chars.h"
 #include "gateway/http/headers.h"
 
 /* RFC 9110 section 5.6.2: tchar. */
@@ -368,17 +369,6 @@ enum {
 	CH_END_LF,
 };
 
-static int hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One framing byte (everything but chunk data). */
 static int chunk_byte(struct http_chunked *c, unsigned char b, size_t out_len,
 		      size_t out_max, const char **why)
@@ -388,7 +378,7 @@ static int chunk_byte(struct http_chunked *c, unsigned char b, size_t out_len,
 	switch (c->state) {
 	case CH_SIZE_FIRST:
 	case CH_SIZE:
-		d = hex(b);
+		d = das_hex_digit(b);
 		if (d >= 0) {
 			if (++c->digits > 8)
 				return fail(why, "chunk size too large", 413);
