@@ -12,7 +12,7 @@
 #include <grpc/support/time.h>
 
 #include "common/status.h"
-#include "common/tls_files.h"
+#include "common/tls_grpc.h"
 
 /* Longest bearer token we send; the service refuses longer ones anyway. */
 #define CLIENT_MAX_TOKEN 8192
@@ -47,26 +47,6 @@ struct das_client *das_client_new(const char *target)
 	char err[256];
 
 	return das_client_new_tls(target, NULL, err, sizeof(err));
-}
-
-static grpc_channel_credentials *tls_credentials(
-	const struct das_client_tls *tls, char *err, size_t err_size)
-{
-	struct das_tls_pem pem;
-	grpc_ssl_pem_key_cert_pair pair;
-	grpc_channel_credentials *creds;
-
-	if (das_tls_pem_load(&pem, tls->cert_file, tls->key_file, tls->ca_file,
-			     err, err_size) != 0)
-		return NULL;
-	pair.private_key = pem.key;
-	pair.cert_chain = pem.cert;
-	creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL,
-					    NULL, NULL);
-	das_tls_pem_release(&pem);
-	if (!creds)
-		snprintf(err, err_size, "gRPC refused the TLS settings");
-	return creds;
 }
 
 struct das_client *das_client_new_tls(const char *target,
@@ -105,7 +85,9 @@ struct das_client *das_client_new_tls(const char *target,
 	}
 	grpc_init();
 	if (tls) {
-		creds = tls_credentials(tls, err, err_size);
+		creds = das_tls_channel_credentials(tls->cert_file,
+						    tls->key_file, tls->ca_file,
+						    err, err_size);
 		if (tls->server_name && *tls->server_name) {
 			args[2].value.string = (char *)tls->server_name;
 			channel_args.num_args = 3;

@@ -27,7 +27,7 @@
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "common/status.h"
-#include "common/tls_files.h"
+#include "common/tls_grpc.h"
 #include "gateway/observe.h"
 #include "proto/rpc_methods.h"
 
@@ -608,26 +608,6 @@ void gw_upstream_call(struct gw_upstream *up, const struct gw_call_request *req,
 	grpc_completion_queue_destroy(cq);
 }
 
-static grpc_channel_credentials *tls_credentials(const struct gw_upstream *up,
-					       char *err, size_t err_size)
-{
-	struct das_tls_pem pem;
-	grpc_ssl_pem_key_cert_pair pair;
-	grpc_channel_credentials *creds;
-
-	if (das_tls_pem_load(&pem, up->tls_files[1], up->tls_files[2],
-			     up->tls_files[0], err, err_size) != 0)
-		return NULL;
-	pair.private_key = pem.key;
-	pair.cert_chain = pem.cert;
-	creds = grpc_ssl_credentials_create(pem.ca, pem.cert ? &pair : NULL,
-					    NULL, NULL);
-	das_tls_pem_release(&pem);
-	if (!creds)
-		snprintf(err, err_size, "gRPC refused the TLS settings");
-	return creds;
-}
-
 /* A new channel (refs 1) with the current files, or NULL and err. */
 static struct upchan *chan_open(const struct gw_upstream *up, char *err,
 				size_t err_size)
@@ -667,7 +647,9 @@ static struct upchan *chan_open(const struct gw_upstream *up, char *err,
 		chargs.num_args = 6;
 	}
 	if (up->is_tls) {
-		creds = tls_credentials(up, err, err_size);
+		creds = das_tls_channel_credentials(
+			up->tls_files[1], up->tls_files[2], up->tls_files[0],
+			err, err_size);
 		if (!creds) {
 			free(ch);
 			return NULL;
