@@ -23,3 +23,32 @@ bool das_decimal(const char *s, size_t n, int *out)
 	*out = v;
 	return true;
 }
+
+long das_percent_decode(const char *s, size_t len, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= len)
+				return DAS_PCT_BAD_ESCAPE;
+			hi = das_hex_digit(s[i + 1]);
+			lo = das_hex_digit(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return DAS_PCT_BAD_ESCAPE;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (c == '\0')
+			return DAS_PCT_NUL;
+		if (o + 1 >= size)
+			return DAS_PCT_TOO_LONG;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return (long)o;
+}

@@ -6,38 +6,6 @@
 #include "common/chars.h"
 #include "common/ids.h"
 
-/*
- * Percent-decodes len bytes into out (size bytes, NUL-terminated).
- * Returns the decoded length, or -1 on bad encoding, a NUL byte or
- * overflow.
- */
-static long decode(const char *s, size_t len, char *out, size_t size)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= len)
-				return -1;
-			hi = das_hex_digit(s[i + 1]);
-			lo = das_hex_digit(s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = (char)(hi * 16 + lo);
-			i += 2;
-		}
-		if (c == '\0' || o + 1 >= size)
-			return -1;
-		out[o++] = c;
-	}
-	out[o] = '\0';
-	return (long)o;
-}
-
 enum param {
 	P_USER,
 	P_DEVICE,
@@ -79,7 +47,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 	case P_DEVICE: {
 		char *dst = p == P_USER ? out->user : out->device;
 
-		n = decode(v, vlen, dst, GW_PARAM_SIZE);
+		n = das_percent_decode(v, vlen, dst, GW_PARAM_SIZE);
 		if (n <= 0 || !das_id_is_valid(dst, (size_t)n)) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,
 				 "%s must be 1-%d characters of A-Z a-z 0-9 "
@@ -91,7 +59,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 	}
 	case P_SINCE:
 	case P_UNTIL:
-		n = decode(v, vlen, buf, sizeof(buf));
+		n = das_percent_decode(v, vlen, buf, sizeof(buf));
 		if (n <= 0 ||
 		    das_time_parse(buf, (size_t)n,
 				     p == P_SINCE ? &out->since
@@ -108,7 +76,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 			out->has_until = true;
 		return 0;
 	case P_ONLY_CHARGED:
-		n = decode(v, vlen, buf, sizeof(buf));
+		n = das_percent_decode(v, vlen, buf, sizeof(buf));
 		if (n == 4 && strcmp(buf, "true") == 0)
 			out->is_only_charged = true;
 		else if (n == 5 && strcmp(buf, "false") == 0)
@@ -120,7 +88,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 		}
 		return 0;
 	case P_PAGE_SIZE:
-		n = decode(v, vlen, buf, sizeof(buf));
+		n = das_percent_decode(v, vlen, buf, sizeof(buf));
 		if (n <= 0 || n > 3 || !das_decimal(buf, (size_t)n, &k) ||
 		    k < 1 || k > GW_LEDGER_PAGE_MAX) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,
@@ -131,7 +99,8 @@ static int take_value(enum param p, const char *v, size_t vlen,
 		out->page_size = (unsigned)k;
 		return 0;
 	case P_PAGE_TOKEN:
-		n = decode(v, vlen, out->page_token, sizeof(out->page_token));
+		n = das_percent_decode(v, vlen, out->page_token,
+				       sizeof(out->page_token));
 		if (n < 0) {
 			snprintf(reason, GW_QUERY_REASON_SIZE,
 				 "pageToken is not valid");
@@ -139,7 +108,7 @@ static int take_value(enum param p, const char *v, size_t vlen,
 		}
 		return 0;
 	case P_ORDER:
-		n = decode(v, vlen, buf, sizeof(buf));
+		n = das_percent_decode(v, vlen, buf, sizeof(buf));
 		if (n == 6 && strcmp(buf, "newest") == 0)
 			out->order = GW_LEDGER_NEWEST_FIRST;
 		else if (n == 6 && strcmp(buf, "oldest") == 0)
@@ -185,7 +154,7 @@ int gw_query_parse_ledger(const char *query, size_t len,
 		eq = i;
 		while (eq < end && query[eq] != '=')
 			eq++;
-		n = decode(query + i, eq - i, name, sizeof(name));
+		n = das_percent_decode(query + i, eq - i, name, sizeof(name));
 		for (p = 0; n > 0 && p < P__COUNT; p++)
 			if (strcmp(name, names[p]) == 0)
 				break;

@@ -164,37 +164,20 @@ static unsigned method_bit(const char *method)
  */
 static int decode_segment(struct segment s, char *out, const char **reason)
 {
-	size_t o = 0;
-
-	for (size_t i = 0; i < s.len; i++) {
-		char c = s.p[i];
-		if (c == '%') {
-			int hi, lo;
-			if (i + 2 >= s.len) {
-				*reason = "bad percent-encoding in the path";
-				return -1;
-			}
-			hi = das_hex_digit(s.p[i + 1]);
-			lo = das_hex_digit(s.p[i + 2]);
-			if (hi < 0 || lo < 0) {
-				*reason = "bad percent-encoding in the path";
-				return -1;
-			}
-			c = (char)(hi * 16 + lo);
-			if (c == '\0') {
-				*reason = "NUL byte in the path";
-				return -1;
-			}
-			i += 2;
-		}
-		if (o >= GW_PARAM_MAX) {
-			*reason = "path segment too long";
-			return -1;
-		}
-		out[o++] = c;
+	/* The path was checked for raw bytes <= 0x20 (NUL among them). */
+	switch (das_percent_decode(s.p, s.len, out, GW_PARAM_SIZE)) {
+	case DAS_PCT_BAD_ESCAPE:
+		*reason = "bad percent-encoding in the path";
+		return -1;
+	case DAS_PCT_NUL:
+		*reason = "NUL byte in the path";
+		return -1;
+	case DAS_PCT_TOO_LONG:
+		*reason = "path segment too long";
+		return -1;
+	default:
+		return 0;
 	}
-	out[o] = '\0';
-	return 0;
 }
 
 static bool literal_is(struct segment s, const char *lit)
