@@ -1526,6 +1526,23 @@ static int sq_device_delete(struct store_tx *tx, const char *customer,
 			 device, NULL, "device delete", is_changed);
 }
 
+/* The ledger row at the statement's cursor (columns as the ledger SELECTs). */
+static void ledger_row_of(sqlite3_stmt *s, struct store_ledger_row *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(s, 0);
+	r->at.seconds = sqlite3_column_int64(s, 1);
+	r->at.nanos = sqlite3_column_int(s, 2);
+	column_copy(s, 3, r->tenant, sizeof(r->tenant));
+	column_copy(s, 4, r->user, sizeof(r->user));
+	column_copy(s, 5, r->device, sizeof(r->device));
+	r->from_type = sqlite3_column_int(s, 6);
+	r->to_type = sqlite3_column_int(s, 7);
+	r->is_charged = sqlite3_column_int(s, 8) != 0;
+	column_copy(s, 9, r->actor, sizeof(r->actor));
+	column_copy(s, 10, r->request_id, sizeof(r->request_id));
+}
+
 static int sq_ledger_read(struct store *base, const char *customer,
 			  int64_t after_id, struct store_ledger_row *rows,
 			  size_t max, size_t *n)
@@ -1553,22 +1570,8 @@ static int sq_ledger_read(struct store *base, const char *customer,
 		pool_give(st, c);
 		return rc;
 	}
-	while (got < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_ledger_row *r = &rows[got++];
-
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(s, 0);
-		r->at.seconds = sqlite3_column_int64(s, 1);
-		r->at.nanos = sqlite3_column_int(s, 2);
-		column_copy(s, 3, r->tenant, sizeof(r->tenant));
-		column_copy(s, 4, r->user, sizeof(r->user));
-		column_copy(s, 5, r->device, sizeof(r->device));
-		r->from_type = sqlite3_column_int(s, 6);
-		r->to_type = sqlite3_column_int(s, 7);
-		r->is_charged = sqlite3_column_int(s, 8) != 0;
-		column_copy(s, 9, r->actor, sizeof(r->actor));
-		column_copy(s, 10, r->request_id, sizeof(r->request_id));
-	}
+	while (got < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ledger_row_of(s, &rows[got++]);
 	if (got == max && rc == SQLITE_ROW)
 		rc = SQLITE_DONE; /* LIMIT makes this unreachable; be safe */
 	if (rc != SQLITE_DONE) {
@@ -1738,20 +1741,7 @@ static int sq_ledger_page(struct store_tx *base,
 							: (int64_t)max);
 	while (rc == SQLITE_OK && got < max &&
 	       (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		struct store_ledger_row *r = &rows[got++];
-
-		memset(r, 0, sizeof(*r));
-		r->id = sqlite3_column_int64(s, 0);
-		r->at.seconds = sqlite3_column_int64(s, 1);
-		r->at.nanos = sqlite3_column_int(s, 2);
-		column_copy(s, 3, r->tenant, sizeof(r->tenant));
-		column_copy(s, 4, r->user, sizeof(r->user));
-		column_copy(s, 5, r->device, sizeof(r->device));
-		r->from_type = sqlite3_column_int(s, 6);
-		r->to_type = sqlite3_column_int(s, 7);
-		r->is_charged = sqlite3_column_int(s, 8) != 0;
-		column_copy(s, 9, r->actor, sizeof(r->actor));
-		column_copy(s, 10, r->request_id, sizeof(r->request_id));
+		ledger_row_of(s, &rows[got++]);
 		rc = SQLITE_OK;
 	}
 	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
