@@ -136,6 +136,18 @@ static EVP_PKEY *key_from(const char *name, OSSL_PARAM_BLD *bld)
 	return pkey;
 }
 
+/* Keeps pkey as PEM in out: returns 1, or -1 with err. */
+static int keep_pem(EVP_PKEY *pkey, const char *kid, struct auth_jwk *out,
+		    char *err, size_t err_size)
+{
+	out->key = pem_of(pkey, &out->key_len);
+	if (!out->key) {
+		snprintf(err, err_size, "key %s: cannot write its PEM", kid);
+		return -1;
+	}
+	return 1;
+}
+
 /* 1 = made, 0 = skip (warned), -1 = error. */
 static int rsa_key(json_t *jwk, const char *kid, struct auth_jwk *out,
 		   char *err, size_t err_size)
@@ -171,12 +183,7 @@ static int rsa_key(json_t *jwk, const char *kid, struct auth_jwk *out,
 		result = 0;
 		goto out;
 	}
-	out->key = pem_of(pkey, &out->key_len);
-	if (!out->key) {
-		snprintf(err, err_size, "key %s: cannot write its PEM", kid);
-		goto out;
-	}
-	result = 1;
+	result = keep_pem(pkey, kid, out, err, err_size);
 out:
 	ERR_clear_error();
 	EVP_PKEY_free(pkey);
@@ -229,12 +236,7 @@ static int ec_key(json_t *jwk, const char *kid, struct auth_jwk *out,
 		snprintf(err, err_size, "key %s: point is not on P-256", kid);
 		goto out;
 	}
-	out->key = pem_of(pkey, &out->key_len);
-	if (!out->key) {
-		snprintf(err, err_size, "key %s: cannot write its PEM", kid);
-		goto out;
-	}
-	result = 1;
+	result = keep_pem(pkey, kid, out, err, err_size);
 out:
 	ERR_clear_error();
 	EVP_PKEY_CTX_free(check);
