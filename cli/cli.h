@@ -60,6 +60,17 @@ int cli_call(struct cli_ctx *ctx, enum das_rpc_method method,
 	     const ProtobufCMessage *request, ProtobufCMessage **response,
 	     const char *what);
 
+/*
+ * Checks shared by the subcommands; each prints one error line naming the
+ * subcommand. cli_no_more_args: -1 when argv[argi..argc) holds an argument.
+ * cli_required: f's value, or NULL when it is unset or empty.
+ */
+int cli_no_more_args(const char *name, int argc, char **argv, int argi);
+const char *cli_required(const char *name, const struct das_flag *f);
+
+/* f's value or "" (protobuf-c wants char * for strings it only reads). */
+char *cli_opt(const struct das_flag *f);
+
 /* The name of a gRPC status code ("NOT_FOUND"), "CODE_<n>" when unknown. */
 const char *cli_status_name(int code, char *buf, size_t size);
 

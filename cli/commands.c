@@ -21,7 +21,7 @@
 #define MAX_TTL_SECONDS (10UL * 366 * 24 * 3600)
 
 /* No positional arguments after the flags. */
-static int no_more_args(const char *name, int argc, char **argv, int argi)
+int cli_no_more_args(const char *name, int argc, char **argv, int argi)
 {
 	if (argi < argc) {
 		cli_error("%s: unexpected argument '%s' (see --help)", name,
@@ -31,8 +31,7 @@ static int no_more_args(const char *name, int argc, char **argv, int argi)
 	return 0;
 }
 
-/* A flag that must have a non-empty value. */
-static const char *required(const char *name, const struct das_flag *f)
+const char *cli_required(const char *name, const struct das_flag *f)
 {
 	if (!f->value || !*f->value) {
 		cli_error("%s: --%s is required (see --help)", name, f->name);
@@ -86,11 +85,11 @@ int cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 			    flags, F__N, false, argc, argv, &argi, &code) != 0)
 		return code;
 	code = CLI_EXIT_USAGE;
-	if (no_more_args("token", argc, argv, argi) != 0)
+	if (cli_no_more_args("token", argc, argv, argi) != 0)
 		goto done;
-	const char *secret = required("token", &flags[F_SECRET]);
-	const char *sub = required("token", &flags[F_SUB]);
-	const char *scope = required("token", &flags[F_SCOPE]);
+	const char *secret = cli_required("token", &flags[F_SECRET]);
+	const char *sub = cli_required("token", &flags[F_SUB]);
+	const char *scope = cli_required("token", &flags[F_SCOPE]);
 	if (!secret || !sub || !scope)
 		goto done;
 	if (flags[F_TENANT].n_values == 0 && flags[F_TENANT].value) {
@@ -172,8 +171,7 @@ static void user_flags_init(struct das_flag *f)
 		.name = "device", .metavar = "ID", .help = "the PBX device id"};
 }
 
-/* protobuf-c wants char * for strings it only reads. */
-static char *opt(const struct das_flag *f)
+char *cli_opt(const struct das_flag *f)
 {
 	return (char *)(f->value ? f->value : "");
 }
@@ -199,13 +197,15 @@ int cli_cmd_assign(struct cli_ctx *ctx, int argc, char **argv)
 			    "client type.",
 			    flags, F__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (no_more_args("assign", argc, argv, argi) != 0)
+	if (cli_no_more_args("assign", argc, argv, argi) != 0)
 		return CLI_EXIT_USAGE;
-	const char *tenant = required("assign", &flags[U_TENANT]);
-	const char *user = tenant ? required("assign", &flags[U_USER]) : NULL;
+	const char *tenant = cli_required("assign", &flags[U_TENANT]);
+	const char *user =
+		tenant ? cli_required("assign", &flags[U_USER]) : NULL;
 	const char *device =
-		user ? required("assign", &flags[U_DEVICE]) : NULL;
-	const char *type = device ? required("assign", &flags[F_TYPE]) : NULL;
+		user ? cli_required("assign", &flags[U_DEVICE]) : NULL;
+	const char *type =
+		device ? cli_required("assign", &flags[F_TYPE]) : NULL;
 	if (!type)
 		return CLI_EXIT_USAGE;
 	enum das_client_type ct = das_client_type_parse(type, strlen(type));
@@ -217,7 +217,7 @@ int cli_cmd_assign(struct cli_ctx *ctx, int argc, char **argv)
 	}
 	const char *charges = flags[F_CHARGES].value;
 	req.customer_tenant_id = (char *)tenant;
-	req.account_tenant_id = opt(&flags[U_ACCOUNT]);
+	req.account_tenant_id = cli_opt(&flags[U_ACCOUNT]);
 	req.user_id = (char *)user;
 	req.device_id = (char *)device;
 	req.client_type = (Deviceassignment__V1__ClientType)ct;
@@ -249,17 +249,17 @@ int cli_cmd_unassign(struct cli_ctx *ctx, int argc, char **argv)
 			    "no-op when it has none).",
 			    flags, U__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (no_more_args("unassign", argc, argv, argi) != 0)
+	if (cli_no_more_args("unassign", argc, argv, argi) != 0)
 		return CLI_EXIT_USAGE;
-	const char *tenant = required("unassign", &flags[U_TENANT]);
+	const char *tenant = cli_required("unassign", &flags[U_TENANT]);
 	const char *user =
-		tenant ? required("unassign", &flags[U_USER]) : NULL;
+		tenant ? cli_required("unassign", &flags[U_USER]) : NULL;
 	const char *device =
-		user ? required("unassign", &flags[U_DEVICE]) : NULL;
+		user ? cli_required("unassign", &flags[U_DEVICE]) : NULL;
 	if (!device)
 		return CLI_EXIT_USAGE;
 	req.customer_tenant_id = (char *)tenant;
-	req.account_tenant_id = opt(&flags[U_ACCOUNT]);
+	req.account_tenant_id = cli_opt(&flags[U_ACCOUNT]);
 	req.user_id = (char *)user;
 	req.device_id = (char *)device;
 	if (cli_call(ctx, DAS_RPC_UNASSIGN_DEVICE, &req.base,
@@ -318,14 +318,14 @@ int cli_cmd_list(struct cli_ctx *ctx, int argc, char **argv)
 			    "\"deviceId clientType\" per line.",
 			    flags, U__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (no_more_args("list", argc, argv, argi) != 0)
+	if (cli_no_more_args("list", argc, argv, argi) != 0)
 		return CLI_EXIT_USAGE;
-	const char *tenant = required("list", &flags[U_TENANT]);
-	const char *user = tenant ? required("list", &flags[U_USER]) : NULL;
+	const char *tenant = cli_required("list", &flags[U_TENANT]);
+	const char *user = tenant ? cli_required("list", &flags[U_USER]) : NULL;
 	if (!user)
 		return CLI_EXIT_USAGE;
 	req.customer_tenant_id = (char *)tenant;
-	req.account_tenant_id = opt(&flags[U_ACCOUNT]);
+	req.account_tenant_id = cli_opt(&flags[U_ACCOUNT]);
 	req.user_id = (char *)user;
 	if (cli_call(ctx, DAS_RPC_LIST_USER_DEVICES, &req.base,
 		     (ProtobufCMessage **)&resp, "list") != 0)
@@ -382,9 +382,9 @@ int cli_cmd_health(struct cli_ctx *ctx, int argc, char **argv)
 			    "exit 0 when SERVING.",
 			    flags, F__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (no_more_args("health", argc, argv, argi) != 0)
+	if (cli_no_more_args("health", argc, argv, argi) != 0)
 		return CLI_EXIT_USAGE;
-	req.service = opt(&flags[F_SERVICE]);
+	req.service = cli_opt(&flags[F_SERVICE]);
 	if (cli_call(ctx, DAS_RPC_HEALTH_CHECK, &req.base,
 		     (ProtobufCMessage **)&resp, "health") != 0)
 		return CLI_EXIT_FAILURE;

@@ -181,15 +181,9 @@ int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv)
 			    "one.",
 			    flags, F__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (argi < argc) {
-		cli_error("ledger: unexpected argument '%s' (see --help)",
-			  argv[argi]);
+	if (cli_no_more_args("ledger", argc, argv, argi) != 0 ||
+	    !cli_required("ledger", &flags[F_TENANT]))
 		return CLI_EXIT_USAGE;
-	}
-	if (!flags[F_TENANT].value || !*flags[F_TENANT].value) {
-		cli_error("ledger: --tenant is required (see --help)");
-		return CLI_EXIT_USAGE;
-	}
 	if (das_parse_uint(flags[F_SIZE].value, 1, 500, &size) != 0) {
 		cli_error("ledger: --page-size must be an integer in 1..500");
 		return CLI_EXIT_USAGE;
@@ -208,11 +202,9 @@ int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv)
 	if (flags[F_TOKEN].value)
 		snprintf(token, sizeof(token), "%s", flags[F_TOKEN].value);
 	req.customer_tenant_id = (char *)flags[F_TENANT].value;
-	req.account_tenant_id =
-		(char *)(flags[F_ACCOUNT].value ? flags[F_ACCOUNT].value : "");
-	req.user_id = (char *)(flags[F_USER].value ? flags[F_USER].value : "");
-	req.device_id =
-		(char *)(flags[F_DEVICE].value ? flags[F_DEVICE].value : "");
+	req.account_tenant_id = cli_opt(&flags[F_ACCOUNT]);
+	req.user_id = cli_opt(&flags[F_USER]);
+	req.device_id = cli_opt(&flags[F_DEVICE]);
 	req.only_charged = flags[F_CHARGED].value != NULL;
 	req.page_size = (uint32_t)size;
 
@@ -275,18 +267,11 @@ int cli_cmd_seats(struct cli_ctx *ctx, int argc, char **argv)
 			    "(\"unlimited\" when not limited), used, charged.",
 			    flags, F__N, true, argc, argv, &argi, &code) != 0)
 		return code;
-	if (argi < argc) {
-		cli_error("seats: unexpected argument '%s' (see --help)",
-			  argv[argi]);
+	if (cli_no_more_args("seats", argc, argv, argi) != 0 ||
+	    !cli_required("seats", &flags[F_TENANT]))
 		return CLI_EXIT_USAGE;
-	}
-	if (!flags[F_TENANT].value || !*flags[F_TENANT].value) {
-		cli_error("seats: --tenant is required (see --help)");
-		return CLI_EXIT_USAGE;
-	}
 	req.customer_tenant_id = (char *)flags[F_TENANT].value;
-	req.account_tenant_id =
-		(char *)(flags[F_ACCOUNT].value ? flags[F_ACCOUNT].value : "");
+	req.account_tenant_id = cli_opt(&flags[F_ACCOUNT]);
 	if (cli_call(ctx, DAS_RPC_GET_SEAT_USAGE, &req.base,
 		     (ProtobufCMessage **)&resp, "seats") != 0)
 		return CLI_EXIT_FAILURE;
