@@ -136,7 +136,13 @@ class Stack:
         return "\n  " + "\n  ".join(rows)
 
     def leftovers(self):
-        return processes_mentioning(self.tmp)
+        """Our programs still running: the server names the private folder
+        in its flags; the gateway names only its addresses."""
+        found = processes_mentioning(self.tmp)
+        for text in (f"--listen 127.0.0.1:{self.http} ",
+                     f"--listen 127.0.0.1:{self.grpc} "):
+            found += [p for p in processes_mentioning(text) if p not in found]
+        return found
 
     def close(self):
         """Whatever happened: nothing of ours keeps running, the folder goes."""
