@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "common/ids.h"
+#include "common/utf8.h"
 
 int gw_body_decode_assign(const char *body, size_t len, int *client_type,
 			  char as_sent[GW_CLIENT_TYPE_AS_SENT_SIZE],
@@ -34,76 +35,12 @@ int gw_body_decode_assign(const char *body, size_t len, int *client_type,
 		const char *s = json_string_value(ct);
 		size_t n = json_string_length(ct);
 		*client_type = das_client_type_parse(s, n);
-		gw_utf8_sanitize(s, n, as_sent, GW_CLIENT_TYPE_AS_SENT_SIZE);
+		das_utf8_sanitize(s, n, as_sent, GW_CLIENT_TYPE_AS_SENT_SIZE);
 	}
 	rc = 0;
 out:
 	json_decref(root);
 	return rc;
-}
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	uint32_t cp;
-	size_t len;
-
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		len = 2;
-		cp = p[0] & 0x1f;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		len = 3;
-		cp = p[0] & 0x0f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		len = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and values past U+10FFFF. */
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return len;
-}
-
-char *gw_utf8_sanitize(const char *in, size_t len, char *out, size_t size)
-{
-	static const char repl[] = "\xef\xbf\xbd";
-	const unsigned char *p = (const unsigned char *)in;
-	size_t o = 0;
-
-	if (size == 0)
-		return out;
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_seq(p + i, len - i);
-		const char *src = (const char *)p + i;
-		size_t take = n;
-		if (n == 0) {
-			src = repl;
-			take = 3;
-			n = 1;
-		} else if (p[i] == 0) {
-			i++;
-			continue;
-		}
-		if (o + take + 1 > size)
-			break;
-		memcpy(out + o, src, take);
-		o += take;
-		i += n;
-	}
-	out[o] = '\0';
-	return out;
 }
 
 static char *dump(json_t *root)
@@ -125,7 +62,7 @@ static json_t *safe_string(const char *s)
 
 	if (len > GW_MESSAGE_MAX * 2)
 		len = GW_MESSAGE_MAX * 2;
-	gw_utf8_sanitize(s, len, buf, sizeof(buf));
+	das_utf8_sanitize(s, len, buf, sizeof(buf));
 	return json_string(buf);
 }
 

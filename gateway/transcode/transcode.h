@@ -18,19 +18,13 @@
  * string naming one of the four types (any case), gives *client_type; when
  * missing, not a string or not a known name, *client_type is
  * DAS_CLIENT_NONE so the service answers in its own check order. as_sent
- * receives the string as sent ("" when not a string), truncated.
+ * receives the string as sent ("" when not a string), truncated and made
+ * valid UTF-8 by das_utf8_sanitize().
  * Returns 0, or -1 (body not JSON or not an object) with a public reason.
  */
 int gw_body_decode_assign(const char *body, size_t len, int *client_type,
 			  char as_sent[GW_CLIENT_TYPE_AS_SENT_SIZE],
 			  const char **reason);
-
-/*
- * Copies len bytes of in to out (size bytes, NUL-terminated, truncated on a
- * character boundary) with every byte that is not part of valid UTF-8
- * replaced by U+FFFD and NUL bytes dropped. Returns out.
- */
-char *gw_utf8_sanitize(const char *in, size_t len, char *out, size_t size);
 
 /*
  * Response bodies; each returns a malloc'd NUL-terminated string (caller

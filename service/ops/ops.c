@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/utf8.h"
 #include "service/ops/ops_tx.h"
 
 /* A transaction that keeps conflicting is answered UNAVAILABLE. */
@@ -182,48 +183,17 @@ static bool directory_allowed(const struct domain_principal *who,
 }
 
 /*
- * A display name: well-formed UTF-8 (no overlongs, surrogates or values past
- * U+10FFFF) without control characters, so every store keeps it as sent.
+ * A display name: well-formed UTF-8 (common/utf8.h) without ASCII control
+ * characters (NUL and DEL among them), so every store keeps it as sent.
  */
 static bool is_text(const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
+	for (size_t i = 0, n; i < len; i += n) {
+		unsigned char c = (unsigned char)s[i];
 
-	while (i < len) {
-		unsigned char c = p[i];
-		uint32_t cp;
-		size_t n;
-
-		if (c < 0x80) {
-			if (c < 0x20 || c == 0x7f)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+		n = das_utf8_seq(s + i, len - i);
+		if (n == 0 || (n == 1 && (c < 0x20 || c == 0x7f)))
 			return false;
-		}
-		if (i + n >= len)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
 	}
 	return true;
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "common/ids.h"
+#include "common/utf8.h"
 #include "gateway/http/headers.h"
 #include "gateway/routes.h"
 #include "gateway/transcode/transcode.h"
@@ -61,7 +62,7 @@ static void message(const char *s, size_t len)
 	char clean[512];
 	json_error_t jerr;
 
-	gw_utf8_sanitize(s, len, clean, sizeof(clean));
+	das_utf8_sanitize(s, len, clean, sizeof(clean));
 	char *out = gw_json_error(402, clean, "2019-11-29T16:03:23.9251680Z",
 				  clean);
 	if (!out)

@@ -499,6 +499,12 @@ static void directory_rules(void **state)
 	c.name = (char *)"Acme\n";
 	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
 	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"Acme\x7f"; /* DEL is a control character too */
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
+	c.name = (char *)"\xc0\xaf"; /* an overlong '/' */
+	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
+	expect(3, "INVALID_ARGUMENT", &st);
 	c.name = (char *)"\xed\xa0\x80"; /* a surrogate */
 	call(DAS_RPC_UPSERT_CUSTOMER, admin_token, &c.base, NULL, &st);
 	expect(3, "INVALID_ARGUMENT", &st);

@@ -104,36 +104,6 @@ static void client_type_as_sent_is_bounded(void **state)
 	assert_int_equal(strlen(as_sent), GW_CLIENT_TYPE_AS_SENT_SIZE - 1);
 }
 
-static void utf8_sanitizing(void **state)
-{
-	char out[64];
-
-	assert_string_equal(gw_utf8_sanitize("abc", 3, out, sizeof(out)),
-			    "abc");
-	assert_string_equal(gw_utf8_sanitize("\xc3\xa9", 2, out, sizeof(out)),
-			    "\xc3\xa9");
-	assert_string_equal(gw_utf8_sanitize("a\xff"
-					     "b",
-					     3, out, sizeof(out)),
-			    "a\xef\xbf\xbd"
-			    "b");
-	/* Overlong, surrogate, past U+10FFFF, truncated sequence. */
-	assert_string_equal(gw_utf8_sanitize("\xc0\xaf", 2, out, sizeof(out)),
-			    "\xef\xbf\xbd\xef\xbf\xbd");
-	assert_string_equal(
-		gw_utf8_sanitize("\xed\xa0\x80", 3, out, sizeof(out)),
-		"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
-	assert_string_equal(
-		gw_utf8_sanitize("\xf4\x90\x80\x80", 4, out, sizeof(out)),
-		"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
-	assert_string_equal(gw_utf8_sanitize("x\xe2\x82", 3, out, sizeof(out)),
-			    "x\xef\xbf\xbd\xef\xbf\xbd");
-	assert_string_equal(gw_utf8_sanitize("a\0b", 3, out, sizeof(out)),
-			    "ab");
-	/* Truncation never splits a character. */
-	assert_string_equal(gw_utf8_sanitize("ab\xc3\xa9", 4, out, 4), "ab");
-}
-
 /* Parses body and checks the shape every error body must have. */
 static json_t *error_body(const char *body, int http)
 {
@@ -423,7 +393,6 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(assign_bodies),
 		cmocka_unit_test(client_type_as_sent_is_bounded),
-		cmocka_unit_test(utf8_sanitizing),
 		cmocka_unit_test(success_and_list_bodies),
 		cmocka_unit_test(error_bodies),
 		cmocka_unit_test(ledger_and_seats_bodies),
