@@ -44,6 +44,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/utf8.h"
 
 #define PG_SCHEMA_VERSION 2
 /* Key of the advisory lock held while creating or migrating the schema. */
@@ -1168,75 +1169,22 @@ static int pg_apply(struct store_tx *base, const char *customer,
 	return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
-/*
- * PostgreSQL refuses text that is not UTF-8 (SQLite stores any bytes), and
- * a customer name arrives as sent. Rather than failing the write, each
- * invalid byte becomes U+FFFD, the same way every time, so a repeated upsert
- * still reports no change. out needs 3 bytes per input byte plus one.
- */
-static const char *utf8_clean(const char *in, char *out, size_t size)
-{
-	const unsigned char *s = (const unsigned char *)in;
-	size_t n = strlen(in), o = 0;
-
-	for (size_t i = 0; i < n && o + 4 <= size;) {
-		size_t len = utf8_len(s + i, n - i);
-
-		if (len == 0) {
-			memcpy(out + o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(out + o, s + i, len);
-			o += len;
-			i += len;
-		}
-	}
-	out[o] = '\0';
-	return out;
-}
-
 static int pg_customer_put(struct store_tx *base,
 			   const struct store_customer *c, bool *is_changed)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
 	char seats[16];
+	/*
+	 * PostgreSQL refuses text that is not UTF-8 (SQLite stores any
+	 * bytes), and a customer name arrives as sent. Rather than failing
+	 * the write, each invalid byte becomes U+FFFD, the same way every
+	 * time, so a repeated upsert still reports no change; 3 bytes per
+	 * byte of the name plus one never cut it short.
+	 */
 	char name[3 * sizeof(c->name) + 1];
 	const char *params[] = {c->tenant, c->has_account ? c->account : NULL,
-				utf8_clean(c->name, name, sizeof(name)),
+				das_utf8_sanitize(c->name, strlen(c->name),
+						  name, sizeof(name)),
 				c->is_seat_limited ? seats : NULL};
 
 	snprintf(seats, sizeof(seats), "%" PRIu32, c->included_seats);
