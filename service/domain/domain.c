@@ -184,23 +184,17 @@ static void decide_assign(const struct domain_request *req,
 	out->is_charged = is_charged;
 }
 
-void domain_decide(const struct domain_principal *who,
-		   const struct domain_request *req,
-		   const struct domain_key *key,
-		   const struct domain_snapshot *snap,
-		   struct domain_decision *out)
+/*
+ * Row 4. The account that counts is the one named in the path when given (a
+ * customer outside it is then "not found", row 6, which keeps a reseller
+ * from probing other accounts' customers), else the customer's own account.
+ */
+static enum das_status check_permission(const struct domain_principal *who,
+					const struct domain_key *key,
+					const struct domain_snapshot *snap)
 {
 	const char *account;
 
-	memset(out, 0, sizeof(*out));
-	out->status = DAS_OK;
-
-	/*
-	 * Row 4. The account that counts is the one named in the path when
-	 * given (a customer outside it is then "not found", row 6, which keeps
-	 * a reseller from probing other accounts' customers), else the
-	 * customer's own account.
-	 */
 	if (key->has_account)
 		account = key->account;
 	else if (snap->is_customer_found && snap->customer_has_account)
@@ -208,54 +202,79 @@ void domain_decide(const struct domain_principal *who,
 	else
 		account = NULL;
 	if (!(who->scopes & DOMAIN_SCOPE_ASSIGN) ||
-	    !domain_covers(who, key->customer, account)) {
-		decide_fail(out, DAS_FORBIDDEN);
-		return;
-	}
+	    !domain_covers(who, key->customer, account))
+		return DAS_FORBIDDEN;
+	return DAS_OK;
+}
 
-	/* Row 5. */
-	if (req->op == DOMAIN_OP_ASSIGN &&
-	    !das_client_type_is_valid(req->client_type)) {
-		decide_fail(out, DAS_INVALID_CLIENT_TYPE);
-		return;
-	}
-
-	/* Row 6. */
+/* Rows 6 and 7: the customer (in the path's account, if any) and user. */
+static enum das_status check_customer_user(const struct domain_key *key,
+					   const struct domain_snapshot *snap)
+{
 	if (!snap->is_customer_found ||
 	    (key->has_account &&
 	     (!snap->customer_has_account ||
-	      strcmp(snap->customer_account, key->account) != 0))) {
-		decide_fail(out, DAS_CUSTOMER_NOT_FOUND);
+	      strcmp(snap->customer_account, key->account) != 0)))
+		return DAS_CUSTOMER_NOT_FOUND;
+	if (!snap->is_user_found)
+		return DAS_USER_NOT_FOUND;
+	return DAS_OK;
+}
+
+/* Row 8: the PBX must already give this device to this user. */
+static enum das_status check_device(const struct domain_key *key,
+				    const struct domain_snapshot *snap)
+{
+	if (!snap->is_device_found ||
+	    strcmp(snap->device_owner, key->user) != 0)
+		return DAS_DEVICE_NOT_FOUND;
+	return DAS_OK;
+}
+
+/* An unassign releases the device's type, if it has one; never charged. */
+static void decide_unassign(const struct domain_key *key,
+			    const struct domain_snapshot *snap,
+			    struct domain_decision *out)
+{
+	out->previous_type = snap->device_type;
+	if (snap->device_type != DAS_CLIENT_NONE)
+		add_change(out, key->user, key->device, snap->device_type,
+			   DAS_CLIENT_NONE, false);
+}
+
+void domain_decide(const struct domain_principal *who,
+		   const struct domain_request *req,
+		   const struct domain_key *key,
+		   const struct domain_snapshot *snap,
+		   struct domain_decision *out)
+{
+	enum das_status st;
+
+	memset(out, 0, sizeof(*out));
+	out->status = DAS_OK;
+
+	st = check_permission(who, key, snap);
+	if (st == DAS_OK && req->op == DOMAIN_OP_ASSIGN &&
+	    !das_client_type_is_valid(req->client_type))
+		st = DAS_INVALID_CLIENT_TYPE; /* row 5 */
+	if (st == DAS_OK)
+		st = check_customer_user(key, snap);
+	if (st == DAS_OK && req->op != DOMAIN_OP_LIST)
+		st = check_device(key, snap);
+	if (st != DAS_OK) {
+		decide_fail(out, st);
 		return;
 	}
 
-	/* Row 7. */
-	if (!snap->is_user_found) {
-		decide_fail(out, DAS_USER_NOT_FOUND);
-		return;
-	}
 	if (req->op == DOMAIN_OP_LIST)
 		return;
-
-	/* Row 8: the PBX must already give this device to this user. */
-	if (!snap->is_device_found ||
-	    strcmp(snap->device_owner, key->user) != 0) {
-		decide_fail(out, DAS_DEVICE_NOT_FOUND);
-		return;
-	}
-
 	if (req->op == DOMAIN_OP_UNASSIGN) {
-		out->previous_type = snap->device_type;
-		if (snap->device_type != DAS_CLIENT_NONE)
-			add_change(out, key->user, key->device,
-				   snap->device_type, DAS_CLIENT_NONE, false);
+		decide_unassign(key, snap, out);
 		return;
 	}
-
 	/* Rows 9 and 10, then the change. */
-	if (!check_roles(snap, out))
-		return;
-	decide_assign(req, key, snap, out);
+	if (check_roles(snap, out))
+		decide_assign(req, key, snap, out);
 }
 
 enum das_status domain_check_directory(const struct domain_principal *who,
