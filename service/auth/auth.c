@@ -912,22 +912,102 @@ static int take_scopes(json_t *claims, struct domain_principal *who,
 	return 0;
 }
 
+/*
+ * The token (tok_len bytes, its header head_len of them) decoded by libjwt
+ * with the one key that may sign it, or NULL with a reason. The caller
+ * frees the result with jwt_free.
+ */
+static jwt_t *decode_signed(const struct auth_keyset *ks, const char *tok,
+			    size_t tok_len, size_t head_len, char *why,
+			    size_t why_size)
+{
+	char token[AUTH_MAX_TOKEN + 1];
+	char kid[AUTH_JWKS_MAX_KID + 1];
+	const struct auth_jwk *key;
+	enum auth_alg alg;
+	jwt_t *jwt = NULL, *result = NULL;
+
+	if (read_header(tok, head_len, &alg, kid, sizeof(kid), why,
+			why_size) != 0)
+		return NULL;
+	key = pick_key(ks, alg, kid, why, why_size);
+	if (!key)
+		return NULL;
+	/* Never let libjwt run without a key: it would skip the signature. */
+	if (!key->key || key->key_len == 0 || key->key_len > INT_MAX) {
+		put_reason(why, why_size, "no verification key configured");
+		return NULL;
+	}
+	memcpy(token, tok, tok_len);
+	token[tok_len] = '\0';
+	if (jwt_decode(&jwt, token, key->key, (int)key->key_len) != 0 || !jwt) {
+		put_reason(why, why_size, "bad signature or malformed token");
+		goto out;
+	}
+	if (jwt_get_alg(jwt) != alg_to_jwt(key->alg)) {
+		put_reason(why, why_size, "token alg is not %s",
+			   alg_name(key->alg));
+		goto out;
+	}
+	result = jwt;
+	jwt = NULL;
+out:
+	jwt_free(jwt);
+	explicit_bzero(token, sizeof(token));
+	return result;
+}
+
+/*
+ * The claims of a verified token as a JSON object (caller decrefs), or
+ * NULL with a reason. They are read back as JSON so their types can be
+ * checked exactly; libjwt 1.10's typed getters cannot tell a missing claim
+ * from one of the wrong type.
+ */
+static json_t *read_claims(jwt_t *jwt, char *why, size_t why_size)
+{
+	char *grants_text = jwt_get_grants_json(jwt, NULL);
+	json_t *claims = NULL;
+
+	if (grants_text)
+		claims = json_loads(grants_text, 0, NULL);
+	free(grants_text);
+	if (!json_is_object(claims)) {
+		put_reason(why, why_size, "token claims are not an object");
+		json_decref(claims);
+		return NULL;
+	}
+	return claims;
+}
+
+/* Checks the claims and fills *who from them; 0, or -1 with a reason. */
+static int take_principal(const struct auth_config *cfg, json_t *claims,
+			  int64_t now, struct domain_principal *who, char *why,
+			  size_t why_size)
+{
+	struct domain_principal p;
+
+	if (check_times(claims, now, why, why_size) != 0 ||
+	    check_iss_aud(cfg, claims, why, why_size) != 0)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	if (take_sub(claims, &p, why, why_size) != 0 ||
+	    take_tenants(claims, &p, why, why_size) != 0 ||
+	    take_scopes(claims, &p, why, why_size) != 0)
+		return -1;
+	*who = p;
+	return 0;
+}
+
 int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 		int64_t now, struct domain_principal *who, char *why,
 		size_t why_size)
 {
-	char token[AUTH_MAX_TOKEN + 1];
-	char kid[AUTH_JWKS_MAX_KID + 1];
 	const char *tok;
 	size_t tok_len, head_len;
-	struct domain_principal p;
 	struct auth_keyset *ks = NULL;
-	const struct auth_jwk *key;
-	enum auth_alg alg;
 	jwt_t *jwt = NULL;
-	char *grants_text = NULL;
 	json_t *claims = NULL;
-	int rc, result = -1;
+	int result = -1;
 
 	put_reason(why, why_size, "ok");
 	if (!cfg || !(ks = keyset_get(cfg))) {
@@ -937,61 +1017,20 @@ int auth_verify(const struct auth_config *cfg, const char *value, size_t len,
 	if (split_bearer(value, len, &tok, &tok_len, &head_len, why,
 			 why_size) != 0)
 		goto out;
-	if (read_header(tok, head_len, &alg, kid, sizeof(kid), why,
-			why_size) != 0)
+	jwt = decode_signed(ks, tok, tok_len, head_len, why, why_size);
+	if (!jwt)
 		goto out;
-	key = pick_key(ks, alg, kid, why, why_size);
-	if (!key)
+	claims = read_claims(jwt, why, why_size);
+	if (!claims ||
+	    take_principal(cfg, claims, now, who, why, why_size) != 0)
 		goto out;
-	/* Never let libjwt run without a key: it would skip the signature. */
-	if (!key->key || key->key_len == 0 || key->key_len > INT_MAX) {
-		put_reason(why, why_size, "no verification key configured");
-		goto out;
-	}
-	memcpy(token, tok, tok_len);
-	token[tok_len] = '\0';
-
-	rc = jwt_decode(&jwt, token, key->key, (int)key->key_len);
-	if (rc != 0 || !jwt) {
-		put_reason(why, why_size, "bad signature or malformed token");
-		goto out;
-	}
-	if (jwt_get_alg(jwt) != alg_to_jwt(key->alg)) {
-		put_reason(why, why_size, "token alg is not %s",
-			   alg_name(key->alg));
-		goto out;
-	}
-	/*
-	 * Claims are read back as JSON so their types can be checked exactly;
-	 * libjwt 1.10's typed getters cannot tell a missing claim from one
-	 * of the wrong type.
-	 */
-	grants_text = jwt_get_grants_json(jwt, NULL);
-	if (grants_text)
-		claims = json_loads(grants_text, 0, NULL);
-	if (!json_is_object(claims)) {
-		put_reason(why, why_size, "token claims are not an object");
-		goto out;
-	}
-	if (check_times(claims, now, why, why_size) != 0 ||
-	    check_iss_aud(cfg, claims, why, why_size) != 0)
-		goto out;
-
-	memset(&p, 0, sizeof(p));
-	if (take_sub(claims, &p, why, why_size) != 0 ||
-	    take_tenants(claims, &p, why, why_size) != 0 ||
-	    take_scopes(claims, &p, why, why_size) != 0)
-		goto out;
-	*who = p;
 	put_reason(why, why_size, "ok");
 	result = 0;
 out:
 	if (ks)
 		keyset_unref(cfg, ks);
 	json_decref(claims);
-	free(grants_text);
 	jwt_free(jwt);
-	explicit_bzero(token, sizeof(token));
 	return result;
 }
 
