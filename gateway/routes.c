@@ -217,26 +217,28 @@ static char *param_slot(struct gw_route_match *m, char name)
 	}
 }
 
-enum gw_route_result gw_route_match(const char *method, const char *target,
-				    size_t len, struct gw_route_match *m)
+/*
+ * Splits the path (path_len bytes of target, the query already cut off)
+ * into seg (MAX_SEGMENTS + 1 entries) and validates every segment once,
+ * whether or not a route will match. Returns GW_ROUTE_OK with *n set, or a
+ * failure (with *reason for a 400).
+ */
+static enum gw_route_result split_path(const char *target, size_t path_len,
+				       struct segment *seg, size_t *n,
+				       const char **reason)
 {
-	struct segment seg[MAX_SEGMENTS + 1];
 	char scratch[GW_PARAM_SIZE];
-	size_t n = 0, path_len = 0, first = 0;
-	const struct route *path_hit = NULL;
 
-	memset(m, 0, sizeof(*m));
-	while (path_len < len && target[path_len] != '?')
-		path_len++;
+	*n = 0;
 	if (path_len > GW_PATH_MAX) {
-		m->reason = "request path too long";
+		*reason = "request path too long";
 		return GW_ROUTE_BAD_REQUEST;
 	}
 	/* Only visible ASCII may appear raw; anything else must be encoded. */
 	for (size_t i = 0; i < path_len; i++) {
 		unsigned char c = (unsigned char)target[i];
 		if (c <= 0x20 || c >= 0x7f || c == '#') {
-			m->reason = "invalid character in the path";
+			*reason = "invalid character in the path";
 			return GW_ROUTE_BAD_REQUEST;
 		}
 	}
@@ -245,49 +247,84 @@ enum gw_route_result gw_route_match(const char *method, const char *target,
 	for (size_t i = 1, start = 1; i <= path_len; i++) {
 		if (i < path_len && target[i] != '/')
 			continue;
-		if (n > MAX_SEGMENTS)
+		if (*n > MAX_SEGMENTS)
 			return GW_ROUTE_NOT_FOUND;
-		seg[n].p = target + start;
-		seg[n].len = i - start;
-		n++;
+		seg[*n].p = target + start;
+		seg[*n].len = i - start;
+		(*n)++;
 		start = i + 1;
 	}
-	/* Validate every segment once, whether or not a route will match. */
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < *n; i++) {
 		if (seg[i].len == 0)
 			return GW_ROUTE_NOT_FOUND; /* "//" or trailing '/' */
 		if (literal_is(seg[i], ".") || literal_is(seg[i], "..")) {
-			m->reason = "dot segments are not allowed in the path";
+			*reason = "dot segments are not allowed in the path";
 			return GW_ROUTE_BAD_REQUEST;
 		}
-		if (decode_segment(seg[i], scratch, &m->reason) != 0)
+		if (decode_segment(seg[i], scratch, reason) != 0)
 			return GW_ROUTE_BAD_REQUEST;
 	}
+	return GW_ROUTE_OK;
+}
+
+/*
+ * True when r's template matches the n segments, directly or (for the
+ * routes that allow it) under "/api"; *first is then the index of the
+ * segment the template starts at.
+ */
+static bool route_matches(const struct route *r, const struct segment *seg,
+			  size_t n, size_t *first)
+{
+	*first = 0;
+	if (template_matches(r, seg, n))
+		return true;
+	if (!r->is_api_prefixable || n < 2 || !literal_is(seg[0], "api") ||
+	    !template_matches(r, seg + 1, n - 1))
+		return false;
+	*first = 1;
+	return true;
+}
+
+/* Decodes r's parameters from seg (the template's first segment on). */
+static void take_params(const struct route *r, const struct segment *seg,
+			struct gw_route_match *m)
+{
+	for (size_t i = 0; r->segments[i]; i++) {
+		const char *t = r->segments[i];
+		if (t[0] != '{')
+			continue;
+		/* Validated by split_path: cannot fail here. */
+		decode_segment(seg[i], param_slot(m, t[1]), &m->reason);
+		if (t[1] == 'A')
+			m->has_account = true;
+	}
+}
+
+enum gw_route_result gw_route_match(const char *method, const char *target,
+				    size_t len, struct gw_route_match *m)
+{
+	struct segment seg[MAX_SEGMENTS + 1];
+	size_t n, path_len = 0, first;
+	const struct route *path_hit = NULL;
+	enum gw_route_result res;
+
+	memset(m, 0, sizeof(*m));
+	while (path_len < len && target[path_len] != '?')
+		path_len++;
+	res = split_path(target, path_len, seg, &n, &m->reason);
+	if (res != GW_ROUTE_OK)
+		return res;
 	for (size_t k = 0; k < sizeof(routes) / sizeof(routes[0]); k++) {
 		const struct route *r = &routes[k];
-		first = 0;
-		if (!template_matches(r, seg, n)) {
-			if (!r->is_api_prefixable || n < 2 ||
-			    !literal_is(seg[0], "api") ||
-			    !template_matches(r, seg + 1, n - 1))
-				continue;
-			first = 1;
-		}
+
+		if (!route_matches(r, seg, n, &first))
+			continue;
 		if (!path_hit)
 			path_hit = r;
 		if (!(r->methods & method_bit(method)))
 			continue;
 		m->rpc = r->rpc;
-		for (size_t i = 0; r->segments[i]; i++) {
-			const char *t = r->segments[i];
-			if (t[0] != '{')
-				continue;
-			/* Already validated above: cannot fail here. */
-			decode_segment(seg[first + i], param_slot(m, t[1]),
-				       &m->reason);
-			if (t[1] == 'A')
-				m->has_account = true;
-		}
+		take_params(r, seg + first, m);
 		m->reason = NULL;
 		return GW_ROUTE_OK;
 	}
