@@ -316,13 +316,62 @@ static int drop_assignments(struct store_tx *tx, const struct member_arg *a,
 	return store_apply(tx, a->key.customer, changes, n, &actor);
 }
 
+/* A user's deletion ends every assignment the user holds. */
+static int delete_user(struct store_tx *tx, const struct member_arg *a,
+		       const struct domain_snapshot *snap,
+		       struct ops_result *result)
+{
+	struct domain_change changes[DAS_CLIENT_TYPE_COUNT];
+	size_t n = 0;
+	int rc;
+
+	if (!snap->is_user_found)
+		return STORE_OK;
+	for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT; t++) {
+		if (!snap->user_devices[t][0])
+			continue;
+		struct domain_change *c = &changes[n++];
+		memset(c, 0, sizeof(*c));
+		memcpy(c->user, a->key.user, DAS_ID_SIZE);
+		memcpy(c->device, snap->user_devices[t], DAS_ID_SIZE);
+		c->from_type = t;
+		c->to_type = DAS_CLIENT_NONE;
+	}
+	rc = drop_assignments(tx, a, changes, n, result);
+	if (rc != STORE_OK)
+		return rc;
+	return store_user_delete(tx, a->key.customer, a->key.user,
+				 &result->is_changed);
+}
+
+/* A device that changes owner (or is deleted: new_owner NULL) ends its
+ * assignment, if it has one. */
+static int put_or_delete_device(struct store_tx *tx,
+				const struct member_arg *a,
+				const struct domain_snapshot *snap,
+				const char *new_owner,
+				struct ops_result *result)
+{
+	struct domain_change changes[DAS_CLIENT_TYPE_COUNT];
+	size_t n;
+	int rc;
+
+	n = domain_device_changed(snap, a->key.device, new_owner, changes);
+	rc = drop_assignments(tx, a, changes, n, result);
+	if (rc != STORE_OK)
+		return rc;
+	if (new_owner)
+		return store_device_put(tx, a->key.customer, a->key.device,
+					new_owner, &result->is_changed);
+	return store_device_delete(tx, a->key.customer, a->key.device,
+				   &result->is_changed);
+}
+
 static int member_body(struct store_tx *tx, void *arg,
 		       struct ops_result *result)
 {
 	struct member_arg *a = arg;
 	struct domain_snapshot snap;
-	struct domain_change changes[DAS_CLIENT_TYPE_COUNT];
-	size_t n = 0;
 	int rc;
 
 	rc = store_load(tx, &a->key, &snap);
@@ -340,41 +389,13 @@ static int member_body(struct store_tx *tx, void *arg,
 		return store_user_put(tx, a->key.customer, a->key.user,
 				      a->roles, &result->is_changed);
 	case MEMBER_DELETE_USER:
-		if (!snap.is_user_found)
-			return STORE_OK;
-		for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT;
-		     t++) {
-			if (!snap.user_devices[t][0])
-				continue;
-			struct domain_change *c = &changes[n++];
-			memset(c, 0, sizeof(*c));
-			memcpy(c->user, a->key.user, DAS_ID_SIZE);
-			memcpy(c->device, snap.user_devices[t], DAS_ID_SIZE);
-			c->from_type = t;
-			c->to_type = DAS_CLIENT_NONE;
-		}
-		rc = drop_assignments(tx, a, changes, n, result);
-		if (rc != STORE_OK)
-			return rc;
-		return store_user_delete(tx, a->key.customer, a->key.user,
-					 &result->is_changed);
+		return delete_user(tx, a, &snap, result);
 	case MEMBER_PUT_DEVICE:
-		n = domain_device_changed(&snap, a->key.device, a->owner,
-					  changes);
-		rc = drop_assignments(tx, a, changes, n, result);
-		if (rc != STORE_OK)
-			return rc;
-		return store_device_put(tx, a->key.customer, a->key.device,
-					a->owner, &result->is_changed);
+		return put_or_delete_device(tx, a, &snap, a->owner, result);
 	case MEMBER_DELETE_DEVICE:
 		if (!snap.is_device_found)
 			return STORE_OK;
-		n = domain_device_changed(&snap, a->key.device, NULL, changes);
-		rc = drop_assignments(tx, a, changes, n, result);
-		if (rc != STORE_OK)
-			return rc;
-		return store_device_delete(tx, a->key.customer, a->key.device,
-					   &result->is_changed);
+		return put_or_delete_device(tx, a, &snap, NULL, result);
 	}
 	return STORE_ERROR;
 }
