@@ -25,7 +25,7 @@
 #include "service/grpc/streams.h"
 #include "service/grpc/reflection.h"
 
-/* Requested calls kept outstanding per method and worker queue. */
+/* Requested calls kept outstanding per method and worker thread. */
 #define CALLS_PER_METHOD 4
 /* Metadata we accept: room for an 8 KiB token plus the usual headers. */
 #define MAX_METADATA_BYTES (16 * 1024)
@@ -42,7 +42,7 @@
 
 struct worker {
 	struct server *srv;
-	grpc_completion_queue *cq;
+	grpc_completion_queue *cq; /* the server's one queue (srv->cq) */
 	pthread_t thread;
 	bool is_started;
 };
@@ -53,6 +53,16 @@ struct server {
 	void *methods[DAS_RPC__COUNT];
 	struct worker *workers;
 	unsigned n_workers;
+	/*
+	 * One completion queue for every worker thread. gRPC's epoll poller
+	 * hands a call to a thread waiting on the call's queue: with a queue
+	 * per worker, the thread that read the call off the socket was rarely
+	 * the one whose queue it matched, so most calls cost a wake-up of
+	 * another thread, and a call waited behind a busy worker while others
+	 * idled. With one queue the thread that polled finds the call on its
+	 * own queue and runs it, and any free worker takes the next one.
+	 */
+	grpc_completion_queue *cq;
 	grpc_completion_queue *shutdown_cq;
 	grpc_resource_quota *quota;
 	struct reflection *reflection; /* its own queue and thread */
@@ -565,12 +575,11 @@ int server_start(const struct server_config *cfg, struct server **out,
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
+	srv->cq = grpc_completion_queue_create_for_next(NULL);
+	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		srv->workers[i].srv = srv;
-		srv->workers[i].cq =
-			grpc_completion_queue_create_for_next(NULL);
-		grpc_server_register_completion_queue(
-			srv->server, srv->workers[i].cq, NULL);
+		srv->workers[i].cq = srv->cq;
 	}
 	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 	if (!cfg->is_reflection_off &&
@@ -678,25 +687,21 @@ void server_stop(struct server *srv)
 		drain(srv);
 	}
 	das_log(DAS_LOG_DEBUG, "shutdown: calls finished, stopping workers");
-	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++) {
-		struct worker *w = &srv->workers[i];
-		if (!w->cq)
-			continue;
-		grpc_completion_queue_shutdown(w->cq);
-		if (w->is_started) {
-			pthread_join(w->thread, NULL);
-		} else {
-			/* Never started: drain the queue here instead. */
-			for (;;) {
-				grpc_event ev = grpc_completion_queue_next(
-					w->cq,
-					gpr_inf_future(GPR_CLOCK_REALTIME),
-					NULL);
-				if (ev.type == GRPC_QUEUE_SHUTDOWN)
-					break;
-				if (ev.type == GRPC_OP_COMPLETE)
-					call_free(ev.tag);
-			}
+	if (srv->cq) {
+		/* Every worker's next() answers SHUTDOWN once the queue is
+		 * drained; what no worker took is freed here. */
+		grpc_completion_queue_shutdown(srv->cq);
+		for (unsigned i = 0; srv->workers && i < srv->n_workers; i++)
+			if (srv->workers[i].is_started)
+				pthread_join(srv->workers[i].thread, NULL);
+		for (;;) {
+			grpc_event ev = grpc_completion_queue_next(
+				srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
+				NULL);
+			if (ev.type == GRPC_QUEUE_SHUTDOWN)
+				break;
+			if (ev.type == GRPC_OP_COMPLETE)
+				call_free(ev.tag);
 		}
 	}
 	streams_stop(srv->streams);
@@ -705,9 +710,8 @@ void server_stop(struct server *srv)
 		grpc_server_destroy(srv->server);
 	streams_free(srv->streams);
 	health_free(srv->health);
-	for (unsigned i = 0; srv->workers && i < srv->n_workers; i++)
-		if (srv->workers[i].cq)
-			grpc_completion_queue_destroy(srv->workers[i].cq);
+	if (srv->cq)
+		grpc_completion_queue_destroy(srv->cq);
 	if (srv->shutdown_cq) {
 		grpc_completion_queue_shutdown(srv->shutdown_cq);
 		grpc_completion_queue_destroy(srv->shutdown_cq);

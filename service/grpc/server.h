@@ -1,8 +1,9 @@
 /*
- * The gRPC C-core server: registered methods, one completion queue per
- * worker thread, several requested calls outstanding per method and queue.
- * A worker runs a call to the end (store commit included) before taking the
- * next one, so the number of workers bounds concurrent store transactions.
+ * The gRPC C-core server: registered methods, one completion queue shared
+ * by the worker threads, several requested calls outstanding per method and
+ * worker. A worker runs a call to the end (store commit included) before
+ * taking the next one, so the number of workers bounds concurrent store
+ * transactions.
  */
 #ifndef DAS_GRPC_SERVER_H
 #define DAS_GRPC_SERVER_H
