@@ -20,6 +20,7 @@
 #include <grpc/support/time.h>
 
 #include "common/log.h"
+#include "core_tune.h"
 #include "observe.h"
 #include "service/grpc/health.h"
 #include "service/grpc/streams.h"
@@ -508,6 +509,9 @@ int server_start(const struct server_config *cfg, struct server **out,
 		snprintf(err, err_size, "out of memory");
 		return -1;
 	}
+	if (!core_tune_deadlock_detection_off())
+		das_log(DAS_LOG_DEBUG, "abseil's deadlock detection stays as "
+				       "built (its switch was not found)");
 	grpc_init();
 	obs_register();
 	srv->cfg = *cfg;
