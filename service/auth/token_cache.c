@@ -71,12 +71,24 @@ static uint64_t hash_value(const struct token_cache *tc, const char *v,
 	return mix(h);
 }
 
+/*
+ * Constant time in the contents: every byte is looked at, whatever differs.
+ * Eight bytes a step (a ~300-byte token: ~40 steps instead of ~300); the
+ * volatile accumulator keeps the compiler from stopping at a difference.
+ */
 static bool same_bytes(const char *a, const char *b, size_t n)
 {
-	volatile unsigned char d = 0;
+	volatile uint64_t d = 0;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + i, 8);
+		memcpy(&y, b + i, 8);
+		d |= x ^ y;
+	}
+	for (; i < n; i++)
+		d |= (uint64_t)(unsigned char)(a[i] ^ b[i]);
 	return d == 0;
 }
 
@@ -260,8 +272,13 @@ int token_cache_verify(struct token_cache *tc, const struct auth_config *cfg,
 		s->hits++;
 		*who = e->who;
 		pthread_mutex_unlock(&s->mu);
-		if (why && why_size)
-			snprintf(why, why_size, "ok (cached)");
+		if (why && why_size) { /* no printf on the hot path */
+			static const char hit[] = "ok (cached)";
+			size_t n = why_size < sizeof(hit) ? why_size - 1
+							  : sizeof(hit) - 1;
+			memcpy(why, hit, n);
+			why[n] = '\0';
+		}
 		return 0;
 	}
 	s->misses++;
