@@ -28,7 +28,9 @@
 /*
  * X(name, grpc_code, reason, http_status, message)
  * A message containing "%s" is a template filled with the offending value.
- * Rows marked "gateway" are answered by the gateway before any RPC.
+ * Rows marked "gateway" are answered by the gateway before any RPC. A row
+ * with http_status 0 is answered over gRPC only (no route leads to it); a
+ * row with an empty reason sends no ErrorInfo.
  */
 #define DAS_STATUS_MAP(X)                                                      \
 	X(OK, DAS_GRPC_OK, "", 201, "success")                                 \
@@ -64,6 +66,8 @@
 	  504, "Gateway Timeout")                                              \
 	X(INTERNAL, DAS_GRPC_INTERNAL, "INTERNAL", 500,                        \
 	  "Internal Server Error")                                             \
+	/* gRPC only: grpc.health.v1 Check of a service we do not serve */    \
+	X(UNKNOWN_SERVICE, DAS_GRPC_NOT_FOUND, "", 0, "unknown service")       \
 	/* gateway: problems of the HTTP request itself */                     \
 	X(ROUTE_NOT_FOUND, DAS_GRPC_NOT_FOUND, "ROUTE_NOT_FOUND", 404,         \
 	  "Not Found")                                                         \

@@ -46,13 +46,18 @@ void handlers_assign_request(const Deviceassignment__V1__AssignDeviceRequest *in
 	out->is_charge_accepted = in->accept_charges;
 }
 
-/* Packs msg into reply->body; on allocation failure answers INTERNAL. */
+/*
+ * Packs msg into reply->body: the reply's own buffer when it fits (every
+ * answer but a long ledger page), else the heap. On allocation failure
+ * answers INTERNAL.
+ */
 static void reply_pack(struct handler_reply *reply,
 		       const ProtobufCMessage *msg)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 
-	reply->body = malloc(len ? len : 1);
+	reply->body = len <= sizeof(reply->inline_body) ? reply->inline_body
+							: malloc(len);
 	if (!reply->body) {
 		reply->status = DAS_INTERNAL;
 		return;
@@ -323,71 +328,95 @@ static void directory_reply(const struct ops_result *r,
 	reply_pack(reply, &out.base);
 }
 
-static void handle_directory(const struct handler_env *env,
-			     enum das_rpc_method method,
-			     const struct domain_principal *who,
-			     const ProtobufCMessage *msg, struct ops_result *r,
-			     struct handler_reply *reply)
+/* The Directory RPCs: one small function each, all answering directory_reply. */
+static void handle_upsert_customer(const struct handler_env *env,
+				   const struct domain_principal *who,
+				   const ProtobufCMessage *msg,
+				   struct ops_result *r,
+				   struct handler_reply *reply)
 {
-	switch (method) {
-	case DAS_RPC_UPSERT_CUSTOMER: {
-		const Deviceassignment__V1__UpsertCustomerRequest *in =
-			(const void *)msg;
-		struct ops_customer_input c = {
-			.tenant = text(in->tenant_id),
-			.account = text(in->account_tenant_id),
-			.name = text(in->name),
-			.is_seat_limited = in->has_included_softphone_seats,
-			.included_seats = in->included_softphone_seats,
-		};
-		ops_upsert_customer(env->store, who, &c, r);
-		break;
-	}
-	case DAS_RPC_DELETE_CUSTOMER: {
-		const Deviceassignment__V1__DeleteCustomerRequest *in =
-			(const void *)msg;
-		ops_delete_customer(env->store, who, text(in->tenant_id), r);
-		break;
-	}
-	case DAS_RPC_UPSERT_USER: {
-		const Deviceassignment__V1__UpsertUserRequest *in =
-			(const void *)msg;
-		struct ops_text roles[DOMAIN_ROLES_MAX + 1];
-		size_t n = in->n_roles;
-		if (n > DOMAIN_ROLES_MAX)
-			n = DOMAIN_ROLES_MAX + 1; /* refused as too many */
-		for (size_t i = 0; i < n && i < in->n_roles; i++)
-			roles[i] = text(in->roles[i]);
-		ops_upsert_user(env->store, who, text(in->tenant_id),
-				text(in->user_id), roles, n, r);
-		break;
-	}
-	case DAS_RPC_DELETE_USER: {
-		const Deviceassignment__V1__DeleteUserRequest *in =
-			(const void *)msg;
-		ops_delete_user(env->store, who, text(in->tenant_id),
-				text(in->user_id), r);
-		break;
-	}
-	case DAS_RPC_UPSERT_PBX_DEVICE: {
-		const Deviceassignment__V1__UpsertPbxDeviceRequest *in =
-			(const void *)msg;
-		ops_upsert_device(env->store, who, text(in->tenant_id),
-				  text(in->device_id), text(in->owner_user_id),
-				  r);
-		break;
-	}
-	case DAS_RPC_DELETE_PBX_DEVICE: {
-		const Deviceassignment__V1__DeletePbxDeviceRequest *in =
-			(const void *)msg;
-		ops_delete_device(env->store, who, text(in->tenant_id),
-				  text(in->device_id), r);
-		break;
-	}
-	default:
-		r->status = DAS_INTERNAL;
-		return;
-	}
+	const Deviceassignment__V1__UpsertCustomerRequest *in =
+		(const void *)msg;
+	struct ops_customer_input c = {
+		.tenant = text(in->tenant_id),
+		.account = text(in->account_tenant_id),
+		.name = text(in->name),
+		.is_seat_limited = in->has_included_softphone_seats,
+		.included_seats = in->included_softphone_seats,
+	};
+
+	ops_upsert_customer(env->store, who, &c, r);
+	directory_reply(r, reply);
+}
+
+static void handle_delete_customer(const struct handler_env *env,
+				   const struct domain_principal *who,
+				   const ProtobufCMessage *msg,
+				   struct ops_result *r,
+				   struct handler_reply *reply)
+{
+	const Deviceassignment__V1__DeleteCustomerRequest *in =
+		(const void *)msg;
+
+	ops_delete_customer(env->store, who, text(in->tenant_id), r);
+	directory_reply(r, reply);
+}
+
+static void handle_upsert_user(const struct handler_env *env,
+			       const struct domain_principal *who,
+			       const ProtobufCMessage *msg, struct ops_result *r,
+			       struct handler_reply *reply)
+{
+	const Deviceassignment__V1__UpsertUserRequest *in = (const void *)msg;
+	struct ops_text roles[DOMAIN_ROLES_MAX + 1];
+	size_t n = in->n_roles;
+
+	if (n > DOMAIN_ROLES_MAX)
+		n = DOMAIN_ROLES_MAX + 1; /* refused as too many */
+	for (size_t i = 0; i < n && i < in->n_roles; i++)
+		roles[i] = text(in->roles[i]);
+	ops_upsert_user(env->store, who, text(in->tenant_id),
+			text(in->user_id), roles, n, r);
+	directory_reply(r, reply);
+}
+
+static void handle_delete_user(const struct handler_env *env,
+			       const struct domain_principal *who,
+			       const ProtobufCMessage *msg, struct ops_result *r,
+			       struct handler_reply *reply)
+{
+	const Deviceassignment__V1__DeleteUserRequest *in = (const void *)msg;
+
+	ops_delete_user(env->store, who, text(in->tenant_id),
+			text(in->user_id), r);
+	directory_reply(r, reply);
+}
+
+static void handle_upsert_device(const struct handler_env *env,
+				 const struct domain_principal *who,
+				 const ProtobufCMessage *msg,
+				 struct ops_result *r,
+				 struct handler_reply *reply)
+{
+	const Deviceassignment__V1__UpsertPbxDeviceRequest *in =
+		(const void *)msg;
+
+	ops_upsert_device(env->store, who, text(in->tenant_id),
+			  text(in->device_id), text(in->owner_user_id), r);
+	directory_reply(r, reply);
+}
+
+static void handle_delete_device(const struct handler_env *env,
+				 const struct domain_principal *who,
+				 const ProtobufCMessage *msg,
+				 struct ops_result *r,
+				 struct handler_reply *reply)
+{
+	const Deviceassignment__V1__DeletePbxDeviceRequest *in =
+		(const void *)msg;
+
+	ops_delete_device(env->store, who, text(in->tenant_id),
+			  text(in->device_id), r);
 	directory_reply(r, reply);
 }
 
@@ -398,17 +427,17 @@ static void handle_directory(const struct handler_env *env,
  * orchestrators can probe it.
  */
 static void handle_health(const struct handler_env *env,
-			  const ProtobufCMessage *msg,
+			  const struct domain_principal *who,
+			  const ProtobufCMessage *msg, struct ops_result *r,
 			  struct handler_reply *reply)
 {
 	const Grpc__Health__V1__HealthCheckRequest *in = (const void *)msg;
 	Grpc__Health__V1__HealthCheckResponse out =
 		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
 
+	(void)who; /* no token asked */
 	if (!health_is_known(in->service)) {
-		reply->health_code = DAS_GRPC_NOT_FOUND;
-		snprintf(reply->message, sizeof(reply->message),
-			 "unknown service");
+		r->status = DAS_UNKNOWN_SERVICE;
 		return;
 	}
 	out.status =
@@ -551,99 +580,165 @@ enum das_status handlers_check_strings(const ProtobufCMessageDescriptor *d,
 	return check_no_nul(d, request, len, detail);
 }
 
-void handlers_dispatch(const struct handler_env *env,
-		       enum das_rpc_method method,
-		       const struct handler_meta *meta, const uint8_t *request,
-		       size_t request_len, struct handler_reply *reply)
+/*
+ * The RPCs, as redis keeps its commands: what each needs before it runs and
+ * the function that runs it. Adding an RPC is a row here and one in
+ * proto/rpc_methods.h.
+ */
+struct rpc_handler {
+	bool needs_auth; /* row 1 first: a verified bearer token */
+	bool is_write;   /* may change the store: the ledger rows it writes
+			    keep the call's x-request-id */
+	void (*run)(const struct handler_env *env,
+		    const struct domain_principal *who,
+		    const ProtobufCMessage *msg, struct ops_result *r,
+		    struct handler_reply *reply);
+};
+
+static const struct rpc_handler rpc_handlers[DAS_RPC__COUNT] = {
+	[DAS_RPC_ASSIGN_DEVICE] = {true, true, handle_assign},
+	[DAS_RPC_UNASSIGN_DEVICE] = {true, true, handle_unassign},
+	[DAS_RPC_LIST_USER_DEVICES] = {true, false, handle_list},
+	[DAS_RPC_LIST_LEDGER] = {true, false, handle_ledger},
+	[DAS_RPC_GET_SEAT_USAGE] = {true, false, handle_seats},
+	[DAS_RPC_UPSERT_CUSTOMER] = {true, true, handle_upsert_customer},
+	[DAS_RPC_DELETE_CUSTOMER] = {true, true, handle_delete_customer},
+	[DAS_RPC_UPSERT_USER] = {true, true, handle_upsert_user},
+	[DAS_RPC_DELETE_USER] = {true, true, handle_delete_user},
+	[DAS_RPC_UPSERT_PBX_DEVICE] = {true, true, handle_upsert_device},
+	[DAS_RPC_DELETE_PBX_DEVICE] = {true, true, handle_delete_device},
+	/* No token: orchestrators probe it. */
+	[DAS_RPC_HEALTH_CHECK] = {false, false, handle_health},
+};
+
+static const struct rpc_handler *rpc_handler(enum das_rpc_method method)
 {
-	const struct das_rpc_method_info *info = das_rpc_method(method);
-	struct domain_principal who;
-	struct ops_result r;
-	ProtobufCMessage *msg = NULL;
+	if ((int)method < 0 || method >= DAS_RPC__COUNT ||
+	    !rpc_handlers[method].run)
+		return NULL;
+	return &rpc_handlers[method];
+}
+
+/* Row 1: DAS_OK with *who filled, or DAS_UNAUTHENTICATED. */
+static enum das_status authenticate(const struct handler_env *env,
+				    const struct das_rpc_method_info *info,
+				    const struct handler_meta *meta,
+				    struct domain_principal *who)
+{
 	char why[128];
 
-	memset(reply, 0, sizeof(*reply));
-	reply->status = DAS_OK;
-	memset(&r, 0, sizeof(r));
-	r.status = DAS_OK;
-
-	/* Row 1 comes before anything else, even a malformed message. */
-	if (method != DAS_RPC_HEALTH_CHECK) {
-		if (!meta->authorization || meta->has_duplicate_authorization ||
-		    token_cache_verify(env->tokens, env->auth,
-				       meta->authorization,
-				       meta->authorization_len,
-				       das_time_now().seconds, &who, why,
-				       sizeof(why)) != 0) {
+	if (!meta->authorization || meta->has_duplicate_authorization ||
+	    token_cache_verify(env->tokens, env->auth, meta->authorization,
+			       meta->authorization_len,
+			       das_time_now().seconds, who, why,
+			       sizeof(why)) != 0) {
+		if (das_log_is_enabled(DAS_LOG_DEBUG))
 			das_log(DAS_LOG_DEBUG, "%s: unauthenticated: %s",
 				info->path,
 				!meta->authorization ? "no token"
 				: meta->has_duplicate_authorization
 					? "more than one authorization entry"
 					: why);
-			obs_auth(meta->authorization ? "invalid" : "missing");
-			r.status = DAS_UNAUTHENTICATED;
-			goto done;
-		}
-		obs_auth("ok");
-		memcpy(reply->sub, who.sub, sizeof(reply->sub));
-		take_request_id(meta, &who);
+		obs_auth(meta->authorization ? "invalid" : "missing");
+		return DAS_UNAUTHENTICATED;
 	}
+	obs_auth("ok");
+	return DAS_OK;
+}
+
+/*
+ * The request message, unpacked (*msg, freed by the caller), or the row
+ * that refuses it with r->detail filled.
+ */
+static enum das_status unpack_request(const struct das_rpc_method_info *info,
+				      const struct handler_meta *meta,
+				      const uint8_t *request,
+				      size_t request_len,
+				      ProtobufCMessage **msg,
+				      struct ops_result *r)
+{
+	enum das_status st;
+
+	*msg = NULL;
 	if (meta->payload_status != DAS_OK) {
-		r.status = meta->payload_status;
-		snprintf(r.detail, sizeof(r.detail), "%s",
+		snprintf(r->detail, sizeof(r->detail), "%s",
 			 meta->payload_detail);
-		goto done;
+		return meta->payload_status;
 	}
 	if (!request) {
-		r.status = DAS_INVALID_ARGUMENT;
-		snprintf(r.detail, sizeof(r.detail), "missing request message");
+		snprintf(r->detail, sizeof(r->detail),
+			 "missing request message");
+		return DAS_INVALID_ARGUMENT;
+	}
+	st = check_no_nul(info->request, request, request_len, r->detail);
+	if (st != DAS_OK)
+		return st;
+	*msg = protobuf_c_message_unpack(info->request, NULL, request_len,
+					 request);
+	if (!*msg) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "malformed request message");
+		return DAS_INVALID_ARGUMENT;
+	}
+	return DAS_OK;
+}
+
+void handlers_dispatch(const struct handler_env *env,
+		       enum das_rpc_method method,
+		       const struct handler_meta *meta, const uint8_t *request,
+		       size_t request_len, struct handler_reply *reply)
+{
+	const struct das_rpc_method_info *info = das_rpc_method(method);
+	const struct rpc_handler *h = rpc_handler(method);
+	struct domain_principal who;
+	struct ops_result r;
+	ProtobufCMessage *msg = NULL;
+
+	reply->status = DAS_OK;
+	reply->message[0] = '\0';
+	reply->body = NULL;
+	reply->body_len = 0;
+	reply->sub[0] = '\0';
+	memset(&r, 0, sizeof(r));
+	r.status = DAS_OK;
+
+	if (!h) {
+		r.status = DAS_INTERNAL;
 		goto done;
 	}
-	r.status = check_no_nul(info->request, request, request_len, r.detail);
+	/* Row 1 comes before anything else, even a malformed message. */
+	if (h->needs_auth) {
+		r.status = authenticate(env, info, meta, &who);
+		if (r.status != DAS_OK)
+			goto done;
+		memcpy(reply->sub, who.sub, sizeof(reply->sub));
+		if (h->is_write)
+			take_request_id(meta, &who);
+		else
+			who.request_id[0] = '\0';
+	} else {
+		memset(&who, 0, sizeof(who));
+	}
+	r.status = unpack_request(info, meta, request, request_len, &msg, &r);
 	if (r.status != DAS_OK)
 		goto done;
-	msg = protobuf_c_message_unpack(info->request, NULL, request_len,
-					request);
-	if (!msg) {
-		r.status = DAS_INVALID_ARGUMENT;
-		snprintf(r.detail, sizeof(r.detail), "malformed request message");
-		goto done;
-	}
-
-	switch (method) {
-	case DAS_RPC_ASSIGN_DEVICE:
-		handle_assign(env, &who, msg, &r, reply);
-		break;
-	case DAS_RPC_UNASSIGN_DEVICE:
-		handle_unassign(env, &who, msg, &r, reply);
-		break;
-	case DAS_RPC_LIST_USER_DEVICES:
-		handle_list(env, &who, msg, &r, reply);
-		break;
-	case DAS_RPC_LIST_LEDGER:
-		handle_ledger(env, &who, msg, &r, reply);
-		break;
-	case DAS_RPC_GET_SEAT_USAGE:
-		handle_seats(env, &who, msg, &r, reply);
-		break;
-	case DAS_RPC_HEALTH_CHECK:
-		handle_health(env, msg, reply);
-		break;
-	default:
-		handle_directory(env, method, &who, msg, &r, reply);
-		break;
-	}
+	h->run(env, &who, msg, &r, reply);
 done:
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);
 	if (reply->status == DAS_OK)
 		reply->status = r.status;
 	if (reply->status != DAS_OK) {
-		free(reply->body);
-		reply->body = NULL;
-		reply->body_len = 0;
+		handlers_reply_release(reply);
 		das_status_format(reply->status, r.detail, reply->message,
 				  sizeof(reply->message));
 	}
+}
+
+void handlers_reply_release(struct handler_reply *reply)
+{
+	if (reply->body != reply->inline_body)
+		free(reply->body);
+	reply->body = NULL;
+	reply->body_len = 0;
 }

@@ -1,7 +1,8 @@
 /*
- * One function per RPC, behind one dispatcher: authenticate (row 1 of the
- * check order), unpack the protobuf-c request, call the use case in ops/,
- * pack the response. Nothing here knows about completion queues.
+ * One function per RPC, in one table (handlers.c: whether it needs a token,
+ * whether it writes, the function), behind one dispatcher: authenticate (row
+ * 1 of the check order), unpack the protobuf-c request, call the use case in
+ * ops/, pack the response. Nothing here knows about completion queues.
  */
 #ifndef DAS_GRPC_HANDLERS_H
 #define DAS_GRPC_HANDLERS_H
@@ -41,22 +42,28 @@ struct handler_meta {
 };
 
 struct handler_reply {
-	enum das_status status;
+	enum das_status status; /* the status table's row of the answer */
 	char message[512];   /* the status message (row text, filled) */
-	uint8_t *body;       /* packed response on OK, malloc'd; caller frees */
+	/* packed response on OK: inline_body, or malloc'd when larger;
+	 * handlers_reply_release frees it */
+	uint8_t *body;
 	size_t body_len;
-	int health_code;     /* for Health/Check: 0 OK, else a gRPC code */
 	char sub[DOMAIN_SUB_SIZE]; /* the verified token's subject, or "" */
+	uint8_t inline_body[512];
 };
 
 /*
  * Handles one call. request is the message bytes (NULL when the caller sent
- * none). Always fills reply completely.
+ * none). Always fills reply completely; the caller releases it with
+ * handlers_reply_release.
  */
 void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,
 		       size_t request_len, struct handler_reply *reply);
+
+/* Frees the reply's body when it is on the heap; the rest stays. */
+void handlers_reply_release(struct handler_reply *reply);
 
 /*
  * The string check every RPC gets (a NUL byte in any string field is

@@ -162,6 +162,32 @@ static int request_unknown(struct worker *w)
 	return 0;
 }
 
+/*
+ * The bytes of an uncompressed payload, without a copy where it can: a
+ * message that arrived in one slice (a small unary request does) is read
+ * where it lies, in the byte buffer the call keeps until it is freed;
+ * otherwise its slices are joined once into *joined (unref'd by the
+ * caller). NULL when the reader cannot be made.
+ */
+static const uint8_t *payload_view(grpc_byte_buffer *bb, grpc_slice *joined,
+				   size_t *len)
+{
+	grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+	grpc_byte_buffer_reader reader;
+
+	*joined = grpc_empty_slice();
+	if (sb->count == 1) {
+		*len = GRPC_SLICE_LENGTH(sb->slices[0]);
+		return GRPC_SLICE_START_PTR(sb->slices[0]);
+	}
+	if (!grpc_byte_buffer_reader_init(&reader, bb))
+		return NULL;
+	*joined = grpc_byte_buffer_reader_readall(&reader);
+	grpc_byte_buffer_reader_destroy(&reader);
+	*len = GRPC_SLICE_LENGTH(*joined);
+	return GRPC_SLICE_START_PTR(*joined);
+}
+
 /* Copies an uncompressed payload out of its byte buffer. */
 static uint8_t *payload_plain(grpc_byte_buffer *bb, size_t *len)
 {
@@ -318,7 +344,8 @@ static void send_reply(struct call *c, grpc_status_code code,
 		ops[n].data.send_message.send_message = c->reply;
 		n++;
 	}
-	if (code != GRPC_STATUS_OK && reason) {
+	/* Rows without a reason (Health's NOT_FOUND) send no details. */
+	if (code != GRPC_STATUS_OK && reason && *reason) {
 		size_t len = 0;
 		uint8_t *bin = das_status_details_pack((int)code, message,
 						       reason, &len);
@@ -355,8 +382,10 @@ static void handle_call(struct call *c)
 	const struct das_rpc_method_info *info = das_rpc_method(c->method);
 	struct handler_meta meta;
 	struct handler_reply reply;
-	uint8_t *req = NULL;
+	uint8_t *inflated = NULL;
+	const uint8_t *req = NULL;
 	size_t req_len = 0;
+	grpc_slice joined = grpc_empty_slice();
 	const struct das_status_row *row;
 	uint64_t t0 = obs_call_begin(c->method);
 
@@ -371,23 +400,18 @@ static void handle_call(struct call *c)
 	if (c->payload &&
 	    c->payload->data.raw.compression != GRPC_COMPRESS_NONE) {
 		meta.payload_status = payload_inflate(
-			c->payload, &req, &req_len, meta.payload_detail,
+			c->payload, &inflated, &req_len, meta.payload_detail,
 			sizeof(meta.payload_detail));
+		req = inflated;
 	} else if (c->payload) {
-		req = payload_plain(c->payload, &req_len);
+		req = payload_view(c->payload, &joined, &req_len);
 		if (!req)
 			meta.payload_status = DAS_INTERNAL;
 	}
 	handlers_dispatch(env, c->method, &meta, req, req_len, &reply);
-	free(req);
+	free(inflated);
+	grpc_slice_unref(joined);
 
-	if (reply.health_code) {
-		obs_call_end(c->method, t0, reply.health_code, NULL,
-			     meta.request_id, meta.request_id_len, reply.sub);
-		send_reply(c, (grpc_status_code)reply.health_code,
-			   reply.message, NULL, NULL, 0);
-		return;
-	}
 	row = das_status_row(reply.status);
 	if (reply.status == DAS_INTERNAL || reply.status == DAS_UNAVAILABLE ||
 	    reply.status == DAS_STORE_UNAVAILABLE)
@@ -403,7 +427,7 @@ static void handle_call(struct call *c)
 		   reply.status == DAS_OK ? "" : reply.message,
 		   reply.status == DAS_OK ? NULL : row->reason, reply.body,
 		   reply.body_len);
-	free(reply.body);
+	handlers_reply_release(&reply);
 }
 
 static void *worker_main(void *arg)

@@ -6,7 +6,7 @@ against the route table and the status table (route_table tool):
 - the served document is the build output, byte for byte;
 - every (method, path) of the route table is an operation, and there is no
   other operation; path parameters carry their formats;
-- every row of the status table is an example of a response (or of
+- every row of the status table with an HTTP status is an example of a response (or of
   components.responses) with its HTTP code and message, and every example
   is a row; 401 carries WWW-Authenticate, 201 Location, 405 Allow;
 - assign has the accept-charges header and the four clientType values,
@@ -71,7 +71,8 @@ def check_document(doc, table):
     upstream = {(r["method"], r["path"]) for r in table["routes"] if r["upstream"]}
     rpc_of = {(r["method"], r["path"]): r["rpc"] for r in table["routes"]}
 
-    rows = {s["name"]: s for s in table["statuses"]}
+    # http 0: answered over gRPC only (Health's unknown service), no route
+    rows = {s["name"]: s for s in table["statuses"] if s["http"] != 0}
     seen_rows = set()
 
     def walk_responses(where, responses, is_keyed_by_code=True):

@@ -262,6 +262,9 @@ static void health(void **state)
 	r.service = (char *)"no.such.Service";
 	assert_int_equal(call(DAS_RPC_HEALTH_CHECK, NULL, &r.base, NULL, &st),
 			 5);
+	/* The status table's UNKNOWN_SERVICE row: its text, no ErrorInfo. */
+	assert_string_equal(st.message, "unknown service");
+	assert_string_equal(st.reason, "");
 }
 
 static void assign_move_replace_unassign(void **state)

@@ -56,6 +56,30 @@ static void catalog_rows(void **state)
 			    "Forbidden");
 }
 
+/*
+ * A row answered over gRPC only (http_status 0) is never what an upstream
+ * answer maps to: the gateway cannot turn any code and reason into it.
+ */
+static void grpc_only_rows_never_mapped(void **state)
+{
+	(void)state;
+	assert_int_equal(das_status_row(DAS_UNKNOWN_SERVICE)->http_status, 0);
+	assert_int_equal(das_status_row(DAS_UNKNOWN_SERVICE)->grpc_code, 5);
+	for (int code = 0; code <= 16; code++) {
+		assert_int_not_equal(das_status_from_grpc(code, NULL)->http_status,
+				     0);
+		assert_int_not_equal(das_status_from_grpc(code, "")->http_status,
+				     0);
+		for (int s = 0; s < DAS_STATUS__COUNT; s++) {
+			const char *reason =
+				das_status_row((enum das_status)s)->reason;
+			assert_int_not_equal(
+				das_status_from_grpc(code, reason)->http_status,
+				0);
+		}
+	}
+}
+
 static void lookup_without_reason(void **state)
 {
 	(void)state;
@@ -106,6 +130,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(catalog_rows),
 		cmocka_unit_test(lookup_without_reason),
+		cmocka_unit_test(grpc_only_rows_never_mapped),
 		cmocka_unit_test(message_templates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
