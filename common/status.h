@@ -34,6 +34,8 @@
  */
 #define DAS_STATUS_MAP(X)                                                      \
 	X(OK, DAS_GRPC_OK, "", 201, "success")                                 \
+	/* a read's success: list, ledger page, seats */                       \
+	X(OK_READ, DAS_GRPC_OK, "", 200, "success")                            \
 	X(UNAUTHENTICATED, DAS_GRPC_UNAUTHENTICATED, "UNAUTHENTICATED", 401,   \
 	  "Unauthorized")                                                      \
 	X(INVALID_TENANT_ID, DAS_GRPC_INVALID_ARGUMENT, "INVALID_TENANT_ID",   \

@@ -72,6 +72,8 @@ static unsigned status_routes(enum das_status s)
 	switch (s) {
 	case DAS_OK:
 		return K_ASSIGN | K_UNASSIGN;
+	case DAS_OK_READ:
+		return K_LIST | K_LEDGER | K_SEATS;
 	case DAS_UNAUTHENTICATED:
 	case DAS_INVALID_TENANT_ID:
 	case DAS_FORBIDDEN:
@@ -211,7 +213,8 @@ static void add_error_responses(json_t *responses, unsigned kind)
 	bool seen_code[600] = {false};
 
 	for (int s = 0; s < DAS_STATUS__COUNT; s++)
-		rows[s] = s != DAS_OK &&
+		rows[s] = das_status_row((enum das_status)s)->grpc_code !=
+				  DAS_GRPC_OK &&
 			  (status_routes((enum das_status)s) & kind);
 	for (int s = 0; s < DAS_STATUS__COUNT; s++) {
 		int code = das_status_row((enum das_status)s)->http_status;
@@ -222,6 +225,23 @@ static void add_error_responses(json_t *responses, unsigned kind)
 		snprintf(key, sizeof(key), "%d", code);
 		json_object_set_new(responses, key, error_response(code, rows));
 	}
+}
+
+/*
+ * A read's 200 (the OK_READ row): its schema, and an example named by the
+ * row whose value is `fields` plus the row's status and a timestamp.
+ */
+static json_t *read_success(const char *description, const char *schema,
+			    json_t *fields)
+{
+	const struct das_status_row *ok = das_status_row(DAS_OK_READ);
+
+	json_object_set_new(fields, "status", json_string(ok->message));
+	json_object_set_new(fields, "timestamp", json_string(EXAMPLE_TIME));
+	return pack("{s:s, s:{s:{s:o, s:{s:{s:s, s:o}}}}}", "description",
+		    description, "content", "application/json", "schema",
+		    ref(schema), "examples", ok->name, "summary", ok->name,
+		    "value", fields);
 }
 
 static json_t *success_response(unsigned kind)
@@ -241,21 +261,22 @@ static json_t *success_response(unsigned kind)
 			ok->name, "summary", ok->name, "value", "status",
 			ok->message, "timestamp", EXAMPLE_TIME);
 	if (kind & K_LEDGER)
-		return pack("{s:s, s:{s:{s:o}}}", "description",
-			    "one page of ledger entries", "content",
-			    "application/json", "schema",
-			    ref("#/components/schemas/LedgerPage"));
+		return read_success("one page of ledger entries",
+				    "#/components/schemas/LedgerPage",
+				    pack("{s:[], s:s}", "data", "nextPageToken",
+					 ""));
 	if (kind & K_SEATS)
-		return pack("{s:s, s:{s:{s:o}}}", "description",
-			    "the customer's seats", "content",
-			    "application/json", "schema",
-			    ref("#/components/schemas/SeatUsage"));
+		return read_success("the customer's seats",
+				    "#/components/schemas/SeatUsage",
+				    pack("{s:{s:i, s:i, s:i}}", "data",
+					 "included", 2, "used", 1, "charged",
+					 0));
 	if (kind & K_LIST)
-		return pack(
-			"{s:s, s:{s:{s:o}}}", "description",
+		return read_success(
 			"the user's softphone assignments, by client type",
-			"content", "application/json", "schema",
-			ref("#/components/schemas/DeviceList"));
+			"#/components/schemas/DeviceList",
+			pack("{s:[{s:s, s:s}]}", "data", "deviceId", "d1",
+			     "clientType", "desktop"));
 	return pack("{s:s, s:{s:{s:o}}}", "description", "OK", "content",
 			 "application/json", "schema",
 			 ref("#/components/schemas/Success"));
@@ -327,13 +348,20 @@ static const char *summary_of(enum gw_route_rpc rpc)
 	return "";
 }
 
+/* The responses key of a row: its HTTP status as text. */
+static const char *status_key(enum das_status s, char key[8])
+{
+	snprintf(key, 8, "%d", das_status_row(s)->http_status);
+	return key;
+}
+
 static json_t *operation(const struct gw_route_info *r, const char *method,
 			 const char *path_id, bool is_api)
 {
 	unsigned kind = route_kind(r->rpc);
 	json_t *op = json_object(), *params = json_array(),
 	       *responses = json_object();
-	char id[160];
+	char id[160], key[8];
 
 	snprintf(id, sizeof(id), "%s%s%s%s", gw_route_rpc_name(r->rpc),
 		 path_id, is_api ? "Api" : "", method);
@@ -375,9 +403,11 @@ static json_t *operation(const struct gw_route_info *r, const char *method,
 		json_decref(params);
 
 	if (kind & (K_LIST | K_LEDGER | K_SEATS))
-		json_object_set_new(responses, "200", success_response(kind));
+		json_object_set_new(responses, status_key(DAS_OK_READ, key),
+				    success_response(kind));
 	else if (kind & (K_ASSIGN | K_UNASSIGN))
-		json_object_set_new(responses, "201", success_response(kind));
+		json_object_set_new(responses, status_key(DAS_OK, key),
+				    success_response(kind));
 	else if (r->rpc == GW_ROUTE_OPENAPI)
 		json_object_set_new(
 			responses, "200",

@@ -51,23 +51,22 @@ void gw_reply_from_outcome(struct gw_reply *r, enum gw_route_rpc rpc,
 		if (das_time_format(t, ts) != 0)
 			das_time_format(now, ts);
 		memset(r, 0, sizeof(*r));
-		r->status = DAS_OK;
-		if (rpc == GW_ROUTE_LIST) {
-			r->http_status = 200;
+		r->status = rpc == GW_ROUTE_LIST || rpc == GW_ROUTE_LEDGER ||
+					    rpc == GW_ROUTE_SEATS
+				    ? DAS_OK_READ
+				    : DAS_OK;
+		r->http_status = (unsigned)das_status_row(r->status)->http_status;
+		if (rpc == GW_ROUTE_LIST)
 			r->body = gw_json_list(ts, o->devices, o->n_devices);
-		} else if (rpc == GW_ROUTE_LEDGER) {
-			r->http_status = 200;
+		else if (rpc == GW_ROUTE_LEDGER)
 			r->body = gw_json_ledger(ts, o->entries, o->n_entries,
 						 o->next_page_token);
-		} else if (rpc == GW_ROUTE_SEATS) {
-			r->http_status = 200;
+		else if (rpc == GW_ROUTE_SEATS)
 			r->body = gw_json_seats(ts, o->has_included,
 						o->included, o->used,
 						o->charged);
-		} else {
-			r->http_status = (unsigned)row->http_status;
+		else
 			r->body = gw_json_success(ts);
-		}
 		return;
 	}
 	if (uses_table_text(row->status) || o->message[0] == '\0') {

@@ -329,6 +329,7 @@ static void list_and_unassign_success(void **state)
 	o.timestamp = fixed;
 	gw_reply_from_outcome(&r, GW_ROUTE_LIST, &o, NULL, das_time_now());
 	assert_int_equal(r.http_status, 200);
+	assert_int_equal(r.status, DAS_OK_READ); /* the 200 is a table row */
 	assert_string_equal(r.body,
 			    "{\"status\":\"success\",\"timestamp\":\"" FIXED_TS
 			    "\",\"data\":[{\"deviceId\":\"d9\",\"clientType\":"
@@ -336,6 +337,7 @@ static void list_and_unassign_success(void **state)
 	gw_reply_release(&r);
 	gw_reply_from_outcome(&r, GW_ROUTE_UNASSIGN, &o, NULL, das_time_now());
 	assert_int_equal(r.http_status, 201);
+	assert_int_equal(r.status, DAS_OK);
 	gw_reply_release(&r);
 	/* No timestamp from the service: the gateway's clock. */
 	o.has_timestamp = false;
