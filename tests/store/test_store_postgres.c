@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 
+#include "service/ops/ops.h"
 #include "service/store/postgres/postgres_store.h"
 #include "tests/store/pg_harness.h"
 #include "tests/store/store_suite.h"
@@ -252,33 +253,265 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* A write transaction that has loaded key: it holds that key's locks. */
+static struct store_tx *hold(struct store *st, const char *user,
+			     const char *device)
+{
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of(user, device);
+
+	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+	assert_true(snap.is_customer_found);
+	return tx;
+}
+
+/* load() of key in a new write transaction: its outcome. */
+static int try_load(struct store *st, const char *tenant, const char *user,
+		    const char *device)
+{
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of(user, device);
+	int rc;
+
+	snprintf(k.customer, sizeof(k.customer), "%s", tenant);
+	assert_int_equal(store_begin(st, tenant, false, &tx), STORE_OK);
+	rc = store_load(tx, &k, &snap);
+	store_rollback(tx);
+	return rc;
+}
+
 static void test_lock_timeout_is_retry(void **state)
 {
 	struct store *a = open_fresh(2, 5000);
 	struct store *b = open_again(2, 200);
-	struct store_tx *holder, *waiter, *reader;
+	struct store_tx *holder, *reader;
 	struct domain_snapshot snap;
 	struct domain_key k = key_of("u0", "d0");
 	double t0;
 
+	(void)state;
 	seed(a, 1, 1);
-	assert_int_equal(store_begin(a, TENANT, false, &holder), STORE_OK);
+	holder = hold(a, "u0", "d0");
 	t0 = now_ms();
-	assert_int_equal(store_begin(b, TENANT, false, &waiter), STORE_RETRY);
+	assert_int_equal(try_load(b, TENANT, "u0", "d0"), STORE_RETRY);
 	assert_true(now_ms() - t0 >= 150.0);
 	/* Readers are not blocked by a writer. */
 	assert_int_equal(store_begin(b, TENANT, true, &reader), STORE_OK);
 	assert_int_equal(store_load(reader, &k, &snap), STORE_OK);
 	assert_true(snap.is_customer_found);
-	store_rollback(reader);
+	assert_int_equal(store_commit(reader), STORE_OK);
 	/* Another tenant is not blocked either, even before it exists. */
-	assert_int_equal(store_begin(b, "00000000-0000-0000-0000-000000000002",
-				     false, &waiter),
+	assert_int_equal(try_load(b, "00000000-0000-0000-0000-000000000002",
+				  "u0", "d0"),
 			 STORE_OK);
-	store_rollback(waiter);
 	store_rollback(holder);
-	assert_int_equal(store_begin(b, TENANT, false, &waiter), STORE_OK);
-	store_rollback(waiter);
+	assert_int_equal(try_load(b, TENANT, "u0", "d0"), STORE_OK);
+	store_close(a);
+	store_close(b);
+}
+
+/*
+ * What serialises, shown with two handles (two replicas) and no timing:
+ * a transaction holding user u0 and device d0 blocks another writer of
+ * u0 or of d0, and a change of the customer itself; it does not block
+ * writers of other users of the same customer, even ones that take a
+ * seat. One taking a seat (the customer's count row) blocks another
+ * taking a seat, not a writer who keeps theirs.
+ */
+static void test_other_users_proceed(void **state)
+{
+	struct store *a = open_fresh(2, 5000);
+	struct store *b = open_again(2, 200);
+	struct store_actor actor = {"tester", das_time_now(), NULL};
+	struct domain_change take0 = {"u0", "d0", DAS_CLIENT_NONE,
+				      DAS_CLIENT_DESKTOP, false};
+	struct domain_change take1 = {"u1", "d1", DAS_CLIENT_NONE,
+				      DAS_CLIENT_DESKTOP, false};
+	struct domain_change move1 = {"u1", "d1", DAS_CLIENT_DESKTOP,
+				      DAS_CLIENT_MOBILE, false};
+	struct domain_change take2 = {"u2", "d2", DAS_CLIENT_NONE,
+				      DAS_CLIENT_DESKTOP, false};
+	struct store_tx *holder, *tx;
+	struct domain_snapshot snap;
+	struct domain_key k2 = key_of("u2", "d2");
+
+	(void)state;
+	seed(a, -1, 4);
+	holder = hold(a, "u0", "d0");
+
+	/* Another user of the customer: loads, takes a seat, commits. */
+	tx = hold(b, "u1", "d1");
+	assert_int_equal(store_apply(tx, TENANT, &take1, 1, &actor), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	/* The same user, or the same device, waits (here: times out). */
+	assert_int_equal(try_load(b, TENANT, "u0", "d3"), STORE_RETRY);
+	assert_int_equal(try_load(b, TENANT, "u3", "d0"), STORE_RETRY);
+	/* A change of the customer itself waits for every writer. */
+	assert_int_equal(try_load(b, TENANT, "", ""), STORE_RETRY);
+
+	/* The holder takes a seat: the count row is locked until it ends. */
+	assert_int_equal(store_apply(holder, TENANT, &take0, 1, &actor),
+			 STORE_OK);
+	/* A move keeps u1's seat: it does not touch the count. */
+	tx = hold(b, "u1", "d1");
+	assert_int_equal(store_apply(tx, TENANT, &move1, 1, &actor), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	/* A new seat for u2 waits for the count (times out, nothing kept). */
+	assert_int_equal(store_begin(b, TENANT, false, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &k2, &snap), STORE_OK);
+	assert_int_equal(store_apply(tx, TENANT, &take2, 1, &actor),
+			 STORE_RETRY);
+	store_rollback(tx);
+	assert_int_equal(store_commit(holder), STORE_OK);
+	tx = hold(b, "u2", "d2");
+	assert_int_equal(store_apply(tx, TENANT, &take2, 1, &actor), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_int_equal(query_count("SELECT seats_used FROM customers"), 3);
+	store_close(a);
+	store_close(b);
+}
+
+/* ---- the stored seat count equals the counted one ---- */
+
+#define MIX_THREADS 6
+#define MIX_USERS 6
+#define MIX_DEVICES 12
+#define MIX_STEPS 150
+
+static const struct domain_principal mixer_who = {
+	.sub = "mixer",
+	.is_all_tenants = true,
+	.scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY,
+};
+
+static struct ops_text txt(const char *s)
+{
+	return (struct ops_text){s, strlen(s)};
+}
+
+struct mixer {
+	struct store *st;
+	uint32_t seed;
+	int n_unexpected;
+	int n_ok;
+};
+
+/* xorshift32: the same sequence on every run. */
+static uint32_t next_rand(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* Random use cases on one customer: assigns (with and without charges),
+ * moves, unassigns, owner changes, device and user deletes. */
+static void *mix_main(void *arg)
+{
+	struct mixer *m = arg;
+	static const char *const roles[] = {DOMAIN_ROLE_UC,
+					    DOMAIN_ROLE_UC_SOFTPHONE};
+
+	for (int i = 0; i < MIX_STEPS; i++) {
+		char user[16], device[16];
+		struct ops_result r;
+		enum das_status st;
+		int what = (int)(next_rand(&m->seed) % 100);
+
+		snprintf(user, sizeof(user), "u%d",
+			 (int)(next_rand(&m->seed) % MIX_USERS));
+		snprintf(device, sizeof(device), "d%d",
+			 (int)(next_rand(&m->seed) % MIX_DEVICES));
+		if (what < 65) {
+			struct domain_request req = {
+				.op = what < 55 ? DOMAIN_OP_ASSIGN
+						: DOMAIN_OP_UNASSIGN,
+				.customer = TENANT,
+				.customer_len = strlen(TENANT),
+				.user = user,
+				.user_len = strlen(user),
+				.device = device,
+				.device_len = strlen(device),
+				.client_type =
+					1 + (int)(next_rand(&m->seed) % 4),
+				.is_charge_accepted = what % 2 == 0,
+			};
+			st = ops_device(m->st, &mixer_who, &req, &r);
+			if (st != DAS_OK && st != DAS_DEVICE_NOT_FOUND &&
+			    st != DAS_USER_NOT_FOUND &&
+			    st != DAS_CHARGES_NOT_ACCEPTED)
+				m->n_unexpected++;
+		} else if (what < 85) {
+			st = ops_upsert_device(m->st, &mixer_who, txt(TENANT),
+					       txt(device), txt(user), &r);
+			if (st != DAS_OK)
+				m->n_unexpected++;
+		} else if (what < 89) {
+			st = ops_delete_device(m->st, &mixer_who, txt(TENANT),
+					       txt(device), &r);
+			if (st != DAS_OK)
+				m->n_unexpected++;
+		} else if (what < 92) {
+			st = ops_delete_user(m->st, &mixer_who, txt(TENANT),
+					     txt(user), &r);
+			if (st != DAS_OK)
+				m->n_unexpected++;
+		} else {
+			struct ops_text rt[2] = {txt(roles[0]), txt(roles[1])};
+
+			st = ops_upsert_user(m->st, &mixer_who, txt(TENANT),
+					     txt(user), rt, 2, &r);
+			if (st != DAS_OK)
+				m->n_unexpected++;
+		}
+		if (st == DAS_OK)
+			m->n_ok++;
+		else if (m->n_unexpected && st != DAS_OK)
+			fprintf(stderr, "mix: unexpected status %d\n", st);
+	}
+	return NULL;
+}
+
+static void test_stored_seat_count_matches(void **state)
+{
+	struct store *a = open_fresh(4, 5000);
+	struct store *b = open_again(4, 5000);
+	struct mixer mixers[MIX_THREADS];
+	pthread_t threads[MIX_THREADS];
+	int ok = 0;
+
+	(void)state;
+	seed(a, 3, MIX_USERS);
+	for (int i = 0; i < MIX_THREADS; i++) {
+		mixers[i] = (struct mixer){i % 2 ? b : a, 7u + (uint32_t)i, 0,
+					   0};
+		assert_int_equal(pthread_create(&threads[i], NULL, mix_main,
+						&mixers[i]),
+				 0);
+	}
+	for (int i = 0; i < MIX_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_equal(mixers[i].n_unexpected, 0);
+		ok += mixers[i].n_ok;
+	}
+	fprintf(stderr, "store.postgresql: %d of %d random use cases "
+			"succeeded; seats used %lld\n",
+		ok, MIX_THREADS * MIX_STEPS,
+		query_count("SELECT seats_used FROM customers"));
+	assert_true(ok > MIX_THREADS * MIX_STEPS / 4);
+	assert_int_equal(query_count("SELECT seats_used FROM customers"),
+			 query_count("SELECT count(DISTINCT user_id) "
+				     "FROM assignments"));
+	/* Charges were accepted along the way, so seats past the 3
+	 * included may be in use, but never one without a charge. */
+	assert_true(query_count("SELECT count(*) FROM (SELECT DISTINCT "
+				"a.user_id FROM assignments a JOIN users u "
+				"USING (tenant, user_id) "
+				"WHERE NOT u.seat_charged) s") <= 3);
 	store_close(a);
 	store_close(b);
 }
@@ -311,7 +544,8 @@ static void test_connection_killed_mid_tx(void **state)
 	bool is_changed;
 
 	seed(st, 1, 1);
-	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	/* Under way: BEGIN, the locks and the read have been sent. */
+	tx = hold(st, "u0", "d0");
 	terminate_backends();
 	assert_int_equal(store_user_put(tx, TENANT, "u9", "", &is_changed),
 			 STORE_UNAVAILABLE);
@@ -468,9 +702,9 @@ static void test_concurrent_schema_creation(void **state)
 		assert_non_null(handles[i]);
 		store_close(handles[i]);
 	}
-	/* One row per version applied (1 and 2), none twice. */
+	/* One row per version applied (1 to 3), none twice. */
 	assert_int_equal(query_count("SELECT count(*) FROM schema_version"),
-			 2);
+			 3);
 	assert_int_equal(query_count("SELECT count(*) FROM ledger_key"), 1);
 }
 
@@ -578,12 +812,104 @@ static void test_open_migrates_version_1(void **state)
 	assert_int_equal(query_count(sql), 1);
 	snprintf(sql, sizeof(sql), "SELECT max(version) FROM t%u.schema_version",
 		 n_schemas);
-	assert_int_equal(query_count(sql), 2);
+	assert_int_equal(query_count(sql), 3);
 	st2 = open_again(2, 5000);
 	store_ledger_key(st, key1);
 	store_ledger_key(st2, key2);
 	assert_memory_equal(key1, key2, sizeof(key1));
 	store_close(st2);
+	store_close(st);
+}
+
+/*
+ * A database of schema version 2 (the previous release) is migrated on
+ * open: each customer's seat count is counted from its assignments once,
+ * and kept from then on. The v2 tables are made here as that release
+ * made them (without its own migration code, which is gone).
+ */
+static void test_open_migrates_version_2(void **state)
+{
+	static const char v2[] =
+		"CREATE TABLE schema_version (version integer PRIMARY KEY);"
+		"INSERT INTO schema_version VALUES (1), (2);"
+		"CREATE TABLE customers (tenant text PRIMARY KEY, account text,"
+		" name text NOT NULL DEFAULT '', included_seats bigint"
+		" CHECK (included_seats >= 0));"
+		"CREATE TABLE users (tenant text NOT NULL REFERENCES customers"
+		" (tenant) ON DELETE CASCADE, user_id text NOT NULL, roles text"
+		" NOT NULL DEFAULT '', seat_charged boolean NOT NULL DEFAULT"
+		" false, PRIMARY KEY (tenant, user_id));"
+		"CREATE TABLE devices (tenant text NOT NULL REFERENCES customers"
+		" (tenant) ON DELETE CASCADE, device_id text NOT NULL, owner"
+		" text NOT NULL, PRIMARY KEY (tenant, device_id), UNIQUE"
+		" (tenant, device_id, owner));"
+		"CREATE TABLE assignments (tenant text NOT NULL, device_id text"
+		" NOT NULL, user_id text NOT NULL, client_type smallint NOT NULL"
+		" CHECK (client_type BETWEEN 1 AND 4), PRIMARY KEY (tenant,"
+		" device_id), UNIQUE (tenant, user_id, client_type), FOREIGN KEY"
+		" (tenant, device_id, user_id) REFERENCES devices (tenant,"
+		" device_id, owner), FOREIGN KEY (tenant, user_id) REFERENCES"
+		" users (tenant, user_id));"
+		"CREATE TABLE ledger (id bigint GENERATED ALWAYS AS IDENTITY"
+		" PRIMARY KEY, at_seconds bigint NOT NULL, at_nanos integer NOT"
+		" NULL, tenant text NOT NULL, user_id text NOT NULL, device_id"
+		" text NOT NULL, from_type smallint NOT NULL, to_type smallint"
+		" NOT NULL, is_charged boolean NOT NULL, actor text NOT NULL,"
+		" request_id text NOT NULL DEFAULT '');"
+		"CREATE TABLE ledger_key (id integer PRIMARY KEY CHECK (id = 1),"
+		" key bytea NOT NULL CHECK (length(key) = 32));"
+		"INSERT INTO ledger_key VALUES (1, decode(repeat('ab', 32),"
+		" 'hex'));"
+		"INSERT INTO customers VALUES ('" TENANT "', NULL, 'Two', 2),"
+		" ('00000000-0000-0000-0000-000000000002', NULL, 'Empty', 1);"
+		"INSERT INTO users VALUES ('" TENANT "', 'u0', ''),"
+		" ('" TENANT "', 'u1', ''), ('" TENANT "', 'u2', '');"
+		"INSERT INTO devices VALUES ('" TENANT "', 'd0', 'u0'),"
+		" ('" TENANT "', 'd1', 'u0'), ('" TENANT "', 'd2', 'u1'),"
+		" ('" TENANT "', 'd3', 'u2');"
+		"INSERT INTO assignments VALUES ('" TENANT "', 'd0', 'u0', 1),"
+		" ('" TENANT "', 'd1', 'u0', 2), ('" TENANT "', 'd2', 'u1', 1);";
+	const char *uri = fresh_spec();
+	struct store_options opt = {2, 5000};
+	struct store *st = NULL;
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u2", "d3");
+	struct domain_change take = {"u2", "d3", DAS_CLIENT_NONE,
+				     DAS_CLIENT_DESKTOP, true};
+	struct store_actor actor = {"tester", das_time_now(), NULL};
+	char err[512], sql[sizeof(v2) + 64];
+	PGresult *res;
+
+	(void)state;
+	assert_non_null(uri);
+	snprintf(sql, sizeof(sql), "SET search_path = t%u; %s", n_schemas, v2);
+	res = PQexec(suite_conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		fail_msg("v2: %s", PQerrorMessage(suite_conn));
+	PQclear(res);
+	PQclear(PQexec(suite_conn, "RESET search_path"));
+
+	if (store_open(uri, &opt, &st, err, sizeof(err)) != STORE_OK)
+		fail_msg("open %s: %s", uri, err);
+	assert_int_equal(query_count("SELECT max(version) FROM "
+				     "schema_version"),
+			 3);
+	assert_int_equal(query_count("SELECT seats_used FROM customers "
+				     "WHERE name = 'Two'"),
+			 2);
+	assert_int_equal(query_count("SELECT seats_used FROM customers "
+				     "WHERE name = 'Empty'"),
+			 0);
+	/* The count read is the migrated one, and it is kept. */
+	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+	assert_int_equal(snap.seats_in_use, 2);
+	assert_int_equal(store_apply(tx, TENANT, &take, 1, &actor), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_int_equal(query_count("SELECT seats_used FROM customers "
+				     "WHERE name = 'Two'"),
+			 3);
 	store_close(st);
 }
 
@@ -617,11 +943,14 @@ int main(void)
 		cmocka_unit_test(test_concurrent_schema_creation),
 		cmocka_unit_test(test_seat_race_two_handles),
 		cmocka_unit_test(test_lock_timeout_is_retry),
+		cmocka_unit_test(test_other_users_proceed),
+		cmocka_unit_test(test_stored_seat_count_matches),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),
 		cmocka_unit_test(test_customer_name_not_utf8),
 		cmocka_unit_test(test_probe_follows_database),
 		cmocka_unit_test(test_open_migrates_version_1),
+		cmocka_unit_test(test_open_migrates_version_2),
 	};
 	char err[512];
 	int failed;

@@ -46,11 +46,14 @@
 #include "common/metrics.h"
 #include "common/utf8.h"
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* Key of the advisory lock held while creating or migrating the schema. */
 #define PG_SCHEMA_LOCK_KEY "7364617300000001"
-/* First key of the two-key advisory locks taken per tenant ("das\0"). */
+/* First keys of the two-key advisory locks: a tenant ("das\0"), one of its
+ * users ("das\1") and one of its devices ("das\2"). */
 #define PG_TENANT_LOCK_SPACE "1684108032"
+#define PG_USER_LOCK_SPACE "1684108033"
+#define PG_DEVICE_LOCK_SPACE "1684108034"
 #define PG_DEFAULT_CONNECT_TIMEOUT "5"
 #define PG_DEFAULT_LOCK_TIMEOUT_MS 5000u
 #define PG_MIN_POOL 4u
@@ -59,15 +62,16 @@
 /* ---- statements ---- */
 
 enum pg_stmt {
+	ST_LOCK_KEYS,
 	ST_LOCK_TENANT,
-	ST_LOCK_CUSTOMER,
-	ST_CUSTOMER_GET,
-	ST_USER_GET,
-	ST_USER_ASSIGNMENTS,
-	ST_DEVICE_GET,
+	ST_LOAD,
+	ST_DEVICE_OWNER,
+	ST_USER_SEATED,
 	ST_ASSIGN_DELETE,
 	ST_ASSIGN_INSERT,
 	ST_LEDGER_INSERT,
+	ST_SEAT_TAKE,
+	ST_SEAT_RELEASE,
 	ST_CUSTOMER_PUT,
 	ST_LEDGER_DROP_ALL,
 	ST_ASSIGN_DELETE_TENANT,
@@ -79,8 +83,6 @@ enum pg_stmt {
 	ST_LEDGER_READ,
 	ST_LEDGER_LAST_ID,
 	ST_LEDGER_PRUNE,
-	ST_SEAT_CHARGE,
-	ST_SEAT_RELEASE,
 	ST_SEATS_CHARGED,
 	ST__COUNT
 };
@@ -92,32 +94,52 @@ struct pg_stmt_def {
 };
 
 static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
+	/* The tenant shared, then its user and its device exclusive, in this
+	 * order in every transaction (no deadlock between writers). The lock
+	 * functions are strict: a NULL key takes no lock. */
+	[ST_LOCK_KEYS] = {"das_lock_keys", 3,
+			  "SELECT pg_advisory_xact_lock_shared("
+			  PG_TENANT_LOCK_SPACE ", $1::int4), "
+			  "pg_advisory_xact_lock(" PG_USER_LOCK_SPACE
+			  ", $2::int4), "
+			  "pg_advisory_xact_lock(" PG_DEVICE_LOCK_SPACE
+			  ", $3::int4)"},
+	/* The whole tenant: a change of the customer itself. */
 	[ST_LOCK_TENANT] = {"das_lock_tenant", 1,
 			    "SELECT pg_advisory_xact_lock(" PG_TENANT_LOCK_SPACE
 			    ", $1::int4)"},
-	[ST_LOCK_CUSTOMER] = {"das_lock_customer", 1,
-			      "SELECT 1 FROM customers WHERE tenant = $1 "
-			      "FOR UPDATE"},
-	[ST_CUSTOMER_GET] = {"das_customer_get", 1,
-			     "SELECT account, included_seats, "
-			     "(SELECT count(DISTINCT user_id) FROM assignments "
-			     "WHERE tenant = $1) "
-			     "FROM customers WHERE tenant = $1"},
-	[ST_USER_GET] = {"das_user_get", 2,
-			 "SELECT roles FROM users "
-			 "WHERE tenant = $1 AND user_id = $2"},
-	[ST_USER_ASSIGNMENTS] = {"das_user_assignments", 2,
-				 "SELECT client_type, device_id "
-				 "FROM assignments "
-				 "WHERE tenant = $1 AND user_id = $2"},
-	[ST_DEVICE_GET] = {"das_device_get", 2,
-			   "SELECT d.owner, a.client_type FROM devices d "
-			   "LEFT JOIN assignments a ON a.tenant = d.tenant "
-			   "AND a.device_id = d.device_id "
-			   "WHERE d.tenant = $1 AND d.device_id = $2"},
-	[ST_ASSIGN_DELETE] = {"das_assign_delete", 3,
+	/* Everything a decision needs, in one statement (one snapshot). An
+	 * empty user or device matches nothing (ids are 1-64 chars). */
+	[ST_LOAD] = {"das_load", 3,
+		     "SELECT c.account, c.included_seats, c.seats_used, "
+		     "u.roles, "
+		     "(SELECT device_id FROM assignments WHERE tenant = $1 "
+		     "AND user_id = $2 AND client_type = 1), "
+		     "(SELECT device_id FROM assignments WHERE tenant = $1 "
+		     "AND user_id = $2 AND client_type = 2), "
+		     "(SELECT device_id FROM assignments WHERE tenant = $1 "
+		     "AND user_id = $2 AND client_type = 3), "
+		     "(SELECT device_id FROM assignments WHERE tenant = $1 "
+		     "AND user_id = $2 AND client_type = 4), "
+		     "d.owner, "
+		     "(SELECT client_type FROM assignments WHERE tenant = $1 "
+		     "AND device_id = $3) "
+		     "FROM customers c "
+		     "LEFT JOIN users u ON u.tenant = c.tenant "
+		     "AND u.user_id = $2 "
+		     "LEFT JOIN devices d ON d.tenant = c.tenant "
+		     "AND d.device_id = $3 "
+		     "WHERE c.tenant = $1"},
+	[ST_DEVICE_OWNER] = {"das_device_owner", 2,
+			     "SELECT owner FROM devices "
+			     "WHERE tenant = $1 AND device_id = $2"},
+	[ST_USER_SEATED] = {"das_user_seated", 2,
+			    "SELECT EXISTS (SELECT 1 FROM assignments "
+			    "WHERE tenant = $1 AND user_id = $2)"},
+	[ST_ASSIGN_DELETE] = {"das_assign_delete", 4,
 			      "DELETE FROM assignments WHERE tenant = $1 "
-			      "AND device_id = $2 AND client_type = $3"},
+			      "AND device_id = $2 AND client_type = $3 "
+			      "AND user_id = $4"},
 	[ST_ASSIGN_INSERT] = {"das_assign_insert", 4,
 			      "INSERT INTO assignments "
 			      "(tenant, device_id, user_id, client_type) "
@@ -128,6 +150,35 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			      "to_type, is_charged, actor, request_id) "
 			      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
 			      "$10)"},
+	/*
+	 * A user takes a seat. When the decision read the count ($4), it goes
+	 * up only if the seat rule still reads as it did, now that the
+	 * customer row is locked: not full for a seat without charges, full
+	 * for a charged one; 0 rows = it moved: decide again. A charged seat
+	 * is marked on the user.
+	 */
+	[ST_SEAT_TAKE] = {"das_seat_take", 4,
+			  "WITH c AS (UPDATE customers "
+			  "SET seats_used = seats_used + 1 "
+			  "WHERE tenant = $1 AND (NOT $4::bool OR "
+			  "(included_seats IS NOT NULL "
+			  "AND seats_used >= included_seats) = $3::bool) "
+			  "RETURNING 1), "
+			  "u AS (UPDATE users SET seat_charged = true "
+			  "WHERE tenant = $1 AND user_id = $2 AND $3::bool "
+			  "AND EXISTS (SELECT 1 FROM c) RETURNING 1) "
+			  "SELECT count(*) FROM c"},
+	/* The seat ends with the user's last assignment (charged or not). */
+	[ST_SEAT_RELEASE] = {"das_seat_release", 2,
+			     "WITH g AS (SELECT NOT EXISTS (SELECT 1 "
+			     "FROM assignments WHERE tenant = $1 "
+			     "AND user_id = $2) AS is_gone), "
+			     "u AS (UPDATE users SET seat_charged = false "
+			     "WHERE tenant = $1 AND user_id = $2 "
+			     "AND seat_charged AND (SELECT is_gone FROM g) "
+			     "RETURNING 1) "
+			     "UPDATE customers SET seats_used = seats_used - 1 "
+			     "WHERE tenant = $1 AND (SELECT is_gone FROM g)"},
 	[ST_CUSTOMER_PUT] = {"das_customer_put", 4,
 			     "INSERT INTO customers "
 			     "(tenant, account, name, included_seats) "
@@ -189,16 +240,6 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			     "DELETE FROM ledger WHERE id IN (SELECT id "
 			     "FROM ledger WHERE at_seconds < $1 "
 			     "ORDER BY at_seconds LIMIT $2)"},
-	[ST_SEAT_CHARGE] = {"das_seat_charge", 2,
-			    "UPDATE users SET seat_charged = true "
-			    "WHERE tenant = $1 AND user_id = $2"},
-	/* The seat ends with the user's last assignment. */
-	[ST_SEAT_RELEASE] = {"das_seat_release", 2,
-			     "UPDATE users SET seat_charged = false "
-			     "WHERE tenant = $1 AND user_id = $2 "
-			     "AND seat_charged AND NOT EXISTS (SELECT 1 "
-			     "FROM assignments WHERE tenant = $1 "
-			     "AND user_id = $2)"},
 	[ST_SEATS_CHARGED] = {"das_seats_charged", 1,
 			      "SELECT count(*) FROM users u "
 			      "WHERE u.tenant = $1 AND u.seat_charged "
@@ -274,15 +315,46 @@ static const char pg_schema_v2[] =
 	" id integer PRIMARY KEY CHECK (id = 1),"
 	" key bytea NOT NULL CHECK (length(key) = 32));";
 
+/*
+ * Version 3: each customer keeps its seat count (users with at least one
+ * assignment), changed in the transaction of every change that takes or
+ * ends a seat, so a decision reads one row instead of counting the
+ * tenant's assignments. Counted from the rows once, here.
+ */
+static const char pg_schema_v3[] =
+	"ALTER TABLE customers ADD COLUMN seats_used bigint NOT NULL"
+	" DEFAULT 0 CHECK (seats_used >= 0);"
+	"UPDATE customers c SET seats_used = s.n FROM (SELECT tenant,"
+	" count(DISTINCT user_id) AS n FROM assignments GROUP BY tenant) s"
+	" WHERE s.tenant = c.tenant;";
+
 /* ---- the pool ---- */
 
 struct pg_store;
+
+/* What a transaction has sent so far. */
+enum pg_frame {
+	FRAME_NONE,     /* nothing: BEGIN goes with the first statements */
+	FRAME_UNFRAMED, /* read-only: one load() ran on its own */
+	FRAME_OPEN,     /* BEGIN sent */
+};
 
 struct pg_tx {
 	struct store_tx base;
 	struct pg_slot *slot;
 	int failed; /* first failure inside the tx; STORE_OK while fine */
 	bool is_read_only;
+	enum pg_frame frame;
+	/* FRAME_UNFRAMED: what that load() asked and read, checked again
+	 * inside the snapshot of the statements that follow. */
+	struct domain_key unframed_key;
+	struct domain_snapshot unframed_snap;
+	/* Write: the user whose lock load() took; is_seated_known when
+	 * load() also read whether they hold a seat (is_seated). */
+	bool has_locked_user;
+	bool is_seated_known;
+	bool is_seated;
+	char locked_user[DAS_ID_SIZE];
 };
 
 struct pg_slot {
@@ -444,6 +516,13 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 		if (PQstatus(slot->conn) == CONNECTION_OK)
 			store_metric_reconnect("postgresql");
 	}
+	/* A pipeline cut short by a lost connection is not worth mending. */
+	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
+	    PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF) {
+		PQfinish(slot->conn);
+		slot->conn = pg_connect(st->spec);
+		slot->is_ready = false;
+	}
 	if (!slot->conn)
 		return STORE_ERROR; /* out of memory */
 	if (PQstatus(slot->conn) != CONNECTION_OK) {
@@ -496,7 +575,8 @@ static void pg_release(struct pg_store *st, struct pg_slot *slot)
 {
 	/* A connection left inside a transaction is not reusable as is. */
 	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
-	    PQtransactionStatus(slot->conn) != PQTRANS_IDLE)
+	    (PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF ||
+	     PQtransactionStatus(slot->conn) != PQTRANS_IDLE))
 		slot->is_ready = false;
 	pthread_mutex_lock(&st->mu);
 	slot->is_in_use = false;
@@ -634,6 +714,15 @@ static int pg_migrate(PGconn *conn, char *err, size_t err_size)
 		if (rc != STORE_OK)
 			goto fail;
 	}
+	if (version < 3) {
+		rc = pg_command(conn, pg_schema_v3, "schema v3");
+		if (rc == STORE_OK)
+			rc = pg_command(conn,
+					"INSERT INTO schema_version VALUES (3)",
+					"schema v3 version");
+		if (rc != STORE_OK)
+			goto fail;
+	}
 	if (version < PG_SCHEMA_VERSION)
 		das_log(DAS_LOG_INFO, "postgresql: %s schema version %d",
 			version < 1 ? "created" : "migrated to",
@@ -755,182 +844,6 @@ fail:
 	return rc;
 }
 
-/* ---- transactions ---- */
-
-/*
- * Runs a prepared statement inside tx. After the first failure the tx is
- * dead (PostgreSQL aborts it anyway): later calls return that failure.
- */
-static PGresult *pg_run(struct pg_tx *tx, enum pg_stmt stmt,
-			const char *const *params, int *rc)
-{
-	PGconn *conn = tx->slot->conn;
-	PGresult *res;
-	ExecStatusType status;
-
-	if (tx->failed != STORE_OK) {
-		*rc = tx->failed;
-		return NULL;
-	}
-	res = PQexecPrepared(conn, pg_stmts[stmt].name, pg_stmts[stmt].n_params,
-			     params, NULL, NULL, 0);
-	status = PQresultStatus(res);
-	if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-		*rc = STORE_OK;
-		return res;
-	}
-	tx->failed = pg_fail(conn, res, pg_stmts[stmt].name);
-	PQclear(res);
-	*rc = tx->failed;
-	return NULL;
-}
-
-/* Runs stmt and reports whether it changed a row. */
-static int pg_run_changed(struct pg_tx *tx, enum pg_stmt stmt,
-			  const char *const *params, bool *is_changed)
-{
-	int rc;
-	PGresult *res = pg_run(tx, stmt, params, &rc);
-
-	if (!res)
-		return rc;
-	if (is_changed)
-		*is_changed = strcmp(PQcmdTuples(res), "0") != 0;
-	PQclear(res);
-	return STORE_OK;
-}
-
-/* FNV-1a of the tenant, as the second key of its advisory lock. */
-static int32_t pg_tenant_hash(const char *tenant)
-{
-	uint32_t h = 2166136261u;
-
-	for (const unsigned char *p = (const unsigned char *)tenant; *p; p++) {
-		h ^= *p;
-		h *= 16777619u;
-	}
-	return (int32_t)h;
-}
-
-static int pg_begin_on(struct pg_tx *tx, const char *customer)
-{
-	const char *sql = tx->is_read_only
-				  ? "BEGIN ISOLATION LEVEL REPEATABLE READ "
-				    "READ ONLY"
-				  : "BEGIN ISOLATION LEVEL READ COMMITTED "
-				    "READ WRITE";
-	char hash[16];
-	const char *lock_params[] = {hash};
-	const char *cust_params[] = {customer};
-	PGresult *res;
-	int rc;
-
-	rc = pg_command(tx->slot->conn, sql, "begin");
-	if (rc != STORE_OK || tx->is_read_only)
-		return rc;
-	snprintf(hash, sizeof(hash), "%" PRId32, pg_tenant_hash(customer));
-	res = pg_run(tx, ST_LOCK_TENANT, lock_params, &rc);
-	PQclear(res);
-	if (rc != STORE_OK)
-		return rc;
-	res = pg_run(tx, ST_LOCK_CUSTOMER, cust_params, &rc);
-	PQclear(res);
-	return rc;
-}
-
-static int pg_begin(struct store *base, const char *customer,
-		    bool is_read_only, struct store_tx **out)
-{
-	struct pg_store *st = (struct pg_store *)base;
-	struct pg_slot *slot = pg_acquire(st);
-	struct pg_tx *tx = &slot->tx;
-	bool was_ready = slot->is_ready;
-	int rc;
-
-	*out = NULL;
-	rc = pg_slot_ready(st, slot, false);
-	for (int attempt = 0; rc == STORE_OK; attempt++) {
-		memset(tx, 0, sizeof(*tx));
-		tx->base.st = base;
-		tx->slot = slot;
-		tx->is_read_only = is_read_only;
-		rc = pg_begin_on(tx, customer);
-		if (rc == STORE_OK) {
-			*out = &tx->base;
-			return STORE_OK;
-		}
-		/* A connection that died while idle (database restarted):
-		 * nothing of ours was lost, so reset and try once more. */
-		if (attempt > 0 || !was_ready ||
-		    PQstatus(slot->conn) != CONNECTION_BAD)
-			break;
-		rc = pg_slot_ready(st, slot, true);
-	}
-	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
-	    PQtransactionStatus(slot->conn) != PQTRANS_IDLE) {
-		PGresult *res = PQexec(slot->conn, "ROLLBACK");
-
-		PQclear(res);
-	}
-	pg_release(st, slot);
-	return rc;
-}
-
-static void pg_end(struct pg_tx *tx)
-{
-	struct pg_store *st = (struct pg_store *)tx->base.st;
-
-	pg_release(st, tx->slot);
-}
-
-static void pg_rollback(struct store_tx *base)
-{
-	struct pg_tx *tx = (struct pg_tx *)base;
-	PGconn *conn = tx->slot->conn;
-
-	if (PQstatus(conn) == CONNECTION_OK &&
-	    PQtransactionStatus(conn) != PQTRANS_IDLE) {
-		PGresult *res = PQexec(conn, "ROLLBACK");
-
-		if (PQresultStatus(res) != PGRES_COMMAND_OK)
-			pg_fail(conn, res, "rollback");
-		PQclear(res);
-	}
-	pg_end(tx);
-}
-
-static int pg_commit(struct store_tx *base)
-{
-	struct pg_tx *tx = (struct pg_tx *)base;
-	PGconn *conn = tx->slot->conn;
-	PGresult *res;
-	int rc;
-
-	if (tx->failed != STORE_OK) {
-		rc = tx->failed;
-		pg_rollback(base);
-		return rc;
-	}
-	uint64_t t0 = das_metric_now_ns();
-	res = PQexec(conn, "COMMIT");
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		rc = pg_fail(conn, res, "commit");
-	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
-		/* The server rolled back instead (an error we missed). */
-		rc = STORE_ERROR;
-	else
-		rc = STORE_OK;
-	/* Each writer commits alone here (the server groups the WAL
-	 * flushes itself): a batch of one, timed to the durable COMMIT. */
-	if (rc == STORE_OK && !tx->is_read_only)
-		store_metric_batch("postgresql", 1, das_metric_now_ns() - t0);
-	PQclear(res);
-	pg_end(tx);
-	return rc;
-}
-
-/* ---- reads ---- */
-
 static int parse_i64(const char *s, int64_t *out)
 {
 	char *end;
@@ -963,122 +876,551 @@ static int pg_corrupt(struct pg_tx *tx, const char *what)
 	return STORE_ERROR;
 }
 
-static int load_customer(struct pg_tx *tx, const char *customer,
-			 struct domain_snapshot *snap)
-{
-	const char *params[] = {customer};
-	PGresult *res;
-	int rc;
+/* ---- transactions ---- */
 
-	res = pg_run(tx, ST_CUSTOMER_GET, params, &rc);
-	if (!res)
-		return rc;
-	if (PQntuples(res) == 1) {
-		snap->is_customer_found = true;
-		if (!PQgetisnull(res, 0, 0)) {
-			snap->customer_has_account = true;
-			if (copy_text(PQgetvalue(res, 0, 0),
-				      snap->customer_account,
-				      sizeof(snap->customer_account)) != 0)
-				rc = pg_corrupt(tx, "customers.account");
-		}
-		if (!PQgetisnull(res, 0, 1)) {
-			snap->is_seat_limited = true;
-			if (parse_i64(PQgetvalue(res, 0, 1),
-				      &snap->included_seats) != 0)
-				rc = pg_corrupt(tx, "customers.included_seats");
-		}
-		if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
-			rc = pg_corrupt(tx, "seat count");
+/*
+ * One statement of a pipeline: a prepared one (stmt), or SQL text with
+ * typed parameters (stmt == ST__COUNT). res is the result on success,
+ * for the caller to PQclear.
+ */
+struct pg_step {
+	enum pg_stmt stmt;
+	const char *sql;
+	int n_params;
+	const Oid *types;
+	const char *const *params;
+	PGresult *res;
+};
+
+#define PG_MAX_STEPS 24
+
+static struct pg_step step_stmt(enum pg_stmt stmt, const char *const *params)
+{
+	struct pg_step st = {stmt, NULL, pg_stmts[stmt].n_params, NULL,
+			     params, NULL};
+
+	return st;
+}
+
+static struct pg_step step_sql(const char *sql)
+{
+	struct pg_step st = {ST__COUNT, sql, 0, NULL, NULL, NULL};
+
+	return st;
+}
+
+static void steps_clear(struct pg_step *steps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		PQclear(steps[i].res);
+		steps[i].res = NULL;
 	}
-	PQclear(res);
+}
+
+/*
+ * Sends the steps as one pipeline ending in a Sync, then reads every
+ * result: one round trip, however many statements. After a failure the
+ * server skips the rest up to the Sync. Returns STORE_OK with every res
+ * set, or the first failure with none set. A connection left in a state
+ * we cannot vouch for is marked not ready (reset on next use).
+ */
+static int pg_pipeline(struct pg_slot *slot, struct pg_step *steps, size_t n)
+{
+	PGconn *conn = slot->conn;
+	int rc = STORE_OK;
+	size_t sent = 0;
+
+	if (!PQenterPipelineMode(conn)) {
+		slot->is_ready = false;
+		return pg_fail(conn, NULL, "pipeline");
+	}
+	for (; sent < n; sent++) {
+		const struct pg_step *st = &steps[sent];
+		int ok = st->stmt == ST__COUNT
+				 ? PQsendQueryParams(conn, st->sql, st->n_params,
+						     st->types, st->params, NULL,
+						     NULL, 0)
+				 : PQsendQueryPrepared(conn,
+						       pg_stmts[st->stmt].name,
+						       st->n_params, st->params,
+						       NULL, NULL, 0);
+		if (!ok)
+			break;
+	}
+	if (sent < n || !PQpipelineSync(conn)) {
+		rc = pg_fail(conn, NULL, "send");
+		slot->is_ready = false;
+		/* Nothing more will come back: leave the pipeline as is,
+		 * the slot is reset before it is used again. */
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		PGresult *res = PQgetResult(conn);
+		ExecStatusType status = PQresultStatus(res);
+
+		if (!res) {
+			if (rc == STORE_OK)
+				rc = pg_fail(conn, NULL, "pipeline read");
+			slot->is_ready = false;
+			break;
+		}
+		if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+			steps[i].res = res;
+		} else {
+			if (status != PGRES_PIPELINE_ABORTED && rc == STORE_OK)
+				rc = pg_fail(conn, res,
+					     steps[i].stmt == ST__COUNT
+						     ? "statement"
+						     : pg_stmts[steps[i].stmt]
+							       .name);
+			PQclear(res);
+		}
+		/* The end of this statement's results. */
+		res = PQgetResult(conn);
+		if (res) {
+			PQclear(res);
+			slot->is_ready = false;
+			if (rc == STORE_OK)
+				rc = STORE_ERROR;
+			break;
+		}
+	}
+	if (slot->is_ready) {
+		PGresult *sync = PQgetResult(conn);
+
+		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+			slot->is_ready = false;
+		PQclear(sync);
+		if (slot->is_ready && !PQexitPipelineMode(conn))
+			slot->is_ready = false;
+	}
+	if (rc == STORE_OK && !slot->is_ready)
+		rc = pg_fail(conn, NULL, "pipeline end");
+	if (rc != STORE_OK)
+		steps_clear(steps, n);
 	return rc;
 }
 
-static int load_user(struct pg_tx *tx, const struct domain_key *key,
-		     struct domain_snapshot *snap)
+static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
+			 struct domain_snapshot *snap);
+
+/*
+ * Runs steps inside tx, opening the transaction in the same round trip
+ * when nothing was sent yet. A read-only transaction whose load() ran on
+ * its own opens its snapshot now and reads that load again in it: the
+ * same answer means the load could have run in this snapshot; another
+ * one is STORE_RETRY. After the first failure the tx is dead (PostgreSQL
+ * aborts it anyway): later calls return that failure.
+ *
+ * The first statements of a transaction on a connection that died while
+ * idle (a database restart) lost nothing of ours: the connection is reset
+ * and they are sent once more.
+ */
+static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 {
-	const char *params[] = {key->customer, key->user};
+	struct pg_step all[PG_MAX_STEPS];
+	const char *load_params[3];
+	size_t head = 0;
+	int rc;
+
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	if (n + 2 > PG_MAX_STEPS)
+		return pg_corrupt(tx, "too many statements");
+	if (tx->frame != FRAME_OPEN)
+		all[head++] = step_sql(
+			tx->is_read_only
+				? "BEGIN ISOLATION LEVEL REPEATABLE READ "
+				  "READ ONLY"
+				: "BEGIN ISOLATION LEVEL READ COMMITTED "
+				  "READ WRITE");
+	if (tx->frame == FRAME_UNFRAMED) {
+		load_params[0] = tx->unframed_key.customer;
+		load_params[1] = tx->unframed_key.user;
+		load_params[2] = tx->unframed_key.device;
+		all[head++] = step_stmt(ST_LOAD, load_params);
+	}
+	memcpy(all + head, steps, n * sizeof(*steps));
+	for (int attempt = 0;; attempt++) {
+		bool was_ready = tx->slot->is_ready;
+
+		rc = pg_pipeline(tx->slot, all, head + n);
+		if (rc == STORE_OK || attempt > 0 || tx->frame != FRAME_NONE ||
+		    !was_ready || PQstatus(tx->slot->conn) != CONNECTION_BAD)
+			break;
+		rc = pg_slot_ready((struct pg_store *)tx->base.st, tx->slot,
+				   true);
+		if (rc != STORE_OK)
+			break;
+	}
+	if (rc != STORE_OK) {
+		tx->failed = rc;
+		return rc;
+	}
+	if (tx->frame == FRAME_UNFRAMED) {
+		struct domain_snapshot again;
+
+		rc = pg_load_parse(tx, all[head - 1].res, &again);
+		if (rc == STORE_OK &&
+		    memcmp(&again, &tx->unframed_snap, sizeof(again)) != 0) {
+			das_log(DAS_LOG_DEBUG, "postgresql: the state read "
+					       "moved; reading again");
+			rc = tx->failed = STORE_RETRY;
+		}
+	}
+	tx->frame = FRAME_OPEN;
+	steps_clear(all, head);
+	memcpy(steps, all + head, n * sizeof(*steps));
+	if (rc != STORE_OK)
+		steps_clear(steps, n);
+	return rc;
+}
+
+/* Runs one prepared statement inside tx. */
+static PGresult *pg_run(struct pg_tx *tx, enum pg_stmt stmt,
+			const char *const *params, int *rc)
+{
+	struct pg_step st = step_stmt(stmt, params);
+
+	*rc = pg_exec_tx(tx, &st, 1);
+	return *rc == STORE_OK ? st.res : NULL;
+}
+
+/* Whether a finished statement changed a row. */
+static bool is_row_changed(const PGresult *res)
+{
+	return strcmp(PQcmdTuples((PGresult *)res), "0") != 0;
+}
+
+/* Runs stmt and reports whether it changed a row. */
+static int pg_run_changed(struct pg_tx *tx, enum pg_stmt stmt,
+			  const char *const *params, bool *is_changed)
+{
+	int rc;
+	PGresult *res = pg_run(tx, stmt, params, &rc);
+
+	if (!res)
+		return rc;
+	if (is_changed)
+		*is_changed = is_row_changed(res);
+	PQclear(res);
+	return STORE_OK;
+}
+
+/* FNV-1a of the tenant and an id: the second key of an advisory lock.
+ * Two keys that collide only share a lock: slower, never wrong. */
+static int32_t pg_lock_hash(const char *tenant, const char *id)
+{
+	uint32_t h = 2166136261u;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)tenant; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	h ^= 0xffu; /* a separator no id contains */
+	h *= 16777619u;
+	for (p = (const unsigned char *)id; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return (int32_t)h;
+}
+
+struct pg_lock_keys {
+	char tenant[16], user[16], device[16];
+	const char *params[4];
+};
+
+/* The lock keys of a tenant and, when given (non-empty), a user and a
+ * device of it. */
+static void lock_keys(struct pg_lock_keys *k, const char *tenant,
+		      const char *user, const char *device)
+{
+	snprintf(k->tenant, sizeof(k->tenant), "%" PRId32,
+		 pg_lock_hash(tenant, ""));
+	snprintf(k->user, sizeof(k->user), "%" PRId32,
+		 pg_lock_hash(tenant, user ? user : ""));
+	snprintf(k->device, sizeof(k->device), "%" PRId32,
+		 pg_lock_hash(tenant, device ? device : ""));
+	k->params[0] = k->tenant;
+	k->params[1] = user && user[0] ? k->user : NULL;
+	k->params[2] = device && device[0] ? k->device : NULL;
+}
+
+/* Nothing is sent here: the transaction opens with its first statements,
+ * in their round trip. */
+static int pg_begin(struct store *base, const char *customer,
+		    bool is_read_only, struct store_tx **out)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct pg_slot *slot = pg_acquire(st);
+	struct pg_tx *tx = &slot->tx;
+	int rc;
+
+	(void)customer;
+	*out = NULL;
+	rc = pg_slot_ready(st, slot, false);
+	if (rc != STORE_OK) {
+		pg_release(st, slot);
+		return rc;
+	}
+	memset(tx, 0, sizeof(*tx));
+	tx->base.st = base;
+	tx->slot = slot;
+	tx->is_read_only = is_read_only;
+	tx->frame = FRAME_NONE;
+	*out = &tx->base;
+	return STORE_OK;
+}
+
+static void pg_end(struct pg_tx *tx)
+{
+	struct pg_store *st = (struct pg_store *)tx->base.st;
+
+	pg_release(st, tx->slot);
+}
+
+static void pg_rollback(struct store_tx *base)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	PGconn *conn = tx->slot->conn;
+
+	if (tx->frame == FRAME_OPEN && PQstatus(conn) == CONNECTION_OK &&
+	    PQpipelineStatus(conn) == PQ_PIPELINE_OFF &&
+	    PQtransactionStatus(conn) != PQTRANS_IDLE) {
+		PGresult *res = PQexec(conn, "ROLLBACK");
+
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			pg_fail(conn, res, "rollback");
+		PQclear(res);
+	}
+	pg_end(tx);
+}
+
+static int pg_commit(struct store_tx *base)
+{
+	struct pg_tx *tx = (struct pg_tx *)base;
+	PGconn *conn = tx->slot->conn;
 	PGresult *res;
 	int rc;
 
-	res = pg_run(tx, ST_USER_GET, params, &rc);
-	if (!res)
+	if (tx->failed != STORE_OK) {
+		rc = tx->failed;
+		pg_rollback(base);
 		return rc;
-	if (PQntuples(res) == 1) {
-		const char *roles = PQgetvalue(res, 0, 0);
+	}
+	if (tx->frame != FRAME_OPEN) {
+		/* Nothing, or one statement that was its own transaction. */
+		pg_end(tx);
+		return STORE_OK;
+	}
+	uint64_t t0 = das_metric_now_ns();
+	res = PQexec(conn, "COMMIT");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = pg_fail(conn, res, "commit");
+	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+		/* The server rolled back instead (an error we missed). */
+		rc = STORE_ERROR;
+	else
+		rc = STORE_OK;
+	/* Each writer commits alone here (the server groups the WAL
+	 * flushes itself): a batch of one, timed to the durable COMMIT. */
+	if (rc == STORE_OK && !tx->is_read_only)
+		store_metric_batch("postgresql", 1, das_metric_now_ns() - t0);
+	PQclear(res);
+	pg_end(tx);
+	return rc;
+}
+
+/* ---- reads ---- */
+
+/* A text column into a fixed buffer ("" when NULL); -1 when too long. */
+static int copy_column(const PGresult *res, int col, char *out, size_t size)
+{
+	if (PQgetisnull(res, 0, col)) {
+		out[0] = '\0';
+		return 0;
+	}
+	return copy_text(PQgetvalue(res, 0, col), out, size);
+}
+
+/* Fills snap from a row of ST_LOAD (none: no such customer). */
+static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
+			 struct domain_snapshot *snap)
+{
+	int64_t v;
+
+	memset(snap, 0, sizeof(*snap));
+	snap->device_type = DAS_CLIENT_NONE;
+	if (PQntuples(res) == 0)
+		return STORE_OK;
+	if (PQntuples(res) != 1 || PQnfields(res) != 10)
+		return pg_corrupt(tx, "load");
+	snap->is_customer_found = true;
+	snap->customer_has_account = !PQgetisnull(res, 0, 0);
+	if (copy_column(res, 0, snap->customer_account,
+			sizeof(snap->customer_account)) != 0)
+		return pg_corrupt(tx, "customers.account");
+	if (!PQgetisnull(res, 0, 1)) {
+		snap->is_seat_limited = true;
+		if (parse_i64(PQgetvalue(res, 0, 1), &snap->included_seats) !=
+		    0)
+			return pg_corrupt(tx, "customers.included_seats");
+	}
+	if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
+		return pg_corrupt(tx, "customers.seats_used");
+	if (!PQgetisnull(res, 0, 3)) {
+		const char *roles = PQgetvalue(res, 0, 3);
 
 		snap->is_user_found = true;
 		snap->has_role_uc = domain_roles_contain(roles, DOMAIN_ROLE_UC);
 		snap->has_role_uc_softphone =
 			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
 	}
-	PQclear(res);
-
-	res = pg_run(tx, ST_USER_ASSIGNMENTS, params, &rc);
-	if (!res)
-		return rc;
-	for (int i = 0; i < PQntuples(res) && rc == STORE_OK; i++) {
-		int64_t type;
-
-		if (parse_i64(PQgetvalue(res, i, 0), &type) != 0 ||
-		    !das_client_type_is_valid((int)type) ||
-		    copy_text(PQgetvalue(res, i, 1), snap->user_devices[type],
-			      DAS_ID_SIZE) != 0)
-			rc = pg_corrupt(tx, "assignments");
+	for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT; t++)
+		if (copy_column(res, 3 + t, snap->user_devices[t],
+				DAS_ID_SIZE) != 0)
+			return pg_corrupt(tx, "assignments");
+	if (!PQgetisnull(res, 0, 8)) {
+		snap->is_device_found = true;
+		if (copy_column(res, 8, snap->device_owner,
+				sizeof(snap->device_owner)) != 0)
+			return pg_corrupt(tx, "devices.owner");
 	}
-	PQclear(res);
-	return rc;
+	if (!PQgetisnull(res, 0, 9)) {
+		if (parse_i64(PQgetvalue(res, 0, 9), &v) != 0 ||
+		    !das_client_type_is_valid((int)v))
+			return pg_corrupt(tx, "assignments.client_type");
+		snap->device_type = (int)v;
+	}
+	return STORE_OK;
 }
 
-static int load_device(struct pg_tx *tx, const struct domain_key *key,
-		       struct domain_snapshot *snap)
+static bool has_seat(const struct domain_snapshot *snap)
 {
-	const char *params[] = {key->customer, key->device};
-	PGresult *res;
+	for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT; t++)
+		if (snap->user_devices[t][0])
+			return true;
+	return false;
+}
+
+/*
+ * A write's locks: the tenant shared, the user and the device. A device
+ * without a user in the key (a directory change of the device) also locks
+ * its owner, whose assignment the change may drop: the owner is read
+ * first, locked in the usual order, and must still be the owner once
+ * locked (else STORE_RETRY). A key of the customer alone (a change of the
+ * customer) locks the whole tenant.
+ */
+static int pg_lock_for(struct pg_tx *tx, const struct domain_key *key,
+		       struct pg_step *steps, struct pg_lock_keys *k,
+		       char owner[DAS_ID_SIZE])
+{
+	const char *user = key->user;
 	int rc;
 
-	res = pg_run(tx, ST_DEVICE_GET, params, &rc);
-	if (!res)
-		return rc;
-	if (PQntuples(res) == 1) {
-		snap->is_device_found = true;
-		if (copy_text(PQgetvalue(res, 0, 0), snap->device_owner,
-			      sizeof(snap->device_owner)) != 0)
-			rc = pg_corrupt(tx, "devices.owner");
-		if (!PQgetisnull(res, 0, 1)) {
-			int64_t type;
-
-			if (parse_i64(PQgetvalue(res, 0, 1), &type) != 0 ||
-			    !das_client_type_is_valid((int)type))
-				rc = pg_corrupt(tx, "assignments.client_type");
-			else
-				snap->device_type = (int)type;
-		}
+	owner[0] = '\0';
+	if (!key->user[0] && !key->device[0]) {
+		lock_keys(k, key->customer, NULL, NULL);
+		steps[0] = step_stmt(ST_LOCK_TENANT, k->params);
+		return STORE_OK;
 	}
-	PQclear(res);
-	return rc;
+	if (!key->user[0]) {
+		const char *params[] = {key->customer, key->device};
+		PGresult *res = pg_run(tx, ST_DEVICE_OWNER, params, &rc);
+
+		if (!res)
+			return rc;
+		if (PQntuples(res) == 1 &&
+		    copy_text(PQgetvalue(res, 0, 0), owner, DAS_ID_SIZE) != 0)
+			rc = pg_corrupt(tx, "devices.owner");
+		PQclear(res);
+		if (rc != STORE_OK)
+			return rc;
+		user = owner;
+	}
+	lock_keys(k, key->customer, user, key->device);
+	steps[0] = step_stmt(ST_LOCK_KEYS, k->params);
+	if (user[0]) {
+		tx->has_locked_user = true;
+		snprintf(tx->locked_user, sizeof(tx->locked_user), "%s", user);
+	}
+	return STORE_OK;
 }
 
+/*
+ * Read-only: no lock, and when it is the transaction's first statement
+ * it runs on its own, one statement in one round trip (a statement sees
+ * one snapshot; nothing to commit). Write: BEGIN, the locks and the read
+ * in one round trip; READ COMMITTED, so the read (a statement after the
+ * locks) sees what every previous holder committed.
+ */
 static int pg_load(struct store_tx *base, const struct domain_key *key,
 		   struct domain_snapshot *snap)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
+	const char *params[] = {key->customer, key->user, key->device};
+	struct pg_step steps[2];
+	struct pg_lock_keys k;
+	char owner[DAS_ID_SIZE];
+	size_t n = 0;
 	int rc;
 
 	memset(snap, 0, sizeof(*snap));
 	snap->device_type = DAS_CLIENT_NONE;
-	rc = load_customer(tx, key->customer, snap);
-	if (rc != STORE_OK || !snap->is_customer_found)
-		return rc;
-	if (key->user[0]) {
-		rc = load_user(tx, key, snap);
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	if (tx->is_read_only && tx->frame == FRAME_NONE) {
+		steps[0] = step_stmt(ST_LOAD, params);
+		for (int attempt = 0;; attempt++) {
+			bool was_ready = tx->slot->is_ready;
+
+			rc = pg_pipeline(tx->slot, steps, 1);
+			if (rc == STORE_OK || attempt > 0 || !was_ready ||
+			    PQstatus(tx->slot->conn) != CONNECTION_BAD)
+				break;
+			rc = pg_slot_ready((struct pg_store *)tx->base.st,
+					   tx->slot, true);
+			if (rc != STORE_OK)
+				break;
+		}
+		if (rc != STORE_OK)
+			return tx->failed = rc;
+		rc = pg_load_parse(tx, steps[0].res, snap);
+		PQclear(steps[0].res);
 		if (rc != STORE_OK)
 			return rc;
+		tx->frame = FRAME_UNFRAMED;
+		tx->unframed_key = *key;
+		tx->unframed_snap = *snap;
+		return STORE_OK;
 	}
-	if (key->device[0])
-		rc = load_device(tx, key, snap);
-	return rc;
+	if (!tx->is_read_only) {
+		rc = pg_lock_for(tx, key, steps, &k, owner);
+		if (rc != STORE_OK)
+			return rc;
+		n++;
+	}
+	steps[n++] = step_stmt(ST_LOAD, params);
+	rc = pg_exec_tx(tx, steps, n);
+	if (rc != STORE_OK)
+		return rc;
+	rc = pg_load_parse(tx, steps[n - 1].res, snap);
+	steps_clear(steps, n);
+	if (rc != STORE_OK)
+		return rc;
+	if (!tx->is_read_only && !key->user[0] && key->device[0] &&
+	    strcmp(snap->device_owner, owner) != 0) {
+		das_log(DAS_LOG_DEBUG, "postgresql: the device's owner "
+				       "changed; locking again");
+		return tx->failed = STORE_RETRY;
+	}
+	if (!tx->is_read_only && key->user[0]) {
+		tx->is_seated_known = true;
+		tx->is_seated = has_seat(snap);
+	}
+	return STORE_OK;
 }
 
 /* ---- writes ---- */
@@ -1092,80 +1434,192 @@ static const char *request_id(const struct store_actor *actor,
 	return out;
 }
 
-static int ledger_insert(struct pg_tx *tx, const char *customer,
-			 const struct domain_change *c,
-			 const struct store_actor *actor)
-{
-	char sec[24], nsec[16], from[8], to[8], rid[STORE_REQUEST_ID_SIZE];
-	const char *params[] = {sec,       nsec,
-				customer,  c->user,
-				c->device, from,
-				to,        c->is_charged ? "true" : "false",
-				actor->sub ? actor->sub : "",
-				request_id(actor, rid)};
+/* The text parameters of one change: its rows and its ledger row. */
+struct pg_change_params {
+	char from[8], to[8], sec[24], nsec[16];
+	const char *del[4];
+	const char *ins[4];
+	const char *ledger[10];
+};
 
-	snprintf(sec, sizeof(sec), "%" PRId64, actor->at.seconds);
-	snprintf(nsec, sizeof(nsec), "%" PRId32, actor->at.nanos);
-	snprintf(from, sizeof(from), "%d", c->from_type);
-	snprintf(to, sizeof(to), "%d", c->to_type);
-	return pg_run_changed(tx, ST_LEDGER_INSERT, params, NULL);
+/* A user whose seat a batch of changes may take or end. */
+struct pg_seat_user {
+	const char *user;
+	bool had;    /* held a seat before the changes */
+	bool is_had_known;
+	bool is_read; /* had is what load() read (the decision's input) */
+	bool gains;  /* gets an assignment */
+	bool is_charged;
+	const char *params[4];
+};
+
+/*
+ * Whether each user held a seat before: a change that releases one of
+ * their assignments says so; else load() read it for the locked user;
+ * else (apply without load) the user is locked and asked here.
+ */
+static int seats_before(struct pg_tx *tx, const char *customer,
+			struct pg_seat_user *users, size_t n_users)
+{
+	for (size_t i = 0; i < n_users; i++) {
+		struct pg_seat_user *u = &users[i];
+		struct pg_lock_keys k;
+		const char *params[] = {customer, u->user};
+		struct pg_step steps[2];
+		int rc;
+
+		if (u->is_had_known)
+			continue;
+		if (tx->has_locked_user && tx->is_seated_known &&
+		    strcmp(tx->locked_user, u->user) == 0) {
+			u->had = tx->is_seated;
+			u->is_read = true;
+			continue;
+		}
+		lock_keys(&k, customer, u->user, NULL);
+		steps[0] = step_stmt(ST_LOCK_KEYS, k.params);
+		steps[1] = step_stmt(ST_USER_SEATED, params);
+		rc = pg_exec_tx(tx, steps, 2);
+		if (rc != STORE_OK)
+			return rc;
+		u->had = PQntuples(steps[1].res) == 1 &&
+			 strcmp(PQgetvalue(steps[1].res, 0, 0), "t") == 0;
+		steps_clear(steps, 2);
+	}
+	return STORE_OK;
 }
 
+/*
+ * All the changes, their ledger rows and the seat count in one round
+ * trip. Only a change that takes or ends a user's seat touches the
+ * customer's row (and so waits for another writer doing the same).
+ */
 static int pg_apply(struct store_tx *base, const char *customer,
 		    const struct domain_change *changes, size_t n,
 		    const struct store_actor *actor)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
+	struct pg_change_params *cp = NULL;
+	struct pg_seat_user users[PG_MAX_STEPS];
+	struct pg_step steps[PG_MAX_STEPS];
+	size_t n_users = 0, n_steps = 0;
+	char rid[STORE_REQUEST_ID_SIZE];
 	int rc = STORE_OK;
 
-	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	if (tx->is_read_only)
+		return pg_corrupt(tx, "apply: read-only transaction");
+	if (n == 0)
+		return STORE_OK;
+	/* Three statements a change and one a user must fit a pipeline. */
+	if (n > (PG_MAX_STEPS - 2) / 4)
+		return pg_corrupt(tx, "apply: too many changes");
+	cp = calloc(n, sizeof(*cp));
+	if (!cp)
+		return pg_corrupt(tx, "apply: out of memory");
+	request_id(actor, rid);
+	memset(users, 0, sizeof(users));
+	for (size_t i = 0; i < n; i++) {
 		const struct domain_change *c = &changes[i];
-		char type[8];
+		size_t u;
 
 		if (c->from_type == c->to_type ||
 		    (c->from_type != DAS_CLIENT_NONE &&
 		     !das_client_type_is_valid(c->from_type)) ||
 		    (c->to_type != DAS_CLIENT_NONE &&
-		     !das_client_type_is_valid(c->to_type)))
-			return pg_corrupt(tx, "apply: not a change");
-
+		     !das_client_type_is_valid(c->to_type))) {
+			rc = pg_corrupt(tx, "apply: not a change");
+			goto done;
+		}
+		for (u = 0; u < n_users; u++)
+			if (strcmp(users[u].user, c->user) == 0)
+				break;
+		if (u == n_users)
+			users[n_users++].user = c->user;
 		if (c->from_type != DAS_CLIENT_NONE) {
-			const char *params[] = {customer, c->device, type};
-			bool is_deleted = false;
-
-			snprintf(type, sizeof(type), "%d", c->from_type);
-			rc = pg_run_changed(tx, ST_ASSIGN_DELETE, params,
-					    &is_deleted);
-			/* The domain decided from what load() read under the
-			 * same locks: a missing row means they disagree. */
-			if (rc == STORE_OK && !is_deleted)
-				rc = pg_corrupt(tx, "apply: no assignment to "
-						    "release");
+			users[u].had = true;
+			users[u].is_had_known = true;
 		}
-		if (rc == STORE_OK && c->to_type != DAS_CLIENT_NONE) {
-			const char *params[] = {customer, c->device, c->user,
-						type};
+		if (c->to_type != DAS_CLIENT_NONE)
+			users[u].gains = true;
+		if (c->is_charged)
+			users[u].is_charged = true;
+	}
+	rc = seats_before(tx, customer, users, n_users);
+	if (rc != STORE_OK)
+		goto done;
 
-			snprintf(type, sizeof(type), "%d", c->to_type);
-			rc = pg_run_changed(tx, ST_ASSIGN_INSERT, params,
-					    NULL);
-		}
-		if (rc == STORE_OK)
-			rc = ledger_insert(tx, customer, c, actor);
-		if (rc == STORE_OK && c->is_charged) {
-			const char *params[] = {customer, c->user};
+	for (size_t i = 0; i < n; i++) {
+		const struct domain_change *c = &changes[i];
+		struct pg_change_params *p = &cp[i];
 
-			rc = pg_run_changed(tx, ST_SEAT_CHARGE, params, NULL);
+		snprintf(p->from, sizeof(p->from), "%d", c->from_type);
+		snprintf(p->to, sizeof(p->to), "%d", c->to_type);
+		snprintf(p->sec, sizeof(p->sec), "%" PRId64, actor->at.seconds);
+		snprintf(p->nsec, sizeof(p->nsec), "%" PRId32, actor->at.nanos);
+		if (c->from_type != DAS_CLIENT_NONE) {
+			p->del[0] = customer;
+			p->del[1] = c->device;
+			p->del[2] = p->from;
+			p->del[3] = c->user;
+			steps[n_steps++] = step_stmt(ST_ASSIGN_DELETE, p->del);
 		}
+		if (c->to_type != DAS_CLIENT_NONE) {
+			p->ins[0] = customer;
+			p->ins[1] = c->device;
+			p->ins[2] = c->user;
+			p->ins[3] = p->to;
+			steps[n_steps++] = step_stmt(ST_ASSIGN_INSERT, p->ins);
+		}
+		p->ledger[0] = p->sec;
+		p->ledger[1] = p->nsec;
+		p->ledger[2] = customer;
+		p->ledger[3] = c->user;
+		p->ledger[4] = c->device;
+		p->ledger[5] = p->from;
+		p->ledger[6] = p->to;
+		p->ledger[7] = c->is_charged ? "true" : "false";
+		p->ledger[8] = actor->sub ? actor->sub : "";
+		p->ledger[9] = rid;
+		steps[n_steps++] = step_stmt(ST_LEDGER_INSERT, p->ledger);
 	}
 	/* After all of them: a replace frees the user's type for a moment
 	 * only, and the seat (charged or not) stays. */
-	for (size_t i = 0; i < n && rc == STORE_OK; i++) {
-		const char *params[] = {customer, changes[i].user};
+	for (size_t u = 0; u < n_users; u++) {
+		struct pg_seat_user *su = &users[u];
 
-		if (changes[i].to_type == DAS_CLIENT_NONE)
-			rc = pg_run_changed(tx, ST_SEAT_RELEASE, params, NULL);
+		su->params[0] = customer;
+		su->params[1] = su->user;
+		su->params[2] = su->is_charged ? "true" : "false";
+		su->params[3] = su->is_read ? "true" : "false";
+		if (!su->had && su->gains)
+			steps[n_steps++] = step_stmt(ST_SEAT_TAKE, su->params);
+		else if (su->had && !su->gains)
+			steps[n_steps++] =
+				step_stmt(ST_SEAT_RELEASE, su->params);
 	}
+	rc = pg_exec_tx(tx, steps, n_steps);
+	if (rc != STORE_OK)
+		goto done;
+	for (size_t i = 0; i < n_steps && rc == STORE_OK; i++) {
+		if (steps[i].stmt == ST_ASSIGN_DELETE &&
+		    !is_row_changed(steps[i].res))
+			/* The domain decided from what load() read under the
+			 * same locks: a missing row means they disagree. */
+			rc = pg_corrupt(tx, "apply: no assignment to release");
+		else if (steps[i].stmt == ST_SEAT_TAKE &&
+			 strcmp(PQgetvalue(steps[i].res, 0, 0), "1") != 0) {
+			/* Another writer took or freed the last seat since
+			 * load(): decide again on the new count. */
+			das_log(DAS_LOG_DEBUG, "postgresql: the seat count "
+					       "moved; deciding again");
+			rc = tx->failed = STORE_RETRY;
+		}
+	}
+	steps_clear(steps, n_steps);
+done:
+	free(cp);
 	return rc;
 }
 
@@ -1205,8 +1659,16 @@ static int pg_customer_delete(struct store_tx *base, const char *customer,
 	int64_t dropped = 0;
 	int rc;
 
+	struct pg_lock_keys k;
+
+	/* Every writer of the tenant holds its lock shared: this waits for
+	 * them, and keeps new ones out until the customer is gone. */
+	lock_keys(&k, customer, NULL, NULL);
 	snprintf(sec, sizeof(sec), "%" PRId64, actor->at.seconds);
 	snprintf(nsec, sizeof(nsec), "%" PRId32, actor->at.nanos);
+	rc = pg_run_changed(tx, ST_LOCK_TENANT, k.params, NULL);
+	if (rc != STORE_OK)
+		return rc;
 	res = pg_run(tx, ST_LEDGER_DROP_ALL, ledger_params, &rc);
 	if (!res)
 		return rc;
@@ -1416,15 +1878,14 @@ static int pg_ledger_last_id(struct store_tx *base, const char *customer,
 	PGresult *res;
 	int rc = STORE_OK;
 
-	if (tx->failed != STORE_OK)
-		return tx->failed;
-	res = PQexecParams(tx->slot->conn, pg_stmts[ST_LEDGER_LAST_ID].sql, 1,
-			   NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		tx->failed = pg_fail(tx->slot->conn, res, "ledger last id");
-		PQclear(res);
-		return tx->failed;
-	}
+	struct pg_step st = step_sql(pg_stmts[ST_LEDGER_LAST_ID].sql);
+
+	st.n_params = 1;
+	st.params = params;
+	rc = pg_exec_tx(tx, &st, 1);
+	if (rc != STORE_OK)
+		return rc;
+	res = st.res;
 	if (PQntuples(res) != 1 || parse_i64(PQgetvalue(res, 0, 0), id) != 0)
 		rc = pg_corrupt(tx, "ledger last id");
 	PQclear(res);
@@ -1481,6 +1942,7 @@ static int pg_ledger_page(struct store_tx *base,
 				  q->device,   ss,    sn,    us,
 				  un,          limit};
 	char sql[768];
+	struct pg_step step;
 	PGresult *res;
 	int rc = STORE_OK;
 
@@ -1504,13 +1966,14 @@ static int pg_ledger_page(struct store_tx *base,
 	snprintf(us, sizeof(us), "%" PRId64, q->until.seconds);
 	snprintf(un, sizeof(un), "%" PRId32, q->until.nanos);
 	snprintf(limit, sizeof(limit), "%zu", max);
-	res = PQexecParams(tx->slot->conn, sql, 10, types, params, NULL, NULL,
-			   0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		tx->failed = pg_fail(tx->slot->conn, res, "ledger page");
-		PQclear(res);
-		return tx->failed;
-	}
+	step = step_sql(sql);
+	step.n_params = 10;
+	step.types = types;
+	step.params = params;
+	rc = pg_exec_tx(tx, &step, 1);
+	if (rc != STORE_OK)
+		return rc;
+	res = step.res;
 	for (int i = 0; i < PQntuples(res) && (size_t)i < max; i++) {
 		if (ledger_row(res, i, &rows[i]) != 0) {
 			rc = pg_corrupt(tx, "ledger");
