@@ -158,7 +158,12 @@ struct racer {
 	struct store *st;
 	int index;
 	int outcome; /* 1 assigned, 0 refused (no seat), -1 store failure */
+	int64_t first_seen; /* seats in use read by the first attempt */
+	int n_retries;
 };
+
+/* Every racer has read the count before any of them writes. */
+static pthread_barrier_t race_loaded;
 
 /* One assign with the seat rule, retried on STORE_RETRY like ops.c. */
 static void *race_main(void *arg)
@@ -183,6 +188,10 @@ static void *race_main(void *arg)
 		if (rc != STORE_OK)
 			return NULL;
 		rc = store_load(tx, &k, &snap);
+		if (attempt == 0) {
+			r->first_seen = rc == STORE_OK ? snap.seats_in_use : -1;
+			pthread_barrier_wait(&race_loaded);
+		}
 		if (rc == STORE_OK &&
 		    snap.seats_in_use >= snap.included_seats) {
 			store_rollback(tx);
@@ -206,20 +215,26 @@ static void *race_main(void *arg)
 		}
 		if (rc != STORE_RETRY)
 			return NULL;
+		r->n_retries++;
 	}
 	return NULL;
 }
 
 static void test_seat_race_two_handles(void **state)
 {
-	struct store *a = open_fresh(4, 5000);
-	struct store *b = open_again(4, 5000);
+	/* A connection per racer: all hold a transaction at once. */
+	struct store *a = open_fresh(RACE_THREADS / 2, 5000);
+	struct store *b = open_again(RACE_THREADS / 2, 5000);
 	struct racer racers[RACE_THREADS];
 	pthread_t threads[RACE_THREADS];
-	int assigned = 0, refused = 0;
+	int assigned = 0, refused = 0, retried = 0;
 
 	seed(a, RACE_SEATS, RACE_THREADS);
+	assert_int_equal(pthread_barrier_init(&race_loaded, NULL,
+					      RACE_THREADS),
+			 0);
 	for (int i = 0; i < RACE_THREADS; i++) {
+		memset(&racers[i], 0, sizeof(racers[i]));
 		racers[i].st = i % 2 ? b : a;
 		racers[i].index = i;
 		assert_int_equal(pthread_create(&threads[i], NULL, race_main,
@@ -231,7 +246,15 @@ static void test_seat_race_two_handles(void **state)
 		assert_int_not_equal(racers[i].outcome, -1);
 		assigned += racers[i].outcome == 1;
 		refused += racers[i].outcome == 0;
+		retried += racers[i].n_retries > 0;
+		/* They overlapped: each decided on an empty customer,
+		 * holding its own user's locks while the others did. */
+		assert_int_equal(racers[i].first_seen, 0);
 	}
+	pthread_barrier_destroy(&race_loaded);
+	/* All but the winners found the count moved under their decision
+	 * and decided again. */
+	assert_int_equal(retried, RACE_THREADS - RACE_SEATS);
 	assert_int_equal(assigned, RACE_SEATS);
 	assert_int_equal(refused, RACE_THREADS - RACE_SEATS);
 	assert_int_equal(query_count("SELECT count(DISTINCT user_id) "
