@@ -9,7 +9,8 @@
 # (idempotent PUT assign over 64 users) and REST writes (each PUT moves a
 # device); GET list with metrics and JSON logs off and on (issue 12); the
 # same two REST loads on a private PostgreSQL, with pgbench -S and -N
-# beside them; our server's gRPC Health/Check and AssignDevice under h2load
+# beside them, and the read through one gateway in front of two server
+# replicas on that database; our server's gRPC Health/Check and AssignDevice under h2load
 # (with the token cache and without); and, when the grpc-gateway peer is
 # built (PEER_BIN, default /tmp/das-peer-grpc-gateway/bin), the peer's REST
 # stack, grpc-gateway in front of our server, and the Go server under
@@ -27,6 +28,7 @@
 #   PEER_BIN=DIR     the peer's da-server and da-gateway
 #   BENCH_TINY=1     smoke mode: one 1 s round per row, CG_N=20
 #   BENCH_TABLE=FILE also write the table there
+#   ROWS="row ..."   only these rows (names as in bench/table.py)
 # Everything listens on 127.0.0.1 ports the kernel picks and lives in one
 # temporary directory; every process started here is stopped on exit.
 set -euo pipefail
@@ -281,6 +283,12 @@ CONF
 	pg_server_addr=$addr pg_server_pid=$pid
 	start_gateway gateway-pg "$pg_server_addr"
 	pg_gateway_addr=$addr pg_gateway_pid=$pid
+	# Two replicas on the same database behind one gateway.
+	start_server server-pg2 "$pg_uri/das"
+	pg2_server_addr=$addr pg2_server_pid=$pid
+	start_gateway gateway-pg2 "$pg_server_addr,$pg2_server_addr"
+	pg2_gateway_addr=$addr pg2_gateway_pid=$pid
+	pg_postmaster_pid=$(head -n 1 "$pg_dir/data/postmaster.pid")
 fi
 
 # ---- the peer ------------------------------------------------------------------------
@@ -418,6 +426,7 @@ load() {
 	rest_write) load_wrk "http://$gateway_addr" "$tmp/write.lua" "$2" ;;
 	rest_read_pg) load_wrk "http://$pg_gateway_addr" "$tmp/read.lua" "$2" ;;
 	rest_write_pg) load_wrk "http://$pg_gateway_addr" "$tmp/write.lua" "$2" ;;
+	rest_read_pg2) load_wrk "http://$pg2_gateway_addr" "$tmp/read.lua" "$2" ;;
 	pgbench_S) load_pgbench -S "$2" ;;
 	pgbench_N) load_pgbench -N "$2" ;;
 	grpc_health) load_h2 "$server_addr" "$health_path" "$tmp/health.grpc" "$2" ;;
@@ -432,10 +441,19 @@ load() {
 }
 
 rows=(nginx_201 nginx_hop rest_read rest_write)
-[ -n "$pg_bin" ] && rows+=(rest_read_pg rest_write_pg pgbench_S pgbench_N)
+[ -n "$pg_bin" ] && rows+=(rest_read_pg rest_read_pg2 rest_write_pg pgbench_S pgbench_N)
 rows+=(grpc_health grpc_assign grpc_assign_nocache)
 [ "$have_peer" = 1 ] && rows+=(peer_rest peer_gw_ours peer_grpc)
 rows+=(obs_off obs_on)
+# ROWS="row ...": only those rows (and their perf stat lines), e.g.
+# ROWS="rest_read rest_read_pg rest_read_pg2 rest_write_pg pgbench_N".
+want() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }
+if [ -n "${ROWS:-}" ]; then
+	picked=()
+	for row in "${rows[@]}"; do want "$row" && picked+=("$row"); done
+	rows=("${picked[@]}")
+	((${#rows[@]})) || { say "ROWS=$ROWS selects no row"; exit 2; }
+fi
 
 # ---- correctness of what is measured -----------------------------------------------
 extras=$tmp/extras.md
@@ -449,6 +467,7 @@ probe() { # NAME URL BODY
 u0=/v1.0/customers/$tenant/users/u0/devices/pbx/d0/assign
 probe "our gateway" "http://$gateway_addr$u0" '{"clientType":"desktop"}'
 [ -n "$pg_bin" ] && probe "our gateway on PostgreSQL" "http://$pg_gateway_addr$u0" '{"clientType":"desktop"}'
+[ -n "$pg_bin" ] && probe "our gateway on two PostgreSQL replicas" "http://$pg2_gateway_addr$u0" '{"clientType":"desktop"}'
 [ "$have_peer" = 1 ] && probe "peer" "http://127.0.0.1:$p_gw$u0" '{"clientType":"CLIENT_TYPE_DESKTOP"}'
 [ "$have_peer" = 1 ] && probe "grpc-gateway on our server" "http://127.0.0.1:$p_gw2$u0" '{"clientType":"CLIENT_TYPE_DESKTOP"}'
 
@@ -552,17 +571,25 @@ if [ "$PERF" = 1 ] && perf stat -e context-switches true >/dev/null 2>&1; then
 		echo "|---|---|---:|---:|---:|---:|"
 	} >>"$extras"
 	nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd, -)
-	perf_row nginx_201 "nginx workers:$nginx_workers"
-	perf_row rest_read "gateway:$gateway_pid" "server:$server_pid"
-	perf_row rest_write "gateway:$gateway_pid" "server:$server_pid"
+	want nginx_201 && perf_row nginx_201 "nginx workers:$nginx_workers"
+	want rest_read && perf_row rest_read "gateway:$gateway_pid" "server:$server_pid"
+	want rest_write && perf_row rest_write "gateway:$gateway_pid" "server:$server_pid"
 	if [ -n "$pg_bin" ]; then
-		perf_row rest_read_pg "gateway:$pg_gateway_pid" "server:$pg_server_pid"
+		# Every PostgreSQL process: the backends of both servers'
+		# pools and the WAL writer, checkpointer and the rest.
+		postgres_pids=$pg_postmaster_pid,$(pgrep -P "$pg_postmaster_pid" | paste -sd, -)
+		want rest_read_pg && perf_row rest_read_pg "gateway:$pg_gateway_pid" \
+			"server:$pg_server_pid" "postgres:$postgres_pids"
+		want rest_read_pg2 && perf_row rest_read_pg2 "gateway:$pg2_gateway_pid" \
+			"server:$pg_server_pid" "server2:$pg2_server_pid" "postgres:$postgres_pids"
+		want rest_write_pg && perf_row rest_write_pg "gateway:$pg_gateway_pid" \
+			"server:$pg_server_pid" "postgres:$postgres_pids"
 	fi
-	perf_row grpc_health "server:$server_pid"
-	perf_row grpc_assign "server:$server_pid"
+	want grpc_health && perf_row grpc_health "server:$server_pid"
+	want grpc_assign && perf_row grpc_assign "server:$server_pid"
 	if [ "$have_peer" = 1 ]; then
-		perf_row peer_rest "da-gateway:$peer_gw_pid" "da-server:$peer_server_pid"
-		perf_row peer_grpc "da-server:$peer_server_pid"
+		want peer_rest && perf_row peer_rest "da-gateway:$peer_gw_pid" "da-server:$peer_server_pid"
+		want peer_grpc && perf_row peer_grpc "da-server:$peer_server_pid"
 	fi
 elif [ "$PERF" = 1 ]; then
 	echo "perf stat not usable here (perf_event_paranoid?): section skipped" >>"$extras"

@@ -4,10 +4,13 @@
  * tracing and fault injection. SQL never leaves a backend's folder.
  *
  * Every write happens inside a transaction opened by store_begin() for one
- * customer: the backend serialises writers of that customer (SQLite: BEGIN
- * IMMEDIATE; PostgreSQL: the customer row locked FOR UPDATE), so the seat
- * check read by store_load() and the change written by store_apply() are one
- * atomic step. store_commit() returns only once the change is durable.
+ * customer: the backend serialises the writers that could conflict (SQLite:
+ * BEGIN IMMEDIATE; PostgreSQL: locks taken by store_load() on the user and
+ * the device of its key, and the customer's seat count row in
+ * store_apply() when a change takes or ends a seat, where the seat rule is
+ * checked again), so the seat check read by store_load() and the change
+ * written by store_apply() are one atomic step. store_commit() returns
+ * only once the change is durable.
  *
  * store_commit() and store_rollback() both end the transaction (whatever
  * commit returns; a failed commit has rolled back). STORE_RETRY from any

@@ -655,7 +655,8 @@ __attribute__((format(printf, 1, 2))) static void admin_exec(const char *fmt,
 	conn = PQconnectdb(admin);
 	assert_int_equal(PQstatus(conn), CONNECTION_OK);
 	res = PQexec(conn, sql);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+	    PQresultStatus(res) != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", sql, PQerrorMessage(conn));
 	PQclear(res);
 	PQfinish(conn);
@@ -690,6 +691,97 @@ static void test_probe_follows_database(void **state)
 	terminate_backends();
 	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
 	store_close(st);
+}
+
+/* ---- durable before visible: synchronous_commit on, whatever the default ---- */
+
+/* WAL fsyncs so far (pg_stat_wal), once every store backend has gone and
+ * so flushed its counters. */
+static long long wal_syncs_after_exit(void)
+{
+	for (int i = 0; i < 100; i++) {
+		if (query_count("SELECT count(*) FROM pg_stat_activity WHERE "
+				"application_name IN "
+				"('device-assignment-server', 'das-async')") ==
+		    0)
+			break;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return query_count("SELECT wal_sync FROM pg_stat_wal");
+}
+
+#define SYNC_COMMITS 30
+
+/*
+ * A read that decides "nothing to do" must see only durable state. A
+ * PostgreSQL commit becomes visible to other sessions after its WAL flush
+ * when the committing session runs synchronous_commit on (before it, when
+ * off): the store sets it on for its sessions even where the database's
+ * default is off. Shown by the WAL fsyncs: SYNC_COMMITS store writes, one
+ * after the other, flush the WAL at least that often; the same commits
+ * from a session left at the database's default (off) flush it far less
+ * (the WAL writer flushes every 10 s here), which shows the count can
+ * tell the two apart.
+ */
+static void test_commits_flush_before_visible(void **state)
+{
+	const char *db = strrchr(base_uri, '/') + 1;
+	struct store *st;
+	long long before, store_syncs, async_syncs;
+	char uri[sizeof(spec) + 32];
+	PGconn *conn;
+
+	(void)state;
+	admin_exec("ALTER DATABASE \"%s\" SET synchronous_commit = off", db);
+	admin_exec("ALTER SYSTEM SET wal_writer_delay = '10s'");
+	admin_exec("SELECT pg_reload_conf()");
+	st = open_fresh(1, 5000);
+	seed(st, -1, 1);
+	before = wal_syncs_after_exit();
+	for (int i = 0; i < SYNC_COMMITS; i++) {
+		struct store_tx *tx;
+		char user[16];
+		bool is_changed;
+
+		snprintf(user, sizeof(user), "s%d", i);
+		assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+		assert_int_equal(store_user_put(tx, TENANT, user, "",
+						&is_changed),
+				 STORE_OK);
+		assert_int_equal(store_commit(tx), STORE_OK);
+	}
+	store_close(st);
+	store_syncs = wal_syncs_after_exit() - before;
+
+	snprintf(uri, sizeof(uri), "%s&application_name=das-async", spec);
+	conn = PQconnectdb(uri);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	before = wal_syncs_after_exit();
+	for (int i = 0; i < SYNC_COMMITS; i++) {
+		char sql[128];
+		PGresult *res;
+
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO users (tenant, user_id) "
+			 "VALUES ('%s', 'a%d')",
+			 TENANT, i);
+		res = PQexec(conn, sql);
+		assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+		PQclear(res);
+	}
+	PQfinish(conn);
+	async_syncs = wal_syncs_after_exit() - before;
+
+	admin_exec("ALTER DATABASE \"%s\" RESET synchronous_commit", db);
+	admin_exec("ALTER SYSTEM RESET wal_writer_delay");
+	admin_exec("SELECT pg_reload_conf()");
+	fprintf(stderr, "store.postgresql: %d commits with the database's "
+			"default off: %lld WAL fsyncs through the store, "
+			"%lld from a session left at the default\n",
+		SYNC_COMMITS, store_syncs, async_syncs);
+	assert_true(store_syncs >= SYNC_COMMITS);
+	assert_true(async_syncs < SYNC_COMMITS / 2);
 }
 
 /* ---- schema creation by several replicas at once ---- */
@@ -968,6 +1060,7 @@ int main(void)
 		cmocka_unit_test(test_lock_timeout_is_retry),
 		cmocka_unit_test(test_other_users_proceed),
 		cmocka_unit_test(test_stored_seat_count_matches),
+		cmocka_unit_test(test_commits_flush_before_visible),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),
 		cmocka_unit_test(test_customer_name_not_utf8),

@@ -2,28 +2,60 @@
  * The PostgreSQL backend. Why it is shaped this way:
  *
  * - Several server replicas share one database, so every rule must hold
- *   across processes, not just threads. A write transaction first takes a
- *   transaction-level advisory lock keyed by a hash of the tenant (this
- *   covers a customer that does not exist yet: a directory upsert) and then
- *   locks the customer row FOR UPDATE, always in that order, so the seat
- *   check read by load() and the change written by apply() are one atomic
- *   step for all replicas. Write transactions run READ COMMITTED: every
- *   statement after the locks sees what the previous lock holder committed.
- *   The unique constraints and foreign keys of the assignments table back
- *   the rules up (one type per device, one device per type and user, the
- *   user exists and owns the device).
- * - List runs in a READ ONLY REPEATABLE READ transaction: one snapshot for
- *   its few queries, no locks.
- * - Connections come from a fixed pool; a transaction holds one connection
- *   from begin() to commit()/rollback(). A connection found broken (status
- *   CONNECTION_BAD, or any failure that leaves it so) is PQreset() on its
- *   next use, so a database restart costs the callers of that moment an
- *   UNAVAILABLE, not a server restart. begin() on a connection that went
- *   stale while idle resets it and tries once more before giving up.
+ *   across processes, not just threads. Only what needs it serialises:
+ *   a write's load() takes transaction-level advisory locks on the tenant
+ *   (shared), on the user and on the device of its key (exclusive), in
+ *   that order, in one statement, so writers of one user or one device
+ *   (a move, the same device asked by two users) go one at a time and
+ *   writers of different users of a customer do not wait for each other.
+ *   A device change without a user (directory) also locks the device's
+ *   owner, whose assignment it may drop: every change of an assignment
+ *   holds its owner's lock. A change of the customer itself (upsert,
+ *   delete) takes the tenant lock exclusive: it waits for the writers
+ *   under way and keeps new ones out.
+ * - Seats: each customer row keeps seats_used (schema version 3), changed
+ *   in the transaction of every change that takes a user's first seat or
+ *   ends their last (apply(); a customer delete takes the row with it).
+ *   Only those changes update the row, so only they wait for each other:
+ *   the update re-checks, under the row lock, that the seat rule still
+ *   reads as the decision did (not full for a seat without charges); if
+ *   another writer took the last seat in between, it changes nothing and
+ *   the transaction is STORE_RETRY: the caller loads and decides again,
+ *   and answers 402 where it must. Repeats, moves, replaces and lists
+ *   never touch it.
+ * - Write transactions run READ COMMITTED: load() reads in a statement
+ *   after the locks, so it sees what every previous holder committed. The
+ *   unique constraints and foreign keys of the assignments table back the
+ *   rules up (one type per device, one device per type and user, the user
+ *   exists and owns the device).
+ * - Round trips: statements go out as one libpq pipeline per step. begin()
+ *   sends nothing; a write's BEGIN, locks and read are one round trip,
+ *   apply() (the changes, their ledger rows, the seat count) one more, and
+ *   COMMIT one. A read-only transaction takes no lock; when its first
+ *   statement is load(), that one statement runs on its own (one snapshot,
+ *   one round trip, nothing to commit). A later statement of the same
+ *   transaction opens a REPEATABLE READ snapshot and reads that load again
+ *   in it: the same answer, and the load could have run in this snapshot;
+ *   another one is STORE_RETRY.
+ * - Connections come from a fixed pool (one per server worker by
+ *   default); a transaction holds one connection from begin() to
+ *   commit()/rollback(). A connection found broken (status CONNECTION_BAD,
+ *   or any failure that leaves it so, a pipeline cut short included) is
+ *   reset on its next use, so a database restart costs the callers of that
+ *   moment an UNAVAILABLE, not a server restart. The first statements of a
+ *   transaction on a connection that went stale while idle are sent again
+ *   once on a fresh connection (nothing of the transaction was lost).
  * - Statements are prepared per connection (again after each reset) and
  *   always run with parameters; SQL text is never built from input.
- * - synchronous_commit is forced on for our sessions: COMMIT returns only
- *   once the change is durable, whatever the server's default.
+ * - Durability of reads: synchronous_commit is forced on for our sessions
+ *   (whatever the server's or database's default), so COMMIT returns only
+ *   once the change is durable, and a commit is visible to other sessions
+ *   only after its WAL flush (PostgreSQL marks it committed in the
+ *   procarray after XLogFlush in RecordTransactionCommit). A read that
+ *   decides "nothing to do" therefore never rests on a change that could
+ *   still be lost. (A session of another program with synchronous_commit
+ *   off could make its own change visible before its flush: only this
+ *   store writes these tables.)
  * - Error mapping: serialization failure, deadlock and lock timeout ->
  *   STORE_RETRY; a lost connection or a server shutting down ->
  *   STORE_UNAVAILABLE; anything else STORE_ERROR. Each is logged with its
