@@ -29,6 +29,8 @@
 #   BENCH_TINY=1     smoke mode: one 1 s round per row, CG_N=20
 #   BENCH_TABLE=FILE also write the table there
 #   ROWS="row ..."   only these rows (names as in bench/table.py)
+#   BENCH_LOGS=DIR   keep the programs' logs there
+#   PG_WORKERS=N     --workers of the servers on PostgreSQL (default: theirs)
 # Everything listens on 127.0.0.1 ports the kernel picks and lives in one
 # temporary directory; every process started here is stopped on exit.
 set -euo pipefail
@@ -75,6 +77,10 @@ cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "${BENCH_LOGS:-}" ]; then
+		mkdir -p "$BENCH_LOGS" && cp "$tmp"/*.err "$BENCH_LOGS"/ 2>/dev/null || true
+		[ -f "$tmp/pg/log" ] && cp "$tmp/pg/log" "$BENCH_LOGS/postgresql.log" 2>/dev/null || true
+	fi
 	if ((${#pg_ctl_cmd[@]})); then
 		"${pg_ctl_cmd[@]}" stop -m immediate >/dev/null 2>&1 || true
 	fi
@@ -279,12 +285,14 @@ CONF
 	pgbench -q -i -s "$PGBENCH_SCALE" -h 127.0.0.1 -p "$pg_port" -U postgres \
 		postgres >"$tmp/pgbench-init.log" 2>&1 ||
 		{ cat "$tmp/pgbench-init.log" >&2; exit 1; }
-	start_server server-pg "$pg_uri/das"
+	pg_flags=()
+	[ -n "${PG_WORKERS:-}" ] && pg_flags=(--workers "$PG_WORKERS")
+	start_server server-pg "$pg_uri/das" "${pg_flags[@]}"
 	pg_server_addr=$addr pg_server_pid=$pid
 	start_gateway gateway-pg "$pg_server_addr"
 	pg_gateway_addr=$addr pg_gateway_pid=$pid
 	# Two replicas on the same database behind one gateway.
-	start_server server-pg2 "$pg_uri/das"
+	start_server server-pg2 "$pg_uri/das" "${pg_flags[@]}"
 	pg2_server_addr=$addr pg2_server_pid=$pid
 	start_gateway gateway-pg2 "$pg_server_addr,$pg2_server_addr"
 	pg2_gateway_addr=$addr pg2_gateway_pid=$pid

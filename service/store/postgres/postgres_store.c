@@ -101,6 +101,7 @@ enum pg_stmt {
 	ST_USER_SEATED,
 	ST_ASSIGN_DELETE,
 	ST_ASSIGN_INSERT,
+	ST_ASSIGN_MOVE,
 	ST_LEDGER_INSERT,
 	ST_SEAT_TAKE,
 	ST_SEAT_RELEASE,
@@ -172,6 +173,11 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			      "DELETE FROM assignments WHERE tenant = $1 "
 			      "AND device_id = $2 AND client_type = $3 "
 			      "AND user_id = $4"},
+	/* A device to another type of the same user: one statement. */
+	[ST_ASSIGN_MOVE] = {"das_assign_move", 5,
+			    "UPDATE assignments SET client_type = $5 "
+			    "WHERE tenant = $1 AND device_id = $2 "
+			    "AND client_type = $3 AND user_id = $4"},
 	[ST_ASSIGN_INSERT] = {"das_assign_insert", 4,
 			      "INSERT INTO assignments "
 			      "(tenant, device_id, user_id, client_type) "
@@ -1469,7 +1475,7 @@ static const char *request_id(const struct store_actor *actor,
 /* The text parameters of one change: its rows and its ledger row. */
 struct pg_change_params {
 	char from[8], to[8], sec[24], nsec[16];
-	const char *del[4];
+	const char *row[5]; /* delete (4) or move (5) */
 	const char *ins[4];
 	const char *ledger[10];
 };
@@ -1590,14 +1596,17 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		snprintf(p->to, sizeof(p->to), "%d", c->to_type);
 		snprintf(p->sec, sizeof(p->sec), "%" PRId64, actor->at.seconds);
 		snprintf(p->nsec, sizeof(p->nsec), "%" PRId32, actor->at.nanos);
-		if (c->from_type != DAS_CLIENT_NONE) {
-			p->del[0] = customer;
-			p->del[1] = c->device;
-			p->del[2] = p->from;
-			p->del[3] = c->user;
-			steps[n_steps++] = step_stmt(ST_ASSIGN_DELETE, p->del);
-		}
-		if (c->to_type != DAS_CLIENT_NONE) {
+		p->row[0] = customer;
+		p->row[1] = c->device;
+		p->row[2] = p->from;
+		p->row[3] = c->user;
+		p->row[4] = p->to;
+		if (c->from_type != DAS_CLIENT_NONE &&
+		    c->to_type != DAS_CLIENT_NONE) {
+			steps[n_steps++] = step_stmt(ST_ASSIGN_MOVE, p->row);
+		} else if (c->from_type != DAS_CLIENT_NONE) {
+			steps[n_steps++] = step_stmt(ST_ASSIGN_DELETE, p->row);
+		} else {
 			p->ins[0] = customer;
 			p->ins[1] = c->device;
 			p->ins[2] = c->user;
@@ -1635,7 +1644,8 @@ static int pg_apply(struct store_tx *base, const char *customer,
 	if (rc != STORE_OK)
 		goto done;
 	for (size_t i = 0; i < n_steps && rc == STORE_OK; i++) {
-		if (steps[i].stmt == ST_ASSIGN_DELETE &&
+		if ((steps[i].stmt == ST_ASSIGN_DELETE ||
+		     steps[i].stmt == ST_ASSIGN_MOVE) &&
 		    !is_row_changed(steps[i].res))
 			/* The domain decided from what load() read under the
 			 * same locks: a missing row means they disagree. */
