@@ -24,7 +24,8 @@ want=("nginx, fixed 201" "nginx -> nginx proxy hop" "REST read: PUT assign"
 	"gRPC AssignDevice / own Health")
 if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pgbench >/dev/null; then
 	want+=("REST read, PostgreSQL store" "REST writes, PostgreSQL store"
-		"pgbench -S -c32" "pgbench -N -c32")
+		"REST read, two PostgreSQL replicas behind one gateway"
+		"two PostgreSQL replicas / one" "pgbench -S -c32" "pgbench -N -c32")
 fi
 if /usr/bin/python3 -c 'import grpc' 2>/dev/null; then
 	want+=("grpc-status checked with python3-grpcio")
