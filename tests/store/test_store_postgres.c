@@ -392,7 +392,7 @@ static void test_other_users_proceed(void **state)
 	tx = hold(b, "u2", "d2");
 	assert_int_equal(store_apply(tx, TENANT, &take2, 1, &actor), STORE_OK);
 	assert_int_equal(store_commit(tx), STORE_OK);
-	assert_int_equal(query_count("SELECT seats_used FROM customers"), 3);
+	assert_int_equal(query_count("SELECT seats_in_use FROM customers"), 3);
 	store_close(a);
 	store_close(b);
 }
@@ -524,9 +524,9 @@ static void test_stored_seat_count_matches(void **state)
 	fprintf(stderr, "store.postgresql: %d of %d random use cases "
 			"succeeded; seats used %lld\n",
 		ok, MIX_THREADS * MIX_STEPS,
-		query_count("SELECT seats_used FROM customers"));
+		query_count("SELECT seats_in_use FROM customers"));
 	assert_true(ok > MIX_THREADS * MIX_STEPS / 4);
-	assert_int_equal(query_count("SELECT seats_used FROM customers"),
+	assert_int_equal(query_count("SELECT seats_in_use FROM customers"),
 			 query_count("SELECT count(DISTINCT user_id) "
 				     "FROM assignments"));
 	/* Charges were accepted along the way, so seats past the 3
@@ -1010,10 +1010,10 @@ static void test_open_migrates_version_2(void **state)
 	assert_int_equal(query_count("SELECT max(version) FROM "
 				     "schema_version"),
 			 3);
-	assert_int_equal(query_count("SELECT seats_used FROM customers "
+	assert_int_equal(query_count("SELECT seats_in_use FROM customers "
 				     "WHERE name = 'Two'"),
 			 2);
-	assert_int_equal(query_count("SELECT seats_used FROM customers "
+	assert_int_equal(query_count("SELECT seats_in_use FROM customers "
 				     "WHERE name = 'Empty'"),
 			 0);
 	/* The count read is the migrated one, and it is kept. */
@@ -1022,7 +1022,7 @@ static void test_open_migrates_version_2(void **state)
 	assert_int_equal(snap.seats_in_use, 2);
 	assert_int_equal(store_apply(tx, TENANT, &take, 1, &actor), STORE_OK);
 	assert_int_equal(store_commit(tx), STORE_OK);
-	assert_int_equal(query_count("SELECT seats_used FROM customers "
+	assert_int_equal(query_count("SELECT seats_in_use FROM customers "
 				     "WHERE name = 'Two'"),
 			 3);
 	store_close(st);

@@ -13,7 +13,7 @@
  *   holds its owner's lock. A change of the customer itself (upsert,
  *   delete) takes the tenant lock exclusive: it waits for the writers
  *   under way and keeps new ones out.
- * - Seats: each customer row keeps seats_used (schema version 3), changed
+ * - Seats: each customer row keeps seats_in_use (schema version 3), changed
  *   in the transaction of every change that takes a user's first seat or
  *   ends their last (apply(); a customer delete takes the row with it).
  *   Only those changes update the row, so only they wait for each other:
@@ -144,7 +144,7 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 	/* Everything a decision needs, in one statement (one snapshot). An
 	 * empty user or device matches nothing (ids are 1-64 chars). */
 	[ST_LOAD] = {"das_load", 3,
-		     "SELECT c.account, c.included_seats, c.seats_used, "
+		     "SELECT c.account, c.included_seats, c.seats_in_use, "
 		     "u.roles, "
 		     "(SELECT device_id FROM assignments WHERE tenant = $1 "
 		     "AND user_id = $2 AND client_type = 1), "
@@ -197,10 +197,10 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 	 */
 	[ST_SEAT_TAKE] = {"das_seat_take", 4,
 			  "WITH c AS (UPDATE customers "
-			  "SET seats_used = seats_used + 1 "
+			  "SET seats_in_use = seats_in_use + 1 "
 			  "WHERE tenant = $1 AND (NOT $4::bool OR "
 			  "(included_seats IS NOT NULL "
-			  "AND seats_used >= included_seats) = $3::bool) "
+			  "AND seats_in_use >= included_seats) = $3::bool) "
 			  "RETURNING 1), "
 			  "u AS (UPDATE users SET seat_charged = true "
 			  "WHERE tenant = $1 AND user_id = $2 AND $3::bool "
@@ -215,7 +215,7 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 			     "WHERE tenant = $1 AND user_id = $2 "
 			     "AND seat_charged AND (SELECT is_gone FROM g) "
 			     "RETURNING 1) "
-			     "UPDATE customers SET seats_used = seats_used - 1 "
+			     "UPDATE customers SET seats_in_use = seats_in_use - 1 "
 			     "WHERE tenant = $1 AND (SELECT is_gone FROM g)"},
 	[ST_CUSTOMER_PUT] = {"das_customer_put", 4,
 			     "INSERT INTO customers "
@@ -360,9 +360,9 @@ static const char pg_schema_v2[] =
  * tenant's assignments. Counted from the rows once, here.
  */
 static const char pg_schema_v3[] =
-	"ALTER TABLE customers ADD COLUMN seats_used bigint NOT NULL"
-	" DEFAULT 0 CHECK (seats_used >= 0);"
-	"UPDATE customers c SET seats_used = s.n FROM (SELECT tenant,"
+	"ALTER TABLE customers ADD COLUMN seats_in_use bigint NOT NULL"
+	" DEFAULT 0 CHECK (seats_in_use >= 0);"
+	"UPDATE customers c SET seats_in_use = s.n FROM (SELECT tenant,"
 	" count(DISTINCT user_id) AS n FROM assignments GROUP BY tenant) s"
 	" WHERE s.tenant = c.tenant;";
 
@@ -1307,7 +1307,7 @@ static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
 			return pg_corrupt(tx, "customers.included_seats");
 	}
 	if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
-		return pg_corrupt(tx, "customers.seats_used");
+		return pg_corrupt(tx, "customers.seats_in_use");
 	if (!PQgetisnull(res, 0, 3)) {
 		const char *roles = PQgetvalue(res, 0, 3);
 
