@@ -1092,6 +1092,14 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 			break;
 	}
 	if (rc != STORE_OK) {
+		PGconn *conn = tx->slot->conn;
+
+		/* A BEGIN that went through leaves a transaction (aborted)
+		 * for rollback() to end, not a connection to reset. */
+		if (PQstatus(conn) == CONNECTION_OK &&
+		    PQpipelineStatus(conn) == PQ_PIPELINE_OFF &&
+		    PQtransactionStatus(conn) != PQTRANS_IDLE)
+			tx->frame = FRAME_OPEN;
 		tx->failed = rc;
 		return rc;
 	}
