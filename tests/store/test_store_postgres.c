@@ -693,7 +693,7 @@ static void test_probe_follows_database(void **state)
 	store_close(st);
 }
 
-/* ---- durable before visible: synchronous_commit on, whatever the default ---- */
+/* ---- durable before visible: synchronous_commit on, always ---- */
 
 /* WAL fsyncs so far (pg_stat_wal), once every store backend has gone and
  * so flushed its counters. */
