@@ -9,6 +9,7 @@
 
 static struct das_metric_family *m_handled, *m_seconds, *m_in_flight, *m_auth,
 	*m_declined, *m_charged;
+static struct das_metric_series *flood_resets, *flood_closed, *flood_dropped;
 static struct das_metric_series *latency[DAS_RPC__COUNT];
 /* The hot series, found once: calls answered OK per method, auth "ok". */
 static struct das_metric_series *handled_ok[DAS_RPC__COUNT];
@@ -65,6 +66,26 @@ void obs_register(void)
 		.labels = {"customer"},
 		.max_series = OBS_CUSTOMERS_MAX};
 
+	static const struct das_metric_def resets = {
+		.name = "das_grpc_server_client_resets_total",
+		.help = "Calls the client cancelled before their deadline and "
+			"before the answer.",
+		.type = DAS_METRIC_COUNTER,
+		.max_series = 1};
+	static const struct das_metric_def closed = {
+		.name = "das_grpc_server_connections_closed_total",
+		.help = "Connections the server closed, by reason "
+			"(rapid_reset: most of its calls reset by the client).",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"reason"},
+		.max_series = 2};
+	static const struct das_metric_def dropped = {
+		.name = "das_grpc_server_calls_dropped_total",
+		.help = "Calls of a connection closed for rapid reset, dropped "
+			"unanswered.",
+		.type = DAS_METRIC_COUNTER,
+		.max_series = 1};
+
 	m_handled = das_metric_register(&handled);
 	m_seconds = das_metric_register(&seconds);
 	m_in_flight = das_metric_register(&inflight);
@@ -72,6 +93,10 @@ void obs_register(void)
 	m_declined = das_metric_register(&declined);
 	m_charged = das_metric_register(&charged);
 	auth_ok = das_metric_series1(m_auth, "ok");
+	flood_resets = das_metric_series0(das_metric_register(&resets));
+	flood_closed = das_metric_series1(das_metric_register(&closed),
+					  "rapid_reset");
+	flood_dropped = das_metric_series0(das_metric_register(&dropped));
 	for (int m = 0; m < DAS_RPC__COUNT; m++) {
 		const char *path = das_rpc_method((enum das_rpc_method)m)->path;
 		const char *slash = strrchr(path, '/');
@@ -156,4 +181,19 @@ void obs_seat_declined(const char *customer)
 void obs_seat_charged(const char *customer)
 {
 	das_metric_inc(das_metric_series1(m_charged, customer));
+}
+
+void obs_flood_reset(void)
+{
+	das_metric_inc(flood_resets);
+}
+
+void obs_flood_connection_closed(void)
+{
+	das_metric_inc(flood_closed);
+}
+
+void obs_flood_call_dropped(void)
+{
+	das_metric_inc(flood_dropped);
 }

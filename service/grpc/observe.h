@@ -47,4 +47,11 @@ void obs_auth(const char *outcome);
 void obs_seat_declined(const char *customer);
 void obs_seat_charged(const char *customer);
 
+/* Rapid-reset guard (flood_guard.c): a call the client cancelled before
+ * its deadline and our answer; a connection closed for such resets; a call
+ * of a closed connection dropped unanswered. */
+void obs_flood_reset(void);
+void obs_flood_connection_closed(void);
+void obs_flood_call_dropped(void);
+
 #endif

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "core_tune.h"
 #include "observe.h"
+#include "service/grpc/flood_guard.h"
 #include "service/grpc/health.h"
 #include "service/grpc/streams.h"
 #include "service/grpc/reflection.h"
@@ -40,12 +41,17 @@
  * took over 1 GB.
  */
 #define MAX_STREAMS_PER_CONNECTION 100
+/* Events a worker takes off its queue at most before it runs the next
+ * call of a busy connection (see worker_main). */
+#define EVENTS_PER_CALL 64
 
 struct worker {
 	struct server *srv;
 	grpc_completion_queue *cq; /* the server's one queue (srv->cq) */
 	pthread_t thread;
 	bool is_started;
+	/* Calls of busy connections taken, not yet handled (flood_guard.h). */
+	struct call *waiting, *waiting_tail;
 };
 
 struct server {
@@ -70,6 +76,7 @@ struct server {
 	atomic_int n_active; /* calls delivered to a worker, not yet freed */
 	struct streams *streams; /* Health/Watch and other long-lived calls */
 	struct health *health;
+	struct flood_guard *guard; /* closes rapid-reset connections */
 };
 
 /*
@@ -95,6 +102,9 @@ struct call {
 	bool has_trailer;
 	int is_cancelled;
 	bool is_active; /* counted in srv->n_active */
+	bool is_admitted; /* counted open by the flood guard */
+	struct flood_peer peer; /* its connection */
+	struct call *next_waiting;
 };
 
 static void call_free(struct call *c)
@@ -103,6 +113,9 @@ static void call_free(struct call *c)
 		return;
 	if (c->is_active)
 		atomic_fetch_sub(&c->w->srv->n_active, 1);
+	if (c->is_admitted)
+		flood_guard_release(c->w->srv->guard, &c->peer,
+				    c->is_cancelled, c->deadline);
 	grpc_metadata_array_destroy(&c->md);
 	if (c->has_details)
 		grpc_call_details_destroy(&c->details);
@@ -430,17 +443,104 @@ static void handle_call(struct call *c)
 	handlers_reply_release(&reply);
 }
 
+static void reply_unknown(struct call *c)
+{
+	const char *rid;
+	size_t rid_len;
+
+	find_meta(&c->md, "x-request-id", &rid, &rid_len);
+	obs_call_unknown(rid, rid_len);
+	send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method", NULL, NULL,
+		   0);
+}
+
+/* A call of a connection closed for rapid reset: cancelled unanswered,
+ * without running its handler (see flood_guard.h). */
+static void call_drop(struct call *c)
+{
+	grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE,
+				     "connection closed: too many resets",
+				     NULL);
+	call_free(c);
+}
+
+static void run_call(struct call *c)
+{
+	if (c->phase == CALL_UNKNOWN_METHOD)
+		reply_unknown(c);
+	else
+		handle_call(c);
+}
+
+/* A new call: counted against its connection; runs now, or waits when
+ * its connection is busy. */
+static void call_take(struct worker *w, struct call *c)
+{
+	enum flood_verdict v = flood_guard_admit(w->srv->guard, c->call,
+						 &c->peer);
+	if (v == FLOOD_DROP) {
+		call_drop(c);
+		return;
+	}
+	c->is_admitted = true;
+	if (v == FLOOD_QUIET) {
+		run_call(c);
+		return;
+	}
+	if (w->waiting_tail)
+		w->waiting_tail->next_waiting = c;
+	else
+		w->waiting = c;
+	w->waiting_tail = c;
+}
+
+static void run_waiting(struct worker *w)
+{
+	struct call *c = w->waiting;
+
+	w->waiting = c->next_waiting;
+	if (!w->waiting)
+		w->waiting_tail = NULL;
+	if (flood_guard_is_closed(w->srv->guard, &c->peer))
+		call_drop(c);
+	else
+		run_call(c);
+}
+
+/*
+ * A call of a quiet connection runs as soon as it is taken. The calls of
+ * a busy one (flood_guard.h) wait until the worker has taken every event
+ * that is ready (up to EVENTS_PER_CALL): a flood of reset streams then
+ * piles up open calls and gets its connection closed as it arrives,
+ * instead of once the workers have worked through a queue of calls
+ * nobody waits for, and it delays only itself.
+ */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
+	unsigned n_taken = 0;
 
 	for (;;) {
+		if (w->waiting && n_taken >= EVENTS_PER_CALL) {
+			run_waiting(w);
+			n_taken = 0;
+			continue;
+		}
 		grpc_event ev = grpc_completion_queue_next(
-			w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+			w->cq,
+			w->waiting ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
+				   : gpr_inf_future(GPR_CLOCK_REALTIME),
+			NULL);
+		if (ev.type == GRPC_QUEUE_TIMEOUT && w->waiting) {
+			run_waiting(w);
+			n_taken = 0;
+			continue;
+		}
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type != GRPC_OP_COMPLETE)
 			continue;
+		n_taken++;
 		struct call *c = ev.tag;
 		if (ev.success && c->phase != CALL_REPLYING) {
 			c->is_active = true;
@@ -456,22 +556,24 @@ static void *worker_main(void *arg)
 		case CALL_REQUESTED:
 			/* Keep the queue armed before doing the work. */
 			request_registered(w, c->method);
-			handle_call(c);
+			call_take(w, c);
 			break;
-		case CALL_UNKNOWN_METHOD: {
-			const char *rid;
-			size_t rid_len;
+		case CALL_UNKNOWN_METHOD:
 			request_unknown(w);
-			find_meta(&c->md, "x-request-id", &rid, &rid_len);
-			obs_call_unknown(rid, rid_len);
-			send_reply(c, GRPC_STATUS_UNIMPLEMENTED,
-				   "unknown method", NULL, NULL, 0);
+			c->deadline = c->details.deadline;
+			call_take(w, c);
 			break;
-		}
 		case CALL_REPLYING:
 			call_free(c);
 			break;
 		}
+	}
+	/* Calls still waiting (none unless the grace ran out): their queue
+	 * is shut down, so no reply can be sent any more. */
+	while (w->waiting) {
+		struct call *c = w->waiting;
+		w->waiting = c->next_waiting;
+		call_free(c);
 	}
 	return NULL;
 }
@@ -623,6 +725,12 @@ int server_start(const struct server_config *cfg, struct server **out,
 	}
 	*port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
+	if (*port != 0 &&
+	    !(srv->guard = flood_guard_new(*port,
+					   2 * MAX_STREAMS_PER_CONNECTION))) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
 	if (*port == 0) {
 		int why = listen_errno(cfg->listen);
 		if (why)
@@ -738,6 +846,7 @@ void server_stop(struct server *srv)
 		grpc_server_destroy(srv->server);
 	streams_free(srv->streams);
 	health_free(srv->health);
+	flood_guard_free(srv->guard);
 	if (srv->cq)
 		grpc_completion_queue_destroy(srv->cq);
 	if (srv->shutdown_cq) {

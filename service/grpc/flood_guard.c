@@ -1,0 +1,476 @@
+#include "flood_guard.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common/log.h"
+#include "observe.h"
+
+struct entry {
+	struct flood_peer key;
+	bool is_used;
+	uint32_t open;   /* calls admitted, not yet released */
+	uint32_t calls;  /* released lately (halved every window) */
+	uint32_t resets; /* of which the client reset */
+	int64_t last_ms; /* last admission, for forgetting the oldest */
+	int64_t closed_until_ms; /* drop its calls until then */
+};
+
+struct group {
+	pthread_mutex_t mu;
+	struct entry e[FLOOD_TABLE_SLOTS];
+};
+
+struct flood_guard {
+	int port;
+	unsigned max_open;
+	uint64_t seed; /* the hash is keyed: peers cannot aim at one group */
+	/* When the last connection was closed: calls are looked up for
+	 * being dropped only within FLOOD_CLOSED_HOLD_MS of it. */
+	_Atomic int64_t last_close_ms;
+	_Atomic int64_t last_trim_ms;
+	struct group groups[FLOOD_TABLE_GROUPS];
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct flood_guard *flood_guard_new(int port, unsigned max_open)
+{
+	struct flood_guard *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	g->port = port;
+	g->max_open = max_open;
+	if (getrandom(&g->seed, sizeof(g->seed), 0) != sizeof(g->seed))
+		g->seed = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ULL;
+	atomic_init(&g->last_close_ms, INT64_MIN / 2);
+	atomic_init(&g->last_trim_ms, INT64_MIN / 2);
+	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
+		pthread_mutex_init(&g->groups[i].mu, NULL);
+	return g;
+}
+
+void flood_guard_free(struct flood_guard *g)
+{
+	if (!g)
+		return;
+	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
+		pthread_mutex_destroy(&g->groups[i].mu);
+	free(g);
+}
+
+/* ---- peers -------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* "HOST:PORT" with HOST already unbracketed by the caller. */
+static bool parse_port(const char *s, uint16_t *port)
+{
+	unsigned long v = 0;
+
+	if (!*s)
+		return false;
+	for (int n = 0; *s; s++, n++) {
+		if (*s < '0' || *s > '9' || n >= 5)
+			return false;
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v > 65535)
+		return false;
+	*port = (uint16_t)v;
+	return true;
+}
+
+static void peer_from_v6(const uint8_t a[16], uint16_t port,
+			 struct flood_peer *p)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0,
+					   0, 0, 0, 0, 0xff, 0xff};
+
+	memset(p, 0, sizeof(*p));
+	p->is_known = true;
+	p->port = port;
+	if (memcmp(a, mapped, sizeof(mapped)) == 0) {
+		p->family = 4;
+		memcpy(p->addr, a + 12, 4);
+	} else {
+		p->family = 6;
+		memcpy(p->addr, a, 16);
+	}
+}
+
+bool flood_peer_parse(const char *s, struct flood_peer *peer)
+{
+	char buf[128];
+	size_t n = 0;
+	char *colon;
+
+	memset(peer, 0, sizeof(*peer));
+	if (strncmp(s, "ipv4:", 5) == 0) {
+		struct in_addr a4;
+		if (strlen(s + 5) >= sizeof(buf))
+			return false;
+		memcpy(buf, s + 5, strlen(s + 5) + 1);
+		colon = strrchr(buf, ':');
+		if (!colon)
+			return false;
+		*colon = '\0';
+		if (inet_pton(AF_INET, buf, &a4) != 1 ||
+		    !parse_port(colon + 1, &peer->port))
+			return false;
+		peer->is_known = true;
+		peer->family = 4;
+		memcpy(peer->addr, &a4, 4);
+		return true;
+	}
+	if (strncmp(s, "ipv6:", 5) != 0)
+		return false;
+	/* Percent-decoded ("%5B::1%5D" in some core versions). */
+	for (const char *c = s + 5; *c; c++) {
+		char ch = *c;
+		if (ch == '%' && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
+			ch = (char)(hexval(c[1]) * 16 + hexval(c[2]));
+			c += 2;
+		}
+		if (n + 1 >= sizeof(buf))
+			return false;
+		buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	char *close = strrchr(buf, ']');
+	if (buf[0] != '[' || !close || close[1] != ':')
+		return false;
+	*close = '\0';
+	uint16_t port;
+	if (!parse_port(close + 2, &port))
+		return false;
+	char *zone = strchr(buf + 1, '%');
+	if (zone)
+		*zone = '\0';
+	struct in6_addr a6;
+	if (inet_pton(AF_INET6, buf + 1, &a6) != 1)
+		return false;
+	peer_from_v6(a6.s6_addr, port, peer);
+	return true;
+}
+
+static bool peer_from_sockaddr(const struct sockaddr_storage *ss,
+			       struct flood_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		p->is_known = true;
+		p->family = 4;
+		p->port = ntohs(a->sin_port);
+		memcpy(p->addr, &a->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		peer_from_v6(a->sin6_addr.s6_addr, ntohs(a->sin6_port), p);
+		return true;
+	}
+	return false;
+}
+
+static bool peer_equal(const struct flood_peer *a, const struct flood_peer *b)
+{
+	return a->is_known && b->is_known && a->family == b->family &&
+	       a->port == b->port &&
+	       memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
+}
+
+static void peer_text(const struct flood_peer *p, char *buf, size_t size)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (!inet_ntop(p->family == 4 ? AF_INET : AF_INET6, p->addr, a,
+		       sizeof(a)))
+		snprintf(a, sizeof(a), "?");
+	snprintf(buf, size, p->family == 4 ? "ipv4:%s:%u" : "ipv6:[%s]:%u", a,
+		 (unsigned)p->port);
+}
+
+static struct group *group_of(struct flood_guard *g,
+			      const struct flood_peer *p)
+{
+	/* FNV-1a over the key, seeded. */
+	uint64_t h = 0xcbf29ce484222325ULL ^ g->seed;
+	uint8_t bytes[19];
+
+	bytes[0] = p->family;
+	bytes[1] = (uint8_t)(p->port >> 8);
+	bytes[2] = (uint8_t)p->port;
+	memcpy(bytes + 3, p->addr, 16);
+	for (size_t i = 0; i < sizeof(bytes); i++) {
+		h ^= bytes[i];
+		h *= 0x100000001b3ULL;
+	}
+	h ^= h >> 29;
+	return &g->groups[h % FLOOD_TABLE_GROUPS];
+}
+
+/* The entry of p in its group (locked), or NULL. */
+static struct entry *find(struct group *gr, const struct flood_peer *p)
+{
+	for (int i = 0; i < FLOOD_TABLE_SLOTS; i++)
+		if (gr->e[i].is_used && peer_equal(&gr->e[i].key, p))
+			return &gr->e[i];
+	return NULL;
+}
+
+/* The entry of p, made when missing (the group locked): a free slot, else
+ * the least recently seen one without open calls that is not holding a
+ * closed connection; NULL when there is none. */
+static struct entry *find_or_add(struct group *gr, const struct flood_peer *p,
+				 int64_t now)
+{
+	struct entry *e = find(gr, p), *victim = NULL;
+
+	if (e)
+		return e;
+	for (int i = 0; i < FLOOD_TABLE_SLOTS; i++) {
+		struct entry *c = &gr->e[i];
+		if (!c->is_used) {
+			victim = c;
+			break;
+		}
+		if (c->open > 0 || c->closed_until_ms > now)
+			continue;
+		if (!victim || c->last_ms < victim->last_ms)
+			victim = c;
+	}
+	if (!victim)
+		return NULL;
+	memset(victim, 0, sizeof(*victim));
+	victim->is_used = true;
+	victim->key = *p;
+	return victim;
+}
+
+/* ---- closing a connection ----------------------------------------------- */
+
+/* True when fd is a TCP socket of ours on the listening port whose peer is
+ * p. */
+static bool is_connection_of(int fd, int port, const struct flood_peer *p)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct flood_peer got, local;
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !peer_from_sockaddr(&ss, &got) || !peer_equal(&got, p))
+		return false;
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !peer_from_sockaddr(&ss, &local))
+		return false;
+	return local.port == port;
+}
+
+/*
+ * Shuts down the socket of our listening port connected to p. Returns
+ * true when it found one. Never closes a descriptor gRPC owns: the check
+ * and the shutdown run on a dup, so they see the same socket even if gRPC
+ * closes and reuses the number meanwhile.
+ */
+static bool shut_connection(int port, const struct flood_peer *p)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	bool is_found = false;
+
+	if (!d)
+		return false;
+	while (!is_found && (de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		if (*end || end == de->d_name || fd < 0 || fd == dirfd(d))
+			continue;
+		/* Cheap look first; most descriptors are not it. */
+		if (!is_connection_of((int)fd, port, p))
+			continue;
+		int dup_fd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+		if (dup_fd < 0)
+			continue;
+		if (is_connection_of(dup_fd, port, p)) {
+			shutdown(dup_fd, SHUT_RDWR);
+			is_found = true;
+		}
+		close(dup_fd);
+	}
+	closedir(d);
+	return is_found;
+}
+
+/* ---- the rule ----------------------------------------------------------- */
+
+static void close_connection(struct flood_guard *g,
+			     const struct flood_peer *peer, int64_t now)
+{
+	char text[80];
+
+	peer_text(peer, text, sizeof(text));
+	atomic_store_explicit(&g->last_close_ms, now, memory_order_relaxed);
+	bool is_found = shut_connection(g->port, peer);
+	obs_flood_connection_closed();
+	if (is_found)
+		das_log(DAS_LOG_WARN,
+			"grpc: closed the connection of %s: it reset streams "
+			"faster than they were answered (%u calls open, the "
+			"stream cap is %u: HTTP/2 rapid reset)",
+			text, g->max_open + 1, g->max_open / 2);
+	else
+		das_log(DAS_LOG_WARN,
+			"grpc: %s reset streams faster than they were answered "
+			"(%u calls open, the stream cap is %u: HTTP/2 rapid "
+			"reset); its socket is gone already, its calls are "
+			"dropped for %d ms",
+			text, g->max_open + 1, g->max_open / 2,
+			FLOOD_CLOSED_HOLD_MS);
+}
+
+enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
+				     struct flood_peer *peer)
+{
+	char *s = grpc_call_get_peer(call);
+	enum flood_verdict verdict = FLOOD_QUIET;
+	bool is_closing = false;
+
+	if (!s || !flood_peer_parse(s, peer))
+		memset(peer, 0, sizeof(*peer));
+	gpr_free(s);
+	if (!peer->is_known)
+		return FLOOD_QUIET;
+	int64_t now = now_ms();
+	struct group *gr = group_of(g, peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find_or_add(gr, peer, now);
+	if (!e) {
+		/* Table full of open connections: this one goes unguarded. */
+		peer->is_known = false;
+	} else if (e->closed_until_ms > now) {
+		verdict = FLOOD_DROP;
+	} else {
+		e->last_ms = now;
+		e->open++;
+		if (e->open > g->max_open / 2 ||
+		    (e->resets >= FLOOD_SUSPECT_RESETS &&
+		     e->resets * 2 > e->calls))
+			verdict = FLOOD_BUSY;
+		if (e->open > g->max_open) {
+			is_closing = true;
+			e->closed_until_ms = now + FLOOD_CLOSED_HOLD_MS;
+			e->calls = e->resets = 0;
+		}
+	}
+	pthread_mutex_unlock(&gr->mu);
+	if (verdict == FLOOD_DROP)
+		obs_flood_call_dropped();
+	if (is_closing)
+		close_connection(g, peer, now);
+	return verdict;
+}
+
+/*
+ * While a flood is being dropped (and a little after), hands the freed
+ * memory back to the system at most once a second: glibc keeps the free
+ * pages of its arenas, so the calls of a flood left the server's RSS at
+ * its peak long after they were gone.
+ */
+static void trim_after_flood(struct flood_guard *g)
+{
+	int64_t now = now_ms();
+	int64_t last = atomic_load_explicit(&g->last_trim_ms,
+					    memory_order_relaxed);
+
+	if (now - atomic_load_explicit(&g->last_close_ms,
+				       memory_order_relaxed) >
+		    FLOOD_CLOSED_HOLD_MS + FLOOD_TRIM_MS ||
+	    now - last < FLOOD_TRIM_MS ||
+	    !atomic_compare_exchange_strong(&g->last_trim_ms, &last, now))
+		return;
+	malloc_trim(0);
+}
+
+bool flood_guard_is_closed(struct flood_guard *g,
+			   const struct flood_peer *peer)
+{
+	bool is_closed = false;
+
+	if (!peer->is_known)
+		return false;
+	int64_t now = now_ms();
+	if (now - atomic_load_explicit(&g->last_close_ms,
+				       memory_order_relaxed) >
+	    FLOOD_CLOSED_HOLD_MS)
+		return false;
+	struct group *gr = group_of(g, peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, peer);
+	is_closed = e && e->closed_until_ms > now;
+	pthread_mutex_unlock(&gr->mu);
+	if (is_closed)
+		obs_flood_call_dropped();
+	return is_closed;
+}
+
+void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
+			 bool is_cancelled, gpr_timespec deadline)
+{
+	/* A call that hit its deadline is cancelled too; that is no reset. */
+	bool is_reset =
+		is_cancelled &&
+		gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0;
+
+	if (is_reset)
+		obs_flood_reset();
+	if (!peer->is_known)
+		return;
+	struct group *gr = group_of(g, peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, peer);
+	if (e && e->open > 0) {
+		e->open--;
+		e->calls++;
+		e->resets += is_reset;
+		if (e->calls >= FLOOD_WINDOW_CALLS) {
+			e->calls /= 2;
+			e->resets /= 2;
+		}
+	}
+	pthread_mutex_unlock(&gr->mu);
+	trim_after_flood(g);
+}

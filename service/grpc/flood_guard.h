@@ -1,0 +1,129 @@
+/*
+ * Closes HTTP/2 connections that reset their streams faster than the
+ * server answers them ("rapid reset", CVE-2023-44487).
+ *
+ * Why here: gRPC core 1.51 turns every stream whose request message
+ * arrived into a call and queues it until a worker asks for one, also
+ * after the client has reset the stream; reset streams no longer count
+ * against the stream cap and nothing limits their rate. A client that
+ * resets each stream at once queues calls faster than the workers answer
+ * them, and memory grows with the queue (~13 KiB a call). Core has no
+ * per-connection hook, but every call names its connection
+ * (grpc_call_get_peer).
+ *
+ * The rule (Go's fix for the same attack, in our terms): a connection may
+ * hold at most `max_open` calls the server has taken and not yet answered.
+ * A client that does not reset streams can never exceed the stream cap
+ * (SETTINGS_MAX_CONCURRENT_STREAMS), so max_open is twice that cap: past
+ * it, the calls are those of streams the client reset (or that hit their
+ * deadline) while the server had not yet got to them. The connection is
+ * then closed (WARN line naming the peer, metric), and for
+ * FLOOD_CLOSED_HOLD_MS the calls still queued from it are dropped
+ * unanswered instead of running their handler, so the backlog the
+ * attacker built drains at once.
+ *
+ * To see a flood as it arrives rather than once the workers got through
+ * the queue, the worker loop (server.c) runs the calls of a "busy"
+ * connection only after taking every call that is ready: a connection is
+ * busy once it has more calls open than the stream cap, or once the
+ * client reset more than half of its recent calls (at least
+ * FLOOD_SUSPECT_RESETS of them; a reset is a call the client cancelled
+ * before its deadline and before our answer; counts halve every
+ * FLOOD_WINDOW_CALLS calls). A busy flooder's calls pile up open and its
+ * connection is closed; the calls of every other connection ("quiet") run
+ * as soon as they are taken, ahead of the busy ones. A call that hit its
+ * deadline is never a reset, so clients whose calls time out now and then
+ * stay quiet.
+ *
+ * Closing: the guard finds the server's own socket whose local port is
+ * the listening port and whose peer is that address, by scanning
+ * /proc/self/fd. It works on a dup() of the descriptor: checks the
+ * addresses again on the dup, calls shutdown(SHUT_RDWR) on it and closes
+ * the dup. gRPC still owns and closes its descriptor (it sees the end of
+ * the stream and frees the connection's streams); a number gRPC closes
+ * and reuses meanwhile is never touched, because the dup pins the socket
+ * that was checked. Plaintext and TLS alike (the TCP socket is the same).
+ *
+ * Memory: at most max_open calls per connection, so the bound of a flood
+ * is max_open x ~13 KiB x the attacker's connections (a flood over many
+ * connections is a connection flood, which core 1.51 cannot cap either).
+ *
+ * Thread-safe: workers call everything here concurrently; the table has
+ * one lock per group of entries.
+ */
+#ifndef DAS_GRPC_FLOOD_GUARD_H
+#define DAS_GRPC_FLOOD_GUARD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+/* Resets that make a connection busy when they are most of its calls. */
+#define FLOOD_SUSPECT_RESETS 16
+#define FLOOD_WINDOW_CALLS 256
+/* How long calls still queued from a closed connection are dropped. */
+#define FLOOD_CLOSED_HOLD_MS 5000
+/* Free memory is handed back at most this often after a close. */
+#define FLOOD_TRIM_MS 1000
+/* Connections tracked at once: groups x slots (a connection with no open
+ * call is forgotten first). */
+#define FLOOD_TABLE_GROUPS 64
+#define FLOOD_TABLE_SLOTS 16
+
+/* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
+ * IPv4). is_known is false for peers we cannot parse or track (never
+ * guarded). */
+struct flood_peer {
+	bool is_known;
+	uint8_t family; /* 4 or 6 */
+	uint16_t port;
+	uint8_t addr[16];
+};
+
+struct flood_guard;
+
+/* A guard for the server listening on port (the local port of the sockets
+ * it may close), allowing max_open calls per connection. NULL on
+ * allocation failure. */
+struct flood_guard *flood_guard_new(int port, unsigned max_open);
+
+/* NULL is a no-op. */
+void flood_guard_free(struct flood_guard *g);
+
+/* What to do with a call a worker took off the queue. */
+enum flood_verdict {
+	FLOOD_DROP,  /* its connection was closed: drop it unanswered */
+	FLOOD_QUIET, /* run it now */
+	FLOOD_BUSY,  /* its connection resets streams or has more calls open
+			than the stream cap: run it after the quiet ones */
+};
+
+/*
+ * A worker took call off the queue: fills *peer and says what to do. A
+ * call not dropped counts as open until flood_guard_release. May close
+ * the connection (this call is still admitted; the later ones are
+ * dropped).
+ */
+enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
+				     struct flood_peer *peer);
+
+/* True when the connection of an admitted call was closed since (the
+ * caller drops it, then releases it). */
+bool flood_guard_is_closed(struct flood_guard *g,
+			   const struct flood_peer *peer);
+
+/*
+ * An admitted call is over (answered or dropped). is_cancelled as
+ * RECV_CLOSE_ON_SERVER said, deadline as the call was delivered with
+ * (GPR_CLOCK_MONOTONIC): cancelled before its deadline, the client reset
+ * it (counted in metrics).
+ */
+void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
+			 bool is_cancelled, gpr_timespec deadline);
+
+/* "ipv4:127.0.0.1:4242", "ipv6:[::1]:4242" (or with %5B %5D) -> *peer;
+ * false when s has another form. (Exposed for the unit test.) */
+bool flood_peer_parse(const char *s, struct flood_peer *peer);
+
+#endif
