@@ -8,16 +8,22 @@
  *   use" (no SO_REUSEPORT);
  * - HTTP/2 rapid reset (CVE-2023-44487): connections opening AssignDevice
  *   streams and cancelling each at once, in rounds, from a raw HTTP/2
- *   client (libnghttp2), while a normal client measures its latency; the
- *   server survives and answers every normal call (RSS and latency are
- *   printed: not yet bounded, see rapid_reset_flood_survived);
+ *   client (libnghttp2), while a normal client measures its latency: the
+ *   server's peak RSS stays under 300 MiB, every normal call is answered
+ *   in time, flooding connections are closed with a WARN line naming the
+ *   peer (service/grpc/flood_guard.h);
+ * - legitimate heavy clients are never closed for it: h2load 4 x 8
+ *   streams, and a client whose calls hit their deadline now and then;
  * - the concurrent-stream cap the server advertises;
  * - gzip "bombs" (64 KiB inflating to 32 MiB each) refused at the 64 KiB
  *   limit without inflating them, while a normal client measures latency.
  *
  * Figures (RSS, latencies) are printed. Counts are smaller than the attacks
  * of issue 10 and can be raised with DAS_FLOOD_STREAMS (streams per
- * connection and round) and DAS_FLOOD_ROUNDS.
+ * connection and round), DAS_FLOOD_ROUNDS and DAS_HEAVY_CALLS (h2load's
+ * calls). The server runs with ASan's quarantine cut to 16 MiB: by default
+ * ASan keeps up to 256 MiB of freed memory, which would measure ASan, not
+ * the server.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -57,6 +63,16 @@
  * machine; a sanitizer build on 2 shared, loaded cores gets this margin,
  * still far below the seconds the attacks cost before. */
 #define SLOW_CALL_MS 1000
+/* The flood: at least this share (%) of the normal calls made during it
+ * answer under SLOW_CALL_MS, and the median under MEDIAN_CALL_MS. Before
+ * the flood guard the server's RSS grew by ~13 KiB per reset stream, to
+ * GBs, and normal calls queued behind the flood for up to their 10 s
+ * deadline. On a loaded 2-core machine a sanitizer build still sees a
+ * call now and then wait for seconds (see docs/server.md), so single
+ * calls are printed, not bounded. */
+#define FLOOD_FAST_PERCENT 90
+#define MEDIAN_CALL_MS 100
+#define FLOOD_CLOSED_LINE "closed the connection of ipv4:127.0.0.1:"
 
 static struct harness_proc server;
 static char db_spec[512];
@@ -148,6 +164,12 @@ static int setup(void **state)
 				(char *)"customer_user_uc_softphone"};
 
 	(void)state;
+	/* See the top: the flood bounds the server's RSS. */
+	const char *asan = getenv("ASAN_OPTIONS");
+	char opts[1024];
+	snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=16",
+		 asan ? asan : "", asan && *asan ? ":" : "");
+	setenv("ASAN_OPTIONS", opts, 1);
 	harness_path("attacks.db", db, sizeof(db));
 	snprintf(db_spec, sizeof(db_spec), "sqlite:%s", db);
 	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
@@ -703,6 +725,8 @@ struct prober {
 	size_t n, cap;
 	int n_failed;
 	int first_failed_code;
+	size_t n_fast; /* calls (failed or not) that took under SLOW_CALL_MS */
+	double p50_ms;
 };
 
 static void *probe_main(void *arg)
@@ -763,6 +787,11 @@ static void prober_stop(struct prober *p, const char *what, double *p99,
 	qsort(p->lat_us, p->n, sizeof(*p->lat_us), cmp_i64);
 	*p99 = (double)p->lat_us[(p->n * 99) / 100] / 1000.0;
 	*max = (double)p->lat_us[p->n - 1] / 1000.0;
+	p->p50_ms = (double)p->lat_us[p->n / 2] / 1000.0;
+	p->n_fast = 0;
+	while (p->n_fast < p->n &&
+	       p->lat_us[p->n_fast] < (int64_t)SLOW_CALL_MS * 1000)
+		p->n_fast++;
 	fprintf(stderr,
 		"%s: normal calls during the attack: %zu, failed %d, p50 %.1f "
 		"ms, p99 %.1f ms, max %.1f ms\n",
@@ -841,100 +870,255 @@ static void *flood_main(void *arg)
 	return NULL;
 }
 
-static void rapid_reset_flood_survived(void **state)
+/* The AssignDevice request every flood and h2load stream sends, framed. */
+static size_t assign_frame(uint8_t *body, size_t size)
 {
-	long streams = env_count("DAS_FLOOD_STREAMS", 2500);
-	long rounds = env_count("DAS_FLOOD_ROUNDS", 4);
 	Deviceassignment__V1__AssignDeviceRequest a =
 		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_REQUEST__INIT;
-	uint8_t body[512];
 	size_t len;
-	struct prober probe;
-	double p99, max;
-	long rss_before = proc_kib(server.pid, "VmRSS");
-	long rss_peak_round[64] = {0};
 
-	(void)state;
 	a.customer_tenant_id = (char *)CUST;
 	a.user_id = (char *)"alice";
 	a.device_id = (char *)"alice-mobile-01";
 	a.client_type = 2;
 	len = protobuf_c_message_get_packed_size(&a.base);
-	assert_true(len + 5 <= sizeof(body));
+	assert_true(len + 5 <= size);
 	body[0] = 0;
 	body[1] = (uint8_t)(len >> 24);
 	body[2] = (uint8_t)(len >> 16);
 	body[3] = (uint8_t)(len >> 8);
 	body[4] = (uint8_t)len;
 	protobuf_c_message_pack(&a.base, body + 5);
+	return len + 5;
+}
 
+static void rapid_reset_flood_bounded(void **state)
+{
+	long streams = env_count("DAS_FLOOD_STREAMS", 5000);
+	long rounds = env_count("DAS_FLOOD_ROUNDS", 4);
+	uint8_t body[512];
+	size_t len = assign_frame(body, sizeof(body));
+	struct prober probe;
+	double p99, max;
+	long rss_before = proc_kib(server.pid, "VmRSS");
+	long rss_max_seen = rss_before;
+	int closed_before = harness_count_in_log(&server, FLOOD_CLOSED_LINE);
+	int reconnects = 0;
+
+	(void)state;
 	prober_start(&probe);
 	int64_t t0 = now_us();
-	for (long round = 0; round < rounds && round < 64; round++) {
+	for (long round = 0; round < rounds; round++) {
 		struct flooder f[FLOOD_CONNECTIONS];
 		for (int i = 0; i < FLOOD_CONNECTIONS; i++) {
 			memset(&f[i], 0, sizeof(f[i]));
 			f[i].streams = streams;
 			f[i].port = server.port;
 			f[i].body = body;
-			f[i].body_len = len + 5;
+			f[i].body_len = len;
 			assert_int_equal(pthread_create(&f[i].thread, NULL,
 							flood_main, &f[i]),
 					 0);
 		}
 		for (int i = 0; i < FLOOD_CONNECTIONS; i++) {
 			pthread_join(f[i].thread, NULL);
-			if (f[i].reconnects)
-				fprintf(stderr,
-					"flood: connection %d was closed by "
-					"the server %d times\n",
-					i, f[i].reconnects);
+			reconnects += f[i].reconnects;
 		}
 		for (int i = 0; i < FLOOD_CONNECTIONS; i++)
 			assert_false(f[i].has_failed);
-		rss_peak_round[round] = proc_kib(server.pid, "VmHWM");
+		long rss = proc_kib(server.pid, "VmRSS");
+		if (rss > rss_max_seen)
+			rss_max_seen = rss;
 		fprintf(stderr,
 			"flood round %ld: %d connections x %ld streams opened "
 			"and reset; server RSS now %ld KiB, peak %ld KiB\n",
-			round + 1, FLOOD_CONNECTIONS, streams,
-			proc_kib(server.pid, "VmRSS"), rss_peak_round[round]);
+			round + 1, FLOOD_CONNECTIONS, streams, rss,
+			proc_kib(server.pid, "VmHWM"));
 	}
 	double secs = (double)(now_us() - t0) / 1e6;
 	prober_stop(&probe, "flood", &p99, &max, true);
 	long hwm = proc_kib(server.pid, "VmHWM");
+	int closed = harness_count_in_log(&server, FLOOD_CLOSED_LINE) -
+		     closed_before;
 	fprintf(stderr,
 		"flood: %ld rounds in %.1f s; server RSS before %ld KiB, peak "
-		"%ld KiB (limit %d KiB)\n",
-		rounds, secs, rss_before, hwm, RSS_LIMIT_KIB);
-	/*
-	 * Known limit (issue 10 item 1, not met): core 1.51 has no defence
-	 * against rapid reset (no pending-request cap, no RST_STREAM rate
-	 * limit; the stream cap does not count reset streams), so every reset
-	 * stream still becomes a call the workers must take off the queue.
-	 * The peak RSS and the latency of normal calls during the flood are
-	 * printed, not bounded; what is asserted is that the server survives,
-	 * answers normal calls again once the flood is over (during it, they
-	 * may time out) and is left consistent.
-	 */
+		"%ld KiB (limit %d KiB); %d flooding connections closed by "
+		"the server (%d reconnects)\n",
+		rounds, secs, rss_before, hwm, RSS_LIMIT_KIB, closed,
+		reconnects);
+	/* The bound, during the flood (the peak) and after it. */
+	assert_true(hwm > 0 && rss_max_seen > 0);
+	assert_true(hwm < RSS_LIMIT_KIB);
+	/* Normal calls are answered during the flood. */
 	fprintf(stderr,
-		"flood: bound of issue 10 (peak RSS < %d KiB, normal calls < "
-		"100 ms): %s\n",
-		RSS_LIMIT_KIB,
-		hwm > 0 && hwm < RSS_LIMIT_KIB && max < 100 ? "met"
-							    : "NOT met");
-	(void)p99;
+		"flood: %zu of %zu normal calls answered under %d ms, median "
+		"%.1f ms\n",
+		probe.n_fast, probe.n, SLOW_CALL_MS, probe.p50_ms);
+	assert_true(probe.n_fast * 100 >= probe.n * FLOOD_FAST_PERCENT);
+	assert_true(probe.p50_ms < MEDIAN_CALL_MS);
+	/* Every close the flooders saw was the guard's, logged. */
+	assert_true(closed >= reconnects);
 	assert_true(harness_is_alive(&server));
-	/* The server still answers, and the flood changed nothing it should
-	 * not have: alice's device went nowhere else. */
+	/* The flood changed nothing it should not have: alice's device went
+	 * nowhere else. */
 	char text[128];
 	int code = -1;
-	for (int i = 0; i < 6 && code != 0; i++)
-		list_text("alice", text, sizeof(text), &code);
+	list_text("alice", text, sizeof(text), &code);
 	assert_int_equal(code, 0);
-	fprintf(stderr, "flood: normal calls answered again %.1f s after "
-		"the flood began\n", (double)(now_us() - t0) / 1e6);
 	assert_true(strcmp(text, "") == 0 ||
 		    strcmp(text, "alice-mobile-01:2") == 0);
+}
+
+/* ---- legitimate heavy clients ------------------------------------------- */
+
+/* A client whose every 4th call has a deadline it may well miss. */
+struct deadline_client {
+	pthread_t thread;
+	atomic_bool is_stopping;
+	int n_ok, n_deadline, n_other, other_code;
+};
+
+static void *deadline_main(void *arg)
+{
+	struct deadline_client *d = arg;
+	struct das_client *c = das_client_new(server.addr);
+	Deviceassignment__V1__ListUserDevicesRequest r =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
+
+	r.customer_tenant_id = (char *)CUST;
+	r.user_id = (char *)"alice";
+	for (int i = 0; c && !atomic_load(&d->is_stopping); i++) {
+		ProtobufCMessage *resp = NULL;
+		struct das_call_status st;
+		int rc = das_client_call(c, DAS_RPC_LIST_USER_DEVICES,
+					 assign_token, &r.base, &resp,
+					 i % 4 == 3 ? 1 : TIMEOUT_MS, &st);
+		if (rc == 0 && st.code == 0)
+			d->n_ok++;
+		else if (rc == 0 && st.code == 4) /* DEADLINE_EXCEEDED */
+			d->n_deadline++;
+		else if (!d->n_other++)
+			d->other_code = rc != 0 ? -1 : st.code;
+		if (resp)
+			protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	das_client_free(c);
+	return NULL;
+}
+
+/* The first "PATH_DIR/name" that is executable, into buf; false if none. */
+static bool find_in_path(const char *name, char *buf, size_t size)
+{
+	const char *path = getenv("PATH");
+
+	while (path && *path) {
+		const char *end = strchr(path, ':');
+		size_t n = end ? (size_t)(end - path) : strlen(path);
+		snprintf(buf, size, "%.*s/%s", (int)n, path, name);
+		if (access(buf, X_OK) == 0)
+			return true;
+		path = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* The number after `label` in text (e.g. "done" in h2load's "requests:"
+ * line: "N done"), or -1. */
+static long h2load_count(const char *text, const char *line,
+			 const char *label)
+{
+	const char *l = strstr(text, line);
+	const char *eol = l ? strchr(l, '\n') : NULL;
+	char want[32];
+
+	if (!l)
+		return -1;
+	snprintf(want, sizeof(want), " %s", label);
+	for (const char *p = l; *p && (!eol || p < eol); p++) {
+		if (strncmp(p, want, strlen(want)) != 0)
+			continue;
+		const char *q = p;
+		while (q > l && q[-1] == ' ')
+			q--;
+		while (q > l && q[-1] >= '0' && q[-1] <= '9')
+			q--;
+		return strtol(q, NULL, 10);
+	}
+	return -1;
+}
+
+/*
+ * h2load 4 connections x 8 streams of AssignDevice (the benchmark's load)
+ * and, at the same time, a client whose calls hit their deadline now and
+ * then: none is closed, every call is answered.
+ */
+static void heavy_clients_not_cut(void **state)
+{
+	long calls = env_count("DAS_HEAVY_CALLS", 20000);
+	char h2load[PATH_MAX], frame[PATH_MAX], n[32], url[128], auth[4200];
+	uint8_t body[512];
+	size_t len = assign_frame(body, sizeof(body));
+	int closed_before = harness_count_in_log(&server, FLOOD_CLOSED_LINE);
+	struct deadline_client d;
+
+	(void)state;
+	if (!find_in_path("h2load", h2load, sizeof(h2load))) {
+		fprintf(stderr, "h2load not found (Debian nghttp2-client)\n");
+		skip();
+	}
+	assert_int_equal(harness_write_file("assign.frame", body, len, frame,
+					    sizeof(frame)),
+			 0);
+	snprintf(n, sizeof(n), "%ld", calls);
+	snprintf(url, sizeof(url),
+		 "http://%s/deviceassignment.v1.DeviceAssignment/AssignDevice",
+		 server.addr);
+	snprintf(auth, sizeof(auth), "authorization: Bearer %s", assign_token);
+	const char *args[] = {"-n", n, "-c", "4", "-m", "8", "-t", "1",
+			      "--data", frame, "-H",
+			      "content-type: application/grpc", "-H",
+			      "te: trailers", "-H", auth, url, NULL};
+	struct harness_run_result *r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+
+	memset(&d, 0, sizeof(d));
+	atomic_init(&d.is_stopping, false);
+	assert_int_equal(pthread_create(&d.thread, NULL, deadline_main, &d),
+			 0);
+	int64_t t0 = now_us();
+	assert_int_equal(harness_run(h2load, args, NULL, 110000, r), 0);
+	double secs = (double)(now_us() - t0) / 1e6;
+	atomic_store(&d.is_stopping, true);
+	pthread_join(d.thread, NULL);
+	long done = h2load_count(r->out, "requests:", "done");
+	long ok = h2load_count(r->out, "requests:", "succeeded");
+	long s2xx = h2load_count(r->out, "status codes:", "2xx");
+	int closed = harness_count_in_log(&server, FLOOD_CLOSED_LINE) -
+		     closed_before;
+	fprintf(stderr,
+		"heavy: h2load 4x8: %ld of %ld calls done, %ld succeeded, "
+		"%ld HTTP 2xx in %.1f s; deadline client: %d OK, %d "
+		"DEADLINE_EXCEEDED, %d other; connections closed: %d\n",
+		done, calls, ok, s2xx, secs, d.n_ok, d.n_deadline, d.n_other,
+		closed);
+	if (done != calls || d.n_other)
+		fprintf(stderr, "h2load: status %d\n%s\n(other code %d)\n",
+			r->status, r->out, d.other_code);
+	assert_int_equal(r->status, 0);
+	assert_int_equal(done, calls);
+	assert_int_equal(ok, calls);
+	assert_int_equal(s2xx, calls);
+	assert_int_equal(d.n_other, 0);
+	assert_true(d.n_ok > 0);
+	assert_int_equal(closed, 0);
+	free(r);
+	/* h2load counts HTTP 200s: one call with a real client says the
+	 * calls were answered OK. */
+	char text[128];
+	int code = -1;
+	list_text("alice", text, sizeof(text), &code);
+	assert_int_equal(code, 0);
+	assert_string_equal(text, "alice-mobile-01:2");
 }
 
 /* The server advertises a cap on concurrent streams per connection. */
@@ -1085,7 +1269,8 @@ int main(void)
 		cmocka_unit_test(port_in_use_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(compressed_bomb_refused),
-		cmocka_unit_test(rapid_reset_flood_survived),
+		cmocka_unit_test(heavy_clients_not_cut),
+		cmocka_unit_test(rapid_reset_flood_bounded),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
