@@ -222,8 +222,15 @@ cat <<EOF
 
 EOF
 
+# A Ctrl-C that lands between starting the tail and noting its pid would
+# stop everything but the tail (background jobs ignore SIGINT): hold the
+# signal over those two steps and act on it right after.
+held=
+trap 'held=1' INT TERM
 tail -n 0 -f "$var/server.log" "$var/gateway.log" &
 tail_pid=$!
+trap on_signal INT TERM
+[[ -z $held ]] || on_signal
 # Foreground until Ctrl-C (the trap ends the script), or until one of the
 # programs exits by itself: nothing but stop_all signals them, so that is a
 # real failure. Not `wait -n`: bash (5.2) keeps a trapped SIGINT that
