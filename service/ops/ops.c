@@ -76,20 +76,36 @@ static void result_init(struct ops_result *result)
 
 /* ---- assign, unassign, list ---- */
 
+/*
+ * Assign and unassign read first. The decision is made once in a read-only
+ * transaction; a refusal or a decision without changes (an idempotent
+ * repeat) is answered from it, so a repeat takes neither the write lock
+ * nor a place in a group commit. Only a decision with changes runs the
+ * write transaction, which loads and decides again under the lock (the
+ * state may have moved since the read) and applies what it decides then.
+ *
+ * Why an answer from the read is durable: a read-only transaction sees
+ * only changes that are committed and synced, so a 201 never rests on
+ * another request's change that could still be lost (store.h states this
+ * for every backend; what makes it true for each is written there).
+ */
 struct device_arg {
 	const struct domain_principal *who;
 	const struct domain_request *req;
 	const struct domain_key *key;
+	bool is_read_pass;     /* decide only; changes are for the write pass */
+	bool is_write_needed;  /* set by the read pass: the decision changes */
 };
 
 static int device_body(struct store_tx *tx, void *arg,
 		       struct ops_result *result)
 {
-	const struct device_arg *a = arg;
+	struct device_arg *a = arg;
 	struct domain_snapshot snap;
 	struct domain_decision dec;
 	int rc;
 
+	a->is_write_needed = false; /* a retried read pass decides anew */
 	rc = store_load(tx, a->key, &snap);
 	if (rc != STORE_OK)
 		return rc;
@@ -117,6 +133,10 @@ static int device_body(struct store_tx *tx, void *arg,
 	}
 	if (dec.n_changes == 0)
 		return STORE_OK;
+	if (a->is_read_pass) {
+		a->is_write_needed = true;
+		return STORE_OK;
+	}
 	struct store_actor actor = {a->who->sub, result->at,
 				     a->who->request_id};
 	return store_apply(tx, a->key->customer, dec.changes, dec.n_changes,
@@ -128,14 +148,18 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   struct ops_result *result)
 {
 	struct domain_key key;
-	struct device_arg arg = {who, req, &key};
+	struct device_arg arg = {who, req, &key, true, false};
 
 	result_init(result);
 	result->status = domain_validate(req, &key, result->detail);
 	if (result->status != DAS_OK)
 		return result->status;
-	return ops_run_tx(st, key.customer, req->op == DOMAIN_OP_LIST, device_body,
-		      &arg, result);
+	if (ops_run_tx(st, key.customer, true, device_body, &arg, result) !=
+		    DAS_OK ||
+	    !arg.is_write_needed)
+		return result->status;
+	arg.is_read_pass = false;
+	return ops_run_tx(st, key.customer, false, device_body, &arg, result);
 }
 
 /* ---- directory ---- */

@@ -12,6 +12,23 @@
  * written by store_apply() are one atomic step. store_commit() returns
  * only once the change is durable.
  *
+ * A read-only transaction (is_read_only) takes no lock and sees only
+ * changes that are committed and durable, never a change that could still
+ * be lost: the use cases answer an idempotent repeat or a refusal from
+ * such a read alone (service/ops/ops.c), so a 201 must not rest on another
+ * request's change before its fsync. What makes it true:
+ *   SQLite: readers use connections other than the writer's, so they see
+ *   a group-commit batch only after its COMMIT; in WAL mode with
+ *   synchronous=FULL, SQLite's walFrames() syncs the log before it writes
+ *   the wal-index header that publishes the commit to other connections
+ *   (a failed sync returns before publishing).
+ *   PostgreSQL: the store forces synchronous_commit on for its sessions;
+ *   a commit then flushes its WAL (and waits for a synchronous standby, if
+ *   any) before ProcArrayEndTransaction() makes it visible to other
+ *   snapshots (xact.c: "we have marked clog, but still show as running in
+ *   the procarray"). Were synchronous_commit off, a commit would be
+ *   visible before its flush and a read could not decide alone.
+ *
  * store_commit() and store_rollback() both end the transaction (whatever
  * commit returns; a failed commit has rolled back). STORE_RETRY from any
  * call means: roll back and run the whole transaction again.
