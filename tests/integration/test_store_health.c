@@ -631,7 +631,7 @@ static void deleted_file(void **state)
 	assert_int_equal(unlink(n.db), 0);
 	node_start(&n, DISK "/del/service.db");
 	assert_true(log_has(&n.proc, "warn sqlite: created a new empty "
-				     "database (schema version 2) at "
+				     "database (schema version 3) at "
 				     DISK "/del/service.db"));
 	node_stop(&n);
 }

@@ -2038,6 +2038,265 @@ static void test_seat_usage_use_case(void **state)
 			 DAS_INVALID_TENANT_ID);
 }
 
+/* ---- the stored seat count, through the use cases ---- */
+
+#define SEQ_USERS 6
+#define SEQ_DEVICES 10
+#define SEQ_STEPS 400
+
+static const struct domain_principal operator = {
+	.sub = "operator",
+	.is_all_tenants = true,
+	.scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY,
+};
+
+/* A small deterministic generator (xorshift), so a failure can be rerun. */
+static uint32_t seq_next(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+static enum das_status seq_device_op(struct store *st, enum domain_op op,
+				     const char *user, const char *device,
+				     int type, bool is_charge_accepted,
+				     struct ops_result *r)
+{
+	struct domain_request req;
+
+	memset(&req, 0, sizeof(req));
+	req.op = op;
+	req.customer = T1;
+	req.customer_len = strlen(T1);
+	req.account = "";
+	req.user = user;
+	req.user_len = strlen(user);
+	req.device = device;
+	req.device_len = strlen(device);
+	req.client_type = type;
+	req.is_charge_accepted = is_charge_accepted;
+	return ops_device(st, &operator, &req, r);
+}
+
+/* Users of T1 holding at least one assignment, counted by listing each. */
+static int64_t seats_counted(struct store *st)
+{
+	int64_t n = 0;
+
+	for (int u = 0; u < SEQ_USERS; u++) {
+		struct ops_result r;
+		char user[8];
+
+		snprintf(user, sizeof(user), "s%d", u);
+		enum das_status status = seq_device_op(st, DOMAIN_OP_LIST, user,
+						       "", 0, false, &r);
+		if (status == DAS_OK)
+			n += r.n_devices > 0;
+		else /* user or customer gone: no seat */
+			assert_true(status == DAS_USER_NOT_FOUND ||
+				    status == DAS_CUSTOMER_NOT_FOUND);
+	}
+	return n;
+}
+
+static void seq_directory(struct store *st)
+{
+	struct ops_customer_input c = {.tenant = txt(T1),
+				       .account = txt(""),
+				       .name = txt("Seats"),
+				       .is_seat_limited = true,
+				       .included_seats = 3};
+	struct ops_text roles[] = {txt(DOMAIN_ROLE_UC),
+				   txt(DOMAIN_ROLE_UC_SOFTPHONE)};
+	struct ops_result r;
+
+	assert_int_equal(ops_upsert_customer(st, &operator, &c, &r), DAS_OK);
+	for (int u = 0; u < SEQ_USERS; u++) {
+		char user[8];
+
+		snprintf(user, sizeof(user), "s%d", u);
+		assert_int_equal(ops_upsert_user(st, &operator, txt(T1),
+						 txt(user), roles, 2, &r),
+				 DAS_OK);
+	}
+	for (int d = 0; d < SEQ_DEVICES; d++) {
+		char user[8], device[8];
+
+		snprintf(user, sizeof(user), "s%d", d % SEQ_USERS);
+		snprintf(device, sizeof(device), "sd%d", d);
+		assert_int_equal(ops_upsert_device(st, &operator, txt(T1),
+						   txt(device), txt(user), &r),
+				 DAS_OK);
+	}
+}
+
+/*
+ * Random sequences of every operation that can take or free a seat
+ * (assign, move, replace, unassign, with and without charges; a user, a
+ * device or the whole customer deleted and put back; a device given to
+ * another owner): after each step the seats in use the store loads equal
+ * the users counted with at least one assignment.
+ */
+static void test_stored_seats_follow_every_change(void **state)
+{
+	struct suite_state *s = *state;
+	uint32_t seed = 0x5eed1234u;
+	unsigned n_kinds[8] = {0};
+
+	for (int run = 0; run < 3; run++) {
+		uint32_t x = seed + (uint32_t)run * 7919u;
+
+		seq_directory(s->st);
+		for (int step = 0; step < SEQ_STEPS; step++) {
+			struct domain_snapshot snap;
+			struct ops_result r;
+			char user[8], device[8], owner[8];
+			unsigned kind = seq_next(&x) % 100;
+			int u = (int)(seq_next(&x) % SEQ_USERS);
+			int d = (int)(seq_next(&x) % SEQ_DEVICES);
+			int type = 1 + (int)(seq_next(&x) % 4);
+
+			snprintf(user, sizeof(user), "s%d", u);
+			snprintf(device, sizeof(device), "sd%d", d);
+			snprintf(owner, sizeof(owner), "s%d",
+				 (int)(seq_next(&x) % SEQ_USERS));
+			if (kind < 55) { /* assign: new, move, replace, repeat */
+				seq_device_op(s->st, DOMAIN_OP_ASSIGN, owner,
+					      device, type, kind % 2, &r);
+				n_kinds[0]++;
+			} else if (kind < 80) {
+				seq_device_op(s->st, DOMAIN_OP_UNASSIGN, owner,
+					      device, 0, false, &r);
+				n_kinds[1]++;
+			} else if (kind < 86) { /* another owner */
+				ops_upsert_device(s->st, &operator, txt(T1),
+						  txt(device), txt(owner), &r);
+				n_kinds[2]++;
+			} else if (kind < 91) {
+				ops_delete_device(s->st, &operator, txt(T1),
+						  txt(device), &r);
+				n_kinds[3]++;
+			} else if (kind < 96) {
+				ops_delete_user(s->st, &operator, txt(T1),
+						txt(user), &r);
+				n_kinds[4]++;
+			} else if (kind < 98) {
+				seq_directory(s->st); /* users, devices back */
+				n_kinds[5]++;
+			} else {
+				assert_int_equal(ops_delete_customer(
+							 s->st, &operator,
+							 txt(T1), &r),
+						 DAS_OK);
+				seq_directory(s->st);
+				n_kinds[6]++;
+			}
+			load(s->st, T1, "", "", &snap);
+			if (snap.seats_in_use != seats_counted(s->st))
+				print_error("run %d step %d (kind %u): stored "
+					    "%lld\n",
+					    run, step, kind,
+					    (long long)snap.seats_in_use);
+			assert_int_equal(snap.seats_in_use,
+					 seats_counted(s->st));
+		}
+	}
+	printf("stored seats: %u assigns, %u unassigns, %u owner changes, "
+	       "%u device and %u user deletes, %u directory puts, %u "
+	       "customer deletes\n",
+	       n_kinds[0], n_kinds[1], n_kinds[2], n_kinds[3], n_kinds[4],
+	       n_kinds[5], n_kinds[6]);
+	for (int k = 0; k < 7; k++)
+		assert_true(n_kinds[k] > 0);
+}
+
+/*
+ * The seat race again, through the use case that reads first: every racer
+ * decides in a read-only transaction (all see free seats), then decides
+ * again under the write lock; exactly RACE_SEATS may win, the others are
+ * told CHARGES_NOT_ACCEPTED, and a repeat of a winner is still a success
+ * that changes nothing.
+ */
+struct ops_racer {
+	struct store *st;
+	pthread_barrier_t *start;
+	int index;
+	enum das_status outcome;
+};
+
+static void *ops_race_one(void *arg)
+{
+	struct ops_racer *r = arg;
+	struct ops_result res;
+	char user[16], device[16];
+
+	snprintf(user, sizeof(user), "r%d", r->index);
+	snprintf(device, sizeof(device), "rd%d", r->index);
+	pthread_barrier_wait(r->start);
+	r->outcome = seq_device_op(r->st, DOMAIN_OP_ASSIGN, user, device,
+				   DAS_CLIENT_DESKTOP, false, &res);
+	return NULL;
+}
+
+static void test_read_first_seat_race(void **state)
+{
+	struct suite_state *s = *state;
+	struct store *shared = open_spec(s->spec, 4);
+	struct ops_racer racers[RACE_THREADS];
+	pthread_t threads[RACE_THREADS];
+	pthread_barrier_t start;
+	struct domain_snapshot snap;
+	struct ops_result r;
+	int n_won = 0, winner = -1;
+
+	put_customer(shared, T1, NULL, "Race", RACE_SEATS);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		char user[16], device[16];
+
+		snprintf(user, sizeof(user), "r%d", i);
+		snprintf(device, sizeof(device), "rd%d", i);
+		put_user(shared, T1, user, BOTH_ROLES);
+		put_device(shared, T1, device, user);
+	}
+	assert_int_equal(pthread_barrier_init(&start, NULL, RACE_THREADS), 0);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		racers[i] = (struct ops_racer){shared, &start, i, DAS_INTERNAL};
+		assert_int_equal(pthread_create(&threads[i], NULL, ops_race_one,
+						&racers[i]),
+				 0);
+	}
+	for (int i = 0; i < RACE_THREADS; i++)
+		pthread_join(threads[i], NULL);
+	pthread_barrier_destroy(&start);
+	for (int i = 0; i < RACE_THREADS; i++) {
+		if (racers[i].outcome == DAS_OK) {
+			n_won++;
+			winner = i;
+		} else {
+			assert_int_equal(racers[i].outcome,
+					 DAS_CHARGES_NOT_ACCEPTED);
+		}
+	}
+	assert_int_equal(n_won, RACE_SEATS);
+	load(shared, T1, "", "", &snap);
+	assert_int_equal(snap.seats_in_use, RACE_SEATS);
+	assert_int_equal(ledger_count(shared, T1), RACE_SEATS);
+
+	/* A winner's repeat: success, nothing charged, nothing written. */
+	char user[16], device[16];
+	snprintf(user, sizeof(user), "r%d", winner);
+	snprintf(device, sizeof(device), "rd%d", winner);
+	assert_int_equal(seq_device_op(shared, DOMAIN_OP_ASSIGN, user, device,
+				       DAS_CLIENT_DESKTOP, false, &r),
+			 DAS_OK);
+	assert_int_equal(r.previous_type, DAS_CLIENT_DESKTOP);
+	assert_false(r.is_charged);
+	assert_int_equal(ledger_count(shared, T1), RACE_SEATS);
+	store_close(shared);
+}
+
 int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 {
 	const struct CMUnitTest tests[] = {
@@ -2072,6 +2331,8 @@ int store_suite_run(const char *suite_name, const char *(*fresh_spec)(void))
 		T(test_ops_page_tokens),
 		T(test_seat_usage_use_case),
 		T(test_ops_page_stops_before_message_limit),
+		T(test_stored_seats_follow_every_change),
+		T(test_read_first_seat_race),
 #undef T
 	};
 

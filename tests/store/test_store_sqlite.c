@@ -103,7 +103,7 @@ static void test_open_creates_file_wal_and_schema_version(void **state)
 	assert_int_equal(stat(path_of(spec), &sb), 0);
 
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
-	assert_int_equal(version, 2);
+	assert_int_equal(version, 3);
 	sql_text(path_of(spec), "PRAGMA journal_mode", mode, sizeof(mode));
 	assert_string_equal(mode, "wal");
 	sql_int(path_of(spec),
@@ -120,7 +120,7 @@ static void test_open_creates_file_wal_and_schema_version(void **state)
 			 STORE_OK);
 	store_close(st);
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
-	assert_int_equal(version, 2);
+	assert_int_equal(version, 3);
 }
 
 /*
@@ -176,7 +176,7 @@ static void test_open_migrates_version_1(void **state)
 	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
 			 STORE_OK);
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
-	assert_int_equal(version, 2);
+	assert_int_equal(version, 3);
 	assert_int_equal(store_ledger_read(st,
 					   "11111111-1111-4111-8111-111111111111",
 					   0, rows, 4, &n),
@@ -196,6 +196,80 @@ static void test_open_migrates_version_1(void **state)
 	store_ledger_key(st, key2);
 	store_close(st);
 	assert_memory_equal(key1, key2, sizeof(key1));
+}
+
+/* Seats in use of a customer as the store loads them. */
+static int64_t loaded_seats(struct store *st, const char *tenant)
+{
+	struct domain_key key;
+	struct domain_snapshot snap;
+	struct store_tx *tx = NULL;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.customer, sizeof(key.customer), "%s", tenant);
+	assert_int_equal(store_begin(st, tenant, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &key, &snap), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	return snap.seats_in_use;
+}
+
+/*
+ * A version-2 database (seats counted on every request) is migrated on
+ * open: each customer's stored seat count starts from the assignments it
+ * holds (a user with two devices is one seat), and the count is kept from
+ * then on.
+ */
+static void test_open_migrates_version_2_seat_counts(void **state)
+{
+	static const char rows[] =
+		"INSERT INTO customers (tenant, name) VALUES"
+		" ('11111111-1111-4111-8111-111111111111', 'A'),"
+		" ('22222222-2222-4222-8222-222222222222', 'B');"
+		"INSERT INTO users (tenant, user_id, roles) VALUES"
+		" ('11111111-1111-4111-8111-111111111111', 'u1', ''),"
+		" ('11111111-1111-4111-8111-111111111111', 'u2', ''),"
+		" ('11111111-1111-4111-8111-111111111111', 'u3', ''),"
+		" ('22222222-2222-4222-8222-222222222222', 'v1', '');"
+		"INSERT INTO devices VALUES"
+		" ('11111111-1111-4111-8111-111111111111', 'd1', 'u1'),"
+		" ('11111111-1111-4111-8111-111111111111', 'd2', 'u1'),"
+		" ('11111111-1111-4111-8111-111111111111', 'd3', 'u2'),"
+		" ('11111111-1111-4111-8111-111111111111', 'd4', 'u3');"
+		"INSERT INTO assignments VALUES"
+		" ('11111111-1111-4111-8111-111111111111', 'd1', 'u1', 1),"
+		" ('11111111-1111-4111-8111-111111111111', 'd2', 'u1', 2),"
+		" ('11111111-1111-4111-8111-111111111111', 'd3', 'u2', 1);"
+		/* Back to what version 2 was. */
+		"DROP TRIGGER seat_taken; DROP TRIGGER seat_freed;"
+		"DROP TRIGGER seat_owner_fixed;"
+		"ALTER TABLE customers DROP COLUMN seats_in_use;"
+		"PRAGMA user_version = 2;";
+	const char *spec = fresh_spec();
+	struct store *st = NULL;
+	sqlite3 *db = NULL;
+	char err[256];
+	int64_t version = 0;
+
+	(void)state;
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	store_close(st);
+	st = NULL;
+	assert_int_equal(sqlite3_open(path_of(spec), &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, rows, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	sql_int(path_of(spec), "PRAGMA user_version", &version);
+	assert_int_equal(version, 2);
+
+	assert_int_equal(store_open(spec, NULL, &st, err, sizeof(err)),
+			 STORE_OK);
+	sql_int(path_of(spec), "PRAGMA user_version", &version);
+	assert_int_equal(version, 3);
+	assert_int_equal(loaded_seats(st, "11111111-1111-4111-8111-111111111111"),
+			 2);
+	assert_int_equal(loaded_seats(st, "22222222-2222-4222-8222-222222222222"),
+			 0);
+	store_close(st);
 }
 
 static void test_open_refuses_newer_schema(void **state)
@@ -268,6 +342,7 @@ static int run_all(void)
 		cmocka_unit_test(test_open_creates_file_wal_and_schema_version),
 		cmocka_unit_test(test_open_refuses_newer_schema),
 		cmocka_unit_test(test_open_migrates_version_1),
+		cmocka_unit_test(test_open_migrates_version_2_seat_counts),
 		cmocka_unit_test(test_open_refuses_bad_paths),
 		cmocka_unit_test(test_open_creates_missing_folders),
 	};

@@ -74,7 +74,7 @@
 #include "common/metrics.h"
 
 #define SPEC_PREFIX "sqlite:"
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define POOL_MAX 256
 #define ACTOR_MAX (DOMAIN_SUB_SIZE - 1)
 #define BATCH_MAX 64 /* writers sharing one fsync, at most */
@@ -152,6 +152,35 @@ static const char schema_v2[] =
 	" key BLOB NOT NULL CHECK (length(key) = 32)"
 	") STRICT;";
 
+/*
+ * Version 3: each customer stores its seats in use (users with at least one
+ * assignment), so a request reads one column instead of counting the
+ * tenant's assignments. Triggers keep it, inside the statement that
+ * changes an assignment, so every path that inserts or deletes one (apply,
+ * customer delete, and the drops of a user or device delete) keeps it in
+ * the same transaction, and so will any path added later. A move updates
+ * only client_type and touches no seat; an assignment never changes user
+ * or tenant (refused). The count starts from the rows the database holds.
+ */
+static const char schema_v3[] =
+	"ALTER TABLE customers ADD COLUMN seats_in_use INTEGER NOT NULL"
+	" DEFAULT 0 CHECK (seats_in_use >= 0);"
+	"UPDATE customers SET seats_in_use = (SELECT count(DISTINCT user_id)"
+	" FROM assignments AS a WHERE a.tenant = customers.tenant);"
+	"CREATE TRIGGER seat_taken AFTER INSERT ON assignments"
+	" WHEN NOT EXISTS (SELECT 1 FROM assignments WHERE tenant = NEW.tenant"
+	" AND user_id = NEW.user_id AND device_id <> NEW.device_id)"
+	" BEGIN UPDATE customers SET seats_in_use = seats_in_use + 1"
+	" WHERE tenant = NEW.tenant; END;"
+	"CREATE TRIGGER seat_freed AFTER DELETE ON assignments"
+	" WHEN NOT EXISTS (SELECT 1 FROM assignments WHERE tenant = OLD.tenant"
+	" AND user_id = OLD.user_id)"
+	" BEGIN UPDATE customers SET seats_in_use = seats_in_use - 1"
+	" WHERE tenant = OLD.tenant; END;"
+	"CREATE TRIGGER seat_owner_fixed BEFORE UPDATE OF tenant, user_id"
+	" ON assignments BEGIN"
+	" SELECT RAISE(ABORT, 'an assignment never changes user'); END;";
+
 enum stmt_id {
 	STMT_BEGIN_READ,
 	STMT_BEGIN_WRITE,
@@ -161,7 +190,6 @@ enum stmt_id {
 	STMT_RELEASE,
 	STMT_ROLLBACK_TO,
 	STMT_CUSTOMER_GET,
-	STMT_SEATS_IN_USE,
 	STMT_USER_GET,
 	STMT_USER_DEVICES,
 	STMT_DEVICE_GET,
@@ -197,10 +225,8 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	[STMT_SAVEPOINT] = "SAVEPOINT writer",
 	[STMT_RELEASE] = "RELEASE writer",
 	[STMT_ROLLBACK_TO] = "ROLLBACK TO writer",
-	[STMT_CUSTOMER_GET] =
-		"SELECT account, included_seats FROM customers WHERE tenant = ?1",
-	[STMT_SEATS_IN_USE] = "SELECT count(DISTINCT user_id) FROM assignments"
-			      " WHERE tenant = ?1",
+	[STMT_CUSTOMER_GET] = "SELECT account, included_seats, seats_in_use"
+			      " FROM customers WHERE tenant = ?1",
 	[STMT_USER_GET] =
 		"SELECT roles FROM users WHERE tenant = ?1 AND user_id = ?2",
 	[STMT_USER_DEVICES] = "SELECT client_type, device_id FROM assignments"
@@ -545,12 +571,14 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 	if (version < SCHEMA_VERSION) {
 		char sql[64];
 
-		if (version == 0)
+		if (version < 1)
 			rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK && version < 2)
 			rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
-		if (rc == SQLITE_OK)
+		if (rc == SQLITE_OK && version < 2)
 			rc = insert_ledger_key(db);
+		if (rc == SQLITE_OK && version < 3)
+			rc = sqlite3_exec(db, schema_v3, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
@@ -1127,24 +1155,12 @@ static int load_customer(struct sqlite_conn *c, const char *customer,
 			snap->is_seat_limited = true;
 			snap->included_seats = sqlite3_column_int64(s, 1);
 		}
+		snap->seats_in_use = sqlite3_column_int64(s, 2);
 		rc = sqlite3_step(s);
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
 		return sq_fail(c->db, rc, "load customer");
-
-	s = stmt(c, STMT_SEATS_IN_USE);
-	rc = bind_text(s, 1, customer);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_SEATS_IN_USE, rc, "count seats");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		snap->seats_in_use = sqlite3_column_int64(s, 0);
-		rc = SQLITE_DONE;
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(c->db, rc, "count seats");
 	return STORE_OK;
 }
 
