@@ -587,9 +587,10 @@ static void read_only_file(void **state)
 
 /*
  * The database file deleted under the running server: no more
- * acknowledgements (they would land in the unlinked file), NOT_SERVING for
- * good, a log line that says why; the next start on the empty path warns
- * that it created a new database, with its full path.
+ * acknowledgements (they would land in, or be read from, the unlinked
+ * file), NOT_SERVING for good, a log line that says why; the next start
+ * on the empty path warns that it created a new database, with its full
+ * path.
  */
 static void deleted_file(void **state)
 {
@@ -612,6 +613,10 @@ static void deleted_file(void **state)
 
 	assert_int_equal(unlink(n.db), 0);
 	assign(&n, "d2", 2, &st);
+	expect_store_unavailable(&st);
+	/* Nor a repeat: what the deleted file says is gone at the next
+	 * start, so it cannot back a success. */
+	assign(&n, "d1", 1, &st);
 	expect_store_unavailable(&st);
 	check_until(&n, NOT_SERVING); /* a probe result lives 200 ms */
 	assert_int_equal(watch_next(&w), NOT_SERVING);

@@ -82,9 +82,9 @@ static struct ops_text text(const char *s)
 	return store_seq_text(s);
 }
 
-static struct store *open_path(const char *path)
+static struct store *open_path_with(const char *path, unsigned busy_ms)
 {
-	static const struct store_options opt = {2, 5000};
+	const struct store_options opt = {2, busy_ms};
 	char spec[600], err[512];
 	struct store *st = NULL;
 
@@ -92,6 +92,11 @@ static struct store *open_path(const char *path)
 	assert_int_equal(store_open(spec, &opt, &st, err, sizeof(err)),
 			 STORE_OK);
 	return st;
+}
+
+static struct store *open_path(const char *path)
+{
+	return open_path_with(path, 5000);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -117,17 +122,23 @@ static void copy_file(const char *from, const char *to)
  * devices); every test store starts as a copy of it. */
 static char template_path[512];
 
-/* A new store holding the directory, copied from the template. */
-static struct store *fresh_store(void)
+/* The path of a new database holding the directory (a template copy). */
+static const char *fresh_path(void)
 {
-	char path[512], from[600], to[600];
+	static char path[512];
+	char from[600], to[600];
 
 	snprintf(path, sizeof(path), "%s/t%u.db", temp_dir, ++n_dbs);
 	copy_file(template_path, path);
 	snprintf(from, sizeof(from), "%s-wal", template_path);
 	snprintf(to, sizeof(to), "%s-wal", path);
 	copy_file(from, to);
-	return open_path(path);
+	return path;
+}
+
+static struct store *fresh_store(void)
+{
+	return open_path(fresh_path());
 }
 
 static void directory(struct store *st)
@@ -501,12 +512,174 @@ static void failed_batch_tells_every_writer(void **state)
 	assert_true(best_batch >= 2);
 }
 
+/* ---- read first ---- */
+
+static enum das_status device_op_result(struct store *st, const char *user,
+					const char *device, int type,
+					struct ops_result *r)
+{
+	struct domain_principal who;
+	struct domain_request req;
+
+	who_init(&who);
+	memset(&req, 0, sizeof(req));
+	req.op = type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
+	req.customer = CUST;
+	req.customer_len = strlen(CUST);
+	req.account = "";
+	req.user = user;
+	req.user_len = strlen(user);
+	req.device = device;
+	req.device_len = strlen(device);
+	req.client_type = type;
+	return ops_device(st, &who, &req, r);
+}
+
+/*
+ * An idempotent repeat takes no write lock: while another connection holds
+ * the database's write lock (BEGIN IMMEDIATE, as a second server on the
+ * file would), repeats of an assign and of an unassign still answer, with
+ * the answer a repeat always had (the type it had, nothing charged), while
+ * a real change cannot get through until the lock is gone.
+ */
+static void repeat_answers_while_write_lock_held(void **state)
+{
+	const char *path = fresh_path();
+	struct store *st = open_path_with(path, 20);
+	struct ops_result r;
+	sqlite3 *other = NULL;
+	size_t n_before = 0, n_after = 0;
+	struct store_ledger_row rows[LEDGER_MAX];
+
+	(void)state;
+	assert_int_equal(device_op(st, "u1", "d1", 1), DAS_OK);
+	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX,
+					   &n_before),
+			 STORE_OK);
+
+	assert_int_equal(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE,
+					 NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+
+	assert_int_equal(device_op_result(st, "u1", "d1", 1, &r), DAS_OK);
+	assert_int_equal(r.previous_type, 1);
+	assert_false(r.is_charged);
+	assert_int_equal(device_op_result(st, "u1", "d2", 0, &r), DAS_OK);
+	assert_int_equal(r.previous_type, 0);
+	/* A change needs the lock: refused after the busy timeout, whole. */
+	assert_int_equal(device_op(st, "u1", "d1", 2), DAS_UNAVAILABLE);
+
+	assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(other);
+	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX,
+					   &n_after),
+			 STORE_OK);
+	assert_int_equal(n_after, n_before);
+	assert_int_equal(device_op(st, "u1", "d1", 2), DAS_OK);
+	store_close(st);
+}
+
+struct repeater {
+	struct store *st;
+	enum das_status told;
+	atomic_bool is_done;
+	pthread_t thread;
+};
+
+static void *repeater_main(void *arg)
+{
+	struct repeater *w = arg;
+
+	w->told = device_op(w->st, "u1", "d1", 1);
+	atomic_store(&w->is_done, true);
+	return NULL;
+}
+
+/*
+ * A repeat never answers from a change that is not durable yet. A writer
+ * assigns d1 and holds its write transaction (the change is in the open
+ * batch, not on disk); "assign d1" sent meanwhile looks like a repeat of
+ * it. It must not be answered before that change is committed, and when
+ * the batch's commit fails (its sync fails: the change is lost), the
+ * repeat is either told UNAVAILABLE or makes the change itself: told OK
+ * means d1 is assigned, durable, with its ledger row.
+ */
+static void repeat_never_rests_on_a_lost_batch(void **state)
+{
+	unsigned n_unavailable = 0, n_own = 0;
+
+	(void)state;
+	for (int round = 0; round < 6; round++) {
+		struct store *st = fresh_store();
+		struct store_tx *tx = NULL;
+		struct domain_change ch;
+		struct store_actor actor = {"holder", das_time_now(), NULL};
+		struct repeater w = {.st = st};
+		struct store_ledger_row rows[LEDGER_MAX];
+		char seen[STATE_SIZE];
+		const char *u1 = "u1";
+		size_t n = 0, n_d1 = 0;
+		bool was_done_early;
+
+		atomic_init(&w.is_done, false);
+		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
+		memset(&ch, 0, sizeof(ch));
+		snprintf(ch.user, sizeof(ch.user), "u1");
+		snprintf(ch.device, sizeof(ch.device), "d1");
+		ch.to_type = 1;
+		assert_int_equal(store_apply(tx, CUST, &ch, 1, &actor),
+				 STORE_OK);
+		assert_int_equal(pthread_create(&w.thread, NULL, repeater_main,
+						&w),
+				 0);
+		/* Give a wrong answer time to show; odd rounds commit at
+		 * once, so the repeat also meets the batch from its queue. */
+		for (int i = 0; i < (round % 2 ? 1 : 50) &&
+				!atomic_load(&w.is_done);
+		     i++)
+			pause_ms(2);
+		was_done_early = atomic_load(&w.is_done);
+		crash_vfs_fail_sync(1); /* the batch's commit */
+		assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
+		pthread_join(w.thread, NULL);
+		crash_vfs_fail_sync(0);
+
+		assert_false(was_done_early);
+		state_of(st, &u1, 1, seen, sizeof(seen));
+		assert_int_equal(store_ledger_read(st, CUST, 0, rows,
+						   LEDGER_MAX, &n),
+				 STORE_OK);
+		for (size_t i = 0; i < n; i++)
+			n_d1 += strcmp(rows[i].device, "d1") == 0;
+		if (w.told == DAS_OK) {
+			assert_string_equal(seen, "u1:1=d1,;");
+			assert_int_equal(n_d1, 1);
+			n_own++;
+		} else {
+			assert_int_equal(w.told, DAS_STORE_UNAVAILABLE);
+			assert_string_equal(seen, "u1:;");
+			assert_int_equal(n_d1, 0);
+			n_unavailable++;
+		}
+		store_close(st);
+	}
+	printf("store faults: a repeat behind a lost batch: told UNAVAILABLE "
+	       "%u times, made the change itself %u times\n",
+	       n_unavailable, n_own);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(every_call_fails_once),
 		cmocka_unit_test(every_io_fails_once),
 		cmocka_unit_test(failed_batch_tells_every_writer),
+		cmocka_unit_test(repeat_answers_while_write_lock_held),
+		cmocka_unit_test(repeat_never_rests_on_a_lost_batch),
 	};
 
 	das_log_set_level(DAS_LOG_ERROR);

@@ -21,8 +21,19 @@
  *   last writer of the batch (nobody queued, or BATCH_MAX reached) commits
  *   once and wakes everybody with the result. So store_commit still returns
  *   only once its change is durable, a rolled-back writer undoes only its
- *   savepoint, and a failed commit fails every member of the batch. Readers
- *   on other connections never see a change before it is durable.
+ *   savepoint, and a failed commit fails every member of the batch. A
+ *   writer that changed nothing (or was refused) does not wait for a
+ *   commit that holds nothing of its own, unless its answer rests on the
+ *   open batch (sq_commit).
+ *
+ * - Readers on other connections never see a change before it is durable:
+ *   they see a batch only after its COMMIT, and in WAL mode with
+ *   synchronous=FULL SQLite syncs the log before it publishes the commit
+ *   in the wal-index header that other connections read their snapshot
+ *   from (walFrames() in wal.c: sqlite3OsSync, then walIndexWriteHdr; a
+ *   failed sync returns before publishing). This is what lets the use
+ *   cases answer an idempotent repeat from a read alone, without the
+ *   writer mutex or a place in a batch (store.h).
  *
  * - Readers use a pool of connections, each used by one transaction at a
  *   time; "BEGIN" (deferred) gives them a consistent snapshot. A
@@ -319,6 +330,10 @@ struct sqlite_tx {
 	struct store_tx base; /* first: handed out as struct store_tx */
 	struct sqlite_conn *conn;
 	bool is_read_only;
+	/* A writer: the connection's row changes when its savepoint began,
+	 * and whether it wrote something rows do not count (the probe). */
+	int64_t changes_at_begin;
+	bool is_write_forced;
 };
 
 struct sqlite_conn {
@@ -332,6 +347,7 @@ struct batch_waiter {
 	struct batch_waiter *next;
 	int result;
 	bool is_done;
+	bool has_changes; /* counts as a writer of the batch */
 };
 
 struct sqlite_store {
@@ -360,7 +376,11 @@ struct sqlite_store {
 	char wal_path[PATH_MAX + 8];
 	int wal_fd; /* the write-ahead log as opened; -1: none */
 	atomic_bool is_file_lost; /* latched: refuse writes until restart */
+	_Atomic uint64_t file_seen_ns; /* when a reader last checked the file */
 };
+
+/* Readers look whether the file is still ours at most this often. */
+#define READER_FILE_CHECK_NS 1000000u
 
 static bool sq_accepts(const char *spec)
 {
@@ -803,6 +823,7 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	st->file_fd = -1;
 	st->wal_fd = -1;
 	atomic_init(&st->is_file_lost, false);
+	atomic_init(&st->file_seen_ns, 0);
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->has_free, NULL);
 	pthread_mutex_init(&st->writer, NULL);
@@ -884,7 +905,7 @@ static const char *file_fate(int fd, const char *path)
  * writes only while it is so: the descriptor SQLite holds might still
  * write, but the operator said no, and the next start could not open it.
  */
-static int check_file(struct sqlite_store *st, char *why, size_t why_size)
+static int check_identity(struct sqlite_store *st, char *why, size_t why_size)
 {
 	const char *what = "database file", *path = st->path;
 	const char *fate;
@@ -902,15 +923,8 @@ static int check_file(struct sqlite_store *st, char *why, size_t why_size)
 		path = st->wal_path;
 		fate = file_fate(st->wal_fd, st->wal_path);
 	}
-	if (!fate) {
-		if (access(st->path, W_OK) == 0)
-			return STORE_OK;
-		/* Not lost, and writable again once the operator says so. */
-		snprintf(why, why_size,
-			 "the database file %s is not writable: %s", st->path,
-			 strerror(errno));
-		return STORE_UNAVAILABLE;
-	}
+	if (!fate)
+		return STORE_OK;
 	if (!atomic_exchange(&st->is_file_lost, true))
 		das_log(DAS_LOG_ERROR,
 			"sqlite: the %s %s %s while in use: refusing every write "
@@ -919,6 +933,43 @@ static int check_file(struct sqlite_store *st, char *why, size_t why_size)
 			what, path, fate);
 	snprintf(why, why_size, "the %s %s %s", what, path, fate);
 	return STORE_UNAVAILABLE;
+}
+
+static int check_file(struct sqlite_store *st, char *why, size_t why_size)
+{
+	int result = check_identity(st, why, why_size);
+
+	if (result != STORE_OK || access(st->path, W_OK) == 0)
+		return result;
+	/* Not lost, and writable again once the operator says so. */
+	snprintf(why, why_size, "the database file %s is not writable: %s",
+		 st->path, strerror(errno));
+	return STORE_UNAVAILABLE;
+}
+
+/*
+ * A reader answers from what the file holds, so a file deleted or replaced
+ * under the server is refused to readers too: its content is gone at the
+ * next start, and a repeat answered from it would be acknowledged on state
+ * that is not durable. The check costs four stat calls, so readers make it
+ * at most once a millisecond (the loss stays latched once seen); a file
+ * deleted within that millisecond is like one deleted just after the
+ * answer, which no check can catch. A read-only file is no reason to
+ * refuse a read.
+ */
+static int check_file_for_read(struct sqlite_store *st)
+{
+	char why[PATH_MAX + 160];
+	uint64_t now, seen;
+
+	if (atomic_load_explicit(&st->is_file_lost, memory_order_relaxed))
+		return STORE_UNAVAILABLE;
+	now = das_metric_now_ns();
+	seen = atomic_load_explicit(&st->file_seen_ns, memory_order_relaxed);
+	if (seen && now - seen < READER_FILE_CHECK_NS)
+		return STORE_OK;
+	atomic_store_explicit(&st->file_seen_ns, now, memory_order_relaxed);
+	return check_identity(st, why, sizeof(why));
 }
 
 /* ---- transactions ---- */
@@ -967,7 +1018,8 @@ static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
 	if (me) {
 		me->next = st->waiters;
 		st->waiters = me;
-		st->batch_len++;
+		if (me->has_changes)
+			st->batch_len++;
 	}
 	if (sqlite3_get_autocommit(c->db)) {
 		/* An I/O error made SQLite roll the whole batch back. */
@@ -1039,6 +1091,8 @@ static int begin_write(struct sqlite_store *st, struct store_tx **out)
 		writer_end(st, NULL);
 		return rc;
 	}
+	c->tx.changes_at_begin = sqlite3_total_changes64(c->db);
+	c->tx.is_write_forced = false;
 	*out = &c->tx.base;
 	return STORE_OK;
 }
@@ -1052,6 +1106,9 @@ static int sq_begin(struct store *base, const char *customer,
 
 	if (!is_read_only)
 		return begin_write(st, out);
+	rc = check_file_for_read(st);
+	if (rc != STORE_OK)
+		return rc;
 	c = pool_take(st);
 	rc = run(c, STMT_BEGIN_READ, "begin", NULL);
 	if (rc != STORE_OK) {
@@ -1071,7 +1128,17 @@ static void writer_undo(struct sqlite_conn *c)
 		run(c, STMT_RELEASE, "rollback", NULL);
 }
 
-/* Ends the transaction on every outcome: on failure nothing was written. */
+/*
+ * Ends the transaction on every outcome: on failure nothing was written.
+ *
+ * A writer that changed nothing has nothing to make durable, so it does
+ * not join the batch's commit. What it decided may still rest on changes
+ * of writers before it in the open batch (the writer connection sees
+ * them before they are durable): then, and only then, it waits for that
+ * batch's commit and answers with its result, so that a success never
+ * rests on a change that could still be lost. With an empty batch it
+ * returns at once.
+ */
 static int sq_commit(struct store_tx *base)
 {
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
@@ -1090,12 +1157,17 @@ static int sq_commit(struct store_tx *base)
 		writer_end(st, NULL); /* logs the lost batch */
 		return STORE_UNAVAILABLE;
 	}
+	me.has_changes = tx->is_write_forced ||
+			 sqlite3_total_changes64(tx->conn->db) !=
+				 tx->changes_at_begin;
 	rc = run(tx->conn, STMT_RELEASE, "commit", NULL);
 	if (rc != STORE_OK) {
 		writer_undo(tx->conn);
 		writer_end(st, NULL);
 		return rc;
 	}
+	if (!me.has_changes && st->batch_len == 0)
+		return writer_end(st, NULL);
 	return writer_end(st, &me);
 }
 
@@ -1621,6 +1693,7 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 	if (rc == STORE_OK) {
 		struct sqlite_tx *wtx = (struct sqlite_tx *)tx;
 
+		wtx->is_write_forced = true; /* rows do not count it */
 		rc = run(wtx->conn, STMT_PROBE, "probe", NULL);
 		if (rc == STORE_OK)
 			rc = sq_commit(tx);
