@@ -93,8 +93,8 @@ struct device_arg {
 	const struct domain_principal *who;
 	const struct domain_request *req;
 	const struct domain_key *key;
-	bool is_read_pass;     /* decide only; changes are for the write pass */
-	bool is_write_needed;  /* set by the read pass: the decision changes */
+	bool is_read_pass;    /* decide only; changes are for the write pass */
+	bool is_write_needed; /* set by the read pass: the decision changes */
 };
 
 static int device_body(struct store_tx *tx, void *arg,

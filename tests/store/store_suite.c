@@ -2044,8 +2044,8 @@ static void test_seat_usage_use_case(void **state)
 #define SEQ_DEVICES 10
 #define SEQ_STEPS 400
 
-static const struct domain_principal operator = {
-	.sub = "operator",
+static const struct domain_principal admin_who = {
+	.sub = "admin_who",
 	.is_all_tenants = true,
 	.scopes = DOMAIN_SCOPE_ASSIGN | DOMAIN_SCOPE_DIRECTORY,
 };
@@ -2077,7 +2077,7 @@ static enum das_status seq_device_op(struct store *st, enum domain_op op,
 	req.device_len = strlen(device);
 	req.client_type = type;
 	req.is_charge_accepted = is_charge_accepted;
-	return ops_device(st, &operator, &req, r);
+	return ops_device(st, &admin_who, &req, r);
 }
 
 /* Users of T1 holding at least one assignment, counted by listing each. */
@@ -2112,12 +2112,12 @@ static void seq_directory(struct store *st)
 				   txt(DOMAIN_ROLE_UC_SOFTPHONE)};
 	struct ops_result r;
 
-	assert_int_equal(ops_upsert_customer(st, &operator, &c, &r), DAS_OK);
+	assert_int_equal(ops_upsert_customer(st, &admin_who, &c, &r), DAS_OK);
 	for (int u = 0; u < SEQ_USERS; u++) {
 		char user[8];
 
 		snprintf(user, sizeof(user), "s%d", u);
-		assert_int_equal(ops_upsert_user(st, &operator, txt(T1),
+		assert_int_equal(ops_upsert_user(st, &admin_who, txt(T1),
 						 txt(user), roles, 2, &r),
 				 DAS_OK);
 	}
@@ -2126,7 +2126,7 @@ static void seq_directory(struct store *st)
 
 		snprintf(user, sizeof(user), "s%d", d % SEQ_USERS);
 		snprintf(device, sizeof(device), "sd%d", d);
-		assert_int_equal(ops_upsert_device(st, &operator, txt(T1),
+		assert_int_equal(ops_upsert_device(st, &admin_who, txt(T1),
 						   txt(device), txt(user), &r),
 				 DAS_OK);
 	}
@@ -2162,7 +2162,8 @@ static void test_stored_seats_follow_every_change(void **state)
 			snprintf(device, sizeof(device), "sd%d", d);
 			snprintf(owner, sizeof(owner), "s%d",
 				 (int)(seq_next(&x) % SEQ_USERS));
-			if (kind < 55) { /* assign: new, move, replace, repeat */
+			/* Assign: new, move, replace or repeat. */
+			if (kind < 55) {
 				seq_device_op(s->st, DOMAIN_OP_ASSIGN, owner,
 					      device, type, kind % 2, &r);
 				n_kinds[0]++;
@@ -2171,15 +2172,15 @@ static void test_stored_seats_follow_every_change(void **state)
 					      device, 0, false, &r);
 				n_kinds[1]++;
 			} else if (kind < 86) { /* another owner */
-				ops_upsert_device(s->st, &operator, txt(T1),
+				ops_upsert_device(s->st, &admin_who, txt(T1),
 						  txt(device), txt(owner), &r);
 				n_kinds[2]++;
 			} else if (kind < 91) {
-				ops_delete_device(s->st, &operator, txt(T1),
+				ops_delete_device(s->st, &admin_who, txt(T1),
 						  txt(device), &r);
 				n_kinds[3]++;
 			} else if (kind < 96) {
-				ops_delete_user(s->st, &operator, txt(T1),
+				ops_delete_user(s->st, &admin_who, txt(T1),
 						txt(user), &r);
 				n_kinds[4]++;
 			} else if (kind < 98) {
@@ -2187,7 +2188,7 @@ static void test_stored_seats_follow_every_change(void **state)
 				n_kinds[5]++;
 			} else {
 				assert_int_equal(ops_delete_customer(
-							 s->st, &operator,
+							 s->st, &admin_who,
 							 txt(T1), &r),
 						 DAS_OK);
 				seq_directory(s->st);

@@ -265,10 +265,10 @@ static void test_open_migrates_version_2_seat_counts(void **state)
 			 STORE_OK);
 	sql_int(path_of(spec), "PRAGMA user_version", &version);
 	assert_int_equal(version, 3);
-	assert_int_equal(loaded_seats(st, "11111111-1111-4111-8111-111111111111"),
-			 2);
-	assert_int_equal(loaded_seats(st, "22222222-2222-4222-8222-222222222222"),
-			 0);
+	assert_int_equal(
+		loaded_seats(st, "11111111-1111-4111-8111-111111111111"), 2);
+	assert_int_equal(
+		loaded_seats(st, "22222222-2222-4222-8222-222222222222"), 0);
 	store_close(st);
 }
 

@@ -345,7 +345,7 @@ struct sqlite_conn {
 /* A writer waiting for its batch's commit; lives on its own stack. */
 struct batch_waiter {
 	struct batch_waiter *next;
-	int result;
+	enum store_result result;
 	bool is_done;
 	bool has_changes; /* counts as a writer of the batch */
 };
@@ -388,9 +388,9 @@ static bool sq_accepts(const char *spec)
 }
 
 /* Maps an SQLite result code to a store result, logging real errors. */
-static int sq_fail(sqlite3 *db, int rc, const char *what)
+static enum store_result sq_fail(sqlite3 *db, int sqlite_rc, const char *what)
 {
-	int primary = rc & 0xff;
+	int primary = sqlite_rc & 0xff;
 
 	if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
 		das_log(DAS_LOG_DEBUG, "sqlite: %s: %s (retry)", what,
@@ -401,12 +401,12 @@ static int sq_fail(sqlite3 *db, int rc, const char *what)
 	if (primary == SQLITE_FULL || primary == SQLITE_IOERR ||
 	    primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
 		das_log(DAS_LOG_ERROR,
-			"sqlite: %s: %s (code %d): the store cannot write", what,
-			sqlite3_errmsg(db), rc);
+			"sqlite: %s: %s (code %d): the store cannot write",
+			what, sqlite3_errmsg(db), sqlite_rc);
 		return STORE_UNAVAILABLE;
 	}
 	das_log(DAS_LOG_ERROR, "sqlite: %s: %s (code %d)", what,
-		sqlite3_errmsg(db), rc);
+		sqlite3_errmsg(db), sqlite_rc);
 	return STORE_ERROR;
 }
 
@@ -419,15 +419,15 @@ static sqlite3_stmt *stmt(struct sqlite_conn *c, enum stmt_id id)
  * Runs a bound statement that returns no rows, then resets it. Returns a
  * store result; *n_changed (may be NULL) gets the rows it changed.
  */
-static int run(struct sqlite_conn *c, enum stmt_id id, const char *what,
-	       int *n_changed)
+static enum store_result run(struct sqlite_conn *c, enum stmt_id id,
+			     const char *what, int *n_changed)
 {
 	sqlite3_stmt *s = stmt(c, id);
-	int rc = sqlite3_step(s);
-	int result = STORE_OK;
+	int sqlite_rc = sqlite3_step(s);
+	enum store_result result = STORE_OK;
 
-	if (rc != SQLITE_DONE)
-		result = sq_fail(c->db, rc, what);
+	if (sqlite_rc != SQLITE_DONE)
+		result = sq_fail(c->db, sqlite_rc, what);
 	else if (n_changed)
 		*n_changed = sqlite3_changes(c->db);
 	sqlite3_reset(s);
@@ -455,11 +455,11 @@ static void column_copy(sqlite3_stmt *s, int col, char *dst, size_t size)
 	dst[n] = '\0';
 }
 
-static int bind_fail(struct sqlite_conn *c, enum stmt_id id, int rc,
-		     const char *what)
+static enum store_result bind_fail(struct sqlite_conn *c, enum stmt_id id,
+				   int sqlite_rc, const char *what)
 {
 	sqlite3_reset(stmt(c, id));
-	return sq_fail(c->db, rc, what);
+	return sq_fail(c->db, sqlite_rc, what);
 }
 
 /* ---- the pool ---- */
@@ -503,22 +503,23 @@ static int query_one(sqlite3 *db, const char *sql, char *text,
 		     size_t text_size, int64_t *number)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
+	int sqlite_rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
 
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW) {
+	if (sqlite_rc == SQLITE_OK) {
+		sqlite_rc = sqlite3_step(s);
+		if (sqlite_rc == SQLITE_ROW) {
 			if (text)
 				column_copy(s, 0, text, text_size);
 			if (number)
 				*number = sqlite3_column_int64(s, 0);
-			rc = SQLITE_OK;
-		} else if (rc == SQLITE_DONE) {
-			rc = SQLITE_EMPTY; /* no row: the pragma is unknown */
+			sqlite_rc = SQLITE_OK;
+		} else if (sqlite_rc == SQLITE_DONE) {
+			/* No row: the pragma is unknown. */
+			sqlite_rc = SQLITE_EMPTY;
 		}
 	}
 	sqlite3_finalize(s);
-	return rc;
+	return sqlite_rc;
 }
 
 /* Stores a fresh random key for page tokens (schema version 2). */
@@ -526,43 +527,45 @@ static int insert_ledger_key(sqlite3 *db)
 {
 	unsigned char key[STORE_LEDGER_KEY_SIZE];
 	sqlite3_stmt *s = NULL;
-	int rc;
+	int sqlite_rc;
 
 	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
 		return SQLITE_ERROR;
-	rc = sqlite3_prepare_v2(db, "INSERT INTO ledger_key VALUES (1, ?1)",
-				-1, &s, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_blob(s, 1, key, sizeof(key), SQLITE_STATIC);
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_DONE)
-			rc = SQLITE_OK;
+	sqlite_rc = sqlite3_prepare_v2(
+		db, "INSERT INTO ledger_key VALUES (1, ?1)", -1, &s, NULL);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_blob(s, 1, key, sizeof(key),
+					      SQLITE_STATIC);
+	if (sqlite_rc == SQLITE_OK) {
+		sqlite_rc = sqlite3_step(s);
+		if (sqlite_rc == SQLITE_DONE)
+			sqlite_rc = SQLITE_OK;
 	}
 	sqlite3_finalize(s);
-	return rc;
+	return sqlite_rc;
 }
 
 /* Reads the page-token key written by insert_ledger_key. */
 static int read_ledger_key(sqlite3 *db, unsigned char *key)
 {
 	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(db, "SELECT key FROM ledger_key WHERE id = 1",
-				    -1, &s, NULL);
+	int sqlite_rc = sqlite3_prepare_v2(
+		db, "SELECT key FROM ledger_key WHERE id = 1", -1, &s, NULL);
 
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(s);
-		if (rc == SQLITE_ROW &&
+	if (sqlite_rc == SQLITE_OK) {
+		sqlite_rc = sqlite3_step(s);
+		if (sqlite_rc == SQLITE_ROW &&
 		    sqlite3_column_bytes(s, 0) == STORE_LEDGER_KEY_SIZE) {
 			memcpy(key, sqlite3_column_blob(s, 0),
 			       STORE_LEDGER_KEY_SIZE);
-			rc = SQLITE_OK;
-		} else if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
-			rc = SQLITE_CORRUPT;
+			sqlite_rc = SQLITE_OK;
+		} else if (sqlite_rc == SQLITE_ROW ||
+			   sqlite_rc == SQLITE_DONE) {
+			sqlite_rc = SQLITE_CORRUPT;
 		}
 	}
 	sqlite3_finalize(s);
-	return rc;
+	return sqlite_rc;
 }
 
 /*
@@ -570,15 +573,16 @@ static int read_ledger_key(sqlite3 *db, unsigned char *key)
  * existing one. Runs under BEGIN IMMEDIATE so two processes starting on the
  * same new file do not both create it.
  */
-static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
+static enum store_result migrate(sqlite3 *db, const char *path, char *err,
+				 size_t err_size)
 {
 	int64_t version = -1;
-	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int sqlite_rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 
-	if (rc != SQLITE_OK)
+	if (sqlite_rc != SQLITE_OK)
 		goto fail;
-	rc = query_one(db, "PRAGMA user_version", NULL, 0, &version);
-	if (rc != SQLITE_OK)
+	sqlite_rc = query_one(db, "PRAGMA user_version", NULL, 0, &version);
+	if (sqlite_rc != SQLITE_OK)
 		goto fail;
 	if (version > SCHEMA_VERSION) {
 		snprintf(err, err_size,
@@ -592,19 +596,22 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 		char sql[64];
 
 		if (version < 1)
-			rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
-		if (rc == SQLITE_OK && version < 2)
-			rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
-		if (rc == SQLITE_OK && version < 2)
-			rc = insert_ledger_key(db);
-		if (rc == SQLITE_OK && version < 3)
-			rc = sqlite3_exec(db, schema_v3, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
+			sqlite_rc =
+				sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+		if (sqlite_rc == SQLITE_OK && version < 2)
+			sqlite_rc =
+				sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
+		if (sqlite_rc == SQLITE_OK && version < 2)
+			sqlite_rc = insert_ledger_key(db);
+		if (sqlite_rc == SQLITE_OK && version < 3)
+			sqlite_rc =
+				sqlite3_exec(db, schema_v3, NULL, NULL, NULL);
+		if (sqlite_rc != SQLITE_OK)
 			goto fail;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
 			 SCHEMA_VERSION);
-		rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
+		sqlite_rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+		if (sqlite_rc != SQLITE_OK)
 			goto fail;
 		if (version == 0) {
 			char full[PATH_MAX];
@@ -622,8 +629,8 @@ static int migrate(sqlite3 *db, const char *path, char *err, size_t err_size)
 				SCHEMA_VERSION);
 		}
 	}
-	rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
+	sqlite_rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (sqlite_rc != SQLITE_OK)
 		goto fail;
 	return STORE_OK;
 
@@ -668,21 +675,21 @@ static int make_parent_dirs(const char *path, char *err, size_t err_size)
  * Opens one connection with the settings every connection needs. The
  * first one (is_first) also switches the file to WAL and migrates.
  */
-static int conn_open(struct sqlite_conn *c, const char *path,
-		     unsigned busy_timeout_ms, bool is_first, char *err,
-		     size_t err_size)
+static enum store_result conn_open(struct sqlite_conn *c, const char *path,
+				   unsigned busy_timeout_ms, bool is_first,
+				   char *err, size_t err_size)
 {
 	char mode[16];
 	int64_t is_fk_on = 0;
-	int rc;
+	int sqlite_rc;
 
 	if (is_first && make_parent_dirs(path, err, err_size) != 0)
 		return STORE_ERROR;
-	rc = sqlite3_open_v2(path, &c->db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				     SQLITE_OPEN_NOMUTEX,
-			     NULL);
-	if (rc != SQLITE_OK) {
+	sqlite_rc = sqlite3_open_v2(path, &c->db,
+				    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					    SQLITE_OPEN_NOMUTEX,
+				    NULL);
+	if (sqlite_rc != SQLITE_OK) {
 		snprintf(err, err_size,
 			 "sqlite: cannot open %s: %s (does its directory "
 			 "exist and is it writable?)",
@@ -693,45 +700,46 @@ static int conn_open(struct sqlite_conn *c, const char *path,
 	sqlite3_busy_timeout(c->db, (int)busy_timeout_ms);
 
 	if (is_first) {
-		rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
-			       sizeof(mode), NULL);
-		if (rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
+		sqlite_rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
+				      sizeof(mode), NULL);
+		if (sqlite_rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
 			snprintf(err, err_size,
 				 "sqlite: cannot switch %s to WAL: %s", path,
-				 rc != SQLITE_OK ? sqlite3_errmsg(c->db)
-						 : mode);
+				 sqlite_rc != SQLITE_OK ? sqlite3_errmsg(c->db)
+							: mode);
 			return STORE_ERROR;
 		}
 	}
 #ifdef DAS_SQLITE_TEST_UNSYNCED
 	/* A deliberately broken build for the power-loss test's self-check
 	 * (tests/store/test_power_loss.c); never used by the programs. */
-	rc = sqlite3_exec(c->db,
-			  "PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON",
-			  NULL, NULL, NULL);
+	sqlite_rc = sqlite3_exec(
+		c->db, "PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON",
+		NULL, NULL, NULL);
 #else
-	rc = sqlite3_exec(c->db,
-			  "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
-			  NULL, NULL, NULL);
+	sqlite_rc = sqlite3_exec(
+		c->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+		NULL, NULL, NULL);
 #endif
-	if (rc == SQLITE_OK)
-		rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
-			       &is_fk_on);
-	if (rc != SQLITE_OK || is_fk_on != 1) {
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
+				      &is_fk_on);
+	if (sqlite_rc != SQLITE_OK || is_fk_on != 1) {
 		snprintf(err, err_size,
 			 "sqlite: cannot enable foreign keys on %s: %s", path,
-			 rc != SQLITE_OK ? sqlite3_errmsg(c->db)
-					 : "not supported by this SQLite");
+			 sqlite_rc != SQLITE_OK
+				 ? sqlite3_errmsg(c->db)
+				 : "not supported by this SQLite");
 		return STORE_ERROR;
 	}
 	if (is_first && migrate(c->db, path, err, err_size) != STORE_OK)
 		return STORE_ERROR;
 
 	for (int i = 0; i < STMT__COUNT; i++) {
-		rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT,
-					&c->stmts[i], NULL);
-		if (rc != SQLITE_OK) {
+		sqlite_rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
+					       SQLITE_PREPARE_PERSISTENT,
+					       &c->stmts[i], NULL);
+		if (sqlite_rc != SQLITE_OK) {
 			snprintf(err, err_size,
 				 "sqlite: cannot prepare statement %d: %s", i,
 				 sqlite3_errmsg(c->db));
@@ -841,16 +849,16 @@ static int sq_open(const char *spec, const struct store_options *opt,
 
 	for (unsigned i = 0; i <= n; i++) {
 		struct sqlite_conn *c = &st->conns[i];
-		int rc;
+		enum store_result result;
 
 		st->n_conns = i + 1; /* close() cleans up a half-open one */
 		c->tx.base.st = &st->base;
 		c->tx.is_read_only = i > 0;
-		rc = conn_open(c, path, opt->busy_timeout_ms, i == 0, err,
-			       err_size);
-		if (rc != STORE_OK) {
+		result = conn_open(c, path, opt->busy_timeout_ms, i == 0, err,
+				   err_size);
+		if (result != STORE_OK) {
 			sq_close(&st->base);
-			return rc;
+			return result;
 		}
 		if (i > 0)
 			st->free_conns[st->n_free++] = c;
@@ -905,7 +913,8 @@ static const char *file_fate(int fd, const char *path)
  * writes only while it is so: the descriptor SQLite holds might still
  * write, but the operator said no, and the next start could not open it.
  */
-static int check_identity(struct sqlite_store *st, char *why, size_t why_size)
+static enum store_result check_identity(struct sqlite_store *st, char *why,
+					size_t why_size)
 {
 	const char *what = "database file", *path = st->path;
 	const char *fate;
@@ -935,9 +944,10 @@ static int check_identity(struct sqlite_store *st, char *why, size_t why_size)
 	return STORE_UNAVAILABLE;
 }
 
-static int check_file(struct sqlite_store *st, char *why, size_t why_size)
+static enum store_result check_file(struct sqlite_store *st, char *why,
+				    size_t why_size)
 {
-	int result = check_identity(st, why, why_size);
+	enum store_result result = check_identity(st, why, why_size);
 
 	if (result != STORE_OK || access(st->path, W_OK) == 0)
 		return result;
@@ -957,7 +967,7 @@ static int check_file(struct sqlite_store *st, char *why, size_t why_size)
  * answer, which no check can catch. A read-only file is no reason to
  * refuse a read.
  */
-static int check_file_for_read(struct sqlite_store *st)
+static enum store_result check_file_for_read(struct sqlite_store *st)
 {
 	char why[PATH_MAX + 160];
 	uint64_t now, seen;
@@ -991,7 +1001,7 @@ static void conn_rollback(struct sqlite_conn *c)
 }
 
 /* Closes the batch: every waiter learns the result. Writer mutex held. */
-static void batch_finish(struct sqlite_store *st, int result)
+static void batch_finish(struct sqlite_store *st, enum store_result result)
 {
 	st->is_batch_open = false;
 	st->batch_len = 0;
@@ -1011,7 +1021,8 @@ static void batch_finish(struct sqlite_store *st, int result)
  * If more writers are queued the batch stays open for them; otherwise it
  * is committed now. Returns me's result once its batch is done.
  */
-static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
+static enum store_result writer_end(struct sqlite_store *st,
+				    struct batch_waiter *me)
 {
 	struct sqlite_conn *c = writer_conn(st);
 
@@ -1030,24 +1041,24 @@ static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
 	} else if (atomic_load(&st->n_queued) == 0 ||
 		   st->batch_len >= BATCH_MAX) {
 		char why[PATH_MAX + 160];
-		int rc = STORE_OK;
+		enum store_result result = STORE_OK;
 
 		if (st->batch_len > 0 &&
 		    check_file(st, why, sizeof(why)) != STORE_OK) {
 			conn_rollback(c); /* not into a lost file */
-			rc = STORE_UNAVAILABLE;
+			result = STORE_UNAVAILABLE;
 		} else if (st->batch_len == 0) {
 			conn_rollback(c); /* nothing to keep */
 		} else {
 			uint64_t t0 = das_metric_now_ns();
-			rc = run(c, STMT_COMMIT, "commit", NULL);
-			if (rc != STORE_OK)
+			result = run(c, STMT_COMMIT, "commit", NULL);
+			if (result != STORE_OK)
 				conn_rollback(c);
 			else
 				store_metric_batch("sqlite", st->batch_len,
 						   das_metric_now_ns() - t0);
 		}
-		batch_finish(st, rc);
+		batch_finish(st, result);
 	}
 	pthread_mutex_unlock(&st->writer);
 
@@ -1060,10 +1071,11 @@ static int writer_end(struct sqlite_store *st, struct batch_waiter *me)
 	return me->result;
 }
 
-static int begin_write(struct sqlite_store *st, struct store_tx **out)
+static enum store_result begin_write(struct sqlite_store *st,
+				     struct store_tx **out)
 {
 	struct sqlite_conn *c = writer_conn(st);
-	int rc;
+	enum store_result result;
 
 	atomic_fetch_add(&st->n_queued, 1);
 	pthread_mutex_lock(&st->writer);
@@ -1074,22 +1086,22 @@ static int begin_write(struct sqlite_store *st, struct store_tx **out)
 	if (!st->is_batch_open) {
 		char why[PATH_MAX + 160];
 
-		rc = check_file(st, why, sizeof(why));
-		if (rc != STORE_OK) {
+		result = check_file(st, why, sizeof(why));
+		if (result != STORE_OK) {
 			pthread_mutex_unlock(&st->writer);
-			return rc;
+			return result;
 		}
-		rc = run(c, STMT_BEGIN_WRITE, "begin", NULL);
-		if (rc != STORE_OK) {
+		result = run(c, STMT_BEGIN_WRITE, "begin", NULL);
+		if (result != STORE_OK) {
 			pthread_mutex_unlock(&st->writer);
-			return rc;
+			return result;
 		}
 		st->is_batch_open = true;
 	}
-	rc = run(c, STMT_SAVEPOINT, "begin", NULL);
-	if (rc != STORE_OK) {
+	result = run(c, STMT_SAVEPOINT, "begin", NULL);
+	if (result != STORE_OK) {
 		writer_end(st, NULL);
-		return rc;
+		return result;
 	}
 	c->tx.changes_at_begin = sqlite3_total_changes64(c->db);
 	c->tx.is_write_forced = false;
@@ -1102,18 +1114,18 @@ static int sq_begin(struct store *base, const char *customer,
 {
 	struct sqlite_store *st = (struct sqlite_store *)base;
 	struct sqlite_conn *c;
-	int rc;
+	enum store_result result;
 
 	if (!is_read_only)
 		return begin_write(st, out);
-	rc = check_file_for_read(st);
-	if (rc != STORE_OK)
-		return rc;
+	result = check_file_for_read(st);
+	if (result != STORE_OK)
+		return result;
 	c = pool_take(st);
-	rc = run(c, STMT_BEGIN_READ, "begin", NULL);
-	if (rc != STORE_OK) {
+	result = run(c, STMT_BEGIN_READ, "begin", NULL);
+	if (result != STORE_OK) {
 		pool_give(st, c);
-		return rc;
+		return result;
 	}
 	*out = &c->tx.base;
 	return STORE_OK;
@@ -1144,27 +1156,27 @@ static int sq_commit(struct store_tx *base)
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
 	struct sqlite_store *st = store_of(tx);
 	struct batch_waiter me = {0};
-	int rc;
+	enum store_result result;
 
 	if (tx->is_read_only) {
-		rc = run(tx->conn, STMT_COMMIT, "commit", NULL);
-		if (rc != STORE_OK)
+		result = run(tx->conn, STMT_COMMIT, "commit", NULL);
+		if (result != STORE_OK)
 			conn_rollback(tx->conn);
 		pool_give(st, tx->conn);
-		return rc;
+		return result;
 	}
 	if (sqlite3_get_autocommit(tx->conn->db)) {
 		writer_end(st, NULL); /* logs the lost batch */
 		return STORE_UNAVAILABLE;
 	}
-	me.has_changes = tx->is_write_forced ||
-			 sqlite3_total_changes64(tx->conn->db) !=
-				 tx->changes_at_begin;
-	rc = run(tx->conn, STMT_RELEASE, "commit", NULL);
-	if (rc != STORE_OK) {
+	me.has_changes =
+		tx->is_write_forced ||
+		sqlite3_total_changes64(tx->conn->db) != tx->changes_at_begin;
+	result = run(tx->conn, STMT_RELEASE, "commit", NULL);
+	if (result != STORE_OK) {
 		writer_undo(tx->conn);
 		writer_end(st, NULL);
-		return rc;
+		return result;
 	}
 	if (!me.has_changes && st->batch_len == 0)
 		return writer_end(st, NULL);
@@ -1190,7 +1202,8 @@ static void sq_rollback(struct store_tx *base)
  * error SQLite may have rolled it back, and a statement would then run
  * outside any transaction).
  */
-static int refuse_read_only(struct sqlite_tx *tx, const char *what)
+static enum store_result refuse_read_only(struct sqlite_tx *tx,
+					  const char *what)
 {
 	if (tx->is_read_only) {
 		das_log(DAS_LOG_ERROR, "sqlite: %s in a read-only transaction",
@@ -1207,16 +1220,18 @@ static int refuse_read_only(struct sqlite_tx *tx, const char *what)
 
 /* ---- reads ---- */
 
-static int load_customer(struct sqlite_conn *c, const char *customer,
-			 struct domain_snapshot *snap)
+static enum store_result load_customer(struct sqlite_conn *c,
+				       const char *customer,
+				       struct domain_snapshot *snap)
 {
 	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_GET);
-	int rc = bind_text(s, 1, customer);
+	int sqlite_rc = bind_text(s, 1, customer);
 
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_CUSTOMER_GET, rc, "load customer");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_GET, sqlite_rc,
+				 "load customer");
+	sqlite_rc = sqlite3_step(s);
+	if (sqlite_rc == SQLITE_ROW) {
 		snap->is_customer_found = true;
 		if (sqlite3_column_type(s, 0) != SQLITE_NULL) {
 			snap->customer_has_account = true;
@@ -1228,26 +1243,27 @@ static int load_customer(struct sqlite_conn *c, const char *customer,
 			snap->included_seats = sqlite3_column_int64(s, 1);
 		}
 		snap->seats_in_use = sqlite3_column_int64(s, 2);
-		rc = sqlite3_step(s);
+		sqlite_rc = sqlite3_step(s);
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(c->db, rc, "load customer");
+	if (sqlite_rc != SQLITE_DONE)
+		return sq_fail(c->db, sqlite_rc, "load customer");
 	return STORE_OK;
 }
 
-static int load_user(struct sqlite_conn *c, const char *customer,
-		     const char *user, struct domain_snapshot *snap)
+static enum store_result load_user(struct sqlite_conn *c, const char *customer,
+				   const char *user,
+				   struct domain_snapshot *snap)
 {
 	sqlite3_stmt *s = stmt(c, STMT_USER_GET);
-	int rc = bind_text(s, 1, customer);
+	int sqlite_rc = bind_text(s, 1, customer);
 
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, user);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_USER_GET, rc, "load user");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 2, user);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_USER_GET, sqlite_rc, "load user");
+	sqlite_rc = sqlite3_step(s);
+	if (sqlite_rc == SQLITE_ROW) {
 		const char *roles = (const char *)sqlite3_column_text(s, 0);
 
 		snap->is_user_found = true;
@@ -1256,19 +1272,20 @@ static int load_user(struct sqlite_conn *c, const char *customer,
 		snap->has_role_uc_softphone =
 			roles &&
 			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
-		rc = sqlite3_step(s);
+		sqlite_rc = sqlite3_step(s);
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(c->db, rc, "load user");
+	if (sqlite_rc != SQLITE_DONE)
+		return sq_fail(c->db, sqlite_rc, "load user");
 
 	s = stmt(c, STMT_USER_DEVICES);
-	rc = bind_text(s, 1, customer);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, user);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_USER_DEVICES, rc, "load devices");
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+	sqlite_rc = bind_text(s, 1, customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 2, user);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_USER_DEVICES, sqlite_rc,
+				 "load devices");
+	while ((sqlite_rc = sqlite3_step(s)) == SQLITE_ROW) {
 		int64_t type = sqlite3_column_int64(s, 0);
 
 		/* The schema's CHECK keeps type in 1..4. */
@@ -1277,32 +1294,33 @@ static int load_user(struct sqlite_conn *c, const char *customer,
 				    sizeof(snap->user_devices[type]));
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(c->db, rc, "load devices");
+	if (sqlite_rc != SQLITE_DONE)
+		return sq_fail(c->db, sqlite_rc, "load devices");
 	return STORE_OK;
 }
 
-static int load_device(struct sqlite_conn *c, const char *customer,
-		       const char *device, struct domain_snapshot *snap)
+static enum store_result load_device(struct sqlite_conn *c,
+				     const char *customer, const char *device,
+				     struct domain_snapshot *snap)
 {
 	sqlite3_stmt *s = stmt(c, STMT_DEVICE_GET);
-	int rc = bind_text(s, 1, customer);
+	int sqlite_rc = bind_text(s, 1, customer);
 
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, device);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_DEVICE_GET, rc, "load device");
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 2, device);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_DEVICE_GET, sqlite_rc, "load device");
+	sqlite_rc = sqlite3_step(s);
+	if (sqlite_rc == SQLITE_ROW) {
 		snap->is_device_found = true;
 		column_copy(s, 0, snap->device_owner,
 			    sizeof(snap->device_owner));
 		snap->device_type = sqlite3_column_int(s, 1);
-		rc = sqlite3_step(s);
+		sqlite_rc = sqlite3_step(s);
 	}
 	sqlite3_reset(s);
-	if (rc != SQLITE_DONE)
-		return sq_fail(c->db, rc, "load device");
+	if (sqlite_rc != SQLITE_DONE)
+		return sq_fail(c->db, sqlite_rc, "load device");
 	return STORE_OK;
 }
 
@@ -1310,20 +1328,21 @@ static int sq_load(struct store_tx *base, const struct domain_key *key,
 		   struct domain_snapshot *snap)
 {
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
-	int rc;
+	enum store_result result;
 
 	memset(snap, 0, sizeof(*snap));
 	if (!tx->is_read_only) {
-		rc = refuse_read_only(tx, "load");
-		if (rc != STORE_OK)
-			return rc;
+		result = refuse_read_only(tx, "load");
+		if (result != STORE_OK)
+			return result;
 	}
-	rc = load_customer(tx->conn, key->customer, snap);
-	if (rc == STORE_OK && key->user[0])
-		rc = load_user(tx->conn, key->customer, key->user, snap);
-	if (rc == STORE_OK && key->device[0])
-		rc = load_device(tx->conn, key->customer, key->device, snap);
-	return rc;
+	result = load_customer(tx->conn, key->customer, snap);
+	if (result == STORE_OK && key->user[0])
+		result = load_user(tx->conn, key->customer, key->user, snap);
+	if (result == STORE_OK && key->device[0])
+		result =
+			load_device(tx->conn, key->customer, key->device, snap);
+	return result;
 }
 
 /* ---- writes ---- */
@@ -1347,33 +1366,34 @@ static int bind_request_id(sqlite3_stmt *s, int idx, const char *id)
 				 SQLITE_STATIC);
 }
 
-static int ledger_insert(struct sqlite_conn *c, const char *customer,
-			 const struct domain_change *ch,
-			 const struct store_actor *actor)
+static enum store_result ledger_insert(struct sqlite_conn *c,
+				       const char *customer,
+				       const struct domain_change *ch,
+				       const struct store_actor *actor)
 {
 	sqlite3_stmt *s = stmt(c, STMT_LEDGER_INSERT);
-	int rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
+	int sqlite_rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
 
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 2, actor->at.nanos);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 3, customer);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 4, ch->user);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 5, ch->device);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 6, ch->from_type);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 7, ch->to_type);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 8, ch->is_charged ? 1 : 0);
-	if (rc == SQLITE_OK)
-		rc = bind_actor(s, 9, actor->sub);
-	if (rc == SQLITE_OK)
-		rc = bind_request_id(s, 10, actor->request_id);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_LEDGER_INSERT, rc, "ledger");
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 2, actor->at.nanos);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 3, customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 4, ch->user);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 5, ch->device);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 6, ch->from_type);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 7, ch->to_type);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 8, ch->is_charged ? 1 : 0);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_actor(s, 9, actor->sub);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_request_id(s, 10, actor->request_id);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_INSERT, sqlite_rc, "ledger");
 	return run(c, STMT_LEDGER_INSERT, "ledger", NULL);
 }
 
@@ -1382,12 +1402,13 @@ static int ledger_insert(struct sqlite_conn *c, const char *customer,
  * already has a type breaks the primary key; a move updates the row only
  * where it still has from_type; an unassign deletes only that row.
  */
-static int apply_one(struct sqlite_conn *c, const char *customer,
-		     const struct domain_change *ch)
+static enum store_result apply_one(struct sqlite_conn *c, const char *customer,
+				   const struct domain_change *ch)
 {
 	enum stmt_id id;
 	sqlite3_stmt *s;
-	int rc, n_changed = 0, result;
+	int sqlite_rc, n_changed = 0;
+	enum store_result result;
 
 	if (!das_client_type_is_valid(ch->to_type) &&
 	    ch->to_type != DAS_CLIENT_NONE)
@@ -1401,27 +1422,27 @@ static int apply_one(struct sqlite_conn *c, const char *customer,
 	if (ch->to_type == DAS_CLIENT_NONE) {
 		id = STMT_ASSIGN_DELETE;
 		s = stmt(c, id);
-		rc = bind_text(s, 1, customer);
-		if (rc == SQLITE_OK)
-			rc = bind_text(s, 2, ch->device);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int(s, 3, ch->from_type);
+		sqlite_rc = bind_text(s, 1, customer);
+		if (sqlite_rc == SQLITE_OK)
+			sqlite_rc = bind_text(s, 2, ch->device);
+		if (sqlite_rc == SQLITE_OK)
+			sqlite_rc = sqlite3_bind_int(s, 3, ch->from_type);
 	} else {
 		id = ch->from_type == DAS_CLIENT_NONE ? STMT_ASSIGN_INSERT
 						      : STMT_ASSIGN_MOVE;
 		s = stmt(c, id);
-		rc = bind_text(s, 1, customer);
-		if (rc == SQLITE_OK)
-			rc = bind_text(s, 2, ch->device);
-		if (rc == SQLITE_OK)
-			rc = bind_text(s, 3, ch->user);
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int(s, 4, ch->to_type);
-		if (rc == SQLITE_OK && id == STMT_ASSIGN_MOVE)
-			rc = sqlite3_bind_int(s, 5, ch->from_type);
+		sqlite_rc = bind_text(s, 1, customer);
+		if (sqlite_rc == SQLITE_OK)
+			sqlite_rc = bind_text(s, 2, ch->device);
+		if (sqlite_rc == SQLITE_OK)
+			sqlite_rc = bind_text(s, 3, ch->user);
+		if (sqlite_rc == SQLITE_OK)
+			sqlite_rc = sqlite3_bind_int(s, 4, ch->to_type);
+		if (sqlite_rc == SQLITE_OK && id == STMT_ASSIGN_MOVE)
+			sqlite_rc = sqlite3_bind_int(s, 5, ch->from_type);
 	}
-	if (rc != SQLITE_OK)
-		return bind_fail(c, id, rc, "apply");
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, id, sqlite_rc, "apply");
 	result = run(c, id, "apply", &n_changed);
 	if (result != STORE_OK)
 		return result;
@@ -1440,33 +1461,34 @@ invalid:
 	return STORE_ERROR;
 }
 
-static int run_keyed(struct sqlite_tx *tx, enum stmt_id id,
-		     const char *customer, const char *key, const char *value,
-		     const char *what, bool *is_changed);
+static enum store_result run_keyed(struct sqlite_tx *tx, enum stmt_id id,
+				   const char *customer, const char *key,
+				   const char *value, const char *what,
+				   bool *is_changed);
 
 static int sq_apply(struct store_tx *base, const char *customer,
 		    const struct domain_change *changes, size_t n,
 		    const struct store_actor *actor)
 {
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
-	int rc = refuse_read_only(tx, "apply");
+	enum store_result result = refuse_read_only(tx, "apply");
 
-	for (size_t i = 0; rc == STORE_OK && i < n; i++) {
-		rc = apply_one(tx->conn, customer, &changes[i]);
-		if (rc == STORE_OK)
-			rc = ledger_insert(tx->conn, customer, &changes[i],
-					   actor);
-		if (rc == STORE_OK && changes[i].is_charged)
-			rc = run_keyed(tx, STMT_SEAT_CHARGE, customer,
-				       changes[i].user, NULL, "seat", NULL);
+	for (size_t i = 0; result == STORE_OK && i < n; i++) {
+		result = apply_one(tx->conn, customer, &changes[i]);
+		if (result == STORE_OK)
+			result = ledger_insert(tx->conn, customer, &changes[i],
+					       actor);
+		if (result == STORE_OK && changes[i].is_charged)
+			result = run_keyed(tx, STMT_SEAT_CHARGE, customer,
+					   changes[i].user, NULL, "seat", NULL);
 	}
 	/* After all of them: a replace frees the user's type for a moment
 	 * only, and the seat (charged or not) stays. */
-	for (size_t i = 0; rc == STORE_OK && i < n; i++)
+	for (size_t i = 0; result == STORE_OK && i < n; i++)
 		if (changes[i].to_type == DAS_CLIENT_NONE)
-			rc = run_keyed(tx, STMT_SEAT_RELEASE, customer,
-				       changes[i].user, NULL, "seat", NULL);
-	return rc;
+			result = run_keyed(tx, STMT_SEAT_RELEASE, customer,
+					   changes[i].user, NULL, "seat", NULL);
+	return result;
 }
 
 static int sq_customer_put(struct store_tx *base,
@@ -1475,36 +1497,40 @@ static int sq_customer_put(struct store_tx *base,
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
 	struct sqlite_conn *c = tx->conn;
 	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_UPSERT);
-	int n_changed = 0, rc = refuse_read_only(tx, "customer put");
+	enum store_result result = refuse_read_only(tx, "customer put");
+	int n_changed = 0, sqlite_rc;
 
-	if (rc != STORE_OK)
-		return rc;
-	rc = bind_text(s, 1, cu->tenant);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, cu->has_account ? cu->account : NULL);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 3, cu->name);
-	if (rc == SQLITE_OK)
-		rc = cu->is_seat_limited
-			     ? sqlite3_bind_int64(s, 4, cu->included_seats)
-			     : sqlite3_bind_null(s, 4);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_CUSTOMER_UPSERT, rc, "customer put");
-	rc = run(c, STMT_CUSTOMER_UPSERT, "customer put", &n_changed);
-	if (rc == STORE_OK)
+	if (result != STORE_OK)
+		return result;
+	sqlite_rc = bind_text(s, 1, cu->tenant);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc =
+			bind_text(s, 2, cu->has_account ? cu->account : NULL);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 3, cu->name);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc =
+			cu->is_seat_limited
+				? sqlite3_bind_int64(s, 4, cu->included_seats)
+				: sqlite3_bind_null(s, 4);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_UPSERT, sqlite_rc,
+				 "customer put");
+	result = run(c, STMT_CUSTOMER_UPSERT, "customer put", &n_changed);
+	if (result == STORE_OK)
 		*is_changed = n_changed > 0;
-	return rc;
+	return result;
 }
 
 /* Runs one of the statements whose only parameter is the tenant. */
-static int run_for_tenant(struct sqlite_conn *c, enum stmt_id id,
-			  const char *customer, const char *what,
-			  int *n_changed)
+static enum store_result run_for_tenant(struct sqlite_conn *c, enum stmt_id id,
+					const char *customer, const char *what,
+					int *n_changed)
 {
-	int rc = bind_text(stmt(c, id), 1, customer);
+	int sqlite_rc = bind_text(stmt(c, id), 1, customer);
 
-	if (rc != SQLITE_OK)
-		return bind_fail(c, id, rc, what);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, id, sqlite_rc, what);
 	return run(c, id, what, n_changed);
 }
 
@@ -1516,66 +1542,69 @@ static int sq_customer_delete(struct store_tx *base, const char *customer,
 	struct sqlite_conn *c = tx->conn;
 	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_LEDGER_DROPS);
 	int n_ledgered = 0, n_deleted = 0;
-	int rc = refuse_read_only(tx, "customer delete");
+	enum store_result result = refuse_read_only(tx, "customer delete");
+	int sqlite_rc;
 
-	if (rc != STORE_OK)
-		return rc;
+	if (result != STORE_OK)
+		return result;
 	/* One ledger row per dropped assignment, written before the drop. */
-	rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 2, actor->at.nanos);
-	if (rc == SQLITE_OK)
-		rc = bind_actor(s, 3, actor->sub);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 4, customer);
-	if (rc == SQLITE_OK)
-		rc = bind_request_id(s, 5, actor->request_id);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_CUSTOMER_LEDGER_DROPS, rc,
+	sqlite_rc = sqlite3_bind_int64(s, 1, actor->at.seconds);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 2, actor->at.nanos);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_actor(s, 3, actor->sub);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 4, customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_request_id(s, 5, actor->request_id);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_CUSTOMER_LEDGER_DROPS, sqlite_rc,
 				 "customer delete");
-	rc = run(c, STMT_CUSTOMER_LEDGER_DROPS, "customer delete",
-		 &n_ledgered);
-	if (rc == STORE_OK)
-		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_ASSIGNMENTS, customer,
-				    "customer delete", NULL);
-	if (rc == STORE_OK)
-		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_DEVICES, customer,
-				    "customer delete", NULL);
-	if (rc == STORE_OK)
-		rc = run_for_tenant(c, STMT_CUSTOMER_DROP_USERS, customer,
-				    "customer delete", NULL);
-	if (rc == STORE_OK)
-		rc = run_for_tenant(c, STMT_CUSTOMER_DELETE, customer,
-				    "customer delete", &n_deleted);
-	if (rc != STORE_OK)
-		return rc;
+	result = run(c, STMT_CUSTOMER_LEDGER_DROPS, "customer delete",
+		     &n_ledgered);
+	if (result == STORE_OK)
+		result = run_for_tenant(c, STMT_CUSTOMER_DROP_ASSIGNMENTS,
+					customer, "customer delete", NULL);
+	if (result == STORE_OK)
+		result = run_for_tenant(c, STMT_CUSTOMER_DROP_DEVICES, customer,
+					"customer delete", NULL);
+	if (result == STORE_OK)
+		result = run_for_tenant(c, STMT_CUSTOMER_DROP_USERS, customer,
+					"customer delete", NULL);
+	if (result == STORE_OK)
+		result = run_for_tenant(c, STMT_CUSTOMER_DELETE, customer,
+					"customer delete", &n_deleted);
+	if (result != STORE_OK)
+		return result;
 	*is_changed = n_deleted > 0;
 	*n_dropped = (uint32_t)n_ledgered;
 	return STORE_OK;
 }
 
 /* Runs an upsert or delete keyed by (tenant, id) with an optional text. */
-static int run_keyed(struct sqlite_tx *tx, enum stmt_id id,
-		     const char *customer, const char *key, const char *value,
-		     const char *what, bool *is_changed)
+static enum store_result run_keyed(struct sqlite_tx *tx, enum stmt_id id,
+				   const char *customer, const char *key,
+				   const char *value, const char *what,
+				   bool *is_changed)
 {
 	struct sqlite_conn *c = tx->conn;
 	sqlite3_stmt *s = stmt(c, id);
-	int n_changed = 0, rc = refuse_read_only(tx, what);
+	enum store_result result = refuse_read_only(tx, what);
+	int n_changed = 0, sqlite_rc;
 
-	if (rc != STORE_OK)
-		return rc;
-	rc = bind_text(s, 1, customer);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 2, key);
-	if (rc == SQLITE_OK && value)
-		rc = bind_text(s, 3, value);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, id, rc, what);
-	rc = run(c, id, what, &n_changed);
-	if (rc == STORE_OK && is_changed)
+	if (result != STORE_OK)
+		return result;
+	sqlite_rc = bind_text(s, 1, customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 2, key);
+	if (sqlite_rc == SQLITE_OK && value)
+		sqlite_rc = bind_text(s, 3, value);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, id, sqlite_rc, what);
+	result = run(c, id, what, &n_changed);
+	if (result == STORE_OK && is_changed)
 		*is_changed = n_changed > 0;
-	return rc;
+	return result;
 }
 
 static int sq_user_put(struct store_tx *tx, const char *customer,
@@ -1639,32 +1668,32 @@ static int sq_ledger_read(struct store *base, const char *customer,
 	struct sqlite_conn *c;
 	sqlite3_stmt *s;
 	size_t got = 0;
-	int rc;
+	int sqlite_rc;
+	enum store_result result;
 
 	*n = 0;
 	if (max == 0)
 		return STORE_OK;
 	c = pool_take(st);
 	s = stmt(c, STMT_LEDGER_READ);
-	rc = bind_text(s, 1, customer);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 2, after_id);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 3,
-					max > INT64_MAX ? INT64_MAX
-							: (int64_t)max);
-	if (rc != SQLITE_OK) {
-		rc = bind_fail(c, STMT_LEDGER_READ, rc, "ledger read");
+	sqlite_rc = bind_text(s, 1, customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(s, 2, after_id);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(
+			s, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	if (sqlite_rc != SQLITE_OK) {
+		result = bind_fail(c, STMT_LEDGER_READ, sqlite_rc,
+				   "ledger read");
 		pool_give(st, c);
-		return rc;
+		return result;
 	}
-	while (got < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+	while (got < max && (sqlite_rc = sqlite3_step(s)) == SQLITE_ROW)
 		ledger_row_of(s, &rows[got++]);
-	if (got == max && rc == SQLITE_ROW)
-		rc = SQLITE_DONE; /* LIMIT makes this unreachable; be safe */
-	if (rc != SQLITE_DONE) {
-		int result = sq_fail(c->db, rc, "ledger read");
-
+	if (got == max && sqlite_rc == SQLITE_ROW)
+		sqlite_rc = SQLITE_DONE; /* LIMIT makes it unreachable */
+	if (sqlite_rc != SQLITE_DONE) {
+		result = sq_fail(c->db, sqlite_rc, "ledger read");
 		sqlite3_reset(s);
 		pool_give(st, c);
 		return result;
@@ -1685,22 +1714,22 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 {
 	struct sqlite_store *st = (struct sqlite_store *)base;
 	struct store_tx *tx = NULL;
-	int rc = check_file(st, why, why_size);
+	enum store_result result = check_file(st, why, why_size);
 
-	if (rc != STORE_OK)
-		return rc;
-	rc = begin_write(st, &tx);
-	if (rc == STORE_OK) {
+	if (result != STORE_OK)
+		return result;
+	result = begin_write(st, &tx);
+	if (result == STORE_OK) {
 		struct sqlite_tx *wtx = (struct sqlite_tx *)tx;
 
 		wtx->is_write_forced = true; /* rows do not count it */
-		rc = run(wtx->conn, STMT_PROBE, "probe", NULL);
-		if (rc == STORE_OK)
-			rc = sq_commit(tx);
+		result = run(wtx->conn, STMT_PROBE, "probe", NULL);
+		if (result == STORE_OK)
+			result = sq_commit(tx);
 		else
 			sq_rollback(tx);
 	}
-	if (rc == STORE_OK || rc == STORE_RETRY)
+	if (result == STORE_OK || result == STORE_RETRY)
 		return STORE_OK;
 	snprintf(why, why_size,
 		 "a test write to %s failed (disk full, read-only or I/O "
@@ -1712,17 +1741,19 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 /* ---- the ledger, read and pruned ---- */
 
 /* Runs a bound one-row, one-integer query and resets it. */
-static int query_int(struct sqlite_conn *c, enum stmt_id id, const char *what,
-		     int64_t *out)
+static enum store_result query_int(struct sqlite_conn *c, enum stmt_id id,
+				   const char *what, int64_t *out)
 {
 	sqlite3_stmt *s = stmt(c, id);
-	int rc = sqlite3_step(s);
-	int result = STORE_OK;
+	int sqlite_rc = sqlite3_step(s);
+	enum store_result result = STORE_OK;
 
-	if (rc == SQLITE_ROW)
+	if (sqlite_rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(s, 0);
 	else
-		result = sq_fail(c->db, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+		result = sq_fail(c->db,
+				 sqlite_rc == SQLITE_DONE ? SQLITE_CORRUPT
+							  : sqlite_rc,
 				 what);
 	sqlite3_reset(s);
 	return result;
@@ -1732,10 +1763,11 @@ static int sq_ledger_last_id(struct store_tx *base, const char *customer,
 			     int64_t *id)
 {
 	struct sqlite_conn *c = ((struct sqlite_tx *)base)->conn;
-	int rc = bind_text(stmt(c, STMT_LEDGER_LAST_ID), 1, customer);
+	int sqlite_rc = bind_text(stmt(c, STMT_LEDGER_LAST_ID), 1, customer);
 
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_LEDGER_LAST_ID, rc, "ledger last id");
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_LAST_ID, sqlite_rc,
+				 "ledger last id");
 	return query_int(c, STMT_LEDGER_LAST_ID, "ledger last id", id);
 }
 
@@ -1743,10 +1775,11 @@ static int sq_seats_charged(struct store_tx *base, const char *customer,
 			    int64_t *n)
 {
 	struct sqlite_conn *c = ((struct sqlite_tx *)base)->conn;
-	int rc = bind_text(stmt(c, STMT_SEATS_CHARGED), 1, customer);
+	int sqlite_rc = bind_text(stmt(c, STMT_SEATS_CHARGED), 1, customer);
 
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_SEATS_CHARGED, rc, "seats charged");
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_SEATS_CHARGED, sqlite_rc,
+				 "seats charged");
 	return query_int(c, STMT_SEATS_CHARGED, "seats charged", n);
 }
 
@@ -1789,7 +1822,7 @@ static int sq_ledger_page(struct store_tx *base,
 	sqlite3_stmt *s = NULL;
 	char sql[768];
 	size_t got = 0;
-	int rc;
+	int sqlite_rc;
 
 	*n = 0;
 	if (max == 0)
@@ -1805,38 +1838,38 @@ static int sq_ledger_page(struct store_tx *base,
 		upper = after - 1;
 	if (page_sql(q, sql, sizeof(sql)) != 0)
 		return STORE_ERROR;
-	rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 1, q->customer);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 2, upper);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 3, after);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 4, q->user);
-	if (rc == SQLITE_OK)
-		rc = bind_text(s, 5, q->device);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 6, q->since.seconds);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 7, q->since.nanos);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 8, q->until.seconds);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int(s, 9, q->until.nanos);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 10,
-					max > INT64_MAX ? INT64_MAX
-							: (int64_t)max);
-	while (rc == SQLITE_OK && got < max &&
-	       (rc = sqlite3_step(s)) == SQLITE_ROW) {
+	sqlite_rc = sqlite3_prepare_v2(c->db, sql, -1, &s, NULL);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 1, q->customer);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(s, 2, upper);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(s, 3, after);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 4, q->user);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 5, q->device);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(s, 6, q->since.seconds);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 7, q->since.nanos);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(s, 8, q->until.seconds);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int(s, 9, q->until.nanos);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(
+			s, 10, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	while (sqlite_rc == SQLITE_OK && got < max &&
+	       (sqlite_rc = sqlite3_step(s)) == SQLITE_ROW) {
 		ledger_row_of(s, &rows[got++]);
-		rc = SQLITE_OK;
+		sqlite_rc = SQLITE_OK;
 	}
-	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-		rc = SQLITE_OK;
-	if (rc != SQLITE_OK) {
-		int result = sq_fail(c->db, rc, "ledger page");
+	if (sqlite_rc == SQLITE_ROW || sqlite_rc == SQLITE_DONE)
+		sqlite_rc = SQLITE_OK;
+	if (sqlite_rc != SQLITE_OK) {
+		enum store_result result =
+			sq_fail(c->db, sqlite_rc, "ledger page");
 
 		sqlite3_finalize(s);
 		return result;
@@ -1852,22 +1885,23 @@ static int sq_ledger_prune(struct store_tx *base, int64_t before_seconds,
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
 	struct sqlite_conn *c = tx->conn;
 	sqlite3_stmt *s = stmt(c, STMT_LEDGER_PRUNE);
-	int n_deleted = 0, rc = refuse_read_only(tx, "ledger prune");
+	enum store_result result = refuse_read_only(tx, "ledger prune");
+	int n_deleted = 0, sqlite_rc;
 
 	*n = 0;
-	if (rc != STORE_OK)
-		return rc;
-	rc = sqlite3_bind_int64(s, 1, before_seconds);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_int64(s, 2,
-					max > INT64_MAX ? INT64_MAX
-							: (int64_t)max);
-	if (rc != SQLITE_OK)
-		return bind_fail(c, STMT_LEDGER_PRUNE, rc, "ledger prune");
-	rc = run(c, STMT_LEDGER_PRUNE, "ledger prune", &n_deleted);
-	if (rc == STORE_OK)
+	if (result != STORE_OK)
+		return result;
+	sqlite_rc = sqlite3_bind_int64(s, 1, before_seconds);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = sqlite3_bind_int64(
+			s, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	if (sqlite_rc != SQLITE_OK)
+		return bind_fail(c, STMT_LEDGER_PRUNE, sqlite_rc,
+				 "ledger prune");
+	result = run(c, STMT_LEDGER_PRUNE, "ledger prune", &n_deleted);
+	if (result == STORE_OK)
 		*n = (size_t)n_deleted;
-	return rc;
+	return result;
 }
 
 static void sq_ledger_key(struct store *base,
