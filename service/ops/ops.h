@@ -3,7 +3,9 @@
  * transaction. Each validates (rows 2-3), opens a transaction for the
  * customer, loads a snapshot, asks the domain (rows 4-10), applies the
  * decided changes with their ledger rows and commits — retrying the whole
- * transaction on a store conflict. No wire types here: grpc/handlers.c
+ * transaction on a store conflict. Assign and unassign decide first in a
+ * read-only transaction and open the write transaction only when the
+ * decision changes something (ops.c). No wire types here: grpc/handlers.c
  * converts protobuf-c messages to these calls.
  */
 #ifndef DAS_OPS_H
