@@ -410,11 +410,12 @@ static void counters_move_by_exact_amounts(void **state)
 	assert_delta(s0, s1,
 		     "das_seat_charges_declined_total{customer=\"" CUST "\"}",
 		     1);
-	/* 3 assigns and 1 list commit; the 402 rolls back. */
+	/* 3 assigns commit twice (the read that decided, then the write),
+	 * 1 list once; the 402, refused by the read, rolls back. */
 	assert_delta(s0, s1,
 		     "das_store_transactions_total{backend=\"sqlite\","
 		     "outcome=\"commit\"}",
-		     4);
+		     7);
 	assert_delta(s0, s1,
 		     "das_store_transactions_total{backend=\"sqlite\","
 		     "outcome=\"rollback\"}",

@@ -164,6 +164,15 @@ static const char schema_v2[] =
 	") STRICT;";
 
 /*
+ * A user's assignments are found through the index of the UNIQUE (tenant,
+ * user_id, client_type) constraint of version 1 (SQLite names it). Without
+ * statistics the planner prefers the primary key's tenant prefix, which
+ * walks every assignment of the tenant: a request would cost the size of
+ * its customer.
+ */
+#define BY_USER "INDEXED BY sqlite_autoindex_assignments_2"
+
+/*
  * Version 3: each customer stores its seats in use (users with at least one
  * assignment), so a request reads one column instead of counting the
  * tenant's assignments. Triggers keep it, inside the statement that
@@ -179,13 +188,14 @@ static const char schema_v3[] =
 	"UPDATE customers SET seats_in_use = (SELECT count(DISTINCT user_id)"
 	" FROM assignments AS a WHERE a.tenant = customers.tenant);"
 	"CREATE TRIGGER seat_taken AFTER INSERT ON assignments"
-	" WHEN NOT EXISTS (SELECT 1 FROM assignments WHERE tenant = NEW.tenant"
-	" AND user_id = NEW.user_id AND device_id <> NEW.device_id)"
+	" WHEN NOT EXISTS (SELECT 1 FROM assignments " BY_USER
+	" WHERE tenant = NEW.tenant AND user_id = NEW.user_id"
+	" AND device_id <> NEW.device_id)"
 	" BEGIN UPDATE customers SET seats_in_use = seats_in_use + 1"
 	" WHERE tenant = NEW.tenant; END;"
 	"CREATE TRIGGER seat_freed AFTER DELETE ON assignments"
-	" WHEN NOT EXISTS (SELECT 1 FROM assignments WHERE tenant = OLD.tenant"
-	" AND user_id = OLD.user_id)"
+	" WHEN NOT EXISTS (SELECT 1 FROM assignments " BY_USER
+	" WHERE tenant = OLD.tenant AND user_id = OLD.user_id)"
 	" BEGIN UPDATE customers SET seats_in_use = seats_in_use - 1"
 	" WHERE tenant = OLD.tenant; END;"
 	"CREATE TRIGGER seat_owner_fixed BEFORE UPDATE OF tenant, user_id"
@@ -241,7 +251,7 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	[STMT_USER_GET] =
 		"SELECT roles FROM users WHERE tenant = ?1 AND user_id = ?2",
 	[STMT_USER_DEVICES] = "SELECT client_type, device_id FROM assignments"
-			      " WHERE tenant = ?1 AND user_id = ?2",
+			      " " BY_USER " WHERE tenant = ?1 AND user_id = ?2",
 	[STMT_DEVICE_GET] =
 		"SELECT d.owner_user_id, coalesce(a.client_type, 0)"
 		" FROM devices AS d LEFT JOIN assignments AS a"
@@ -315,7 +325,7 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	[STMT_SEAT_RELEASE] =
 		"UPDATE users SET seat_charged = 0"
 		" WHERE tenant = ?1 AND user_id = ?2 AND seat_charged = 1"
-		" AND NOT EXISTS (SELECT 1 FROM assignments"
+		" AND NOT EXISTS (SELECT 1 FROM assignments " BY_USER
 		" WHERE tenant = ?1 AND user_id = ?2)",
 	[STMT_SEATS_CHARGED] =
 		"SELECT count(*) FROM users AS u"
