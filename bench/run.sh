@@ -31,6 +31,7 @@
 #   ROWS="row ..."   only these rows (names as in bench/table.py)
 #   BENCH_LOGS=DIR   keep the programs' logs there
 #   PG_WORKERS=N     --workers of the servers on PostgreSQL (default: theirs)
+#   SERVER_WORKERS=N --workers of the server on SQLite (default: its own)
 # Everything listens on 127.0.0.1 ports the kernel picks and lives in one
 # temporary directory; every process started here is stopped on exit.
 set -euo pipefail
@@ -220,7 +221,7 @@ start_gateway() { # NAME UPSTREAM
 		--log-level warn
 }
 
-start_server server "sqlite:$tmp/bench.db"
+start_server server "sqlite:$tmp/bench.db" ${SERVER_WORKERS:+--workers "$SERVER_WORKERS"}
 server_addr=$addr server_pid=$pid
 start_gateway gateway "$server_addr"
 gateway_addr=$addr gateway_pid=$pid
