@@ -28,7 +28,7 @@ static struct das_flag flags[] = {
 	 .metavar = "ADDR",
 	 .def = "127.0.0.1:50051",
 	 .help = "gRPC service: HOST:PORT, a comma-separated list of IP:PORT, "
-		 "or dns:///NAME:PORT (round-robin over all)"},
+		 "dns:///NAME:PORT (round-robin over all) or unix:PATH"},
 	{.name = "public-base-url",
 	 .metavar = "URL",
 	 .def = NULL,
@@ -42,11 +42,6 @@ static struct das_flag flags[] = {
 	 .def = "true",
 	 .help = "upstream calls wait for a (re)connection within their "
 		 "deadline"},
-	{.name = "mode",
-	 .metavar = "MODE",
-	 .def = "async",
-	 .help = "async (event loops hand calls to the upstream thread) or "
-		 "blocking (each loop waits for its call)"},
 	{.name = "threads",
 	 .metavar = "N",
 	 .def = "0",
@@ -178,7 +173,7 @@ int main(int argc, char **argv)
 	int argi = 1, sig = 0;
 	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
 		header_timeout, body_timeout;
-	bool is_wait_for_ready, is_blocking;
+	bool is_wait_for_ready;
 	enum das_log_level level;
 	enum das_log_format format;
 	struct das_metrics_http *metrics = NULL;
@@ -218,14 +213,6 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "%s: --wait-for-ready must be true or false\n",
 			prog);
-		return 2;
-	}
-	if (strcmp(flag("mode"), "async") == 0) {
-		is_blocking = false;
-	} else if (strcmp(flag("mode"), "blocking") == 0) {
-		is_blocking = true;
-	} else {
-		fprintf(stderr, "%s: --mode must be async or blocking\n", prog);
 		return 2;
 	}
 	if (parse_level(flag("log-level"), &level) != 0) {
@@ -291,7 +278,6 @@ int main(int argc, char **argv)
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.listen = flag("listen");
 	cfg.public_base_url = flag("public-base-url");
-	cfg.is_blocking = is_blocking;
 	cfg.threads = (unsigned)threads;
 	cfg.connection_limit = (unsigned)conn_limit;
 	cfg.per_ip_connection_limit = (unsigned)ip_limit;
@@ -321,11 +307,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	das_log(DAS_LOG_INFO,
-		"upstream %s (%s), mode %s, %lu threads (0: one per CPU)",
+		"upstream %s (HTTP/2, %s), %lu threads (0: one per CPU)",
 		flag("upstream"),
 		is_tls ? (tls.cert_file && *tls.cert_file ? "mTLS" : "TLS")
 		       : "plaintext",
-		flag("mode"), threads);
+		threads);
 	das_log(DAS_LOG_INFO, "listener speaks %s", https ? "HTTPS" : "HTTP");
 	/* The host as configured, the port as bound (--listen HOST:0). */
 	printf("device-assignment-gateway listening on %.*s:%u\n",
@@ -353,7 +339,7 @@ int main(int argc, char **argv)
 		sigwait(&set, &sig);
 		if (sig != SIGHUP)
 			break;
-		/* New upstream TLS files; on failure the old channel stays. */
+		/* New upstream TLS files; on failure the old ones stay. */
 		switch (gw_upstream_reload(up, err, sizeof(err))) {
 		case 0:
 			das_log(DAS_LOG_INFO,

@@ -2,11 +2,11 @@
  * The event loops.
  *
  * Each loop thread owns its clients outright: only it reads, writes,
- * times out or frees them, so no lock guards a connection. The one
- * cross-thread step is the end of an upstream call: the upstream thread
- * pushes the client on its loop's done list (a mutex held for two pointer
- * writes, never across a gRPC call) and wakes the loop through an eventfd
- * when the list was empty.
+ * times out or frees them, so no lock guards a connection. It owns its
+ * upstream connections too (gateway/upstream/): a call is started, its
+ * HTTP/2 stream written and its reply read on the loop that read the
+ * request, and the answer is written in the same turn of the loop. The
+ * eventfd only wakes a loop to stop.
  *
  * Each loop has its own listening socket on the same address
  * (SO_REUSEPORT), so the kernel spreads connections evenly over the loops.
@@ -56,7 +56,6 @@ struct loop;
 
 struct client {
 	struct client *prev, *next; /* the loop's list, oldest first */
-	struct client *done_next;   /* the loop's done list */
 	struct client *grave_next;  /* closed, freed after this batch */
 	struct loop *loop;
 	struct gw_io io;
@@ -77,13 +76,13 @@ struct loop {
 	pthread_t thread;
 	int ep, wake_fd;
 	int listen_fd; /* this loop's own (SO_REUSEPORT) */
+	struct gw_upstream_loop *up; /* this loop's upstream connections */
+	int up_fd;		     /* their epoll descriptor */
 	struct client *head, *tail;
 	unsigned n_clients;
 	unsigned n_in_call; /* calls in flight, their clients included */
 	bool has_listener;
 	uint64_t paused_until_ms; /* out of descriptors: accept later */
-	pthread_mutex_t done_lock;
-	struct client *done;
 	struct client *graves; /* events of this batch may still name them */
 	uint64_t next_sweep_ms;
 };
@@ -342,16 +341,10 @@ static void call_done(void *arg);
 static void start_call(struct client *c)
 {
 	struct loop *l = c->loop;
-	struct gw_http *h = l->h;
 
-	if (h->cfg.is_blocking) {
-		gw_upstream_call(h->up, &c->conn.call, &c->conn.outcome);
-		gw_conn_call_done(&c->conn, true);
-		return;
-	}
 	c->is_in_call = true;
 	l->n_in_call++;
-	if (gw_upstream_start(h->up, &c->conn.call, &c->conn.outcome, call_done,
+	if (gw_upstream_start(l->up, &c->conn.call, &c->conn.outcome, call_done,
 			      c) != 0) {
 		c->is_in_call = false;
 		l->n_in_call--;
@@ -431,44 +424,20 @@ static void client_drive(struct client *c)
 	}
 }
 
-/* On an upstream thread: hand the client back to its loop. */
+/* On the loop, from gw_upstream_loop_run: the call's outcome is in. */
 static void call_done(void *arg)
 {
 	struct client *c = arg;
 	struct loop *l = c->loop;
-	bool was_empty;
-	uint64_t one = 1;
 
-	pthread_mutex_lock(&l->done_lock);
-	was_empty = l->done == NULL;
-	c->done_next = l->done;
-	l->done = c;
-	pthread_mutex_unlock(&l->done_lock);
-	if (was_empty)
-		(void)!write(l->wake_fd, &one, sizeof(one));
-}
-
-static void take_done(struct loop *l)
-{
-	struct client *c, *next;
-	uint64_t n;
-
-	(void)!read(l->wake_fd, &n, sizeof(n));
-	pthread_mutex_lock(&l->done_lock);
-	c = l->done;
-	l->done = NULL;
-	pthread_mutex_unlock(&l->done_lock);
-	for (; c; c = next) {
-		next = c->done_next;
-		c->is_in_call = false;
-		l->n_in_call--;
-		if (c->is_closed) {
-			client_free(c);
-			continue;
-		}
-		gw_conn_call_done(&c->conn, true);
-		client_drive(c);
+	c->is_in_call = false;
+	l->n_in_call--;
+	if (c->is_closed) {
+		client_free(c);
+		return;
 	}
+	gw_conn_call_done(&c->conn, true);
+	client_drive(c);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -660,11 +629,12 @@ static void *loop_main(void *arg)
 	struct loop *l = arg;
 	struct gw_http *h = l->h;
 	struct epoll_event evs[MAX_EVENTS];
-	bool is_draining = false;
+	bool is_draining = false, is_up_io;
+	uint64_t wakes;
 
 	for (;;) {
 		uint64_t now = now_ms();
-		int n, wait_ms;
+		int n, wait_ms, up_ms;
 
 		if (!is_draining && atomic_load(&h->is_draining)) {
 			is_draining = true;
@@ -681,18 +651,28 @@ static void *loop_main(void *arg)
 		wait_ms = (int)(l->next_sweep_ms - now);
 		if (wait_ms < 0 || wait_ms > SWEEP_MS)
 			wait_ms = SWEEP_MS;
+		up_ms = gw_upstream_loop_wait_ms(l->up);
+		if (up_ms >= 0 && up_ms < wait_ms)
+			wait_ms = up_ms;
 		n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_ms);
+		is_up_io = false;
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 			if (p == &l->listen_fd) {
 				if (!is_draining)
 					accept_burst(l);
 			} else if (p == &l->wake_fd) {
-				take_done(l);
+				(void)!read(l->wake_fd, &wakes, sizeof(wakes));
+			} else if (p == &l->up_fd) {
+				is_up_io = true;
 			} else {
 				client_drive(p);
 			}
 		}
+		/* After the clients: the calls they started go out in one
+		 * write per connection, and the replies that came in are
+		 * answered. */
+		gw_upstream_loop_run(l->up, is_up_io);
 		bury(l);
 	}
 	bury(l);
@@ -751,7 +731,8 @@ static int open_listeners(struct gw_http *h, char *err, size_t err_size)
 	return 0;
 }
 
-static int loop_init(struct gw_http *h, struct loop *l)
+static int loop_init(struct gw_http *h, struct loop *l, char *err,
+		     size_t err_size)
 {
 	struct epoll_event ev;
 
@@ -759,17 +740,29 @@ static int loop_init(struct gw_http *h, struct loop *l)
 	l->ep = epoll_create1(EPOLL_CLOEXEC);
 	l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->ep < 0 || l->wake_fd < 0)
+		goto fail;
+	l->up = gw_upstream_loop_new(h->up, err, err_size);
+	if (!l->up)
 		return -1;
+	l->up_fd = gw_upstream_loop_fd(l->up);
+	ev.events = EPOLLIN;
+	ev.data.ptr = &l->up_fd;
+	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->up_fd, &ev) != 0)
+		goto fail;
 	ev.events = EPOLLIN;
 	ev.data.ptr = &l->wake_fd;
 	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev) != 0)
-		return -1;
+		goto fail;
 	ev.events = EPOLLIN;
 	ev.data.ptr = &l->listen_fd;
 	if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->listen_fd, &ev) != 0)
-		return -1;
+		goto fail;
 	l->has_listener = true;
 	return 0;
+fail:
+	snprintf(err, err_size, "cannot start an event loop: %s",
+		 strerror(errno));
+	return -1;
 }
 
 static void loop_release(struct loop *l)
@@ -780,7 +773,7 @@ static void loop_release(struct loop *l)
 		close(l->wake_fd);
 	if (l->listen_fd >= 0)
 		close(l->listen_fd);
-	pthread_mutex_destroy(&l->done_lock);
+	gw_upstream_loop_free(l->up);
 }
 
 static void free_server(struct gw_http *h)
@@ -842,13 +835,13 @@ struct gw_http *gw_http_start(const struct gw_http_config *cfg,
 	for (unsigned i = 0; i < h->n_loops; i++) {
 		h->loops[i].ep = h->loops[i].wake_fd = h->loops[i].listen_fd =
 			-1;
-		pthread_mutex_init(&h->loops[i].done_lock, NULL);
 	}
 	if (open_listeners(h, err, err_size) != 0)
 		goto fail;
 	for (unsigned i = 0; i < h->n_loops; i++) {
-		if (loop_init(h, &h->loops[i]) != 0 ||
-		    pthread_create(&h->loops[i].thread, NULL, loop_main,
+		if (loop_init(h, &h->loops[i], err, err_size) != 0)
+			goto fail;
+		if (pthread_create(&h->loops[i].thread, NULL, loop_main,
 				   &h->loops[i]) != 0) {
 			snprintf(err, err_size, "cannot start HTTP thread: %s",
 				 strerror(errno));

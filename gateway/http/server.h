@@ -2,9 +2,9 @@
  * The gateway's HTTP server: one epoll event loop per thread, each owning
  * the connections it accepted from its own listening socket on the shared
  * address (SO_REUSEPORT). The protocol of each connection is gateway/http/conn.h;
- * this module does the I/O, the deadlines, the connection limits and the
- * hand-off of upstream calls (started on the loop, completed on the
- * upstream thread, handed back to the owning loop through an eventfd).
+ * this module does the I/O, the deadlines and the connection limits, and
+ * runs each loop's part of the upstream client (gateway/upstream/): calls
+ * start and complete on the loop that owns the connection.
  */
 #ifndef GW_HTTP_SERVER_H
 #define GW_HTTP_SERVER_H
@@ -19,7 +19,6 @@
 struct gw_http_config {
 	const char *listen;	     /* "127.0.0.1:8080", "[::1]:0", "localhost:0" */
 	const char *public_base_url; /* NULL or "" = use Host */
-	bool is_blocking;	     /* the loop waits for each upstream call */
 	unsigned threads;	     /* event loops; 0 = one per CPU */
 	unsigned connection_limit;   /* all connections */
 	unsigned per_ip_connection_limit; /* per client address; 0 = none */
@@ -35,7 +34,8 @@ struct gw_http_config {
 struct gw_http;
 
 /*
- * Binds and starts serving; up is borrowed and must outlive the server.
+ * Binds and starts serving, each loop with its own connections to up
+ * (borrowed; it must outlive the server).
  * Returns NULL with a one-line reason in err.
  */
 struct gw_http *gw_http_start(const struct gw_http_config *cfg,

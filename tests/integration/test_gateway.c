@@ -2,7 +2,7 @@
  * The real device-assignment-gateway in front of the real server, driven
  * over HTTP with libcurl: every success path and every row of the error
  * catalog (CONTRACT.md section 2), in the suspend/resume mode and in the
- * blocking mode; concurrent requests; the server killed and restarted on
+ * gateway with one event loop; concurrent requests; the server killed and restarted on
  * the same port under the gateway; hostile raw bytes over a plain socket;
  * SIGTERM.
  */
@@ -74,14 +74,13 @@ static void start_server(void)
 	snprintf(server_listen, sizeof(server_listen), "%s", server.addr);
 }
 
-static void start_gateway(const char *mode)
+/* threads: the gateway's event loops, each with its own connection. */
+static void start_gateway(const char *threads)
 {
 	const char *args[] = {"--upstream",
 			      server_listen,
-			      "--mode",
-			      mode,
 			      "--threads",
-			      strcmp(mode, "blocking") == 0 ? "8" : "2",
+			      threads,
 			      "--upstream-timeout-ms",
 			      "3000",
 			      "--connection-timeout",
@@ -398,7 +397,7 @@ static int setup(void **state)
 	auth_header = strdup(bearer);
 	start_server();
 	import_directory();
-	start_gateway("async");
+	start_gateway("2");
 	return 0;
 }
 
@@ -756,17 +755,18 @@ static void concurrent_requests(void **state)
 	}
 }
 
-static void contract_blocking(void **state)
+/* Every call of every client on one loop and its one connection. */
+static void contract_one_loop(void **state)
 {
 	(void)state;
 	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
-	start_gateway("blocking");
+	start_gateway("1");
 	success_paths();
 	error_catalog();
 	too_large_bodies();
 	concurrent_requests(state);
 	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
-	start_gateway("async");
+	start_gateway("2");
 }
 
 /* ---- the server restarting under the gateway ----------------------------- */
@@ -1106,7 +1106,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(contract_async),
 		cmocka_unit_test(concurrent_requests),
-		cmocka_unit_test(contract_blocking),
+		cmocka_unit_test(contract_one_loop),
 		cmocka_unit_test(server_restart),
 		cmocka_unit_test(hostile_raw_requests),
 		cmocka_unit_test(connection_limits),
