@@ -14,6 +14,7 @@
 
 /* gRPC status codes used by the table (values fixed by gRPC). */
 #define DAS_GRPC_OK 0
+#define DAS_GRPC_CANCELLED 1 /* what a draining server gives calls it drops */
 #define DAS_GRPC_INVALID_ARGUMENT 3
 #define DAS_GRPC_DEADLINE_EXCEEDED 4
 #define DAS_GRPC_NOT_FOUND 5

@@ -629,7 +629,7 @@ static void *loop_main(void *arg)
 	struct loop *l = arg;
 	struct gw_http *h = l->h;
 	struct epoll_event evs[MAX_EVENTS];
-	bool is_draining = false, is_up_io;
+	bool is_draining = false;
 	uint64_t wakes;
 
 	for (;;) {
@@ -655,7 +655,11 @@ static void *loop_main(void *arg)
 		if (up_ms >= 0 && up_ms < wait_ms)
 			wait_ms = up_ms;
 		n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_ms);
-		is_up_io = false;
+		/* Upstream news first (replies, a server gone), so that new
+		 * calls below do not go to a connection already closed. */
+		for (int i = 0; i < n; i++)
+			if (evs[i].data.ptr == &l->up_fd)
+				gw_upstream_loop_run(l->up, true);
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 			if (p == &l->listen_fd) {
@@ -663,16 +667,13 @@ static void *loop_main(void *arg)
 					accept_burst(l);
 			} else if (p == &l->wake_fd) {
 				(void)!read(l->wake_fd, &wakes, sizeof(wakes));
-			} else if (p == &l->up_fd) {
-				is_up_io = true;
-			} else {
+			} else if (p != &l->up_fd) {
 				client_drive(p);
 			}
 		}
-		/* After the clients: the calls they started go out in one
-		 * write per connection, and the replies that came in are
-		 * answered. */
-		gw_upstream_loop_run(l->up, is_up_io);
+		/* The calls the clients started go out, one write per
+		 * connection; timers and reconnects run. */
+		gw_upstream_loop_run(l->up, false);
 		bury(l);
 	}
 	bury(l);

@@ -21,6 +21,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "gateway/upstream/grpc_wire.h"
 #include "gateway/upstream/h2tls.h"
@@ -167,6 +168,25 @@ static int verdict(const struct upcall *call, uint32_t error_code,
 	return DAS_GRPC_INTERNAL;
 }
 
+/*
+ * A server that said GOAWAY may still drop calls it took but never ran
+ * (gRPC core cancels calls not yet handed to the application when it shuts
+ * down, and closes the connection once it thinks it is idle). Such a call
+ * is started again elsewhere: every RPC of the contract may be repeated
+ * (a repeat answers as the first did), so this never applies a change
+ * twice, and a deadline still bounds it.
+ */
+static bool is_dropped_by_drain(const struct h2conn *c, int code,
+				bool is_reply)
+{
+	if (!c->is_goaway)
+		return false;
+	if (is_reply)
+		return code == DAS_GRPC_CANCELLED ||
+		       code == DAS_GRPC_UNAVAILABLE;
+	return code == DAS_GRPC_UNAVAILABLE;
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t id,
 			   uint32_t error_code, void *user)
 {
@@ -179,10 +199,21 @@ static int on_stream_close(nghttp2_session *s, int32_t id,
 	if (!call)
 		return 0;
 	detach(c, call);
-	if (error_code == NGHTTP2_REFUSED_STREAM && !call->has_headers) {
+	code = verdict(call, error_code, &is_reply);
+	if ((error_code == NGHTTP2_REFUSED_STREAM && !call->has_headers) ||
+	    is_dropped_by_drain(c, code, is_reply)) {
 		upcall_refused(call);
 	} else {
-		code = verdict(call, error_code, &is_reply);
+		if (code != DAS_GRPC_OK && das_log_is_enabled(DAS_LOG_DEBUG))
+			das_log(DAS_LOG_DEBUG,
+				"upstream %s: stream %d ended: :status %d, "
+				"grpc-status %d, RST_STREAM %u%s -> code %d",
+				c->authority, id, call->http_status,
+				call->grpc_status, error_code,
+				call->is_broken ? ", reply over a bound or "
+						  "malformed"
+						: "",
+				code);
 		upcall_end(call, code, is_reply);
 	}
 	upstream_conn_changed(c->ul, c);
@@ -209,6 +240,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
 		 * by nghttp2 (safe to start again elsewhere). */
 		if (c->state != H2CONN_CLOSED)
 			c->state = H2CONN_DRAINING;
+		c->is_goaway = true;
 		upstream_conn_changed(c->ul, c);
 		break;
 	default:
@@ -393,11 +425,20 @@ void h2conn_fail(struct h2conn *c)
 {
 	if (c->state == H2CONN_CLOSED)
 		return;
+	if (das_log_is_enabled(DAS_LOG_DEBUG))
+		das_log(DAS_LOG_DEBUG,
+			"upstream %s: connection closed (%s), %u calls on it",
+			c->authority,
+			c->was_ready ? "after it served" : "while connecting",
+			c->n_calls);
 	close_socket(c);
 	while (c->calls) {
 		struct upcall *call = c->calls;
 		detach(c, call);
-		upcall_end(call, DAS_GRPC_UNAVAILABLE, false);
+		if (is_dropped_by_drain(c, DAS_GRPC_UNAVAILABLE, false))
+			upcall_refused(call);
+		else
+			upcall_end(call, DAS_GRPC_UNAVAILABLE, false);
 	}
 	upstream_conn_changed(c->ul, c);
 }

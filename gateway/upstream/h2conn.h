@@ -36,6 +36,7 @@ struct h2conn {
 	struct gw_upstream_loop *ul;
 	enum h2conn_state state;
 	bool was_ready; /* reached READY once */
+	bool is_goaway; /* the server said GOAWAY: it is going away */
 	bool is_tcp_up, is_tls_done;
 	int fd, ep;
 	SSL *ssl;
