@@ -8,7 +8,7 @@
  * oversized message, the wrong content-type, no trailers, an HTTP error,
  * no answer at all, a reset connection, a GOAWAY; it announces
  * SETTINGS_MAX_CONCURRENT_STREAMS 1 and records how many streams were
- * ever open at once. Each answer maps to the contract's status and the
+ * ever open at once; it also listens on a unix socket (--upstream unix:). Each answer maps to the contract's status and the
  * gateway stays up.
  *
  * The real server: dns:///localhost:PORT reaches it; a call with
@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,12 +65,14 @@ enum mode {
 };
 
 static struct {
-	int listen_fd;
+	int listen_fd, unix_fd; /* TCP and unix: the same fake */
 	unsigned port;
+	char unix_path[108];
 	pthread_t thread;
 	atomic_bool is_stopping;
 	atomic_int mode;
 	atomic_int active, max_active, requests;
+	atomic_int n_conns; /* connection threads still running */
 } fake;
 
 struct body {
@@ -180,25 +183,30 @@ static struct body *message(size_t len, bool is_compressed, int copies)
 	return b;
 }
 
+/* Made once before the fake starts: header values of some answers. */
+static char junk[3][8001];
+static char *details;
+
+static void replies_init(void)
+{
+	size_t len;
+	uint8_t *raw = das_status_details_pack(5, "user u0 not found",
+					       "USER_NOT_FOUND", &len);
+
+	details = b64(raw, len);
+	free(raw);
+	for (int i = 0; i < 3; i++)
+		memset(junk[i], 'j', 8000);
+}
+
 static void reply(struct fconn *fc, struct stream *st)
 {
-	static char junk[3][8001];
-	static char *details;
 	nghttp2_nv h[8];
 	size_t n = 0;
 	struct body *b = NULL;
 	nghttp2_data_provider prd = {.read_callback = body_read};
 	enum mode m = (enum mode)atomic_load(&fake.mode);
 
-	if (!details) {
-		size_t len;
-		uint8_t *raw = das_status_details_pack(
-			5, "user u0 not found", "USER_NOT_FOUND", &len);
-		details = b64(raw, len);
-		free(raw);
-		for (int i = 0; i < 3; i++)
-			memset(junk[i], 'j', 8000);
-	}
 	h[n++] = NV(":status", m == M_HTTP_503 ? "503" : "200");
 	if (m != M_HTML && m != M_HTTP_503)
 		h[n++] = NV("content-type", "application/grpc");
@@ -353,17 +361,39 @@ out:
 	free(fc);
 }
 
+static void *conn_main(void *arg)
+{
+	serve((int)(intptr_t)arg);
+	atomic_fetch_sub(&fake.n_conns, 1);
+	return NULL;
+}
+
+/* Each connection on a thread of its own (a gateway keeps its own). */
 static void *fake_main(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&fake.is_stopping)) {
-		struct pollfd pfd = {fake.listen_fd, POLLIN, 0};
-		int fd;
-		if (poll(&pfd, 1, 50) <= 0)
+		struct pollfd pfd[2] = {{fake.listen_fd, POLLIN, 0},
+					{fake.unix_fd, POLLIN, 0}};
+		if (poll(pfd, 2, 50) <= 0)
 			continue;
-		fd = accept(fake.listen_fd, NULL, NULL);
-		if (fd >= 0)
-			serve(fd);
+		for (int i = 0; i < 2; i++) {
+			int fd;
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			pthread_t t;
+			fd = accept(pfd[i].fd, NULL, NULL);
+			if (fd < 0)
+				continue;
+			atomic_fetch_add(&fake.n_conns, 1);
+			if (pthread_create(&t, NULL, conn_main,
+					   (void *)(intptr_t)fd) != 0) {
+				atomic_fetch_sub(&fake.n_conns, 1);
+				close(fd);
+				continue;
+			}
+			pthread_detach(t);
+		}
 	}
 	return NULL;
 }
@@ -373,6 +403,7 @@ static void fake_start(void)
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sa);
 
+	replies_init();
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fake.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fake.listen_fd >= 0);
@@ -384,6 +415,15 @@ static void fake_start(void)
 				     &sl),
 			 0);
 	fake.port = ntohs(sa.sin_port);
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	harness_path("fake.sock", fake.unix_path, sizeof(fake.unix_path));
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", fake.unix_path);
+	fake.unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fake.unix_fd >= 0);
+	assert_int_equal(bind(fake.unix_fd, (struct sockaddr *)&un,
+			      sizeof(un)),
+			 0);
+	assert_int_equal(listen(fake.unix_fd, 16), 0);
 	assert_int_equal(pthread_create(&fake.thread, NULL, fake_main, NULL),
 			 0);
 }
@@ -392,7 +432,14 @@ static void fake_stop(void)
 {
 	atomic_store(&fake.is_stopping, true);
 	pthread_join(fake.thread, NULL);
+	while (atomic_load(&fake.n_conns) > 0) {
+		struct timespec pause = {0, 10 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+	}
 	close(fake.listen_fd);
+	close(fake.unix_fd);
+	unlink(fake.unix_path);
+	free(details);
 }
 
 /* ---- HTTP --------------------------------------------------------------- */
@@ -582,6 +629,19 @@ static void max_concurrent_streams_is_respected(void **state)
 	assert_true(harness_is_alive(&gw));
 }
 
+static void unix_socket_upstream(void **state)
+{
+	struct harness_proc g;
+	char upstream[160];
+
+	(void)state;
+	atomic_store(&fake.mode, M_OK);
+	snprintf(upstream, sizeof(upstream), "unix:%s", fake.unix_path);
+	start_gateway_on(&g, upstream, "800", "true");
+	assert_int_equal(get(&g, LIST, NULL), 200);
+	assert_int_equal(harness_stop(&g, SIGTERM), 0);
+}
+
 /* ---- the real server ---------------------------------------------------- */
 
 static void start_server(struct harness_proc *p, const char *listen)
@@ -739,6 +799,7 @@ int main(void)
 		cmocka_unit_test(reset_mid_call_is_503_then_reconnects),
 		cmocka_unit_test(goaway_before_the_stream_is_retried),
 		cmocka_unit_test(max_concurrent_streams_is_respected),
+		cmocka_unit_test(unix_socket_upstream),
 		cmocka_unit_test(dns_name_reaches_the_server),
 		cmocka_unit_test(wait_for_ready_waits_for_a_late_server),
 		cmocka_unit_test(drained_server_loses_no_request),
