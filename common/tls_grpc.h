@@ -1,7 +1,7 @@
 /*
  * gRPC channel credentials from certificate files, checked first by
- * das_tls_pem_load(). Used by the client library and the gateway's
- * upstream.
+ * das_tls_pem_load(). Used by the client library (the gateway's upstream
+ * has its own OpenSSL client: gateway/upstream/h2tls.c).
  */
 #ifndef DAS_COMMON_TLS_GRPC_H
 #define DAS_COMMON_TLS_GRPC_H

@@ -10,6 +10,7 @@
 
 #include "deviceassignment/v1/device_assignment.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "common/chars.h"
 #include "common/status.h"
 #include "proto/rpc_methods.h"
 
@@ -258,27 +259,11 @@ const char *gw_wire_path(enum gw_route_rpc rpc)
 
 int gw_wire_status(const uint8_t *v, size_t len)
 {
-	int code = 0;
+	int code;
 
-	if (len == 0 || len > 2)
+	if (len == 0 || len > 2 || !das_decimal((const char *)v, len, &code))
 		return -1;
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		code = code * 10 + (v[i] - '0');
-	}
 	return code <= 16 ? code : -1;
-}
-
-static int hex_value(uint8_t ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
 }
 
 /* gRPC percent-encodes bytes outside 0x20..0x7e and '%'; a '%' not
@@ -294,8 +279,8 @@ void gw_wire_message(const uint8_t *v, size_t len, char *out,
 		int hi, lo;
 
 		if (v[i] == '%' && i + 2 < len &&
-		    (hi = hex_value(v[i + 1])) >= 0 &&
-		    (lo = hex_value(v[i + 2])) >= 0) {
+		    (hi = das_hex_digit(v[i + 1])) >= 0 &&
+		    (lo = das_hex_digit(v[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 			continue;

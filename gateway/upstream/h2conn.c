@@ -21,6 +21,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "common/chars.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "gateway/upstream/grpc_wire.h"
@@ -93,12 +94,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame,
 		return 0;
 	}
 	if (name_is(name, namelen, ":status")) {
-		int st = 0;
-		for (size_t i = 0; i < valuelen && i < 3; i++)
-			st = st * 10 + (value[i] >= '0' && value[i] <= '9'
-						? value[i] - '0'
-						: 0);
-		call->http_status = valuelen == 3 ? st : 999;
+		int st;
+		call->http_status =
+			valuelen == 3 && das_decimal((const char *)value, 3, &st)
+				? st
+				: 999;
 	} else if (name_is(name, namelen, "content-type")) {
 		call->is_grpc_type = gw_wire_is_grpc_type(value, valuelen);
 	} else if (name_is(name, namelen, "grpc-status")) {
