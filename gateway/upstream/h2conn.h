@@ -46,6 +46,7 @@ struct h2conn {
 	uint8_t *out; /* frames nghttp2 made, not yet written */
 	size_t out_len, out_off, out_cap;
 	uint64_t connect_deadline_ms;
+	uint64_t ready_ms; /* when its owner saw it READY, 0 before */
 	char authority[280];
 };
 

@@ -49,6 +49,9 @@
 /* Reconnect backoff: first wait, growth, cap (jitter +-20 %). */
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS	 1000
+/* A connection that was ready this long before it closed served: the next
+ * one is opened at once (a shorter life counts as a failure). */
+#define STABLE_MS 1000
 /* A call refused unprocessed this often (GOAWAY races) gives up. */
 #define MAX_REFUSALS 3
 #define MAX_EVENTS   64
@@ -399,12 +402,16 @@ static void reconcile(struct gw_upstream_loop *ul, uint64_t now)
 		if (c->state == H2CONN_CLOSED) {
 			*pp = c->next;
 			if (b && b->conn == c) {
-				if (c->was_ready) {
-					/* It served: reconnect at once. */
+				if (c->ready_ms &&
+				    now - c->ready_ms >= STABLE_MS) {
+					/* It served a while: reconnect at
+					 * once, from the first backoff. */
 					b->conn = NULL;
 					b->retry_ms = now;
 					b->backoff_ms = BACKOFF_FIRST_MS;
 				} else {
+					/* Failed, or a server that closes
+					 * soon after SETTINGS: back off. */
 					backend_failed(ul, b, now);
 				}
 			}
@@ -412,13 +419,18 @@ static void reconcile(struct gw_upstream_loop *ul, uint64_t now)
 			continue;
 		}
 		if (c->state == H2CONN_DRAINING && b) {
-			/* GOAWAY: a fresh connection takes the new calls. */
-			b->conn = NULL;
-			b->retry_ms = now;
+			/* GOAWAY: a fresh connection takes the new calls
+			 * (at once, unless the server keeps sending them). */
 			c->owner = NULL;
+			if (c->ready_ms && now - c->ready_ms >= STABLE_MS) {
+				b->conn = NULL;
+				b->retry_ms = now;
+			} else {
+				backend_failed(ul, b, now);
+			}
 		}
-		if (c->state == H2CONN_READY && b)
-			b->backoff_ms = BACKOFF_FIRST_MS;
+		if (c->state == H2CONN_READY && !c->ready_ms)
+			c->ready_ms = now;
 		pp = &c->next;
 	}
 	for (size_t i = 0; i < ul->n_backends; i++) {
