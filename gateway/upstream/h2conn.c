@@ -88,7 +88,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame,
 	if (!call || call->is_broken)
 		return 0;
 	call->has_headers = true;
-	call->header_bytes += namelen + valuelen;
+	/* Counted as SETTINGS_MAX_HEADER_LIST_SIZE counts: 32 per field, so
+	 * a flood of empty values is bounded too. */
+	call->header_bytes += namelen + valuelen + 32;
 	if (call->header_bytes > GW_WIRE_MAX_HEADERS) {
 		broken(c, call);
 		return 0;

@@ -11,7 +11,7 @@
  * ever open at once; it also listens on a unix socket (--upstream unix:). Each answer maps to the contract's status and the
  * gateway stays up.
  *
- * The real server: dns:///localhost:PORT reaches it; a call with
+ * The real server: dns:///localhost:PORT and ipv6:[::1]:PORT reach it; a call with
  * wait-for-ready waits for a server that starts after it; a server
  * drained by SIGTERM (GOAWAY) under load loses no request.
  */
@@ -674,6 +674,21 @@ static void dns_name_reaches_the_server(void **state)
 	assert_int_equal(harness_stop(&server, SIGTERM), 0);
 }
 
+static void ipv6_list_reaches_the_server(void **state)
+{
+	struct harness_proc server, g;
+	char upstream[64];
+
+	(void)state;
+	start_server(&server, "[::1]:0");
+	snprintf(upstream, sizeof(upstream), "ipv6:[::1]:%d", server.port);
+	start_gateway_on(&g, upstream, "3000", "true");
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(get(&g, LIST, NULL), 401);
+	assert_int_equal(harness_stop(&g, SIGTERM), 0);
+	assert_int_equal(harness_stop(&server, SIGTERM), 0);
+}
+
 /* A port nothing listens on (bound, then closed). */
 static int free_port(void)
 {
@@ -801,6 +816,7 @@ int main(void)
 		cmocka_unit_test(max_concurrent_streams_is_respected),
 		cmocka_unit_test(unix_socket_upstream),
 		cmocka_unit_test(dns_name_reaches_the_server),
+		cmocka_unit_test(ipv6_list_reaches_the_server),
 		cmocka_unit_test(wait_for_ready_waits_for_a_late_server),
 		cmocka_unit_test(drained_server_loses_no_request),
 	};
