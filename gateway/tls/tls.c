@@ -15,15 +15,6 @@
 
 #include "common/tls_files.h"
 
-/* TLS 1.2: forward secrecy and AEAD only (Mozilla "intermediate"). */
-#define TLS12_CIPHERS                                                        \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"         \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
-#define TLS13_SUITES                                                         \
-	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                     \
-	"TLS_CHACHA20_POLY1305_SHA256"
-#define GROUPS "X25519:P-256:P-384"
 
 struct gw_tls_ctx {
 	char *cert_file, *key_file;
@@ -103,9 +94,9 @@ static SSL_CTX *build(const struct gw_tls_ctx *t, char *err, size_t err_size)
 		return NULL;
 	ctx = SSL_CTX_new(TLS_server_method());
 	if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
-	    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES) != 1 ||
-	    SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) {
+	    SSL_CTX_set_cipher_list(ctx, GW_TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, GW_TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, GW_TLS_GROUPS) != 1) {
 		snprintf(err, err_size, "OpenSSL refused the TLS settings");
 		goto fail;
 	}

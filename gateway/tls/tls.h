@@ -19,6 +19,17 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The gateway's TLS policy, on the listener and towards the service.
+ * TLS 1.2: forward secrecy and AEAD only (Mozilla "intermediate"). */
+#define GW_TLS12_CIPHERS                                                     \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"         \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"         \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define GW_TLS13_SUITES                                                      \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                     \
+	"TLS_CHACHA20_POLY1305_SHA256"
+#define GW_TLS_GROUPS "X25519:P-256:P-384"
+
 struct gw_tls_ctx;
 struct gw_tls_conn;
 

@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 
 #include "common/tls_files.h"
+#include "gateway/tls/tls.h"
 
 static const unsigned char alpn_h2[] = {2, 'h', '2'};
 
@@ -30,7 +31,13 @@ SSL_CTX *h2tls_ctx_new(const char *ca_file, const char *cert_file,
 		snprintf(err, err_size, "cannot create a TLS context");
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, GW_TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, GW_TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, GW_TLS_GROUPS) != 1) {
+		snprintf(err, err_size, "cannot set the TLS policy");
+		goto fail;
+	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |

@@ -2,7 +2,8 @@
  * TLS of the gateway's upstream connections (OpenSSL, client side, over a
  * non-blocking socket): the service's certificate is verified against the
  * CA file (or the system's roots) and the expected name, the gateway's own
- * certificate is presented for mTLS, and ALPN offers "h2".
+ * certificate is presented for mTLS, ALPN offers "h2", and the policy is
+ * the listener's (TLS 1.2+, ECDHE + AEAD; gateway/tls/tls.h).
  */
 #ifndef GW_UPSTREAM_H2TLS_H
 #define GW_UPSTREAM_H2TLS_H
