@@ -11,6 +11,8 @@
  *    certificate is renewed and reloaded under HTTPS load without a failed
  *    request, new connections seeing the new certificate; a client that
  *    never starts the handshake is closed by the idle timeout;
+ *  - a gateway started with another CA's files answers 200 once the
+ *    right files are in place and reloaded (SIGHUP), without a restart;
  *  - the server's and the gateway's certificates are renewed and both
  *    reloaded (SIGHUP) three times while HTTP requests keep coming: every
  *    request answers 200; a gateway reload with a broken key is refused
@@ -214,6 +216,38 @@ static void gateway_without_the_right_credentials_gets_503(void **state)
 			 harness_in(other_dir, "gateway.pem"),
 			 harness_in(other_dir, "gateway.key"), "3000");
 	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+}
+
+/*
+ * SIGHUP makes new upstream connections use the files as they are now: a
+ * gateway started with another CA's files answers 503; once the right files
+ * are in place and reloaded, it answers 200 without a restart.
+ */
+static void reload_reaches_new_connections(void **state)
+{
+	struct harness_proc gw;
+	const char *list = "/v1.0/customers/" T "/users/alice/devices/pbx";
+	char dir[512], cmd[4096];
+
+	(void)state;
+	harness_path("swap", dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p '%s' && cp '%s/ca.pem' '%s/gateway.pem' "
+		 "'%s/gateway.key' '%s/'",
+		 dir, other_dir, other_dir, other_dir, dir);
+	harness_sh(cmd);
+	start_gateway_ms(&gw, harness_in(dir, "ca.pem"),
+			 harness_in(dir, "gateway.pem"),
+			 harness_in(dir, "gateway.key"), "3000");
+	assert_int_equal(http_once(&gw, "GET", list, NULL), 503);
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s/ca.pem' '%s/gateway.pem' '%s/gateway.key' '%s/'",
+		 ca_dir, ca_dir, ca_dir, dir);
+	harness_sh(cmd);
+	assert_int_equal(kill(gw.pid, SIGHUP), 0);
+	harness_wait_in_log(&gw, "upstream TLS files reloaded", 1);
+	assert_int_equal(http_once(&gw, "GET", list, NULL), 200);
 	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
 }
 
@@ -525,6 +559,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(gateway_over_mtls_answers_201),
 		cmocka_unit_test(gateway_without_the_right_credentials_gets_503),
+		cmocka_unit_test(reload_reaches_new_connections),
 		cmocka_unit_test(renewal_of_both_under_load),
 		cmocka_unit_test(gateway_over_https_answers_201),
 		cmocka_unit_test(https_renewal_under_load),
