@@ -171,22 +171,21 @@ static int verdict(const struct upcall *call, uint32_t error_code,
 }
 
 /*
- * A server that said GOAWAY may still drop calls it took but never ran
- * (gRPC core cancels calls not yet handed to the application when it shuts
- * down, and closes the connection once it thinks it is idle). Such a call
- * is started again elsewhere: every RPC of the contract may be repeated
- * (a repeat answers as the first did), so this never applies a change
- * twice, and a deadline still bounds it.
+ * A server going away may drop calls it took but never ran: gRPC core
+ * answers CANCELLED to calls not yet handed to the application when it
+ * shuts down (sometimes before its GOAWAY is on the wire), and closes the
+ * connection once it thinks it is idle. Such a call is started again
+ * elsewhere: every RPC of the contract may be repeated (a repeat answers
+ * as the first did; the service itself never answers CANCELLED), so this
+ * never applies a change twice, and the deadline and MAX_REFUSALS bound
+ * it.
  */
 static bool is_dropped_by_drain(const struct h2conn *c, int code,
 				bool is_reply)
 {
-	if (!c->is_goaway)
-		return false;
-	if (is_reply)
-		return code == DAS_GRPC_CANCELLED ||
-		       code == DAS_GRPC_UNAVAILABLE;
-	return code == DAS_GRPC_UNAVAILABLE;
+	if (is_reply && code == DAS_GRPC_CANCELLED)
+		return true;
+	return c->is_goaway && code == DAS_GRPC_UNAVAILABLE;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t id,

@@ -54,7 +54,8 @@ struct upcall {
 void upcall_end(struct upcall *c, int code, bool is_reply);
 
 /* The server did not process c (REFUSED_STREAM, above GOAWAY's last
- * stream, or never sent): it may be started again elsewhere. */
+ * stream, never sent, or dropped by a server going away): it may be
+ * started again elsewhere. */
 void upcall_refused(struct upcall *c);
 
 /* conn became ready, got a GOAWAY, freed room for a stream, or closed. */
