@@ -504,7 +504,9 @@ static int setup(void **state)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	fake_start();
 	snprintf(upstream, sizeof(upstream), "127.0.0.1:%u", fake.port);
-	start_gateway_on(&gw, upstream, "800", "true");
+	/* Short enough for the silent upstream's 504, long enough for a
+	 * loaded machine's first connection. */
+	start_gateway_on(&gw, upstream, "2000", "true");
 	return 0;
 }
 
@@ -637,7 +639,8 @@ static void unix_socket_upstream(void **state)
 	(void)state;
 	atomic_store(&fake.mode, M_OK);
 	snprintf(upstream, sizeof(upstream), "unix:%s", fake.unix_path);
-	start_gateway_on(&g, upstream, "800", "true");
+	/* A deadline a loaded machine meets for the first connection. */
+	start_gateway_on(&g, upstream, "5000", "true");
 	assert_int_equal(get(&g, LIST, NULL), 200);
 	assert_int_equal(harness_stop(&g, SIGTERM), 0);
 }
