@@ -19,6 +19,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "common/chars.h"
 #include "common/log.h"
 #include "observe.h"
 
@@ -82,17 +83,6 @@ void flood_guard_free(struct flood_guard *g)
 }
 
 /* ---- peers -------------------------------------------------------------- */
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* "HOST:PORT" with HOST already unbracketed by the caller. */
 static bool parse_port(const char *s, uint16_t *port)
@@ -159,8 +149,11 @@ bool flood_peer_parse(const char *s, struct flood_peer *peer)
 	/* Percent-decoded ("%5B::1%5D" in some core versions). */
 	for (const char *c = s + 5; *c; c++) {
 		char ch = *c;
-		if (ch == '%' && hexval(c[1]) >= 0 && hexval(c[2]) >= 0) {
-			ch = (char)(hexval(c[1]) * 16 + hexval(c[2]));
+		int hi = ch == '%' ? das_hex_digit(c[1]) : -1;
+		int lo = hi >= 0 ? das_hex_digit(c[2]) : -1;
+
+		if (lo >= 0) {
+			ch = (char)(hi * 16 + lo);
 			c += 2;
 		}
 		if (n + 1 >= sizeof(buf))
