@@ -44,9 +44,14 @@
  * and reuses meanwhile is never touched, because the dup pins the socket
  * that was checked. Plaintext and TLS alike (the TCP socket is the same).
  *
- * Memory: at most max_open calls per connection, so the bound of a flood
- * is max_open x ~13 KiB x the attacker's connections (a flood over many
- * connections is a connection flood, which core 1.51 cannot cap either).
+ * Memory: at most max_open calls per connection taken and open, so the
+ * bound of a flood is max_open x ~13 KiB x the attacker's connections (a
+ * flood over many connections is a connection flood, which core 1.51
+ * cannot cap either), plus the calls core has made and not yet handed
+ * over: every stream whose message arrived before its reset is such a
+ * call, so the workers must drop them as fast as core makes them (the
+ * drop is a bare grpc_call_unref for that reason, server.c call_drop).
+ * Freed memory is handed back by malloc_trim on the guard's own thread.
  *
  * Thread-safe: workers call everything here concurrently; the table has
  * one lock per group of entries.
