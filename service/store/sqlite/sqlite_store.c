@@ -682,6 +682,16 @@ static int make_parent_dirs(const char *path, char *err, size_t err_size)
 }
 
 /*
+ * temp_store = MEMORY keeps the statement journal (the pages a savepoint
+ * would put back, written as each writer of a batch changes them) in
+ * memory. By default it spills to a temporary file past 64 KiB, and a
+ * group-commit batch passes that: every page a writer touched then cost
+ * two pwrite calls to /var/tmp, as many as its write to the log. Nothing
+ * durable lives there: it only serves ROLLBACK TO within the batch.
+ */
+static const char conn_tuning[] = "PRAGMA temp_store = MEMORY";
+
+/*
  * Opens one connection with the settings every connection needs. The
  * first one (is_first) also switches the file to WAL and migrates.
  */
@@ -744,6 +754,13 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 	}
 	if (is_first && migrate(c->db, path, err, err_size) != STORE_OK)
 		return STORE_ERROR;
+	sqlite_rc = sqlite3_exec(c->db, conn_tuning, NULL, NULL, NULL);
+	if (sqlite_rc != SQLITE_OK) {
+		snprintf(err, err_size, "sqlite: cannot tune %s: %s", path,
+			 sqlite3_errmsg(c->db));
+		return STORE_ERROR;
+	}
+
 
 	for (int i = 0; i < STMT__COUNT; i++) {
 		sqlite_rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
