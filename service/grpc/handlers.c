@@ -1,5 +1,6 @@
 #include "handlers.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,109 @@ static void seat_metric(const char *customer, void (*count)(const char *))
 		count(guid);
 }
 
+/* The answer of an assign or unassign from its result. */
+static void device_reply(enum das_rpc_method method, const char *customer,
+			 const struct ops_result *r,
+			 struct handler_reply *reply)
+{
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+	if (method == DAS_RPC_ASSIGN_DEVICE &&
+	    r->status == DAS_CHARGES_NOT_ACCEPTED)
+		seat_metric(customer, obs_seat_declined);
+	if (r->status != DAS_OK)
+		return;
+	set_timestamp(&ts, r->at);
+	if (method == DAS_RPC_ASSIGN_DEVICE) {
+		Deviceassignment__V1__AssignDeviceResponse out =
+			DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_RESPONSE__INIT;
+
+		if (r->is_charged)
+			seat_metric(customer, obs_seat_charged);
+		out.timestamp = &ts;
+		out.previous_client_type =
+			(Deviceassignment__V1__ClientType)r->previous_type;
+		out.charged = r->is_charged;
+		reply_pack(reply, &out.base);
+		return;
+	}
+	Deviceassignment__V1__UnassignDeviceResponse out =
+		DEVICEASSIGNMENT__V1__UNASSIGN_DEVICE_RESPONSE__INIT;
+	out.timestamp = &ts;
+	out.previous_client_type =
+		(Deviceassignment__V1__ClientType)r->previous_type;
+	reply_pack(reply, &out.base);
+}
+
+/* The last step of every answer: the status row and its message. */
+static void reply_finish(const struct ops_result *r,
+			 struct handler_reply *reply)
+{
+	if (reply->status == DAS_OK)
+		reply->status = r->status;
+	if (reply->status != DAS_OK) {
+		handlers_reply_release(reply);
+		das_status_format(reply->status, r->detail, reply->message,
+				  sizeof(reply->message));
+	}
+}
+
+/* An assign or unassign whose write waits for the group commit. */
+struct device_later {
+	struct ops_later ops;
+	enum das_rpc_method method;
+	handler_later_fn later;
+	void *ctx;
+};
+
+static void device_later_done(struct ops_later *ol)
+{
+	struct device_later *dl =
+		(struct device_later *)((char *)ol -
+					offsetof(struct device_later, ops));
+	struct handler_reply reply;
+
+	memset(&reply, 0, sizeof(reply));
+	reply.status = DAS_OK;
+	memcpy(reply.sub, dl->ops.who.sub, sizeof(reply.sub));
+	device_reply(dl->method, dl->ops.key.customer, &dl->ops.result,
+		     &reply);
+	reply_finish(&dl->ops.result, &reply);
+	dl->later(dl->ctx, &reply);
+	handlers_reply_release(&reply);
+	free(dl);
+}
+
+/*
+ * Assign and unassign: when the caller takes later answers, a write is
+ * handed to the store's group commit (ops_device_start) and this thread
+ * goes on; otherwise it waits here.
+ */
+static void device_run(const struct handler_env *env,
+		       const struct domain_principal *who,
+		       enum das_rpc_method method,
+		       const struct domain_request *req, const char *customer,
+		       struct ops_result *r, struct handler_reply *reply)
+{
+	struct device_later *dl = reply->later ? malloc(sizeof(*dl)) : NULL;
+
+	if (dl) {
+		dl->ops.done = device_later_done;
+		dl->method = method;
+		dl->later = reply->later;
+		dl->ctx = reply->later_ctx;
+		if (!ops_device_start(env->store, who, req, &dl->ops)) {
+			reply->is_later = true; /* dl is done's now */
+			return;
+		}
+		*r = dl->ops.result;
+		free(dl);
+	} else {
+		ops_device(env->store, who, req, r);
+	}
+	device_reply(method, customer, r, reply);
+}
+
 static void handle_assign(const struct handler_env *env,
 			  const struct domain_principal *who,
 			  const ProtobufCMessage *msg, struct ops_result *r,
@@ -90,23 +194,8 @@ static void handle_assign(const struct handler_env *env,
 	struct domain_request req;
 
 	handlers_assign_request(in, &req);
-
-	if (ops_device(env->store, who, &req, r) != DAS_OK) {
-		if (r->status == DAS_CHARGES_NOT_ACCEPTED)
-			seat_metric(in->customer_tenant_id, obs_seat_declined);
-		return;
-	}
-	if (r->is_charged)
-		seat_metric(in->customer_tenant_id, obs_seat_charged);
-	Deviceassignment__V1__AssignDeviceResponse out =
-		DEVICEASSIGNMENT__V1__ASSIGN_DEVICE_RESPONSE__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	set_timestamp(&ts, r->at);
-	out.timestamp = &ts;
-	out.previous_client_type =
-		(Deviceassignment__V1__ClientType)r->previous_type;
-	out.charged = r->is_charged;
-	reply_pack(reply, &out.base);
+	device_run(env, who, DAS_RPC_ASSIGN_DEVICE, &req,
+		   in->customer_tenant_id, r, reply);
 }
 
 static void handle_unassign(const struct handler_env *env,
@@ -120,17 +209,8 @@ static void handle_unassign(const struct handler_env *env,
 
 	fill_request(&req, DOMAIN_OP_UNASSIGN, in->customer_tenant_id,
 		     in->account_tenant_id, in->user_id, in->device_id);
-
-	if (ops_device(env->store, who, &req, r) != DAS_OK)
-		return;
-	Deviceassignment__V1__UnassignDeviceResponse out =
-		DEVICEASSIGNMENT__V1__UNASSIGN_DEVICE_RESPONSE__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	set_timestamp(&ts, r->at);
-	out.timestamp = &ts;
-	out.previous_client_type =
-		(Deviceassignment__V1__ClientType)r->previous_type;
-	reply_pack(reply, &out.base);
+	device_run(env, who, DAS_RPC_UNASSIGN_DEVICE, &req,
+		   in->customer_tenant_id, r, reply);
 }
 
 static void handle_list(const struct handler_env *env,
@@ -686,7 +766,8 @@ static enum das_status unpack_request(const struct das_rpc_method_info *info,
 void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,
-		       size_t request_len, struct handler_reply *reply)
+		       size_t request_len, struct handler_reply *reply,
+		       handler_later_fn later, void *ctx)
 {
 	const struct das_rpc_method_info *info = das_rpc_method(method);
 	const struct rpc_handler *h = rpc_handler(method);
@@ -699,6 +780,9 @@ void handlers_dispatch(const struct handler_env *env,
 	reply->body = NULL;
 	reply->body_len = 0;
 	reply->sub[0] = '\0';
+	reply->is_later = false;
+	reply->later = later;
+	reply->later_ctx = ctx;
 	memset(&r, 0, sizeof(r));
 	r.status = DAS_OK;
 
@@ -726,13 +810,8 @@ void handlers_dispatch(const struct handler_env *env,
 done:
 	if (msg)
 		protobuf_c_message_free_unpacked(msg, NULL);
-	if (reply->status == DAS_OK)
-		reply->status = r.status;
-	if (reply->status != DAS_OK) {
-		handlers_reply_release(reply);
-		das_status_format(reply->status, r.detail, reply->message,
-				  sizeof(reply->message));
-	}
+	if (!reply->is_later)
+		reply_finish(&r, reply);
 }
 
 void handlers_reply_release(struct handler_reply *reply)

@@ -50,17 +50,34 @@ struct handler_reply {
 	size_t body_len;
 	char sub[DOMAIN_SUB_SIZE]; /* the verified token's subject, or "" */
 	uint8_t inline_body[512];
+	/* Set by handlers_dispatch: the answer comes later (see there). */
+	bool is_later;
+	/* handlers' own: where a later answer goes */
+	void (*later)(void *ctx, struct handler_reply *reply);
+	void *later_ctx;
 };
 
 /*
+ * Receives an answer that came after handlers_dispatch returned; reply is
+ * filled as handlers_dispatch fills it and is released after this returns
+ * (copy what is kept).
+ */
+typedef void (*handler_later_fn)(void *ctx, struct handler_reply *reply);
+
+/*
  * Handles one call. request is the message bytes (NULL when the caller sent
- * none). Always fills reply completely; the caller releases it with
- * handlers_reply_release.
+ * none). Fills reply completely, and the caller releases it with
+ * handlers_reply_release, unless reply->is_later: then a write of the call
+ * waits for the store's group commit without holding this thread, and
+ * later(ctx, answer) is called once with the answer when it is durable or
+ * failed, on any thread, possibly before this returns (later NULL: every
+ * answer is given here).
  */
 void handlers_dispatch(const struct handler_env *env,
 		       enum das_rpc_method method,
 		       const struct handler_meta *meta, const uint8_t *request,
-		       size_t request_len, struct handler_reply *reply);
+		       size_t request_len, struct handler_reply *reply,
+		       handler_later_fn later, void *ctx);
 
 /* Frees the reply's body when it is on the heap; the rest stays. */
 void handlers_reply_release(struct handler_reply *reply);

@@ -105,6 +105,7 @@ struct call {
 	bool is_admitted; /* counted open by the flood guard */
 	struct flood_peer peer; /* its connection */
 	struct call *next_waiting;
+	uint64_t t0; /* obs_call_begin */
 };
 
 static void call_free(struct call *c)
@@ -389,19 +390,51 @@ static void send_reply(struct call *c, grpc_status_code code,
 	}
 }
 
+/* Logs, counts and sends the answer of a handled call. */
+static void call_answer(struct call *c, const struct handler_reply *reply,
+			const char *rid, size_t rid_len)
+{
+	const struct das_rpc_method_info *info = das_rpc_method(c->method);
+	const struct das_status_row *row = das_status_row(reply->status);
+
+	if (reply->status == DAS_INTERNAL || reply->status == DAS_UNAVAILABLE ||
+	    reply->status == DAS_STORE_UNAVAILABLE)
+		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", info->path,
+			(int)(rid_len > 64 ? 64 : rid_len), rid ? rid : "",
+			row->name);
+	/* Before the reply: a failed batch frees c and its metadata. */
+	obs_call_end(c->method, c->t0, row->grpc_code,
+		     reply->status == DAS_OK ? "" : row->reason, rid, rid_len,
+		     reply->sub);
+	send_reply(c, (grpc_status_code)row->grpc_code,
+		   reply->status == DAS_OK ? "" : reply->message,
+		   reply->status == DAS_OK ? NULL : row->reason, reply->body,
+		   reply->body_len);
+}
+
+/* An answer that came after its handler returned (a durable write whose
+ * group commit another worker ran): sent from that worker. */
+static void call_answer_later(void *ctx, struct handler_reply *reply)
+{
+	struct call *c = ctx;
+	const char *rid;
+	size_t rid_len;
+
+	find_meta(&c->md, "x-request-id", &rid, &rid_len);
+	call_answer(c, reply, rid, rid_len);
+}
+
 static void handle_call(struct call *c)
 {
 	const struct handler_env *env = &c->w->srv->cfg.env;
-	const struct das_rpc_method_info *info = das_rpc_method(c->method);
 	struct handler_meta meta;
 	struct handler_reply reply;
 	uint8_t *inflated = NULL;
 	const uint8_t *req = NULL;
 	size_t req_len = 0;
 	grpc_slice joined = grpc_empty_slice();
-	const struct das_status_row *row;
-	uint64_t t0 = obs_call_begin(c->method);
 
+	c->t0 = obs_call_begin(c->method);
 	/* Two credentials are ambiguous, whichever would win: refused. */
 	meta.has_duplicate_authorization =
 		find_meta(&c->md, "authorization", &meta.authorization,
@@ -421,25 +454,13 @@ static void handle_call(struct call *c)
 		if (!req)
 			meta.payload_status = DAS_INTERNAL;
 	}
-	handlers_dispatch(env, c->method, &meta, req, req_len, &reply);
+	handlers_dispatch(env, c->method, &meta, req, req_len, &reply,
+			  call_answer_later, c);
 	free(inflated);
 	grpc_slice_unref(joined);
-
-	row = das_status_row(reply.status);
-	if (reply.status == DAS_INTERNAL || reply.status == DAS_UNAVAILABLE ||
-	    reply.status == DAS_STORE_UNAVAILABLE)
-		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", info->path,
-			(int)(meta.request_id_len > 64 ? 64
-						       : meta.request_id_len),
-			meta.request_id ? meta.request_id : "", row->name);
-	/* Before the reply: a failed batch frees c and its metadata. */
-	obs_call_end(c->method, t0, row->grpc_code,
-		     reply.status == DAS_OK ? "" : row->reason,
-		     meta.request_id, meta.request_id_len, reply.sub);
-	send_reply(c, (grpc_status_code)row->grpc_code,
-		   reply.status == DAS_OK ? "" : reply.message,
-		   reply.status == DAS_OK ? NULL : row->reason, reply.body,
-		   reply.body_len);
+	if (reply.is_later)
+		return; /* c may be answered and gone already */
+	call_answer(c, &reply, meta.request_id, meta.request_id_len);
 	handlers_reply_release(&reply);
 }
 

@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -143,23 +145,155 @@ static int device_body(struct store_tx *tx, void *arg,
 			   &actor);
 }
 
+/*
+ * The write pass of a job handed to the store's group commit: it runs on
+ * the committing thread, in a savepoint of the batch; a refusal there (the
+ * state moved since the read) is undone and answered after the commit.
+ */
+static int later_body(struct store_tx *tx, struct store_job *job)
+{
+	struct ops_later *l =
+		(struct ops_later *)((char *)job -
+				     offsetof(struct ops_later, job));
+	struct device_arg arg = {&l->who, &l->req, &l->key, false, false};
+	int rc;
+
+	l->result.status = DAS_OK;
+	l->result.detail[0] = '\0';
+	rc = device_body(tx, &arg, &l->result);
+	if (rc == STORE_OK && l->result.status != DAS_OK)
+		job->is_undone = true;
+	return rc;
+}
+
+/* The status of a transaction's end, as ops_run_tx maps it. */
+static void later_end(struct ops_later *l, int rc)
+{
+	if (rc == STORE_OK)
+		return;
+	if (rc == STORE_RETRY)
+		das_log(DAS_LOG_WARN, "store: still conflicting after %d attempts",
+			OPS_MAX_ATTEMPTS);
+	l->result.status = rc == STORE_RETRY         ? DAS_UNAVAILABLE
+			   : rc == STORE_UNAVAILABLE ? DAS_STORE_UNAVAILABLE
+						     : DAS_INTERNAL;
+	l->result.detail[0] = '\0';
+}
+
+/*
+ * Hands the job over again after a conflict (rc STORE_RETRY), a bounded
+ * number of times; no backoff, as this may be the committing thread
+ * (SQLite's busy timeout has waited inside the store already). Returns
+ * STORE_OK once done will be called, else the last result.
+ */
+static int later_retry(struct ops_later *l, int rc)
+{
+	while (rc == STORE_RETRY && ++l->attempt < OPS_MAX_ATTEMPTS) {
+		store_metric_retry(l->st->ops->name);
+		rc = store_submit(l->st, &l->job);
+	}
+	return rc;
+}
+
+static void later_done(struct store_job *job, int rc)
+{
+	struct ops_later *l =
+		(struct ops_later *)((char *)job -
+				     offsetof(struct ops_later, job));
+
+	if (rc == STORE_RETRY) {
+		rc = later_retry(l, rc);
+		if (rc == STORE_OK)
+			return; /* handed over again: done comes later */
+	}
+	later_end(l, rc);
+	l->done(l);
+}
+
+bool ops_device_start(struct store *st, const struct domain_principal *who,
+		      const struct domain_request *req,
+		      struct ops_later *l)
+{
+	struct device_arg arg = {who, req, &l->key, true, false};
+	struct ops_result *result = &l->result;
+
+	result_init(result);
+	result->status = domain_validate(req, &l->key, result->detail);
+	if (result->status != DAS_OK)
+		return true;
+	if (ops_run_tx(st, l->key.customer, true, device_body, &arg, result) !=
+		    DAS_OK ||
+	    !arg.is_write_needed)
+		return true;
+	if (!store_can_submit(st)) {
+		arg.is_read_pass = false;
+		ops_run_tx(st, l->key.customer, false, device_body, &arg,
+			   result);
+		return true;
+	}
+	/* The write runs on another thread, maybe after the caller's
+	 * strings are gone: it keeps copies (decide reads no string of the
+	 * request; the key holds the validated ids). */
+	l->st = st;
+	l->who = *who;
+	l->req = *req;
+	l->req.customer = l->key.customer;
+	l->req.customer_len = strlen(l->key.customer);
+	l->req.account = l->key.has_account ? l->key.account : NULL;
+	l->req.account_len = l->key.has_account ? strlen(l->key.account) : 0;
+	l->req.user = l->key.user;
+	l->req.user_len = strlen(l->key.user);
+	l->req.device = l->key.device;
+	l->req.device_len = strlen(l->key.device);
+	l->attempt = 0;
+	memset(&l->job, 0, sizeof(l->job));
+	l->job.body = later_body;
+	l->job.done = later_done;
+	int rc = later_retry(l, store_submit(st, &l->job));
+	if (rc == STORE_OK)
+		return false;
+	later_end(l, rc);
+	return true;
+}
+
+/* The synchronous form: starts the request and waits for its answer. */
+struct device_wait {
+	struct ops_later later; /* first: done's argument is ours */
+	pthread_mutex_t lock;
+	pthread_cond_t is_done_cond;
+	bool is_done;
+};
+
+static void device_wait_done(struct ops_later *later)
+{
+	struct device_wait *w = (struct device_wait *)later;
+
+	pthread_mutex_lock(&w->lock);
+	w->is_done = true;
+	pthread_cond_signal(&w->is_done_cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
 enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   const struct domain_request *req,
 			   struct ops_result *result)
 {
-	struct domain_key key;
-	struct device_arg arg = {who, req, &key, true, false};
+	struct device_wait w;
 
-	result_init(result);
-	result->status = domain_validate(req, &key, result->detail);
-	if (result->status != DAS_OK)
-		return result->status;
-	if (ops_run_tx(st, key.customer, true, device_body, &arg, result) !=
-		    DAS_OK ||
-	    !arg.is_write_needed)
-		return result->status;
-	arg.is_read_pass = false;
-	return ops_run_tx(st, key.customer, false, device_body, &arg, result);
+	w.later.done = device_wait_done;
+	w.is_done = false;
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.is_done_cond, NULL);
+	if (!ops_device_start(st, who, req, &w.later)) {
+		pthread_mutex_lock(&w.lock);
+		while (!w.is_done)
+			pthread_cond_wait(&w.is_done_cond, &w.lock);
+		pthread_mutex_unlock(&w.lock);
+	}
+	pthread_cond_destroy(&w.is_done_cond);
+	pthread_mutex_destroy(&w.lock);
+	*result = w.later.result;
+	return result->status;
 }
 
 /* ---- directory ---- */

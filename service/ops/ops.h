@@ -42,6 +42,37 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   const struct domain_request *req,
 			   struct ops_result *result);
 
+/*
+ * An assign or unassign that may be answered after ops_device_start
+ * returns: when its write goes through the store's group commit
+ * (store_submit), the calling thread does not wait for the commit. The
+ * caller fills done and keeps the struct alive until done is called; the
+ * rest is ops' own.
+ */
+struct ops_later {
+	/* Called once, on any thread, when result holds the answer. */
+	void (*done)(struct ops_later *later);
+	struct ops_result result;
+	/* ops' own */
+	struct store *st;
+	struct store_job job;
+	struct domain_principal who;
+	struct domain_request req; /* strings point into key */
+	struct domain_key key;
+	int attempt;
+};
+
+/*
+ * Starts req (assign or unassign; a list answers at once). Returns true
+ * when later->result already holds the answer (done is not called): a
+ * refusal, a repeat decided by the read, or a backend without a queue.
+ * Returns false when later->done will be called once the write is durable
+ * or has failed.
+ */
+bool ops_device_start(struct store *st, const struct domain_principal *who,
+		      const struct domain_request *req,
+		      struct ops_later *later);
+
 /* A string field off the wire: bytes and length. */
 struct ops_text {
 	const char *s;

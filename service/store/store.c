@@ -251,6 +251,40 @@ void store_rollback(struct store_tx *tx)
 	}
 }
 
+bool store_can_submit(const struct store *st)
+{
+	return st->ops->submit != NULL;
+}
+
+int store_submit(struct store *st, struct store_job *job)
+{
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
+	return st->ops->submit(st, job);
+}
+
+int store_job_run(struct store_tx *tx, struct store_job *job)
+{
+	int rc = job->body(tx, job);
+	int injected;
+
+	if (rc == STORE_OK && !job->is_undone && fault_hit(&injected)) {
+		job->is_undone = true; /* a failed commit keeps nothing */
+		rc = injected;
+	}
+	return rc;
+}
+
+void store_job_finish(struct store *st, struct store_job *job, int result)
+{
+	count_tx(st, job->is_undone && result == STORE_OK
+			     ? 4
+			     : result_outcome(result));
+	job->done(job, result);
+}
+
 int store_load(struct store_tx *tx, const struct domain_key *key,
 	       struct domain_snapshot *snap)
 {

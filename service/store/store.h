@@ -121,6 +121,33 @@ struct store_ledger_query {
 struct store;
 struct store_tx;
 
+/*
+ * A write handed to the backend's group commit instead of run by its
+ * caller (store_submit): the backend runs body inside a write transaction
+ * of its own, on whichever thread is committing, and calls done once the
+ * batch holding it is durable, or failed. The caller's thread does not
+ * wait for the commit. The caller owns the job and fills body and done;
+ * the job must live until done is called.
+ *
+ * body returns a store result: anything but STORE_OK undoes what it wrote
+ * (the job's own savepoint), and so does is_undone (a refusal: nothing
+ * kept, but no failure either). done gets STORE_OK only when the job's
+ * body succeeded and its batch was made durable; a body that failed gets
+ * its own result; every job of a batch whose commit failed gets that
+ * failure. A job whose body wrote nothing still gets its answer only
+ * after the batch it ran in is committed, since what it decided may rest
+ * on the batch's other changes. done may run on any thread, before or
+ * after store_submit returns, and may submit the job again (STORE_RETRY).
+ */
+struct store_job {
+	int (*body)(struct store_tx *tx, struct store_job *job);
+	void (*done)(struct store_job *job, int result);
+	/* The backend's: */
+	struct store_job *next;
+	bool is_undone;
+	int result;
+};
+
 struct store_ops {
 	const char *name;
 	/* True when this backend handles the --store value spec. */
@@ -189,6 +216,10 @@ struct store_ops {
 	 * shared by every server on it, read at open. */
 	void (*ledger_key)(struct store *st,
 			   unsigned char key[STORE_LEDGER_KEY_SIZE]);
+	/* Takes a write for the group commit (struct store_job); NULL when
+	 * the backend has none. STORE_OK: done will be called; anything
+	 * else: it will not, nothing was written. */
+	int (*submit)(struct store *st, struct store_job *job);
 };
 
 /* Every backend's handle starts with this. */
@@ -239,6 +270,21 @@ int store_ledger_read(struct store *st, const char *customer, int64_t after_id,
 		      struct store_ledger_row *rows, size_t max, size_t *n);
 /* Health: can the store take a write now (see store_ops.probe)? */
 int store_probe(struct store *st, char *why, size_t why_size);
+
+/* Does the backend take writes through store_submit? */
+bool store_can_submit(const struct store *st);
+/*
+ * Hands job to the backend's group commit (struct store_job). STORE_OK:
+ * job->done will be called once; else it will not and nothing was
+ * written. A counted call for fault injection, as is the end of a job's
+ * body (the job's "commit": a fault there undoes the job, as a failed
+ * store_commit rolls back).
+ */
+int store_submit(struct store *st, struct store_job *job);
+/* For backends: runs job's body in tx through the fault-injection point,
+ * and hands a job its result (counted as a transaction's end). */
+int store_job_run(struct store_tx *tx, struct store_job *job);
+void store_job_finish(struct store *st, struct store_job *job, int result);
 
 /*
  * Fault injection for tests (SQLite's and curl's manner): once armed, the

@@ -15,6 +15,10 @@
  * - every_io_fails_once: the same with the disk failing: each write and
  *   sync of the sequence fails in turn (an I/O error from the crash VFS).
  *
+ * - handed_writes_answer_later: writes handed to the group commit
+ *   (ops_device_start) give their callers' threads back at once while
+ *   the write turn is held, and are told their batch's outcome.
+ *
  * - failed_batch_tells_every_writer: the SQLite group commit. One writer
  *   holds the write turn while others queue behind it, so they share one
  *   batch; the batch's sync fails (crash_vfs_fail_sync). Every writer of
@@ -672,6 +676,132 @@ static void repeat_never_rests_on_a_lost_batch(void **state)
 	       n_unavailable, n_own);
 }
 
+/* A write handed to the group commit (ops_device_start) and its answer. */
+struct handed {
+	struct ops_later later; /* first: done's argument */
+	atomic_bool is_done;
+};
+
+static void handed_done(struct ops_later *later)
+{
+	atomic_store(&((struct handed *)later)->is_done, true);
+}
+
+struct leader {
+	struct store *st;
+	struct handed *h;
+	bool is_now;
+	pthread_t thread;
+};
+
+static bool hand_over(struct store *st, struct handed *h, const char *user,
+		      const char *device, int type)
+{
+	struct domain_principal who;
+	struct domain_request req;
+
+	who_init(&who);
+	memset(&req, 0, sizeof(req));
+	req.op = DOMAIN_OP_ASSIGN;
+	req.customer = CUST;
+	req.customer_len = strlen(CUST);
+	req.account = "";
+	req.user = user;
+	req.user_len = strlen(user);
+	req.device = device;
+	req.device_len = strlen(device);
+	req.client_type = type;
+	h->later.done = handed_done;
+	atomic_init(&h->is_done, false);
+	return ops_device_start(st, &who, &req, &h->later);
+}
+
+static void *leader_main(void *arg)
+{
+	struct leader *l = arg;
+
+	l->is_now = hand_over(l->st, l->h, "w1", "x1", 1);
+	return NULL;
+}
+
+/*
+ * Writes handed to the group commit do not hold their callers' threads:
+ * while another writer holds the write turn, the first caller leads the
+ * queue (it waits for the turn), and every later caller gets its thread
+ * back at once, answered later. When the batch's sync fails, each of them
+ * is told STORE_UNAVAILABLE and none of their changes is there; after a
+ * good commit each is told OK and its change and ledger row are there.
+ */
+static void handed_writes_answer_later(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		bool is_failing = round == 0;
+		struct store *st = fresh_store();
+		struct domain_principal who;
+		struct ops_result r;
+		struct ops_text roles[] = {text("customer_user_uc"),
+					   text("customer_user_uc_softphone")};
+		struct handed h[N_WRITERS];
+		struct leader lead = {.st = st, .h = &h[0]};
+		struct store_tx *tx = NULL;
+		struct store_ledger_row rows[LEDGER_MAX];
+		size_t n = 0, n_ours = 0;
+
+		who_init(&who);
+		for (int i = 1; i <= N_WRITERS; i++) {
+			char user[8], device[8];
+
+			snprintf(user, sizeof(user), "w%d", i);
+			snprintf(device, sizeof(device), "x%d", i);
+			assert_int_equal(ops_upsert_user(st, &who, text(CUST),
+							 text(user), roles, 2,
+							 &r),
+					 DAS_OK);
+			assert_int_equal(ops_upsert_device(st, &who, text(CUST),
+							   text(device),
+							   text(user), &r),
+					 DAS_OK);
+		}
+		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
+		assert_int_equal(pthread_create(&lead.thread, NULL,
+						leader_main, &lead),
+				 0);
+		pause_ms(20); /* the leader queues and waits for the turn */
+		for (int i = 1; i < N_WRITERS; i++) {
+			char user[8], device[8];
+
+			snprintf(user, sizeof(user), "w%d", i + 1);
+			snprintf(device, sizeof(device), "x%d", i + 1);
+			/* Returns at once although the turn is held. */
+			assert_false(hand_over(st, &h[i], user, device, 1));
+			assert_false(atomic_load(&h[i].is_done));
+		}
+		if (is_failing)
+			crash_vfs_fail_sync(1); /* the batch's commit */
+		store_rollback(tx);
+		pthread_join(lead.thread, NULL);
+		assert_false(lead.is_now);
+		for (int i = 0; i < N_WRITERS; i++) {
+			while (!atomic_load(&h[i].is_done))
+				pause_ms(1);
+			assert_int_equal(h[i].later.result.status,
+					 is_failing ? DAS_STORE_UNAVAILABLE
+						    : DAS_OK);
+		}
+		crash_vfs_fail_sync(0);
+		assert_int_equal(store_ledger_read(st, CUST, 0, rows,
+						   LEDGER_MAX, &n),
+				 STORE_OK);
+		for (size_t i = 0; i < n; i++)
+			n_ours += rows[i].user[0] == 'w';
+		assert_int_equal(n_ours, is_failing ? 0 : N_WRITERS);
+		/* And the store takes writes again. */
+		assert_int_equal(device_op(st, "w1", "x1", 2), DAS_OK);
+		store_close(st);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -680,6 +810,7 @@ int main(void)
 		cmocka_unit_test(failed_batch_tells_every_writer),
 		cmocka_unit_test(repeat_answers_while_write_lock_held),
 		cmocka_unit_test(repeat_never_rests_on_a_lost_batch),
+		cmocka_unit_test(handed_writes_answer_later),
 	};
 
 	das_log_set_level(DAS_LOG_ERROR);

@@ -210,6 +210,9 @@ enum stmt_id {
 	STMT_SAVEPOINT,
 	STMT_RELEASE,
 	STMT_ROLLBACK_TO,
+	STMT_JOB_SAVEPOINT,
+	STMT_JOB_RELEASE,
+	STMT_JOB_ROLLBACK_TO,
 	STMT_CUSTOMER_GET,
 	STMT_USER_GET,
 	STMT_USER_DEVICES,
@@ -246,6 +249,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	[STMT_SAVEPOINT] = "SAVEPOINT writer",
 	[STMT_RELEASE] = "RELEASE writer",
 	[STMT_ROLLBACK_TO] = "ROLLBACK TO writer",
+	[STMT_JOB_SAVEPOINT] = "SAVEPOINT job",
+	[STMT_JOB_RELEASE] = "RELEASE job",
+	[STMT_JOB_ROLLBACK_TO] = "ROLLBACK TO job",
 	[STMT_CUSTOMER_GET] = "SELECT account, included_seats, seats_in_use"
 			      " FROM customers WHERE tenant = ?1",
 	[STMT_USER_GET] =
@@ -379,6 +385,11 @@ struct sqlite_store {
 	struct batch_waiter *waiters;
 	pthread_mutex_t done_lock; /* guards waiters' is_done / result */
 	pthread_cond_t is_batch_done;
+
+	/* Writes handed over by store_submit, run by the leader (sq_submit). */
+	pthread_mutex_t jobs_lock; /* guards the three below */
+	struct store_job *jobs, *jobs_tail;
+	bool is_leading; /* a thread is running the queued jobs */
 
 	/* The database file as opened, to notice it deleted or replaced. */
 	char path[PATH_MAX];
@@ -761,7 +772,6 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 		return STORE_ERROR;
 	}
 
-
 	for (int i = 0; i < STMT__COUNT; i++) {
 		sqlite_rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
 					       SQLITE_PREPARE_PERSISTENT,
@@ -813,6 +823,7 @@ static void sq_close(struct store *base)
 	pthread_mutex_destroy(&st->writer);
 	pthread_cond_destroy(&st->is_batch_done);
 	pthread_mutex_destroy(&st->done_lock);
+	pthread_mutex_destroy(&st->jobs_lock);
 	free(st->conns);
 	free(st->free_conns);
 	free(st);
@@ -864,6 +875,7 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	pthread_mutex_init(&st->writer, NULL);
 	pthread_mutex_init(&st->done_lock, NULL);
 	pthread_cond_init(&st->is_batch_done, NULL);
+	pthread_mutex_init(&st->jobs_lock, NULL);
 	atomic_init(&st->n_queued, 0);
 	/* n readers plus the writer, which opens first and migrates. */
 	st->conns = calloc(n + 1, sizeof(*st->conns));
@@ -1208,6 +1220,130 @@ static int sq_commit(struct store_tx *base)
 	if (!me.has_changes && st->batch_len == 0)
 		return writer_end(st, NULL);
 	return writer_end(st, &me);
+}
+
+/* ---- writes handed over (store_submit) ---- */
+
+/*
+ * Runs one job in the leader's write transaction, in a savepoint of its
+ * own: a failed or refused job undoes only itself. Returns whether it
+ * changed a row that stays.
+ */
+static bool job_run(struct sqlite_tx *tx, struct store_job *job)
+{
+	struct sqlite_conn *c = tx->conn;
+	int64_t before;
+
+	job->is_undone = false;
+	if (sqlite3_get_autocommit(c->db)) {
+		/* An I/O error rolled the batch back: a SAVEPOINT now would
+		 * start a transaction of its own. sq_commit reports it. */
+		job->result = STORE_UNAVAILABLE;
+		return false;
+	}
+	job->result = run(c, STMT_JOB_SAVEPOINT, "begin", NULL);
+	if (job->result != STORE_OK)
+		return false;
+	before = sqlite3_total_changes64(c->db);
+	job->result = store_job_run(&tx->base, job);
+	if (job->result == STORE_OK && !job->is_undone) {
+		job->result = run(c, STMT_JOB_RELEASE, "commit", NULL);
+		if (job->result == STORE_OK)
+			return sqlite3_total_changes64(c->db) != before;
+	}
+	if (!sqlite3_get_autocommit(c->db) &&
+	    run(c, STMT_JOB_ROLLBACK_TO, "rollback", NULL) == STORE_OK)
+		run(c, STMT_JOB_RELEASE, "rollback", NULL);
+	return false;
+}
+
+/* Takes up to BATCH_MAX queued jobs off the queue (jobs_lock held). */
+static struct store_job *jobs_take(struct sqlite_store *st)
+{
+	struct store_job *jobs = st->jobs, *last = jobs;
+	unsigned n = 1;
+
+	if (!jobs)
+		return NULL;
+	while (last->next && n < BATCH_MAX) {
+		last = last->next;
+		n++;
+	}
+	st->jobs = last->next;
+	if (!st->jobs)
+		st->jobs_tail = NULL;
+	last->next = NULL;
+	return jobs;
+}
+
+/*
+ * One writer turn of the leader: once it holds the writer mutex, every job
+ * queued by then, each in its savepoint, then the commit the group commit
+ * decides (sq_commit: now, or with the writers queued behind). Every job
+ * learns its result after that commit.
+ */
+static void jobs_run(struct sqlite_store *st)
+{
+	struct store_tx *base = NULL;
+	enum store_result result = begin_write(st, &base);
+	struct store_job *jobs, *next;
+
+	pthread_mutex_lock(&st->jobs_lock);
+	jobs = jobs_take(st);
+	pthread_mutex_unlock(&st->jobs_lock);
+	if (result == STORE_OK) {
+		struct sqlite_tx *tx = (struct sqlite_tx *)base;
+		unsigned n_changed = 0;
+
+		for (struct store_job *j = jobs; j; j = j->next)
+			n_changed += job_run(tx, j);
+		/* The batch counts every job with changes as a writer (the
+		 * leader is one of them already once it commits). */
+		if (n_changed > 1)
+			st->batch_len += n_changed - 1;
+		result = sq_commit(base);
+	}
+	for (struct store_job *j = jobs; j; j = next) {
+		next = j->next; /* done may hand j in again */
+		store_job_finish(&st->base, j,
+				 result == STORE_OK ? j->result : (int)result);
+	}
+}
+
+/*
+ * Group commit without waiting threads: the first caller to find nobody
+ * leading runs the queue (up to BATCH_MAX jobs a turn) until it is empty,
+ * answering each job through its done. Every other caller queues its job
+ * and returns at once: it neither waits for the writer mutex nor for the
+ * fsync, so a batch holds every write that arrived during the one before,
+ * not one write per thread. Writers through store_begin (the directory,
+ * the prune, the probe) still share batches with the leader through the
+ * writer mutex.
+ */
+static int sq_submit(struct store *base, struct store_job *job)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+
+	job->next = NULL;
+	pthread_mutex_lock(&st->jobs_lock);
+	if (st->jobs_tail)
+		st->jobs_tail->next = job;
+	else
+		st->jobs = job;
+	st->jobs_tail = job;
+	if (st->is_leading) {
+		pthread_mutex_unlock(&st->jobs_lock);
+		return STORE_OK;
+	}
+	st->is_leading = true;
+	while (st->jobs) {
+		pthread_mutex_unlock(&st->jobs_lock);
+		jobs_run(st);
+		pthread_mutex_lock(&st->jobs_lock);
+	}
+	st->is_leading = false;
+	pthread_mutex_unlock(&st->jobs_lock);
+	return STORE_OK;
 }
 
 static void sq_rollback(struct store_tx *base)
@@ -1961,4 +2097,5 @@ const struct store_ops store_sqlite_ops = {
 	.ledger_prune = sq_ledger_prune,
 	.seats_charged = sq_seats_charged,
 	.ledger_key = sq_ledger_key,
+	.submit = sq_submit,
 };
