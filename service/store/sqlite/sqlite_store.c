@@ -26,6 +26,13 @@
  *   commit that holds nothing of its own, unless its answer rests on the
  *   open batch (sq_commit).
  *
+ * - Writes handed over (store_submit: assign and unassign) wait for
+ *   nothing: one thread leads, running every queued job as a savepoint of
+ *   its writer turn and answering each through its done once the batch is
+ *   durable (sq_submit). A writer thread per move made batches no larger
+ *   than the worker threads and cost each move two sleeps (the writer
+ *   mutex, the commit).
+ *
  * - Readers on other connections never see a change before it is durable:
  *   they see a batch only after its COMMIT, and in WAL mode with
  *   synchronous=FULL SQLite syncs the log before it publishes the commit
