@@ -836,9 +836,25 @@ static void sq_close(struct store *base)
 	free(st);
 }
 
+/*
+ * SQLite counts every allocation under one process-wide mutex unless told
+ * not to (SQLITE_CONFIG_MEMSTATUS); we never read those counts, and with
+ * several threads in SQLite at once that mutex is a hot one. It can only
+ * be said before SQLite initialises; later (a test that registered a VFS
+ * first) the call fails and the counts stay on, which is only slower.
+ */
+static void memstatus_off(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sq_open(const char *spec, const struct store_options *opt,
 		   struct store **out, char *err, size_t err_size)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, memstatus_off);
+
 	unsigned n = opt->pool_size ? opt->pool_size : default_pool_size();
 	struct sqlite_store *st;
 	const char *path;
@@ -1233,10 +1249,13 @@ static int sq_commit(struct store_tx *base)
 
 /*
  * Runs one job in the leader's write transaction, in a savepoint of its
- * own: a failed or refused job undoes only itself. Returns whether it
- * changed a row that stays.
+ * own: a failed or refused job undoes only itself. The first job of the
+ * turn uses the turn's own savepoint (begin_write's "writer", which holds
+ * nothing else yet), which saves two statements when a job is alone.
+ * Returns whether it changed a row that stays.
  */
-static bool job_run(struct sqlite_tx *tx, struct store_job *job)
+static bool job_run(struct sqlite_tx *tx, struct store_job *job,
+		    bool is_first)
 {
 	struct sqlite_conn *c = tx->conn;
 	int64_t before;
@@ -1248,18 +1267,24 @@ static bool job_run(struct sqlite_tx *tx, struct store_job *job)
 		job->result = STORE_UNAVAILABLE;
 		return false;
 	}
-	job->result = run(c, STMT_JOB_SAVEPOINT, "begin", NULL);
-	if (job->result != STORE_OK)
-		return false;
+	if (!is_first) {
+		job->result = run(c, STMT_JOB_SAVEPOINT, "begin", NULL);
+		if (job->result != STORE_OK)
+			return false;
+	}
 	before = sqlite3_total_changes64(c->db);
 	job->result = store_job_run(&tx->base, job);
 	if (job->result == STORE_OK && !job->is_undone) {
-		job->result = run(c, STMT_JOB_RELEASE, "commit", NULL);
+		if (!is_first)
+			job->result = run(c, STMT_JOB_RELEASE, "commit", NULL);
 		if (job->result == STORE_OK)
 			return sqlite3_total_changes64(c->db) != before;
 	}
-	if (!sqlite3_get_autocommit(c->db) &&
-	    run(c, STMT_JOB_ROLLBACK_TO, "rollback", NULL) == STORE_OK)
+	if (sqlite3_get_autocommit(c->db))
+		return false;
+	if (is_first) /* "writer" stays open for the next jobs */
+		run(c, STMT_ROLLBACK_TO, "rollback", NULL);
+	else if (run(c, STMT_JOB_ROLLBACK_TO, "rollback", NULL) == STORE_OK)
 		run(c, STMT_JOB_RELEASE, "rollback", NULL);
 	return false;
 }
@@ -1303,7 +1328,7 @@ static void jobs_run(struct sqlite_store *st)
 		unsigned n_changed = 0;
 
 		for (struct store_job *j = jobs; j; j = j->next)
-			n_changed += job_run(tx, j);
+			n_changed += job_run(tx, j, j == jobs);
 		/* The batch counts every job with changes as a writer (the
 		 * leader is one of them already once it commits). */
 		if (n_changed > 1)
