@@ -1,6 +1,5 @@
 #include "conn.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -216,6 +215,79 @@ static const char *http_date(void)
 	return buf;
 }
 
+/* Appends n bytes of s at p; returns the end. */
+static char *put(char *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static char *put_str(char *p, const char *s)
+{
+	return put(p, s, strlen(s));
+}
+
+/* The decimal digits of v. */
+static char *put_dec(char *p, size_t v)
+{
+	char d[24];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return put(p, d + i, sizeof(d) - i);
+}
+
+/*
+ * The status line and header section of an answer, written at p without
+ * printf (this is on every request's path). Returns the end.
+ */
+static char *put_head(char *p, const struct gw_conn *c, unsigned status,
+		      const struct extra *x, size_t body_len)
+{
+	p = PUT_LIT(p, "HTTP/1.1 ");
+	p = put_dec(p, status);
+	*p++ = ' ';
+	p = put_str(p, reason_phrase(status));
+	p = PUT_LIT(p, "\r\nDate: ");
+	p = put_str(p, http_date());
+	p = PUT_LIT(p, "\r\nContent-Type: ");
+	if (x->content_type)
+		p = put_str(p, x->content_type);
+	else
+		p = PUT_LIT(p, "application/json; charset=utf-8");
+	p = PUT_LIT(p, "\r\nContent-Length: ");
+	p = put_dec(p, body_len);
+	p = PUT_LIT(p, "\r\nX-Request-Id: ");
+	p = put_str(p, c->request_id);
+	p = PUT_LIT(p, "\r\n");
+	if (x->has_www_authenticate)
+		p = PUT_LIT(p, "WWW-Authenticate: Bearer\r\n");
+	if (x->allow) {
+		p = PUT_LIT(p, "Allow: ");
+		p = put_str(p, x->allow);
+		p = PUT_LIT(p, "\r\n");
+	}
+	if (x->location) {
+		p = PUT_LIT(p, "Location: ");
+		p = put_str(p, x->location);
+		p = PUT_LIT(p, "\r\n");
+	}
+	if (x->has_retry_after)
+		p = PUT_LIT(p, "Retry-After: 1\r\n");
+	if (x->lines)
+		p = put_str(p, x->lines);
+	if (c->is_closing)
+		p = PUT_LIT(p, "Connection: close\r\n");
+	else if (c->req.minor_version == 0)
+		p = PUT_LIT(p, "Connection: keep-alive\r\n");
+	return PUT_LIT(p, "\r\n");
+}
+
 /* Counts the answered request and writes its access line. */
 static void log_request(struct gw_conn *c, unsigned status,
 			enum das_status answered)
@@ -256,38 +328,16 @@ static void out_response(struct gw_conn *c, unsigned status,
 		      (x->content_type ? strlen(x->content_type) : 0);
 	bool is_keep_alive = c->head_len && c->req.is_keep_alive;
 	char *p;
-	int n;
+	size_t n;
 
 	if (!is_keep_alive || c->is_draining)
 		c->is_closing = true;
 	if (out_reserve(c, room) != 0)
 		goto fail;
 	p = c->out + c->out_len;
-	n = snprintf(p, room,
-		     "HTTP/1.1 %u %s\r\n"
-		     "Date: %s\r\n"
-		     "Content-Type: %s\r\n"
-		     "Content-Length: %zu\r\n"
-		     "X-Request-Id: %s\r\n"
-		     "%s%s%s%s%s%s%s%s%s%s"
-		     "\r\n",
-		     status, reason_phrase(status), http_date(),
-		     x->content_type ? x->content_type
-				     : "application/json; charset=utf-8",
-		     body_len, c->request_id,
-		     x->has_www_authenticate ? "WWW-Authenticate: Bearer\r\n"
-					     : "",
-		     x->allow ? "Allow: " : "", x->allow ? x->allow : "",
-		     x->allow ? "\r\n" : "",
-		     x->location ? "Location: " : "",
-		     x->location ? x->location : "", x->location ? "\r\n" : "",
-		     x->has_retry_after ? "Retry-After: 1\r\n" : "",
-		     x->lines ? x->lines : "",
-		     c->is_closing		 ? "Connection: close\r\n"
-		     : c->req.minor_version == 0 ? "Connection: keep-alive\r\n"
-						 : "");
-	if (n < 0 || (size_t)n >= room)
-		goto fail;
+	n = (size_t)(put_head(p, c, status, x, body_len) - p);
+	if (n > room)
+		abort(); /* room above counts every byte put_head writes */
 	c->out_len += (size_t)n;
 	if (is_copied) {
 		memcpy(c->out + c->out_len, body, body_len);
@@ -472,7 +522,7 @@ static int judge_head(struct gw_conn *c)
 	char path[GW_PATH_MAX + 1];
 
 	if (gw_request_id_is_valid(rid))
-		snprintf(c->request_id, sizeof(c->request_id), "%s", rid);
+		memcpy(c->request_id, rid, strlen(rid) + 1); /* <= MAX */
 	else
 		new_request_id(c);
 	c->is_head_method = strcmp(q->method, "HEAD") == 0;
