@@ -3,22 +3,35 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/ascii.h"
 #include "common/chars.h"
 #include "gateway/http/headers.h"
 
-/* RFC 9110 section 5.6.2: tchar. */
 static bool is_tchar(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9'))
-		return true;
-	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	return das_ascii_is_tchar(c);
 }
 
 /* field-vchar / SP / HTAB (obs-text allowed); no other control. */
 static bool is_value_char(unsigned char c)
 {
 	return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* True when every byte of s[0..n) is a value char, eight a step. */
+static bool is_value(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = das_ascii_word(s + i);
+		if (das_ascii_has_less(w, 0x20) | das_ascii_has_byte(w, 0x7f))
+			break;
+	}
+	for (; i < n; i++)
+		if (!is_value_char((unsigned char)s[i]))
+			return false;
+	return true;
 }
 
 static int fail(const char **why, const char *reason, int status)
@@ -30,20 +43,44 @@ static int fail(const char **why, const char *reason, int status)
 /*
  * Finds the end of the head: the first CRLF CRLF after the request line.
  * Refuses a bare CR or LF as soon as it is seen, and sizes at once.
+ * The bytes between line ends are skipped in runs (memchr), not one by
+ * one; the verdict is the one of a byte-by-byte walk (tests/unit
+ * test_gateway_parser compares the two).
  */
 static int find_end(const char *buf, size_t start, size_t len,
 		    size_t *scanned, size_t *end, const char **why)
 {
 	size_t i = *scanned > start ? *scanned : start;
 	const char *line_end = memchr(buf + start, '\n', len - start);
+	/* A byte other than the final LF at or past this index: 431. */
+	const size_t limit = start + HTTP_HEAD_MAX;
 
 	if (!line_end && len - start > HTTP_REQUEST_LINE_MAX)
 		return fail(why, "request line too long", 414);
 	if (line_end && (size_t)(line_end - buf) - start > HTTP_REQUEST_LINE_MAX)
 		return fail(why, "request line too long", 414);
-	for (; i < len; i++) {
-		unsigned char c = (unsigned char)buf[i];
-		if (c == '\n') {
+	while (i < len) {
+		/* The next CR or LF at or after i, or len. */
+		const char *lf = memchr(buf + i, '\n', len - i);
+		size_t stop = lf ? (size_t)(lf - buf) : len;
+		const char *cr = memchr(buf + i, '\r', stop - i);
+		size_t j = cr ? (size_t)(cr - buf) : stop;
+
+		if (j > i) {
+			/* A run of other bytes: only its first can follow a
+			 * CR, and the size limit falls in it or not. */
+			if (i > start && buf[i - 1] == '\r')
+				return fail(why, "bare CR in the request head",
+					    400);
+			if (j - 1 >= limit)
+				return fail(why,
+					    "request header section too large",
+					    431);
+			i = j;
+			if (i == len)
+				break;
+		}
+		if (buf[i] == '\n') {
 			if (i == start || buf[i - 1] != '\r')
 				return fail(why, "bare LF in the request head",
 					    400);
@@ -54,9 +91,10 @@ static int find_end(const char *buf, size_t start, size_t len,
 		} else if (i > start && buf[i - 1] == '\r') {
 			return fail(why, "bare CR in the request head", 400);
 		}
-		if (i - start >= HTTP_HEAD_MAX)
+		if (i >= limit)
 			return fail(why, "request header section too large",
 				    431);
+		i++;
 	}
 	/* Keep the last byte for the CR check of the next call. */
 	*scanned = len;
@@ -157,15 +195,14 @@ static int parse_field(struct http_request *rq, char *p, char *eol,
 		;
 	for (e = eol; e > v && (e[-1] == ' ' || e[-1] == '\t'); e--)
 		;
-	for (char *q = v; q < e; q++)
-		if (!is_value_char((unsigned char)*q))
-			return fail(why, "control character in a header value",
-				    400);
+	if (!is_value(v, (size_t)(e - v)))
+		return fail(why, "control character in a header value", 400);
 	if (rq->n_fields >= HTTP_FIELDS_MAX)
 		return fail(why, "too many header fields", 431);
 	*colon = '\0';
 	*e = '\0';
 	rq->fields[rq->n_fields].name = p;
+	rq->fields[rq->n_fields].name_len = (size_t)(colon - p);
 	rq->fields[rq->n_fields].value = v;
 	rq->n_fields++;
 	return 0;
@@ -260,6 +297,10 @@ static int judge_fields(struct http_request *rq, const char **why)
 	for (size_t i = 0; i < rq->n_fields; i++) {
 		const char *name = rq->fields[i].name;
 		const char *value = rq->fields[i].value;
+		size_t n = rq->fields[i].name_len;
+		/* The lengths of the names below: others are skipped. */
+		if (n != 4 && n != 6 && n != 10 && n != 14 && n != 17)
+			continue;
 		if (strcasecmp(name, "host") == 0) {
 			n_host++;
 			rq->host = value;
@@ -347,8 +388,11 @@ int http_parse_head(char *buf, size_t len, size_t *scanned,
 const char *http_request_field(const struct http_request *rq,
 			       const char *name)
 {
+	size_t n = strlen(name);
+
 	for (size_t i = 0; i < rq->n_fields; i++)
-		if (strcasecmp(rq->fields[i].name, name) == 0)
+		if (rq->fields[i].name_len == n &&
+		    strcasecmp(rq->fields[i].name, name) == 0)
 			return rq->fields[i].value;
 	return NULL;
 }

@@ -36,6 +36,7 @@
 
 struct http_field {
 	const char *name;  /* NUL-terminated, as sent (case kept) */
+	size_t name_len;
 	const char *value; /* NUL-terminated, surrounding spaces removed */
 };
 

@@ -4,6 +4,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -286,6 +287,156 @@ static void chunked_bodies(void **state)
 	assert_int_equal(len, 2);
 }
 
+/*
+ * The head's end and its CR/LF and size rules, byte by byte as RFC 9112
+ * reads: the parser scans in runs, and must give the same verdict (status
+ * and reason), or find the same end, for every input and every way of
+ * cutting it into reads.
+ */
+static int ref_head_end(const char *b, size_t len, size_t *scanned,
+			size_t *end, const char **why)
+{
+	size_t start = 0, i;
+	const char *lf;
+
+	while (start + 1 < len && b[start] == '\r' && b[start + 1] == '\n')
+		start += 2;
+	if (start >= HTTP_HEAD_MAX) {
+		*why = "request header section too large";
+		return 431;
+	}
+	if (start == len || (start + 1 == len && b[start] == '\r'))
+		return HTTP_INCOMPLETE;
+	lf = memchr(b + start, '\n', len - start);
+	if ((!lf && len - start > HTTP_REQUEST_LINE_MAX) ||
+	    (lf && (size_t)(lf - b) - start > HTTP_REQUEST_LINE_MAX)) {
+		*why = "request line too long";
+		return 414;
+	}
+	for (i = *scanned > start ? *scanned : start; i < len; i++) {
+		if (b[i] == '\n') {
+			if (i == start || b[i - 1] != '\r') {
+				*why = "bare LF in the request head";
+				return 400;
+			}
+			if (i >= start + 3 && b[i - 2] == '\n') {
+				*end = i + 1;
+				return 0;
+			}
+		} else if (i > start && b[i - 1] == '\r') {
+			*why = "bare CR in the request head";
+			return 400;
+		}
+		if (i - start >= HTTP_HEAD_MAX) {
+			*why = "request header section too large";
+			return 431;
+		}
+	}
+	*scanned = len;
+	return HTTP_INCOMPLETE;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static unsigned rnd(unsigned n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (unsigned)(rng_state % n);
+}
+
+/* The next read's end: random, often just around a limit. */
+static size_t next_cut(size_t n, size_t len)
+{
+	static const size_t marks[] = {HTTP_HEAD_MAX, HTTP_REQUEST_LINE_MAX};
+	size_t mark = marks[rnd(2)] + rnd(6);
+
+	if (rnd(2) && n + 3 < mark && mark - 3 < len)
+		return mark - 3 + rnd(6);
+	n += 1 + (rnd(4) == 0 ? rnd(64) : rnd((unsigned)len));
+	return n > len ? len : n;
+}
+
+/* Feeds raw[0..len) in random pieces to the parser and the reference. */
+static void same_verdict(const char *raw, size_t len)
+{
+	static char a[HTTP_HEAD_MAX * 2 + 64];
+	size_t n = 0, scanned = 0, ref_scanned = 0, head_len = 0, end = 0;
+	const char *why = NULL, *ref_why = NULL;
+	int rc = HTTP_INCOMPLETE, ref = HTTP_INCOMPLETE;
+
+	memcpy(a, raw, len);
+	while (n < len && rc == HTTP_INCOMPLETE) {
+		n = next_cut(n, len);
+		rc = http_parse_head(a, n, &scanned, &rq, &head_len, &why);
+		ref = ref_head_end(raw, n, &ref_scanned, &end, &ref_why);
+		if (ref == HTTP_INCOMPLETE) {
+			assert_int_equal(rc, HTTP_INCOMPLETE);
+		} else if (ref == 0) {
+			assert_int_not_equal(rc, HTTP_INCOMPLETE);
+			if (rc == 0)
+				assert_int_equal(head_len, end);
+		} else {
+			assert_int_equal(rc, ref);
+			assert_string_equal(why, ref_why);
+		}
+	}
+}
+
+static void head_end_as_byte_by_byte(void **state)
+{
+	static const char alphabet[] = "\r\n\r\n\r\na: \tH";
+	static char raw[HTTP_HEAD_MAX + 256];
+	static const char *const starts[] = {
+		"", "\r\n", "GET / HTTP/1.1\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n", "\r\n\r\nGET / HTTP/1.0\r\n"};
+
+	(void)state;
+	for (int round = 0; round < 20000; round++) {
+		const char *p = starts[rnd(5)];
+		size_t len = strlen(p), want;
+		bool is_clean = rnd(2);
+		memcpy(raw, p, len);
+		/* Mostly short heads; some around the request line and head
+		 * limits. Clean ones are lines of plain bytes, perhaps with
+		 * one stray byte near their end; the others are noise. */
+		switch (rnd(6)) {
+		case 0:
+			want = HTTP_HEAD_MAX - 8 + rnd(24);
+			break;
+		case 1:
+			want = HTTP_REQUEST_LINE_MAX - 8 + rnd(24);
+			break;
+		default:
+			want = len + rnd(80);
+			break;
+		}
+		while (len < want) {
+			size_t run = 1 + rnd(want > 200 ? 4000 : 20);
+			if (!is_clean && rnd(3)) {
+				raw[len++] = alphabet[rnd(sizeof(alphabet) - 1)];
+				continue;
+			}
+			if (run > want - len)
+				run = want - len;
+			memset(raw + len, 'x', run);
+			len += run;
+			if (is_clean && len + 2 <= want && rnd(4)) {
+				raw[len++] = '\r';
+				raw[len++] = '\n';
+			}
+		}
+		if (is_clean && len > 0 && rnd(2))
+			raw[len - 1 - rnd(len < 40 ? (unsigned)len : 40)] =
+				alphabet[rnd(sizeof(alphabet) - 1)];
+		if (rnd(2))
+			for (int k = 0; k < 4; k++)
+				raw[len++] = "\r\n\r\n"[k];
+		same_verdict(raw, len);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +446,7 @@ int main(void)
 		cmocka_unit_test(transfer_codings),
 		cmocka_unit_test(request_line_and_sizes),
 		cmocka_unit_test(chunked_bodies),
+		cmocka_unit_test(head_end_as_byte_by_byte),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
