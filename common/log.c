@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -8,19 +9,47 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "ascii.h"
 #include "timefmt.h"
 
 #define LINE_MAX_BYTES (6 * DAS_LOG_PATH_MAX + 2048)
-#define FLUSH_EVERY_NS (100 * 1000 * 1000)
+/* A thread's buffer: a few hundred access lines. */
+#define THREAD_BUFFER_BYTES (64 * 1024)
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* A line being formatted: len bytes at p, at most cap. */
+struct line {
+	char *p;
+	size_t len, cap; /* cap leaves room for the newline */
+};
 
 static atomic_int min_level = DAS_LOG_INFO;
 static atomic_int format = DAS_LOG_TEXT;
 static const char *program = "";
 static atomic_bool is_buffered;
-static char stderr_buffer[64 * 1024];
+/* The program's name as a JSON string's contents (escaped once). */
+static char program_json[6 * 64 + 1];
+static size_t program_json_len;
+
+/* Every write to fd 2 goes through here, whole, one writer at a time: a
+ * batch of lines longer than PIPE_BUF is never interleaved with another
+ * thread's in a pipe. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct thread_buffer {
+	size_t len;
+	uint64_t first_ms; /* when its oldest line came (monotonic) */
+	char data[THREAD_BUFFER_BYTES];
+};
+
+/* The calling thread's buffer, when it asked for one; only that thread
+ * ever reads or writes it, so it needs no lock. */
+static _Thread_local struct thread_buffer *own_buffer;
+static pthread_key_t buffer_key; /* its destructor writes and frees it */
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 
 void das_log_set_level(enum das_log_level level)
 {
@@ -32,9 +61,15 @@ void das_log_set_format(enum das_log_format f)
 	atomic_store(&format, f);
 }
 
+static void put_json(struct line *l, const char *s, size_t n);
+
 void das_log_set_program(const char *name)
 {
+	struct line l = {program_json, 0, sizeof(program_json) - 1};
+
 	program = name ? name : "";
+	put_json(&l, program, strnlen(program, 64));
+	program_json_len = l.len;
 }
 
 int das_log_parse_format(const char *name, enum das_log_format *out)
@@ -53,54 +88,100 @@ bool das_log_is_enabled(enum das_log_level level)
 	return (int)level >= atomic_load(&min_level);
 }
 
-static void *flusher(void *arg)
+/* Writes n bytes to fd 2, all of them unless it fails. */
+static void write_out(const char *p, size_t n)
 {
-	struct timespec pause = {0, FLUSH_EVERY_NS};
-
-	for (;;) {
-		nanosleep(&pause, NULL);
-		fflush(stderr);
+	pthread_mutex_lock(&write_lock);
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* nowhere to log to: the lines are dropped */
+		p += w;
+		n -= (size_t)w;
 	}
-	return NULL;
+	pthread_mutex_unlock(&write_lock);
+}
+
+static void buffer_release(void *arg)
+{
+	struct thread_buffer *b = arg;
+
+	if (b->len)
+		write_out(b->data, b->len);
+	free(b);
+}
+
+static void buffer_key_init(void)
+{
+	pthread_key_create(&buffer_key, buffer_release);
 }
 
 void das_log_set_buffered(bool on)
 {
-	static bool has_flusher;
+	atomic_store(&is_buffered, on);
+	if (!on)
+		das_log_thread_flush();
+}
 
-	if (!on) {
-		atomic_store(&is_buffered, false);
-		fflush(stderr);
+void das_log_thread_buffer(void)
+{
+	struct thread_buffer *b;
+
+	if (own_buffer || !atomic_load(&is_buffered))
+		return;
+	pthread_once(&buffer_once, buffer_key_init);
+	b = malloc(sizeof(*b));
+	if (!b)
+		return; /* lines are then written one by one */
+	b->len = 0;
+	if (pthread_setspecific(buffer_key, b) != 0) {
+		free(b);
 		return;
 	}
-	if (atomic_load(&is_buffered))
-		return;
-	/* Before any line is written: setvbuf must come first on a stream. */
-	fflush(stderr);
-	if (setvbuf(stderr, stderr_buffer, _IOFBF, sizeof(stderr_buffer)) != 0)
-		return;
-	if (!has_flusher) {
-		pthread_t t;
-		pthread_attr_t attr;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		has_flusher = pthread_create(&t, &attr, flusher, NULL) == 0;
-		pthread_attr_destroy(&attr);
+	own_buffer = b;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+bool das_log_thread_pending(void)
+{
+	return own_buffer && own_buffer->len > 0;
+}
+
+int das_log_thread_due_ms(void)
+{
+	uint64_t age;
+
+	if (!das_log_thread_pending())
+		return -1;
+	age = monotonic_ms() - own_buffer->first_ms;
+	return age >= DAS_LOG_BATCH_MS ? 0 : (int)(DAS_LOG_BATCH_MS - age);
+}
+
+void das_log_thread_flush(void)
+{
+	struct thread_buffer *b = own_buffer;
+
+	if (b && b->len) {
+		write_out(b->data, b->len);
+		b->len = 0;
 	}
-	atomic_store(&is_buffered, has_flusher);
 }
 
 void das_log_flush(void)
 {
-	fflush(stderr);
+	das_log_thread_flush();
 }
 
 /* ---- a bounded line ---- */
-
-struct line {
-	char *p;
-	size_t len, cap; /* cap leaves room for the newline */
-};
 
 static void put(struct line *l, const char *s, size_t n)
 {
@@ -132,42 +213,38 @@ putf(struct line *l, const char *fmt, ...)
 						      : l->cap - l->len;
 }
 
-/* Bytes copied as they are: bit 1 in JSON strings, bit 2 in text words. */
-#define PLAIN_JSON 1
-#define PLAIN_TEXT 2
-static unsigned char plain[256];
-static pthread_once_t plain_once = PTHREAD_ONCE_INIT;
-
-static void plain_init(void)
-{
-	for (int c = 0x20; c < 0x7f; c++)
-		if (c != '"' && c != '\\')
-			plain[c] =
-				c == ' ' ? PLAIN_JSON : PLAIN_JSON | PLAIN_TEXT;
-}
-
-static bool is_json_plain(unsigned char c)
-{
-	return plain[c] & PLAIN_JSON;
-}
-
+/* Text words: 0x21..0x7e but '"' and '\\' are copied as they are. */
 static bool is_text_plain(unsigned char c)
 {
-	return plain[c] & PLAIN_TEXT;
+	return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+}
+
+static size_t text_span(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = das_ascii_word(s + i);
+		if (das_ascii_has_less(w, 0x21) | das_ascii_has_more(w, 0x7e) |
+		    das_ascii_has_byte(w, '"') | das_ascii_has_byte(w, '\\'))
+			break;
+	}
+	while (i < n && is_text_plain((unsigned char)s[i]))
+		i++;
+	return i;
 }
 
 /* JSON string contents: quote, backslash, controls and every byte outside
  * ASCII as \u00XX (so the line is valid UTF-8 whatever came in). Runs of
- * plain bytes are copied at once: this is on every request's path. */
+ * plain bytes are found eight at a time and copied at once: this is on
+ * every request's path. */
 static void put_json(struct line *l, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t i = 0;
 
 	while (i < n) {
-		size_t run = i;
-		while (run < n && is_json_plain((unsigned char)s[run]))
-			run++;
+		size_t run = i + das_ascii_json_span(s + i, n - i);
 		put(l, s + i, run - i);
 		if (run == n)
 			break;
@@ -192,9 +269,7 @@ static void put_text(struct line *l, const char *s, size_t n)
 	size_t i = 0;
 
 	while (i < n) {
-		size_t run = i;
-		while (run < n && is_text_plain((unsigned char)s[run]))
-			run++;
+		size_t run = i + text_span(s + i, n - i);
 		put(l, s + i, run - i);
 		if (run == n)
 			break;
@@ -256,12 +331,34 @@ static void timestamp(char ts[DAS_TIMESTAMP_SIZE])
 	ts[28] = '\0';
 }
 
+/*
+ * The line goes to the thread's buffer when it has one (written when the
+ * thread goes idle, when the buffer is full, at a warn or error line and
+ * when the thread ends), else straight to fd 2.
+ */
 static void write_line(struct line *l, enum das_log_level level)
 {
+	struct thread_buffer *b = own_buffer;
+
 	l->p[l->len++] = '\n'; /* cap kept one byte for it */
-	fwrite(l->p, 1, l->len, stderr);
-	if (level >= DAS_LOG_WARN && atomic_load(&is_buffered))
-		fflush(stderr);
+	if (!b || !atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
+		das_log_thread_flush(); /* in order */
+		write_out(l->p, l->len);
+		return;
+	}
+	if (l->len > sizeof(b->data) - b->len) {
+		das_log_thread_flush();
+		if (l->len > sizeof(b->data)) {
+			write_out(l->p, l->len);
+			return;
+		}
+	}
+	if (b->len == 0)
+		b->first_ms = monotonic_ms();
+	memcpy(b->data + b->len, l->p, l->len);
+	b->len += l->len;
+	if (level >= DAS_LOG_WARN)
+		das_log_thread_flush();
 }
 
 static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
@@ -271,7 +368,7 @@ static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
 	puts_(l, "\",\"level\":\"");
 	puts_(l, level_names[lv]);
 	puts_(l, "\",\"program\":\"");
-	put_json(l, program, strlen(program));
+	put(l, program_json, program_json_len);
 	puts_(l, "\"");
 }
 
@@ -284,7 +381,6 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 
 	if (!das_log_is_enabled(level))
 		return;
-	pthread_once(&plain_once, plain_init);
 	timestamp(ts);
 	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -316,7 +412,6 @@ void das_log_call(const struct das_log_call *c)
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
-	pthread_once(&plain_once, plain_init);
 	timestamp(ts);
 	if (c->path) {
 		path_len = c->path_len;

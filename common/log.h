@@ -11,10 +11,18 @@
  * bounded and escaped, so a hostile path or id cannot forge a line. Nothing
  * here ever sees a token.
  *
- * Each line is one fwrite, so threads never interleave. With
- * das_log_set_buffered(true), stderr is fully buffered and flushed every
- * 100 ms by a background thread, at every warn or error line, and by
- * das_log_flush(); otherwise each line is written at once.
+ * Lines go to fd 2 whole (one write(2) per line or batch of lines, one
+ * writer at a time), so threads never interleave. A thread that serves
+ * requests in a loop may keep its lines in a buffer of its own
+ * (das_log_thread_buffer, after das_log_set_buffered(true)): the loop
+ * writes it once its oldest line is DAS_LOG_BATCH_MS old (it asks
+ * das_log_thread_due_ms on each turn and sleeps no longer than that), and
+ * it is written when full (64 KiB), at every warn or error line, and when
+ * the thread ends. Other threads write each line at once. A busy loop so
+ * makes one write(2) per DAS_LOG_BATCH_MS, not one per request, and an
+ * idle one shows its lines within DAS_LOG_BATCH_MS. A clean stop loses
+ * nothing; a crash loses what the buffers of running threads hold: the
+ * lines of their last DAS_LOG_BATCH_MS (at most 64 KiB each).
  */
 #ifndef DAS_COMMON_LOG_H
 #define DAS_COMMON_LOG_H
@@ -36,9 +44,23 @@ int das_log_parse_format(const char *name, enum das_log_format *out);
 /* True when lines of level are written. */
 bool das_log_is_enabled(enum das_log_level level);
 
-/* Switches stderr to full buffering with a 100 ms flusher (see above). */
+/* Allows threads to buffer their lines (see above); false writes the
+ * calling thread's buffer and sends every later line out at once. */
 void das_log_set_buffered(bool is_buffered);
-/* Writes out what is buffered. */
+/* The calling thread keeps its lines in its own buffer from now on (when
+ * buffering is allowed; else, or out of memory, nothing changes). */
+void das_log_thread_buffer(void);
+/* True when the calling thread has lines not yet written. */
+bool das_log_thread_pending(void);
+/* The longest a buffered line waits in a thread that runs its loop. */
+#define DAS_LOG_BATCH_MS 10
+/* Milliseconds until the calling thread's buffered lines are due to be
+ * written (0: now), or -1 when it has none. */
+int das_log_thread_due_ms(void);
+/* Writes the calling thread's buffered lines. */
+void das_log_thread_flush(void);
+/* Writes what the calling thread has buffered (other threads' buffers are
+ * written by those threads: when idle, full, or ending). */
 void das_log_flush(void);
 
 #if defined(__GNUC__)

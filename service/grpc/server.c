@@ -546,17 +546,28 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	unsigned n_taken = 0;
 
+	das_log_thread_buffer();
 	for (;;) {
 		if (w->waiting && n_taken >= EVENTS_PER_CALL) {
 			run_waiting(w);
 			n_taken = 0;
 			continue;
 		}
+		/* Buffered access lines go out once the oldest is
+		 * DAS_LOG_BATCH_MS old: the worker sleeps no longer. */
+		int due = das_log_thread_due_ms();
+		if (due == 0)
+			das_log_thread_flush();
 		grpc_event ev = grpc_completion_queue_next(
 			w->cq,
 			w->waiting ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
+			: due > 0  ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+						  gpr_time_from_millis(
+							  due, GPR_TIMESPAN))
 				   : gpr_inf_future(GPR_CLOCK_REALTIME),
 			NULL);
+		if (ev.type == GRPC_QUEUE_TIMEOUT && !w->waiting)
+			continue;
 		if (ev.type == GRPC_QUEUE_TIMEOUT && w->waiting) {
 			run_waiting(w);
 			n_taken = 0;
@@ -601,6 +612,7 @@ static void *worker_main(void *arg)
 		w->waiting = c->next_waiting;
 		call_free(c);
 	}
+	das_log_thread_flush();
 	return NULL;
 }
 

@@ -4,6 +4,7 @@
  * stderr is redirected to a temporary file for each test.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,10 +213,91 @@ static void buffered_lines_reach_the_file_on_flush(void **state)
 
 	(void)state;
 	das_log_set_buffered(true);
+	das_log_thread_buffer();
+	assert_int_equal(das_log_thread_due_ms(), -1);
 	das_log(DAS_LOG_INFO, "buffered one");
-	das_log_flush();
+	assert_true(das_log_thread_pending());
+	/* Due within DAS_LOG_BATCH_MS of the first line, then at once. */
+	assert_in_range(das_log_thread_due_ms(), 0, DAS_LOG_BATCH_MS);
+	usleep(2 * DAS_LOG_BATCH_MS * 1000);
+	assert_int_equal(das_log_thread_due_ms(), 0);
+	text = captured();
+	assert_null(strstr(text, "buffered one"));
+	free(text);
+	das_log_thread_flush();
+	assert_false(das_log_thread_pending());
 	text = captured();
 	assert_non_null(strstr(text, "info buffered one\n"));
+	free(text);
+	/* A warn line goes out at once, after what came before it. */
+	das_log(DAS_LOG_INFO, "buffered two");
+	das_log(DAS_LOG_WARN, "warned");
+	assert_false(das_log_thread_pending());
+	text = captured();
+	assert_non_null(strstr(text, "info buffered two\n"));
+	assert_true(strstr(text, "buffered two") < strstr(text, "warned"));
+	free(text);
+	das_log_set_buffered(false);
+}
+
+/* Access lines of every length, from several threads at once. */
+#define WRITERS		 4
+#define LINES_PER_WRITER 3000
+
+static void *writer(void *arg)
+{
+	static char long_path[DAS_LOG_PATH_MAX + 100];
+	intptr_t id = (intptr_t)arg;
+
+	memset(long_path, 'p', sizeof(long_path));
+	long_path[0] = '/';
+	das_log_thread_buffer();
+	for (int i = 0; i < LINES_PER_WRITER; i++) {
+		char rid[32];
+		struct das_log_call c = {
+			.request_id = rid,
+			.method = "GET",
+			.path = long_path,
+			/* mostly short paths, now and then a whole one */
+			.path_len = i % 97 == 0 ? sizeof(long_path) : 1 + (size_t)i % 300,
+			.http_status = 200,
+			.duration_ms = 0.5,
+		};
+		c.request_id_len = (size_t)snprintf(rid, sizeof(rid), "w%d-%d",
+						    (int)id, i);
+		das_log_call(&c);
+	}
+	/* No flush: the thread's end writes what is left. */
+	return NULL;
+}
+
+static void lines_of_threads_are_whole_and_none_is_lost(void **state)
+{
+	pthread_t t[WRITERS];
+	char *text, *line, *end;
+	size_t n = 0;
+
+	(void)state;
+	das_log_set_format(DAS_LOG_JSON);
+	das_log_set_buffered(true);
+	for (intptr_t i = 0; i < WRITERS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, writer, (void *)i),
+				 0);
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(t[i], NULL);
+	text = captured();
+	for (line = text; (end = strchr(line, '\n')); line = end + 1) {
+		json_error_t err;
+		json_t *j;
+		*end = '\0';
+		j = json_loads(line, 0, &err);
+		assert_non_null(j);
+		assert_non_null(json_object_get(j, "request_id"));
+		json_decref(j);
+		n++;
+	}
+	assert_int_equal(n, WRITERS * LINES_PER_WRITER);
+	assert_int_equal(*line, '\0'); /* nothing after the last newline */
 	free(text);
 	das_log_set_buffered(false);
 }
@@ -246,6 +328,9 @@ int main(void)
 			release),
 		cmocka_unit_test_setup_teardown(
 			buffered_lines_reach_the_file_on_flush, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			lines_of_threads_are_whole_and_none_is_lost, capture,
 			release),
 		cmocka_unit_test(formats_parse),
 	};
