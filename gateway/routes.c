@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "common/ascii.h"
 #include "common/chars.h"
 
 /*
@@ -164,7 +165,17 @@ static unsigned method_bit(const char *method)
  */
 static int decode_segment(struct segment s, char *out, const char **reason)
 {
-	/* The path was checked for raw bytes <= 0x20 (NUL among them). */
+	/* The path was checked for raw bytes <= 0x20 (NUL among them), so
+	 * a segment without '%' decodes to itself (the usual case). */
+	if (!memchr(s.p, '%', s.len)) {
+		if (s.len >= GW_PARAM_SIZE) {
+			*reason = "path segment too long";
+			return -1;
+		}
+		memcpy(out, s.p, s.len);
+		out[s.len] = '\0';
+		return 0;
+	}
 	switch (das_percent_decode(s.p, s.len, out, GW_PARAM_SIZE)) {
 	case DAS_PCT_BAD_ESCAPE:
 		*reason = "bad percent-encoding in the path";
@@ -235,12 +246,10 @@ static enum gw_route_result split_path(const char *target, size_t path_len,
 		return GW_ROUTE_BAD_REQUEST;
 	}
 	/* Only visible ASCII may appear raw; anything else must be encoded. */
-	for (size_t i = 0; i < path_len; i++) {
-		unsigned char c = (unsigned char)target[i];
-		if (c <= 0x20 || c >= 0x7f || c == '#') {
-			*reason = "invalid character in the path";
-			return GW_ROUTE_BAD_REQUEST;
-		}
+	if (das_ascii_visible_span(target, path_len) != path_len ||
+	    memchr(target, ' ', path_len) || memchr(target, '#', path_len)) {
+		*reason = "invalid character in the path";
+		return GW_ROUTE_BAD_REQUEST;
 	}
 	if (path_len == 0 || target[0] != '/')
 		return GW_ROUTE_NOT_FOUND;
@@ -304,13 +313,14 @@ enum gw_route_result gw_route_match(const char *method, const char *target,
 				    size_t len, struct gw_route_match *m)
 {
 	struct segment seg[MAX_SEGMENTS + 1];
+	const char *query;
 	size_t n, path_len = 0, first;
 	const struct route *path_hit = NULL;
 	enum gw_route_result res;
 
 	memset(m, 0, sizeof(*m));
-	while (path_len < len && target[path_len] != '?')
-		path_len++;
+	query = memchr(target, '?', len);
+	path_len = query ? (size_t)(query - target) : len;
 	res = split_path(target, path_len, seg, &n, &m->reason);
 	if (res != GW_ROUTE_OK)
 		return res;

@@ -155,7 +155,16 @@ int gw_location_scheme(const char *scheme, const char *base_url,
 			bl--;
 		n = snprintf(out, size, "%.*s%s", (int)bl, base_url, path);
 	} else if (gw_host_is_valid(host)) {
-		n = snprintf(out, size, "%s://%s%s", scheme, host, path);
+		/* "%s://%s%s" by hand: made for every assign and unassign. */
+		size_t sl = strlen(scheme), hl = strlen(host),
+		       pl = strlen(path);
+		if (sl + 3 + hl + pl >= size)
+			return -1;
+		memcpy(out, scheme, sl);
+		memcpy(out + sl, "://", 3);
+		memcpy(out + sl + 3, host, hl);
+		memcpy(out + sl + 3 + hl, path, pl + 1);
+		return 0;
 	} else {
 		return -1;
 	}

@@ -535,7 +535,19 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 			       (vl), NGHTTP2_NV_FLAG_NO_COPY_NAME}
 	if (left > 99999999)
 		left = 99999999;
-	snprintf(timeout, sizeof(timeout), "%llum", (unsigned long long)left);
+	/* "%llum" by hand: at most 8 digits (gRPC's limit) and the unit. */
+	{
+		char d[8];
+		size_t k = sizeof(d), tl;
+		do {
+			d[--k] = (char)('0' + left % 10);
+			left /= 10;
+		} while (left);
+		tl = sizeof(d) - k;
+		memcpy(timeout, d + k, tl);
+		timeout[tl] = 'm';
+		timeout[tl + 1] = '\0';
+	}
 	NV(":method", "POST", 4);
 	NV(":scheme", c->ssl ? "https" : "http", c->ssl ? 5u : 4u);
 	NV(":path", path, strlen(path));

@@ -57,7 +57,8 @@ static void assign_bodies(void **state)
 					   "{\"clientType\":\"\"}",
 					   "{\"clientType\":\"laptop\"}",
 					   "{\"clienttype\":\"desktop\"}",
-					   "{\"clientType\":\"desktop \"}"};
+					   "{\"clientType\":\"desktop \"}",
+					   "{\"clientType\":\"Desktops\"}"};
 	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
 		ct = -1;
 		assert_int_equal(decode(none[i], &ct, as_sent), 0);
@@ -77,10 +78,31 @@ static void assign_bodies(void **state)
 		"{} x",
 		"{\"clientType\":\"desktop\",\"clientType\":\"crm\"}",
 		"{\"a\":\"\\u0000\"}",
+		"{\"clientType\":\"desktop\"}}",
+		"{\"clientType\":\"de\"sk\"}",
+		"{\"clientType\":\"desktop\"}{\"clientType\":\"crm\"}",
 		"\xef\xbb\xbf{}"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (decode(bad[i], &ct, as_sent) != -1)
 			fail_msg("accepted '%s'", bad[i]);
+	/* A name longer than what is kept: cut, as with any other body. */
+	char lng[300];
+	memcpy(lng, "{\"clientType\":\"", 15);
+	memset(lng + 15, 'd', 200);
+	memcpy(lng + 215, "\"}", 3);
+	assert_int_equal(decode(lng, &ct, as_sent), 0);
+	assert_int_equal(ct, DAS_CLIENT_NONE);
+	assert_int_equal(strlen(as_sent), GW_CLIENT_TYPE_AS_SENT_SIZE - 1);
+	/* The usual body in other spellings means the same. */
+	assert_int_equal(decode("{ \"clientType\" : \"Desktop\" }", &ct,
+				as_sent),
+			 0);
+	assert_int_equal(ct, DAS_CLIENT_DESKTOP);
+	assert_string_equal(as_sent, "Desktop");
+	assert_int_equal(decode("{\"clientType\":\"Desktop\"}", &ct, as_sent),
+			 0);
+	assert_int_equal(ct, DAS_CLIENT_DESKTOP);
+	assert_string_equal(as_sent, "Desktop");
 	/* Bytes after the object inside the given length are junk. */
 	const char *why;
 	assert_int_equal(gw_body_decode_assign("{}\0{}", 5, &ct, as_sent, &why),
