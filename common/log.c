@@ -30,9 +30,17 @@ static atomic_int min_level = DAS_LOG_INFO;
 static atomic_int format = DAS_LOG_TEXT;
 static const char *program = "";
 static atomic_bool is_buffered;
-/* The program's name as a JSON string's contents (escaped once). */
-static char program_json[6 * 64 + 1];
-static size_t program_json_len;
+/* What follows the time in a JSON line of each level, the program's name
+ * escaped once: "\",\"level\":\"info\",\"program\":\"NAME\"". */
+#define TAIL_SIZE (6 * 64 + 48)
+#define TAIL(lv) "\",\"level\":\"" lv "\",\"program\":\"\""
+static char json_tail[4][TAIL_SIZE] = {TAIL("debug"), TAIL("info"),
+				       TAIL("warn"), TAIL("error")};
+static size_t json_tail_len[4] = {sizeof(TAIL("debug")) - 1,
+				  sizeof(TAIL("info")) - 1,
+				  sizeof(TAIL("warn")) - 1,
+				  sizeof(TAIL("error")) - 1};
+#undef TAIL
 
 /* Every write to fd 2 goes through here, whole, one writer at a time: a
  * batch of lines longer than PIPE_BUF is never interleaved with another
@@ -63,13 +71,20 @@ void das_log_set_format(enum das_log_format f)
 
 static void put_json(struct line *l, const char *s, size_t n);
 
+static void puts_(struct line *l, const char *s);
+
 void das_log_set_program(const char *name)
 {
-	struct line l = {program_json, 0, sizeof(program_json) - 1};
-
 	program = name ? name : "";
-	put_json(&l, program, strnlen(program, 64));
-	program_json_len = l.len;
+	for (int lv = 0; lv < 4; lv++) {
+		struct line l = {json_tail[lv], 0, TAIL_SIZE - 1};
+		puts_(&l, "\",\"level\":\"");
+		puts_(&l, level_names[lv]);
+		puts_(&l, "\",\"program\":\"");
+		put_json(&l, program, strnlen(program, 64));
+		puts_(&l, "\"");
+		json_tail_len[lv] = l.len;
+	}
 }
 
 int das_log_parse_format(const char *name, enum das_log_format *out)
@@ -332,30 +347,44 @@ static void timestamp(char ts[DAS_TIMESTAMP_SIZE])
 }
 
 /*
- * The line goes to the thread's buffer when it has one (written when the
- * thread goes idle, when the buffer is full, at a warn or error line and
- * when the thread ends), else straight to fd 2.
+ * Where the next line is formatted: at the end of the thread's buffer when
+ * it has one (written first if a longest line might not fit), else in
+ * scratch. write_line then keeps or writes it.
+ */
+static void line_start(struct line *l, char *scratch, size_t scratch_size)
+{
+	struct thread_buffer *b = own_buffer;
+
+	if (b && atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
+		if (sizeof(b->data) - b->len < LINE_MAX_BYTES)
+			das_log_thread_flush();
+		l->p = b->data + b->len;
+		l->len = 0;
+		l->cap = LINE_MAX_BYTES - 1;
+		return;
+	}
+	l->p = scratch;
+	l->len = 0;
+	l->cap = scratch_size - 1;
+}
+
+/*
+ * A line formatted in the thread's buffer stays there (written when the
+ * loop finds it due, when the buffer is full, at a warn or error line and
+ * when the thread ends); any other goes straight to fd 2.
  */
 static void write_line(struct line *l, enum das_log_level level)
 {
 	struct thread_buffer *b = own_buffer;
 
 	l->p[l->len++] = '\n'; /* cap kept one byte for it */
-	if (!b || !atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
+	if (!b || l->p != b->data + b->len) {
 		das_log_thread_flush(); /* in order */
 		write_out(l->p, l->len);
 		return;
 	}
-	if (l->len > sizeof(b->data) - b->len) {
-		das_log_thread_flush();
-		if (l->len > sizeof(b->data)) {
-			write_out(l->p, l->len);
-			return;
-		}
-	}
 	if (b->len == 0)
 		b->first_ms = monotonic_ms();
-	memcpy(b->data + b->len, l->p, l->len);
 	b->len += l->len;
 	if (level >= DAS_LOG_WARN)
 		das_log_thread_flush();
@@ -365,22 +394,19 @@ static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
 {
 	puts_(l, "{\"time\":\"");
 	put(l, ts, DAS_TIMESTAMP_SIZE - 1);
-	puts_(l, "\",\"level\":\"");
-	puts_(l, level_names[lv]);
-	puts_(l, "\",\"program\":\"");
-	put(l, program_json, program_json_len);
-	puts_(l, "\"");
+	put(l, json_tail[lv], json_tail_len[lv]);
 }
 
 void das_log(enum das_log_level level, const char *fmt, ...)
 {
 	char buf[2048], msg[1024], ts[DAS_TIMESTAMP_SIZE];
-	struct line l = {buf, 0, sizeof(buf) - 1};
+	struct line l;
 	va_list ap;
 	int n;
 
 	if (!das_log_is_enabled(level))
 		return;
+	line_start(&l, buf, sizeof(buf));
 	timestamp(ts);
 	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -404,7 +430,7 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 void das_log_call(const struct das_log_call *c)
 {
 	static _Thread_local char buf[LINE_MAX_BYTES];
-	struct line l = {buf, 0, sizeof(buf) - 1};
+	struct line l;
 	char ts[DAS_TIMESTAMP_SIZE];
 	size_t path_len = 0, id_len = 0, sub_len = 0;
 	bool is_cut = c->is_path_cut,
@@ -412,6 +438,7 @@ void das_log_call(const struct das_log_call *c)
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
+	line_start(&l, buf, sizeof(buf));
 	timestamp(ts);
 	if (c->path) {
 		path_len = c->path_len;
