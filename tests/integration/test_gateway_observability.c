@@ -10,7 +10,8 @@
  * - The X-Request-Id the client saw (sent, generated, or replaced because
  *   the one sent was invalid) is on the gateway's JSON line and on the
  *   server's JSON line of the same call, with the token's sub; paths are
- *   logged whole.
+ *   logged whole. A burst of requests answered just before SIGTERM has
+ *   every line in both logs (buffered lines are written at the stop).
  * - A real Prometheus server on a free loopback port scrapes both programs
  *   and answers a query with the counted values.
  */
@@ -653,12 +654,85 @@ static void check_pair(const char *id, const char *path, int status,
 	json_decref(s);
 }
 
+/*
+ * BURST requests pipelined on one connection, each with its own
+ * X-Request-Id "burst-N"; returns once every answer is read, so that the
+ * programs are stopped while the last access lines may still sit in
+ * their buffers.
+ */
+#define BURST 200
+
+static void send_burst(void)
+{
+	static char req[BURST * 512], in[BURST * 1024];
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	const char *colon = strrchr(gateway.addr, ':');
+	size_t len = 0, got = 0, sent = 0;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), answers = 0;
+
+	assert_true(fd >= 0 && colon);
+	sa.sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	for (int i = 0; i < BURST; i++)
+		len += (size_t)snprintf(req + len, sizeof(req) - len,
+					"GET " LIST("u1") " HTTP/1.1\r\n"
+					"Host: x\r\nAuthorization: Bearer %s\r\n"
+					"X-Request-Id: burst-%d\r\n\r\n",
+					token, i);
+	while (sent < len) {
+		ssize_t n = write(fd, req + sent, len - sent);
+		assert_true(n > 0);
+		sent += (size_t)n;
+	}
+	while (answers < BURST) {
+		ssize_t n = read(fd, in + got, sizeof(in) - 1 - got);
+		assert_true(n > 0);
+		got += (size_t)n;
+		in[got] = '\0';
+		answers = 0;
+		for (const char *p = in; (p = strstr(p, "HTTP/1.1 200 "));
+		     p++)
+			answers++;
+	}
+	close(fd);
+}
+
+/* How many lines of log_path carry a request id starting "burst-" and
+ * have key; every line must parse. */
+static int burst_lines(const char *log_path, const char *key)
+{
+	FILE *f = fopen(log_path, "r");
+	static char line[65536];
+	int n = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f)) {
+		json_error_t e;
+		json_t *j = json_loads(line, 0, &e);
+		if (!j)
+			fail_msg("%s: not JSON: %s", log_path, line);
+		const char *rid =
+			json_string_value(json_object_get(j, "request_id"));
+		if (rid && strncmp(rid, "burst-", 6) == 0 &&
+		    json_object_get(j, key))
+			n++;
+		json_decref(j);
+	}
+	fclose(f);
+	return n;
+}
+
 static void json_lines_carry_the_request_id(void **state)
 {
 	(void)state;
+	/* Stopped right after a burst: no access line may be lost. */
+	send_burst();
 	/* SIGTERM flushes the buffered logs; both exit 0. */
 	assert_int_equal(harness_stop(&gateway, SIGTERM), 0);
 	assert_int_equal(harness_stop(&server, SIGTERM), 0);
+	assert_int_equal(burst_lines(gateway.log_path, "status"), BURST);
+	assert_int_equal(burst_lines(server.log_path, "code"), BURST);
 	check_pair("it-req-0001", ASSIGN("u1", "d1"), 201, "OK");
 	check_pair(id_generated, ASSIGN("u2", "d2"), 201, "OK");
 	check_pair("it-req-402", ASSIGN("u3", "d3"), 402,
