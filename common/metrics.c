@@ -26,14 +26,65 @@ const double das_metric_latency_buckets[DAS_METRIC_LATENCY_BUCKETS] = {
 /* Slot states of a series table: free, being filled by one thread, ready. */
 enum { SLOT_FREE, SLOT_FILLING, SLOT_READY };
 
+/*
+ * The cells of a series come in SHARDS copies, each thread updating its
+ * own (threads take shards in turn as they first count): the event loops
+ * and workers that count on every request then do not pull one cache line
+ * back and forth between cores on every update. A scrape adds the shards
+ * up. The padding keeps the busy start of one shard off the cache lines
+ * of the next.
+ */
+#define SHARDS 4
+
+struct shard {
+	atomic_llong value;				  /* counter, gauge */
+	atomic_ullong sum;				  /* histogram */
+	atomic_ullong counts[DAS_METRIC_BUCKETS_MAX + 1]; /* per bucket */
+	char pad[64];
+};
+
 struct das_metric_series {
 	atomic_int state;
 	struct das_metric_family *f;
 	char values[DAS_METRIC_LABELS_MAX][DAS_METRIC_VALUE_MAX + 1];
-	atomic_llong value;				  /* counter, gauge */
-	atomic_ullong sum;				  /* histogram */
-	atomic_ullong counts[DAS_METRIC_BUCKETS_MAX + 1]; /* per bucket */
+	struct shard shards[SHARDS];
 };
+
+/* The calling thread's shard. */
+static struct shard *own_shard(struct das_metric_series *s)
+{
+	static atomic_uint next_shard;
+	static _Thread_local unsigned shard = SHARDS;
+
+	if (shard == SHARDS)
+		shard = atomic_fetch_add_explicit(&next_shard, 1,
+						  memory_order_relaxed) %
+			SHARDS;
+	return &s->shards[shard];
+}
+
+/* A counter's or gauge's value: its shards added up. */
+static int64_t value_of(const struct das_metric_series *s)
+{
+	int64_t v = 0;
+
+	for (unsigned i = 0; i < SHARDS; i++)
+		v += atomic_load_explicit(&s->shards[i].value,
+					  memory_order_relaxed);
+	return v;
+}
+
+/* A histogram's bucket b (not cumulative), or its sum for b = -1. */
+static uint64_t cell_of(const struct das_metric_series *s, int b)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < SHARDS; i++)
+		v += atomic_load_explicit(b < 0 ? &s->shards[i].sum
+						: &s->shards[i].counts[b],
+					  memory_order_relaxed);
+	return v;
+}
 
 struct das_metric_family {
 	struct das_metric_def def;
@@ -295,7 +346,8 @@ void das_metric_add(struct das_metric_series *s, int64_t n)
 		return;
 	if (s->f->def.type == DAS_METRIC_COUNTER && n < 0)
 		return;
-	atomic_fetch_add_explicit(&s->value, n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&own_shard(s)->value, n,
+				  memory_order_relaxed);
 }
 
 void das_metric_set(struct das_metric_series *s, int64_t v)
@@ -303,7 +355,10 @@ void das_metric_set(struct das_metric_series *s, int64_t v)
 	if (!s || !atomic_load_explicit(&is_counting, memory_order_relaxed) ||
 	    s->f->def.type != DAS_METRIC_GAUGE)
 		return;
-	atomic_store_explicit(&s->value, v, memory_order_relaxed);
+	for (unsigned i = 1; i < SHARDS; i++)
+		atomic_store_explicit(&s->shards[i].value, 0,
+				      memory_order_relaxed);
+	atomic_store_explicit(&s->shards[0].value, v, memory_order_relaxed);
 }
 
 void das_metric_observe(struct das_metric_series *s, uint64_t value)
@@ -319,13 +374,14 @@ void das_metric_observe(struct das_metric_series *s, uint64_t value)
 	x = (double)value / d->scale;
 	while (b < d->n_buckets && x > d->buckets[b])
 		b++;
-	atomic_fetch_add_explicit(&s->counts[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->sum, value, memory_order_relaxed);
+	struct shard *h = own_shard(s);
+	atomic_fetch_add_explicit(&h->counts[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum, value, memory_order_relaxed);
 }
 
 int64_t das_metric_value(const struct das_metric_series *s)
 {
-	return s ? atomic_load_explicit(&s->value, memory_order_relaxed) : 0;
+	return s ? value_of(s) : 0;
 }
 
 uint64_t das_metric_count(const struct das_metric_series *s)
@@ -335,7 +391,7 @@ uint64_t das_metric_count(const struct das_metric_series *s)
 	if (!s || s->f->def.type != DAS_METRIC_HISTOGRAM)
 		return 0;
 	for (unsigned b = 0; b <= s->f->def.n_buckets; b++)
-		n += atomic_load_explicit(&s->counts[b], memory_order_relaxed);
+		n += cell_of(s, (int)b);
 	return n;
 }
 
@@ -441,14 +497,11 @@ static void out_series(struct out *o, const struct das_metric_series *s)
 	if (d->type != DAS_METRIC_HISTOGRAM) {
 		out_printf(o, "%s", d->name);
 		out_labels(o, s, NULL);
-		out_printf(o, " %lld\n",
-			   (long long)atomic_load_explicit(
-				   &s->value, memory_order_relaxed));
+		out_printf(o, " %lld\n", (long long)value_of(s));
 		return;
 	}
 	for (unsigned b = 0; b <= d->n_buckets; b++) {
-		cum += atomic_load_explicit(&s->counts[b],
-					    memory_order_relaxed);
+		cum += cell_of(s, (int)b);
 		if (b < d->n_buckets)
 			snprintf(le, sizeof(le), "%g", d->buckets[b]);
 		else
@@ -460,8 +513,7 @@ static void out_series(struct out *o, const struct das_metric_series *s)
 	out_printf(o, "%s_sum", d->name);
 	out_labels(o, s, NULL);
 	out_printf(o, " %.9g\n",
-		   (double)atomic_load_explicit(&s->sum, memory_order_relaxed) /
-			   d->scale);
+		   (double)cell_of(s, -1) / d->scale);
 	out_printf(o, "%s_count", d->name);
 	out_labels(o, s, NULL);
 	out_printf(o, " %llu\n", (unsigned long long)cum);
@@ -483,8 +535,7 @@ static void out_family(struct out *o, const struct das_metric_family *f)
 		out_series(o, s);
 		shown++;
 	}
-	is_overflow_used = atomic_load_explicit(&f->overflow.value,
-						memory_order_relaxed) ||
+	is_overflow_used = value_of(&f->overflow) ||
 			   das_metric_count(&f->overflow) > 0;
 	if (is_overflow_used)
 		out_series(o, &f->overflow);
