@@ -29,9 +29,12 @@
  *   rules up (one type per device, one device per type and user, the user
  *   exists and owns the device).
  * - Round trips: statements go out as one libpq pipeline per step. begin()
- *   sends nothing; a write's BEGIN, locks and read are one round trip,
- *   apply() (the changes, their ledger rows, the seat count) one more, and
- *   COMMIT one. A read-only transaction takes no lock; when its first
+ *   sends nothing; a write's BEGIN, locks and read are one round trip, and
+ *   apply() (the changes, their ledger rows, the seat count) goes out with
+ *   COMMIT as one more, unless it takes a seat (whose check must come back
+ *   before COMMIT: then it is a round trip of its own). A change whose row
+ *   is not there fails its statement, so the COMMIT behind it never
+ *   applies half of it. A read-only transaction takes no lock; when its first
  *   statement is load(), that one statement runs on its own (one snapshot,
  *   nothing to commit), batched with the loads of the other callers of
  *   the moment: one pipeline, one round trip and one wake-up of the
@@ -178,15 +181,26 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 	[ST_USER_SEATED] = {"das_user_seated", 2,
 			    "SELECT EXISTS (SELECT 1 FROM assignments "
 			    "WHERE tenant = $1 AND user_id = $2)"},
+	/*
+	 * Releasing or moving an assignment the decision read: when the row
+	 * is not there (load() and apply() disagree, which the locks rule
+	 * out) the statement fails with division_by_zero (22012) and the
+	 * transaction with it, so a COMMIT already queued behind it in the
+	 * pipeline never applies half of a change. Each returns 1.
+	 */
 	[ST_ASSIGN_DELETE] = {"das_assign_delete", 4,
-			      "DELETE FROM assignments WHERE tenant = $1 "
-			      "AND device_id = $2 AND client_type = $3 "
-			      "AND user_id = $4"},
+			      "WITH d AS (DELETE FROM assignments "
+			      "WHERE tenant = $1 AND device_id = $2 "
+			      "AND client_type = $3 AND user_id = $4 "
+			      "RETURNING 1) "
+			      "SELECT 1 / count(*)::int FROM d"},
 	/* A device to another type of the same user: one statement. */
 	[ST_ASSIGN_MOVE] = {"das_assign_move", 5,
-			    "UPDATE assignments SET client_type = $5 "
+			    "WITH m AS (UPDATE assignments SET client_type = $5 "
 			    "WHERE tenant = $1 AND device_id = $2 "
-			    "AND client_type = $3 AND user_id = $4"},
+			    "AND client_type = $3 AND user_id = $4 "
+			    "RETURNING 1) "
+			    "SELECT 1 / count(*)::int FROM m"},
 	[ST_ASSIGN_INSERT] = {"das_assign_insert", 4,
 			      "INSERT INTO assignments "
 			      "(tenant, device_id, user_id, client_type) "
@@ -386,6 +400,8 @@ enum pg_frame {
 	FRAME_OPEN,     /* BEGIN sent */
 };
 
+struct pg_applied;
+
 struct pg_tx {
 	struct store_tx base;
 	struct pg_slot *slot;
@@ -399,6 +415,9 @@ struct pg_tx {
 	/* A read-only transaction stands alone (allocated by begin()) and
 	 * takes a pool slot only for a statement after its first load(). */
 	bool is_detached;
+	/* apply()'s statements not sent yet: they go out with the next
+	 * statement or with COMMIT, in its round trip (pg_apply). */
+	struct pg_applied *deferred;
 	/* Write: the user whose lock load() took; is_seated_known when
 	 * load() also read whether they hold a seat (is_seated). */
 	bool has_locked_user;
@@ -1119,6 +1138,9 @@ static int pg_pipeline(struct pg_slot *slot, struct pg_step *steps, size_t n)
 static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
 			 const struct domain_key *key,
 			 struct domain_snapshot *snap);
+static size_t applied_steps(struct pg_applied *a, struct pg_step **steps);
+static int applied_check(struct pg_tx *tx, struct pg_applied *a);
+static void applied_drop(struct pg_tx *tx);
 
 /*
  * Runs steps inside tx, opening the transaction in the same round trip
@@ -1134,14 +1156,17 @@ static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
  */
 static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 {
-	struct pg_step all[PG_MAX_STEPS];
+	struct pg_step all[2 * PG_MAX_STEPS + 2];
+	struct pg_step *deferred = NULL;
 	const char *load_params[3];
-	size_t head = 0;
+	size_t head = 0, n_deferred = 0;
 	int rc;
 
 	if (tx->failed != STORE_OK)
 		return tx->failed;
-	if (n + 2 > PG_MAX_STEPS)
+	if (tx->deferred)
+		n_deferred = applied_steps(tx->deferred, &deferred);
+	if (n + n_deferred + 2 > sizeof(all) / sizeof(*all))
 		return pg_corrupt(tx, "too many statements");
 	if (!tx->slot) {
 		struct pg_store *st = (struct pg_store *)tx->base.st;
@@ -1167,11 +1192,15 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		load_params[2] = tx->unframed_key.device;
 		all[head++] = step_stmt(ST_LOAD, load_params);
 	}
-	memcpy(all + head, steps, n * sizeof(*steps));
+	/* apply()'s statements go first, in this round trip. */
+	if (n_deferred)
+		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
+	if (n)
+		memcpy(all + head + n_deferred, steps, n * sizeof(*steps));
 	for (int attempt = 0;; attempt++) {
 		bool was_ready = tx->slot->is_ready;
 
-		rc = pg_pipeline(tx->slot, all, head + n);
+		rc = pg_pipeline(tx->slot, all, head + n_deferred + n);
 		if (rc == STORE_OK || attempt > 0 || tx->frame != FRAME_NONE ||
 		    !was_ready || PQstatus(tx->slot->conn) != CONNECTION_BAD)
 			break;
@@ -1189,6 +1218,7 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		    PQpipelineStatus(conn) == PQ_PIPELINE_OFF &&
 		    PQtransactionStatus(conn) != PQTRANS_IDLE)
 			tx->frame = FRAME_OPEN;
+		applied_drop(tx);
 		tx->failed = rc;
 		return rc;
 	}
@@ -1206,7 +1236,17 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 	}
 	tx->frame = FRAME_OPEN;
 	steps_clear(all, head);
-	memcpy(steps, all + head, n * sizeof(*steps));
+	if (n_deferred) {
+		int checked;
+
+		memcpy(deferred, all + head, n_deferred * sizeof(*deferred));
+		checked = applied_check(tx, tx->deferred);
+		applied_drop(tx);
+		if (rc == STORE_OK)
+			rc = checked;
+	}
+	if (n)
+		memcpy(steps, all + head + n_deferred, n * sizeof(*steps));
 	if (rc != STORE_OK)
 		steps_clear(steps, n);
 	return rc;
@@ -1329,6 +1369,7 @@ static void pg_end(struct pg_tx *tx)
 {
 	struct pg_store *st = (struct pg_store *)tx->base.st;
 
+	applied_drop(tx);
 	if (tx->slot)
 		pg_release(st, tx->slot);
 	if (tx->is_detached)
@@ -1365,14 +1406,27 @@ static int pg_commit(struct store_tx *base)
 		pg_rollback(base);
 		return rc;
 	}
-	if (tx->frame != FRAME_OPEN) {
+	if (tx->frame != FRAME_OPEN && !tx->deferred) {
 		/* Nothing, or one statement that was its own transaction. */
 		pg_end(tx);
 		return STORE_OK;
 	}
 	uint64_t t0 = das_metric_now_ns();
+	if (tx->deferred) {
+		/* apply()'s statements and COMMIT: one round trip. */
+		struct pg_step commit = step_sql("COMMIT");
+
+		rc = pg_exec_tx(tx, &commit, 1);
+		if (rc != STORE_OK) {
+			pg_rollback(base);
+			return rc;
+		}
+		res = commit.res;
+	} else {
+		conn = tx->slot->conn;
+		res = PQexec(conn, "COMMIT");
+	}
 	conn = tx->slot->conn;
-	res = PQexec(conn, "COMMIT");
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		rc = pg_fail(conn, res, "commit");
 	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
@@ -1494,10 +1548,14 @@ static bool has_seat(const struct domain_snapshot *snap)
 #define PG_READ_BATCH_MAX 64
 
 /*
- * Runs one batch of loads on reader: one pipeline, one round trip, each
- * statement its own snapshot (READ COMMITTED, no transaction block). A
- * statement that fails answers its own caller; the ones the server
- * skipped after it are sent again. A connection that died while idle is
+ * Runs one batch of loads on reader: one pipeline, one round trip, no
+ * transaction block (the statements up to the Sync share an implicit one,
+ * read-only). Under READ COMMITTED, PostgreSQL's default, each statement
+ * takes its own snapshot; under a stricter default they share one, taken
+ * after every caller of the batch was queued. Either way a caller reads
+ * committed (and, synchronous_commit on, durable) state as of a moment
+ * after its call began. A statement that fails answers its own caller;
+ * the ones the server skipped after it are sent again. A connection that died while idle is
  * reset and the batch sent once more, as a transaction's first
  * statements are (pg_exec_tx).
  */
@@ -1795,6 +1853,7 @@ static const char *request_id(const struct store_actor *actor,
 
 /* The text parameters of one change: its rows and its ledger row. */
 struct pg_change_params {
+	char user[DAS_ID_SIZE], device[DAS_ID_SIZE];
 	char from[8], to[8], sec[24], nsec[16];
 	const char *row[5]; /* delete (4) or move (5) */
 	const char *ins[4];
@@ -1811,6 +1870,66 @@ struct pg_seat_user {
 	bool is_charged;
 	const char *params[4];
 };
+
+/*
+ * What one apply() sends, owning every parameter: its statements may go
+ * out later than apply() returns, with the transaction's next statement
+ * or its COMMIT.
+ */
+struct pg_applied {
+	char customer[DAS_GUID_SIZE];
+	char rid[STORE_REQUEST_ID_SIZE];
+	char sub[DOMAIN_SUB_SIZE];
+	struct pg_seat_user users[PG_MAX_STEPS];
+	struct pg_step steps[PG_MAX_STEPS];
+	size_t n_steps;
+	struct pg_change_params cp[]; /* one per change */
+};
+
+static size_t applied_steps(struct pg_applied *a, struct pg_step **steps)
+{
+	*steps = a->steps;
+	return a->n_steps;
+}
+
+/* The results of a's statements (all present), checked and cleared. */
+static int applied_check(struct pg_tx *tx, struct pg_applied *a)
+{
+	int rc = STORE_OK;
+
+	for (size_t i = 0; i < a->n_steps && rc == STORE_OK; i++) {
+		const struct pg_step *step = &a->steps[i];
+
+		if ((step->stmt == ST_ASSIGN_DELETE ||
+		     step->stmt == ST_ASSIGN_MOVE) &&
+		    (PQntuples(step->res) != 1 ||
+		     strcmp(PQgetvalue(step->res, 0, 0), "1") != 0))
+			/* The domain decided from what load() read under the
+			 * same locks: a missing row means they disagree (the
+			 * statement fails then; this is the backstop). */
+			rc = pg_corrupt(tx, "apply: no assignment to release");
+		else if (step->stmt == ST_SEAT_TAKE &&
+			 strcmp(PQgetvalue(step->res, 0, 0), "1") != 0) {
+			/* Another writer took or freed the last seat since
+			 * load(): decide again on the new count. */
+			das_log(DAS_LOG_DEBUG, "postgresql: the seat count "
+					       "moved; deciding again");
+			rc = tx->failed = STORE_RETRY;
+		}
+	}
+	steps_clear(a->steps, a->n_steps);
+	return rc;
+}
+
+/* Forgets what apply() had not sent (a failed or ended transaction). */
+static void applied_drop(struct pg_tx *tx)
+{
+	if (!tx->deferred)
+		return;
+	steps_clear(tx->deferred->steps, tx->deferred->n_steps);
+	free(tx->deferred);
+	tx->deferred = NULL;
+}
 
 /*
  * Whether each user held a seat before: a change that releases one of
@@ -1853,16 +1972,23 @@ static int seats_before(struct pg_tx *tx, const char *customer,
  * trip. Only a change that takes or ends a user's seat touches the
  * customer's row (and so waits for another writer doing the same).
  */
+/*
+ * The changes, their ledger rows and the seat counts, as one pipeline.
+ * Without a seat to take, nothing here can need a decision again (a
+ * missing row fails its statement, and the transaction with it), so the
+ * statements wait and go out with the transaction's next round trip:
+ * for a use case, its COMMIT (BEGIN + locks + read, then changes +
+ * COMMIT: two round trips a write). A seat taken is checked here, before
+ * the caller goes on.
+ */
 static int pg_apply(struct store_tx *base, const char *customer,
 		    const struct domain_change *changes, size_t n,
 		    const struct store_actor *actor)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
-	struct pg_change_params *cp = NULL;
-	struct pg_seat_user users[PG_MAX_STEPS];
-	struct pg_step steps[PG_MAX_STEPS];
+	struct pg_applied *a;
 	size_t n_users = 0, n_steps = 0;
-	char rid[STORE_REQUEST_ID_SIZE];
+	bool is_seat_taken = false;
 	int rc = STORE_OK;
 
 	if (tx->failed != STORE_OK)
@@ -1874,28 +2000,33 @@ static int pg_apply(struct store_tx *base, const char *customer,
 	/* Three statements a change and one a user must fit a pipeline. */
 	if (n > (PG_MAX_STEPS - 2) / 4)
 		return pg_corrupt(tx, "apply: too many changes");
-	cp = calloc(n, sizeof(*cp));
-	if (!cp)
+	a = calloc(1, sizeof(*a) + n * sizeof(a->cp[0]));
+	if (!a)
 		return pg_corrupt(tx, "apply: out of memory");
-	request_id(actor, rid);
-	memset(users, 0, sizeof(users));
+	snprintf(a->customer, sizeof(a->customer), "%s", customer);
+	request_id(actor, a->rid);
+	snprintf(a->sub, sizeof(a->sub), "%s", actor->sub ? actor->sub : "");
 	for (size_t i = 0; i < n; i++) {
 		const struct domain_change *c = &changes[i];
+		struct pg_change_params *p = &a->cp[i];
+		struct pg_seat_user *users = a->users;
 		size_t u;
 
 		if (c->from_type == c->to_type ||
 		    (c->from_type != DAS_CLIENT_NONE &&
 		     !das_client_type_is_valid(c->from_type)) ||
 		    (c->to_type != DAS_CLIENT_NONE &&
-		     !das_client_type_is_valid(c->to_type))) {
+		     !das_client_type_is_valid(c->to_type)) ||
+		    copy_text(c->user, p->user, sizeof(p->user)) != 0 ||
+		    copy_text(c->device, p->device, sizeof(p->device)) != 0) {
 			rc = pg_corrupt(tx, "apply: not a change");
 			goto done;
 		}
 		for (u = 0; u < n_users; u++)
-			if (strcmp(users[u].user, c->user) == 0)
+			if (strcmp(users[u].user, p->user) == 0)
 				break;
 		if (u == n_users)
-			users[n_users++].user = c->user;
+			users[n_users++].user = p->user;
 		if (c->from_type != DAS_CLIENT_NONE) {
 			users[u].had = true;
 			users[u].is_had_known = true;
@@ -1905,84 +2036,83 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		if (c->is_charged)
 			users[u].is_charged = true;
 	}
-	rc = seats_before(tx, customer, users, n_users);
+	rc = seats_before(tx, a->customer, a->users, n_users);
 	if (rc != STORE_OK)
 		goto done;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct domain_change *c = &changes[i];
-		struct pg_change_params *p = &cp[i];
+		struct pg_change_params *p = &a->cp[i];
 
 		snprintf(p->from, sizeof(p->from), "%d", c->from_type);
 		snprintf(p->to, sizeof(p->to), "%d", c->to_type);
 		snprintf(p->sec, sizeof(p->sec), "%" PRId64, actor->at.seconds);
 		snprintf(p->nsec, sizeof(p->nsec), "%" PRId32, actor->at.nanos);
-		p->row[0] = customer;
-		p->row[1] = c->device;
+		p->row[0] = a->customer;
+		p->row[1] = p->device;
 		p->row[2] = p->from;
-		p->row[3] = c->user;
+		p->row[3] = p->user;
 		p->row[4] = p->to;
 		if (c->from_type != DAS_CLIENT_NONE &&
 		    c->to_type != DAS_CLIENT_NONE) {
-			steps[n_steps++] = step_stmt(ST_ASSIGN_MOVE, p->row);
+			a->steps[n_steps++] = step_stmt(ST_ASSIGN_MOVE, p->row);
 		} else if (c->from_type != DAS_CLIENT_NONE) {
-			steps[n_steps++] = step_stmt(ST_ASSIGN_DELETE, p->row);
+			a->steps[n_steps++] =
+				step_stmt(ST_ASSIGN_DELETE, p->row);
 		} else {
-			p->ins[0] = customer;
-			p->ins[1] = c->device;
-			p->ins[2] = c->user;
+			p->ins[0] = a->customer;
+			p->ins[1] = p->device;
+			p->ins[2] = p->user;
 			p->ins[3] = p->to;
-			steps[n_steps++] = step_stmt(ST_ASSIGN_INSERT, p->ins);
+			a->steps[n_steps++] =
+				step_stmt(ST_ASSIGN_INSERT, p->ins);
 		}
 		p->ledger[0] = p->sec;
 		p->ledger[1] = p->nsec;
-		p->ledger[2] = customer;
-		p->ledger[3] = c->user;
-		p->ledger[4] = c->device;
+		p->ledger[2] = a->customer;
+		p->ledger[3] = p->user;
+		p->ledger[4] = p->device;
 		p->ledger[5] = p->from;
 		p->ledger[6] = p->to;
 		p->ledger[7] = c->is_charged ? "true" : "false";
-		p->ledger[8] = actor->sub ? actor->sub : "";
-		p->ledger[9] = rid;
-		steps[n_steps++] = step_stmt(ST_LEDGER_INSERT, p->ledger);
+		p->ledger[8] = a->sub;
+		p->ledger[9] = a->rid;
+		a->steps[n_steps++] = step_stmt(ST_LEDGER_INSERT, p->ledger);
 	}
 	/* After all of them: a replace frees the user's type for a moment
 	 * only, and the seat (charged or not) stays. */
 	for (size_t u = 0; u < n_users; u++) {
-		struct pg_seat_user *su = &users[u];
+		struct pg_seat_user *su = &a->users[u];
 
-		su->params[0] = customer;
+		su->params[0] = a->customer;
 		su->params[1] = su->user;
 		su->params[2] = su->is_charged ? "true" : "false";
 		su->params[3] = su->is_read ? "true" : "false";
-		if (!su->had && su->gains)
-			steps[n_steps++] = step_stmt(ST_SEAT_TAKE, su->params);
-		else if (su->had && !su->gains)
-			steps[n_steps++] =
+		if (!su->had && su->gains) {
+			a->steps[n_steps++] =
+				step_stmt(ST_SEAT_TAKE, su->params);
+			is_seat_taken = true;
+		} else if (su->had && !su->gains) {
+			a->steps[n_steps++] =
 				step_stmt(ST_SEAT_RELEASE, su->params);
-	}
-	rc = pg_exec_tx(tx, steps, n_steps);
-	if (rc != STORE_OK)
-		goto done;
-	for (size_t i = 0; i < n_steps && rc == STORE_OK; i++) {
-		if ((steps[i].stmt == ST_ASSIGN_DELETE ||
-		     steps[i].stmt == ST_ASSIGN_MOVE) &&
-		    !is_row_changed(steps[i].res))
-			/* The domain decided from what load() read under the
-			 * same locks: a missing row means they disagree. */
-			rc = pg_corrupt(tx, "apply: no assignment to release");
-		else if (steps[i].stmt == ST_SEAT_TAKE &&
-			 strcmp(PQgetvalue(steps[i].res, 0, 0), "1") != 0) {
-			/* Another writer took or freed the last seat since
-			 * load(): decide again on the new count. */
-			das_log(DAS_LOG_DEBUG, "postgresql: the seat count "
-					       "moved; deciding again");
-			rc = tx->failed = STORE_RETRY;
 		}
 	}
-	steps_clear(steps, n_steps);
+	a->n_steps = n_steps;
+	if (!is_seat_taken) {
+		/* An earlier apply() still waiting goes out first. */
+		if (tx->deferred)
+			rc = pg_exec_tx(tx, NULL, 0);
+		if (rc == STORE_OK) {
+			tx->deferred = a;
+			a = NULL;
+		}
+		goto done;
+	}
+	rc = pg_exec_tx(tx, a->steps, n_steps);
+	if (rc == STORE_OK)
+		rc = applied_check(tx, a);
 done:
-	free(cp);
+	free(a);
 	return rc;
 }
 
