@@ -1111,8 +1111,13 @@ static int pg_pipeline_keep(struct pg_slot *slot, struct pg_step *steps,
 	if (slot->is_ready) {
 		PGresult *sync = PQgetResult(conn);
 
-		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+			/* A server going away answers the Sync with its
+			 * FATAL (57P01): UNAVAILABLE, not INTERNAL. */
+			if (rc == STORE_OK && sync)
+				rc = pg_fail(conn, sync, "pipeline end");
 			slot->is_ready = false;
+		}
 		PQclear(sync);
 		if (slot->is_ready && !PQexitPipelineMode(conn))
 			slot->is_ready = false;
