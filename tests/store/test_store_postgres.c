@@ -558,6 +558,141 @@ static void terminate_backends(void)
 	PQfinish(conn);
 }
 
+/* ---- read-only loads batched across callers ---- */
+
+#define READ_THREADS 16
+#define READ_USERS 24
+#define READ_STEPS 300
+
+struct reader {
+	struct store *st;
+	unsigned seed;
+	int n_wrong;
+	int n_failed;
+};
+
+/* User i holds d<i> in client type 1 + i % 4; u<READ_USERS - 1> none. */
+static int read_type_of(int i)
+{
+	return i == READ_USERS - 1 ? DAS_CLIENT_NONE : 1 + i % 4;
+}
+
+static unsigned next_random(unsigned *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return *seed >> 16;
+}
+
+/* Loads random keys in read-only transactions, as the repeats of many
+ * callers do, and checks every answer is the caller's own. */
+static void *read_main(void *arg)
+{
+	struct reader *r = arg;
+
+	for (int step = 0; step < READ_STEPS; step++) {
+		int u = (int)(next_random(&r->seed) % READ_USERS);
+		int d = (int)(next_random(&r->seed) % READ_USERS);
+		char user[16], device[16];
+		struct domain_key k;
+		struct domain_snapshot snap;
+		struct store_tx *tx;
+		int rc;
+
+		snprintf(user, sizeof(user), "u%d", u);
+		snprintf(device, sizeof(device), "d%d", d);
+		k = key_of(user, device);
+		rc = store_begin(r->st, TENANT, true, &tx);
+		if (rc == STORE_OK) {
+			rc = store_load(tx, &k, &snap);
+			if (rc == STORE_OK)
+				rc = store_commit(tx);
+			else
+				store_rollback(tx);
+		}
+		if (rc != STORE_OK) {
+			r->n_failed++;
+			continue;
+		}
+		for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT;
+		     t++) {
+			char want[16] = "";
+
+			if (t == read_type_of(u))
+				snprintf(want, sizeof(want), "d%d", u);
+			if (strcmp(snap.user_devices[t], want) != 0)
+				r->n_wrong++;
+		}
+		snprintf(user, sizeof(user), "u%d", d); /* d<d>'s owner */
+		if (!snap.is_customer_found || !snap.is_user_found ||
+		    !snap.is_device_found ||
+		    strcmp(snap.device_owner, user) != 0 ||
+		    snap.device_type != read_type_of(d) ||
+		    snap.seats_in_use != READ_USERS - 1)
+			r->n_wrong++;
+	}
+	return NULL;
+}
+
+static void test_batched_reads_answer_their_callers(void **state)
+{
+	struct store *st = open_fresh(4, 5000);
+	struct reader readers[READ_THREADS];
+	pthread_t threads[READ_THREADS];
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k;
+
+	(void)state;
+	seed(st, -1, READ_USERS);
+	for (int i = 0; i < READ_USERS - 1; i++) {
+		char user[16], device[16];
+		struct domain_change ch;
+		struct store_actor actor = {"reader", das_time_now(), NULL};
+
+		snprintf(user, sizeof(user), "u%d", i);
+		snprintf(device, sizeof(device), "d%d", i);
+		k = key_of(user, device);
+		memset(&ch, 0, sizeof(ch));
+		snprintf(ch.user, sizeof(ch.user), "%s", user);
+		snprintf(ch.device, sizeof(ch.device), "%s", device);
+		ch.from_type = DAS_CLIENT_NONE;
+		ch.to_type = read_type_of(i);
+		assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+		assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+		assert_int_equal(store_apply(tx, TENANT, &ch, 1, &actor),
+				 STORE_OK);
+		assert_int_equal(store_commit(tx), STORE_OK);
+	}
+	/* More callers than the pool has connections: the loads wait in
+	 * batches, not for a connection. */
+	for (int i = 0; i < READ_THREADS; i++) {
+		readers[i] = (struct reader){st, 11u + (unsigned)i, 0, 0};
+		assert_int_equal(pthread_create(&threads[i], NULL, read_main,
+						&readers[i]),
+				 0);
+	}
+	for (int i = 0; i < READ_THREADS; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_equal(readers[i].n_failed, 0);
+		assert_int_equal(readers[i].n_wrong, 0);
+	}
+	/* The batches' connections cut while idle: the next read goes out
+	 * again on a fresh one, and a missing customer reads as missing. */
+	terminate_backends();
+	k = key_of("u1", "d1");
+	assert_int_equal(store_begin(st, TENANT, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_int_equal(snap.device_type, read_type_of(1));
+	snprintf(k.customer, sizeof(k.customer),
+		 "00000000-0000-4000-8000-000000000000");
+	assert_int_equal(store_begin(st, TENANT, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_false(snap.is_customer_found);
+	store_close(st);
+}
+
 static void test_connection_killed_mid_tx(void **state)
 {
 	struct store *st = open_fresh(2, 5000);
@@ -1060,6 +1195,7 @@ int main(void)
 		cmocka_unit_test(test_lock_timeout_is_retry),
 		cmocka_unit_test(test_other_users_proceed),
 		cmocka_unit_test(test_stored_seat_count_matches),
+		cmocka_unit_test(test_batched_reads_answer_their_callers),
 		cmocka_unit_test(test_commits_flush_before_visible),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),
