@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -374,20 +375,44 @@ static void every_io_fails_once(void **state)
 
 /* ---- the group commit ---- */
 
+/* Users w<first>..w<last>, each with its device x<i>. */
+static void seed_writers(struct store *st, int first, int last)
+{
+	struct domain_principal who;
+	struct ops_result r;
+	struct ops_text roles[] = {text("customer_user_uc"),
+				   text("customer_user_uc_softphone")};
+
+	who_init(&who);
+	for (int i = first; i <= last; i++) {
+		char user[8], device[8];
+
+		snprintf(user, sizeof(user), "w%d", i);
+		snprintf(device, sizeof(device), "x%d", i);
+		assert_int_equal(ops_upsert_user(st, &who, text(CUST),
+						 text(user), roles, 2, &r),
+				 DAS_OK);
+		assert_int_equal(ops_upsert_device(st, &who, text(CUST),
+						   text(device), text(user),
+						   &r),
+				 DAS_OK);
+	}
+}
+
+
 struct writer {
 	struct store *st;
 	char user[8], device[8];
 	enum das_status told;
 	pthread_t thread;
+	atomic_int tid; /* set once the thread runs */
 };
-
-static atomic_int n_ready;
 
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 
-	atomic_fetch_add(&n_ready, 1);
+	atomic_store(&w->tid, (int)syscall(SYS_gettid));
 	w->told = device_op(w->st, w->user, w->device, 1);
 	return NULL;
 }
@@ -397,6 +422,42 @@ static void pause_ms(int ms)
 	struct timespec ts = {0, (long)ms * 1000000L};
 
 	nanosleep(&ts, NULL);
+}
+
+/* The scheduler state of one of our threads ('R', 'S', ...), or 0. */
+static char thread_state(int tid)
+{
+	char path[64], buf[256];
+	const char *paren;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/*
+ * Waits until the thread that stored its id in *tid sleeps: a writer
+ * queued behind the write turn this test holds (the first thing it can
+ * sleep on). Fails after 30 s rather than hang.
+ */
+static void wait_until_asleep(atomic_int *tid)
+{
+	for (int i = 0; i < 30000; i++) {
+		int id = atomic_load(tid);
+
+		if (id && thread_state(id) == 'S')
+			return;
+		pause_ms(1);
+	}
+	fail_msg("a writer thread never went to sleep on the write turn");
 }
 
 static void failed_batch_tells_every_writer(void **state)
@@ -410,10 +471,6 @@ static void failed_batch_tells_every_writer(void **state)
 		struct store *st = fresh_store();
 		struct writer w[N_WRITERS];
 		const char *users[N_WRITERS + 1];
-		struct domain_principal who;
-		struct ops_result r;
-		struct ops_text roles[] = {text("customer_user_uc"),
-					   text("customer_user_uc_softphone")};
 		struct store_tx *tx = NULL;
 		struct domain_change ch;
 		struct store_actor actor = {"faults", das_time_now(), NULL};
@@ -421,27 +478,13 @@ static void failed_batch_tells_every_writer(void **state)
 		unsigned n_told_unavailable = 0;
 		char seen[STATE_SIZE];
 
-		who_init(&who);
-		for (int i = 0; i <= N_WRITERS; i++) {
-			char user[8], device[8];
-
-			snprintf(user, sizeof(user), "w%d", i);
-			snprintf(device, sizeof(device), "x%d", i);
-			assert_int_equal(ops_upsert_user(st, &who, text(CUST),
-							 text(user), roles, 2,
-							 &r),
-					 DAS_OK);
-			assert_int_equal(ops_upsert_device(st, &who, text(CUST),
-							   text(device),
-							   text(user), &r),
-					 DAS_OK);
-		}
+		seed_writers(st, 0, N_WRITERS);
 
 		/* w0 (this thread) holds the write turn. */
 		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
-		atomic_store(&n_ready, 0);
 		for (int i = 0; i < N_WRITERS; i++) {
 			w[i].st = st;
+			atomic_init(&w[i].tid, 0);
 			snprintf(w[i].user, sizeof(w[i].user), "w%d", i + 1);
 			snprintf(w[i].device, sizeof(w[i].device), "x%d",
 				 i + 1);
@@ -449,9 +492,9 @@ static void failed_batch_tells_every_writer(void **state)
 							writer_main, &w[i]),
 					 0);
 		}
-		while (atomic_load(&n_ready) < N_WRITERS)
-			pause_ms(1);
-		pause_ms(20); /* let them reach the writers' queue */
+		/* Each has reached the writers' queue. */
+		for (int i = 0; i < N_WRITERS; i++)
+			wait_until_asleep(&w[i].tid);
 
 		memset(&ch, 0, sizeof(ch));
 		snprintf(ch.user, sizeof(ch.user), "w0");
@@ -692,6 +735,7 @@ struct leader {
 	struct handed *h;
 	bool is_now;
 	pthread_t thread;
+	atomic_int tid; /* set once the thread runs */
 };
 
 static bool hand_over(struct store *st, struct handed *h, const char *user,
@@ -720,6 +764,7 @@ static void *leader_main(void *arg)
 {
 	struct leader *l = arg;
 
+	atomic_store(&l->tid, (int)syscall(SYS_gettid));
 	l->is_now = hand_over(l->st, l->h, "w1", "x1", 1);
 	return NULL;
 }
@@ -738,36 +783,22 @@ static void handed_writes_answer_later(void **state)
 	for (int round = 0; round < 2; round++) {
 		bool is_failing = round == 0;
 		struct store *st = fresh_store();
-		struct domain_principal who;
-		struct ops_result r;
-		struct ops_text roles[] = {text("customer_user_uc"),
-					   text("customer_user_uc_softphone")};
 		struct handed h[N_WRITERS];
 		struct leader lead = {.st = st, .h = &h[0]};
 		struct store_tx *tx = NULL;
 		struct store_ledger_row rows[LEDGER_MAX];
 		size_t n = 0, n_ours = 0;
 
-		who_init(&who);
-		for (int i = 1; i <= N_WRITERS; i++) {
-			char user[8], device[8];
-
-			snprintf(user, sizeof(user), "w%d", i);
-			snprintf(device, sizeof(device), "x%d", i);
-			assert_int_equal(ops_upsert_user(st, &who, text(CUST),
-							 text(user), roles, 2,
-							 &r),
-					 DAS_OK);
-			assert_int_equal(ops_upsert_device(st, &who, text(CUST),
-							   text(device),
-							   text(user), &r),
-					 DAS_OK);
-		}
+		seed_writers(st, 1, N_WRITERS);
 		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
+		atomic_init(&lead.tid, 0);
 		assert_int_equal(pthread_create(&lead.thread, NULL,
 						leader_main, &lead),
 				 0);
-		pause_ms(20); /* the leader queues and waits for the turn */
+		/* The leader queued and waits for the turn: until then a
+		 * caller below could become the leader and wait on this
+		 * thread's own turn. */
+		wait_until_asleep(&lead.tid);
 		for (int i = 1; i < N_WRITERS; i++) {
 			char user[8], device[8];
 
