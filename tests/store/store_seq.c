@@ -35,6 +35,21 @@ struct ops_text store_seq_text(const char *s)
 	return t;
 }
 
+void store_seq_request(struct domain_request *req, const char *user,
+		       const char *device, int type)
+{
+	memset(req, 0, sizeof(*req));
+	req->op = type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
+	req->customer = STORE_SEQ_CUST;
+	req->customer_len = strlen(STORE_SEQ_CUST);
+	req->account = "";
+	req->user = user;
+	req->user_len = strlen(user);
+	req->device = device;
+	req->device_len = strlen(device);
+	req->client_type = type;
+}
+
 enum das_status store_seq_device_op(struct store *st, const char *sub,
 				    const char *user, const char *device,
 				    int type)
@@ -44,16 +59,7 @@ enum das_status store_seq_device_op(struct store *st, const char *sub,
 	struct ops_result r;
 
 	store_seq_who(&who, sub);
-	memset(&req, 0, sizeof(req));
-	req.op = type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
-	req.customer = STORE_SEQ_CUST;
-	req.customer_len = strlen(STORE_SEQ_CUST);
-	req.account = "";
-	req.user = user;
-	req.user_len = strlen(user);
-	req.device = device;
-	req.device_len = strlen(device);
-	req.client_type = type;
+	store_seq_request(&req, user, device, type);
 	req.is_charge_accepted = true;
 	return ops_device(st, &who, &req, &r);
 }

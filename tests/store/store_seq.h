@@ -26,6 +26,11 @@ void store_seq_who(struct domain_principal *who, const char *sub);
 
 struct ops_text store_seq_text(const char *s);
 
+/* The request that assigns device to user as type (1..4), or unassigns it
+ * (type 0), in the customer STORE_SEQ_CUST. */
+void store_seq_request(struct domain_request *req, const char *user,
+		       const char *device, int type);
+
 /* Assigns device to user as type (1..4), or unassigns it (type 0), in the
  * customer STORE_SEQ_CUST, as principal sub. */
 enum das_status store_seq_device_op(struct store *st, const char *sub,

@@ -569,16 +569,7 @@ static enum das_status device_op_result(struct store *st, const char *user,
 	struct domain_request req;
 
 	who_init(&who);
-	memset(&req, 0, sizeof(req));
-	req.op = type ? DOMAIN_OP_ASSIGN : DOMAIN_OP_UNASSIGN;
-	req.customer = CUST;
-	req.customer_len = strlen(CUST);
-	req.account = "";
-	req.user = user;
-	req.user_len = strlen(user);
-	req.device = device;
-	req.device_len = strlen(device);
-	req.client_type = type;
+	store_seq_request(&req, user, device, type);
 	return ops_device(st, &who, &req, r);
 }
 
@@ -745,16 +736,7 @@ static bool hand_over(struct store *st, struct handed *h, const char *user,
 	struct domain_request req;
 
 	who_init(&who);
-	memset(&req, 0, sizeof(req));
-	req.op = DOMAIN_OP_ASSIGN;
-	req.customer = CUST;
-	req.customer_len = strlen(CUST);
-	req.account = "";
-	req.user = user;
-	req.user_len = strlen(user);
-	req.device = device;
-	req.device_len = strlen(device);
-	req.client_type = type;
+	store_seq_request(&req, user, device, type);
 	h->later.done = handed_done;
 	atomic_init(&h->is_done, false);
 	return ops_device_start(st, &who, &req, &h->later);
