@@ -339,13 +339,19 @@ wait_healthy() {
 		$all && return 0
 		((SECONDS < deadline)) || {
 			podman ps -a --format '{{.Names}} {{.Status}}' >&2
-			for c in "$@"; do
-				echo "--- $c" >&2
-				podman logs --tail 20 "$c" >&2 2>&1
-			done
+			dump_logs
 			fail "not healthy within the time limit: $*"
 		}
 		sleep 1
+	done
+}
+
+# dump_logs: the last lines of every container of the run, for a failure.
+dump_logs() {
+	local c
+	for c in $(podman ps -a --format '{{.Names}}'); do
+		echo "--- $c" >&2
+		podman logs --tail 40 "$c" >&2 2>&1
 	done
 }
 
@@ -359,6 +365,7 @@ call() {
 		-H "Authorization: Bearer $token" "$@") || got="curl-failed"
 	if [[ $got != "$want" ]]; then
 		echo "  body: $(head -c 400 "$work/body" 2>/dev/null)" >&2
+		dump_logs
 		fail "$method $url: expected $want, got $got"
 	fi
 	printf '  %s %s -> %s\n' "$method" "${url#http://127.0.0.1:*/}" "$got"
