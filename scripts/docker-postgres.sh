@@ -27,4 +27,7 @@ CREATE DATABASE $db OWNER $user;
 SQL
 	echo "docker-postgres: initialised $data (database $db, role $user)"
 fi
-exec "$bin/postgres" -D "$data" -c listen_addresses='*'
+# Connections and lock waits over deadlock_timeout (1 s) are logged: in a
+# dev stack they explain a slow or stuck request.
+exec "$bin/postgres" -D "$data" -c listen_addresses='*' \
+	-c log_connections=on -c log_lock_waits=on

@@ -349,9 +349,12 @@ wait_healthy() {
 # dump_logs: the last lines of every container of the run, for a failure.
 dump_logs() {
 	local c
+	# What the programs log at their own timeouts (5 s, as the gateway's
+	# deadline) lands after the failure the test saw: wait for it.
+	sleep 6
 	for c in $(podman ps -a --format '{{.Names}}'); do
 		echo "--- $c" >&2
-		podman logs --tail 40 "$c" >&2 2>&1
+		podman logs --tail 60 "$c" >&2 2>&1
 	done
 }
 
