@@ -90,6 +90,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "service/store/sqlite/wal_append.h"
 
 #define SPEC_PREFIX "sqlite:"
 #define SCHEMA_VERSION 3
@@ -398,6 +399,10 @@ struct sqlite_store {
 	pthread_mutex_t jobs_lock; /* guards the three below */
 	struct store_job *jobs, *jobs_tail;
 	bool is_leading; /* a thread is running the queued jobs */
+
+	/* Gathers the log's appends into one write per sync (wal_append.h);
+	 * NULL: the default VFS alone. */
+	sqlite3_vfs *wal_vfs;
 
 	/* The database file as opened, to notice it deleted or replaced. */
 	char path[PATH_MAX];
@@ -727,8 +732,8 @@ static const char conn_tuning[] = "PRAGMA temp_store = MEMORY;"
  * first one (is_first) also switches the file to WAL and migrates.
  */
 static enum store_result conn_open(struct sqlite_conn *c, const char *path,
-				   unsigned busy_timeout_ms, bool is_first,
-				   char *err, size_t err_size)
+				   const char *vfs, unsigned busy_timeout_ms,
+				   bool is_first, char *err, size_t err_size)
 {
 	char mode[16];
 	int64_t is_fk_on = 0;
@@ -739,7 +744,7 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 	sqlite_rc = sqlite3_open_v2(path, &c->db,
 				    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					    SQLITE_OPEN_NOMUTEX,
-				    NULL);
+				    vfs);
 	if (sqlite_rc != SQLITE_OK) {
 		snprintf(err, err_size,
 			 "sqlite: cannot open %s: %s (does its directory "
@@ -844,6 +849,7 @@ static void sq_close(struct store *base)
 	pthread_cond_destroy(&st->is_batch_done);
 	pthread_mutex_destroy(&st->done_lock);
 	pthread_mutex_destroy(&st->jobs_lock);
+	wal_append_vfs_unregister(st->wal_vfs);
 	free(st->conns);
 	free(st->free_conns);
 	free(st);
@@ -922,6 +928,15 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		return STORE_ERROR;
 	}
 
+#ifndef DAS_SQLITE_TEST_UNSYNCED
+	/* Only with synchronous=FULL (wal_append.h); the unsynced test build
+	 * keeps the default VFS alone. */
+	if (wal_append_vfs_register(&st->wal_vfs) != SQLITE_OK) {
+		snprintf(err, err_size, "sqlite: cannot set up the log's VFS");
+		sq_close(&st->base);
+		return STORE_ERROR;
+	}
+#endif
 	for (unsigned i = 0; i <= n; i++) {
 		struct sqlite_conn *c = &st->conns[i];
 		enum store_result result;
@@ -929,8 +944,9 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		st->n_conns = i + 1; /* close() cleans up a half-open one */
 		c->tx.base.st = &st->base;
 		c->tx.is_read_only = i > 0;
-		result = conn_open(c, path, opt->busy_timeout_ms, i == 0, err,
-				   err_size);
+		result = conn_open(c, path,
+				   st->wal_vfs ? st->wal_vfs->zName : NULL,
+				   opt->busy_timeout_ms, i == 0, err, err_size);
 		if (result != STORE_OK) {
 			sq_close(&st->base);
 			return result;
