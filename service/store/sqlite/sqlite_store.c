@@ -359,6 +359,9 @@ struct sqlite_tx {
 	 * and whether it wrote something rows do not count (the probe). */
 	int64_t changes_at_begin;
 	bool is_write_forced;
+	/* The writer's turn runs in its savepoint "writer"; false only for a
+	 * leader's turn that opened its batch (begin_write). */
+	bool has_savepoint;
 };
 
 struct sqlite_conn {
@@ -1162,11 +1165,22 @@ static enum store_result writer_end(struct sqlite_store *st,
 	return me->result;
 }
 
+/*
+ * Takes the writer turn and opens the writer's savepoint "writer" in the
+ * batch (opening the batch first when none is). A turn that may go
+ * without the savepoint (may_skip_savepoint: the leader's, jobs_run) and
+ * opens the batch itself runs without one: the batch holds nothing else
+ * yet, so undoing the turn is undoing the batch (jobs_run_again), and
+ * SQLite keeps no copy of the pages the turn changes (the savepoint made
+ * it copy each one to the statement journal once a batch).
+ */
 static enum store_result begin_write(struct sqlite_store *st,
+				     bool may_skip_savepoint,
 				     struct store_tx **out)
 {
 	struct sqlite_conn *c = writer_conn(st);
 	enum store_result result;
+	bool is_opening = false;
 
 	atomic_fetch_add(&st->n_queued, 1);
 	pthread_mutex_lock(&st->writer);
@@ -1188,11 +1202,15 @@ static enum store_result begin_write(struct sqlite_store *st,
 			return result;
 		}
 		st->is_batch_open = true;
+		is_opening = true;
 	}
-	result = run(c, STMT_SAVEPOINT, "begin", NULL);
-	if (result != STORE_OK) {
-		writer_end(st, NULL);
-		return result;
+	c->tx.has_savepoint = !(is_opening && may_skip_savepoint);
+	if (c->tx.has_savepoint) {
+		result = run(c, STMT_SAVEPOINT, "begin", NULL);
+		if (result != STORE_OK) {
+			writer_end(st, NULL);
+			return result;
+		}
 	}
 	c->tx.changes_at_begin = sqlite3_total_changes64(c->db);
 	c->tx.is_write_forced = false;
@@ -1208,7 +1226,7 @@ static int sq_begin(struct store *base, const char *customer,
 	enum store_result result;
 
 	if (!is_read_only)
-		return begin_write(st, out);
+		return begin_write(st, false, out);
 	result = check_file_for_read(st);
 	if (result != STORE_OK)
 		return result;
@@ -1227,6 +1245,10 @@ static void writer_undo(struct sqlite_conn *c)
 {
 	if (sqlite3_get_autocommit(c->db))
 		return; /* the batch is gone already; writer_end reports it */
+	if (!c->tx.has_savepoint) {
+		conn_rollback(c); /* the turn was the batch */
+		return;
+	}
 	if (run(c, STMT_ROLLBACK_TO, "rollback", NULL) == STORE_OK)
 		run(c, STMT_RELEASE, "rollback", NULL);
 }
@@ -1263,7 +1285,8 @@ static int sq_commit(struct store_tx *base)
 	me.has_changes =
 		tx->is_write_forced ||
 		sqlite3_total_changes64(tx->conn->db) != tx->changes_at_begin;
-	result = run(tx->conn, STMT_RELEASE, "commit", NULL);
+	result = tx->has_savepoint ? run(tx->conn, STMT_RELEASE, "commit", NULL)
+				   : STORE_OK;
 	if (result != STORE_OK) {
 		writer_undo(tx->conn);
 		writer_end(st, NULL);
@@ -1382,7 +1405,19 @@ static unsigned jobs_run_again(struct sqlite_tx *tx, struct store_job *jobs,
 
 	if (sqlite3_get_autocommit(c->db))
 		return 0; /* the batch is gone: sq_commit says so */
-	if (run(c, STMT_ROLLBACK_TO, "rollback", NULL) != STORE_OK) {
+	if (!tx->has_savepoint) {
+		/* The turn opened the batch: undoing it is undoing the batch,
+		 * which opens again, now with the turn's savepoint. Should it
+		 * not (another process took the lock), sq_commit tells every
+		 * job the batch is gone. */
+		conn_rollback(c);
+		if (run(c, STMT_BEGIN_WRITE, "begin", NULL) != STORE_OK ||
+		    run(c, STMT_SAVEPOINT, "begin", NULL) != STORE_OK) {
+			conn_rollback(c);
+			return 0;
+		}
+		tx->has_savepoint = true;
+	} else if (run(c, STMT_ROLLBACK_TO, "rollback", NULL) != STORE_OK) {
 		/* Nothing of the turn may stay: the whole batch goes, and
 		 * sq_commit tells every writer of it. */
 		conn_rollback(c);
@@ -1425,7 +1460,7 @@ static struct store_job *jobs_take(struct sqlite_store *st)
 static void jobs_run(struct sqlite_store *st)
 {
 	struct store_tx *base = NULL;
-	enum store_result result = begin_write(st, &base);
+	enum store_result result = begin_write(st, true, &base);
 	struct store_job *jobs, *next;
 
 	pthread_mutex_lock(&st->jobs_lock);
@@ -2022,7 +2057,7 @@ static int sq_probe(struct store *base, char *why, size_t why_size)
 
 	if (result != STORE_OK)
 		return result;
-	result = begin_write(st, &tx);
+	result = begin_write(st, false, &tx);
 	if (result == STORE_OK) {
 		struct sqlite_tx *wtx = (struct sqlite_tx *)tx;
 
