@@ -27,9 +27,9 @@
  *   open batch (sq_commit).
  *
  * - Writes handed over (store_submit: assign and unassign) wait for
- *   nothing: one thread leads, running every queued job as a savepoint of
- *   its writer turn and answering each through its done once the batch is
- *   durable (sq_submit). A writer thread per move made batches no larger
+ *   nothing: one thread leads, running every queued job in its writer
+ *   turn (no savepoint per job: jobs_run_plain) and answering each
+ *   through its done once the batch is durable (sq_submit). A writer thread per move made batches no larger
  *   than the worker threads and cost each move two sleeps (the writer
  *   mutex, the commit).
  *
@@ -1343,8 +1343,8 @@ static bool job_run(struct sqlite_tx *tx, struct store_job *job,
 }
 
 /*
- * The turn's first pass: every job in the turn's own savepoint ("writer"),
- * none in a savepoint of its own. A savepoint per job made SQLite copy
+ * The turn's first pass: every job in the turn's own savepoint ("writer";
+ * none when the turn opened its batch), none in a savepoint of its own. A savepoint per job made SQLite copy
  * every page a job touched into the statement journal, once per job
  * (each job touches the same few pages again), and cost two statements
  * more per job: about a fifth of the SQLite work of a move.
@@ -1453,8 +1453,8 @@ static struct store_job *jobs_take(struct sqlite_store *st)
 
 /*
  * One writer turn of the leader: once it holds the writer mutex, every job
- * queued by then, each in its savepoint, then the commit the group commit
- * decides (sq_commit: now, or with the writers queued behind). Every job
+ * queued by then (jobs_run_plain, or jobs_run_again after a job to undo),
+ * then the commit the group commit decides (sq_commit: now, or with the writers queued behind). Every job
  * learns its result after that commit.
  */
 static void jobs_run(struct sqlite_store *st)
