@@ -230,11 +230,16 @@ static int c_device_characteristics(sqlite3_file *file)
 {
 	struct crash_file *f = (struct crash_file *)file;
 
-	/* No claims of atomic or safe-append writes: SQLite must sync. */
+	/*
+	 * No claims of atomic or safe-append writes: SQLite must sync. Power-
+	 * safe overwrite stays as the real file says (the unix VFS claims
+	 * it): a lost write is dropped whole here and never tears the bytes
+	 * around it, which is what the claim means, and SQLite then lays out
+	 * and syncs its log as it does in the programs (no sector padding).
+	 */
 	return f->real->pMethods->xDeviceCharacteristics(f->real) &
 	       ~(SQLITE_IOCAP_SAFE_APPEND | SQLITE_IOCAP_SEQUENTIAL |
-		 SQLITE_IOCAP_ATOMIC | SQLITE_IOCAP_POWERSAFE_OVERWRITE |
-		 SQLITE_IOCAP_BATCH_ATOMIC);
+		 SQLITE_IOCAP_ATOMIC | SQLITE_IOCAP_BATCH_ATOMIC);
 }
 
 static int c_shm_map(sqlite3_file *file, int pg, int pgsz, int extend,

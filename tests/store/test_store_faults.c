@@ -19,6 +19,10 @@
  *   (ops_device_start) give their callers' threads back at once while
  *   the write turn is held, and are told their batch's outcome.
  *
+ * - failed_job_of_a_turn_undoes_only_itself: one writer turn of handed
+ *   jobs, some of which write and then fail or are refused: each is told
+ *   its own outcome, only the others' changes stay.
+ *
  * - failed_batch_tells_every_writer: the SQLite group commit. One writer
  *   holds the write turn while others queue behind it, so they share one
  *   batch; the batch's sync fails (crash_vfs_fail_sync). Every writer of
@@ -815,6 +819,209 @@ static void handed_writes_answer_later(void **state)
 	}
 }
 
+/* A job handed straight to the store whose body writes a new assignment
+ * and then fails (STORE_ERROR) or is refused (is_undone). */
+struct undone_job {
+	struct store_job job; /* first: the store hands this back */
+	char user[8], device[8];
+	bool is_refused; /* else it fails */
+	int result;
+	atomic_bool is_done;
+	struct store *st;
+	pthread_t thread;
+	atomic_int tid; /* set once the leader's thread runs */
+};
+
+static int undone_body(struct store_tx *tx, struct store_job *job)
+{
+	struct undone_job *u = (struct undone_job *)job;
+	struct store_actor actor = {"faults", das_time_now(), NULL};
+	struct domain_change ch;
+	int rc;
+
+	memset(&ch, 0, sizeof(ch));
+	memcpy(ch.user, u->user, sizeof(u->user));
+	memcpy(ch.device, u->device, sizeof(u->device));
+	ch.to_type = 1;
+	rc = store_apply(tx, CUST, &ch, 1, &actor);
+	if (rc != STORE_OK)
+		return rc;
+	if (u->is_refused) {
+		job->is_undone = true;
+		return STORE_OK;
+	}
+	return STORE_ERROR;
+}
+
+static void undone_done(struct store_job *job, int result)
+{
+	struct undone_job *u = (struct undone_job *)job;
+
+	u->result = result;
+	atomic_store(&u->is_done, true);
+}
+
+static void undone_init(struct undone_job *u, struct store *st, int i,
+			bool is_refused)
+{
+	memset(u, 0, sizeof(*u));
+	u->st = st;
+	snprintf(u->user, sizeof(u->user), "w%d", i);
+	snprintf(u->device, sizeof(u->device), "x%d", i);
+	u->is_refused = is_refused;
+	u->job.body = undone_body;
+	u->job.done = undone_done;
+	atomic_init(&u->is_done, false);
+	atomic_init(&u->tid, 0);
+}
+
+static void *undone_leader_main(void *arg)
+{
+	struct undone_job *u = arg;
+
+	atomic_store(&u->tid, (int)syscall(SYS_gettid));
+	assert_int_equal(store_submit(u->st, &u->job), STORE_OK);
+	return NULL;
+}
+
+/* A job that holds its writer turn until released (writes nothing). */
+struct blocker {
+	struct store_job job; /* first */
+	struct store *st;
+	atomic_bool is_running, is_released;
+	pthread_t thread;
+};
+
+static int blocker_body(struct store_tx *tx, struct store_job *job)
+{
+	struct blocker *b = (struct blocker *)job;
+
+	(void)tx;
+	atomic_store(&b->is_running, true);
+	while (!atomic_load(&b->is_released))
+		pause_ms(1);
+	return STORE_OK;
+}
+
+static void blocker_done(struct store_job *job, int result)
+{
+	(void)job;
+	assert_int_equal(result, STORE_OK);
+}
+
+static void *blocker_main(void *arg)
+{
+	struct blocker *b = arg;
+
+	assert_int_equal(store_submit(b->st, &b->job), STORE_OK);
+	return NULL;
+}
+
+/*
+ * The jobs of one writer turn run without a savepoint each; a job that
+ * wrote and then failed or was refused is undone by running the turn
+ * again without it. One turn's queue forms: w1 (writes, then fails), w2
+ * (a move through the use case), w3 (writes, then refused), w4 (use
+ * case), w5 (writes, then fails), w6 (use case). Each is told its own
+ * outcome; only the use cases' changes and ledger rows are there. Round
+ * 0: this thread holds the write turn meanwhile, so the jobs' turn joins
+ * the open batch (and has its savepoint); round 1: a job of the leader
+ * holds its turn, so the jobs' turn opens the next batch (without a
+ * savepoint: undoing it is undoing the batch).
+ */
+static void failed_job_of_a_turn_undoes_only_itself(void **state)
+{
+	static const char *const users[] = {"w1", "w2", "w3",
+					     "w4", "w5", "w6"};
+	static const char *const want[] = {"w1:;",      "w2:1=x2,;",
+					   "w3:;",      "w4:1=x4,;",
+					   "w5:;",      "w6:1=x6,;"};
+
+	(void)state;
+	for (int round = 0; round < 2; round++) {
+		struct store *st = fresh_store();
+		struct undone_job u[3];
+		struct handed h[3];
+		struct blocker b = {.st = st};
+		struct store_tx *tx = NULL;
+		struct store_ledger_row rows[LEDGER_MAX];
+		char seen[STATE_SIZE];
+		size_t n = 0;
+
+		seed_writers(st, 1, 6);
+		undone_init(&u[0], st, 1, false);
+		undone_init(&u[1], st, 3, true);
+		undone_init(&u[2], st, 5, false);
+		if (round == 0) {
+			assert_int_equal(store_begin(st, CUST, false, &tx),
+					 STORE_OK);
+			assert_int_equal(pthread_create(&u[0].thread, NULL,
+							undone_leader_main,
+							&u[0]),
+					 0);
+			/* It leads and waits for the turn. */
+			wait_until_asleep(&u[0].tid);
+		} else {
+			b.job.body = blocker_body;
+			b.job.done = blocker_done;
+			atomic_init(&b.is_running, false);
+			atomic_init(&b.is_released, false);
+			assert_int_equal(pthread_create(&b.thread, NULL,
+							blocker_main, &b),
+					 0);
+			while (!atomic_load(&b.is_running))
+				pause_ms(1);
+			assert_int_equal(store_submit(st, &u[0].job),
+					 STORE_OK);
+		}
+		for (int i = 0; i < 3; i++) {
+			char user[8], device[8];
+
+			snprintf(user, sizeof(user), "w%d", 2 * i + 2);
+			snprintf(device, sizeof(device), "x%d", 2 * i + 2);
+			assert_false(hand_over(st, &h[i], user, device, 1));
+			if (i < 2)
+				assert_int_equal(store_submit(st,
+							      &u[i + 1].job),
+						 STORE_OK);
+		}
+		if (round == 0) {
+			store_rollback(tx);
+			pthread_join(u[0].thread, NULL);
+		} else {
+			atomic_store(&b.is_released, true);
+			pthread_join(b.thread, NULL);
+		}
+		for (int i = 0; i < 3; i++) {
+			while (!atomic_load(&h[i].is_done) ||
+			       !atomic_load(&u[i].is_done))
+				pause_ms(1);
+			assert_int_equal(h[i].later.result.status, DAS_OK);
+		}
+		assert_int_equal(u[0].result, STORE_ERROR);
+		assert_int_equal(u[1].result, STORE_OK);
+		assert_true(u[1].job.is_undone);
+		assert_int_equal(u[2].result, STORE_ERROR);
+		for (int i = 0; i < 6; i++) {
+			state_of(st, &users[i], 1, seen, sizeof(seen));
+			assert_string_equal(seen, want[i]);
+		}
+		assert_int_equal(store_ledger_read(st, CUST, 0, rows,
+						   LEDGER_MAX, &n),
+				 STORE_OK);
+		assert_int_equal(n, 3);
+		for (size_t i = 0; i < n; i++) {
+			char user[24];
+
+			snprintf(user, sizeof(user), "w%zu", 2 * i + 2);
+			assert_string_equal(rows[i].user, user);
+		}
+		/* And the store takes writes again. */
+		assert_int_equal(device_op(st, "w1", "x1", 2), DAS_OK);
+		store_close(st);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -824,6 +1031,7 @@ int main(void)
 		cmocka_unit_test(repeat_answers_while_write_lock_held),
 		cmocka_unit_test(repeat_never_rests_on_a_lost_batch),
 		cmocka_unit_test(handed_writes_answer_later),
+		cmocka_unit_test(failed_job_of_a_turn_undoes_only_itself),
 	};
 
 	das_log_set_level(DAS_LOG_ERROR);
