@@ -11,20 +11,34 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ascii.h"
+#include "logfmt.h"
 #include "timefmt.h"
 
-#define LINE_MAX_BYTES (6 * DAS_LOG_PATH_MAX + 2048)
+/* The longest method, route, gRPC code and reason written: they come from
+ * our tables (the gateway's method is a token the parser bounds); a longer
+ * one is cut and marked like a long path. */
+#define NAME_MAX_BYTES 64
+#define SUB_MAX_BYTES  256
+/* The longest program name in JSON lines. */
+#define PROGRAM_MAX_BYTES 64
+/* The longest printf message. */
+#define MSG_MAX_BYTES 1024
+
+/*
+ * The longest line: every string of an access line at its bound and
+ * escaped at its worst (6 bytes a byte), plus the fixed parts (the time,
+ * level and program part, field names, numbers, under 1 KiB with the
+ * escapers' slack). Lines are written into a buffer with this much room,
+ * so formatting checks no room as it goes.
+ */
+#define LINE_MAX_BYTES                                                   \
+	(6 * (DAS_LOG_PATH_MAX + DAS_LOG_ID_MAX + SUB_MAX_BYTES +         \
+	      4 * NAME_MAX_BYTES) +                                       \
+	 1024)
 /* A thread's buffer: a few hundred access lines. */
 #define THREAD_BUFFER_BYTES (64 * 1024)
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-/* A line being formatted: len bytes at p, at most cap. */
-struct line {
-	char *p;
-	size_t len, cap; /* cap leaves room for the newline */
-};
 
 static atomic_int min_level = DAS_LOG_INFO;
 static atomic_int format = DAS_LOG_TEXT;
@@ -32,7 +46,7 @@ static const char *program = "";
 static atomic_bool is_buffered;
 /* What follows the time in a JSON line of each level, the program's name
  * escaped once: "\",\"level\":\"info\",\"program\":\"NAME\"". */
-#define TAIL_SIZE (6 * 64 + 48)
+#define TAIL_SIZE (6 * PROGRAM_MAX_BYTES + 48)
 #define TAIL(lv) "\",\"level\":\"" lv "\",\"program\":\"\""
 static char json_tail[4][TAIL_SIZE] = {TAIL("debug"), TAIL("info"),
 				       TAIL("warn"), TAIL("error")};
@@ -69,21 +83,24 @@ void das_log_set_format(enum das_log_format f)
 	atomic_store(&format, f);
 }
 
-static void put_json(struct line *l, const char *s, size_t n);
-
-static void puts_(struct line *l, const char *s);
+/* Appends the string literal lit at p. */
+#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
 void das_log_set_program(const char *name)
 {
+	char tail[TAIL_SIZE + DAS_LOGFMT_SLACK];
+
 	program = name ? name : "";
 	for (int lv = 0; lv < 4; lv++) {
-		struct line l = {json_tail[lv], 0, TAIL_SIZE - 1};
-		puts_(&l, "\",\"level\":\"");
-		puts_(&l, level_names[lv]);
-		puts_(&l, "\",\"program\":\"");
-		put_json(&l, program, strnlen(program, 64));
-		puts_(&l, "\"");
-		json_tail_len[lv] = l.len;
+		char *p = PUT_LIT(tail, "\",\"level\":\"");
+		size_t n = strlen(level_names[lv]);
+		memcpy(p, level_names[lv], n);
+		p = PUT_LIT(p + n, "\",\"program\":\"");
+		p = das_logfmt_json(p, program,
+				    strnlen(program, PROGRAM_MAX_BYTES));
+		p = PUT_LIT(p, "\"");
+		json_tail_len[lv] = (size_t)(p - tail);
+		memcpy(json_tail[lv], tail, json_tail_len[lv]);
 	}
 }
 
@@ -196,218 +213,68 @@ void das_log_flush(void)
 	das_log_thread_flush();
 }
 
-/* ---- a bounded line ---- */
-
-static void put(struct line *l, const char *s, size_t n)
-{
-	if (n > l->cap - l->len)
-		n = l->cap - l->len;
-	memcpy(l->p + l->len, s, n);
-	l->len += n;
-}
-
-static void puts_(struct line *l, const char *s)
-{
-	put(l, s, strlen(s));
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-putf(struct line *l, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(l->p + l->len, l->cap - l->len + 1, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		l->len += (size_t)n < l->cap - l->len ? (size_t)n
-						      : l->cap - l->len;
-}
-
-/* Text words: 0x21..0x7e but '"' and '\\' are copied as they are. */
-static bool is_text_plain(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
-}
-
-static size_t text_span(const char *s, size_t n)
-{
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w = das_ascii_word(s + i);
-		if (das_ascii_has_less(w, 0x21) | das_ascii_has_more(w, 0x7e) |
-		    das_ascii_has_byte(w, '"') | das_ascii_has_byte(w, '\\'))
-			break;
-	}
-	while (i < n && is_text_plain((unsigned char)s[i]))
-		i++;
-	return i;
-}
-
-/* JSON string contents: quote, backslash, controls and every byte outside
- * ASCII as \u00XX (so the line is valid UTF-8 whatever came in). Runs of
- * plain bytes are found eight at a time and copied at once: this is on
- * every request's path. */
-static void put_json(struct line *l, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = 0;
-
-	while (i < n) {
-		size_t run = i + das_ascii_json_span(s + i, n - i);
-		put(l, s + i, run - i);
-		if (run == n)
-			break;
-		unsigned char c = (unsigned char)s[run];
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-			put(l, e, 2);
-		} else {
-			char e[6] = {'\\', 'u',		'0',
-				     '0',  hex[c >> 4], hex[c & 15]};
-			put(l, e, 6);
-		}
-		i = run + 1;
-	}
-}
-
-/* Text values: spaces, quotes, backslashes and non-printables as \xNN, so
- * one value is one word of the line. */
-static void put_text(struct line *l, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = 0;
-
-	while (i < n) {
-		size_t run = i + text_span(s + i, n - i);
-		put(l, s + i, run - i);
-		if (run == n)
-			break;
-		unsigned char c = (unsigned char)s[run];
-		char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-		put(l, e, 4);
-		i = run + 1;
-	}
-}
-
-/* Decimal digits of v. */
-static void put_uint(struct line *l, uint64_t v)
-{
-	char d[24];
-	size_t n = sizeof(d);
-
-	do {
-		d[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(l, d + n, sizeof(d) - n);
-}
-
-/* Milliseconds with three decimals, without printf. */
-static void put_ms(struct line *l, double ms)
-{
-	uint64_t us = ms > 0 ? (uint64_t)(ms * 1000 + 0.5) : 0;
-	char frac[4] = {'.', (char)('0' + us / 100 % 10),
-			(char)('0' + us / 10 % 10), (char)('0' + us % 10)};
-
-	put_uint(l, us / 1000);
-	put(l, frac, 4);
-}
-
-/*
- * The current time as das_time_format writes it. The part up to the
- * seconds is formatted once per second and thread; the rest by hand.
- */
-static void timestamp(char ts[DAS_TIMESTAMP_SIZE])
-{
-	static _Thread_local int64_t cached_second = -1;
-	static _Thread_local char cached[DAS_TIMESTAMP_SIZE];
-	struct das_time now = das_time_now();
-	int32_t frac = now.nanos / 100;
-
-	if (now.seconds != cached_second) {
-		if (das_time_format(now, cached) != 0) {
-			memcpy(ts, cached, DAS_TIMESTAMP_SIZE);
-			return;
-		}
-		cached_second = now.seconds;
-	}
-	memcpy(ts, cached, 20); /* "YYYY-MM-DDTHH:MM:SS." */
-	for (int i = 26; i >= 20; i--) {
-		ts[i] = (char)('0' + frac % 10);
-		frac /= 10;
-	}
-	ts[27] = 'Z';
-	ts[28] = '\0';
-}
+/* ---- lines ---- */
 
 /*
  * Where the next line is formatted: at the end of the thread's buffer when
- * it has one (written first if a longest line might not fit), else in
- * scratch. write_line then keeps or writes it.
+ * it has one (written first if a longest line might not fit), else in the
+ * thread's scratch line. write_line then keeps or writes it.
  */
-static void line_start(struct line *l, char *scratch, size_t scratch_size)
+static char *line_start(void)
 {
+	static _Thread_local char scratch[LINE_MAX_BYTES];
 	struct thread_buffer *b = own_buffer;
 
 	if (b && atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
 		if (sizeof(b->data) - b->len < LINE_MAX_BYTES)
 			das_log_thread_flush();
-		l->p = b->data + b->len;
-		l->len = 0;
-		l->cap = LINE_MAX_BYTES - 1;
-		return;
+		return b->data + b->len;
 	}
-	l->p = scratch;
-	l->len = 0;
-	l->cap = scratch_size - 1;
+	return scratch;
 }
 
 /*
- * A line formatted in the thread's buffer stays there (written when the
- * loop finds it due, when the buffer is full, at a warn or error line and
- * when the thread ends); any other goes straight to fd 2.
+ * The line from start to end (its newline not yet written) stays in the
+ * thread's buffer when it was formatted there (written when the loop finds
+ * it due, when the buffer is full, at a warn or error line and when the
+ * thread ends); any other goes straight to fd 2.
  */
-static void write_line(struct line *l, enum das_log_level level)
+static void write_line(char *start, char *end, enum das_log_level level)
 {
 	struct thread_buffer *b = own_buffer;
+	size_t len;
 
-	l->p[l->len++] = '\n'; /* cap kept one byte for it */
-	if (!b || l->p != b->data + b->len) {
+	*end++ = '\n'; /* LINE_MAX_BYTES keeps room for it */
+	len = (size_t)(end - start);
+	if (!b || start != b->data + b->len) {
 		das_log_thread_flush(); /* in order */
-		write_out(l->p, l->len);
+		write_out(start, len);
 		return;
 	}
 	if (b->len == 0)
 		b->first_ms = monotonic_ms();
-	b->len += l->len;
+	b->len += len;
 	if (level >= DAS_LOG_WARN)
 		das_log_thread_flush();
 }
 
-static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
+/* {"time":"...","level":"LEVEL","program":"NAME" */
+static char *begin_json(char *p, enum das_log_level lv)
 {
-	puts_(l, "{\"time\":\"");
-	put(l, ts, DAS_TIMESTAMP_SIZE - 1);
-	put(l, json_tail[lv], json_tail_len[lv]);
+	p = PUT_LIT(p, "{\"time\":\"");
+	p = das_logfmt_timestamp(p, das_time_now());
+	memcpy(p, json_tail[lv], json_tail_len[lv]);
+	return p + json_tail_len[lv];
 }
 
 void das_log(enum das_log_level level, const char *fmt, ...)
 {
-	char buf[2048], msg[1024], ts[DAS_TIMESTAMP_SIZE];
-	struct line l;
+	char msg[MSG_MAX_BYTES], *start, *p;
 	va_list ap;
 	int n;
 
 	if (!das_log_is_enabled(level))
 		return;
-	line_start(&l, buf, sizeof(buf));
-	timestamp(ts);
 	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -415,31 +282,54 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 		n = 0;
 	if ((size_t)n >= sizeof(msg))
 		n = sizeof(msg) - 1;
+	start = p = line_start();
 	if (atomic_load(&format) == DAS_LOG_JSON) {
-		begin_json(&l, ts, level);
-		puts_(&l, ",\"msg\":\"");
-		put_json(&l, msg, (size_t)n);
-		puts_(&l, "\"}");
+		p = begin_json(p, level);
+		p = PUT_LIT(p, ",\"msg\":\"");
+		p = das_logfmt_json(p, msg, (size_t)n);
+		p = PUT_LIT(p, "\"}");
 	} else {
-		putf(&l, "%s %s ", ts, level_names[level]);
-		put(&l, msg, (size_t)n);
+		size_t ln = strlen(level_names[level]);
+		p = das_logfmt_timestamp(p, das_time_now());
+		*p++ = ' ';
+		memcpy(p, level_names[level], ln);
+		p += ln;
+		*p++ = ' ';
+		memcpy(p, msg, (size_t)n);
+		p += n;
 	}
-	write_line(&l, level);
+	write_line(start, p, level);
+}
+
+/* The length of s, at most max; *is_cut when s is longer. Most of these
+ * are a few bytes long: they are counted here before strnlen is asked. */
+static size_t bounded_len(const char *s, size_t max, bool *is_cut)
+{
+	size_t n = 0;
+
+	while (n < 8 && s[n])
+		n++;
+	if (n < 8)
+		return n;
+	n = strnlen(s, max + 1);
+	if (n > max) {
+		*is_cut = true;
+		return max;
+	}
+	return n;
 }
 
 void das_log_call(const struct das_log_call *c)
 {
-	static _Thread_local char buf[LINE_MAX_BYTES];
-	struct line l;
-	char ts[DAS_TIMESTAMP_SIZE];
-	size_t path_len = 0, id_len = 0, sub_len = 0;
+	char *start, *p;
+	size_t path_len = 0, id_len = 0, sub_len = 0, method_len = 0,
+	       route_len = 0, code_len = 0, reason_len = 0;
 	bool is_cut = c->is_path_cut,
 	     is_json = atomic_load(&format) == DAS_LOG_JSON;
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
-	line_start(&l, buf, sizeof(buf));
-	timestamp(ts);
+	/* Every string is bounded here; LINE_MAX_BYTES holds them all. */
 	if (c->path) {
 		path_len = c->path_len;
 		if (path_len > DAS_LOG_PATH_MAX) {
@@ -456,80 +346,89 @@ void das_log_call(const struct das_log_call *c)
 	}
 	if (c->sub) {
 		sub_len = c->sub_len;
-		if (sub_len > 256) {
-			sub_len = 256;
+		if (sub_len > SUB_MAX_BYTES) {
+			sub_len = SUB_MAX_BYTES;
 			is_cut = true;
 		}
 	}
+	if (c->method)
+		method_len = bounded_len(c->method, NAME_MAX_BYTES, &is_cut);
+	if (c->route)
+		route_len = bounded_len(c->route, NAME_MAX_BYTES, &is_cut);
+	if (c->code)
+		code_len = bounded_len(c->code, NAME_MAX_BYTES, &is_cut);
+	if (c->reason)
+		reason_len = bounded_len(c->reason, NAME_MAX_BYTES, &is_cut);
+	start = p = line_start();
 	if (is_json) {
-		begin_json(&l, ts, DAS_LOG_INFO);
-#define JSON_FIELD(name, s, n)                 \
-	do {                                   \
-		puts_(&l, ",\"" name "\":\""); \
-		put_json(&l, (s), (n));        \
-		puts_(&l, "\"");               \
+		p = begin_json(p, DAS_LOG_INFO);
+#define JSON_FIELD(name, s, n)                         \
+	do {                                           \
+		p = PUT_LIT(p, ",\"" name "\":\"");    \
+		p = das_logfmt_json(p, (s), (n));      \
+		*p++ = '"';                            \
 	} while (0)
 		if (c->request_id)
 			JSON_FIELD("request_id", c->request_id, id_len);
 		if (c->method)
-			JSON_FIELD("method", c->method, strlen(c->method));
+			JSON_FIELD("method", c->method, method_len);
 		if (c->route)
-			JSON_FIELD("route", c->route, strlen(c->route));
+			JSON_FIELD("route", c->route, route_len);
 		if (c->path)
 			JSON_FIELD("path", c->path, path_len);
 		if (c->http_status > 0) {
-			puts_(&l, ",\"status\":");
-			put_uint(&l, (uint64_t)c->http_status);
+			p = PUT_LIT(p, ",\"status\":");
+			p = das_logfmt_uint(p, (uint64_t)c->http_status);
 		}
 		if (c->code)
-			JSON_FIELD("code", c->code, strlen(c->code));
-		if (c->reason && *c->reason)
-			JSON_FIELD("reason", c->reason, strlen(c->reason));
-		puts_(&l, ",\"duration_ms\":");
-		put_ms(&l, c->duration_ms);
+			JSON_FIELD("code", c->code, code_len);
+		if (reason_len)
+			JSON_FIELD("reason", c->reason, reason_len);
+		p = PUT_LIT(p, ",\"duration_ms\":");
+		p = das_logfmt_ms(p, c->duration_ms);
 		if (c->sub)
 			JSON_FIELD("sub", c->sub, sub_len);
 		if (c->is_aborted)
-			puts_(&l, ",\"aborted\":true");
+			p = PUT_LIT(p, ",\"aborted\":true");
 		if (is_cut)
-			puts_(&l, ",\"truncated\":true");
-		puts_(&l, "}");
+			p = PUT_LIT(p, ",\"truncated\":true");
+		*p++ = '}';
 #undef JSON_FIELD
 	} else {
-		put(&l, ts, DAS_TIMESTAMP_SIZE - 1);
-		puts_(&l, " info");
-#define TEXT_FIELD(name, s, n)           \
-	do {                             \
-		puts_(&l, " " name "="); \
-		put_text(&l, (s), (n));  \
+		p = das_logfmt_timestamp(p, das_time_now());
+		p = PUT_LIT(p, " info");
+#define TEXT_FIELD(name, s, n)                     \
+	do {                                       \
+		p = PUT_LIT(p, " " name "=");      \
+		p = das_logfmt_text(p, (s), (n));  \
 	} while (0)
 		if (c->method)
-			TEXT_FIELD("method", c->method, strlen(c->method));
+			TEXT_FIELD("method", c->method, method_len);
 		if (c->path) {
 			TEXT_FIELD("path", c->path, path_len);
 			if (path_len < c->path_len || c->is_path_cut)
-				puts_(&l, "...");
+				p = PUT_LIT(p, "...");
 		}
 		if (c->route)
-			TEXT_FIELD("route", c->route, strlen(c->route));
+			TEXT_FIELD("route", c->route, route_len);
 		if (c->http_status > 0) {
-			puts_(&l, " status=");
-			put_uint(&l, (uint64_t)c->http_status);
+			p = PUT_LIT(p, " status=");
+			p = das_logfmt_uint(p, (uint64_t)c->http_status);
 		}
 		if (c->code)
-			TEXT_FIELD("code", c->code, strlen(c->code));
-		if (c->reason && *c->reason)
-			TEXT_FIELD("reason", c->reason, strlen(c->reason));
+			TEXT_FIELD("code", c->code, code_len);
+		if (reason_len)
+			TEXT_FIELD("reason", c->reason, reason_len);
 		if (c->request_id)
 			TEXT_FIELD("rid", c->request_id, id_len);
 		if (c->sub)
 			TEXT_FIELD("sub", c->sub, sub_len);
-		puts_(&l, " ");
-		put_ms(&l, c->duration_ms);
-		puts_(&l, "ms");
+		*p++ = ' ';
+		p = das_logfmt_ms(p, c->duration_ms);
+		p = PUT_LIT(p, "ms");
 		if (c->is_aborted)
-			puts_(&l, " (aborted)");
+			p = PUT_LIT(p, " (aborted)");
 #undef TEXT_FIELD
 	}
-	write_line(&l, DAS_LOG_INFO);
+	write_line(start, p, DAS_LOG_INFO);
 }

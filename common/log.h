@@ -69,7 +69,9 @@ __attribute__((format(printf, 2, 3)))
 void das_log(enum das_log_level level, const char *fmt, ...);
 
 /* Longest request path and request id written; longer ones are cut and
- * marked with "..." (text) or "truncated":true (json). */
+ * marked with "..." (text) or "truncated":true (json). The subject is cut
+ * at 256 bytes, method, route, code and reason at 64 (ours are shorter),
+ * and marked "truncated":true in json. */
 #define DAS_LOG_PATH_MAX 4096
 #define DAS_LOG_ID_MAX	 128
 

@@ -207,6 +207,147 @@ static void text_access_line_is_one_line_of_words(void **state)
 	free(text);
 }
 
+/* Every string of an access line at its bound, each byte escaped at its
+ * worst: one whole line, valid JSON, every field cut where log.h says. */
+static void longest_access_line_is_whole_and_valid(void **state)
+{
+	static char id[DAS_LOG_ID_MAX + 50], big_path[DAS_LOG_PATH_MAX + 50],
+		sub[400], name[100], code[100], reason[100];
+	json_error_t e;
+	json_t *j;
+	char *text;
+
+	(void)state;
+	das_log_set_format(DAS_LOG_JSON);
+	memset(id, 0xff, sizeof(id));
+	memset(big_path, 0x01, sizeof(big_path));
+	memset(sub, '"', sizeof(sub));
+	memset(name, 0x7f, sizeof(name) - 1);
+	memset(code, '\\', sizeof(code) - 1);
+	memset(reason, 0x80, sizeof(reason) - 1);
+	struct das_log_call c = {
+		.request_id = id,
+		.request_id_len = sizeof(id),
+		.method = name,
+		.path = big_path,
+		.path_len = sizeof(big_path),
+		.route = name,
+		.http_status = 599,
+		.code = code,
+		.reason = reason,
+		.duration_ms = 1e300,
+		.sub = sub,
+		.sub_len = sizeof(sub),
+		.is_aborted = true,
+	};
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 1);
+	j = json_loads(text, 0, &e);
+	assert_non_null(j);
+	/* each non-ASCII byte comes back as U+00XX: two bytes of UTF-8 */
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "request_id"))),
+			 2 * DAS_LOG_ID_MAX);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
+			 DAS_LOG_PATH_MAX);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "sub"))),
+			 256);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "method"))),
+			 64);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "code"))),
+			 64);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "reason"))),
+			 2 * 64);
+	assert_int_equal(json_integer_value(json_object_get(j, "status")), 599);
+	assert_true(json_is_true(json_object_get(j, "aborted")));
+	assert_true(json_is_true(json_object_get(j, "truncated")));
+	assert_true(json_is_number(json_object_get(j, "duration_ms")));
+	json_decref(j);
+	free(text);
+}
+
+/* The exact shape of both formats, field by field (operators parse it). */
+static void access_lines_keep_their_exact_shape(void **state)
+{
+	char *text, *p;
+
+	(void)state;
+	struct das_log_call c = {
+		.request_id = "gw-1-2",
+		.request_id_len = 6,
+		.method = "GET",
+		.path = "/v1.0/a b",
+		.path_len = 9,
+		.route = "list",
+		.http_status = 402,
+		.code = "FAILED_PRECONDITION",
+		.reason = "CHARGES_NOT_ACCEPTED",
+		.duration_ms = 12.3456,
+		.sub = "alice",
+		.sub_len = 5,
+	};
+	das_log_call(&c);
+	das_log_set_format(DAS_LOG_JSON);
+	das_log_call(&c);
+	c.path_len = 7;
+	c.is_path_cut = true;
+	c.is_aborted = true;
+	c.reason = "";
+	das_log_call(&c);
+	das_log_set_format(DAS_LOG_TEXT);
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 4);
+	/* the time: 28 bytes, then the rest exactly */
+	p = text;
+	assert_int_equal(p[27], 'Z');
+	p += 28;
+	assert_memory_equal(p, " info method=GET path=/v1.0/a\\x20b route=list "
+			       "status=402 code=FAILED_PRECONDITION "
+			       "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+			       "sub=alice 12.346ms\n",
+			    strlen(" info method=GET path=/v1.0/a\\x20b route=list "
+				   "status=402 code=FAILED_PRECONDITION "
+				   "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+				   "sub=alice 12.346ms\n"));
+	p = strchr(p, '\n') + 1;
+	assert_memory_equal(p, "{\"time\":\"", 9);
+	p += 9 + 28;
+	{
+		const char want[] =
+			"\",\"level\":\"info\",\"program\":\"t-prog\","
+			"\"request_id\":\"gw-1-2\",\"method\":\"GET\","
+			"\"route\":\"list\",\"path\":\"/v1.0/a b\","
+			"\"status\":402,\"code\":\"FAILED_PRECONDITION\","
+			"\"reason\":\"CHARGES_NOT_ACCEPTED\","
+			"\"duration_ms\":12.346,\"sub\":\"alice\"}\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	p += 9 + 28;
+	{
+		const char want[] =
+			"\",\"level\":\"info\",\"program\":\"t-prog\","
+			"\"request_id\":\"gw-1-2\",\"method\":\"GET\","
+			"\"route\":\"list\",\"path\":\"/v1.0/a\","
+			"\"status\":402,\"code\":\"FAILED_PRECONDITION\","
+			"\"duration_ms\":12.346,\"sub\":\"alice\","
+			"\"aborted\":true,\"truncated\":true}\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	p += 28;
+	{
+		const char want[] = " info method=GET path=/v1.0/a... route=list "
+				    "status=402 code=FAILED_PRECONDITION "
+				    "rid=gw-1-2 sub=alice 12.346ms (aborted)\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	assert_int_equal(*p, '\0');
+	free(text);
+}
+
 static void buffered_lines_reach_the_file_on_flush(void **state)
 {
 	char *text;
@@ -326,6 +467,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			text_access_line_is_one_line_of_words, capture,
 			release),
+		cmocka_unit_test_setup_teardown(
+			longest_access_line_is_whole_and_valid, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			access_lines_keep_their_exact_shape, capture, release),
 		cmocka_unit_test_setup_teardown(
 			buffered_lines_reach_the_file_on_flush, capture,
 			release),
