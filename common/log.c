@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -62,16 +64,35 @@ static size_t json_tail_len[4] = {sizeof(TAIL("debug")) - 1,
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct thread_buffer {
+	char *data; /* THREAD_BUFFER_BYTES; the flusher swaps it for another */
 	size_t len;
-	uint64_t first_ms; /* when its oldest line came (monotonic) */
-	char data[THREAD_BUFFER_BYTES];
+	uint64_t first_ms; /* when its oldest line came (monotonic; loop) */
+	/* Written by the flusher thread, not by the owner's loop: then
+	 * is_busy is held while the owner formats a line in data or the
+	 * flusher takes data away, and next links the flusher's list. */
+	bool is_background;
+	atomic_bool is_busy;
+	struct thread_buffer *next;
 };
 
-/* The calling thread's buffer, when it asked for one; only that thread
- * ever reads or writes it, so it needs no lock. */
+/* The calling thread's buffer, when it asked for one. Only that thread
+ * reads or writes it, but for the flusher under is_busy. */
 static _Thread_local struct thread_buffer *own_buffer;
 static pthread_key_t buffer_key; /* its destructor writes and frees it */
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The flusher: one thread that writes the background buffers every
+ * DAS_LOG_BATCH_MS (flusher_main). Locks are taken in the order
+ * flusher_lock, write_lock, is_busy.
+ */
+static pthread_mutex_t flusher_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flusher_wake;
+static struct thread_buffer *background; /* under flusher_lock */
+static char *flusher_spare;		 /* the flusher's own data buffer */
+static atomic_bool is_flusher_idle;
+static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
+static bool is_flusher_running;
 
 void das_log_set_level(enum das_log_level level)
 {
@@ -120,10 +141,9 @@ bool das_log_is_enabled(enum das_log_level level)
 	return (int)level >= atomic_load(&min_level);
 }
 
-/* Writes n bytes to fd 2, all of them unless it fails. */
-static void write_out(const char *p, size_t n)
+/* Writes n bytes to fd 2, all of them unless it fails; write_lock held. */
+static void write_all(const char *p, size_t n)
 {
-	pthread_mutex_lock(&write_lock);
 	while (n > 0) {
 		ssize_t w = write(STDERR_FILENO, p, n);
 		if (w < 0 && errno == EINTR)
@@ -133,46 +153,13 @@ static void write_out(const char *p, size_t n)
 		p += w;
 		n -= (size_t)w;
 	}
+}
+
+static void write_out(const char *p, size_t n)
+{
+	pthread_mutex_lock(&write_lock);
+	write_all(p, n);
 	pthread_mutex_unlock(&write_lock);
-}
-
-static void buffer_release(void *arg)
-{
-	struct thread_buffer *b = arg;
-
-	if (b->len)
-		write_out(b->data, b->len);
-	free(b);
-}
-
-static void buffer_key_init(void)
-{
-	pthread_key_create(&buffer_key, buffer_release);
-}
-
-void das_log_set_buffered(bool on)
-{
-	atomic_store(&is_buffered, on);
-	if (!on)
-		das_log_thread_flush();
-}
-
-void das_log_thread_buffer(void)
-{
-	struct thread_buffer *b;
-
-	if (own_buffer || !atomic_load(&is_buffered))
-		return;
-	pthread_once(&buffer_once, buffer_key_init);
-	b = malloc(sizeof(*b));
-	if (!b)
-		return; /* lines are then written one by one */
-	b->len = 0;
-	if (pthread_setspecific(buffer_key, b) != 0) {
-		free(b);
-		return;
-	}
-	own_buffer = b;
 }
 
 static uint64_t monotonic_ms(void)
@@ -183,29 +170,259 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Held for a few instructions at a time (a line's formatting, a swap):
+ * a waiter gives its CPU away rather than spin. */
+static void busy_take(struct thread_buffer *b)
+{
+	while (atomic_exchange_explicit(&b->is_busy, true,
+					memory_order_acquire))
+		sched_yield();
+}
+
+static void busy_drop(struct thread_buffer *b)
+{
+	atomic_store_explicit(&b->is_busy, false, memory_order_release);
+}
+
+/* Writes what b holds; b is the calling thread's own buffer. */
+static void buffer_flush(struct thread_buffer *b)
+{
+	if (!b->is_background) {
+		if (b->len) {
+			write_out(b->data, b->len);
+			b->len = 0;
+		}
+		return;
+	}
+	pthread_mutex_lock(&write_lock); /* after the flusher's write */
+	busy_take(b);
+	if (b->len) {
+		write_all(b->data, b->len);
+		b->len = 0;
+	}
+	busy_drop(b);
+	pthread_mutex_unlock(&write_lock);
+}
+
+static void buffer_release(void *arg)
+{
+	struct thread_buffer *b = arg;
+
+	if (b->is_background) {
+		pthread_mutex_lock(&flusher_lock);
+		for (struct thread_buffer **at = &background; *at;
+		     at = &(*at)->next)
+			if (*at == b) {
+				*at = b->next;
+				break;
+			}
+		pthread_mutex_unlock(&flusher_lock);
+	}
+	buffer_flush(b); /* the flusher no longer sees it */
+	own_buffer = NULL;
+	free(b->data);
+	free(b);
+}
+
+static void buffer_key_init(void)
+{
+	pthread_key_create(&buffer_key, buffer_release);
+}
+
+/* True when some background buffer holds lines; flusher_lock held. */
+static bool background_pending(void)
+{
+	bool is_pending = false;
+
+	for (struct thread_buffer *b = background; b && !is_pending;
+	     b = b->next) {
+		busy_take(b);
+		is_pending = b->len > 0;
+		busy_drop(b);
+	}
+	return is_pending;
+}
+
+/* Writes every background buffer that holds lines, in one turn of
+ * write_lock; false when none did. flusher_lock held. */
+static bool background_flush(void)
+{
+	bool is_locked = false;
+
+	for (struct thread_buffer *b = background; b; b = b->next) {
+		char *full;
+		size_t n;
+		busy_take(b);
+		n = b->len;
+		busy_drop(b);
+		if (n == 0)
+			continue;
+		if (!is_locked) {
+			pthread_mutex_lock(&write_lock);
+			is_locked = true;
+		}
+		/* Its data is handed over whole, the owner gets the spare,
+		 * and is held only for that. */
+		busy_take(b);
+		full = b->data;
+		n = b->len;
+		b->data = flusher_spare;
+		b->len = 0;
+		busy_drop(b);
+		flusher_spare = full;
+		write_all(full, n);
+	}
+	if (is_locked)
+		pthread_mutex_unlock(&write_lock);
+	return is_locked;
+}
+
+/* Ticks with nothing to write before the flusher sleeps until a line. */
+#define FLUSHER_IDLE_TICKS 10
+
+/*
+ * Every DAS_LOG_BATCH_MS the flusher writes what the background buffers
+ * hold: a line waits at most that long, and a busy server makes one
+ * write(2) per worker and tick, whatever its rate. After
+ * FLUSHER_IDLE_TICKS ticks with nothing to write it sleeps until an
+ * owner's first line wakes it (only then: is_flusher_idle).
+ */
+static void *flusher_main(void *arg)
+{
+	unsigned idle_ticks = 0;
+	sigset_t all;
+
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&flusher_lock);
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += DAS_LOG_BATCH_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (pthread_cond_timedwait(&flusher_wake, &flusher_lock,
+					      &ts) == 0)
+			; /* a wake-up meant for the idle flusher */
+		if (background_flush()) {
+			idle_ticks = 0;
+			continue;
+		}
+		if (++idle_ticks < FLUSHER_IDLE_TICKS)
+			continue;
+		/* A line that came after the flush above is seen below, or
+		 * its owner sees is_flusher_idle (both sides store, then
+		 * load, with a full barrier between). */
+		atomic_store(&is_flusher_idle, true);
+		if (!background_pending())
+			pthread_cond_wait(&flusher_wake, &flusher_lock);
+		atomic_store(&is_flusher_idle, false);
+		idle_ticks = 0;
+	}
+	return NULL;
+}
+
+static void flusher_start(void)
+{
+	pthread_condattr_t attr;
+	pthread_attr_t tattr;
+	pthread_t t;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&flusher_wake, &attr);
+	pthread_condattr_destroy(&attr);
+	flusher_spare = malloc(THREAD_BUFFER_BYTES);
+	if (!flusher_spare)
+		return;
+	pthread_attr_init(&tattr);
+	pthread_attr_setdetachstate(&tattr, PTHREAD_CREATE_DETACHED);
+	is_flusher_running = pthread_create(&t, &tattr, flusher_main, NULL) == 0;
+	pthread_attr_destroy(&tattr);
+}
+
+void das_log_set_buffered(bool on)
+{
+	atomic_store(&is_buffered, on);
+	if (!on)
+		das_log_thread_flush();
+}
+
+/* The calling thread's buffer, written by its loop or by the flusher. */
+static void thread_buffer(bool is_background)
+{
+	struct thread_buffer *b;
+
+	if (own_buffer || !atomic_load(&is_buffered))
+		return;
+	pthread_once(&buffer_once, buffer_key_init);
+	if (is_background) {
+		pthread_once(&flusher_once, flusher_start);
+		if (!is_flusher_running)
+			return; /* lines are then written one by one */
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return;
+	b->data = malloc(THREAD_BUFFER_BYTES);
+	if (!b->data || pthread_setspecific(buffer_key, b) != 0) {
+		free(b->data);
+		free(b);
+		return;
+	}
+	b->is_background = is_background;
+	if (is_background) {
+		pthread_mutex_lock(&flusher_lock);
+		b->next = background;
+		background = b;
+		pthread_mutex_unlock(&flusher_lock);
+	}
+	own_buffer = b;
+}
+
+void das_log_thread_buffer(void)
+{
+	thread_buffer(false);
+}
+
+void das_log_thread_buffer_background(void)
+{
+	thread_buffer(true);
+}
+
 bool das_log_thread_pending(void)
 {
-	return own_buffer && own_buffer->len > 0;
+	struct thread_buffer *b = own_buffer;
+	bool is_pending;
+
+	if (!b)
+		return false;
+	if (!b->is_background)
+		return b->len > 0;
+	busy_take(b);
+	is_pending = b->len > 0;
+	busy_drop(b);
+	return is_pending;
 }
 
 int das_log_thread_due_ms(void)
 {
+	struct thread_buffer *b = own_buffer;
 	uint64_t age;
 
-	if (!das_log_thread_pending())
-		return -1;
-	age = monotonic_ms() - own_buffer->first_ms;
+	if (!b || b->is_background || b->len == 0)
+		return -1; /* the flusher's, or none */
+	age = monotonic_ms() - b->first_ms;
 	return age >= DAS_LOG_BATCH_MS ? 0 : (int)(DAS_LOG_BATCH_MS - age);
 }
 
 void das_log_thread_flush(void)
 {
-	struct thread_buffer *b = own_buffer;
-
-	if (b && b->len) {
-		write_out(b->data, b->len);
-		b->len = 0;
-	}
+	if (own_buffer)
+		buffer_flush(own_buffer);
 }
 
 void das_log_flush(void)
@@ -217,45 +434,71 @@ void das_log_flush(void)
 
 /*
  * Where the next line is formatted: at the end of the thread's buffer when
- * it has one (written first if a longest line might not fit), else in the
- * thread's scratch line. write_line then keeps or writes it.
+ * it has one (written first if a longest line might not fit; a background
+ * buffer is held busy until write_line), else in the thread's scratch
+ * line. write_line then keeps or writes it.
  */
-static char *line_start(void)
+static char *line_start(bool *is_in_buffer)
 {
 	static _Thread_local char scratch[LINE_MAX_BYTES];
 	struct thread_buffer *b = own_buffer;
 
-	if (b && atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
-		if (sizeof(b->data) - b->len < LINE_MAX_BYTES)
-			das_log_thread_flush();
-		return b->data + b->len;
+	*is_in_buffer = b && atomic_load_explicit(&is_buffered,
+						  memory_order_relaxed);
+	if (!*is_in_buffer)
+		return scratch;
+	if (b->is_background)
+		busy_take(b);
+	if (THREAD_BUFFER_BYTES - b->len < LINE_MAX_BYTES) {
+		if (b->is_background)
+			busy_drop(b);
+		buffer_flush(b);
+		if (b->is_background)
+			busy_take(b);
 	}
-	return scratch;
+	return b->data + b->len;
 }
 
 /*
  * The line from start to end (its newline not yet written) stays in the
- * thread's buffer when it was formatted there (written when the loop finds
- * it due, when the buffer is full, at a warn or error line and when the
- * thread ends); any other goes straight to fd 2.
+ * thread's buffer when it was formatted there (written when due, when the
+ * buffer is full, at a warn or error line and when the thread ends); any
+ * other goes straight to fd 2.
  */
-static void write_line(char *start, char *end, enum das_log_level level)
+static void write_line(char *start, char *end, bool is_in_buffer,
+		       enum das_log_level level)
 {
 	struct thread_buffer *b = own_buffer;
-	size_t len;
+	bool is_first;
 
 	*end++ = '\n'; /* LINE_MAX_BYTES keeps room for it */
-	len = (size_t)(end - start);
-	if (!b || start != b->data + b->len) {
+	if (!is_in_buffer) {
 		das_log_thread_flush(); /* in order */
-		write_out(start, len);
+		write_out(start, (size_t)(end - start));
 		return;
 	}
-	if (b->len == 0)
-		b->first_ms = monotonic_ms();
-	b->len += len;
-	if (level >= DAS_LOG_WARN)
-		das_log_thread_flush();
+	is_first = b->len == 0;
+	b->len += (size_t)(end - start);
+	if (!b->is_background) {
+		if (is_first)
+			b->first_ms = monotonic_ms();
+		if (level >= DAS_LOG_WARN)
+			buffer_flush(b);
+		return;
+	}
+	busy_drop(b);
+	if (level >= DAS_LOG_WARN) {
+		buffer_flush(b);
+	} else if (is_first) {
+		/* The flusher may be asleep with nothing to wait for. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&is_flusher_idle,
+					 memory_order_relaxed)) {
+			pthread_mutex_lock(&flusher_lock);
+			pthread_cond_signal(&flusher_wake);
+			pthread_mutex_unlock(&flusher_lock);
+		}
+	}
 }
 
 /* {"time":"...","level":"LEVEL","program":"NAME" */
@@ -270,6 +513,7 @@ static char *begin_json(char *p, enum das_log_level lv)
 void das_log(enum das_log_level level, const char *fmt, ...)
 {
 	char msg[MSG_MAX_BYTES], *start, *p;
+	bool is_in_buffer;
 	va_list ap;
 	int n;
 
@@ -282,7 +526,7 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 		n = 0;
 	if ((size_t)n >= sizeof(msg))
 		n = sizeof(msg) - 1;
-	start = p = line_start();
+	start = p = line_start(&is_in_buffer);
 	if (atomic_load(&format) == DAS_LOG_JSON) {
 		p = begin_json(p, level);
 		p = PUT_LIT(p, ",\"msg\":\"");
@@ -298,7 +542,7 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 		memcpy(p, msg, (size_t)n);
 		p += n;
 	}
-	write_line(start, p, level);
+	write_line(start, p, is_in_buffer, level);
 }
 
 /* The length of s, at most max; *is_cut when s is longer. Most of these
@@ -325,7 +569,7 @@ void das_log_call(const struct das_log_call *c)
 	size_t path_len = 0, id_len = 0, sub_len = 0, method_len = 0,
 	       route_len = 0, code_len = 0, reason_len = 0;
 	bool is_cut = c->is_path_cut,
-	     is_json = atomic_load(&format) == DAS_LOG_JSON;
+	     is_json = atomic_load(&format) == DAS_LOG_JSON, is_in_buffer;
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
@@ -359,7 +603,7 @@ void das_log_call(const struct das_log_call *c)
 		code_len = bounded_len(c->code, NAME_MAX_BYTES, &is_cut);
 	if (c->reason)
 		reason_len = bounded_len(c->reason, NAME_MAX_BYTES, &is_cut);
-	start = p = line_start();
+	start = p = line_start(&is_in_buffer);
 	if (is_json) {
 		p = begin_json(p, DAS_LOG_INFO);
 #define JSON_FIELD(name, s, n)                         \
@@ -430,5 +674,5 @@ void das_log_call(const struct das_log_call *c)
 			p = PUT_LIT(p, " (aborted)");
 #undef TEXT_FIELD
 	}
-	write_line(start, p, DAS_LOG_INFO);
+	write_line(start, p, is_in_buffer, DAS_LOG_INFO);
 }

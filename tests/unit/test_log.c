@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -385,6 +386,8 @@ static void buffered_lines_reach_the_file_on_flush(void **state)
 #define WRITERS		 4
 #define LINES_PER_WRITER 3000
 
+static bool is_writer_background;
+
 static void *writer(void *arg)
 {
 	static char long_path[DAS_LOG_PATH_MAX + 100];
@@ -392,7 +395,10 @@ static void *writer(void *arg)
 
 	memset(long_path, 'p', sizeof(long_path));
 	long_path[0] = '/';
-	das_log_thread_buffer();
+	if (is_writer_background)
+		das_log_thread_buffer_background();
+	else
+		das_log_thread_buffer();
 	for (int i = 0; i < LINES_PER_WRITER; i++) {
 		char rid[32];
 		struct das_log_call c = {
@@ -443,6 +449,91 @@ static void lines_of_threads_are_whole_and_none_is_lost(void **state)
 	das_log_set_buffered(false);
 }
 
+/* The same with buffers the flusher thread writes while they fill. */
+static void background_lines_of_threads_are_whole_and_none_is_lost(
+	void **state)
+{
+	is_writer_background = true;
+	lines_of_threads_are_whole_and_none_is_lost(state);
+	is_writer_background = false;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Lines of a background buffer reach the file with no flush and no loop
+ * asking; a warn line goes out at once, after what came before it. The
+ * thread only records what it saw (cmocka asserts in the main thread). */
+struct background_seen {
+	int due_ms;
+	bool is_one_written, is_pending_after, is_two_before_error;
+	uint64_t waited_ms;
+};
+
+static void *background_thread(void *arg)
+{
+	struct background_seen *seen = arg;
+	char *text = NULL;
+	uint64_t t0;
+
+	das_log_thread_buffer_background();
+	das_log(DAS_LOG_INFO, "background one");
+	seen->due_ms = das_log_thread_due_ms(); /* not the loop's: -1 */
+	t0 = now_ms();
+	/* Written within DAS_LOG_BATCH_MS; a loaded machine may take far
+	 * longer to run the flusher, so allow 5 s and print the figure. */
+	for (;;) {
+		free(text);
+		text = captured();
+		seen->waited_ms = now_ms() - t0;
+		seen->is_one_written =
+			strstr(text, "info background one\n") != NULL;
+		if (seen->is_one_written || seen->waited_ms > 5000)
+			break;
+		usleep(1000);
+	}
+	free(text);
+	seen->is_pending_after = das_log_thread_pending();
+	das_log(DAS_LOG_INFO, "background two");
+	das_log(DAS_LOG_ERROR, "background error");
+	text = captured();
+	seen->is_two_before_error =
+		strstr(text, "info background two\n") &&
+		strstr(text, "background two") < strstr(text, "background error");
+	free(text);
+	das_log(DAS_LOG_INFO, "background three");
+	return NULL; /* the thread's end writes it */
+}
+
+static void background_lines_are_written_by_the_flusher(void **state)
+{
+	struct background_seen seen = {0};
+	pthread_t t;
+	char *text;
+
+	(void)state;
+	das_log_set_buffered(true);
+	assert_int_equal(
+		pthread_create(&t, NULL, background_thread, &seen), 0);
+	pthread_join(t, NULL);
+	printf("background line written after %llu ms\n",
+	       (unsigned long long)seen.waited_ms);
+	assert_int_equal(seen.due_ms, -1);
+	assert_true(seen.is_one_written);
+	assert_false(seen.is_pending_after);
+	assert_true(seen.is_two_before_error);
+	text = captured();
+	assert_non_null(strstr(text, "info background three\n"));
+	assert_int_equal(count_lines(text), 4);
+	free(text);
+	das_log_set_buffered(false);
+}
+
 static void formats_parse(void **state)
 {
 	enum das_log_format f;
@@ -477,6 +568,12 @@ int main(void)
 			release),
 		cmocka_unit_test_setup_teardown(
 			lines_of_threads_are_whole_and_none_is_lost, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			background_lines_of_threads_are_whole_and_none_is_lost,
+			capture, release),
+		cmocka_unit_test_setup_teardown(
+			background_lines_are_written_by_the_flusher, capture,
 			release),
 		cmocka_unit_test(formats_parse),
 	};
