@@ -55,6 +55,8 @@ static ALWAYS_INLINE char *escape_text_byte(char *p, unsigned char c)
 	return p + 4;
 }
 
+#if defined(__SSE2__) && !defined(DAS_LOGFMT_PORTABLE)
+
 /* Whether a byte is kept as it is, bit 0 in a JSON string (0x20..0x7e
  * but '"' and '\\'), bit 1 in a text word (the same without the space). */
 #define PLAIN_JSON 1
@@ -93,8 +95,6 @@ static ALWAYS_INLINE char *escape_bytes(char *p, const char *s, size_t n,
 	return p;
 }
 
-#if defined(__SSE2__) && !defined(DAS_LOGFMT_PORTABLE)
-
 /* Bytes a JSON string does not hold as they are: signed compare, so every
  * byte >= 0x80 is below 0x20 too. */
 static inline unsigned json_mask(__m128i v)
@@ -117,6 +117,50 @@ static inline unsigned text_mask(__m128i v)
 }
 
 /*
+ * Fewer than sixteen bytes: read as two words that overlap (the first and
+ * the last 8, 4 or 2 bytes), looked at in one vector whose other lanes are
+ * ignored; when all are plain the two words are stored as they came.
+ * Else, and for one byte, a byte at a time.
+ */
+static ALWAYS_INLINE char *escape_short(char *p, const char *s, size_t n,
+					bool is_json)
+{
+	if (n >= 8) {
+		uint64_t a, b;
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		__m128i v = _mm_set_epi64x((long long)b, (long long)a);
+		if ((is_json ? json_mask(v) : text_mask(v)) == 0) {
+			memcpy(p, &a, 8);
+			memcpy(p + n - 8, &b, 8);
+			return p + n;
+		}
+	} else if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		__m128i v = _mm_set_epi32(0, 0, (int)b, (int)a);
+		if (((is_json ? json_mask(v) : text_mask(v)) & 0xff) == 0) {
+			memcpy(p, &a, 4);
+			memcpy(p + n - 4, &b, 4);
+			return p + n;
+		}
+	} else if (n >= 2) {
+		uint16_t a, b;
+		memcpy(&a, s, 2);
+		memcpy(&b, s + n - 2, 2);
+		__m128i v = _mm_cvtsi32_si128((int)((uint32_t)a |
+						    (uint32_t)b << 16));
+		if (((is_json ? json_mask(v) : text_mask(v)) & 0xf) == 0) {
+			memcpy(p, &a, 2);
+			memcpy(p + n - 2, &b, 2);
+			return p + n;
+		}
+	}
+	return escape_bytes(p, s, n, is_json);
+}
+
+/*
  * Sixteen bytes a step: each step copies sixteen bytes to p whatever they
  * are, and a mask says which of them need an escape; the plain ones before
  * the first such byte are kept, that byte is escaped over the copy, and
@@ -133,7 +177,7 @@ static ALWAYS_INLINE char *escape_run(char *p, const char *s, size_t n,
 	size_t as_is = 0; /* bytes before p copied as they are */
 
 	if (n < 16)
-		return escape_bytes(p, s, n, is_json);
+		return escape_short(p, s, n, is_json);
 	while (n >= 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
 		unsigned m = is_json ? json_mask(v) : text_mask(v);
