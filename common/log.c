@@ -33,9 +33,9 @@
  * escapers' slack). Lines are written into a buffer with this much room,
  * so formatting checks no room as it goes.
  */
-#define LINE_MAX_BYTES                                                   \
-	(6 * (DAS_LOG_PATH_MAX + DAS_LOG_ID_MAX + SUB_MAX_BYTES +         \
-	      4 * NAME_MAX_BYTES) +                                       \
+#define LINE_MAX_BYTES                                            \
+	(6 * (DAS_LOG_PATH_MAX + DAS_LOG_ID_MAX + SUB_MAX_BYTES + \
+	      4 * NAME_MAX_BYTES) +                               \
 	 1024)
 /* A thread's buffer: a few hundred access lines. */
 #define THREAD_BUFFER_BYTES (64 * 1024)
@@ -49,13 +49,12 @@ static atomic_bool is_buffered;
 /* What follows the time in a JSON line of each level, the program's name
  * escaped once: "\",\"level\":\"info\",\"program\":\"NAME\"". */
 #define TAIL_SIZE (6 * PROGRAM_MAX_BYTES + 48)
-#define TAIL(lv) "\",\"level\":\"" lv "\",\"program\":\"\""
+#define TAIL(lv)  "\",\"level\":\"" lv "\",\"program\":\"\""
 static char json_tail[4][TAIL_SIZE] = {TAIL("debug"), TAIL("info"),
 				       TAIL("warn"), TAIL("error")};
-static size_t json_tail_len[4] = {sizeof(TAIL("debug")) - 1,
-				  sizeof(TAIL("info")) - 1,
-				  sizeof(TAIL("warn")) - 1,
-				  sizeof(TAIL("error")) - 1};
+static size_t json_tail_len[4] = {
+	sizeof(TAIL("debug")) - 1, sizeof(TAIL("info")) - 1,
+	sizeof(TAIL("warn")) - 1, sizeof(TAIL("error")) - 1};
 #undef TAIL
 
 /* Every write to fd 2 goes through here, whole, one writer at a time: a
@@ -105,7 +104,8 @@ void das_log_set_format(enum das_log_format f)
 }
 
 /* Appends the string literal lit at p. */
-#define PUT_LIT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
+#define PUT_LIT(p, lit) \
+	(memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
 void das_log_set_program(const char *name)
 {
@@ -436,8 +436,8 @@ static char *line_start(bool *is_in_buffer)
 	static _Thread_local char scratch[LINE_MAX_BYTES];
 	struct thread_buffer *b = own_buffer;
 
-	*is_in_buffer = b && atomic_load_explicit(&is_buffered,
-						  memory_order_relaxed);
+	*is_in_buffer =
+		b && atomic_load_explicit(&is_buffered, memory_order_relaxed);
 	if (!*is_in_buffer)
 		return scratch;
 	if (b->is_background)
@@ -599,11 +599,11 @@ void das_log_call(const struct das_log_call *c)
 	start = p = line_start(&is_in_buffer);
 	if (is_json) {
 		p = begin_json(p, DAS_LOG_INFO);
-#define JSON_FIELD(name, s, n)                         \
-	do {                                           \
-		p = PUT_LIT(p, ",\"" name "\":\"");    \
-		p = das_logfmt_json(p, (s), (n));      \
-		*p++ = '"';                            \
+#define JSON_FIELD(name, s, n)                      \
+	do {                                        \
+		p = PUT_LIT(p, ",\"" name "\":\""); \
+		p = das_logfmt_json(p, (s), (n));   \
+		*p++ = '"';                         \
 	} while (0)
 		if (c->request_id)
 			JSON_FIELD("request_id", c->request_id, id_len);
@@ -634,10 +634,10 @@ void das_log_call(const struct das_log_call *c)
 	} else {
 		p = das_logfmt_timestamp(p, das_time_now());
 		p = PUT_LIT(p, " info");
-#define TEXT_FIELD(name, s, n)                     \
-	do {                                       \
-		p = PUT_LIT(p, " " name "=");      \
-		p = das_logfmt_text(p, (s), (n));  \
+#define TEXT_FIELD(name, s, n)                    \
+	do {                                      \
+		p = PUT_LIT(p, " " name "=");     \
+		p = das_logfmt_text(p, (s), (n)); \
 	} while (0)
 		if (c->method)
 			TEXT_FIELD("method", c->method, method_len);

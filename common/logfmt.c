@@ -59,21 +59,23 @@ static ALWAYS_INLINE char *escape_text_byte(char *p, unsigned char c)
 
 /* Whether a byte is kept as it is, bit 0 in a JSON string (0x20..0x7e
  * but '"' and '\\'), bit 1 in a text word (the same without the space). */
+/* clang-format off */
 #define PLAIN_JSON 1
 #define PLAIN_TEXT 2
 #define P3 (PLAIN_JSON | PLAIN_TEXT)
 #define R8(x) x, x, x, x, x, x, x, x
 static const unsigned char plain[256] = {
-	R8(0), R8(0), R8(0), R8(0),		      /* 0x00 .. 0x1f */
+	R8(0), R8(0), R8(0), R8(0),			/* 0x00 .. 0x1f */
 	PLAIN_JSON /* space */, P3, 0 /* " */, P3, P3, P3, P3, P3, /* 0x20 */
-	R8(P3),					      /* 0x28 */
-	R8(P3), R8(P3), R8(P3), R8(P3), R8(P3),	      /* 0x30 .. 0x57 */
-	P3, P3, P3, P3, 0 /* \\ */, P3, P3, P3,	      /* 0x58 */
-	R8(P3), R8(P3), R8(P3),			      /* 0x60 .. 0x77 */
-	P3, P3, P3, P3, P3, P3, P3, 0 /* DEL */,      /* 0x78 */
+	R8(P3),						/* 0x28 */
+	R8(P3), R8(P3), R8(P3), R8(P3), R8(P3),		/* 0x30 .. 0x57 */
+	P3, P3, P3, P3, 0 /* \\ */, P3, P3, P3,		/* 0x58 */
+	R8(P3), R8(P3), R8(P3),				/* 0x60 .. 0x77 */
+	P3, P3, P3, P3, P3, P3, P3, 0 /* DEL */,	/* 0x78 */
 	R8(0), R8(0), R8(0), R8(0), R8(0), R8(0), R8(0), R8(0),
 	R8(0), R8(0), R8(0), R8(0), R8(0), R8(0), R8(0), R8(0), /* >= 0x80 */
 };
+/* clang-format on */
 #undef P3
 #undef R8
 
@@ -149,8 +151,8 @@ static ALWAYS_INLINE char *escape_short(char *p, const char *s, size_t n,
 		uint16_t a, b;
 		memcpy(&a, s, 2);
 		memcpy(&b, s + n - 2, 2);
-		__m128i v = _mm_cvtsi32_si128((int)((uint32_t)a |
-						    (uint32_t)b << 16));
+		__m128i v = _mm_cvtsi32_si128(
+			(int)((uint32_t)a | (uint32_t)b << 16));
 		if (((is_json ? json_mask(v) : text_mask(v)) & 0xf) == 0) {
 			memcpy(p, &a, 2);
 			memcpy(p + n - 2, &b, 2);
@@ -172,7 +174,7 @@ static ALWAYS_INLINE char *escape_short(char *p, const char *s, size_t n,
  * a time.
  */
 static ALWAYS_INLINE char *escape_run(char *p, const char *s, size_t n,
-			       bool is_json)
+				      bool is_json)
 {
 	size_t as_is = 0; /* bytes before p copied as they are */
 
@@ -347,8 +349,7 @@ char *das_logfmt_timestamp(char *p, struct das_time t)
 	static const char refused[] = "0000-00-00T00:00:00.0000000Z";
 	unsigned frac;
 
-	if (t.seconds != cached_second || t.nanos < 0 ||
-	    t.nanos > 999999999) {
+	if (t.seconds != cached_second || t.nanos < 0 || t.nanos > 999999999) {
 		if (das_time_format(t, cached) != 0) {
 			cached_second = INT64_MIN;
 			memcpy(p, refused, DAS_TIMESTAMP_SIZE - 1);

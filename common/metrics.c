@@ -426,8 +426,7 @@ uint64_t das_metric_count(const struct das_metric_series *s)
 	return n;
 }
 
-uint64_t das_metric_bucket_count(const struct das_metric_series *s,
-				 unsigned b)
+uint64_t das_metric_bucket_count(const struct das_metric_series *s, unsigned b)
 {
 	if (!s || s->type != DAS_METRIC_HISTOGRAM || b > s->f->def.n_buckets)
 		return 0;

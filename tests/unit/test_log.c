@@ -247,18 +247,20 @@ static void longest_access_line_is_whole_and_valid(void **state)
 	j = json_loads(text, 0, &e);
 	assert_non_null(j);
 	/* each non-ASCII byte comes back as U+00XX: two bytes of UTF-8 */
-	assert_int_equal(strlen(json_string_value(json_object_get(j, "request_id"))),
-			 2 * DAS_LOG_ID_MAX);
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "request_id"))),
+		2 * DAS_LOG_ID_MAX);
 	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
 			 DAS_LOG_PATH_MAX);
 	assert_int_equal(strlen(json_string_value(json_object_get(j, "sub"))),
 			 256);
-	assert_int_equal(strlen(json_string_value(json_object_get(j, "method"))),
-			 64);
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "method"))), 64);
 	assert_int_equal(strlen(json_string_value(json_object_get(j, "code"))),
 			 64);
-	assert_int_equal(strlen(json_string_value(json_object_get(j, "reason"))),
-			 2 * 64);
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "reason"))),
+		2 * 64);
 	assert_int_equal(json_integer_value(json_object_get(j, "status")), 599);
 	assert_true(json_is_true(json_object_get(j, "aborted")));
 	assert_true(json_is_true(json_object_get(j, "truncated")));
@@ -303,14 +305,16 @@ static void access_lines_keep_their_exact_shape(void **state)
 	p = text;
 	assert_int_equal(p[27], 'Z');
 	p += 28;
-	assert_memory_equal(p, " info method=GET path=/v1.0/a\\x20b route=list "
-			       "status=402 code=FAILED_PRECONDITION "
-			       "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
-			       "sub=alice 12.346ms\n",
-			    strlen(" info method=GET path=/v1.0/a\\x20b route=list "
-				   "status=402 code=FAILED_PRECONDITION "
-				   "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
-				   "sub=alice 12.346ms\n"));
+	assert_memory_equal(
+		p,
+		" info method=GET path=/v1.0/a\\x20b route=list "
+		"status=402 code=FAILED_PRECONDITION "
+		"reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+		"sub=alice 12.346ms\n",
+		strlen(" info method=GET path=/v1.0/a\\x20b route=list "
+		       "status=402 code=FAILED_PRECONDITION "
+		       "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+		       "sub=alice 12.346ms\n"));
 	p = strchr(p, '\n') + 1;
 	assert_memory_equal(p, "{\"time\":\"", 9);
 	p += 9 + 28;
@@ -339,9 +343,10 @@ static void access_lines_keep_their_exact_shape(void **state)
 	}
 	p += 28;
 	{
-		const char want[] = " info method=GET path=/v1.0/a... route=list "
-				    "status=402 code=FAILED_PRECONDITION "
-				    "rid=gw-1-2 sub=alice 12.346ms (aborted)\n";
+		const char want[] =
+			" info method=GET path=/v1.0/a... route=list "
+			"status=402 code=FAILED_PRECONDITION "
+			"rid=gw-1-2 sub=alice 12.346ms (aborted)\n";
 		assert_memory_equal(p, want, sizeof(want) - 1);
 		p += sizeof(want) - 1;
 	}
@@ -406,7 +411,8 @@ static void *writer(void *arg)
 			.method = "GET",
 			.path = long_path,
 			/* mostly short paths, now and then a whole one */
-			.path_len = i % 97 == 0 ? sizeof(long_path) : 1 + (size_t)i % 300,
+			.path_len = i % 97 == 0 ? sizeof(long_path)
+						: 1 + (size_t)i % 300,
 			.http_status = 200,
 			.duration_ms = 0.5,
 		};
@@ -450,8 +456,7 @@ static void lines_of_threads_are_whole_and_none_is_lost(void **state)
 }
 
 /* The same with buffers the flusher thread writes while they fill. */
-static void background_lines_of_threads_are_whole_and_none_is_lost(
-	void **state)
+static void background_lines_of_threads_are_whole_and_none_is_lost(void **state)
 {
 	is_writer_background = true;
 	lines_of_threads_are_whole_and_none_is_lost(state);
@@ -502,9 +507,9 @@ static void *background_thread(void *arg)
 	das_log(DAS_LOG_INFO, "background two");
 	das_log(DAS_LOG_ERROR, "background error");
 	text = captured();
-	seen->is_two_before_error =
-		strstr(text, "info background two\n") &&
-		strstr(text, "background two") < strstr(text, "background error");
+	seen->is_two_before_error = strstr(text, "info background two\n") &&
+				    strstr(text, "background two") <
+					    strstr(text, "background error");
 	free(text);
 	das_log(DAS_LOG_INFO, "background three");
 	return NULL; /* the thread's end writes it */
@@ -518,8 +523,7 @@ static void background_lines_are_written_by_the_flusher(void **state)
 
 	(void)state;
 	das_log_set_buffered(true);
-	assert_int_equal(
-		pthread_create(&t, NULL, background_thread, &seen), 0);
+	assert_int_equal(pthread_create(&t, NULL, background_thread, &seen), 0);
 	pthread_join(t, NULL);
 	printf("background line written after %llu ms\n",
 	       (unsigned long long)seen.waited_ms);

@@ -89,7 +89,7 @@ static size_t ref_ms(char *out, double ms)
 	uint64_t us = ms > 0 ? (uint64_t)(ms * 1000 + 0.5) : 0;
 
 	return (size_t)snprintf(out, 32, "%" PRIu64 ".%03u", us / 1000,
-			       (unsigned)(us % 1000));
+				(unsigned)(us % 1000));
 }
 
 /* ---- helpers ---- */
@@ -110,8 +110,8 @@ static uint64_t next_random(void)
 }
 
 /* One escaper on s[0..n) (an exact-size heap copy) against the reference. */
-static void check_one(escaper f, size_t (*ref)(char *, const unsigned char *,
-					       size_t),
+static void check_one(escaper f,
+		      size_t (*ref)(char *, const unsigned char *, size_t),
 		      const unsigned char *s, size_t n)
 {
 	static char want[OUT_SIZE], got[OUT_SIZE];
@@ -171,8 +171,9 @@ static void random_strings_of_every_length(void **state)
 {
 	/* Mostly plain, with the bytes that need an escape (and those just
 	 * beside them) mixed in at different densities. */
-	static const unsigned char edge[] = {0x00, 0x01, 0x1f, 0x20, 0x21, '"',
-					     '\\', 0x7e, 0x7f, 0x80, 0xc3, 0xff};
+	static const unsigned char edge[] = {0x00, 0x01, 0x1f, 0x20,
+					     0x21, '"',	 '\\', 0x7e,
+					     0x7f, 0x80, 0xc3, 0xff};
 	unsigned char s[300];
 
 	(void)state;
@@ -229,7 +230,8 @@ static void decimals_match_printf(void **state)
 		for (int d = -1; d <= 1; d++) {
 			v = p10 + (uint64_t)d;
 			char *end = das_logfmt_uint(got, v);
-			size_t n = (size_t)snprintf(want, sizeof(want), "%" PRIu64, v);
+			size_t n = (size_t)snprintf(want, sizeof(want),
+						    "%" PRIu64, v);
 			assert_int_equal((size_t)(end - got), n);
 			assert_memory_equal(got, want, n);
 		}
@@ -248,10 +250,10 @@ static void decimals_match_printf(void **state)
 
 static void milliseconds_match_the_old_format(void **state)
 {
-	static const double fixed[] = {0,	  -1,	    -0.0,     0.0004,
-				       0.0005,	  0.0015,   0.25,     1.5,
-				       999.9994,  999.9995, 999.9996, 1000,
-				       86400000., 1e12,	    1e15,     0.1234567};
+	static const double fixed[] = {
+		0,	   -1,	 -0.0,	   0.0004,   0.0005,   0.0015,
+		0.25,	   1.5,	 999.9994, 999.9995, 999.9996, 1000,
+		86400000., 1e12, 1e15,	   0.1234567};
 	char got[32], want[32];
 
 	(void)state;
@@ -263,7 +265,7 @@ static void milliseconds_match_the_old_format(void **state)
 	}
 	for (int i = 0; i < 200000; i++) {
 		/* up to ~10^6 ms, at every scale */
-		static const double scale[] = {1,   10,	  100,	 1e3, 1e4,
+		static const double scale[] = {1,   10,	 100, 1e3, 1e4,
 					       1e5, 1e6, 1e7, 1e8, 1e9};
 		double ms = (double)(next_random() % 1000000000) /
 			    scale[next_random() % 10];
@@ -296,16 +298,17 @@ static void check_time(struct das_time t)
 static void timestamps_match_das_time_format(void **state)
 {
 	const int64_t min_s = -62135596800LL, max_s = 253402300799LL;
-	static const int32_t nanos[] = {0,	   99,	      100,	 199,
-					999999,	   1000000,   9999999,	 10000000,
-					123456789, 500000000, 999999899, 999999900,
-					999999999};
+	static const int32_t nanos[] = {
+		0,	   99,	      100,	199,	   999999,
+		1000000,   9999999,   10000000, 123456789, 500000000,
+		999999899, 999999900, 999999999};
 
 	(void)state;
 	for (int i = 0; i < 100000; i++) {
 		struct das_time t = {
-			.seconds = min_s + (int64_t)(next_random() %
-						     (uint64_t)(max_s - min_s + 1)),
+			.seconds = min_s +
+				   (int64_t)(next_random() %
+					     (uint64_t)(max_s - min_s + 1)),
 			.nanos = (int32_t)(next_random() % 1000000000),
 		};
 		check_time(t);

@@ -159,13 +159,13 @@ static unsigned bucket_by_division(const struct das_metric_def *d,
  * binary and for every scale in use. */
 static void observations_land_where_division_put_them(void **state)
 {
-	static const double odd[] = {0,	  1e-9,	 0.1,	 0.2,	 0.3,
-				     1.0 / 3, 0.7, 1.1,	 2.675,	 123.456,
-				     1e3,     4e9, 9.99e9, 1.8446744e10};
+	static const double odd[] = {
+		0,   1e-9,  0.1,     0.2, 0.3, 1.0 / 3, 0.7,
+		1.1, 2.675, 123.456, 1e3, 4e9, 9.99e9,	1.8446744e10};
 	static const double counts[] = {1, 2, 4, 8, 16, 32, 64};
 	static const double scales[] = {1e9, 1e3, 1, 7, 1e6};
 	static const char *const names[] = {"t_odd_ns", "t_odd_us", "t_odd_1",
-					     "t_odd_7", "t_odd_ms"};
+					    "t_odd_7", "t_odd_ms"};
 	struct das_metric_def defs[] = {
 		{.name = "t_lat",
 		 .help = "h",
@@ -190,13 +190,14 @@ static void observations_land_where_division_put_them(void **state)
 		if (k < 2) {
 			d = defs[k];
 		} else {
-			d = (struct das_metric_def){.name = names[k - 2],
-						    .help = "h",
-						    .type = DAS_METRIC_HISTOGRAM,
-						    .buckets = odd,
-						    .n_buckets = 14,
-						    .scale = scales[k - 2],
-						    .max_series = 1};
+			d = (struct das_metric_def){
+				.name = names[k - 2],
+				.help = "h",
+				.type = DAS_METRIC_HISTOGRAM,
+				.buckets = odd,
+				.n_buckets = 14,
+				.scale = scales[k - 2],
+				.max_series = 1};
 		}
 		struct das_metric_family *f = das_metric_register(&d);
 		struct das_metric_series *s = das_metric_series0(f);
@@ -209,10 +210,12 @@ static void observations_land_where_division_put_them(void **state)
 					continue;
 				uint64_t value = (uint64_t)v;
 				unsigned want = bucket_by_division(&d, value);
-				uint64_t before = das_metric_bucket_count(s, want);
+				uint64_t before =
+					das_metric_bucket_count(s, want);
 				das_metric_observe(s, value);
-				assert_int_equal(das_metric_bucket_count(s, want),
-						 before + 1);
+				assert_int_equal(
+					das_metric_bucket_count(s, want),
+					before + 1);
 			}
 		}
 		for (int i = 0; i < 20000; i++) {
