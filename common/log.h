@@ -69,7 +69,7 @@ int das_log_thread_due_ms(void);
 /* Writes the calling thread's buffered lines. */
 void das_log_thread_flush(void);
 /* Writes what the calling thread has buffered (other threads' buffers are
- * written by those threads: when idle, full, or ending). */
+ * written by those threads or the flusher: when due, full, or ending). */
 void das_log_flush(void);
 
 #if defined(__GNUC__)
