@@ -23,6 +23,7 @@ trap cg_cleanup EXIT
 cg_start() {
 	local name=$1
 	shift
+	: >"$tmp/cg.$name.out" # exists before the child gets to open it
 	valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$name.%p" \
 		"$@" >"$tmp/cg.$name.out" 2>"$tmp/cg.$name.err" &
 	cg_pid=$!

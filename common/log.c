@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -11,20 +13,34 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ascii.h"
+#include "logfmt.h"
 #include "timefmt.h"
 
-#define LINE_MAX_BYTES (6 * DAS_LOG_PATH_MAX + 2048)
+/* The longest method, route, gRPC code and reason written: they come from
+ * our tables (the gateway's method is a token the parser bounds); a longer
+ * one is cut and marked like a long path. */
+#define NAME_MAX_BYTES 64
+#define SUB_MAX_BYTES  256
+/* The longest program name in JSON lines. */
+#define PROGRAM_MAX_BYTES 64
+/* The longest printf message. */
+#define MSG_MAX_BYTES 1024
+
+/*
+ * The longest line: every string of an access line at its bound and
+ * escaped at its worst (6 bytes a byte), plus the fixed parts (the time,
+ * level and program part, field names, numbers, under 1 KiB with the
+ * escapers' slack). Lines are written into a buffer with this much room,
+ * so formatting checks no room as it goes.
+ */
+#define LINE_MAX_BYTES                                            \
+	(6 * (DAS_LOG_PATH_MAX + DAS_LOG_ID_MAX + SUB_MAX_BYTES + \
+	      4 * NAME_MAX_BYTES) +                               \
+	 1024)
 /* A thread's buffer: a few hundred access lines. */
 #define THREAD_BUFFER_BYTES (64 * 1024)
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-/* A line being formatted: len bytes at p, at most cap. */
-struct line {
-	char *p;
-	size_t len, cap; /* cap leaves room for the newline */
-};
 
 static atomic_int min_level = DAS_LOG_INFO;
 static atomic_int format = DAS_LOG_TEXT;
@@ -32,14 +48,13 @@ static const char *program = "";
 static atomic_bool is_buffered;
 /* What follows the time in a JSON line of each level, the program's name
  * escaped once: "\",\"level\":\"info\",\"program\":\"NAME\"". */
-#define TAIL_SIZE (6 * 64 + 48)
-#define TAIL(lv) "\",\"level\":\"" lv "\",\"program\":\"\""
+#define TAIL_SIZE (6 * PROGRAM_MAX_BYTES + 48)
+#define TAIL(lv)  "\",\"level\":\"" lv "\",\"program\":\"\""
 static char json_tail[4][TAIL_SIZE] = {TAIL("debug"), TAIL("info"),
 				       TAIL("warn"), TAIL("error")};
-static size_t json_tail_len[4] = {sizeof(TAIL("debug")) - 1,
-				  sizeof(TAIL("info")) - 1,
-				  sizeof(TAIL("warn")) - 1,
-				  sizeof(TAIL("error")) - 1};
+static size_t json_tail_len[4] = {
+	sizeof(TAIL("debug")) - 1, sizeof(TAIL("info")) - 1,
+	sizeof(TAIL("warn")) - 1, sizeof(TAIL("error")) - 1};
 #undef TAIL
 
 /* Every write to fd 2 goes through here, whole, one writer at a time: a
@@ -48,16 +63,35 @@ static size_t json_tail_len[4] = {sizeof(TAIL("debug")) - 1,
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct thread_buffer {
+	char *data; /* THREAD_BUFFER_BYTES; the flusher swaps it for another */
 	size_t len;
-	uint64_t first_ms; /* when its oldest line came (monotonic) */
-	char data[THREAD_BUFFER_BYTES];
+	uint64_t first_ms; /* when its oldest line came (monotonic; loop) */
+	/* Written by the flusher thread, not by the owner's loop: then
+	 * is_busy is held while the owner formats a line in data or the
+	 * flusher takes data away, and next links the flusher's list. */
+	bool is_background;
+	atomic_bool is_busy;
+	struct thread_buffer *next;
 };
 
-/* The calling thread's buffer, when it asked for one; only that thread
- * ever reads or writes it, so it needs no lock. */
+/* The calling thread's buffer, when it asked for one. Only that thread
+ * reads or writes it, but for the flusher under is_busy. */
 static _Thread_local struct thread_buffer *own_buffer;
 static pthread_key_t buffer_key; /* its destructor writes and frees it */
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The flusher: one thread that writes the background buffers every
+ * DAS_LOG_BATCH_MS (flusher_main). Locks are taken in the order
+ * flusher_lock, write_lock, is_busy.
+ */
+static pthread_mutex_t flusher_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flusher_wake = PTHREAD_COND_INITIALIZER;
+static struct thread_buffer *background; /* under flusher_lock */
+static char *flusher_spare;		 /* the flusher's own data buffer */
+static atomic_bool is_flusher_idle;
+static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
+static bool is_flusher_running;
 
 void das_log_set_level(enum das_log_level level)
 {
@@ -69,21 +103,25 @@ void das_log_set_format(enum das_log_format f)
 	atomic_store(&format, f);
 }
 
-static void put_json(struct line *l, const char *s, size_t n);
-
-static void puts_(struct line *l, const char *s);
+/* Appends the string literal lit at p. */
+#define PUT_LIT(p, lit) \
+	(memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
 void das_log_set_program(const char *name)
 {
+	char tail[TAIL_SIZE + DAS_LOGFMT_SLACK];
+
 	program = name ? name : "";
 	for (int lv = 0; lv < 4; lv++) {
-		struct line l = {json_tail[lv], 0, TAIL_SIZE - 1};
-		puts_(&l, "\",\"level\":\"");
-		puts_(&l, level_names[lv]);
-		puts_(&l, "\",\"program\":\"");
-		put_json(&l, program, strnlen(program, 64));
-		puts_(&l, "\"");
-		json_tail_len[lv] = l.len;
+		char *p = PUT_LIT(tail, "\",\"level\":\"");
+		size_t n = strlen(level_names[lv]);
+		memcpy(p, level_names[lv], n);
+		p = PUT_LIT(p + n, "\",\"program\":\"");
+		p = das_logfmt_json(p, program,
+				    strnlen(program, PROGRAM_MAX_BYTES));
+		p = PUT_LIT(p, "\"");
+		json_tail_len[lv] = (size_t)(p - tail);
+		memcpy(json_tail[lv], tail, json_tail_len[lv]);
 	}
 }
 
@@ -103,10 +141,9 @@ bool das_log_is_enabled(enum das_log_level level)
 	return (int)level >= atomic_load(&min_level);
 }
 
-/* Writes n bytes to fd 2, all of them unless it fails. */
-static void write_out(const char *p, size_t n)
+/* Writes n bytes to fd 2, all of them unless it fails; write_lock held. */
+static void write_all(const char *p, size_t n)
 {
-	pthread_mutex_lock(&write_lock);
 	while (n > 0) {
 		ssize_t w = write(STDERR_FILENO, p, n);
 		if (w < 0 && errno == EINTR)
@@ -116,46 +153,13 @@ static void write_out(const char *p, size_t n)
 		p += w;
 		n -= (size_t)w;
 	}
+}
+
+static void write_out(const char *p, size_t n)
+{
+	pthread_mutex_lock(&write_lock);
+	write_all(p, n);
 	pthread_mutex_unlock(&write_lock);
-}
-
-static void buffer_release(void *arg)
-{
-	struct thread_buffer *b = arg;
-
-	if (b->len)
-		write_out(b->data, b->len);
-	free(b);
-}
-
-static void buffer_key_init(void)
-{
-	pthread_key_create(&buffer_key, buffer_release);
-}
-
-void das_log_set_buffered(bool on)
-{
-	atomic_store(&is_buffered, on);
-	if (!on)
-		das_log_thread_flush();
-}
-
-void das_log_thread_buffer(void)
-{
-	struct thread_buffer *b;
-
-	if (own_buffer || !atomic_load(&is_buffered))
-		return;
-	pthread_once(&buffer_once, buffer_key_init);
-	b = malloc(sizeof(*b));
-	if (!b)
-		return; /* lines are then written one by one */
-	b->len = 0;
-	if (pthread_setspecific(buffer_key, b) != 0) {
-		free(b);
-		return;
-	}
-	own_buffer = b;
 }
 
 static uint64_t monotonic_ms(void)
@@ -166,29 +170,252 @@ static uint64_t monotonic_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Held for a few instructions at a time (a line's formatting, a swap):
+ * a waiter gives its CPU away rather than spin. */
+static void busy_take(struct thread_buffer *b)
+{
+	while (atomic_exchange_explicit(&b->is_busy, true,
+					memory_order_acquire))
+		sched_yield();
+}
+
+static void busy_drop(struct thread_buffer *b)
+{
+	atomic_store_explicit(&b->is_busy, false, memory_order_release);
+}
+
+/* Writes what b holds; b is the calling thread's own buffer. */
+static void buffer_flush(struct thread_buffer *b)
+{
+	if (!b->is_background) {
+		if (b->len) {
+			write_out(b->data, b->len);
+			b->len = 0;
+		}
+		return;
+	}
+	pthread_mutex_lock(&write_lock); /* after the flusher's write */
+	busy_take(b);
+	if (b->len) {
+		write_all(b->data, b->len);
+		b->len = 0;
+	}
+	busy_drop(b);
+	pthread_mutex_unlock(&write_lock);
+}
+
+static void buffer_release(void *arg)
+{
+	struct thread_buffer *b = arg;
+
+	if (b->is_background) {
+		pthread_mutex_lock(&flusher_lock);
+		for (struct thread_buffer **at = &background; *at;
+		     at = &(*at)->next)
+			if (*at == b) {
+				*at = b->next;
+				break;
+			}
+		pthread_mutex_unlock(&flusher_lock);
+	}
+	buffer_flush(b); /* the flusher no longer sees it */
+	own_buffer = NULL;
+	free(b->data);
+	free(b);
+}
+
+static void buffer_key_init(void)
+{
+	pthread_key_create(&buffer_key, buffer_release);
+}
+
+/* True when some background buffer holds lines; flusher_lock held. */
+static bool background_pending(void)
+{
+	bool is_pending = false;
+
+	for (struct thread_buffer *b = background; b && !is_pending;
+	     b = b->next) {
+		busy_take(b);
+		is_pending = b->len > 0;
+		busy_drop(b);
+	}
+	return is_pending;
+}
+
+/* Writes every background buffer that holds lines, in one turn of
+ * write_lock; false when none did. flusher_lock held. */
+static bool background_flush(void)
+{
+	bool is_locked = false;
+
+	for (struct thread_buffer *b = background; b; b = b->next) {
+		char *full;
+		size_t n;
+		busy_take(b);
+		n = b->len;
+		busy_drop(b);
+		if (n == 0)
+			continue;
+		if (!is_locked) {
+			pthread_mutex_lock(&write_lock);
+			is_locked = true;
+		}
+		/* Its data is handed over whole, the owner gets the spare,
+		 * and is held only for that. */
+		busy_take(b);
+		full = b->data;
+		n = b->len;
+		b->data = flusher_spare;
+		b->len = 0;
+		busy_drop(b);
+		flusher_spare = full;
+		write_all(full, n);
+	}
+	if (is_locked)
+		pthread_mutex_unlock(&write_lock);
+	return is_locked;
+}
+
+/* Ticks with nothing to write before the flusher sleeps until a line. */
+#define FLUSHER_IDLE_TICKS 10
+
+/*
+ * Every DAS_LOG_BATCH_MS the flusher writes what the background buffers
+ * hold: a line waits at most that long, and a busy server makes one
+ * write(2) per worker and tick, whatever its rate. After
+ * FLUSHER_IDLE_TICKS ticks with nothing to write it sleeps until an
+ * owner's first line wakes it (only then: is_flusher_idle).
+ */
+static void *flusher_main(void *arg)
+{
+	unsigned idle_ticks = 0;
+	sigset_t all;
+
+	(void)arg;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&flusher_lock);
+	for (;;) {
+		struct timespec tick = {0, DAS_LOG_BATCH_MS * 1000000L};
+		/* A plain sleep: cheaper than a timed wait on the condition
+		 * variable, which only the idle flusher needs. */
+		pthread_mutex_unlock(&flusher_lock);
+		while (clock_nanosleep(CLOCK_MONOTONIC, 0, &tick, &tick) ==
+		       EINTR)
+			;
+		pthread_mutex_lock(&flusher_lock);
+		if (background_flush()) {
+			idle_ticks = 0;
+			continue;
+		}
+		if (++idle_ticks < FLUSHER_IDLE_TICKS)
+			continue;
+		/* A line that came after the flush above is seen below, or
+		 * its owner sees is_flusher_idle (both sides store, then
+		 * load, with a full barrier between). */
+		atomic_store(&is_flusher_idle, true);
+		if (!background_pending())
+			pthread_cond_wait(&flusher_wake, &flusher_lock);
+		atomic_store(&is_flusher_idle, false);
+		idle_ticks = 0;
+	}
+	return NULL;
+}
+
+static void flusher_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	flusher_spare = malloc(THREAD_BUFFER_BYTES);
+	if (!flusher_spare)
+		return;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	is_flusher_running = pthread_create(&t, &attr, flusher_main, NULL) == 0;
+	pthread_attr_destroy(&attr);
+}
+
+void das_log_set_buffered(bool on)
+{
+	atomic_store(&is_buffered, on);
+	if (!on)
+		das_log_thread_flush();
+}
+
+/* The calling thread's buffer, written by its loop or by the flusher. */
+static void thread_buffer(bool is_background)
+{
+	struct thread_buffer *b;
+
+	if (own_buffer || !atomic_load(&is_buffered))
+		return;
+	pthread_once(&buffer_once, buffer_key_init);
+	if (is_background) {
+		pthread_once(&flusher_once, flusher_start);
+		if (!is_flusher_running)
+			return; /* lines are then written one by one */
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return;
+	b->data = malloc(THREAD_BUFFER_BYTES);
+	if (!b->data || pthread_setspecific(buffer_key, b) != 0) {
+		free(b->data);
+		free(b);
+		return;
+	}
+	b->is_background = is_background;
+	if (is_background) {
+		pthread_mutex_lock(&flusher_lock);
+		b->next = background;
+		background = b;
+		pthread_mutex_unlock(&flusher_lock);
+	}
+	own_buffer = b;
+}
+
+void das_log_thread_buffer(void)
+{
+	thread_buffer(false);
+}
+
+void das_log_thread_buffer_background(void)
+{
+	thread_buffer(true);
+}
+
 bool das_log_thread_pending(void)
 {
-	return own_buffer && own_buffer->len > 0;
+	struct thread_buffer *b = own_buffer;
+	bool is_pending;
+
+	if (!b)
+		return false;
+	if (!b->is_background)
+		return b->len > 0;
+	busy_take(b);
+	is_pending = b->len > 0;
+	busy_drop(b);
+	return is_pending;
 }
 
 int das_log_thread_due_ms(void)
 {
+	struct thread_buffer *b = own_buffer;
 	uint64_t age;
 
-	if (!das_log_thread_pending())
-		return -1;
-	age = monotonic_ms() - own_buffer->first_ms;
+	if (!b || b->is_background || b->len == 0)
+		return -1; /* the flusher's, or none */
+	age = monotonic_ms() - b->first_ms;
 	return age >= DAS_LOG_BATCH_MS ? 0 : (int)(DAS_LOG_BATCH_MS - age);
 }
 
 void das_log_thread_flush(void)
 {
-	struct thread_buffer *b = own_buffer;
-
-	if (b && b->len) {
-		write_out(b->data, b->len);
-		b->len = 0;
-	}
+	if (own_buffer)
+		buffer_flush(own_buffer);
 }
 
 void das_log_flush(void)
@@ -196,218 +423,95 @@ void das_log_flush(void)
 	das_log_thread_flush();
 }
 
-/* ---- a bounded line ---- */
-
-static void put(struct line *l, const char *s, size_t n)
-{
-	if (n > l->cap - l->len)
-		n = l->cap - l->len;
-	memcpy(l->p + l->len, s, n);
-	l->len += n;
-}
-
-static void puts_(struct line *l, const char *s)
-{
-	put(l, s, strlen(s));
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void
-putf(struct line *l, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(l->p + l->len, l->cap - l->len + 1, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		l->len += (size_t)n < l->cap - l->len ? (size_t)n
-						      : l->cap - l->len;
-}
-
-/* Text words: 0x21..0x7e but '"' and '\\' are copied as they are. */
-static bool is_text_plain(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && c != '"' && c != '\\';
-}
-
-static size_t text_span(const char *s, size_t n)
-{
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w = das_ascii_word(s + i);
-		if (das_ascii_has_less(w, 0x21) | das_ascii_has_more(w, 0x7e) |
-		    das_ascii_has_byte(w, '"') | das_ascii_has_byte(w, '\\'))
-			break;
-	}
-	while (i < n && is_text_plain((unsigned char)s[i]))
-		i++;
-	return i;
-}
-
-/* JSON string contents: quote, backslash, controls and every byte outside
- * ASCII as \u00XX (so the line is valid UTF-8 whatever came in). Runs of
- * plain bytes are found eight at a time and copied at once: this is on
- * every request's path. */
-static void put_json(struct line *l, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = 0;
-
-	while (i < n) {
-		size_t run = i + das_ascii_json_span(s + i, n - i);
-		put(l, s + i, run - i);
-		if (run == n)
-			break;
-		unsigned char c = (unsigned char)s[run];
-		if (c == '"' || c == '\\') {
-			char e[2] = {'\\', (char)c};
-			put(l, e, 2);
-		} else {
-			char e[6] = {'\\', 'u',		'0',
-				     '0',  hex[c >> 4], hex[c & 15]};
-			put(l, e, 6);
-		}
-		i = run + 1;
-	}
-}
-
-/* Text values: spaces, quotes, backslashes and non-printables as \xNN, so
- * one value is one word of the line. */
-static void put_text(struct line *l, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = 0;
-
-	while (i < n) {
-		size_t run = i + text_span(s + i, n - i);
-		put(l, s + i, run - i);
-		if (run == n)
-			break;
-		unsigned char c = (unsigned char)s[run];
-		char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
-		put(l, e, 4);
-		i = run + 1;
-	}
-}
-
-/* Decimal digits of v. */
-static void put_uint(struct line *l, uint64_t v)
-{
-	char d[24];
-	size_t n = sizeof(d);
-
-	do {
-		d[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	put(l, d + n, sizeof(d) - n);
-}
-
-/* Milliseconds with three decimals, without printf. */
-static void put_ms(struct line *l, double ms)
-{
-	uint64_t us = ms > 0 ? (uint64_t)(ms * 1000 + 0.5) : 0;
-	char frac[4] = {'.', (char)('0' + us / 100 % 10),
-			(char)('0' + us / 10 % 10), (char)('0' + us % 10)};
-
-	put_uint(l, us / 1000);
-	put(l, frac, 4);
-}
-
-/*
- * The current time as das_time_format writes it. The part up to the
- * seconds is formatted once per second and thread; the rest by hand.
- */
-static void timestamp(char ts[DAS_TIMESTAMP_SIZE])
-{
-	static _Thread_local int64_t cached_second = -1;
-	static _Thread_local char cached[DAS_TIMESTAMP_SIZE];
-	struct das_time now = das_time_now();
-	int32_t frac = now.nanos / 100;
-
-	if (now.seconds != cached_second) {
-		if (das_time_format(now, cached) != 0) {
-			memcpy(ts, cached, DAS_TIMESTAMP_SIZE);
-			return;
-		}
-		cached_second = now.seconds;
-	}
-	memcpy(ts, cached, 20); /* "YYYY-MM-DDTHH:MM:SS." */
-	for (int i = 26; i >= 20; i--) {
-		ts[i] = (char)('0' + frac % 10);
-		frac /= 10;
-	}
-	ts[27] = 'Z';
-	ts[28] = '\0';
-}
+/* ---- lines ---- */
 
 /*
  * Where the next line is formatted: at the end of the thread's buffer when
- * it has one (written first if a longest line might not fit), else in
- * scratch. write_line then keeps or writes it.
+ * it has one (written first if a longest line might not fit; a background
+ * buffer is held busy until write_line), else in the thread's scratch
+ * line. write_line then keeps or writes it.
  */
-static void line_start(struct line *l, char *scratch, size_t scratch_size)
+static char *line_start(bool *is_in_buffer)
 {
+	static _Thread_local char scratch[LINE_MAX_BYTES];
 	struct thread_buffer *b = own_buffer;
 
-	if (b && atomic_load_explicit(&is_buffered, memory_order_relaxed)) {
-		if (sizeof(b->data) - b->len < LINE_MAX_BYTES)
-			das_log_thread_flush();
-		l->p = b->data + b->len;
-		l->len = 0;
-		l->cap = LINE_MAX_BYTES - 1;
-		return;
+	*is_in_buffer =
+		b && atomic_load_explicit(&is_buffered, memory_order_relaxed);
+	if (!*is_in_buffer)
+		return scratch;
+	if (b->is_background)
+		busy_take(b);
+	if (THREAD_BUFFER_BYTES - b->len < LINE_MAX_BYTES) {
+		if (b->is_background)
+			busy_drop(b);
+		buffer_flush(b);
+		if (b->is_background)
+			busy_take(b);
 	}
-	l->p = scratch;
-	l->len = 0;
-	l->cap = scratch_size - 1;
+	return b->data + b->len;
 }
 
 /*
- * A line formatted in the thread's buffer stays there (written when the
- * loop finds it due, when the buffer is full, at a warn or error line and
- * when the thread ends); any other goes straight to fd 2.
+ * The line from start to end (its newline not yet written) stays in the
+ * thread's buffer when it was formatted there (written when due, when the
+ * buffer is full, at a warn or error line and when the thread ends); any
+ * other goes straight to fd 2.
  */
-static void write_line(struct line *l, enum das_log_level level)
+static void write_line(char *start, char *end, bool is_in_buffer,
+		       enum das_log_level level)
 {
 	struct thread_buffer *b = own_buffer;
+	bool is_first;
 
-	l->p[l->len++] = '\n'; /* cap kept one byte for it */
-	if (!b || l->p != b->data + b->len) {
+	*end++ = '\n'; /* LINE_MAX_BYTES keeps room for it */
+	if (!is_in_buffer) {
 		das_log_thread_flush(); /* in order */
-		write_out(l->p, l->len);
+		write_out(start, (size_t)(end - start));
 		return;
 	}
-	if (b->len == 0)
-		b->first_ms = monotonic_ms();
-	b->len += l->len;
-	if (level >= DAS_LOG_WARN)
-		das_log_thread_flush();
+	is_first = b->len == 0;
+	b->len += (size_t)(end - start);
+	if (!b->is_background) {
+		if (is_first)
+			b->first_ms = monotonic_ms();
+		if (level >= DAS_LOG_WARN)
+			buffer_flush(b);
+		return;
+	}
+	busy_drop(b);
+	if (level >= DAS_LOG_WARN) {
+		buffer_flush(b);
+	} else if (is_first) {
+		/* The flusher may be asleep with nothing to wait for. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (atomic_load_explicit(&is_flusher_idle,
+					 memory_order_relaxed)) {
+			pthread_mutex_lock(&flusher_lock);
+			pthread_cond_signal(&flusher_wake);
+			pthread_mutex_unlock(&flusher_lock);
+		}
+	}
 }
 
-static void begin_json(struct line *l, const char *ts, enum das_log_level lv)
+/* {"time":"...","level":"LEVEL","program":"NAME" */
+static char *begin_json(char *p, enum das_log_level lv)
 {
-	puts_(l, "{\"time\":\"");
-	put(l, ts, DAS_TIMESTAMP_SIZE - 1);
-	put(l, json_tail[lv], json_tail_len[lv]);
+	p = PUT_LIT(p, "{\"time\":\"");
+	p = das_logfmt_timestamp(p, das_time_now());
+	memcpy(p, json_tail[lv], json_tail_len[lv]);
+	return p + json_tail_len[lv];
 }
 
 void das_log(enum das_log_level level, const char *fmt, ...)
 {
-	char buf[2048], msg[1024], ts[DAS_TIMESTAMP_SIZE];
-	struct line l;
+	char msg[MSG_MAX_BYTES], *start, *p;
+	bool is_in_buffer;
 	va_list ap;
 	int n;
 
 	if (!das_log_is_enabled(level))
 		return;
-	line_start(&l, buf, sizeof(buf));
-	timestamp(ts);
 	va_start(ap, fmt);
 	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -415,31 +519,54 @@ void das_log(enum das_log_level level, const char *fmt, ...)
 		n = 0;
 	if ((size_t)n >= sizeof(msg))
 		n = sizeof(msg) - 1;
+	start = p = line_start(&is_in_buffer);
 	if (atomic_load(&format) == DAS_LOG_JSON) {
-		begin_json(&l, ts, level);
-		puts_(&l, ",\"msg\":\"");
-		put_json(&l, msg, (size_t)n);
-		puts_(&l, "\"}");
+		p = begin_json(p, level);
+		p = PUT_LIT(p, ",\"msg\":\"");
+		p = das_logfmt_json(p, msg, (size_t)n);
+		p = PUT_LIT(p, "\"}");
 	} else {
-		putf(&l, "%s %s ", ts, level_names[level]);
-		put(&l, msg, (size_t)n);
+		size_t ln = strlen(level_names[level]);
+		p = das_logfmt_timestamp(p, das_time_now());
+		*p++ = ' ';
+		memcpy(p, level_names[level], ln);
+		p += ln;
+		*p++ = ' ';
+		memcpy(p, msg, (size_t)n);
+		p += n;
 	}
-	write_line(&l, level);
+	write_line(start, p, is_in_buffer, level);
+}
+
+/* The length of s, at most max; *is_cut when s is longer. Most of these
+ * are a few bytes long: they are counted here before strnlen is asked. */
+static size_t bounded_len(const char *s, size_t max, bool *is_cut)
+{
+	size_t n = 0;
+
+	while (n < 8 && s[n])
+		n++;
+	if (n < 8)
+		return n;
+	n = strnlen(s, max + 1);
+	if (n > max) {
+		*is_cut = true;
+		return max;
+	}
+	return n;
 }
 
 void das_log_call(const struct das_log_call *c)
 {
-	static _Thread_local char buf[LINE_MAX_BYTES];
-	struct line l;
-	char ts[DAS_TIMESTAMP_SIZE];
-	size_t path_len = 0, id_len = 0, sub_len = 0;
+	char *start, *p;
+	size_t path_len = 0, id_len = 0, sub_len = 0, method_len = 0,
+	       route_len = 0, code_len = 0, reason_len = 0;
 	bool is_cut = c->is_path_cut,
-	     is_json = atomic_load(&format) == DAS_LOG_JSON;
+	     is_json = atomic_load(&format) == DAS_LOG_JSON, is_in_buffer;
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
-	line_start(&l, buf, sizeof(buf));
-	timestamp(ts);
+	/* Every string is bounded here; LINE_MAX_BYTES holds them all. */
 	if (c->path) {
 		path_len = c->path_len;
 		if (path_len > DAS_LOG_PATH_MAX) {
@@ -456,80 +583,89 @@ void das_log_call(const struct das_log_call *c)
 	}
 	if (c->sub) {
 		sub_len = c->sub_len;
-		if (sub_len > 256) {
-			sub_len = 256;
+		if (sub_len > SUB_MAX_BYTES) {
+			sub_len = SUB_MAX_BYTES;
 			is_cut = true;
 		}
 	}
+	if (c->method)
+		method_len = bounded_len(c->method, NAME_MAX_BYTES, &is_cut);
+	if (c->route)
+		route_len = bounded_len(c->route, NAME_MAX_BYTES, &is_cut);
+	if (c->code)
+		code_len = bounded_len(c->code, NAME_MAX_BYTES, &is_cut);
+	if (c->reason)
+		reason_len = bounded_len(c->reason, NAME_MAX_BYTES, &is_cut);
+	start = p = line_start(&is_in_buffer);
 	if (is_json) {
-		begin_json(&l, ts, DAS_LOG_INFO);
-#define JSON_FIELD(name, s, n)                 \
-	do {                                   \
-		puts_(&l, ",\"" name "\":\""); \
-		put_json(&l, (s), (n));        \
-		puts_(&l, "\"");               \
+		p = begin_json(p, DAS_LOG_INFO);
+#define JSON_FIELD(name, s, n)                      \
+	do {                                        \
+		p = PUT_LIT(p, ",\"" name "\":\""); \
+		p = das_logfmt_json(p, (s), (n));   \
+		*p++ = '"';                         \
 	} while (0)
 		if (c->request_id)
 			JSON_FIELD("request_id", c->request_id, id_len);
 		if (c->method)
-			JSON_FIELD("method", c->method, strlen(c->method));
+			JSON_FIELD("method", c->method, method_len);
 		if (c->route)
-			JSON_FIELD("route", c->route, strlen(c->route));
+			JSON_FIELD("route", c->route, route_len);
 		if (c->path)
 			JSON_FIELD("path", c->path, path_len);
 		if (c->http_status > 0) {
-			puts_(&l, ",\"status\":");
-			put_uint(&l, (uint64_t)c->http_status);
+			p = PUT_LIT(p, ",\"status\":");
+			p = das_logfmt_uint(p, (uint64_t)c->http_status);
 		}
 		if (c->code)
-			JSON_FIELD("code", c->code, strlen(c->code));
-		if (c->reason && *c->reason)
-			JSON_FIELD("reason", c->reason, strlen(c->reason));
-		puts_(&l, ",\"duration_ms\":");
-		put_ms(&l, c->duration_ms);
+			JSON_FIELD("code", c->code, code_len);
+		if (reason_len)
+			JSON_FIELD("reason", c->reason, reason_len);
+		p = PUT_LIT(p, ",\"duration_ms\":");
+		p = das_logfmt_ms(p, c->duration_ms);
 		if (c->sub)
 			JSON_FIELD("sub", c->sub, sub_len);
 		if (c->is_aborted)
-			puts_(&l, ",\"aborted\":true");
+			p = PUT_LIT(p, ",\"aborted\":true");
 		if (is_cut)
-			puts_(&l, ",\"truncated\":true");
-		puts_(&l, "}");
+			p = PUT_LIT(p, ",\"truncated\":true");
+		*p++ = '}';
 #undef JSON_FIELD
 	} else {
-		put(&l, ts, DAS_TIMESTAMP_SIZE - 1);
-		puts_(&l, " info");
-#define TEXT_FIELD(name, s, n)           \
-	do {                             \
-		puts_(&l, " " name "="); \
-		put_text(&l, (s), (n));  \
+		p = das_logfmt_timestamp(p, das_time_now());
+		p = PUT_LIT(p, " info");
+#define TEXT_FIELD(name, s, n)                    \
+	do {                                      \
+		p = PUT_LIT(p, " " name "=");     \
+		p = das_logfmt_text(p, (s), (n)); \
 	} while (0)
 		if (c->method)
-			TEXT_FIELD("method", c->method, strlen(c->method));
+			TEXT_FIELD("method", c->method, method_len);
 		if (c->path) {
 			TEXT_FIELD("path", c->path, path_len);
 			if (path_len < c->path_len || c->is_path_cut)
-				puts_(&l, "...");
+				p = PUT_LIT(p, "...");
 		}
 		if (c->route)
-			TEXT_FIELD("route", c->route, strlen(c->route));
+			TEXT_FIELD("route", c->route, route_len);
 		if (c->http_status > 0) {
-			puts_(&l, " status=");
-			put_uint(&l, (uint64_t)c->http_status);
+			p = PUT_LIT(p, " status=");
+			p = das_logfmt_uint(p, (uint64_t)c->http_status);
 		}
 		if (c->code)
-			TEXT_FIELD("code", c->code, strlen(c->code));
-		if (c->reason && *c->reason)
-			TEXT_FIELD("reason", c->reason, strlen(c->reason));
+			TEXT_FIELD("code", c->code, code_len);
+		if (reason_len)
+			TEXT_FIELD("reason", c->reason, reason_len);
 		if (c->request_id)
 			TEXT_FIELD("rid", c->request_id, id_len);
 		if (c->sub)
 			TEXT_FIELD("sub", c->sub, sub_len);
-		puts_(&l, " ");
-		put_ms(&l, c->duration_ms);
-		puts_(&l, "ms");
+		*p++ = ' ';
+		p = das_logfmt_ms(p, c->duration_ms);
+		p = PUT_LIT(p, "ms");
 		if (c->is_aborted)
-			puts_(&l, " (aborted)");
+			p = PUT_LIT(p, " (aborted)");
 #undef TEXT_FIELD
 	}
-	write_line(&l, DAS_LOG_INFO);
+	write_line(start, p, is_in_buffer, DAS_LOG_INFO);
 }

@@ -13,16 +13,20 @@
  *
  * Lines go to fd 2 whole (one write(2) per line or batch of lines, one
  * writer at a time), so threads never interleave. A thread that serves
- * requests in a loop may keep its lines in a buffer of its own
- * (das_log_thread_buffer, after das_log_set_buffered(true)): the loop
- * writes it once its oldest line is DAS_LOG_BATCH_MS old (it asks
- * das_log_thread_due_ms on each turn and sleeps no longer than that), and
- * it is written when full (64 KiB), at every warn or error line, and when
- * the thread ends. Other threads write each line at once. A busy loop so
- * makes one write(2) per DAS_LOG_BATCH_MS, not one per request, and an
- * idle one shows its lines within DAS_LOG_BATCH_MS. A clean stop loses
- * nothing; a crash loses what the buffers of running threads hold: the
- * lines of their last DAS_LOG_BATCH_MS (at most 64 KiB each).
+ * requests may keep its lines in a buffer of its own (after
+ * das_log_set_buffered(true)), written once its oldest line is
+ * DAS_LOG_BATCH_MS old, when full (64 KiB), at every warn or error line,
+ * and when the thread ends. Other threads write each line at once.
+ * Two kinds of buffer: with das_log_thread_buffer the thread's own loop
+ * writes it (it asks das_log_thread_due_ms on each turn and sleeps no
+ * longer than that: an epoll loop, whose timeout costs nothing); with
+ * das_log_thread_buffer_background one thread of the log's own writes it
+ * (for threads whose wait cannot cheaply be cut short, like gRPC
+ * completion-queue workers, where a deadline costs a timer per wait).
+ * Either way a busy thread makes no write(2) per request, and an idle
+ * one's lines show within DAS_LOG_BATCH_MS. A clean stop loses nothing; a
+ * crash loses what the buffers of running threads hold: the lines of
+ * their last DAS_LOG_BATCH_MS (at most 64 KiB each).
  */
 #ifndef DAS_COMMON_LOG_H
 #define DAS_COMMON_LOG_H
@@ -47,20 +51,25 @@ bool das_log_is_enabled(enum das_log_level level);
 /* Allows threads to buffer their lines (see above); false writes the
  * calling thread's buffer and sends every later line out at once. */
 void das_log_set_buffered(bool is_buffered);
-/* The calling thread keeps its lines in its own buffer from now on (when
- * buffering is allowed; else, or out of memory, nothing changes). */
+/* The calling thread keeps its lines in its own buffer from now on, which
+ * its loop writes (when buffering is allowed; else, or out of memory,
+ * nothing changes). */
 void das_log_thread_buffer(void);
+/* The same, written by the log's flusher thread (started on first use);
+ * the calling thread need not ask das_log_thread_due_ms. */
+void das_log_thread_buffer_background(void);
 /* True when the calling thread has lines not yet written. */
 bool das_log_thread_pending(void);
 /* The longest a buffered line waits in a thread that runs its loop. */
 #define DAS_LOG_BATCH_MS 10
 /* Milliseconds until the calling thread's buffered lines are due to be
- * written (0: now), or -1 when it has none. */
+ * written by its loop (0: now), or -1 when it has none (or the flusher
+ * writes them). */
 int das_log_thread_due_ms(void);
 /* Writes the calling thread's buffered lines. */
 void das_log_thread_flush(void);
 /* Writes what the calling thread has buffered (other threads' buffers are
- * written by those threads: when idle, full, or ending). */
+ * written by those threads or the flusher: when due, full, or ending). */
 void das_log_flush(void);
 
 #if defined(__GNUC__)
@@ -69,7 +78,9 @@ __attribute__((format(printf, 2, 3)))
 void das_log(enum das_log_level level, const char *fmt, ...);
 
 /* Longest request path and request id written; longer ones are cut and
- * marked with "..." (text) or "truncated":true (json). */
+ * marked with "..." (text) or "truncated":true (json). The subject is cut
+ * at 256 bytes, method, route, code and reason at 64 (ours are shorter),
+ * and marked "truncated":true in json. */
 #define DAS_LOG_PATH_MAX 4096
 #define DAS_LOG_ID_MAX	 128
 

@@ -45,6 +45,7 @@ struct shard {
 
 struct das_metric_series {
 	atomic_int state;
+	enum das_metric_type type; /* the family's, read by every update */
 	struct das_metric_family *f;
 	char values[DAS_METRIC_LABELS_MAX][DAS_METRIC_VALUE_MAX + 1];
 	struct shard shards[SHARDS];
@@ -88,6 +89,9 @@ static uint64_t cell_of(const struct das_metric_series *s, int b)
 
 struct das_metric_family {
 	struct das_metric_def def;
+	/* Histograms: the least value (in the unit times scale) above each
+	 * bound, so an observation finds its bucket with integer compares. */
+	uint64_t first_above[DAS_METRIC_BUCKETS_MAX];
 	unsigned n_labels;
 	unsigned n_slots; /* power of two, at least twice max_series */
 	atomic_uint n_series;
@@ -146,6 +150,29 @@ static bool def_is_valid(const struct das_metric_def *d, unsigned *n_labels)
 	return true;
 }
 
+/*
+ * The least integer v with v / scale > bound, as doubles compare them (what
+ * "value in bucket le=bound" meant when observations were divided by the
+ * scale): equal to that division for every v below 2^53. 0 for a negative
+ * bound (every value is above it).
+ */
+static uint64_t first_above(double bound, double scale)
+{
+	double x = bound * scale;
+	uint64_t v;
+
+	if (!(x >= 0))
+		return 0;
+	if (x >= 1.8e19)
+		return UINT64_MAX;
+	v = (uint64_t)x;
+	while (v > 0 && (double)(v - 1) / scale > bound)
+		v--;
+	while (v < UINT64_MAX && !((double)v / scale > bound))
+		v++;
+	return v;
+}
+
 struct das_metric_family *das_metric_register(const struct das_metric_def *def)
 {
 	struct das_metric_family *f = NULL;
@@ -167,6 +194,10 @@ struct das_metric_family *das_metric_register(const struct das_metric_def *def)
 		goto out;
 	f->def = *def;
 	f->n_labels = n_labels;
+	if (def->type == DAS_METRIC_HISTOGRAM)
+		for (unsigned i = 0; i < def->n_buckets; i++)
+			f->first_above[i] =
+				first_above(def->buckets[i], def->scale);
 	f->n_slots = 2;
 	while (f->n_slots < 2 * def->max_series)
 		f->n_slots *= 2;
@@ -177,6 +208,7 @@ struct das_metric_family *das_metric_register(const struct das_metric_def *def)
 		goto out;
 	}
 	f->overflow.f = f;
+	f->overflow.type = def->type;
 	for (unsigned i = 0; i < n_labels; i++)
 		snprintf(f->overflow.values[i], sizeof(f->overflow.values[i]),
 			 "other");
@@ -285,6 +317,7 @@ struct das_metric_series *das_metric_series(struct das_metric_family *f,
 				state = expected;
 			} else {
 				s->f = f;
+				s->type = f->def.type;
 				for (unsigned k = 0; k < f->n_labels; k++)
 					value_copy(s->values[k], values[k]);
 				atomic_store_explicit(&s->state, SLOT_READY,
@@ -341,10 +374,9 @@ struct das_metric_series *das_metric_series4(struct das_metric_family *f,
 
 void das_metric_add(struct das_metric_series *s, int64_t n)
 {
-	if (!s || !atomic_load_explicit(&is_counting, memory_order_relaxed) ||
-	    s->f->def.type == DAS_METRIC_HISTOGRAM)
-		return;
-	if (s->f->def.type == DAS_METRIC_COUNTER && n < 0)
+	if (!s || s->type == DAS_METRIC_HISTOGRAM ||
+	    (n < 0 && s->type == DAS_METRIC_COUNTER) ||
+	    !atomic_load_explicit(&is_counting, memory_order_relaxed))
 		return;
 	atomic_fetch_add_explicit(&own_shard(s)->value, n,
 				  memory_order_relaxed);
@@ -363,16 +395,15 @@ void das_metric_set(struct das_metric_series *s, int64_t v)
 
 void das_metric_observe(struct das_metric_series *s, uint64_t value)
 {
-	const struct das_metric_def *d;
-	double x;
-	unsigned b = 0;
+	const struct das_metric_family *f;
+	unsigned b = 0, n;
 
-	if (!s || s->f->def.type != DAS_METRIC_HISTOGRAM ||
+	if (!s || s->type != DAS_METRIC_HISTOGRAM ||
 	    !atomic_load_explicit(&is_counting, memory_order_relaxed))
 		return;
-	d = &s->f->def;
-	x = (double)value / d->scale;
-	while (b < d->n_buckets && x > d->buckets[b])
+	f = s->f;
+	n = f->def.n_buckets;
+	while (b < n && value >= f->first_above[b])
 		b++;
 	struct shard *h = own_shard(s);
 	atomic_fetch_add_explicit(&h->counts[b], 1, memory_order_relaxed);
@@ -393,6 +424,13 @@ uint64_t das_metric_count(const struct das_metric_series *s)
 	for (unsigned b = 0; b <= s->f->def.n_buckets; b++)
 		n += cell_of(s, (int)b);
 	return n;
+}
+
+uint64_t das_metric_bucket_count(const struct das_metric_series *s, unsigned b)
+{
+	if (!s || s->type != DAS_METRIC_HISTOGRAM || b > s->f->def.n_buckets)
+		return 0;
+	return cell_of(s, (int)b);
 }
 
 uint64_t das_metric_now_ns(void)

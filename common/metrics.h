@@ -101,6 +101,9 @@ void das_metric_observe(struct das_metric_series *s, uint64_t value);
 int64_t das_metric_value(const struct das_metric_series *s);
 /* Observations so far of a histogram series. */
 uint64_t das_metric_count(const struct das_metric_series *s);
+/* Of those, the ones in bucket b alone (not cumulative; b = n_buckets is
+ * +Inf); 0 for a bucket the series does not have. */
+uint64_t das_metric_bucket_count(const struct das_metric_series *s, unsigned b);
 
 /*
  * With false, every update is a no-op and das_metric_series() gives NULL

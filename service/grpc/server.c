@@ -545,40 +545,24 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	unsigned n_taken = 0;
-	gpr_timespec flush_at = gpr_inf_future(GPR_CLOCK_REALTIME);
-	bool is_flush_set = false;
 
-	das_log_thread_buffer();
+	/* Access lines are buffered and written by the log's flusher
+	 * thread: a deadline on the wait below would cost a timer per
+	 * wait. */
+	das_log_thread_buffer_background();
 	for (;;) {
 		if (w->waiting && n_taken >= EVENTS_PER_CALL) {
 			run_waiting(w);
 			n_taken = 0;
 			continue;
 		}
-		/* Buffered access lines go out once the oldest is
-		 * DAS_LOG_BATCH_MS old: the worker sleeps no longer (the
-		 * deadline is made once per batch, not per event). */
-		int due = das_log_thread_due_ms();
-		if (due == 0)
-			das_log_thread_flush();
-		if (due <= 0)
-			is_flush_set = false;
-		else if (!is_flush_set) {
-			flush_at = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-						gpr_time_from_millis(due,
-								     GPR_TIMESPAN));
-			is_flush_set = true;
-		}
 		grpc_event ev = grpc_completion_queue_next(
 			w->cq,
-			w->waiting     ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
-			: is_flush_set ? flush_at
-				       : gpr_inf_future(GPR_CLOCK_REALTIME),
+			w->waiting ? gpr_inf_past(GPR_CLOCK_MONOTONIC)
+				   : gpr_inf_future(GPR_CLOCK_REALTIME),
 			NULL);
-		if (ev.type == GRPC_QUEUE_TIMEOUT && !w->waiting) {
-			is_flush_set = false; /* due now, or a newer batch */
+		if (ev.type == GRPC_QUEUE_TIMEOUT && !w->waiting)
 			continue;
-		}
 		if (ev.type == GRPC_QUEUE_TIMEOUT && w->waiting) {
 			run_waiting(w);
 			n_taken = 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -207,6 +208,152 @@ static void text_access_line_is_one_line_of_words(void **state)
 	free(text);
 }
 
+/* Every string of an access line at its bound, each byte escaped at its
+ * worst: one whole line, valid JSON, every field cut where log.h says. */
+static void longest_access_line_is_whole_and_valid(void **state)
+{
+	static char id[DAS_LOG_ID_MAX + 50], big_path[DAS_LOG_PATH_MAX + 50],
+		sub[400], name[100], code[100], reason[100];
+	json_error_t e;
+	json_t *j;
+	char *text;
+
+	(void)state;
+	das_log_set_format(DAS_LOG_JSON);
+	memset(id, 0xff, sizeof(id));
+	memset(big_path, 0x01, sizeof(big_path));
+	memset(sub, '"', sizeof(sub));
+	memset(name, 0x7f, sizeof(name) - 1);
+	memset(code, '\\', sizeof(code) - 1);
+	memset(reason, 0x80, sizeof(reason) - 1);
+	struct das_log_call c = {
+		.request_id = id,
+		.request_id_len = sizeof(id),
+		.method = name,
+		.path = big_path,
+		.path_len = sizeof(big_path),
+		.route = name,
+		.http_status = 599,
+		.code = code,
+		.reason = reason,
+		.duration_ms = 1e300,
+		.sub = sub,
+		.sub_len = sizeof(sub),
+		.is_aborted = true,
+	};
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 1);
+	j = json_loads(text, 0, &e);
+	assert_non_null(j);
+	/* each non-ASCII byte comes back as U+00XX: two bytes of UTF-8 */
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "request_id"))),
+		2 * DAS_LOG_ID_MAX);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "path"))),
+			 DAS_LOG_PATH_MAX);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "sub"))),
+			 256);
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "method"))), 64);
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "code"))),
+			 64);
+	assert_int_equal(
+		strlen(json_string_value(json_object_get(j, "reason"))),
+		2 * 64);
+	assert_int_equal(json_integer_value(json_object_get(j, "status")), 599);
+	assert_true(json_is_true(json_object_get(j, "aborted")));
+	assert_true(json_is_true(json_object_get(j, "truncated")));
+	assert_true(json_is_number(json_object_get(j, "duration_ms")));
+	json_decref(j);
+	free(text);
+}
+
+/* The exact shape of both formats, field by field (operators parse it). */
+static void access_lines_keep_their_exact_shape(void **state)
+{
+	char *text, *p;
+
+	(void)state;
+	struct das_log_call c = {
+		.request_id = "gw-1-2",
+		.request_id_len = 6,
+		.method = "GET",
+		.path = "/v1.0/a b",
+		.path_len = 9,
+		.route = "list",
+		.http_status = 402,
+		.code = "FAILED_PRECONDITION",
+		.reason = "CHARGES_NOT_ACCEPTED",
+		.duration_ms = 12.3456,
+		.sub = "alice",
+		.sub_len = 5,
+	};
+	das_log_call(&c);
+	das_log_set_format(DAS_LOG_JSON);
+	das_log_call(&c);
+	c.path_len = 7;
+	c.is_path_cut = true;
+	c.is_aborted = true;
+	c.reason = "";
+	das_log_call(&c);
+	das_log_set_format(DAS_LOG_TEXT);
+	das_log_call(&c);
+	text = captured();
+	assert_int_equal(count_lines(text), 4);
+	/* the time: 28 bytes, then the rest exactly */
+	p = text;
+	assert_int_equal(p[27], 'Z');
+	p += 28;
+	assert_memory_equal(
+		p,
+		" info method=GET path=/v1.0/a\\x20b route=list "
+		"status=402 code=FAILED_PRECONDITION "
+		"reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+		"sub=alice 12.346ms\n",
+		strlen(" info method=GET path=/v1.0/a\\x20b route=list "
+		       "status=402 code=FAILED_PRECONDITION "
+		       "reason=CHARGES_NOT_ACCEPTED rid=gw-1-2 "
+		       "sub=alice 12.346ms\n"));
+	p = strchr(p, '\n') + 1;
+	assert_memory_equal(p, "{\"time\":\"", 9);
+	p += 9 + 28;
+	{
+		const char want[] =
+			"\",\"level\":\"info\",\"program\":\"t-prog\","
+			"\"request_id\":\"gw-1-2\",\"method\":\"GET\","
+			"\"route\":\"list\",\"path\":\"/v1.0/a b\","
+			"\"status\":402,\"code\":\"FAILED_PRECONDITION\","
+			"\"reason\":\"CHARGES_NOT_ACCEPTED\","
+			"\"duration_ms\":12.346,\"sub\":\"alice\"}\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	p += 9 + 28;
+	{
+		const char want[] =
+			"\",\"level\":\"info\",\"program\":\"t-prog\","
+			"\"request_id\":\"gw-1-2\",\"method\":\"GET\","
+			"\"route\":\"list\",\"path\":\"/v1.0/a\","
+			"\"status\":402,\"code\":\"FAILED_PRECONDITION\","
+			"\"duration_ms\":12.346,\"sub\":\"alice\","
+			"\"aborted\":true,\"truncated\":true}\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	p += 28;
+	{
+		const char want[] =
+			" info method=GET path=/v1.0/a... route=list "
+			"status=402 code=FAILED_PRECONDITION "
+			"rid=gw-1-2 sub=alice 12.346ms (aborted)\n";
+		assert_memory_equal(p, want, sizeof(want) - 1);
+		p += sizeof(want) - 1;
+	}
+	assert_int_equal(*p, '\0');
+	free(text);
+}
+
 static void buffered_lines_reach_the_file_on_flush(void **state)
 {
 	char *text;
@@ -244,6 +391,8 @@ static void buffered_lines_reach_the_file_on_flush(void **state)
 #define WRITERS		 4
 #define LINES_PER_WRITER 3000
 
+static bool is_writer_background;
+
 static void *writer(void *arg)
 {
 	static char long_path[DAS_LOG_PATH_MAX + 100];
@@ -251,7 +400,10 @@ static void *writer(void *arg)
 
 	memset(long_path, 'p', sizeof(long_path));
 	long_path[0] = '/';
-	das_log_thread_buffer();
+	if (is_writer_background)
+		das_log_thread_buffer_background();
+	else
+		das_log_thread_buffer();
 	for (int i = 0; i < LINES_PER_WRITER; i++) {
 		char rid[32];
 		struct das_log_call c = {
@@ -259,7 +411,8 @@ static void *writer(void *arg)
 			.method = "GET",
 			.path = long_path,
 			/* mostly short paths, now and then a whole one */
-			.path_len = i % 97 == 0 ? sizeof(long_path) : 1 + (size_t)i % 300,
+			.path_len = i % 97 == 0 ? sizeof(long_path)
+						: 1 + (size_t)i % 300,
 			.http_status = 200,
 			.duration_ms = 0.5,
 		};
@@ -302,6 +455,89 @@ static void lines_of_threads_are_whole_and_none_is_lost(void **state)
 	das_log_set_buffered(false);
 }
 
+/* The same with buffers the flusher thread writes while they fill. */
+static void background_lines_of_threads_are_whole_and_none_is_lost(void **state)
+{
+	is_writer_background = true;
+	lines_of_threads_are_whole_and_none_is_lost(state);
+	is_writer_background = false;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Lines of a background buffer reach the file with no flush and no loop
+ * asking; a warn line goes out at once, after what came before it. The
+ * thread only records what it saw (cmocka asserts in the main thread). */
+struct background_seen {
+	int due_ms;
+	bool is_one_written, is_pending_after, is_two_before_error;
+	uint64_t waited_ms;
+};
+
+static void *background_thread(void *arg)
+{
+	struct background_seen *seen = arg;
+	char *text = NULL;
+	uint64_t t0;
+
+	das_log_thread_buffer_background();
+	das_log(DAS_LOG_INFO, "background one");
+	seen->due_ms = das_log_thread_due_ms(); /* not the loop's: -1 */
+	t0 = now_ms();
+	/* Written within DAS_LOG_BATCH_MS; a loaded machine may take far
+	 * longer to run the flusher, so allow 5 s and print the figure. */
+	for (;;) {
+		free(text);
+		text = captured();
+		seen->waited_ms = now_ms() - t0;
+		seen->is_one_written =
+			strstr(text, "info background one\n") != NULL;
+		if (seen->is_one_written || seen->waited_ms > 5000)
+			break;
+		usleep(1000);
+	}
+	free(text);
+	seen->is_pending_after = das_log_thread_pending();
+	das_log(DAS_LOG_INFO, "background two");
+	das_log(DAS_LOG_ERROR, "background error");
+	text = captured();
+	seen->is_two_before_error = strstr(text, "info background two\n") &&
+				    strstr(text, "background two") <
+					    strstr(text, "background error");
+	free(text);
+	das_log(DAS_LOG_INFO, "background three");
+	return NULL; /* the thread's end writes it */
+}
+
+static void background_lines_are_written_by_the_flusher(void **state)
+{
+	struct background_seen seen = {0};
+	pthread_t t;
+	char *text;
+
+	(void)state;
+	das_log_set_buffered(true);
+	assert_int_equal(pthread_create(&t, NULL, background_thread, &seen), 0);
+	pthread_join(t, NULL);
+	printf("background line written after %llu ms\n",
+	       (unsigned long long)seen.waited_ms);
+	assert_int_equal(seen.due_ms, -1);
+	assert_true(seen.is_one_written);
+	assert_false(seen.is_pending_after);
+	assert_true(seen.is_two_before_error);
+	text = captured();
+	assert_non_null(strstr(text, "info background three\n"));
+	assert_int_equal(count_lines(text), 4);
+	free(text);
+	das_log_set_buffered(false);
+}
+
 static void formats_parse(void **state)
 {
 	enum das_log_format f;
@@ -327,10 +563,21 @@ int main(void)
 			text_access_line_is_one_line_of_words, capture,
 			release),
 		cmocka_unit_test_setup_teardown(
+			longest_access_line_is_whole_and_valid, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			access_lines_keep_their_exact_shape, capture, release),
+		cmocka_unit_test_setup_teardown(
 			buffered_lines_reach_the_file_on_flush, capture,
 			release),
 		cmocka_unit_test_setup_teardown(
 			lines_of_threads_are_whole_and_none_is_lost, capture,
+			release),
+		cmocka_unit_test_setup_teardown(
+			background_lines_of_threads_are_whole_and_none_is_lost,
+			capture, release),
+		cmocka_unit_test_setup_teardown(
+			background_lines_are_written_by_the_flusher, capture,
 			release),
 		cmocka_unit_test(formats_parse),
 	};

@@ -141,6 +141,99 @@ static void histogram_buckets_are_cumulative(void **state)
 	free(text);
 }
 
+/* The bucket of a value, as observations were placed when each was divided
+ * by the scale and compared as a double. */
+static unsigned bucket_by_division(const struct das_metric_def *d,
+				   uint64_t value)
+{
+	double x = (double)value / d->scale;
+	unsigned b = 0;
+
+	while (b < d->n_buckets && x > d->buckets[b])
+		b++;
+	return b;
+}
+
+/* Each value in one observation: its bucket is where the division put it,
+ * right at, below and above every bound, for bounds that are not exact in
+ * binary and for every scale in use. */
+static void observations_land_where_division_put_them(void **state)
+{
+	static const double odd[] = {
+		0,   1e-9,  0.1,     0.2, 0.3, 1.0 / 3, 0.7,
+		1.1, 2.675, 123.456, 1e3, 4e9, 9.99e9,	1.8446744e10};
+	static const double counts[] = {1, 2, 4, 8, 16, 32, 64};
+	static const double scales[] = {1e9, 1e3, 1, 7, 1e6};
+	static const char *const names[] = {"t_odd_ns", "t_odd_us", "t_odd_1",
+					    "t_odd_7", "t_odd_ms"};
+	struct das_metric_def defs[] = {
+		{.name = "t_lat",
+		 .help = "h",
+		 .type = DAS_METRIC_HISTOGRAM,
+		 .buckets = das_metric_latency_buckets,
+		 .n_buckets = DAS_METRIC_LATENCY_BUCKETS,
+		 .scale = 1e9,
+		 .max_series = 1},
+		{.name = "t_batch",
+		 .help = "h",
+		 .type = DAS_METRIC_HISTOGRAM,
+		 .buckets = counts,
+		 .n_buckets = 7,
+		 .scale = 1,
+		 .max_series = 1},
+	};
+	uint64_t rng = 88172645463325252ULL;
+
+	(void)state;
+	for (unsigned k = 0; k < 2 + 5; k++) {
+		struct das_metric_def d;
+		if (k < 2) {
+			d = defs[k];
+		} else {
+			d = (struct das_metric_def){
+				.name = names[k - 2],
+				.help = "h",
+				.type = DAS_METRIC_HISTOGRAM,
+				.buckets = odd,
+				.n_buckets = 14,
+				.scale = scales[k - 2],
+				.max_series = 1};
+		}
+		struct das_metric_family *f = das_metric_register(&d);
+		struct das_metric_series *s = das_metric_series0(f);
+		assert_non_null(s);
+		for (unsigned i = 0; i < d.n_buckets; i++) {
+			double at = d.buckets[i] * d.scale;
+			for (int delta = -3; delta <= 3; delta++) {
+				double v = at + delta;
+				if (v < 0 || v >= 9007199254740992.0) /* 2^53 */
+					continue;
+				uint64_t value = (uint64_t)v;
+				unsigned want = bucket_by_division(&d, value);
+				uint64_t before =
+					das_metric_bucket_count(s, want);
+				das_metric_observe(s, value);
+				assert_int_equal(
+					das_metric_bucket_count(s, want),
+					before + 1);
+			}
+		}
+		for (int i = 0; i < 20000; i++) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			uint64_t value = rng >> (rng % 64);
+			if (value >= (1ULL << 53))
+				value >>= 11;
+			unsigned want = bucket_by_division(&d, value);
+			uint64_t before = das_metric_bucket_count(s, want);
+			das_metric_observe(s, value);
+			assert_int_equal(das_metric_bucket_count(s, want),
+					 before + 1);
+		}
+	}
+}
+
 static void full_family_overflows_into_other(void **state)
 {
 	static const struct das_metric_def def = {.name = "t_by_customer_total",
@@ -367,6 +460,8 @@ int main(void)
 		cmocka_unit_test_setup(counter_moves_by_exact_amounts, reset),
 		cmocka_unit_test_setup(gauge_goes_both_ways, reset),
 		cmocka_unit_test_setup(histogram_buckets_are_cumulative, reset),
+		cmocka_unit_test_setup(
+			observations_land_where_division_put_them, reset),
 		cmocka_unit_test_setup(full_family_overflows_into_other, reset),
 		cmocka_unit_test_setup(label_values_are_escaped_and_bounded,
 				       reset),
