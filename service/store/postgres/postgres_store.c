@@ -80,6 +80,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -433,21 +434,12 @@ struct pg_slot {
 	struct pg_tx tx;   /* the one transaction this slot can carry */
 };
 
-/* Where a caller's load() stands (pg_read_req.state). */
-enum pg_read_state {
-	READ_WAITING, /* queued, or in a batch under way */
-	READ_LEAD,    /* woken to lead the next batch (if still queued) */
-	READ_DONE,    /* res/rc are set */
-};
-
-/* A caller's load() waiting for a batch (pg_read_batched). */
-struct pg_read_req {
-	const struct domain_key *key;
-	PGresult *res; /* its result when rc is STORE_OK */
-	int rc;
-	bool is_taken; /* in a batch, out of the queue (under read_mu) */
-	_Atomic int state; /* enum pg_read_state; a futex word */
-	struct pg_read_req *next;
+/* The thread of one reader connection (pg_reader_main). */
+struct pg_reader {
+	struct pg_store *st;
+	struct pg_slot *slot;
+	pthread_t thread;
+	bool is_started;
 };
 
 struct pg_store {
@@ -462,9 +454,22 @@ struct pg_store {
 	/* Batched reads: the queue of waiting loads and the connections
 	 * that carry the batches (is_in_use: a batch in flight). */
 	pthread_mutex_t read_mu;
-	struct pg_read_req *read_head, *read_tail;
+	pthread_cond_t read_cv; /* a read queued, or closing */
+	struct store_read *read_head, *read_tail;
+	unsigned n_idle_readers; /* reader threads asleep on read_cv */
+	bool is_closing;
 	size_t n_readers;
 	struct pg_slot *readers;
+	struct pg_reader *reader_threads;
+	/* Writes handed over (store_submit) and the threads running them,
+	 * one transaction each. */
+	pthread_mutex_t write_mu;
+	pthread_cond_t write_cv; /* a job queued, or closing */
+	struct store_job *write_head, *write_tail;
+	unsigned n_idle_writers;
+	bool is_write_closing;
+	size_t n_writers, n_writers_started;
+	pthread_t *writer_threads;
 };
 
 static bool pg_accepts(const char *spec)
@@ -844,6 +849,23 @@ static void pg_close(struct store *base)
 
 	if (!st)
 		return;
+	pthread_mutex_lock(&st->read_mu);
+	st->is_closing = true;
+	pthread_cond_broadcast(&st->read_cv);
+	pthread_mutex_unlock(&st->read_mu);
+	for (size_t i = 0; st->reader_threads && i < st->n_readers; i++)
+		if (st->reader_threads[i].is_started)
+			pthread_join(st->reader_threads[i].thread, NULL);
+	free(st->reader_threads);
+	pthread_mutex_lock(&st->write_mu);
+	st->is_write_closing = true;
+	pthread_cond_broadcast(&st->write_cv);
+	pthread_mutex_unlock(&st->write_mu);
+	for (size_t i = 0; i < st->n_writers_started; i++)
+		pthread_join(st->writer_threads[i], NULL);
+	free(st->writer_threads);
+	pthread_cond_destroy(&st->write_cv);
+	pthread_mutex_destroy(&st->write_mu);
 	for (size_t i = 0; i < st->n_slots; i++)
 		if (st->slots[i].conn)
 			PQfinish(st->slots[i].conn);
@@ -852,6 +874,7 @@ static void pg_close(struct store *base)
 			PQfinish(st->readers[i].conn);
 	free(st->slots);
 	free(st->readers);
+	pthread_cond_destroy(&st->read_cv);
 	pthread_mutex_destroy(&st->read_mu);
 	free(st->spec);
 	pthread_cond_destroy(&st->cv);
@@ -882,6 +905,9 @@ static size_t pg_default_readers(void)
 	return n > 2 && n < (long)PG_MAX_POOL ? (size_t)n / 2 : 1;
 }
 
+static void *pg_reader_main(void *arg);
+static void *pg_writer_main(void *arg);
+
 static int pg_open(const char *spec, const struct store_options *opt,
 		   struct store **out, char *err, size_t err_size)
 {
@@ -905,11 +931,19 @@ static int pg_open(const char *spec, const struct store_options *opt,
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
 	pthread_mutex_init(&st->read_mu, NULL);
+	pthread_cond_init(&st->read_cv, NULL);
+	pthread_mutex_init(&st->write_mu, NULL);
+	pthread_cond_init(&st->write_cv, NULL);
 	st->spec = strdup(spec);
 	st->slots = calloc(pool, sizeof(*st->slots));
 	st->n_readers = pg_default_readers();
 	st->readers = calloc(st->n_readers, sizeof(*st->readers));
-	if (!st->spec || !st->slots || !st->readers) {
+	st->reader_threads =
+		calloc(st->n_readers, sizeof(*st->reader_threads));
+	st->n_writers = pool;
+	st->writer_threads = calloc(pool, sizeof(*st->writer_threads));
+	if (!st->spec || !st->slots || !st->readers || !st->reader_threads ||
+	    !st->writer_threads) {
 		snprintf(err, err_size, "postgresql store: out of memory");
 		goto fail;
 	}
@@ -949,6 +983,29 @@ static int pg_open(const char *spec, const struct store_options *opt,
 		goto fail;
 	}
 	st->slots[0].is_ready = true;
+	for (size_t i = 0; i < st->n_readers; i++) {
+		struct pg_reader *r = &st->reader_threads[i];
+
+		r->st = st;
+		r->slot = &st->readers[i];
+		if (pthread_create(&r->thread, NULL, pg_reader_main, r) != 0) {
+			snprintf(err, err_size,
+				 "postgresql store: cannot start threads");
+			rc = STORE_ERROR;
+			goto fail;
+		}
+		r->is_started = true;
+	}
+	for (; st->n_writers_started < st->n_writers;
+	     st->n_writers_started++) {
+		if (pthread_create(&st->writer_threads[st->n_writers_started],
+				   NULL, pg_writer_main, st) != 0) {
+			snprintf(err, err_size,
+				 "postgresql store: cannot start threads");
+			rc = STORE_ERROR;
+			goto fail;
+		}
+	}
 	das_log(DAS_LOG_INFO, "postgresql: store open, pool of %u connections",
 		pool);
 	*out = &st->base;
@@ -1549,6 +1606,30 @@ static bool has_seat(const struct domain_snapshot *snap)
 
 /* ---- batched reads ---- */
 
+/* Sleeps on cv (under mu) until signalled, or until the thread's buffered
+ * log lines are due, which it then writes. */
+static void pg_thread_idle(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+	int due = das_log_thread_due_ms();
+
+	if (due == 0) {
+		das_log_thread_flush();
+		due = das_log_thread_due_ms();
+	}
+	if (due > 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)due * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(cv, mu, &ts);
+	} else {
+		pthread_cond_wait(cv, mu);
+	}
+}
+
+
 /* Loads one batch carries at most. */
 #define PG_READ_BATCH_MAX 64
 
@@ -1559,13 +1640,14 @@ static bool has_seat(const struct domain_snapshot *snap)
  * takes its own snapshot; under a stricter default they share one, taken
  * after every caller of the batch was queued. Either way a caller reads
  * committed (and, synchronous_commit on, durable) state as of a moment
- * after its call began. A statement that fails answers its own caller;
- * the ones the server skipped after it are sent again. A connection that died while idle is
- * reset and the batch sent once more, as a transaction's first
+ * after its call began. Each read gets its result and, on success, its
+ * snapshot. A statement that fails answers its own caller; the ones the
+ * server skipped after it are sent again. A connection that died while
+ * idle is reset and the batch sent once more, as a transaction's first
  * statements are (pg_exec_tx).
  */
-static void pg_read_lead(struct pg_store *st, struct pg_slot *reader,
-			 struct pg_read_req **batch, size_t n)
+static void pg_read_run(struct pg_store *st, struct pg_slot *reader,
+			struct store_read **batch, size_t n)
 {
 	struct pg_step steps[PG_READ_BATCH_MAX];
 	const char *params[PG_READ_BATCH_MAX][3];
@@ -1584,13 +1666,16 @@ static void pg_read_lead(struct pg_store *st, struct pg_slot *reader,
 
 		if (rc != STORE_OK) {
 			for (; i < n; i++)
-				batch[i]->rc = rc;
+				batch[i]->result = rc;
 			break;
 		}
 		rc = pg_pipeline_keep(reader, steps + i, n - i, &done);
 		for (size_t j = i; j < i + done; j++) {
-			batch[j]->res = steps[j].res;
-			batch[j]->rc = STORE_OK;
+			batch[j]->result = pg_load_parse(
+				NULL, steps[j].res, batch[j]->key,
+				&batch[j]->snap);
+			PQclear(steps[j].res);
+			steps[j].res = NULL;
 		}
 		i += done;
 		if (rc == STORE_OK || i == n)
@@ -1602,139 +1687,204 @@ static void pg_read_lead(struct pg_store *st, struct pg_slot *reader,
 				continue;
 			}
 			for (; i < n; i++)
-				batch[i]->rc = rc;
+				batch[i]->result = rc;
 			break;
 		}
-		batch[i++]->rc = rc;
+		batch[i++]->result = rc;
 	}
 }
 
-/* Sleeps while *word is READ_WAITING (a wake-up may be spurious). */
-static void read_wait(_Atomic int *word)
+/* A load() waiting for its read (pg_read_sync). */
+struct pg_read_wait {
+	struct store_read rd;
+	_Atomic int is_done; /* a futex word */
+};
+
+static void pg_read_wait_done(struct store_read *rd, int result)
 {
-	while (atomic_load(word) == READ_WAITING)
-		syscall(SYS_futex, (int *)word, FUTEX_WAIT_PRIVATE, READ_WAITING,
-			NULL, NULL, 0);
+	struct pg_read_wait *w = (struct pg_read_wait *)rd;
+
+	(void)result; /* in rd->result */
+	/* Once is_done is stored the waiter may return: its word may be
+	 * woken after it is gone, a spurious wake-up for whoever uses that
+	 * memory next, which futex waiters allow for. */
+	atomic_store(&w->is_done, 1);
+	syscall(SYS_futex, (int *)&w->is_done, FUTEX_WAKE_PRIVATE, 1, NULL,
+		NULL, 0);
 }
 
-static void read_wake(_Atomic int *word)
+/*
+ * The thread of one reader connection: takes every queued read (up to a
+ * batch), runs them as one pipeline and hands each its result, again and
+ * again while reads are queued; sleeps when none are. So the database
+ * reads and answers many statements per wake-up, a caller alone still
+ * goes out at once, and no caller's thread waits for the round trip
+ * (store_read_submit). Reads still queued at close are run before the
+ * thread ends.
+ */
+static void *pg_reader_main(void *arg)
 {
-	syscall(SYS_futex, (int *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
+	struct pg_reader *r = arg;
+	struct pg_store *st = r->st;
+	struct store_read *batch[PG_READ_BATCH_MAX];
 
-/* A reader without a batch in flight, or NULL. Under read_mu. */
-static struct pg_slot *pg_reader_free(struct pg_store *st)
-{
-	for (size_t i = 0; i < st->n_readers; i++)
-		if (!st->readers[i].is_in_use)
-			return &st->readers[i];
+	das_log_thread_buffer();
+	pthread_mutex_lock(&st->read_mu);
+	for (;;) {
+		size_t n = 0;
+
+		while (!st->read_head && !st->is_closing) {
+			st->n_idle_readers++;
+			pg_thread_idle(&st->read_cv, &st->read_mu);
+			st->n_idle_readers--;
+		}
+		if (!st->read_head)
+			break; /* closing, nothing left */
+		while (st->read_head && n < PG_READ_BATCH_MAX) {
+			batch[n++] = st->read_head;
+			st->read_head = st->read_head->next;
+		}
+		if (!st->read_head)
+			st->read_tail = NULL;
+		pthread_mutex_unlock(&st->read_mu);
+
+		pg_read_run(st, r->slot, batch, n);
+		for (size_t i = 0; i < n; i++) {
+			struct store_read *rd = batch[i];
+
+			/* A load() inside a transaction is counted with
+			 * it; a read on its own as one. */
+			if (rd->done == pg_read_wait_done)
+				rd->done(rd, rd->result);
+			else
+				store_read_finish(&st->base, rd, rd->result);
+		}
+		if (das_log_thread_due_ms() == 0)
+			das_log_thread_flush();
+		pthread_mutex_lock(&st->read_mu);
+	}
+	pthread_mutex_unlock(&st->read_mu);
+	das_log_thread_flush();
 	return NULL;
 }
 
-/*
- * Marks reader busy and takes a batch out of the queue: req first, then
- * the callers queued from the head. Under read_mu. Returns its size.
- */
-static size_t pg_read_take(struct pg_store *st, struct pg_slot *reader,
-			   struct pg_read_req *req,
-			   struct pg_read_req *batch[PG_READ_BATCH_MAX])
+static int pg_read_submit(struct store *base, struct store_read *rd)
 {
-	struct pg_read_req **pp, *prev = NULL;
-	size_t n = 0;
+	struct pg_store *st = (struct pg_store *)base;
 
-	reader->is_in_use = true;
-	for (pp = &st->read_head; *pp != req; pp = &(*pp)->next)
-		prev = *pp;
-	*pp = req->next;
-	if (st->read_tail == req)
-		st->read_tail = prev;
-	req->is_taken = true;
-	batch[n++] = req;
-	while (st->read_head && n < PG_READ_BATCH_MAX) {
-		struct pg_read_req *r = st->read_head;
-
-		st->read_head = r->next;
-		r->is_taken = true;
-		batch[n++] = r;
-	}
-	if (!st->read_head)
-		st->read_tail = NULL;
-	return n;
+	rd->next = NULL;
+	rd->result = STORE_ERROR;
+	pthread_mutex_lock(&st->read_mu);
+	if (st->read_tail)
+		st->read_tail->next = rd;
+	else
+		st->read_head = rd;
+	st->read_tail = rd;
+	if (st->n_idle_readers)
+		pthread_cond_signal(&st->read_cv);
+	pthread_mutex_unlock(&st->read_mu);
+	return STORE_OK;
 }
 
 /*
- * A read-only transaction's first load(), the read that answers a
- * repeat or a refusal: queued, and sent with the loads of other callers
- * waiting at the same moment as one pipeline on one of st->readers.
- * A caller that finds a reader free leads: it takes the queue (itself
- * first), runs the batch, hands every caller its result, and wakes the
- * next caller in the queue to lead the next batch. So the database reads
- * and answers many statements per wake-up instead of one, and a caller
- * alone still goes out at once. *res is the caller's to PQclear.
+ * A read-only transaction's first load(), on a caller that waits: handed
+ * to the readers as store_read_submit's reads are, and waited for.
  */
-static int pg_read_batched(struct pg_store *st, const struct domain_key *key,
-			   PGresult **res)
+static int pg_read_sync(struct pg_store *st, const struct domain_key *key,
+			struct domain_snapshot *snap)
 {
-	struct pg_read_req req = {.key = key, .rc = STORE_ERROR};
-	struct pg_read_req *batch[PG_READ_BATCH_MAX];
-	struct pg_slot *reader;
-	size_t n;
+	struct pg_read_wait w;
 
-	*res = NULL;
-	atomic_init(&req.state, READ_WAITING);
-	pthread_mutex_lock(&st->read_mu);
-	if (st->read_tail)
-		st->read_tail->next = &req;
-	else
-		st->read_head = &req;
-	st->read_tail = &req;
+	memset(&w, 0, sizeof(w));
+	w.rd.key = key;
+	w.rd.done = pg_read_wait_done;
+	atomic_init(&w.is_done, 0);
+	pg_read_submit(&st->base, &w.rd);
+	while (atomic_load(&w.is_done) == 0)
+		syscall(SYS_futex, (int *)&w.is_done, FUTEX_WAIT_PRIVATE, 0,
+			NULL, NULL, 0);
+	if (w.rd.result == STORE_OK)
+		*snap = w.rd.snap;
+	return w.rd.result;
+}
+
+/* ---- writes handed over ---- */
+
+/*
+ * A job (store_submit) in a write transaction of its own: its body, then
+ * COMMIT, or ROLLBACK when the body failed or was undone. The commit is
+ * durable when it returns (synchronous_commit on).
+ */
+static void pg_job_run(struct pg_store *st, struct store_job *job)
+{
+	struct store_tx *tx = NULL;
+	int rc;
+
+	job->is_undone = false;
+	rc = pg_begin(&st->base, NULL, false, &tx);
+	if (rc == STORE_OK) {
+		rc = store_job_run(tx, job);
+		if (rc == STORE_OK && !job->is_undone)
+			rc = pg_commit(tx);
+		else
+			pg_rollback(tx);
+	}
+	store_job_finish(&st->base, job, rc);
+}
+
+/*
+ * The writer threads, as many as the pool has connections: each takes
+ * the oldest job handed over and runs it to its durable end, so writes
+ * go to the database as concurrently as the callers' own threads would
+ * send them, and a reader thread that decided a write needs none of its
+ * time for it. Jobs still queued at close are run before the threads end.
+ */
+static void *pg_writer_main(void *arg)
+{
+	struct pg_store *st = arg;
+
+	das_log_thread_buffer();
+	pthread_mutex_lock(&st->write_mu);
 	for (;;) {
-		int expected = READ_LEAD;
+		struct store_job *job;
 
-		reader = pg_reader_free(st);
-		if (reader)
-			break;
-		pthread_mutex_unlock(&st->read_mu);
-		read_wait(&req.state);
-		if (atomic_load(&req.state) == READ_DONE)
-			goto done;
-		pthread_mutex_lock(&st->read_mu);
-		/* Woken to lead: lead if still queued and a reader is free,
-		 * else wait again. A caller taken into a batch is never
-		 * asked to lead again; it waits for its answer. */
-		atomic_compare_exchange_strong(&req.state, &expected,
-					       READ_WAITING);
-		if (req.is_taken) {
-			pthread_mutex_unlock(&st->read_mu);
-			while (atomic_load(&req.state) != READ_DONE)
-				read_wait(&req.state);
-			goto done;
+		while (!st->write_head && !st->is_write_closing) {
+			st->n_idle_writers++;
+			pg_thread_idle(&st->write_cv, &st->write_mu);
+			st->n_idle_writers--;
 		}
+		job = st->write_head;
+		if (!job)
+			break; /* closing, nothing left */
+		st->write_head = job->next;
+		if (!st->write_head)
+			st->write_tail = NULL;
+		pthread_mutex_unlock(&st->write_mu);
+		pg_job_run(st, job);
+		if (das_log_thread_due_ms() == 0)
+			das_log_thread_flush();
+		pthread_mutex_lock(&st->write_mu);
 	}
-	n = pg_read_take(st, reader, &req, batch);
-	pthread_mutex_unlock(&st->read_mu);
+	pthread_mutex_unlock(&st->write_mu);
+	das_log_thread_flush();
+	return NULL;
+}
 
-	pg_read_lead(st, reader, batch, n);
+static int pg_submit(struct store *base, struct store_job *job)
+{
+	struct pg_store *st = (struct pg_store *)base;
 
-	pthread_mutex_lock(&st->read_mu);
-	reader->is_in_use = false;
-	/* The next batch's leader: the oldest caller still queued. */
-	if (st->read_head) {
-		atomic_store(&st->read_head->state, READ_LEAD);
-		read_wake(&st->read_head->state);
-	}
-	pthread_mutex_unlock(&st->read_mu);
-	for (size_t i = 1; i < n; i++) {
-		/* Once DONE is stored the caller may return: its word may
-		 * be woken after it is gone, a spurious wake-up for whoever
-		 * uses that memory next, which futex waiters allow for. */
-		atomic_store(&batch[i]->state, READ_DONE);
-		read_wake(&batch[i]->state);
-	}
-done:
-	if (req.rc == STORE_OK)
-		*res = req.res;
-	return req.rc;
+	job->next = NULL;
+	pthread_mutex_lock(&st->write_mu);
+	if (st->write_tail)
+		st->write_tail->next = job;
+	else
+		st->write_head = job;
+	st->write_tail = job;
+	if (st->n_idle_writers)
+		pthread_cond_signal(&st->write_cv);
+	pthread_mutex_unlock(&st->write_mu);
+	return STORE_OK;
 }
 
 /*
@@ -1804,15 +1954,9 @@ static int pg_load(struct store_tx *base, const struct domain_key *key,
 	if (tx->failed != STORE_OK)
 		return tx->failed;
 	if (tx->is_read_only && tx->frame == FRAME_NONE && !tx->slot) {
-		PGresult *res;
-
-		rc = pg_read_batched((struct pg_store *)tx->base.st, key, &res);
+		rc = pg_read_sync((struct pg_store *)tx->base.st, key, snap);
 		if (rc != STORE_OK)
 			return tx->failed = rc;
-		rc = pg_load_parse(tx, res, key, snap);
-		PQclear(res);
-		if (rc != STORE_OK)
-			return rc;
 		tx->frame = FRAME_UNFRAMED;
 		tx->unframed_key = *key;
 		tx->unframed_snap = *snap;
@@ -2541,4 +2685,6 @@ const struct store_ops store_postgres_ops = {
 	.ledger_prune = pg_ledger_prune,
 	.seats_charged = pg_seats_charged,
 	.ledger_key = pg_ledger_key,
+	.submit = pg_submit,
+	.read_submit = pg_read_submit,
 };
