@@ -34,19 +34,20 @@
  *   COMMIT as one more, unless it takes a seat (whose check must come back
  *   before COMMIT: then it is a round trip of its own). A change whose row
  *   is not there fails its statement, so the COMMIT behind it never
- *   applies half of it. A read-only transaction takes no lock; when its first
- *   statement is load(), that one statement runs on its own (one snapshot,
- *   nothing to commit), batched with the loads of the other callers of
- *   the moment: one pipeline, one round trip and one wake-up of the
- *   database for many reads (pg_read_batched). A later statement of the
- *   same transaction opens a REPEATABLE READ snapshot and reads that load
- *   again in it: the same answer, and the load could have run in this
- *   snapshot; another one is STORE_RETRY.
+ *   applies half of it. A read-only transaction takes no lock and runs
+ *   in one REPEATABLE READ snapshot, opened with its first statements.
+ * - Reads handed over (store_read_submit: the read pass of assign and
+ *   unassign, one load each, one snapshot, nothing to commit) do not wait
+ *   on their callers' threads: a thread per reader connection sends every
+ *   load queued at the moment as one pipeline (one round trip and one
+ *   wake-up of the database for many reads) and hands each caller its
+ *   snapshot, on which the caller decides and answers from that thread
+ *   (pg_reader_main). Writes handed over (store_submit) run on writer
+ *   threads, one transaction each (pg_writer_main).
  * - Connections come from a fixed pool (one per server worker by
- *   default) and a few readers that carry the batched loads; a write
- *   transaction holds one pool connection from begin() to
- *   commit()/rollback(), a read-only one only from its second statement
- *   on. A connection found broken (status CONNECTION_BAD,
+ *   default) and a few readers that carry the batched loads; a
+ *   transaction holds one pool connection from its first statement to
+ *   commit()/rollback(). A connection found broken (status CONNECTION_BAD,
  *   or any failure that leaves it so, a pipeline cut short included) is
  *   reset on its next use, so a database restart costs the callers of that
  *   moment an UNAVAILABLE, not a server restart. The first statements of a
@@ -396,9 +397,8 @@ struct pg_store;
 
 /* What a transaction has sent so far. */
 enum pg_frame {
-	FRAME_NONE,     /* nothing: BEGIN goes with the first statements */
-	FRAME_UNFRAMED, /* read-only: one load() ran on its own */
-	FRAME_OPEN,     /* BEGIN sent */
+	FRAME_NONE, /* nothing: BEGIN goes with the first statements */
+	FRAME_OPEN, /* BEGIN sent */
 };
 
 struct pg_applied;
@@ -409,12 +409,8 @@ struct pg_tx {
 	int failed; /* first failure inside the tx; STORE_OK while fine */
 	bool is_read_only;
 	enum pg_frame frame;
-	/* FRAME_UNFRAMED: what that load() asked and read, checked again
-	 * inside the snapshot of the statements that follow. */
-	struct domain_key unframed_key;
-	struct domain_snapshot unframed_snap;
 	/* A read-only transaction stands alone (allocated by begin()) and
-	 * takes a pool slot only for a statement after its first load(). */
+	 * takes a pool slot with its first statement. */
 	bool is_detached;
 	/* apply()'s statements not sent yet: they go out with the next
 	 * statement or with COMMIT, in its round trip (pg_apply). */
@@ -1206,11 +1202,8 @@ static void applied_drop(struct pg_tx *tx);
 
 /*
  * Runs steps inside tx, opening the transaction in the same round trip
- * when nothing was sent yet. A read-only transaction whose load() ran on
- * its own opens its snapshot now and reads that load again in it: the
- * same answer means the load could have run in this snapshot; another
- * one is STORE_RETRY. After the first failure the tx is dead (PostgreSQL
- * aborts it anyway): later calls return that failure.
+ * when nothing was sent yet. After the first failure the tx is dead
+ * (PostgreSQL aborts it anyway): later calls return that failure.
  *
  * The first statements of a transaction on a connection that died while
  * idle (a database restart) lost nothing of ours: the connection is reset
@@ -1220,7 +1213,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 {
 	struct pg_step all[2 * PG_MAX_STEPS + 2];
 	struct pg_step *deferred = NULL;
-	const char *load_params[3];
 	size_t head = 0, n_deferred = 0;
 	int rc;
 
@@ -1248,12 +1240,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 				  "READ ONLY"
 				: "BEGIN ISOLATION LEVEL READ COMMITTED "
 				  "READ WRITE");
-	if (tx->frame == FRAME_UNFRAMED) {
-		load_params[0] = tx->unframed_key.customer;
-		load_params[1] = tx->unframed_key.user;
-		load_params[2] = tx->unframed_key.device;
-		all[head++] = step_stmt(ST_LOAD, load_params);
-	}
 	/* apply()'s statements go first, in this round trip. */
 	if (n_deferred)
 		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
@@ -1283,18 +1269,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		applied_drop(tx);
 		tx->failed = rc;
 		return rc;
-	}
-	if (tx->frame == FRAME_UNFRAMED) {
-		struct domain_snapshot again;
-
-		rc = pg_load_parse(tx, all[head - 1].res,
-				   &tx->unframed_key, &again);
-		if (rc == STORE_OK &&
-		    memcmp(&again, &tx->unframed_snap, sizeof(again)) != 0) {
-			das_log(DAS_LOG_DEBUG, "postgresql: the state read "
-					       "moved; reading again");
-			rc = tx->failed = STORE_RETRY;
-		}
 	}
 	tx->frame = FRAME_OPEN;
 	steps_clear(all, head);
@@ -1399,8 +1373,7 @@ static int pg_begin(struct store *base, const char *customer,
 	(void)customer;
 	*out = NULL;
 	if (is_read_only) {
-		/* Its load() goes out in a batch (pg_read_batched): no slot
-		 * unless a later statement needs one (pg_exec_tx). */
+		/* No slot unless a statement comes (pg_exec_tx). */
 		tx = calloc(1, sizeof(*tx));
 		if (!tx)
 			return STORE_ERROR;
@@ -1469,7 +1442,7 @@ static int pg_commit(struct store_tx *base)
 		return rc;
 	}
 	if (tx->frame != FRAME_OPEN && !tx->deferred) {
-		/* Nothing, or one statement that was its own transaction. */
+		/* Nothing was sent. */
 		pg_end(tx);
 		return STORE_OK;
 	}
@@ -1694,25 +1667,6 @@ static void pg_read_run(struct pg_store *st, struct pg_slot *reader,
 	}
 }
 
-/* A load() waiting for its read (pg_read_sync). */
-struct pg_read_wait {
-	struct store_read rd;
-	_Atomic int is_done; /* a futex word */
-};
-
-static void pg_read_wait_done(struct store_read *rd, int result)
-{
-	struct pg_read_wait *w = (struct pg_read_wait *)rd;
-
-	(void)result; /* in rd->result */
-	/* Once is_done is stored the waiter may return: its word may be
-	 * woken after it is gone, a spurious wake-up for whoever uses that
-	 * memory next, which futex waiters allow for. */
-	atomic_store(&w->is_done, 1);
-	syscall(SYS_futex, (int *)&w->is_done, FUTEX_WAKE_PRIVATE, 1, NULL,
-		NULL, 0);
-}
-
 /*
  * The thread of one reader connection: takes every queued read (up to a
  * batch), runs them as one pipeline and hands each its result, again and
@@ -1752,12 +1706,7 @@ static void *pg_reader_main(void *arg)
 		for (size_t i = 0; i < n; i++) {
 			struct store_read *rd = batch[i];
 
-			/* A load() inside a transaction is counted with
-			 * it; a read on its own as one. */
-			if (rd->done == pg_read_wait_done)
-				rd->done(rd, rd->result);
-			else
-				store_read_finish(&st->base, rd, rd->result);
+			store_read_finish(&st->base, rd, rd->result);
 		}
 		if (das_log_thread_due_ms() == 0)
 			das_log_thread_flush();
@@ -1784,28 +1733,6 @@ static int pg_read_submit(struct store *base, struct store_read *rd)
 		pthread_cond_signal(&st->read_cv);
 	pthread_mutex_unlock(&st->read_mu);
 	return STORE_OK;
-}
-
-/*
- * A read-only transaction's first load(), on a caller that waits: handed
- * to the readers as store_read_submit's reads are, and waited for.
- */
-static int pg_read_sync(struct pg_store *st, const struct domain_key *key,
-			struct domain_snapshot *snap)
-{
-	struct pg_read_wait w;
-
-	memset(&w, 0, sizeof(w));
-	w.rd.key = key;
-	w.rd.done = pg_read_wait_done;
-	atomic_init(&w.is_done, 0);
-	pg_read_submit(&st->base, &w.rd);
-	while (atomic_load(&w.is_done) == 0)
-		syscall(SYS_futex, (int *)&w.is_done, FUTEX_WAIT_PRIVATE, 0,
-			NULL, NULL, 0);
-	if (w.rd.result == STORE_OK)
-		*snap = w.rd.snap;
-	return w.rd.result;
 }
 
 /* ---- writes handed over ---- */
@@ -1932,11 +1859,11 @@ static int pg_lock_for(struct pg_tx *tx, const struct domain_key *key,
 }
 
 /*
- * Read-only: no lock, and when it is the transaction's first statement
- * it runs on its own, in a batch with other callers' loads (a statement
- * sees one snapshot; nothing to commit). Write: BEGIN, the locks and the read
- * in one round trip; READ COMMITTED, so the read (a statement after the
- * locks) sees what every previous holder committed.
+ * Read-only: no lock; BEGIN and the read in one round trip (a read that
+ * needs no other statement goes through store_read_submit instead).
+ * Write: BEGIN, the locks and the read in one round trip; READ COMMITTED,
+ * so the read (a statement after the locks) sees what every previous
+ * holder committed.
  */
 static int pg_load(struct store_tx *base, const struct domain_key *key,
 		   struct domain_snapshot *snap)
@@ -1953,15 +1880,6 @@ static int pg_load(struct store_tx *base, const struct domain_key *key,
 	snap->device_type = DAS_CLIENT_NONE;
 	if (tx->failed != STORE_OK)
 		return tx->failed;
-	if (tx->is_read_only && tx->frame == FRAME_NONE && !tx->slot) {
-		rc = pg_read_sync((struct pg_store *)tx->base.st, key, snap);
-		if (rc != STORE_OK)
-			return tx->failed = rc;
-		tx->frame = FRAME_UNFRAMED;
-		tx->unframed_key = *key;
-		tx->unframed_snap = *snap;
-		return STORE_OK;
-	}
 	if (!tx->is_read_only) {
 		rc = pg_lock_for(tx, key, steps, &k, owner);
 		if (rc != STORE_OK)
