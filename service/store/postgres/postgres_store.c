@@ -109,6 +109,7 @@ enum pg_stmt {
 	ST_LOCK_KEYS,
 	ST_LOCK_TENANT,
 	ST_LOAD,
+	ST_LOAD_BATCH,
 	ST_DEVICE_OWNER,
 	ST_USER_SEATED,
 	ST_ASSIGN_DELETE,
@@ -177,6 +178,31 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 		     "LEFT JOIN assignments a ON a.tenant = c.tenant "
 		     "AND a.user_id = $2 "
 		     "WHERE c.tenant = $1"},
+	/*
+	 * The loads of a batch of callers as one statement: ST_LOAD for each
+	 * key of the three arrays (tenants, users, devices), its rows led by
+	 * the key's place in them (from 1). OFFSET 0 keeps the subquery
+	 * apart, so each key is a nested loop of index lookups as above,
+	 * whatever the size of the tables and the number of keys.
+	 */
+	[ST_LOAD_BATCH] = {"das_load_batch", 3,
+			   "SELECT k.i, r.* FROM unnest($1::text[], "
+			   "$2::text[], $3::text[]) WITH ORDINALITY "
+			   "AS k(t, u, d, i) CROSS JOIN LATERAL ("
+			   "SELECT c.account, c.included_seats, "
+			   "c.seats_in_use, u.roles, d.owner, "
+			   "CASE WHEN d.owner <> k.u THEN (SELECT client_type "
+			   "FROM assignments WHERE tenant = k.t "
+			   "AND device_id = k.d) END, "
+			   "a.client_type, a.device_id "
+			   "FROM customers c "
+			   "LEFT JOIN users u ON u.tenant = c.tenant "
+			   "AND u.user_id = k.u "
+			   "LEFT JOIN devices d ON d.tenant = c.tenant "
+			   "AND d.device_id = k.d "
+			   "LEFT JOIN assignments a ON a.tenant = c.tenant "
+			   "AND a.user_id = k.u "
+			   "WHERE c.tenant = k.t OFFSET 0) r"},
 	[ST_DEVICE_OWNER] = {"das_device_owner", 2,
 			     "SELECT owner FROM devices "
 			     "WHERE tenant = $1 AND device_id = $2"},
@@ -1481,13 +1507,14 @@ static int pg_commit(struct store_tx *base)
 /* ---- reads ---- */
 
 /* A text column into a fixed buffer ("" when NULL); -1 when too long. */
-static int copy_column(const PGresult *res, int col, char *out, size_t size)
+static int copy_column(const PGresult *res, int row, int col, char *out,
+		       size_t size)
 {
-	if (PQgetisnull(res, 0, col)) {
+	if (PQgetisnull(res, row, col)) {
 		out[0] = '\0';
 		return 0;
 	}
-	return copy_text(PQgetvalue(res, 0, col), out, size);
+	return copy_text(PQgetvalue(res, row, col), out, size);
 }
 
 /* A client type column (smallint); -1 when NULL or out of range. */
@@ -1503,62 +1530,69 @@ static int client_type_column(const PGresult *res, int row, int col)
 	return (int)v;
 }
 
-/* Fills snap from the rows of ST_LOAD for key (none: no such
- * customer). */
-static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
-			 const struct domain_key *key,
-			 struct domain_snapshot *snap)
+/* Columns of ST_LOAD's rows (ST_LOAD_BATCH's after its first). */
+#define PG_LOAD_COLUMNS 8
+
+/*
+ * Fills snap for key from rows rows[0..n) of res, whose columns from col0
+ * on are ST_LOAD's (none: no such customer).
+ */
+static int pg_load_rows(struct pg_tx *tx, const PGresult *res,
+			const int *rows, int n, int col0,
+			const struct domain_key *key,
+			struct domain_snapshot *snap)
 {
-	int n = PQntuples(res);
+	int r0 = n > 0 ? rows[0] : 0;
 
 	memset(snap, 0, sizeof(*snap));
 	snap->device_type = DAS_CLIENT_NONE;
 	if (n == 0)
 		return STORE_OK;
-	if (n > DAS_CLIENT_TYPE_COUNT - 1 || PQnfields(res) != 8)
+	if (n > DAS_CLIENT_TYPE_COUNT - 1 ||
+	    PQnfields(res) != col0 + PG_LOAD_COLUMNS)
 		return pg_corrupt(tx, "load");
 	snap->is_customer_found = true;
-	snap->customer_has_account = !PQgetisnull(res, 0, 0);
-	if (copy_column(res, 0, snap->customer_account,
+	snap->customer_has_account = !PQgetisnull(res, r0, col0);
+	if (copy_column(res, r0, col0, snap->customer_account,
 			sizeof(snap->customer_account)) != 0)
 		return pg_corrupt(tx, "customers.account");
-	if (!PQgetisnull(res, 0, 1)) {
+	if (!PQgetisnull(res, r0, col0 + 1)) {
 		snap->is_seat_limited = true;
-		if (parse_i64(PQgetvalue(res, 0, 1), &snap->included_seats) !=
-		    0)
+		if (parse_i64(PQgetvalue(res, r0, col0 + 1),
+			      &snap->included_seats) != 0)
 			return pg_corrupt(tx, "customers.included_seats");
 	}
-	if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
+	if (parse_i64(PQgetvalue(res, r0, col0 + 2), &snap->seats_in_use) != 0)
 		return pg_corrupt(tx, "customers.seats_in_use");
-	if (!PQgetisnull(res, 0, 3)) {
-		const char *roles = PQgetvalue(res, 0, 3);
+	if (!PQgetisnull(res, r0, col0 + 3)) {
+		const char *roles = PQgetvalue(res, r0, col0 + 3);
 
 		snap->is_user_found = true;
 		snap->has_role_uc = domain_roles_contain(roles, DOMAIN_ROLE_UC);
 		snap->has_role_uc_softphone =
 			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
 	}
-	if (!PQgetisnull(res, 0, 4)) {
+	if (!PQgetisnull(res, r0, col0 + 4)) {
 		snap->is_device_found = true;
-		if (copy_column(res, 4, snap->device_owner,
+		if (copy_column(res, r0, col0 + 4, snap->device_owner,
 				sizeof(snap->device_owner)) != 0)
 			return pg_corrupt(tx, "devices.owner");
 	}
-	if (!PQgetisnull(res, 0, 5) &&
-	    (snap->device_type = client_type_column(res, 0, 5)) < 0)
+	if (!PQgetisnull(res, r0, col0 + 5) &&
+	    (snap->device_type = client_type_column(res, r0, col0 + 5)) < 0)
 		return pg_corrupt(tx, "assignments.client_type");
 	/* The user's assignments: none (one row of NULLs) or one a row. */
-	for (int row = 0; row < n; row++) {
-		int t;
+	for (int k = 0; k < n; k++) {
+		int t, row = rows[k];
 		const char *device;
 
-		if (PQgetisnull(res, row, 6) && n == 1)
+		if (PQgetisnull(res, row, col0 + 6) && n == 1)
 			break;
-		t = client_type_column(res, row, 6);
-		if (t < 0 || PQgetisnull(res, row, 7) ||
+		t = client_type_column(res, row, col0 + 6);
+		if (t < 0 || PQgetisnull(res, row, col0 + 7) ||
 		    snap->user_devices[t][0])
 			return pg_corrupt(tx, "assignments");
-		device = PQgetvalue(res, row, 7);
+		device = PQgetvalue(res, row, col0 + 7);
 		if (!device[0] || copy_text(device, snap->user_devices[t],
 					    DAS_ID_SIZE) != 0)
 			return pg_corrupt(tx, "assignments.device_id");
@@ -1567,6 +1601,22 @@ static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
 			snap->device_type = t;
 	}
 	return STORE_OK;
+}
+
+/* Fills snap from the rows of ST_LOAD for key (none: no such
+ * customer). */
+static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
+			 const struct domain_key *key,
+			 struct domain_snapshot *snap)
+{
+	int rows[DAS_CLIENT_TYPE_COUNT];
+	int n = PQntuples(res);
+
+	if (n > DAS_CLIENT_TYPE_COUNT - 1)
+		return pg_corrupt(tx, "load");
+	for (int i = 0; i < n; i++)
+		rows[i] = i;
+	return pg_load_rows(tx, res, rows, n, 0, key, snap);
 }
 
 static bool has_seat(const struct domain_snapshot *snap)
@@ -1606,65 +1656,85 @@ static void pg_thread_idle(pthread_cond_t *cv, pthread_mutex_t *mu)
 /* Loads one batch carries at most. */
 #define PG_READ_BATCH_MAX 64
 
+/* A text[] literal of the batch's keys, one field each. */
+static void array_literal(char *out, size_t size, struct store_read **batch,
+			  size_t n, size_t field)
+{
+	size_t at = 0;
+
+	out[at++] = '{';
+	for (size_t j = 0; j < n; j++) {
+		const struct domain_key *k = batch[j]->key;
+		const char *v = field == 0   ? k->customer
+				: field == 1 ? k->user
+					     : k->device;
+
+		if (j)
+			out[at++] = ',';
+		out[at++] = '"';
+		for (; *v && at + 4 < size; v++) {
+			if (*v == '"' || *v == '\\')
+				out[at++] = '\\';
+			out[at++] = *v;
+		}
+		out[at++] = '"';
+	}
+	out[at++] = '}';
+	out[at] = '\0';
+}
+
+/* Room for one array: each key's field escaped, quoted, and a comma. */
+#define PG_READ_ARRAY_SIZE (PG_READ_BATCH_MAX * (2 * DAS_ID_SIZE + 3) + 3)
+
 /*
- * Runs one batch of loads on reader: one pipeline, one round trip, no
- * transaction block (the statements up to the Sync share an implicit one,
- * read-only). Under READ COMMITTED, PostgreSQL's default, each statement
- * takes its own snapshot; under a stricter default they share one, taken
- * after every caller of the batch was queued. Either way a caller reads
- * committed (and, synchronous_commit on, durable) state as of a moment
- * after its call began. Each read gets its result and, on success, its
- * snapshot. A statement that fails answers its own caller; the ones the
- * server skipped after it are sent again. A connection that died while
- * idle is reset and the batch sent once more, as a transaction's first
- * statements are (pg_exec_tx).
+ * Runs one batch of loads on reader: one statement (ST_LOAD_BATCH), one
+ * round trip, one snapshot for the batch, taken after every caller of
+ * the batch was queued: committed (and, synchronous_commit on, durable)
+ * state as of a moment after each call began. Each read gets its result
+ * and, on success, its snapshot; a failure of the statement is every
+ * caller's. A connection that died while idle is reset and the batch
+ * sent once more, as a transaction's first statements are (pg_exec_tx).
  */
 static void pg_read_run(struct pg_store *st, struct pg_slot *reader,
 			struct store_read **batch, size_t n)
 {
-	struct pg_step steps[PG_READ_BATCH_MAX];
-	const char *params[PG_READ_BATCH_MAX][3];
-	bool may_resend = true;
-	size_t i = 0;
+	static __thread char arrays[3][PG_READ_ARRAY_SIZE];
+	const char *params[3] = {arrays[0], arrays[1], arrays[2]};
+	int rows[PG_READ_BATCH_MAX][DAS_CLIENT_TYPE_COUNT];
+	int n_rows[PG_READ_BATCH_MAX];
+	struct pg_step step;
+	int rc = STORE_OK;
 
-	for (size_t j = 0; j < n; j++) {
-		params[j][0] = batch[j]->key->customer;
-		params[j][1] = batch[j]->key->user;
-		params[j][2] = batch[j]->key->device;
-		steps[j] = step_stmt(ST_LOAD, params[j]);
+	for (size_t f = 0; f < 3; f++)
+		array_literal(arrays[f], sizeof(arrays[f]), batch, n, f);
+	for (int attempt = 0;; attempt++) {
+		step = step_stmt(ST_LOAD_BATCH, params);
+		rc = pg_slot_ready(st, reader, false);
+		if (rc == STORE_OK)
+			rc = pg_pipeline(reader, &step, 1);
+		if (rc == STORE_OK || attempt > 0 || !reader->conn ||
+		    PQstatus(reader->conn) != CONNECTION_BAD)
+			break;
+		reader->is_ready = false;
 	}
-	while (i < n) {
-		size_t done;
-		int rc = pg_slot_ready(st, reader, false);
+	memset(n_rows, 0, sizeof(n_rows));
+	for (int row = 0; rc == STORE_OK && row < PQntuples(step.res); row++) {
+		int64_t i;
 
-		if (rc != STORE_OK) {
-			for (; i < n; i++)
-				batch[i]->result = rc;
-			break;
-		}
-		rc = pg_pipeline_keep(reader, steps + i, n - i, &done);
-		for (size_t j = i; j < i + done; j++) {
-			batch[j]->result = pg_load_parse(
-				NULL, steps[j].res, batch[j]->key,
-				&batch[j]->snap);
-			PQclear(steps[j].res);
-			steps[j].res = NULL;
-		}
-		i += done;
-		if (rc == STORE_OK || i == n)
-			break;
-		if (PQstatus(reader->conn) == CONNECTION_BAD) {
-			if (done == 0 && may_resend) {
-				may_resend = false;
-				reader->is_ready = false;
-				continue;
-			}
-			for (; i < n; i++)
-				batch[i]->result = rc;
-			break;
-		}
-		batch[i++]->result = rc;
+		if (parse_i64(PQgetvalue(step.res, row, 0), &i) != 0 || i < 1 ||
+		    (size_t)i > n || n_rows[i - 1] >= DAS_CLIENT_TYPE_COUNT - 1)
+			rc = pg_corrupt(NULL, "load batch");
+		else
+			rows[i - 1][n_rows[i - 1]++] = row;
 	}
+	for (size_t j = 0; j < n; j++)
+		batch[j]->result =
+			rc != STORE_OK ? rc
+				       : pg_load_rows(NULL, step.res, rows[j],
+						      n_rows[j], 1,
+						      batch[j]->key,
+						      &batch[j]->snap);
+	PQclear(step.res);
 }
 
 /*
