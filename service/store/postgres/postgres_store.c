@@ -1698,7 +1698,7 @@ static void array_literal(char *out, size_t size, struct store_read **batch,
 static void pg_read_run(struct pg_store *st, struct pg_slot *reader,
 			struct store_read **batch, size_t n)
 {
-	static __thread char arrays[3][PG_READ_ARRAY_SIZE];
+	char arrays[3][PG_READ_ARRAY_SIZE]; /* ~26 KiB of the reader's stack */
 	const char *params[3] = {arrays[0], arrays[1], arrays[2]};
 	int rows[PG_READ_BATCH_MAX][DAS_CLIENT_TYPE_COUNT];
 	int n_rows[PG_READ_BATCH_MAX];
