@@ -81,7 +81,30 @@ static void seat_metric(const char *customer, void (*count)(const char *))
 		count(guid);
 }
 
-/* The answer of an assign or unassign from its result. */
+/* The answer of a list from its result. */
+static void list_reply(const struct ops_result *r, struct handler_reply *reply)
+{
+	Deviceassignment__V1__ListUserDevicesResponse out =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	Deviceassignment__V1__UserDevice items[DAS_CLIENT_TYPE_COUNT];
+	Deviceassignment__V1__UserDevice *ptrs[DAS_CLIENT_TYPE_COUNT];
+
+	for (size_t i = 0; i < r->n_devices; i++) {
+		deviceassignment__v1__user_device__init(&items[i]);
+		items[i].device_id = (char *)r->devices[i].device;
+		items[i].client_type =
+			(Deviceassignment__V1__ClientType)r->devices[i].type;
+		ptrs[i] = &items[i];
+	}
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.n_devices = r->n_devices;
+	out.devices = ptrs;
+	reply_pack(reply, &out.base);
+}
+
+/* The answer of an assign, unassign or list from its result. */
 static void device_reply(enum das_rpc_method method, const char *customer,
 			 const struct ops_result *r,
 			 struct handler_reply *reply)
@@ -93,6 +116,10 @@ static void device_reply(enum das_rpc_method method, const char *customer,
 		seat_metric(customer, obs_seat_declined);
 	if (r->status != DAS_OK)
 		return;
+	if (method == DAS_RPC_LIST_USER_DEVICES) {
+		list_reply(r, reply);
+		return;
+	}
 	set_timestamp(&ts, r->at);
 	if (method == DAS_RPC_ASSIGN_DEVICE) {
 		Deviceassignment__V1__AssignDeviceResponse out =
@@ -128,7 +155,7 @@ static void reply_finish(const struct ops_result *r,
 	}
 }
 
-/* An assign or unassign whose write waits for the group commit. */
+/* An assign, unassign or list answered after its handler returned. */
 struct device_later {
 	struct ops_later ops;
 	enum das_rpc_method method;
@@ -155,9 +182,10 @@ static void device_later_done(struct ops_later *ol)
 }
 
 /*
- * Assign and unassign: when the caller takes later answers, a write is
- * handed to the store's group commit (ops_device_start) and this thread
- * goes on; otherwise it waits here.
+ * Assign, unassign and list: when the caller takes later answers, a read
+ * handed to the store's readers or a write handed to its group commit
+ * (ops_device_start) is answered from the thread that finishes it, and
+ * this thread goes on; otherwise it waits here.
  */
 static void device_run(const struct handler_env *env,
 		       const struct domain_principal *who,
@@ -165,7 +193,10 @@ static void device_run(const struct handler_env *env,
 		       const struct domain_request *req, const char *customer,
 		       struct ops_result *r, struct handler_reply *reply)
 {
-	struct device_later *dl = reply->later ? malloc(sizeof(*dl)) : NULL;
+	/* A list is answered later only when its read can be handed over. */
+	bool is_later = reply->later && (method != DAS_RPC_LIST_USER_DEVICES ||
+					 store_can_read_submit(env->store));
+	struct device_later *dl = is_later ? malloc(sizeof(*dl)) : NULL;
 
 	if (dl) {
 		dl->ops.done = device_later_done;
@@ -224,26 +255,8 @@ static void handle_list(const struct handler_env *env,
 
 	fill_request(&req, DOMAIN_OP_LIST, in->customer_tenant_id,
 		     in->account_tenant_id, in->user_id, "");
-
-	if (ops_device(env->store, who, &req, r) != DAS_OK)
-		return;
-	Deviceassignment__V1__ListUserDevicesResponse out =
-		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_RESPONSE__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	Deviceassignment__V1__UserDevice items[DAS_CLIENT_TYPE_COUNT];
-	Deviceassignment__V1__UserDevice *ptrs[DAS_CLIENT_TYPE_COUNT];
-	for (size_t i = 0; i < r->n_devices; i++) {
-		deviceassignment__v1__user_device__init(&items[i]);
-		items[i].device_id = r->devices[i].device;
-		items[i].client_type =
-			(Deviceassignment__V1__ClientType)r->devices[i].type;
-		ptrs[i] = &items[i];
-	}
-	set_timestamp(&ts, r->at);
-	out.timestamp = &ts;
-	out.n_devices = r->n_devices;
-	out.devices = ptrs;
-	reply_pack(reply, &out.base);
+	device_run(env, who, DAS_RPC_LIST_USER_DEVICES, &req,
+		   in->customer_tenant_id, r, reply);
 }
 
 static struct ops_text opt_text(const char *s)

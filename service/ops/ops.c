@@ -99,19 +99,17 @@ struct device_arg {
 	bool is_write_needed; /* set by the read pass: the decision changes */
 };
 
-static int device_body(struct store_tx *tx, void *arg,
-		       struct ops_result *result)
+/*
+ * Decides from snap; the read pass stops there (is_write_needed tells
+ * whether the decision changes anything), the write pass applies.
+ */
+static int device_decide(struct store_tx *tx, struct device_arg *a,
+			 const struct domain_snapshot *snap,
+			 struct ops_result *result)
 {
-	struct device_arg *a = arg;
-	struct domain_snapshot snap;
 	struct domain_decision dec;
-	int rc;
 
-	a->is_write_needed = false; /* a retried read pass decides anew */
-	rc = store_load(tx, a->key, &snap);
-	if (rc != STORE_OK)
-		return rc;
-	domain_decide(a->who, a->req, a->key, &snap, &dec);
+	domain_decide(a->who, a->req, a->key, snap, &dec);
 	result->status = dec.status;
 	memcpy(result->detail, dec.detail, sizeof(result->detail));
 	result->previous_type = dec.previous_type;
@@ -124,10 +122,10 @@ static int device_body(struct store_tx *tx, void *arg,
 		result->n_devices = 0;
 		for (int t = DAS_CLIENT_DESKTOP; t < DAS_CLIENT_TYPE_COUNT;
 		     t++) {
-			if (!snap.user_devices[t][0])
+			if (!snap->user_devices[t][0])
 				continue;
 			memcpy(result->devices[result->n_devices].device,
-			       snap.user_devices[t], DAS_ID_SIZE);
+			       snap->user_devices[t], DAS_ID_SIZE);
 			result->devices[result->n_devices].type = t;
 			result->n_devices++;
 		}
@@ -143,6 +141,20 @@ static int device_body(struct store_tx *tx, void *arg,
 				     a->who->request_id};
 	return store_apply(tx, a->key->customer, dec.changes, dec.n_changes,
 			   &actor);
+}
+
+static int device_body(struct store_tx *tx, void *arg,
+		       struct ops_result *result)
+{
+	struct device_arg *a = arg;
+	struct domain_snapshot snap;
+	int rc;
+
+	a->is_write_needed = false; /* a retried read pass decides anew */
+	rc = store_load(tx, a->key, &snap);
+	if (rc != STORE_OK)
+		return rc;
+	return device_decide(tx, a, &snap, result);
 }
 
 /*
@@ -210,6 +222,104 @@ static void later_done(struct store_job *job, int rc)
 	l->done(l);
 }
 
+/*
+ * The write pass of a decision with changes, handed to the group commit.
+ * Returns true when l->result holds the answer now (the hand-over
+ * failed), false when done will be called.
+ */
+static bool later_write(struct ops_later *l)
+{
+	l->attempt = 0;
+	memset(&l->job, 0, sizeof(l->job));
+	l->job.body = later_body;
+	l->job.done = later_done;
+	int rc = later_retry(l, store_submit(l->st, &l->job));
+	if (rc == STORE_OK)
+		return false;
+	later_end(l, rc);
+	return true;
+}
+
+/*
+ * The read pass handed to the store (store_read_submit): decides on the
+ * thread that ran the read. A decision with changes goes on to the write
+ * pass: the group commit when the store has one, else a write
+ * transaction run here.
+ */
+static void later_read_done(struct store_read *rd, int rc)
+{
+	struct ops_later *l =
+		(struct ops_later *)((char *)rd -
+				     offsetof(struct ops_later, read));
+	struct device_arg arg = {&l->who, &l->req, &l->key, true, false};
+
+	while (rc == STORE_RETRY && ++l->attempt < OPS_MAX_ATTEMPTS) {
+		store_metric_retry(l->st->ops->name);
+		rc = store_read_submit(l->st, &l->read);
+		if (rc == STORE_OK)
+			return; /* handed over again: done comes later */
+	}
+	if (rc != STORE_OK) {
+		later_end(l, rc);
+		l->done(l);
+		return;
+	}
+	l->result.status = DAS_OK;
+	l->result.detail[0] = '\0';
+	device_decide(NULL, &arg, &l->read.snap, &l->result);
+	if (l->result.status != DAS_OK || !arg.is_write_needed) {
+		l->done(l);
+		return;
+	}
+	if (store_can_submit(l->st)) {
+		if (!later_write(l))
+			return;
+	} else {
+		arg.is_read_pass = false;
+		ops_run_tx(l->st, l->key.customer, false, device_body, &arg,
+			   &l->result);
+	}
+	l->done(l);
+}
+
+/* Who asked, as far as deciding needs it: the tenants given. */
+static void principal_copy(struct domain_principal *to,
+			   const struct domain_principal *from)
+{
+	size_t n = from->n_tenants < DOMAIN_MAX_TENANTS ? from->n_tenants
+						       : DOMAIN_MAX_TENANTS;
+
+	memcpy(to->sub, from->sub, sizeof(to->sub));
+	to->is_all_tenants = from->is_all_tenants;
+	to->n_tenants = n;
+	memcpy(to->tenants, from->tenants, n * sizeof(to->tenants[0]));
+	to->scopes = from->scopes;
+	memcpy(to->request_id, from->request_id, sizeof(to->request_id));
+}
+
+/*
+ * The request outlives the caller's strings when it goes on on another
+ * thread: l keeps copies (decide reads no string of the request; the key
+ * holds the validated ids).
+ */
+static void later_keep(struct ops_later *l, struct store *st,
+		       const struct domain_principal *who,
+		       const struct domain_request *req)
+{
+	l->st = st;
+	principal_copy(&l->who, who);
+	l->req = *req;
+	l->req.customer = l->key.customer;
+	l->req.customer_len = strlen(l->key.customer);
+	l->req.account = l->key.has_account ? l->key.account : NULL;
+	l->req.account_len = l->key.has_account ? strlen(l->key.account) : 0;
+	l->req.user = l->key.user;
+	l->req.user_len = strlen(l->key.user);
+	l->req.device = l->key.device;
+	l->req.device_len = strlen(l->key.device);
+	l->attempt = 0;
+}
+
 bool ops_device_start(struct store *st, const struct domain_principal *who,
 		      const struct domain_request *req,
 		      struct ops_later *l)
@@ -221,6 +331,19 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 	result->status = domain_validate(req, &l->key, result->detail);
 	if (result->status != DAS_OK)
 		return true;
+	if (store_can_read_submit(st)) {
+		/* The read goes out with other callers' reads; this thread
+		 * goes on, the answer comes from the reader's. */
+		later_keep(l, st, who, req);
+		memset(&l->read, 0, sizeof(l->read));
+		l->read.key = &l->key;
+		l->read.done = later_read_done;
+		int rc = store_read_submit(st, &l->read);
+		if (rc == STORE_OK)
+			return false;
+		later_end(l, rc);
+		return true;
+	}
 	if (ops_run_tx(st, l->key.customer, true, device_body, &arg, result) !=
 		    DAS_OK ||
 	    !arg.is_write_needed)
@@ -232,28 +355,9 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 		return true;
 	}
 	/* The write runs on another thread, maybe after the caller's
-	 * strings are gone: it keeps copies (decide reads no string of the
-	 * request; the key holds the validated ids). */
-	l->st = st;
-	l->who = *who;
-	l->req = *req;
-	l->req.customer = l->key.customer;
-	l->req.customer_len = strlen(l->key.customer);
-	l->req.account = l->key.has_account ? l->key.account : NULL;
-	l->req.account_len = l->key.has_account ? strlen(l->key.account) : 0;
-	l->req.user = l->key.user;
-	l->req.user_len = strlen(l->key.user);
-	l->req.device = l->key.device;
-	l->req.device_len = strlen(l->key.device);
-	l->attempt = 0;
-	memset(&l->job, 0, sizeof(l->job));
-	l->job.body = later_body;
-	l->job.done = later_done;
-	int rc = later_retry(l, store_submit(st, &l->job));
-	if (rc == STORE_OK)
-		return false;
-	later_end(l, rc);
-	return true;
+	 * strings are gone. */
+	later_keep(l, st, who, req);
+	return later_write(l);
 }
 
 /* The synchronous form: starts the request and waits for its answer. */

@@ -44,8 +44,9 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 
 /*
  * An assign or unassign that may be answered after ops_device_start
- * returns: when its write goes through the store's group commit
- * (store_submit), the calling thread does not wait for the commit. The
+ * returns: when its read pass goes to the store's reader threads
+ * (store_read_submit) or its write through the store's group commit
+ * (store_submit), the calling thread does not wait for either. The
  * caller fills done and keeps the struct alive until done is called; the
  * rest is ops' own.
  */
@@ -55,6 +56,7 @@ struct ops_later {
 	struct ops_result result;
 	/* ops' own */
 	struct store *st;
+	struct store_read read; /* the read pass, when handed over */
 	struct store_job job;
 	struct domain_principal who;
 	struct domain_request req; /* strings point into key */
@@ -63,11 +65,12 @@ struct ops_later {
 };
 
 /*
- * Starts req (assign or unassign; a list answers at once). Returns true
- * when later->result already holds the answer (done is not called): a
- * refusal, a repeat decided by the read, or a backend without a queue.
- * Returns false when later->done will be called once the write is durable
- * or has failed.
+ * Starts req (assign, unassign or list). Returns true when later->result
+ * already holds the answer (done is not called): a refusal, a repeat
+ * decided by a read the caller ran, or a backend without a queue.
+ * Returns false when later->done will be called once the answer is
+ * known: the read pass decided without changes, or the write is durable,
+ * or either failed.
  */
 bool ops_device_start(struct store *st, const struct domain_principal *who,
 		      const struct domain_request *req,

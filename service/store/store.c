@@ -265,6 +265,20 @@ int store_submit(struct store *st, struct store_job *job)
 	return st->ops->submit(st, job);
 }
 
+bool store_can_read_submit(const struct store *st)
+{
+	return st->ops->read_submit != NULL;
+}
+
+int store_read_submit(struct store *st, struct store_read *rd)
+{
+	int injected;
+
+	if (fault_hit(&injected))
+		return injected;
+	return st->ops->read_submit(st, rd);
+}
+
 int store_job_run(struct store_tx *tx, struct store_job *job)
 {
 	int rc = job->body(tx, job);
@@ -275,6 +289,12 @@ int store_job_run(struct store_tx *tx, struct store_job *job)
 		rc = injected;
 	}
 	return rc;
+}
+
+void store_read_finish(struct store *st, struct store_read *rd, int result)
+{
+	count_tx(st, result_outcome(result));
+	rd->done(rd, result);
 }
 
 void store_job_finish(struct store *st, struct store_job *job, int result)

@@ -148,6 +148,28 @@ struct store_job {
 	int result;
 };
 
+/*
+ * A read handed to the backend (store_read_submit): the load of a
+ * read-only transaction that runs no other statement, as the read pass of
+ * assign and unassign is. The backend runs it with the loads of other
+ * callers (one statement, one snapshot each, taken after the call began:
+ * committed and durable state, as for any read-only transaction) on a
+ * thread of its own, and calls done once snap holds the snapshot of *key
+ * (result STORE_OK) or the load failed (snap then undefined). The
+ * caller's thread does not wait. The caller owns the struct and *key and
+ * fills key and done; both must live until done is called. done may run
+ * on any thread, before or after store_read_submit returns, and may
+ * submit the read again or hand a write to store_submit.
+ */
+struct store_read {
+	const struct domain_key *key;
+	void (*done)(struct store_read *rd, int result);
+	struct domain_snapshot snap;
+	/* The backend's: */
+	struct store_read *next;
+	int result;
+};
+
 struct store_ops {
 	const char *name;
 	/* True when this backend handles the --store value spec. */
@@ -220,6 +242,10 @@ struct store_ops {
 	 * the backend has none. STORE_OK: done will be called; anything
 	 * else: it will not, nothing was written. */
 	int (*submit)(struct store *st, struct store_job *job);
+	/* Takes a read (struct store_read); NULL when the backend answers
+	 * reads on the caller's thread. STORE_OK: done will be called;
+	 * anything else: it will not. */
+	int (*read_submit)(struct store *st, struct store_read *rd);
 };
 
 /* Every backend's handle starts with this. */
@@ -281,10 +307,20 @@ bool store_can_submit(const struct store *st);
  * store_commit rolls back).
  */
 int store_submit(struct store *st, struct store_job *job);
+/* Does the backend take reads through store_read_submit? */
+bool store_can_read_submit(const struct store *st);
+/*
+ * Hands rd to the backend (struct store_read). STORE_OK: rd->done will be
+ * called once; else it will not. A counted call for fault injection, as
+ * store_load is.
+ */
+int store_read_submit(struct store *st, struct store_read *rd);
 /* For backends: runs job's body in tx through the fault-injection point,
  * and hands a job its result (counted as a transaction's end). */
 int store_job_run(struct store_tx *tx, struct store_job *job);
 void store_job_finish(struct store *st, struct store_job *job, int result);
+/* For backends: hands a read its result (counted as a transaction). */
+void store_read_finish(struct store *st, struct store_read *rd, int result);
 
 /*
  * Fault injection for tests (SQLite's and curl's manner): once armed, the

@@ -583,8 +583,54 @@ static unsigned next_random(unsigned *seed)
 	return *seed >> 16;
 }
 
-/* Loads random keys in read-only transactions, as the repeats of many
- * callers do, and checks every answer is the caller's own. */
+/* A read handed over (store_read_submit), waited for. */
+struct read_wait {
+	struct store_read rd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool is_done;
+	int result;
+};
+
+static void read_wait_done(struct store_read *rd, int result)
+{
+	struct read_wait *w = (struct read_wait *)rd;
+
+	pthread_mutex_lock(&w->mu);
+	w->is_done = true;
+	w->result = result;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static int read_handed(struct store *st, const struct domain_key *k,
+		       struct domain_snapshot *snap)
+{
+	struct read_wait w;
+	int rc;
+
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	w.rd.key = k;
+	w.rd.done = read_wait_done;
+	rc = store_read_submit(st, &w.rd);
+	if (rc == STORE_OK) {
+		pthread_mutex_lock(&w.mu);
+		while (!w.is_done)
+			pthread_cond_wait(&w.cv, &w.mu);
+		pthread_mutex_unlock(&w.mu);
+		rc = w.result;
+		if (rc == STORE_OK)
+			*snap = w.rd.snap;
+	}
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+	return rc;
+}
+
+/* Loads random keys as the repeats of many callers do (reads handed
+ * over), and checks every answer is the caller's own. */
 static void *read_main(void *arg)
 {
 	struct reader *r = arg;
@@ -595,20 +641,12 @@ static void *read_main(void *arg)
 		char user[16], device[16];
 		struct domain_key k;
 		struct domain_snapshot snap;
-		struct store_tx *tx;
 		int rc;
 
 		snprintf(user, sizeof(user), "u%d", u);
 		snprintf(device, sizeof(device), "d%d", d);
 		k = key_of(user, device);
-		rc = store_begin(r->st, TENANT, true, &tx);
-		if (rc == STORE_OK) {
-			rc = store_load(tx, &k, &snap);
-			if (rc == STORE_OK)
-				rc = store_commit(tx);
-			else
-				store_rollback(tx);
-		}
+		rc = read_handed(r->st, &k, &snap);
 		if (rc != STORE_OK) {
 			r->n_failed++;
 			continue;
@@ -663,8 +701,8 @@ static void test_batched_reads_answer_their_callers(void **state)
 				 STORE_OK);
 		assert_int_equal(store_commit(tx), STORE_OK);
 	}
-	/* More callers than the pool has connections: the loads wait in
-	 * batches, not for a connection. */
+	/* More callers than the pool has connections: the loads go out in
+	 * batches, on the reader's connection. */
 	for (int i = 0; i < READ_THREADS; i++) {
 		readers[i] = (struct reader){st, 11u + (unsigned)i, 0, 0};
 		assert_int_equal(pthread_create(&threads[i], NULL, read_main,
@@ -680,16 +718,161 @@ static void test_batched_reads_answer_their_callers(void **state)
 	 * again on a fresh one, and a missing customer reads as missing. */
 	terminate_backends();
 	k = key_of("u1", "d1");
+	assert_int_equal(read_handed(st, &k, &snap), STORE_OK);
+	assert_int_equal(snap.device_type, read_type_of(1));
+	snprintf(k.customer, sizeof(k.customer),
+		 "00000000-0000-4000-8000-000000000000");
+	assert_int_equal(read_handed(st, &k, &snap), STORE_OK);
+	assert_false(snap.is_customer_found);
+	/* A read-only transaction reads in its own snapshot. */
+	k = key_of("u1", "d1");
 	assert_int_equal(store_begin(st, TENANT, true, &tx), STORE_OK);
 	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
 	assert_int_equal(store_commit(tx), STORE_OK);
 	assert_int_equal(snap.device_type, read_type_of(1));
-	snprintf(k.customer, sizeof(k.customer),
-		 "00000000-0000-4000-8000-000000000000");
-	assert_int_equal(store_begin(st, TENANT, true, &tx), STORE_OK);
-	assert_int_equal(store_load(tx, &k, &snap), STORE_OK);
-	assert_int_equal(store_commit(tx), STORE_OK);
-	assert_false(snap.is_customer_found);
+	store_close(st);
+}
+
+/* ---- reads handed over (store_read_submit) ---- */
+
+#define HANDED_READS 20
+
+struct handed {
+	struct store_read rd;
+	struct domain_key key;
+	int n_told;
+	int result;
+};
+
+static pthread_mutex_t handed_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t handed_cv = PTHREAD_COND_INITIALIZER;
+static int n_handed_told;
+
+static void handed_done(struct store_read *rd, int result)
+{
+	struct handed *h = (struct handed *)rd;
+
+	pthread_mutex_lock(&handed_mu);
+	h->n_told++;
+	h->result = result;
+	n_handed_told++;
+	pthread_cond_broadcast(&handed_cv);
+	pthread_mutex_unlock(&handed_mu);
+}
+
+static int handed_told(void)
+{
+	int n;
+
+	pthread_mutex_lock(&handed_mu);
+	n = n_handed_told;
+	pthread_mutex_unlock(&handed_mu);
+	return n;
+}
+
+static void handed_submit(struct store *st, struct handed *h, int i)
+{
+	char user[16], device[16];
+
+	memset(h, 0, sizeof(*h));
+	snprintf(user, sizeof(user), "u%d", i % READ_USERS);
+	snprintf(device, sizeof(device), "d%d", i % READ_USERS);
+	h->key = key_of(user, device);
+	h->rd.key = &h->key;
+	h->rd.done = handed_done;
+	assert_int_equal(store_read_submit(st, &h->rd), STORE_OK);
+}
+
+/* Terminates our sessions waiting for a lock; how many it found. */
+static long long terminate_lock_waiters(void)
+{
+	return query_count("SELECT count(pg_terminate_backend(pid)) "
+			   "FROM pg_stat_activity "
+			   "WHERE application_name = "
+			   "'device-assignment-server' "
+			   "AND wait_event_type = 'Lock'");
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Reads handed over return their callers at once, while the database
+ * holds their batch back (a lock on the customers table): every caller
+ * is told later, exactly once. The batch's session killed while it waits
+ * (PostgreSQL gone mid-batch, twice: the batch is sent once more on a
+ * fresh connection): every caller of the batch is told UNAVAILABLE, none
+ * twice, none forgotten. Then the readers recover and every read gets its
+ * own snapshot.
+ */
+static void test_handed_reads_told_once(void **state)
+{
+	static struct handed reads[HANDED_READS + 1];
+	struct store *st = open_fresh(4, 5000);
+	PGconn *locker;
+	PGresult *res;
+	int rounds = 0;
+
+	(void)state;
+	seed(st, -1, READ_USERS);
+	assert_true(store_can_read_submit(st));
+	n_handed_told = 0;
+	locker = PQconnectdb(spec);
+	assert_int_equal(PQstatus(locker), CONNECTION_OK);
+	res = PQexec(locker, "BEGIN; LOCK TABLE customers IN ACCESS "
+			     "EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+
+	/* The first read goes out alone and waits on the lock; the others
+	 * queue behind it. Each submit returned: no caller waits. */
+	handed_submit(st, &reads[0], 0);
+	while (query_count("SELECT count(*) FROM pg_stat_activity "
+			   "WHERE application_name = "
+			   "'device-assignment-server' "
+			   "AND wait_event_type = 'Lock'") < 1) {
+		assert_true(++rounds < 6000); /* a hang guard, 60 s */
+		sleep_ms(10);
+	}
+	for (int i = 1; i <= HANDED_READS; i++)
+		handed_submit(st, &reads[i], i);
+	assert_int_equal(handed_told(), 0);
+
+	/* Gone mid-batch, as often as a batch waits. */
+	rounds = 0;
+	while (handed_told() < HANDED_READS + 1) {
+		terminate_lock_waiters();
+		assert_true(++rounds < 6000);
+		sleep_ms(10);
+	}
+	for (int i = 0; i <= HANDED_READS; i++) {
+		assert_int_equal(reads[i].n_told, 1);
+		assert_int_equal(reads[i].result, STORE_UNAVAILABLE);
+	}
+
+	res = PQexec(locker, "ROLLBACK");
+	PQclear(res);
+	PQfinish(locker);
+	n_handed_told = 0;
+	for (int i = 0; i <= HANDED_READS; i++)
+		handed_submit(st, &reads[i], i);
+	pthread_mutex_lock(&handed_mu);
+	while (n_handed_told < HANDED_READS + 1)
+		pthread_cond_wait(&handed_cv, &handed_mu);
+	pthread_mutex_unlock(&handed_mu);
+	for (int i = 0; i <= HANDED_READS; i++) {
+		char owner[16];
+
+		snprintf(owner, sizeof(owner), "u%d", i % READ_USERS);
+		assert_int_equal(reads[i].n_told, 1);
+		assert_int_equal(reads[i].result, STORE_OK);
+		assert_true(reads[i].rd.snap.is_user_found);
+		assert_string_equal(reads[i].rd.snap.device_owner, owner);
+	}
 	store_close(st);
 }
 
@@ -1196,6 +1379,7 @@ int main(void)
 		cmocka_unit_test(test_other_users_proceed),
 		cmocka_unit_test(test_stored_seat_count_matches),
 		cmocka_unit_test(test_batched_reads_answer_their_callers),
+		cmocka_unit_test(test_handed_reads_told_once),
 		cmocka_unit_test(test_commits_flush_before_visible),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),

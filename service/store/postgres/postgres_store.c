@@ -34,19 +34,20 @@
  *   COMMIT as one more, unless it takes a seat (whose check must come back
  *   before COMMIT: then it is a round trip of its own). A change whose row
  *   is not there fails its statement, so the COMMIT behind it never
- *   applies half of it. A read-only transaction takes no lock; when its first
- *   statement is load(), that one statement runs on its own (one snapshot,
- *   nothing to commit), batched with the loads of the other callers of
- *   the moment: one pipeline, one round trip and one wake-up of the
- *   database for many reads (pg_read_batched). A later statement of the
- *   same transaction opens a REPEATABLE READ snapshot and reads that load
- *   again in it: the same answer, and the load could have run in this
- *   snapshot; another one is STORE_RETRY.
+ *   applies half of it. A read-only transaction takes no lock and runs
+ *   in one REPEATABLE READ snapshot, opened with its first statements.
+ * - Reads handed over (store_read_submit: the read pass of assign and
+ *   unassign, one load each, one snapshot, nothing to commit) do not wait
+ *   on their callers' threads: a thread per reader connection sends every
+ *   load queued at the moment as one pipeline (one round trip and one
+ *   wake-up of the database for many reads) and hands each caller its
+ *   snapshot, on which the caller decides and answers from that thread
+ *   (pg_reader_main). Writes handed over (store_submit) run on writer
+ *   threads, one transaction each (pg_writer_main).
  * - Connections come from a fixed pool (one per server worker by
- *   default) and a few readers that carry the batched loads; a write
- *   transaction holds one pool connection from begin() to
- *   commit()/rollback(), a read-only one only from its second statement
- *   on. A connection found broken (status CONNECTION_BAD,
+ *   default) and a few readers that carry the batched loads; a
+ *   transaction holds one pool connection from its first statement to
+ *   commit()/rollback(). A connection found broken (status CONNECTION_BAD,
  *   or any failure that leaves it so, a pipeline cut short included) is
  *   reset on its next use, so a database restart costs the callers of that
  *   moment an UNAVAILABLE, not a server restart. The first statements of a
@@ -80,6 +81,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -107,6 +109,7 @@ enum pg_stmt {
 	ST_LOCK_KEYS,
 	ST_LOCK_TENANT,
 	ST_LOAD,
+	ST_LOAD_BATCH,
 	ST_DEVICE_OWNER,
 	ST_USER_SEATED,
 	ST_ASSIGN_DELETE,
@@ -175,6 +178,31 @@ static const struct pg_stmt_def pg_stmts[ST__COUNT] = {
 		     "LEFT JOIN assignments a ON a.tenant = c.tenant "
 		     "AND a.user_id = $2 "
 		     "WHERE c.tenant = $1"},
+	/*
+	 * The loads of a batch of callers as one statement: ST_LOAD for each
+	 * key of the three arrays (tenants, users, devices), its rows led by
+	 * the key's place in them (from 1). OFFSET 0 keeps the subquery
+	 * apart, so each key is a nested loop of index lookups as above,
+	 * whatever the size of the tables and the number of keys.
+	 */
+	[ST_LOAD_BATCH] = {"das_load_batch", 3,
+			   "SELECT k.i, r.* FROM unnest($1::text[], "
+			   "$2::text[], $3::text[]) WITH ORDINALITY "
+			   "AS k(t, u, d, i) CROSS JOIN LATERAL ("
+			   "SELECT c.account, c.included_seats, "
+			   "c.seats_in_use, u.roles, d.owner, "
+			   "CASE WHEN d.owner <> k.u THEN (SELECT client_type "
+			   "FROM assignments WHERE tenant = k.t "
+			   "AND device_id = k.d) END, "
+			   "a.client_type, a.device_id "
+			   "FROM customers c "
+			   "LEFT JOIN users u ON u.tenant = c.tenant "
+			   "AND u.user_id = k.u "
+			   "LEFT JOIN devices d ON d.tenant = c.tenant "
+			   "AND d.device_id = k.d "
+			   "LEFT JOIN assignments a ON a.tenant = c.tenant "
+			   "AND a.user_id = k.u "
+			   "WHERE c.tenant = k.t OFFSET 0) r"},
 	[ST_DEVICE_OWNER] = {"das_device_owner", 2,
 			     "SELECT owner FROM devices "
 			     "WHERE tenant = $1 AND device_id = $2"},
@@ -395,9 +423,8 @@ struct pg_store;
 
 /* What a transaction has sent so far. */
 enum pg_frame {
-	FRAME_NONE,     /* nothing: BEGIN goes with the first statements */
-	FRAME_UNFRAMED, /* read-only: one load() ran on its own */
-	FRAME_OPEN,     /* BEGIN sent */
+	FRAME_NONE, /* nothing: BEGIN goes with the first statements */
+	FRAME_OPEN, /* BEGIN sent */
 };
 
 struct pg_applied;
@@ -408,12 +435,8 @@ struct pg_tx {
 	int failed; /* first failure inside the tx; STORE_OK while fine */
 	bool is_read_only;
 	enum pg_frame frame;
-	/* FRAME_UNFRAMED: what that load() asked and read, checked again
-	 * inside the snapshot of the statements that follow. */
-	struct domain_key unframed_key;
-	struct domain_snapshot unframed_snap;
 	/* A read-only transaction stands alone (allocated by begin()) and
-	 * takes a pool slot only for a statement after its first load(). */
+	 * takes a pool slot with its first statement. */
 	bool is_detached;
 	/* apply()'s statements not sent yet: they go out with the next
 	 * statement or with COMMIT, in its round trip (pg_apply). */
@@ -433,21 +456,12 @@ struct pg_slot {
 	struct pg_tx tx;   /* the one transaction this slot can carry */
 };
 
-/* Where a caller's load() stands (pg_read_req.state). */
-enum pg_read_state {
-	READ_WAITING, /* queued, or in a batch under way */
-	READ_LEAD,    /* woken to lead the next batch (if still queued) */
-	READ_DONE,    /* res/rc are set */
-};
-
-/* A caller's load() waiting for a batch (pg_read_batched). */
-struct pg_read_req {
-	const struct domain_key *key;
-	PGresult *res; /* its result when rc is STORE_OK */
-	int rc;
-	bool is_taken; /* in a batch, out of the queue (under read_mu) */
-	_Atomic int state; /* enum pg_read_state; a futex word */
-	struct pg_read_req *next;
+/* The thread of one reader connection (pg_reader_main). */
+struct pg_reader {
+	struct pg_store *st;
+	struct pg_slot *slot;
+	pthread_t thread;
+	bool is_started;
 };
 
 struct pg_store {
@@ -462,9 +476,22 @@ struct pg_store {
 	/* Batched reads: the queue of waiting loads and the connections
 	 * that carry the batches (is_in_use: a batch in flight). */
 	pthread_mutex_t read_mu;
-	struct pg_read_req *read_head, *read_tail;
+	pthread_cond_t read_cv; /* a read queued, or closing */
+	struct store_read *read_head, *read_tail;
+	unsigned n_idle_readers; /* reader threads asleep on read_cv */
+	bool is_closing;
 	size_t n_readers;
 	struct pg_slot *readers;
+	struct pg_reader *reader_threads;
+	/* Writes handed over (store_submit) and the threads running them,
+	 * one transaction each. */
+	pthread_mutex_t write_mu;
+	pthread_cond_t write_cv; /* a job queued, or closing */
+	struct store_job *write_head, *write_tail;
+	unsigned n_idle_writers;
+	bool is_write_closing;
+	size_t n_writers, n_writers_started;
+	pthread_t *writer_threads;
 };
 
 static bool pg_accepts(const char *spec)
@@ -844,6 +871,23 @@ static void pg_close(struct store *base)
 
 	if (!st)
 		return;
+	pthread_mutex_lock(&st->read_mu);
+	st->is_closing = true;
+	pthread_cond_broadcast(&st->read_cv);
+	pthread_mutex_unlock(&st->read_mu);
+	for (size_t i = 0; st->reader_threads && i < st->n_readers; i++)
+		if (st->reader_threads[i].is_started)
+			pthread_join(st->reader_threads[i].thread, NULL);
+	free(st->reader_threads);
+	pthread_mutex_lock(&st->write_mu);
+	st->is_write_closing = true;
+	pthread_cond_broadcast(&st->write_cv);
+	pthread_mutex_unlock(&st->write_mu);
+	for (size_t i = 0; i < st->n_writers_started; i++)
+		pthread_join(st->writer_threads[i], NULL);
+	free(st->writer_threads);
+	pthread_cond_destroy(&st->write_cv);
+	pthread_mutex_destroy(&st->write_mu);
 	for (size_t i = 0; i < st->n_slots; i++)
 		if (st->slots[i].conn)
 			PQfinish(st->slots[i].conn);
@@ -852,6 +896,7 @@ static void pg_close(struct store *base)
 			PQfinish(st->readers[i].conn);
 	free(st->slots);
 	free(st->readers);
+	pthread_cond_destroy(&st->read_cv);
 	pthread_mutex_destroy(&st->read_mu);
 	free(st->spec);
 	pthread_cond_destroy(&st->cv);
@@ -882,6 +927,9 @@ static size_t pg_default_readers(void)
 	return n > 2 && n < (long)PG_MAX_POOL ? (size_t)n / 2 : 1;
 }
 
+static void *pg_reader_main(void *arg);
+static void *pg_writer_main(void *arg);
+
 static int pg_open(const char *spec, const struct store_options *opt,
 		   struct store **out, char *err, size_t err_size)
 {
@@ -905,11 +953,19 @@ static int pg_open(const char *spec, const struct store_options *opt,
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
 	pthread_mutex_init(&st->read_mu, NULL);
+	pthread_cond_init(&st->read_cv, NULL);
+	pthread_mutex_init(&st->write_mu, NULL);
+	pthread_cond_init(&st->write_cv, NULL);
 	st->spec = strdup(spec);
 	st->slots = calloc(pool, sizeof(*st->slots));
 	st->n_readers = pg_default_readers();
 	st->readers = calloc(st->n_readers, sizeof(*st->readers));
-	if (!st->spec || !st->slots || !st->readers) {
+	st->reader_threads =
+		calloc(st->n_readers, sizeof(*st->reader_threads));
+	st->n_writers = pool;
+	st->writer_threads = calloc(pool, sizeof(*st->writer_threads));
+	if (!st->spec || !st->slots || !st->readers || !st->reader_threads ||
+	    !st->writer_threads) {
 		snprintf(err, err_size, "postgresql store: out of memory");
 		goto fail;
 	}
@@ -949,6 +1005,29 @@ static int pg_open(const char *spec, const struct store_options *opt,
 		goto fail;
 	}
 	st->slots[0].is_ready = true;
+	for (size_t i = 0; i < st->n_readers; i++) {
+		struct pg_reader *r = &st->reader_threads[i];
+
+		r->st = st;
+		r->slot = &st->readers[i];
+		if (pthread_create(&r->thread, NULL, pg_reader_main, r) != 0) {
+			snprintf(err, err_size,
+				 "postgresql store: cannot start threads");
+			rc = STORE_ERROR;
+			goto fail;
+		}
+		r->is_started = true;
+	}
+	for (; st->n_writers_started < st->n_writers;
+	     st->n_writers_started++) {
+		if (pthread_create(&st->writer_threads[st->n_writers_started],
+				   NULL, pg_writer_main, st) != 0) {
+			snprintf(err, err_size,
+				 "postgresql store: cannot start threads");
+			rc = STORE_ERROR;
+			goto fail;
+		}
+	}
 	das_log(DAS_LOG_INFO, "postgresql: store open, pool of %u connections",
 		pool);
 	*out = &st->base;
@@ -1149,11 +1228,8 @@ static void applied_drop(struct pg_tx *tx);
 
 /*
  * Runs steps inside tx, opening the transaction in the same round trip
- * when nothing was sent yet. A read-only transaction whose load() ran on
- * its own opens its snapshot now and reads that load again in it: the
- * same answer means the load could have run in this snapshot; another
- * one is STORE_RETRY. After the first failure the tx is dead (PostgreSQL
- * aborts it anyway): later calls return that failure.
+ * when nothing was sent yet. After the first failure the tx is dead
+ * (PostgreSQL aborts it anyway): later calls return that failure.
  *
  * The first statements of a transaction on a connection that died while
  * idle (a database restart) lost nothing of ours: the connection is reset
@@ -1163,7 +1239,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 {
 	struct pg_step all[2 * PG_MAX_STEPS + 2];
 	struct pg_step *deferred = NULL;
-	const char *load_params[3];
 	size_t head = 0, n_deferred = 0;
 	int rc;
 
@@ -1191,12 +1266,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 				  "READ ONLY"
 				: "BEGIN ISOLATION LEVEL READ COMMITTED "
 				  "READ WRITE");
-	if (tx->frame == FRAME_UNFRAMED) {
-		load_params[0] = tx->unframed_key.customer;
-		load_params[1] = tx->unframed_key.user;
-		load_params[2] = tx->unframed_key.device;
-		all[head++] = step_stmt(ST_LOAD, load_params);
-	}
 	/* apply()'s statements go first, in this round trip. */
 	if (n_deferred)
 		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
@@ -1226,18 +1295,6 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		applied_drop(tx);
 		tx->failed = rc;
 		return rc;
-	}
-	if (tx->frame == FRAME_UNFRAMED) {
-		struct domain_snapshot again;
-
-		rc = pg_load_parse(tx, all[head - 1].res,
-				   &tx->unframed_key, &again);
-		if (rc == STORE_OK &&
-		    memcmp(&again, &tx->unframed_snap, sizeof(again)) != 0) {
-			das_log(DAS_LOG_DEBUG, "postgresql: the state read "
-					       "moved; reading again");
-			rc = tx->failed = STORE_RETRY;
-		}
 	}
 	tx->frame = FRAME_OPEN;
 	steps_clear(all, head);
@@ -1342,8 +1399,7 @@ static int pg_begin(struct store *base, const char *customer,
 	(void)customer;
 	*out = NULL;
 	if (is_read_only) {
-		/* Its load() goes out in a batch (pg_read_batched): no slot
-		 * unless a later statement needs one (pg_exec_tx). */
+		/* No slot unless a statement comes (pg_exec_tx). */
 		tx = calloc(1, sizeof(*tx));
 		if (!tx)
 			return STORE_ERROR;
@@ -1412,7 +1468,7 @@ static int pg_commit(struct store_tx *base)
 		return rc;
 	}
 	if (tx->frame != FRAME_OPEN && !tx->deferred) {
-		/* Nothing, or one statement that was its own transaction. */
+		/* Nothing was sent. */
 		pg_end(tx);
 		return STORE_OK;
 	}
@@ -1451,13 +1507,14 @@ static int pg_commit(struct store_tx *base)
 /* ---- reads ---- */
 
 /* A text column into a fixed buffer ("" when NULL); -1 when too long. */
-static int copy_column(const PGresult *res, int col, char *out, size_t size)
+static int copy_column(const PGresult *res, int row, int col, char *out,
+		       size_t size)
 {
-	if (PQgetisnull(res, 0, col)) {
+	if (PQgetisnull(res, row, col)) {
 		out[0] = '\0';
 		return 0;
 	}
-	return copy_text(PQgetvalue(res, 0, col), out, size);
+	return copy_text(PQgetvalue(res, row, col), out, size);
 }
 
 /* A client type column (smallint); -1 when NULL or out of range. */
@@ -1473,62 +1530,69 @@ static int client_type_column(const PGresult *res, int row, int col)
 	return (int)v;
 }
 
-/* Fills snap from the rows of ST_LOAD for key (none: no such
- * customer). */
-static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
-			 const struct domain_key *key,
-			 struct domain_snapshot *snap)
+/* Columns of ST_LOAD's rows (ST_LOAD_BATCH's after its first). */
+#define PG_LOAD_COLUMNS 8
+
+/*
+ * Fills snap for key from rows rows[0..n) of res, whose columns from col0
+ * on are ST_LOAD's (none: no such customer).
+ */
+static int pg_load_rows(struct pg_tx *tx, const PGresult *res,
+			const int *rows, int n, int col0,
+			const struct domain_key *key,
+			struct domain_snapshot *snap)
 {
-	int n = PQntuples(res);
+	int r0 = n > 0 ? rows[0] : 0;
 
 	memset(snap, 0, sizeof(*snap));
 	snap->device_type = DAS_CLIENT_NONE;
 	if (n == 0)
 		return STORE_OK;
-	if (n > DAS_CLIENT_TYPE_COUNT - 1 || PQnfields(res) != 8)
+	if (n > DAS_CLIENT_TYPE_COUNT - 1 ||
+	    PQnfields(res) != col0 + PG_LOAD_COLUMNS)
 		return pg_corrupt(tx, "load");
 	snap->is_customer_found = true;
-	snap->customer_has_account = !PQgetisnull(res, 0, 0);
-	if (copy_column(res, 0, snap->customer_account,
+	snap->customer_has_account = !PQgetisnull(res, r0, col0);
+	if (copy_column(res, r0, col0, snap->customer_account,
 			sizeof(snap->customer_account)) != 0)
 		return pg_corrupt(tx, "customers.account");
-	if (!PQgetisnull(res, 0, 1)) {
+	if (!PQgetisnull(res, r0, col0 + 1)) {
 		snap->is_seat_limited = true;
-		if (parse_i64(PQgetvalue(res, 0, 1), &snap->included_seats) !=
-		    0)
+		if (parse_i64(PQgetvalue(res, r0, col0 + 1),
+			      &snap->included_seats) != 0)
 			return pg_corrupt(tx, "customers.included_seats");
 	}
-	if (parse_i64(PQgetvalue(res, 0, 2), &snap->seats_in_use) != 0)
+	if (parse_i64(PQgetvalue(res, r0, col0 + 2), &snap->seats_in_use) != 0)
 		return pg_corrupt(tx, "customers.seats_in_use");
-	if (!PQgetisnull(res, 0, 3)) {
-		const char *roles = PQgetvalue(res, 0, 3);
+	if (!PQgetisnull(res, r0, col0 + 3)) {
+		const char *roles = PQgetvalue(res, r0, col0 + 3);
 
 		snap->is_user_found = true;
 		snap->has_role_uc = domain_roles_contain(roles, DOMAIN_ROLE_UC);
 		snap->has_role_uc_softphone =
 			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
 	}
-	if (!PQgetisnull(res, 0, 4)) {
+	if (!PQgetisnull(res, r0, col0 + 4)) {
 		snap->is_device_found = true;
-		if (copy_column(res, 4, snap->device_owner,
+		if (copy_column(res, r0, col0 + 4, snap->device_owner,
 				sizeof(snap->device_owner)) != 0)
 			return pg_corrupt(tx, "devices.owner");
 	}
-	if (!PQgetisnull(res, 0, 5) &&
-	    (snap->device_type = client_type_column(res, 0, 5)) < 0)
+	if (!PQgetisnull(res, r0, col0 + 5) &&
+	    (snap->device_type = client_type_column(res, r0, col0 + 5)) < 0)
 		return pg_corrupt(tx, "assignments.client_type");
 	/* The user's assignments: none (one row of NULLs) or one a row. */
-	for (int row = 0; row < n; row++) {
-		int t;
+	for (int k = 0; k < n; k++) {
+		int t, row = rows[k];
 		const char *device;
 
-		if (PQgetisnull(res, row, 6) && n == 1)
+		if (PQgetisnull(res, row, col0 + 6) && n == 1)
 			break;
-		t = client_type_column(res, row, 6);
-		if (t < 0 || PQgetisnull(res, row, 7) ||
+		t = client_type_column(res, row, col0 + 6);
+		if (t < 0 || PQgetisnull(res, row, col0 + 7) ||
 		    snap->user_devices[t][0])
 			return pg_corrupt(tx, "assignments");
-		device = PQgetvalue(res, row, 7);
+		device = PQgetvalue(res, row, col0 + 7);
 		if (!device[0] || copy_text(device, snap->user_devices[t],
 					    DAS_ID_SIZE) != 0)
 			return pg_corrupt(tx, "assignments.device_id");
@@ -1537,6 +1601,22 @@ static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
 			snap->device_type = t;
 	}
 	return STORE_OK;
+}
+
+/* Fills snap from the rows of ST_LOAD for key (none: no such
+ * customer). */
+static int pg_load_parse(struct pg_tx *tx, const PGresult *res,
+			 const struct domain_key *key,
+			 struct domain_snapshot *snap)
+{
+	int rows[DAS_CLIENT_TYPE_COUNT];
+	int n = PQntuples(res);
+
+	if (n > DAS_CLIENT_TYPE_COUNT - 1)
+		return pg_corrupt(tx, "load");
+	for (int i = 0; i < n; i++)
+		rows[i] = i;
+	return pg_load_rows(tx, res, rows, n, 0, key, snap);
 }
 
 static bool has_seat(const struct domain_snapshot *snap)
@@ -1549,192 +1629,259 @@ static bool has_seat(const struct domain_snapshot *snap)
 
 /* ---- batched reads ---- */
 
+/* Sleeps on cv (under mu) until signalled, or until the thread's buffered
+ * log lines are due, which it then writes. */
+static void pg_thread_idle(pthread_cond_t *cv, pthread_mutex_t *mu)
+{
+	int due = das_log_thread_due_ms();
+
+	if (due == 0) {
+		das_log_thread_flush();
+		due = das_log_thread_due_ms();
+	}
+	if (due > 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)due * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(cv, mu, &ts);
+	} else {
+		pthread_cond_wait(cv, mu);
+	}
+}
+
+
 /* Loads one batch carries at most. */
 #define PG_READ_BATCH_MAX 64
 
-/*
- * Runs one batch of loads on reader: one pipeline, one round trip, no
- * transaction block (the statements up to the Sync share an implicit one,
- * read-only). Under READ COMMITTED, PostgreSQL's default, each statement
- * takes its own snapshot; under a stricter default they share one, taken
- * after every caller of the batch was queued. Either way a caller reads
- * committed (and, synchronous_commit on, durable) state as of a moment
- * after its call began. A statement that fails answers its own caller;
- * the ones the server skipped after it are sent again. A connection that died while idle is
- * reset and the batch sent once more, as a transaction's first
- * statements are (pg_exec_tx).
- */
-static void pg_read_lead(struct pg_store *st, struct pg_slot *reader,
-			 struct pg_read_req **batch, size_t n)
+/* A text[] literal of the batch's keys, one field each. */
+static void array_literal(char *out, size_t size, struct store_read **batch,
+			  size_t n, size_t field)
 {
-	struct pg_step steps[PG_READ_BATCH_MAX];
-	const char *params[PG_READ_BATCH_MAX][3];
-	bool may_resend = true;
-	size_t i = 0;
+	size_t at = 0;
 
+	out[at++] = '{';
 	for (size_t j = 0; j < n; j++) {
-		params[j][0] = batch[j]->key->customer;
-		params[j][1] = batch[j]->key->user;
-		params[j][2] = batch[j]->key->device;
-		steps[j] = step_stmt(ST_LOAD, params[j]);
+		const struct domain_key *k = batch[j]->key;
+		const char *v = field == 0   ? k->customer
+				: field == 1 ? k->user
+					     : k->device;
+
+		if (j)
+			out[at++] = ',';
+		out[at++] = '"';
+		for (; *v && at + 4 < size; v++) {
+			if (*v == '"' || *v == '\\')
+				out[at++] = '\\';
+			out[at++] = *v;
+		}
+		out[at++] = '"';
 	}
-	while (i < n) {
-		size_t done;
-		int rc = pg_slot_ready(st, reader, false);
+	out[at++] = '}';
+	out[at] = '\0';
+}
 
-		if (rc != STORE_OK) {
-			for (; i < n; i++)
-				batch[i]->rc = rc;
+/* Room for one array: each key's field escaped, quoted, and a comma. */
+#define PG_READ_ARRAY_SIZE (PG_READ_BATCH_MAX * (2 * DAS_ID_SIZE + 3) + 3)
+
+/*
+ * Runs one batch of loads on reader: one statement (ST_LOAD_BATCH), one
+ * round trip, one snapshot for the batch, taken after every caller of
+ * the batch was queued: committed (and, synchronous_commit on, durable)
+ * state as of a moment after each call began. Each read gets its result
+ * and, on success, its snapshot; a failure of the statement is every
+ * caller's. A connection that died while idle is reset and the batch
+ * sent once more, as a transaction's first statements are (pg_exec_tx).
+ */
+static void pg_read_run(struct pg_store *st, struct pg_slot *reader,
+			struct store_read **batch, size_t n)
+{
+	char arrays[3][PG_READ_ARRAY_SIZE]; /* ~26 KiB of the reader's stack */
+	const char *params[3] = {arrays[0], arrays[1], arrays[2]};
+	int rows[PG_READ_BATCH_MAX][DAS_CLIENT_TYPE_COUNT];
+	int n_rows[PG_READ_BATCH_MAX];
+	struct pg_step step;
+	int rc = STORE_OK;
+
+	for (size_t f = 0; f < 3; f++)
+		array_literal(arrays[f], sizeof(arrays[f]), batch, n, f);
+	for (int attempt = 0;; attempt++) {
+		step = step_stmt(ST_LOAD_BATCH, params);
+		rc = pg_slot_ready(st, reader, false);
+		if (rc == STORE_OK)
+			rc = pg_pipeline(reader, &step, 1);
+		if (rc == STORE_OK || attempt > 0 || !reader->conn ||
+		    PQstatus(reader->conn) != CONNECTION_BAD)
 			break;
-		}
-		rc = pg_pipeline_keep(reader, steps + i, n - i, &done);
-		for (size_t j = i; j < i + done; j++) {
-			batch[j]->res = steps[j].res;
-			batch[j]->rc = STORE_OK;
-		}
-		i += done;
-		if (rc == STORE_OK || i == n)
-			break;
-		if (PQstatus(reader->conn) == CONNECTION_BAD) {
-			if (done == 0 && may_resend) {
-				may_resend = false;
-				reader->is_ready = false;
-				continue;
-			}
-			for (; i < n; i++)
-				batch[i]->rc = rc;
-			break;
-		}
-		batch[i++]->rc = rc;
+		reader->is_ready = false;
 	}
+	memset(n_rows, 0, sizeof(n_rows));
+	for (int row = 0; rc == STORE_OK && row < PQntuples(step.res); row++) {
+		int64_t i;
+
+		if (parse_i64(PQgetvalue(step.res, row, 0), &i) != 0 || i < 1 ||
+		    (size_t)i > n || n_rows[i - 1] >= DAS_CLIENT_TYPE_COUNT - 1)
+			rc = pg_corrupt(NULL, "load batch");
+		else
+			rows[i - 1][n_rows[i - 1]++] = row;
+	}
+	for (size_t j = 0; j < n; j++)
+		batch[j]->result =
+			rc != STORE_OK ? rc
+				       : pg_load_rows(NULL, step.res, rows[j],
+						      n_rows[j], 1,
+						      batch[j]->key,
+						      &batch[j]->snap);
+	PQclear(step.res);
 }
 
-/* Sleeps while *word is READ_WAITING (a wake-up may be spurious). */
-static void read_wait(_Atomic int *word)
+/*
+ * The thread of one reader connection: takes every queued read (up to a
+ * batch), runs them as one pipeline and hands each its result, again and
+ * again while reads are queued; sleeps when none are. So the database
+ * reads and answers many statements per wake-up, a caller alone still
+ * goes out at once, and no caller's thread waits for the round trip
+ * (store_read_submit). Reads still queued at close are run before the
+ * thread ends.
+ */
+static void *pg_reader_main(void *arg)
 {
-	while (atomic_load(word) == READ_WAITING)
-		syscall(SYS_futex, (int *)word, FUTEX_WAIT_PRIVATE, READ_WAITING,
-			NULL, NULL, 0);
-}
+	struct pg_reader *r = arg;
+	struct pg_store *st = r->st;
+	struct store_read *batch[PG_READ_BATCH_MAX];
 
-static void read_wake(_Atomic int *word)
-{
-	syscall(SYS_futex, (int *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
+	das_log_thread_buffer();
+	pthread_mutex_lock(&st->read_mu);
+	for (;;) {
+		size_t n = 0;
 
-/* A reader without a batch in flight, or NULL. Under read_mu. */
-static struct pg_slot *pg_reader_free(struct pg_store *st)
-{
-	for (size_t i = 0; i < st->n_readers; i++)
-		if (!st->readers[i].is_in_use)
-			return &st->readers[i];
+		while (!st->read_head && !st->is_closing) {
+			st->n_idle_readers++;
+			pg_thread_idle(&st->read_cv, &st->read_mu);
+			st->n_idle_readers--;
+		}
+		if (!st->read_head)
+			break; /* closing, nothing left */
+		while (st->read_head && n < PG_READ_BATCH_MAX) {
+			batch[n++] = st->read_head;
+			st->read_head = st->read_head->next;
+		}
+		if (!st->read_head)
+			st->read_tail = NULL;
+		pthread_mutex_unlock(&st->read_mu);
+
+		pg_read_run(st, r->slot, batch, n);
+		for (size_t i = 0; i < n; i++) {
+			struct store_read *rd = batch[i];
+
+			store_read_finish(&st->base, rd, rd->result);
+		}
+		if (das_log_thread_due_ms() == 0)
+			das_log_thread_flush();
+		pthread_mutex_lock(&st->read_mu);
+	}
+	pthread_mutex_unlock(&st->read_mu);
+	das_log_thread_flush();
 	return NULL;
 }
 
-/*
- * Marks reader busy and takes a batch out of the queue: req first, then
- * the callers queued from the head. Under read_mu. Returns its size.
- */
-static size_t pg_read_take(struct pg_store *st, struct pg_slot *reader,
-			   struct pg_read_req *req,
-			   struct pg_read_req *batch[PG_READ_BATCH_MAX])
+static int pg_read_submit(struct store *base, struct store_read *rd)
 {
-	struct pg_read_req **pp, *prev = NULL;
-	size_t n = 0;
+	struct pg_store *st = (struct pg_store *)base;
 
-	reader->is_in_use = true;
-	for (pp = &st->read_head; *pp != req; pp = &(*pp)->next)
-		prev = *pp;
-	*pp = req->next;
-	if (st->read_tail == req)
-		st->read_tail = prev;
-	req->is_taken = true;
-	batch[n++] = req;
-	while (st->read_head && n < PG_READ_BATCH_MAX) {
-		struct pg_read_req *r = st->read_head;
+	rd->next = NULL;
+	rd->result = STORE_ERROR;
+	pthread_mutex_lock(&st->read_mu);
+	if (st->read_tail)
+		st->read_tail->next = rd;
+	else
+		st->read_head = rd;
+	st->read_tail = rd;
+	if (st->n_idle_readers)
+		pthread_cond_signal(&st->read_cv);
+	pthread_mutex_unlock(&st->read_mu);
+	return STORE_OK;
+}
 
-		st->read_head = r->next;
-		r->is_taken = true;
-		batch[n++] = r;
+/* ---- writes handed over ---- */
+
+/*
+ * A job (store_submit) in a write transaction of its own: its body, then
+ * COMMIT, or ROLLBACK when the body failed or was undone. The commit is
+ * durable when it returns (synchronous_commit on).
+ */
+static void pg_job_run(struct pg_store *st, struct store_job *job)
+{
+	struct store_tx *tx = NULL;
+	int rc;
+
+	job->is_undone = false;
+	rc = pg_begin(&st->base, NULL, false, &tx);
+	if (rc == STORE_OK) {
+		rc = store_job_run(tx, job);
+		if (rc == STORE_OK && !job->is_undone)
+			rc = pg_commit(tx);
+		else
+			pg_rollback(tx);
 	}
-	if (!st->read_head)
-		st->read_tail = NULL;
-	return n;
+	store_job_finish(&st->base, job, rc);
 }
 
 /*
- * A read-only transaction's first load(), the read that answers a
- * repeat or a refusal: queued, and sent with the loads of other callers
- * waiting at the same moment as one pipeline on one of st->readers.
- * A caller that finds a reader free leads: it takes the queue (itself
- * first), runs the batch, hands every caller its result, and wakes the
- * next caller in the queue to lead the next batch. So the database reads
- * and answers many statements per wake-up instead of one, and a caller
- * alone still goes out at once. *res is the caller's to PQclear.
+ * The writer threads, as many as the pool has connections: each takes
+ * the oldest job handed over and runs it to its durable end, so writes
+ * go to the database as concurrently as the callers' own threads would
+ * send them, and a reader thread that decided a write needs none of its
+ * time for it. Jobs still queued at close are run before the threads end.
  */
-static int pg_read_batched(struct pg_store *st, const struct domain_key *key,
-			   PGresult **res)
+static void *pg_writer_main(void *arg)
 {
-	struct pg_read_req req = {.key = key, .rc = STORE_ERROR};
-	struct pg_read_req *batch[PG_READ_BATCH_MAX];
-	struct pg_slot *reader;
-	size_t n;
+	struct pg_store *st = arg;
 
-	*res = NULL;
-	atomic_init(&req.state, READ_WAITING);
-	pthread_mutex_lock(&st->read_mu);
-	if (st->read_tail)
-		st->read_tail->next = &req;
-	else
-		st->read_head = &req;
-	st->read_tail = &req;
+	das_log_thread_buffer();
+	pthread_mutex_lock(&st->write_mu);
 	for (;;) {
-		int expected = READ_LEAD;
+		struct store_job *job;
 
-		reader = pg_reader_free(st);
-		if (reader)
-			break;
-		pthread_mutex_unlock(&st->read_mu);
-		read_wait(&req.state);
-		if (atomic_load(&req.state) == READ_DONE)
-			goto done;
-		pthread_mutex_lock(&st->read_mu);
-		/* Woken to lead: lead if still queued and a reader is free,
-		 * else wait again. A caller taken into a batch is never
-		 * asked to lead again; it waits for its answer. */
-		atomic_compare_exchange_strong(&req.state, &expected,
-					       READ_WAITING);
-		if (req.is_taken) {
-			pthread_mutex_unlock(&st->read_mu);
-			while (atomic_load(&req.state) != READ_DONE)
-				read_wait(&req.state);
-			goto done;
+		while (!st->write_head && !st->is_write_closing) {
+			st->n_idle_writers++;
+			pg_thread_idle(&st->write_cv, &st->write_mu);
+			st->n_idle_writers--;
 		}
+		job = st->write_head;
+		if (!job)
+			break; /* closing, nothing left */
+		st->write_head = job->next;
+		if (!st->write_head)
+			st->write_tail = NULL;
+		pthread_mutex_unlock(&st->write_mu);
+		pg_job_run(st, job);
+		if (das_log_thread_due_ms() == 0)
+			das_log_thread_flush();
+		pthread_mutex_lock(&st->write_mu);
 	}
-	n = pg_read_take(st, reader, &req, batch);
-	pthread_mutex_unlock(&st->read_mu);
+	pthread_mutex_unlock(&st->write_mu);
+	das_log_thread_flush();
+	return NULL;
+}
 
-	pg_read_lead(st, reader, batch, n);
+static int pg_submit(struct store *base, struct store_job *job)
+{
+	struct pg_store *st = (struct pg_store *)base;
 
-	pthread_mutex_lock(&st->read_mu);
-	reader->is_in_use = false;
-	/* The next batch's leader: the oldest caller still queued. */
-	if (st->read_head) {
-		atomic_store(&st->read_head->state, READ_LEAD);
-		read_wake(&st->read_head->state);
-	}
-	pthread_mutex_unlock(&st->read_mu);
-	for (size_t i = 1; i < n; i++) {
-		/* Once DONE is stored the caller may return: its word may
-		 * be woken after it is gone, a spurious wake-up for whoever
-		 * uses that memory next, which futex waiters allow for. */
-		atomic_store(&batch[i]->state, READ_DONE);
-		read_wake(&batch[i]->state);
-	}
-done:
-	if (req.rc == STORE_OK)
-		*res = req.res;
-	return req.rc;
+	job->next = NULL;
+	pthread_mutex_lock(&st->write_mu);
+	if (st->write_tail)
+		st->write_tail->next = job;
+	else
+		st->write_head = job;
+	st->write_tail = job;
+	if (st->n_idle_writers)
+		pthread_cond_signal(&st->write_cv);
+	pthread_mutex_unlock(&st->write_mu);
+	return STORE_OK;
 }
 
 /*
@@ -1782,11 +1929,11 @@ static int pg_lock_for(struct pg_tx *tx, const struct domain_key *key,
 }
 
 /*
- * Read-only: no lock, and when it is the transaction's first statement
- * it runs on its own, in a batch with other callers' loads (a statement
- * sees one snapshot; nothing to commit). Write: BEGIN, the locks and the read
- * in one round trip; READ COMMITTED, so the read (a statement after the
- * locks) sees what every previous holder committed.
+ * Read-only: no lock; BEGIN and the read in one round trip (a read that
+ * needs no other statement goes through store_read_submit instead).
+ * Write: BEGIN, the locks and the read in one round trip; READ COMMITTED,
+ * so the read (a statement after the locks) sees what every previous
+ * holder committed.
  */
 static int pg_load(struct store_tx *base, const struct domain_key *key,
 		   struct domain_snapshot *snap)
@@ -1803,21 +1950,6 @@ static int pg_load(struct store_tx *base, const struct domain_key *key,
 	snap->device_type = DAS_CLIENT_NONE;
 	if (tx->failed != STORE_OK)
 		return tx->failed;
-	if (tx->is_read_only && tx->frame == FRAME_NONE && !tx->slot) {
-		PGresult *res;
-
-		rc = pg_read_batched((struct pg_store *)tx->base.st, key, &res);
-		if (rc != STORE_OK)
-			return tx->failed = rc;
-		rc = pg_load_parse(tx, res, key, snap);
-		PQclear(res);
-		if (rc != STORE_OK)
-			return rc;
-		tx->frame = FRAME_UNFRAMED;
-		tx->unframed_key = *key;
-		tx->unframed_snap = *snap;
-		return STORE_OK;
-	}
 	if (!tx->is_read_only) {
 		rc = pg_lock_for(tx, key, steps, &k, owner);
 		if (rc != STORE_OK)
@@ -2541,4 +2673,6 @@ const struct store_ops store_postgres_ops = {
 	.ledger_prune = pg_ledger_prune,
 	.seats_charged = pg_seats_charged,
 	.ledger_key = pg_ledger_key,
+	.submit = pg_submit,
+	.read_submit = pg_read_submit,
 };
