@@ -801,6 +801,34 @@ static void sleep_ms(long ms)
 }
 
 /*
+ * The reader connections are opened when the store opens, not by the
+ * first read: a replica's first request must not wait for a name lookup
+ * and a login. Its sessions are told apart by their application_name.
+ */
+static void test_readers_connect_at_open(void **state)
+{
+	struct store_options opt = {2, 0};
+	struct store *st = NULL;
+	char uri[sizeof(spec) + 64], err[512];
+	long long n = 0;
+
+	(void)state;
+	assert_non_null(fresh_spec());
+	snprintf(uri, sizeof(uri), "%s&application_name=das_eager", spec);
+	if (store_open(uri, &opt, &st, err, sizeof(err)) != STORE_OK)
+		fail_msg("open %s: %s", uri, err);
+	/* The first connection (migrations) and at least one reader. */
+	for (int i = 0; i < 1000 && n < 2; i++) {
+		n = query_count("SELECT count(*) FROM pg_stat_activity "
+				"WHERE application_name = 'das_eager'");
+		if (n < 2)
+			sleep_ms(10);
+	}
+	store_close(st);
+	assert_true(n >= 2);
+}
+
+/*
  * Reads handed over return their callers at once, while the database
  * holds their batch back (a lock on the customers table): every caller
  * is told later, exactly once. The batch's session killed while it waits
@@ -1380,6 +1408,7 @@ int main(void)
 		cmocka_unit_test(test_stored_seat_count_matches),
 		cmocka_unit_test(test_batched_reads_answer_their_callers),
 		cmocka_unit_test(test_handed_reads_told_once),
+		cmocka_unit_test(test_readers_connect_at_open),
 		cmocka_unit_test(test_commits_flush_before_visible),
 		cmocka_unit_test(test_connection_killed_mid_tx),
 		cmocka_unit_test(test_server_restart_recovers),

@@ -1753,6 +1753,11 @@ static void *pg_reader_main(void *arg)
 	struct store_read *batch[PG_READ_BATCH_MAX];
 
 	das_log_thread_buffer();
+	/* Connected now, not by the first read: a replica's first request
+	 * must not wait on a name lookup (a container engine's DNS server
+	 * that drops a query costs glibc's 5 s retry) or a login. A failure
+	 * here is logged and tried again by the first batch. */
+	(void)pg_slot_ready(st, r->slot, false);
 	pthread_mutex_lock(&st->read_mu);
 	for (;;) {
 		size_t n = 0;
