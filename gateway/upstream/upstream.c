@@ -6,7 +6,8 @@
  * switches per request, over half the gateway's CPU). Here the loop that
  * read the HTTP request writes its HTTP/2 stream and reads the reply: no
  * lock, no hand-off. Each loop keeps one connection to every server of the
- * target and spreads its calls over the ready ones, round-robin.
+ * target and spreads its calls over the ready ones, round-robin by
+ * turn of the loop (pick()).
  *
  * What the C-core channel gave and where it lives now:
  *  - round-robin over every address, re-resolved names: backends[], rr,
@@ -82,6 +83,7 @@ struct gw_upstream_loop {
 	struct backend *backends[RESOLVER_MAX_ADDRS];
 	size_t n_backends;
 	unsigned rr;
+	size_t turn_k; /* backend this turn's calls go to; SIZE_MAX: none yet */
 	unsigned addrs_gen, tls_gen;
 	struct h2conn *conns; /* all of them, draining ones included */
 	/* Deadline order: [0] calls, [1] readiness probes. */
@@ -290,16 +292,30 @@ static bool any_ready(const struct gw_upstream_loop *ul)
 	return false;
 }
 
-/* The next ready connection with room, round-robin over the servers. */
+/*
+ * The connection for a call: the one this turn of the loop already chose
+ * while it has room, else the next ready one with room, round-robin over
+ * the servers. Round-robin goes by turn, not by call: the calls a turn
+ * started leave in one write on one connection and reach one server in
+ * one read, instead of a write per server each turn and bursts cut in n
+ * for every server (two replicas behind one gateway, wrk -c32: each
+ * server's context switches per request 1.0-1.1 -> 0.7-0.9 and its read
+ * batches 5.3 -> 7 callers). Calls that arrive one a turn still go to
+ * every server in turn.
+ */
 static struct h2conn *pick(struct gw_upstream_loop *ul)
 {
 	size_t n = ul->n_backends;
 
+	if (ul->turn_k < n && ul->backends[ul->turn_k]->conn &&
+	    h2conn_has_room(ul->backends[ul->turn_k]->conn))
+		return ul->backends[ul->turn_k]->conn;
 	for (size_t i = 0; i < n; i++) {
 		size_t k = (ul->rr + i) % n;
 		struct h2conn *c = ul->backends[k]->conn;
 		if (c && h2conn_has_room(c)) {
 			ul->rr = (unsigned)(k + 1);
+			ul->turn_k = k;
 			return c;
 		}
 	}
@@ -488,6 +504,7 @@ static void take_addresses(struct gw_upstream_loop *ul)
 	memcpy(ul->backends, keep, n * sizeof(keep[0]));
 	ul->n_backends = n;
 	ul->rr = 0;
+	ul->turn_k = SIZE_MAX;
 	ul->is_dirty = true;
 	free(set);
 }
@@ -579,6 +596,9 @@ void gw_upstream_loop_run(struct gw_upstream_loop *ul, bool is_io)
 	}
 	for (struct h2conn *c = ul->conns; c; c = c->next)
 		h2conn_flush(c);
+	/* What was started so far is written: the next calls go to the
+	 * next server. */
+	ul->turn_k = SIZE_MAX;
 }
 
 int gw_upstream_start(struct gw_upstream_loop *ul,
@@ -641,6 +661,7 @@ struct gw_upstream_loop *gw_upstream_loop_new(struct gw_upstream *up,
 		return NULL;
 	}
 	ul->up = up;
+	ul->turn_k = SIZE_MAX;
 	ul->ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ul->ep < 0) {
 		snprintf(err, err_size, "epoll: %s", strerror(errno));

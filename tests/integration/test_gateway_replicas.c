@@ -1,6 +1,7 @@
 /*
  * One gateway in front of two server replicas (--upstream IP:PORT,IP:PORT,
- * round-robin): calls reach both replicas, and when one is killed the other
+ * round-robin by turn of the gateway's loop): calls one at a time and
+ * calls in bursts reach both replicas, and when one is killed the other
  * keeps answering with no acknowledged change lost; a replica that hangs
  * is a 504; no server at all is a fast 503 without wait-for-ready. The replicas share one
  * SQLite file here so the test needs no database server; the PostgreSQL
@@ -194,6 +195,69 @@ static void calls_reach_both_replicas(void **state)
 	assert_true(b >= 5);
 }
 
+/*
+ * Concurrent calls: the gateway sends the calls one turn of its loop
+ * started to one server and the next turn's to the next, so every loop
+ * that serves calls in more than one turn reaches both replicas. Rounds
+ * of 16 calls at once on kept-alive connections: each loop holding a
+ * connection sees a turn every round.
+ */
+static void bursts_reach_both_replicas(void **state)
+{
+	enum { CONNS = 16, ROUNDS = 8 };
+	CURL *easy[CONNS];
+	CURLM *multi = curl_multi_init();
+	char url[512];
+	int a0, b0, a = 0, b = 0, running;
+
+	(void)state;
+	assert_non_null(multi);
+	a0 = refused_calls(&servers[0]);
+	b0 = refused_calls(&servers[1]);
+	snprintf(url, sizeof(url),
+		 "http://%s/v1.0/customers/" CUST "/users/u0/devices/pbx",
+		 gateway.addr);
+	for (int i = 0; i < CONNS; i++) {
+		easy[i] = curl_easy_init();
+		assert_non_null(easy[i]);
+		curl_easy_setopt(easy[i], CURLOPT_URL, url);
+		curl_easy_setopt(easy[i], CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS);
+		curl_easy_setopt(easy[i], CURLOPT_WRITEFUNCTION, discard);
+	}
+	for (int r = 0; r < ROUNDS; r++) {
+		for (int i = 0; i < CONNS; i++)
+			curl_multi_add_handle(multi, easy[i]);
+		do {
+			assert_int_equal(curl_multi_perform(multi, &running),
+					 CURLM_OK);
+			if (running)
+				curl_multi_poll(multi, NULL, 0, 100, NULL);
+		} while (running);
+		for (int i = 0; i < CONNS; i++) {
+			long status = 0;
+
+			curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE,
+					  &status);
+			assert_int_equal(status, 401);
+			curl_multi_remove_handle(multi, easy[i]);
+		}
+	}
+	for (int i = 0; i < CONNS; i++)
+		curl_easy_cleanup(easy[i]);
+	curl_multi_cleanup(multi);
+	for (int i = 0; i < 50 && a + b < CONNS * ROUNDS; i++) {
+		struct timespec pause = {0, 50 * 1000 * 1000};
+		if (i)
+			nanosleep(&pause, NULL);
+		a = refused_calls(&servers[0]) - a0;
+		b = refused_calls(&servers[1]) - b0;
+	}
+	fprintf(stderr, "replica calls in bursts: %d and %d\n", a, b);
+	assert_int_equal(a + b, CONNS * ROUNDS);
+	assert_true(a >= 1);
+	assert_true(b >= 1);
+}
+
 static void one_replica_killed(void **state)
 {
 	char path[256];
@@ -307,6 +371,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(calls_reach_both_replicas),
+		cmocka_unit_test(bursts_reach_both_replicas),
 		cmocka_unit_test(one_replica_killed),
 		cmocka_unit_test(frozen_upstream_is_504),
 		cmocka_unit_test(no_upstream_fails_fast),
