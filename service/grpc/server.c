@@ -47,7 +47,7 @@
 
 struct worker {
 	struct server *srv;
-	grpc_completion_queue *cq; /* the server's one queue (srv->cq) */
+	grpc_completion_queue *cq; /* srv->cq, or srv->drain_cq for the last */
 	pthread_t thread;
 	bool is_started;
 	/* Calls of busy connections taken, not yet handled (flood_guard.h). */
@@ -70,6 +70,25 @@ struct server {
 	 * own queue and runs it, and any free worker takes the next one.
 	 */
 	grpc_completion_queue *cq;
+	/*
+	 * The queue of one more worker (the last of workers[]) that never
+	 * polls, so a flood can never hold it. A thread waiting on srv->cq
+	 * is also gRPC's poller: it reads a socket and parses what arrived
+	 * before it returns, and while a client keeps sending it keeps
+	 * reading that connection in the same turn (core reads again at
+	 * once while the kernel says more is queued). A rapid-reset flood
+	 * over as many connections as there are workers held every worker
+	 * there at once: nobody took a call, the flood's calls piled up in
+	 * core (3 GB), the guard saw none of them, and no socket of a
+	 * normal client was read. The worker on this queue (GRPC_CQ_NON_
+	 * POLLING: its wait is a condition variable, no I/O) takes calls
+	 * core could not give to srv->cq's requests (core offers a new call
+	 * to srv->cq first, so it sees calls only when those workers are
+	 * behind); dropping a flooder's calls touches that connection's
+	 * state, and core then hands the held worker's parsing on to its
+	 * executor threads, which frees the worker.
+	 */
+	grpc_completion_queue *drain_cq;
 	grpc_completion_queue *shutdown_cq;
 	grpc_resource_quota *quota;
 	struct reflection *reflection; /* its own queue and thread */
@@ -674,7 +693,8 @@ int server_start(const struct server_config *cfg, struct server **out,
 	grpc_init();
 	obs_register();
 	srv->cfg = *cfg;
-	srv->n_workers = cfg->n_workers ? cfg->n_workers : 1;
+	/* cfg->n_workers polling workers and the one on drain_cq. */
+	srv->n_workers = (cfg->n_workers ? cfg->n_workers : 1) + 1;
 
 	args[0].type = GRPC_ARG_INTEGER;
 	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -740,9 +760,26 @@ int server_start(const struct server_config *cfg, struct server **out,
 	}
 	srv->cq = grpc_completion_queue_create_for_next(NULL);
 	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+	/* Registered after srv->cq: core offers a call to the queues in
+	 * the order they were registered, from its connection's own. */
+	grpc_completion_queue_attributes drain_attr = {
+		.version = 1,
+		.cq_completion_type = GRPC_CQ_NEXT,
+		.cq_polling_type = GRPC_CQ_NON_POLLING,
+	};
+	srv->drain_cq = grpc_completion_queue_create(
+		grpc_completion_queue_factory_lookup(&drain_attr), &drain_attr,
+		NULL);
+	if (!srv->drain_cq) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	grpc_server_register_completion_queue(srv->server, srv->drain_cq,
+					      NULL);
 	for (unsigned i = 0; i < srv->n_workers; i++) {
 		srv->workers[i].srv = srv;
-		srv->workers[i].cq = srv->cq;
+		srv->workers[i].cq =
+			i + 1 < srv->n_workers ? srv->cq : srv->drain_cq;
 	}
 	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
 	if (!cfg->is_reflection_off &&
@@ -846,6 +883,19 @@ static void drain(struct server *srv)
 				    gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 }
 
+/* Frees the calls left on a shut-down worker queue (NULL: none). */
+static void queue_free_rest(grpc_completion_queue *cq)
+{
+	for (; cq;) {
+		grpc_event ev = grpc_completion_queue_next(
+			cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+		if (ev.type == GRPC_QUEUE_SHUTDOWN)
+			break;
+		if (ev.type == GRPC_OP_COMPLETE)
+			call_free(ev.tag);
+	}
+}
+
 void server_stop(struct server *srv)
 {
 	if (!srv)
@@ -860,18 +910,13 @@ void server_stop(struct server *srv)
 		/* Every worker's next() answers SHUTDOWN once the queue is
 		 * drained; what no worker took is freed here. */
 		grpc_completion_queue_shutdown(srv->cq);
+		if (srv->drain_cq)
+			grpc_completion_queue_shutdown(srv->drain_cq);
 		for (unsigned i = 0; srv->workers && i < srv->n_workers; i++)
 			if (srv->workers[i].is_started)
 				pthread_join(srv->workers[i].thread, NULL);
-		for (;;) {
-			grpc_event ev = grpc_completion_queue_next(
-				srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-				NULL);
-			if (ev.type == GRPC_QUEUE_SHUTDOWN)
-				break;
-			if (ev.type == GRPC_OP_COMPLETE)
-				call_free(ev.tag);
-		}
+		queue_free_rest(srv->cq);
+		queue_free_rest(srv->drain_cq);
 	}
 	streams_stop(srv->streams);
 	reflection_stop(srv->reflection);
@@ -882,6 +927,8 @@ void server_stop(struct server *srv)
 	flood_guard_free(srv->guard);
 	if (srv->cq)
 		grpc_completion_queue_destroy(srv->cq);
+	if (srv->drain_cq)
+		grpc_completion_queue_destroy(srv->drain_cq);
 	if (srv->shutdown_cq) {
 		grpc_completion_queue_shutdown(srv->shutdown_cq);
 		grpc_completion_queue_destroy(srv->shutdown_cq);
