@@ -1219,6 +1219,44 @@ static void rapid_reset_flood_bounded_tls(void **state)
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
+/*
+ * Twice as many flooding connections as the server has polling workers
+ * (--workers 2). A thread waiting for calls is also gRPC core's poller,
+ * and while a flooder keeps sending, core keeps reading and parsing that
+ * connection on the same thread: once every worker was held that way no
+ * call was taken, the flood's calls piled up in core (1.5-3.4 GB in one
+ * round of 4 x 50,000), the guard never saw them and no normal client's
+ * socket was read (calls at their 10 s deadline). The server's extra
+ * worker never polls (server.c, drain_cq), so calls are taken and the
+ * flooders closed whatever the polling workers are doing. Measured with
+ * the counts below, 2 alternating pairs at load 11-15 on 2 cores: before,
+ * peaks of 840 MB and 2.0 GB, slowest normal call 6.3 and 9.7 s; after,
+ * 143 and 104 MB, 1.5 and 1.2 s. Its own server, so the RSS is its own.
+ */
+static void rapid_reset_more_flooders_than_workers(void **state)
+{
+	struct harness_proc srv;
+	char db[512], spec[600];
+	struct flood_result r;
+
+	(void)state;
+	harness_path("attacks-2w.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--workers", "2", NULL};
+	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	struct das_client *c = das_client_new(srv.addr);
+	assert_non_null(c);
+	seed(c);
+	das_client_free(c);
+	flood_run(&srv, NULL, das_client_new(srv.addr), "2-worker flood",
+		  env_count("DAS_FLOOD_STREAMS_2W",
+			    FLOOD_IS_SANITIZED ? 5000 : 25000),
+		  env_count("DAS_FLOOD_ROUNDS_2W", 3), &r);
+	flood_check(&srv, &r, true);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 /* ---- legitimate heavy clients ------------------------------------------- */
 
 /* A client whose every 4th call has a deadline it may well miss. */
@@ -1522,6 +1560,7 @@ int main(void)
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
 		cmocka_unit_test(rapid_reset_flood_bounded_tls),
+		cmocka_unit_test(rapid_reset_more_flooders_than_workers),
 	};
 	signal(SIGPIPE, SIG_IGN);
 	/* DAS_TEST_FILTER=rapid_reset* runs the tests whose name matches. */
