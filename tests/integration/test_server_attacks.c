@@ -12,7 +12,8 @@
  *   server's peak RSS stays under 300 MiB, every normal call is answered
  *   in time, flooding connections are closed with a WARN line naming the
  *   peer (service/grpc/flood_guard.h); the same on the TLS listener
- *   (OpenSSL client, ALPN h2);
+ *   (OpenSSL client, ALPN h2); and four flooders against two polling
+ *   workers;
  * - legitimate heavy clients are never closed for it: h2load 4 x 8
  *   streams, and a client whose calls hit their deadline now and then;
  * - the concurrent-stream cap the server advertises;
@@ -21,7 +22,8 @@
  *
  * Figures (RSS, latencies) are printed. Counts are smaller than the attacks
  * of issue 10 and can be raised with DAS_FLOOD_STREAMS (streams per
- * connection and round), DAS_FLOOD_ROUNDS and DAS_HEAVY_CALLS (h2load's
+ * connection and round), DAS_FLOOD_ROUNDS (DAS_FLOOD_STREAMS_2W and
+ * DAS_FLOOD_ROUNDS_2W for the 2-worker flood) and DAS_HEAVY_CALLS (h2load's
  * calls). The server runs with ASan's quarantine cut to 16 MiB: by default
  * ASan keeps up to 256 MiB of freed memory, which would measure ASan, not
  * the server. A sanitizer build floods less and bounds less (see
@@ -83,7 +85,6 @@
  * regression; this one still fails the way the server failed before.
  */
 #define FLOOD_MAX_CALL_MS 2000
-#define FLOOD_MAX_CALL_TEXT "2000 ms"
 #define FLOOD_ISSUE_MS 100
 /*
  * A sanitizer build runs the server several times slower while the
@@ -1105,7 +1106,7 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 		r->max, FLOOD_ISSUE_MS,
 		FLOOD_IS_SANITIZED ? "; sanitizer build: RSS added by the "
 				     "flood bounded, timings printed"
-				   : ", max < " FLOOD_MAX_CALL_TEXT);
+				   : ", max below the bound of the test");
 }
 
 /*
@@ -1115,7 +1116,8 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
  * before the workers see 200 of them open: 2 runs in 10 closed none).
  */
 static void flood_check(struct harness_proc *srv,
-			const struct flood_result *r, bool must_close)
+			const struct flood_result *r, bool must_close,
+			double max_call_ms)
 {
 	assert_true(r->hwm > 0 && r->rss_before > 0);
 	/* Every normal call made during the flood was answered. */
@@ -1123,8 +1125,10 @@ static void flood_check(struct harness_proc *srv,
 	if (FLOOD_IS_SANITIZED) {
 		assert_true(r->hwm - r->rss_before < RSS_LIMIT_KIB);
 	} else {
+		fprintf(stderr, "bound of the test: max < %.0f ms\n",
+			max_call_ms);
 		assert_true(r->hwm < RSS_LIMIT_KIB);
-		assert_true(r->max < FLOOD_MAX_CALL_MS);
+		assert_true(r->max < max_call_ms);
 	}
 	/* Every close the flooders saw was the guard's, logged. */
 	if (must_close)
@@ -1145,7 +1149,7 @@ static void rapid_reset_flood_bounded(void **state)
 	(void)state;
 	flood_run(&server, NULL, das_client_new(server.addr), "flood",
 		  flood_streams(), env_count("DAS_FLOOD_ROUNDS", 4), &r);
-	flood_check(&server, &r, !FLOOD_IS_SANITIZED);
+	flood_check(&server, &r, !FLOOD_IS_SANITIZED, FLOOD_MAX_CALL_MS);
 	/* The flood changed nothing it should not have: alice's device went
 	 * nowhere else. */
 	char text[128];
@@ -1215,7 +1219,7 @@ static void rapid_reset_flood_bounded_tls(void **state)
 		  "tls flood", flood_streams(),
 		  env_count("DAS_FLOOD_ROUNDS", 4), &r);
 	SSL_CTX_free(tls);
-	flood_check(&srv, &r, true);
+	flood_check(&srv, &r, true, FLOOD_MAX_CALL_MS);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
@@ -1231,8 +1235,13 @@ static void rapid_reset_flood_bounded_tls(void **state)
  * flooders closed whatever the polling workers are doing. Measured with
  * the counts below, 2 alternating pairs at load 11-15 on 2 cores: before,
  * peaks of 840 MB and 2.0 GB, slowest normal call 6.3 and 9.7 s; after,
- * 143 and 104 MB, 1.5 and 1.2 s. Its own server, so the RSS is its own.
+ * 143 and 104 MB, 1.5 and 1.2 s. Two polling workers against four
+ * flooders for ten times the streams of the other flood tests leave less
+ * margin on a loaded machine, so the slowest call may take up to
+ * FLOOD_2W_MAX_CALL_MS here; the RSS bound is what fails first without
+ * the fix. Its own server, so the RSS is its own.
  */
+#define FLOOD_2W_MAX_CALL_MS 5000
 static void rapid_reset_more_flooders_than_workers(void **state)
 {
 	struct harness_proc srv;
@@ -1253,7 +1262,7 @@ static void rapid_reset_more_flooders_than_workers(void **state)
 		  env_count("DAS_FLOOD_STREAMS_2W",
 			    FLOOD_IS_SANITIZED ? 5000 : 25000),
 		  env_count("DAS_FLOOD_ROUNDS_2W", 3), &r);
-	flood_check(&srv, &r, true);
+	flood_check(&srv, &r, true, FLOOD_2W_MAX_CALL_MS);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
