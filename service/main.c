@@ -43,7 +43,7 @@ static struct das_flag flags[] = {
 	 .help = "verified tokens remembered (exp/nbf re-checked); 0 = off"},
 	{.name = "workers", .metavar = "N", .def = "0",
 	 .help = "worker threads; 0 = 2 per CPU, at least 4 (PostgreSQL: "
-		 "8 per CPU, at least 16)"},
+		 "8 per CPU, at least 16); plus one that never polls"},
 	{.name = "store-pool", .metavar = "N", .def = "0",
 	 .help = "store connections; 0 = one per worker"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
