@@ -137,12 +137,13 @@ static bool is_loopback(const char *listen)
 	       (n == 9 && strncmp(listen, "localhost", 9) == 0);
 }
 
-/* SIGHUP: new certificates and JWT keys; on failure the old ones stay. */
 /*
  * Workers when --workers is 0. SQLite answers from memory or one fsync
- * shared by a batch: 2 per CPU keep the CPUs busy. On PostgreSQL a worker
- * waits for every round trip to the database, so more of them are needed
- * to keep the CPUs busy (measured: 4 -> 16 workers, reads 2.9 k -> 4.6 k/s).
+ * shared by a batch: 2 per CPU keep the CPUs busy. On PostgreSQL assigns,
+ * unassigns and lists go to the store's reader and writer threads and are
+ * answered from there (docs/store.md), but the other RPCs (directory
+ * changes, ledger pages, seat usage) still wait in their worker for every
+ * round trip, so more workers keep those from queueing behind one another.
  */
 static unsigned long default_workers(const char *store)
 {
@@ -155,6 +156,7 @@ static unsigned long default_workers(const char *store)
 	return n * 2 > 4 ? n * 2 : 4;
 }
 
+/* SIGHUP: new certificates and JWT keys; on failure the old ones stay. */
 static void reload(struct auth_config *auth, struct token_cache *tokens,
 		   struct server_tls *tls)
 {
