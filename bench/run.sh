@@ -29,6 +29,11 @@
 #   BENCH_TINY=1     smoke mode: one 1 s round per row, CG_N=20
 #   BENCH_TABLE=FILE also write the table there
 #   ROWS="row ..."   only these rows (names as in bench/table.py)
+#   PAIRS="a:b ..."  rows whose ratio is close to its target, loaded as
+#                    PAIR_N=6 pairs of PAIR_DURATION=2s per round, in the
+#                    order ab ba ab ...; their ratio is the median of all
+#                    pair ratios (default "obs_off:obs_on rest_read:peer_gw_ours";
+#                    PAIRS= loads every row once a round)
 #   BENCH_LOGS=DIR   keep the programs' logs there
 #   PG_WORKERS=N     --workers of the servers on PostgreSQL (default: theirs)
 #   SERVER_WORKERS=N --workers of the server on SQLite (default: its own)
@@ -46,6 +51,7 @@ cli_bin=$build/cli/device-assignment
 if [ "${BENCH_TINY:-0}" = 1 ]; then
 	RUNS=${RUNS:-1} DURATION=${DURATION:-1s} WARMUP=${WARMUP:-0}
 	PAUSE=${PAUSE:-0} CG_N=${CG_N:-20} PGBENCH_SCALE=${PGBENCH_SCALE:-1}
+	PAIR_N=${PAIR_N:-2} PAIR_DURATION=${PAIR_DURATION:-1s}
 fi
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-5s}
@@ -57,6 +63,9 @@ PERF=${PERF:-1}
 CALLGRIND=${CALLGRIND:-1}
 CG_N=${CG_N:-2000}
 PGBENCH_SCALE=${PGBENCH_SCALE:-10}
+PAIRS=${PAIRS-obs_off:obs_on rest_read:peer_gw_ours}
+PAIR_N=${PAIR_N:-6}
+PAIR_DURATION=${PAIR_DURATION:-2s}
 PEER_BIN=${PEER_BIN:-/tmp/das-peer-grpc-gateway/bin}
 secs=${DURATION%s}
 USERS=64
@@ -234,15 +243,17 @@ nocache_addr=$addr
 # /metrics scraped every second); rows obs_off and obs_on.
 start server-off "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
 	--jwt-hs256-secret-file "$tmp/secret" --metrics false --log-level warn
+obs_off_server_pid=$pid
 start gateway-off "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
 	--metrics false --log-level warn
-obs_off_addr=$addr
+obs_off_addr=$addr obs_off_gateway_pid=$pid
 start server-on "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
 	--jwt-hs256-secret-file "$tmp/secret" --metrics-listen 127.0.0.1:0 --log-format json
 obs_server_metrics=$(sed -n 's/.* metrics on \(.*\)$/\1/p' "$tmp/server-on.out")
+obs_on_server_pid=$pid
 start gateway-on "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
 	--log-format json
-obs_on_addr=$addr
+obs_on_addr=$addr obs_on_gateway_pid=$pid
 (while :; do
 	curl -s -o /dev/null "http://$obs_on_addr/metrics"
 	curl -s -o /dev/null "$obs_server_metrics"
@@ -510,17 +521,73 @@ say "bench: ${#rows[@]} rows, warm-up $WARMUP, $RUNS rounds of $DURATION, $(npro
 if [ "$WARMUP" != 0 ]; then
 	for row in "${rows[@]}"; do load "$row" "$WARMUP" >/dev/null; done
 fi
+# Pairs (PAIRS): both rows selected; pair_first ROW / pair_second ROW
+# print the partner when ROW is the first / second row of a pair.
+pairs_file=$tmp/pairs
+: >"$pairs_file"
+active_pairs=()
+for pr in $PAIRS; do
+	want "${pr%%:*}" && want "${pr#*:}" && [[ " ${rows[*]} " == *" ${pr%%:*} "* ]] &&
+		[[ " ${rows[*]} " == *" ${pr#*:} "* ]] && active_pairs+=("$pr")
+done
+pair_first() { local pr; for pr in "${active_pairs[@]}"; do [ "${pr%%:*}" = "$1" ] && { echo "${pr#*:}"; return 0; }; done; return 1; }
+pair_second() { local pr; for pr in "${active_pairs[@]}"; do [ "${pr#*:}" = "$1" ] && return 0; done; return 1; }
+
+# load_checked ROW DURATION ROUND: one load; prints its figures, stops the
+# run when the row served nothing.
+load_checked() {
+	set -- "$1" "$3" $(load "$1" "$2")
+	say "round $2 $1: $3 req/s p50 $4 ms p99 $5 ms non-OK $6 of $7"
+	if [ "${7:-0}" = 0 ]; then
+		say "$1 served no request; last output:"
+		cat "$tmp/wrk.txt" "$tmp/h2.txt" "$tmp/pgbench.txt" 2>/dev/null | tail -n 20 >&2
+		exit 1
+	fi
+	shift 2
+	echo "$*"
+}
+
+# run_pairs A B ROUND: PAIR_N pairs of loads, A then B, then B then A, ...
+# (a drift within the round falls on both rows alike); every pair's ratio
+# is kept in $pairs_file as "A B ROUND K RPS_A RPS_B", and each row's
+# line of the round is its loads together: mean req/s, median p50 and
+# p99, all answers.
+run_pairs() {
+	local a=$1 b=$2 r=$3 k x ra rb
+	: >"$tmp/pl.$a"
+	: >"$tmp/pl.$b"
+	[ "$PAUSE" != 0 ] && sleep "$PAUSE"
+	for k in $(seq 1 "$PAIR_N"); do
+		if ((k % 2)); then set -- "$a" "$b"; else set -- "$b" "$a"; fi
+		for x in "$@"; do
+			load_checked "$x" "$PAIR_DURATION" "$r.$k" >>"$tmp/pl.$x"
+		done
+		ra=$(tail -n 1 "$tmp/pl.$a" | cut -d' ' -f1)
+		rb=$(tail -n 1 "$tmp/pl.$b" | cut -d' ' -f1)
+		echo "$a $b $r $k $ra $rb" >>"$pairs_file"
+	done
+	for x in "$a" "$b"; do
+		python3 -c '
+import statistics, sys
+f = [l.split() for l in open(sys.argv[1]) if l.strip()]
+col = lambda i: [float(v[i]) for v in f]
+print(sys.argv[2], sys.argv[3], "%.2f" % statistics.mean(col(0)),
+      "%.3f" % statistics.median(col(1)), "%.3f" % statistics.median(col(2)),
+      sum(int(v[3]) for v in f), sum(int(v[4]) for v in f))' \
+			"$tmp/pl.$x" "$x" "$r" >>"$results"
+	done
+}
+
 for r in $(seq 1 "$RUNS"); do
 	for row in "${rows[@]}"; do
-		[ "$PAUSE" != 0 ] && sleep "$PAUSE"
-		set -- $(load "$row" "$DURATION")
-		say "round $r $row: $1 req/s p50 $2 ms p99 $3 ms non-OK $4 of $5"
-		if [ "${5:-0}" = 0 ]; then
-			say "$row served no request; last output:"
-			cat "$tmp/wrk.txt" "$tmp/h2.txt" "$tmp/pgbench.txt" 2>/dev/null | tail -n 20 >&2
-			exit 1
+		pair_second "$row" && continue
+		if partner=$(pair_first "$row"); then
+			run_pairs "$row" "$partner" "$r"
+			continue
 		fi
-		echo "$row $r $*" >>"$results"
+		[ "$PAUSE" != 0 ] && sleep "$PAUSE"
+		line=$(load_checked "$row" "$DURATION" "$r")
+		echo "$row $r $line" >>"$results"
 	done
 done
 
@@ -599,7 +666,11 @@ if [ "$PERF" = 1 ] && perf stat -e context-switches true >/dev/null 2>&1; then
 	if [ "$have_peer" = 1 ]; then
 		want peer_rest && perf_row peer_rest "da-gateway:$peer_gw_pid" "da-server:$peer_server_pid"
 		want peer_grpc && perf_row peer_grpc "da-server:$peer_server_pid"
+		want peer_gw_ours && perf_row peer_gw_ours "grpc-gateway:$peer_gw2_pid" \
+			"server:$server_pid"
 	fi
+	want obs_off && perf_row obs_off "gateway:$obs_off_gateway_pid" "server:$obs_off_server_pid"
+	want obs_on && perf_row obs_on "gateway:$obs_on_gateway_pid" "server:$obs_on_server_pid"
 elif [ "$PERF" = 1 ]; then
 	echo "perf stat not usable here (perf_event_paranoid?): section skipped" >>"$extras"
 fi
@@ -688,8 +759,9 @@ fi
 {
 	echo "make bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg);"
 	echo "warm-up $WARMUP, $RUNS rounds of $DURATION per row (rows alternate within a round), wrk -t1 -c$CONNS, h2load -c4 -m8 -t1."
+	((${#active_pairs[@]})) && echo "Loaded in pairs (${active_pairs[*]}): $PAIR_N pairs of $PAIR_DURATION a round, ab ba ab ...; a row's req/s of a round is the mean of its loads."
 	echo
-	python3 "$here/table.py" "$results" "$extras"
+	python3 "$here/table.py" "$results" "$extras" "$pairs_file"
 } >"$tmp/table.md"
 cat "$tmp/table.md"
 [ -n "${BENCH_TABLE:-}" ] && cp "$tmp/table.md" "$BENCH_TABLE"

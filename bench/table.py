@@ -3,11 +3,16 @@
 issue's targets (each the median of the per-round ratios, so both sides of
 a ratio come from the same round), and the per-request sections.
 
-    table.py RESULTS [EXTRAS]
+    table.py RESULTS [EXTRAS [PAIRS]]
 
 RESULTS lines: ROW ROUND REQ_PER_S P50_MS P99_MS NON_OK REQUESTS
 EXTRAS lines (optional): free text printed after the table (perf stat and
 callgrind sections, the grpc-status checks).
+PAIRS lines (optional): A B ROUND K REQ_PER_S_A REQ_PER_S_B, one per pair
+of adjacent loads of rows A and B (bench/run.sh PAIRS). A ratio of two
+rows loaded in pairs is the median of all their pair ratios (every round),
+printed with the number of pairs and their quartiles; any other ratio is
+the median of the per-round ratios.
 """
 import statistics
 import sys
@@ -67,6 +72,37 @@ def load(path):
     return data
 
 
+def load_pairs(path):
+    pairs = {}
+    try:
+        lines = open(path).read().split("\n")
+    except OSError:
+        return pairs
+    for line in lines:
+        f = line.split()
+        if len(f) < 6:
+            continue
+        a, b, ra, rb = f[0], f[1], float(f[4]), float(f[5])
+        pairs.setdefault((a, b), []).append((ra, rb))
+    return pairs
+
+
+def pair_ratios(pairs, a, b):
+    """Ratios a / b of every pair of loads of a and b, or None."""
+    if (a, b) in pairs:
+        return [ra / rb for ra, rb in pairs[(a, b)] if rb > 0]
+    if (b, a) in pairs:
+        return [ra / rb for rb, ra in pairs[(b, a)] if rb > 0]
+    return None
+
+
+def quartiles(vals):
+    if len(vals) < 2:
+        return vals[0], vals[0]
+    q = statistics.quantiles(vals, n=4, method="inclusive")
+    return q[0], q[2]
+
+
 def med(vals):
     vals = [v for v in vals if v >= 0]
     return statistics.median(vals) if vals else None
@@ -78,6 +114,7 @@ def fmt_ms(v):
 
 def main():
     data = load(sys.argv[1])
+    pairs = load_pairs(sys.argv[3]) if len(sys.argv) > 3 else {}
     out = []
     out.append("| row | req/s (median) | p50 ms | p99 ms | non-2xx / non-OK "
                "| rounds (req/s) |")
@@ -95,22 +132,30 @@ def main():
             label, rps, fmt_ms(p50), fmt_ms(p99), bad, total,
             " ".join("%.0f" % rounds[k]["rps"] for k in sorted(rounds))))
     out.append("")
-    out.append("| ratio (median of per-round ratios) | value | target | |")
+    out.append("| ratio (median of per-round ratios, or of pair ratios) "
+               "| value | target | |")
     out.append("|---|---:|---:|---|")
     for label, a, b, target in RATIOS:
         if a not in data or b not in data:
             out.append("| %s | - | %s | not measured (row missing) |" % (
                 label, "-" if target is None else "≥ %.2f" % target))
             continue
-        common = sorted(set(data[a]) & set(data[b]))
-        rs = [data[a][k]["rps"] / data[b][k]["rps"] for k in common
-              if data[b][k]["rps"] > 0]
+        rs = pair_ratios(pairs, a, b)
+        how = ""
+        if rs:
+            lo, hi = quartiles(rs)
+            how = " (median of %d pair ratios, quartiles %.3f-%.3f)" % (
+                len(rs), lo, hi)
+        else:
+            common = sorted(set(data[a]) & set(data[b]))
+            rs = [data[a][k]["rps"] / data[b][k]["rps"] for k in common
+                  if data[b][k]["rps"] > 0]
         v = statistics.median(rs) if rs else float("nan")
         if target is None:
-            out.append("| %s | %.3f | - | information |" % (label, v))
+            out.append("| %s%s | %.3f | - | information |" % (label, how, v))
         else:
-            out.append("| %s | %.3f | ≥ %.2f | %s |" % (
-                label, v, target, "met" if v >= target else "not met"))
+            out.append("| %s%s | %.3f | ≥ %.2f | %s |" % (
+                label, how, v, target, "met" if v >= target else "not met"))
     if "rest_read" in data:
         p99 = med([r["p99"] for r in data["rest_read"].values()])
         out.append("| REST read p99 at 32 connections (ms) | %.2f | < 5 | %s |"
