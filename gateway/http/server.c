@@ -66,6 +66,11 @@ struct client {
 	bool is_in_call;
 	bool is_handshake_done;
 	bool is_closed; /* socket closed while a call was in flight */
+	/* Plain TCP: the last read took all the kernel held (short or
+	 * EAGAIN), so the next read waits for an input event: after an
+	 * answer the client's next request has not come yet, and reading
+	 * for it would only answer EAGAIN (one recv per request). */
+	bool is_read_dry;
 	bool has_addr;
 	struct sockaddr_storage addr;
 	struct gw_conn conn;
@@ -285,7 +290,10 @@ static void linger_read(struct client *c)
 static int client_read(struct client *c)
 {
 	int got = 0;
+	bool is_tcp = c->io.t == &gw_transport_tcp;
 
+	if (c->is_read_dry)
+		return 0;
 	for (;;) {
 		size_t avail;
 		char *p = gw_conn_in_space(&c->conn, &avail);
@@ -296,8 +304,10 @@ static int client_read(struct client *c)
 		if (n > 0) {
 			gw_conn_in_commit(&c->conn, (size_t)n);
 			got = 1;
-			if ((size_t)n < avail)
+			if ((size_t)n < avail) {
+				c->is_read_dry = is_tcp;
 				return 1;
+			}
 			continue;
 		}
 		if (n == 0) {
@@ -306,8 +316,10 @@ static int client_read(struct client *c)
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->is_read_dry = is_tcp;
 			return got;
+		}
 		return -1;
 	}
 }
@@ -686,7 +698,11 @@ static void *loop_main(void *arg)
 			} else if (p == &l->wake_fd) {
 				(void)!read(l->wake_fd, &wakes, sizeof(wakes));
 			} else if (p != &l->up_fd) {
-				client_drive(p);
+				struct client *c = p;
+				if (evs[i].events & (EPOLLIN | EPOLLRDHUP |
+						     EPOLLHUP | EPOLLERR))
+					c->is_read_dry = false;
+				client_drive(c);
 			}
 		}
 		/* The calls the clients started go out, one write per

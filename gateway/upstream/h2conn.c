@@ -383,11 +383,24 @@ static int write_out(struct h2conn *c)
 	}
 }
 
-/* Reads until EAGAIN into nghttp2; -1 at the end or on an error. */
-static int read_in(struct h2conn *c)
+/*
+ * Reads what the socket holds into nghttp2; -1 at the end or on an error.
+ * A plain socket's read short of the buffer took all the kernel held, and
+ * with edge-triggered events bytes that come later raise a new event: the
+ * read that would only answer EAGAIN is skipped (under load most events
+ * bring one read's worth), as is any read on an event without EPOLLIN.
+ * Not when the event reported the peer's end (its EOF is read now), nor
+ * under TLS, whose library may hold decrypted bytes: those read until
+ * EAGAIN.
+ */
+static int read_in(struct h2conn *c, uint32_t events)
 {
 	uint8_t buf[READ_CHUNK];
+	bool can_stop_short =
+		!c->ssl && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
 
+	if (can_stop_short && !(events & EPOLLIN))
+		return 0;
 	for (;;) {
 		ssize_t n = sock_read(c, buf, sizeof(buf));
 		if (n > 0) {
@@ -395,6 +408,8 @@ static int read_in(struct h2conn *c)
 			    n)
 				return -1;
 			if (c->state == H2CONN_CLOSED)
+				return 0;
+			if (can_stop_short && (size_t)n < sizeof(buf))
 				return 0;
 			continue;
 		}
@@ -498,7 +513,7 @@ void h2conn_on_io(struct h2conn *c, uint32_t events)
 			return;
 		c->is_tls_done = true;
 	}
-	if (read_in(c) != 0) {
+	if (read_in(c, events) != 0) {
 		h2conn_fail(c);
 		return;
 	}
