@@ -31,6 +31,8 @@
 /* Stop asking nghttp2 for more frames once this much waits unwritten. */
 #define OUT_HIGH_WATER (64 * 1024)
 #define READ_CHUNK     (16 * 1024)
+/* One x-request-id in this many goes out indexed (h2conn_submit). */
+#define REQUEST_ID_INDEX_EVERY 64u
 /* The largest DATA a reply may carry: one message and its prefix. */
 #define MAX_BODY (GW_WIRE_PREFIX + DAS_RPC_MAX_MESSAGE)
 
@@ -573,8 +575,17 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 	if (call->authorization)
 		NV("authorization", call->authorization,
 		   strlen(call->authorization));
-	if (call->request_id)
+	/* Each request's id is new: indexed, every one would be copied into
+	 * both HPACK tables and push an older entry out (callgrind, one call
+	 * at a time: 4.3 k instructions of the gateway's 45.6 k). One in
+	 * REQUEST_ID_INDEX_EVERY is indexed, so that the name is in the
+	 * tables (again soon, should other entries push it out) and the
+	 * others, never indexed, refer to it instead of spelling it. */
+	if (call->request_id) {
 		NV("x-request-id", call->request_id, strlen(call->request_id));
+		if (c->request_ids_sent++ % REQUEST_ID_INDEX_EVERY != 0)
+			nv[n - 1].flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+	}
 #undef NV
 	body.source.ptr = call;
 	body.read_callback = read_body;

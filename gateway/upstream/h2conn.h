@@ -38,6 +38,7 @@ struct h2conn {
 	bool was_ready; /* reached READY once */
 	bool is_goaway; /* the server said GOAWAY: it is going away */
 	bool is_tcp_up, is_tls_done;
+	unsigned request_ids_sent; /* x-request-id fields, for their indexing */
 	int fd, ep;
 	SSL *ssl;
 	struct nghttp2_session *s;
