@@ -15,18 +15,20 @@
  * writer at a time), so threads never interleave. A thread that serves
  * requests may keep its lines in a buffer of its own (after
  * das_log_set_buffered(true)), written once its oldest line is
- * DAS_LOG_BATCH_MS old, when full (64 KiB), at every warn or error line,
+ * DAS_LOG_BATCH_MS old, when full (128 KiB), at every warn or error line,
  * and when the thread ends. Other threads write each line at once.
  * Two kinds of buffer: with das_log_thread_buffer the thread's own loop
  * writes it (it asks das_log_thread_due_ms on each turn and sleeps no
  * longer than that: an epoll loop, whose timeout costs nothing); with
  * das_log_thread_buffer_background one thread of the log's own writes it
  * (for threads whose wait cannot cheaply be cut short, like gRPC
- * completion-queue workers, where a deadline costs a timer per wait).
+ * completion-queue workers, where a deadline costs a timer per wait, and
+ * for threads that must not wait on a write(2) at all, like the gateway's
+ * event loops: a write to a file can wait milliseconds on writeback).
  * Either way a busy thread makes no write(2) per request, and an idle
  * one's lines show within DAS_LOG_BATCH_MS. A clean stop loses nothing; a
  * crash loses what the buffers of running threads hold: the lines of
- * their last DAS_LOG_BATCH_MS (at most 64 KiB each).
+ * their last DAS_LOG_BATCH_MS (at most 128 KiB each).
  */
 #ifndef DAS_COMMON_LOG_H
 #define DAS_COMMON_LOG_H

@@ -636,23 +636,6 @@ static void start_drain(struct loop *l)
 	}
 }
 
-/*
- * epoll_wait, with the loop's access lines written once the oldest is
- * DAS_LOG_BATCH_MS old (common/log.h): a busy loop writes them in
- * batches, an idle one wakes up to write them.
- */
-static int wait_events(struct epoll_event *evs, int ep, int wait_ms)
-{
-	int due = das_log_thread_due_ms();
-
-	if (due == 0) {
-		das_log_thread_flush();
-	} else if (due > 0 && due < wait_ms) {
-		wait_ms = due;
-	}
-	return epoll_wait(ep, evs, MAX_EVENTS, wait_ms);
-}
-
 static void *loop_main(void *arg)
 {
 	struct loop *l = arg;
@@ -661,7 +644,10 @@ static void *loop_main(void *arg)
 	bool is_draining = false;
 	uint64_t wakes;
 
-	das_log_thread_buffer();
+	/* The loop's access lines are written by the log's flusher thread
+	 * (common/log.h): a write(2) to a file can wait for the disk's
+	 * writeback for milliseconds, and the loop then would not answer. */
+	das_log_thread_buffer_background();
 	for (;;) {
 		uint64_t now = now_ms();
 		int n, wait_ms, up_ms;
@@ -684,7 +670,7 @@ static void *loop_main(void *arg)
 		up_ms = gw_upstream_loop_wait_ms(l->up);
 		if (up_ms >= 0 && up_ms < wait_ms)
 			wait_ms = up_ms;
-		n = wait_events(evs, l->ep, wait_ms);
+		n = epoll_wait(l->ep, evs, MAX_EVENTS, wait_ms);
 		/* Upstream news first (replies, a server gone), so that new
 		 * calls below do not go to a connection already closed. */
 		for (int i = 0; i < n; i++)
