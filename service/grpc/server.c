@@ -5,9 +5,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -89,6 +91,20 @@ struct server {
 	 * executor threads, which frees the worker.
 	 */
 	grpc_completion_queue *drain_cq;
+	/*
+	 * The queue every unary call is bound to: its reply batch completes
+	 * by running reply_done() where the batch ends, usually in the thread
+	 * that sent it, instead of as an event that wakes a sleeping worker
+	 * only to free the call.
+	 */
+	grpc_completion_queue *reply_cq;
+	grpc_completion_queue_functor reply_cq_down;
+	/* Reply batches started, their reply_done() not yet returned: core
+	 * may run it on its executor after the queue reported its shutdown. */
+	atomic_int n_replying;
+	pthread_mutex_t reply_mu;
+	pthread_cond_t reply_cv;
+	bool is_reply_cq_down;
 	grpc_completion_queue *shutdown_cq;
 	grpc_resource_quota *quota;
 	struct reflection *reflection; /* its own queue and thread */
@@ -105,6 +121,7 @@ struct server {
 enum call_phase { CALL_REQUESTED, CALL_REPLYING, CALL_UNKNOWN_METHOD };
 
 struct call {
+	grpc_completion_queue_functor done; /* the reply batch's tag */
 	enum call_phase phase;
 	enum das_rpc_method method;
 	struct worker *w;
@@ -165,7 +182,7 @@ static int request_registered(struct worker *w, enum das_rpc_method method)
 	grpc_metadata_array_init(&c->md);
 	err = grpc_server_request_registered_call(
 		w->srv->server, w->srv->methods[method], &c->call, &c->deadline,
-		&c->md, &c->payload, w->cq, w->cq, c);
+		&c->md, &c->payload, w->srv->reply_cq, w->cq, c);
 	if (err != GRPC_CALL_OK) {
 		call_free(c);
 		return -1;
@@ -187,7 +204,7 @@ static int request_unknown(struct worker *w)
 	grpc_call_details_init(&c->details);
 	c->has_details = true;
 	err = grpc_server_request_call(w->srv->server, &c->call, &c->details,
-				       &c->md, w->cq, w->cq, c);
+				       &c->md, w->srv->reply_cq, w->cq, c);
 	if (err != GRPC_CALL_OK) {
 		call_free(c);
 		return -1;
@@ -354,6 +371,30 @@ static size_t find_meta(const grpc_metadata_array *md, const char *key,
 	return n;
 }
 
+/* reply_cq is shut down and its last reply batch is over. */
+static void reply_cq_down(grpc_completion_queue_functor *f, int ok)
+{
+	struct server *srv = (struct server *)((char *)f -
+					       offsetof(struct server,
+							reply_cq_down));
+	(void)ok;
+	pthread_mutex_lock(&srv->reply_mu);
+	srv->is_reply_cq_down = true;
+	pthread_cond_signal(&srv->reply_cv);
+	pthread_mutex_unlock(&srv->reply_mu);
+}
+
+/* The reply batch is over (sent, or failed): so is the call. */
+static void reply_done(grpc_completion_queue_functor *f, int ok)
+{
+	struct call *c = (struct call *)((char *)f - offsetof(struct call, done));
+	struct server *srv = c->w->srv;
+
+	(void)ok;
+	call_free(c);
+	atomic_fetch_sub(&srv->n_replying, 1); /* srv may go after this */
+}
+
 static void send_reply(struct call *c, grpc_status_code code,
 		       const char *message, const char *reason,
 		       const uint8_t *body, size_t body_len)
@@ -403,9 +444,16 @@ static void send_reply(struct call *c, grpc_status_code code,
 	ops[n].data.recv_close_on_server.cancelled = &c->is_cancelled;
 	n++;
 
-	if (grpc_call_start_batch(c->call, ops, n, c, NULL) != GRPC_CALL_OK) {
+	c->done.functor_run = reply_done;
+	c->done.inlineable = 1;
+	atomic_fetch_add(&c->w->srv->n_replying, 1);
+	if (grpc_call_start_batch(c->call, ops, n, &c->done, NULL) !=
+	    GRPC_CALL_OK) {
+		struct server *srv = c->w->srv;
+
 		das_log(DAS_LOG_ERROR, "grpc: could not start the reply batch");
 		call_free(c);
+		atomic_fetch_sub(&srv->n_replying, 1);
 	}
 }
 
@@ -593,7 +641,7 @@ static void *worker_main(void *arg)
 			continue;
 		n_taken++;
 		struct call *c = ev.tag;
-		if (ev.success && c->phase != CALL_REPLYING) {
+		if (ev.success) {
 			c->is_active = true;
 			atomic_fetch_add(&w->srv->n_active, 1);
 		}
@@ -614,8 +662,7 @@ static void *worker_main(void *arg)
 			c->deadline = c->details.deadline;
 			call_take(w, c);
 			break;
-		case CALL_REPLYING:
-			call_free(c);
+		case CALL_REPLYING: /* on reply_cq, never here */
 			break;
 		}
 	}
@@ -755,6 +802,15 @@ int server_start(const struct server_config *cfg, struct server **out,
 
 	srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
 	if (!srv->workers) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
+	pthread_mutex_init(&srv->reply_mu, NULL);
+	pthread_cond_init(&srv->reply_cv, NULL);
+	srv->reply_cq_down.functor_run = reply_cq_down;
+	srv->reply_cq = grpc_completion_queue_create_for_callback(
+		&srv->reply_cq_down, NULL);
+	if (!srv->reply_cq) {
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
@@ -917,6 +973,17 @@ void server_stop(struct server *srv)
 				pthread_join(srv->workers[i].thread, NULL);
 		queue_free_rest(srv->cq);
 		queue_free_rest(srv->drain_cq);
+	}
+	if (srv->reply_cq) {
+		/* Its shutdown is reported once every reply batch is over. */
+		grpc_completion_queue_shutdown(srv->reply_cq);
+		pthread_mutex_lock(&srv->reply_mu);
+		while (!srv->is_reply_cq_down)
+			pthread_cond_wait(&srv->reply_cv, &srv->reply_mu);
+		pthread_mutex_unlock(&srv->reply_mu);
+		while (atomic_load(&srv->n_replying) > 0)
+			nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+		grpc_completion_queue_destroy(srv->reply_cq);
 	}
 	streams_stop(srv->streams);
 	reflection_stop(srv->reflection);
