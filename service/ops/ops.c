@@ -341,8 +341,10 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 		int rc = store_read_submit(st, &l->read);
 		if (rc == STORE_OK)
 			return false;
-		later_end(l, rc);
-		return true;
+		/* Not handed over (a busy store says STORE_RETRY): tried
+		 * again, or answered, as a read that failed. */
+		later_read_done(&l->read, rc);
+		return false;
 	}
 	if (ops_run_tx(st, l->key.customer, true, device_body, &arg, result) !=
 		    DAS_OK ||
