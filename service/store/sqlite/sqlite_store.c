@@ -222,10 +222,7 @@ enum stmt_id {
 	STMT_JOB_SAVEPOINT,
 	STMT_JOB_RELEASE,
 	STMT_JOB_ROLLBACK_TO,
-	STMT_CUSTOMER_GET,
-	STMT_USER_GET,
-	STMT_USER_DEVICES,
-	STMT_DEVICE_GET,
+	STMT_LOAD,
 	STMT_ASSIGN_INSERT,
 	STMT_ASSIGN_MOVE,
 	STMT_ASSIGN_DELETE,
@@ -261,17 +258,30 @@ static const char *const stmt_sql[STMT__COUNT] = {
 	[STMT_JOB_SAVEPOINT] = "SAVEPOINT job",
 	[STMT_JOB_RELEASE] = "RELEASE job",
 	[STMT_JOB_ROLLBACK_TO] = "ROLLBACK TO job",
-	[STMT_CUSTOMER_GET] = "SELECT account, included_seats, seats_in_use"
-			      " FROM customers WHERE tenant = ?1",
-	[STMT_USER_GET] =
-		"SELECT roles FROM users WHERE tenant = ?1 AND user_id = ?2",
-	[STMT_USER_DEVICES] = "SELECT client_type, device_id FROM assignments"
-			      " " BY_USER " WHERE tenant = ?1 AND user_id = ?2",
-	[STMT_DEVICE_GET] =
-		"SELECT d.owner_user_id, coalesce(a.client_type, 0)"
-		" FROM devices AS d LEFT JOIN assignments AS a"
-		" ON a.tenant = d.tenant AND a.device_id = d.device_id"
-		" WHERE d.tenant = ?1 AND d.device_id = ?2",
+	/*
+	 * What one request decides on, in one statement (so one snapshot
+	 * also outside a transaction): the customer, the user, the device
+	 * and the user's assignments, one row each (0-4; one row of NULLs
+	 * when none), no row when there is no such customer. A device's
+	 * assignment is always its owner's (foreign key), so the device's
+	 * type is among those rows when the user owns it; only a device of
+	 * another owner is looked up on its own. An empty user or device
+	 * matches nothing (ids are 1-64 characters). The PostgreSQL store's
+	 * load is the same statement.
+	 */
+	[STMT_LOAD] =
+		"SELECT c.account, c.included_seats, c.seats_in_use,"
+		" u.roles, d.owner_user_id,"
+		" CASE WHEN d.owner_user_id <> ?2 THEN (SELECT client_type"
+		" FROM assignments WHERE tenant = ?1 AND device_id = ?3) END,"
+		" a.client_type, a.device_id"
+		" FROM customers AS c"
+		" LEFT JOIN users AS u ON u.tenant = c.tenant AND u.user_id = ?2"
+		" LEFT JOIN devices AS d"
+		" ON d.tenant = c.tenant AND d.device_id = ?3"
+		" LEFT JOIN assignments AS a " BY_USER
+		" ON a.tenant = c.tenant AND a.user_id = ?2"
+		" WHERE c.tenant = ?1",
 	[STMT_ASSIGN_INSERT] = "INSERT INTO assignments"
 			       " (tenant, device_id, user_id, client_type)"
 			       " VALUES (?1, ?2, ?3, ?4)",
@@ -1559,51 +1569,36 @@ static enum store_result refuse_read_only(struct sqlite_tx *tx,
 
 /* ---- reads ---- */
 
-static enum store_result load_customer(struct sqlite_conn *c,
-				       const char *customer,
-				       struct domain_snapshot *snap)
-{
-	sqlite3_stmt *s = stmt(c, STMT_CUSTOMER_GET);
-	int sqlite_rc = bind_text(s, 1, customer);
+/* The columns of STMT_LOAD. */
+enum {
+	LOAD_ACCOUNT,
+	LOAD_INCLUDED_SEATS,
+	LOAD_SEATS_IN_USE,
+	LOAD_ROLES,
+	LOAD_DEVICE_OWNER,
+	LOAD_OTHER_OWNERS_TYPE,
+	LOAD_TYPE,
+	LOAD_DEVICE,
+};
 
-	if (sqlite_rc != SQLITE_OK)
-		return bind_fail(c, STMT_CUSTOMER_GET, sqlite_rc,
-				 "load customer");
-	sqlite_rc = sqlite3_step(s);
-	if (sqlite_rc == SQLITE_ROW) {
-		snap->is_customer_found = true;
-		if (sqlite3_column_type(s, 0) != SQLITE_NULL) {
-			snap->customer_has_account = true;
-			column_copy(s, 0, snap->customer_account,
-				    sizeof(snap->customer_account));
-		}
-		if (sqlite3_column_type(s, 1) != SQLITE_NULL) {
-			snap->is_seat_limited = true;
-			snap->included_seats = sqlite3_column_int64(s, 1);
-		}
-		snap->seats_in_use = sqlite3_column_int64(s, 2);
-		sqlite_rc = sqlite3_step(s);
+/* The customer, user and device columns, the same in every row. */
+static void load_first_row(sqlite3_stmt *s, struct domain_snapshot *snap)
+{
+	snap->is_customer_found = true;
+	if (sqlite3_column_type(s, LOAD_ACCOUNT) != SQLITE_NULL) {
+		snap->customer_has_account = true;
+		column_copy(s, LOAD_ACCOUNT, snap->customer_account,
+			    sizeof(snap->customer_account));
 	}
-	sqlite3_reset(s);
-	if (sqlite_rc != SQLITE_DONE)
-		return sq_fail(c->db, sqlite_rc, "load customer");
-	return STORE_OK;
-}
-
-static enum store_result load_user(struct sqlite_conn *c, const char *customer,
-				   const char *user,
-				   struct domain_snapshot *snap)
-{
-	sqlite3_stmt *s = stmt(c, STMT_USER_GET);
-	int sqlite_rc = bind_text(s, 1, customer);
-
-	if (sqlite_rc == SQLITE_OK)
-		sqlite_rc = bind_text(s, 2, user);
-	if (sqlite_rc != SQLITE_OK)
-		return bind_fail(c, STMT_USER_GET, sqlite_rc, "load user");
-	sqlite_rc = sqlite3_step(s);
-	if (sqlite_rc == SQLITE_ROW) {
-		const char *roles = (const char *)sqlite3_column_text(s, 0);
+	if (sqlite3_column_type(s, LOAD_INCLUDED_SEATS) != SQLITE_NULL) {
+		snap->is_seat_limited = true;
+		snap->included_seats =
+			sqlite3_column_int64(s, LOAD_INCLUDED_SEATS);
+	}
+	snap->seats_in_use = sqlite3_column_int64(s, LOAD_SEATS_IN_USE);
+	if (sqlite3_column_type(s, LOAD_ROLES) != SQLITE_NULL) {
+		const char *roles =
+			(const char *)sqlite3_column_text(s, LOAD_ROLES);
 
 		snap->is_user_found = true;
 		snap->has_role_uc =
@@ -1611,55 +1606,58 @@ static enum store_result load_user(struct sqlite_conn *c, const char *customer,
 		snap->has_role_uc_softphone =
 			roles &&
 			domain_roles_contain(roles, DOMAIN_ROLE_UC_SOFTPHONE);
-		sqlite_rc = sqlite3_step(s);
 	}
-	sqlite3_reset(s);
-	if (sqlite_rc != SQLITE_DONE)
-		return sq_fail(c->db, sqlite_rc, "load user");
-
-	s = stmt(c, STMT_USER_DEVICES);
-	sqlite_rc = bind_text(s, 1, customer);
-	if (sqlite_rc == SQLITE_OK)
-		sqlite_rc = bind_text(s, 2, user);
-	if (sqlite_rc != SQLITE_OK)
-		return bind_fail(c, STMT_USER_DEVICES, sqlite_rc,
-				 "load devices");
-	while ((sqlite_rc = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t type = sqlite3_column_int64(s, 0);
-
-		/* The schema's CHECK keeps type in 1..4. */
-		if (type >= DAS_CLIENT_DESKTOP && type < DAS_CLIENT_TYPE_COUNT)
-			column_copy(s, 1, snap->user_devices[type],
-				    sizeof(snap->user_devices[type]));
+	if (sqlite3_column_type(s, LOAD_DEVICE_OWNER) != SQLITE_NULL) {
+		snap->is_device_found = true;
+		column_copy(s, LOAD_DEVICE_OWNER, snap->device_owner,
+			    sizeof(snap->device_owner));
 	}
-	sqlite3_reset(s);
-	if (sqlite_rc != SQLITE_DONE)
-		return sq_fail(c->db, sqlite_rc, "load devices");
-	return STORE_OK;
+	if (sqlite3_column_type(s, LOAD_OTHER_OWNERS_TYPE) != SQLITE_NULL)
+		snap->device_type =
+			sqlite3_column_int(s, LOAD_OTHER_OWNERS_TYPE);
 }
 
-static enum store_result load_device(struct sqlite_conn *c,
-				     const char *customer, const char *device,
-				     struct domain_snapshot *snap)
+/*
+ * Fills snap for key with STMT_LOAD. Outside a transaction the statement
+ * is a read transaction of its own.
+ */
+static enum store_result load_snapshot(struct sqlite_conn *c,
+				       const struct domain_key *key,
+				       struct domain_snapshot *snap)
 {
-	sqlite3_stmt *s = stmt(c, STMT_DEVICE_GET);
-	int sqlite_rc = bind_text(s, 1, customer);
+	sqlite3_stmt *s = stmt(c, STMT_LOAD);
+	int sqlite_rc = bind_text(s, 1, key->customer);
+	bool is_first = true;
 
+	memset(snap, 0, sizeof(*snap));
+	snap->device_type = DAS_CLIENT_NONE;
 	if (sqlite_rc == SQLITE_OK)
-		sqlite_rc = bind_text(s, 2, device);
+		sqlite_rc = bind_text(s, 2, key->user);
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = bind_text(s, 3, key->device);
 	if (sqlite_rc != SQLITE_OK)
-		return bind_fail(c, STMT_DEVICE_GET, sqlite_rc, "load device");
-	sqlite_rc = sqlite3_step(s);
-	if (sqlite_rc == SQLITE_ROW) {
-		snap->is_device_found = true;
-		column_copy(s, 0, snap->device_owner,
-			    sizeof(snap->device_owner));
-		snap->device_type = sqlite3_column_int(s, 1);
-		sqlite_rc = sqlite3_step(s);
+		return bind_fail(c, STMT_LOAD, sqlite_rc, "load");
+	while ((sqlite_rc = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t type;
+
+		if (is_first)
+			load_first_row(s, snap);
+		is_first = false;
+		if (sqlite3_column_type(s, LOAD_TYPE) == SQLITE_NULL)
+			continue; /* the user has no assignment */
+		/* The schema's CHECK keeps type in 1..4. */
+		type = sqlite3_column_int64(s, LOAD_TYPE);
+		if (type < DAS_CLIENT_DESKTOP || type >= DAS_CLIENT_TYPE_COUNT)
+			continue;
+		column_copy(s, LOAD_DEVICE, snap->user_devices[type],
+			    sizeof(snap->user_devices[type]));
+		/* The device asked is the user's: its type is here. */
+		if (strcmp(snap->user_devices[type], key->device) == 0)
+			snap->device_type = (int)type;
 	}
 	sqlite3_reset(s);
 	if (sqlite_rc != SQLITE_DONE)
-		return sq_fail(c->db, sqlite_rc, "load device");
+		return sq_fail(c->db, sqlite_rc, "load");
 	return STORE_OK;
 }
 
@@ -1667,21 +1665,36 @@ static int sq_load(struct store_tx *base, const struct domain_key *key,
 		   struct domain_snapshot *snap)
 {
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
-	enum store_result result;
 
-	memset(snap, 0, sizeof(*snap));
 	if (!tx->is_read_only) {
-		result = refuse_read_only(tx, "load");
+		enum store_result result = refuse_read_only(tx, "load");
+
 		if (result != STORE_OK)
 			return result;
 	}
-	result = load_customer(tx->conn, key->customer, snap);
-	if (result == STORE_OK && key->user[0])
-		result = load_user(tx->conn, key->customer, key->user, snap);
-	if (result == STORE_OK && key->device[0])
-		result =
-			load_device(tx->conn, key->customer, key->device, snap);
-	return result;
+	return load_snapshot(tx->conn, key, snap);
+}
+
+/*
+ * The read pass of assign, unassign and list (store_read_submit): its one
+ * statement runs here, on the caller's thread, outside a transaction, so
+ * it is a read transaction of its own (one snapshot of committed, synced
+ * state, as any reader connection sees) without a BEGIN and a COMMIT to
+ * run. done is called before this returns.
+ */
+static int sq_read_submit(struct store *base, struct store_read *rd)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+	enum store_result result = check_file_for_read(st);
+	struct sqlite_conn *c;
+
+	if (result != STORE_OK)
+		return result;
+	c = pool_take(st);
+	result = load_snapshot(c, rd->key, &rd->snap);
+	pool_give(st, c);
+	store_read_finish(&st->base, rd, result);
+	return STORE_OK;
 }
 
 /* ---- writes ---- */
@@ -2274,4 +2287,5 @@ const struct store_ops store_sqlite_ops = {
 	.seats_charged = sq_seats_charged,
 	.ledger_key = sq_ledger_key,
 	.submit = sq_submit,
+	.read_submit = sq_read_submit,
 };
