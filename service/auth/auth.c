@@ -913,6 +913,27 @@ static int take_scopes(json_t *claims, struct domain_principal *who,
 }
 
 /*
+ * Whether the claims segment of a signed token decodes to text without a
+ * NUL byte. libjwt 1.10 reads the decoded claims as a C string, so a NUL
+ * would end them early and whatever follows it (anything the signer put
+ * there) would be dropped unread: "{...}\0junk" verified as "{...}". The
+ * claims must be one JSON object, nothing after it (RFC 7519 section 7.2).
+ */
+static bool claims_are_text(const char *tok, size_t tok_len, size_t head_len)
+{
+	unsigned char buf[AUTH_MAX_TOKEN];
+	const char *payload = tok + head_len + 1;
+	const char *dot = memchr(payload, '.', tok_len - head_len - 1);
+	long n = dot ? b64url_decode(payload, (size_t)(dot - payload), buf,
+				     sizeof(buf))
+		     : -1;
+	bool is_text = n > 0 && !memchr(buf, '\0', (size_t)n);
+
+	explicit_bzero(buf, sizeof(buf));
+	return is_text;
+}
+
+/*
  * The token (tok_len bytes, its header head_len of them) decoded by libjwt
  * with the one key that may sign it, or NULL with a reason. The caller
  * frees the result with jwt_free.
@@ -947,6 +968,10 @@ static jwt_t *decode_signed(const struct auth_keyset *ks, const char *tok,
 	if (jwt_get_alg(jwt) != alg_to_jwt(key->alg)) {
 		put_reason(why, why_size, "token alg is not %s",
 			   alg_name(key->alg));
+		goto out;
+	}
+	if (!claims_are_text(tok, tok_len, head_len)) {
+		put_reason(why, why_size, "token claims are not one JSON object");
 		goto out;
 	}
 	result = jwt;

@@ -477,6 +477,40 @@ static void test_crit_refused(void **state)
 			   "crit");
 }
 
+/*
+ * Claims that are a JSON object followed by a NUL byte and more: libjwt
+ * reads its claims as a C string and would take the object alone. Found
+ * by fuzz_auth (the target signs what it mutates). Refused, signed or not.
+ */
+static void test_claims_with_nul_refused(void **state)
+{
+	const char object[] = "{\"sub\":\"alice\",\"exp\":1900000000,"
+			      "\"tenants\":[\"" T1 "\"],"
+			      "\"scope\":\"devices:assign\"}";
+	char payload[sizeof(object) + 8];
+	size_t n = sizeof(object) - 1;
+
+	(void)state;
+	memcpy(payload, object, n);
+	/* The object alone verifies. */
+	assert_int_equal(verify_free(&cfg_hs,
+				     raw_token("{\"alg\":\"HS256\"}", payload,
+					       n, NULL)),
+			 0);
+	memcpy(payload + n, "\0junk", 5);
+	expect_why(&cfg_hs,
+		   raw_token("{\"alg\":\"HS256\"}", payload, n + 5, NULL),
+		   "claims");
+	/* A NUL alone at the end, and one inside a string. */
+	expect_why(&cfg_hs,
+		   raw_token("{\"alg\":\"HS256\"}", payload, n + 1, NULL),
+		   "claims");
+	memcpy(payload, object, n);
+	payload[9] = '\0'; /* in "alice" */
+	expect_why(&cfg_hs,
+		   raw_token("{\"alg\":\"HS256\"}", payload, n, NULL), "");
+}
+
 static void test_key_confusion(void **state)
 {
 	struct auth_claims c = base_claims();
@@ -1155,6 +1189,7 @@ int main(void)
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_alg_none),
 		cmocka_unit_test(test_crit_refused),
+		cmocka_unit_test(test_claims_with_nul_refused),
 		cmocka_unit_test(test_key_confusion),
 		cmocka_unit_test(test_rs256_when_hs256_configured),
 		cmocka_unit_test(test_issuer_audience),
