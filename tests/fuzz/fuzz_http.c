@@ -12,8 +12,10 @@
  *
  * Checked: the engine always makes progress; every answer is one
  * well-formed response (status line, JSON Content-Type, X-Request-Id,
- * Content-Length matching a JSON body with "status", and "error" on 4xx/5xx).
+ * Content-Length matching a JSON body with "status", and "error" on 4xx/5xx;
+ * a scrape of /metrics: 200 and the Prometheus text format).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 #include "gateway/http/conn.h"
 
@@ -47,6 +50,7 @@ static void check_output(const char *out, size_t n)
 		const char *p = out + at, *end, *cl;
 		size_t head, body_len;
 		unsigned status;
+		bool is_json;
 		json_t *j;
 
 		if (n - at >= sizeof(cont) - 1 &&
@@ -63,9 +67,15 @@ static void check_output(const char *out, size_t n)
 		if (!end)
 			abort();
 		head = (size_t)(end - p) + 4;
-		if (!find(p, head,
-			  "\r\nContent-Type: application/json; "
-			  "charset=utf-8\r\n") ||
+		/* Every answer is JSON but the scrape of /metrics (200, the
+		 * Prometheus text format). */
+		is_json = find(p, head,
+			       "\r\nContent-Type: application/json; "
+			       "charset=utf-8\r\n") != NULL;
+		if ((!is_json && (status != 200 ||
+				  !find(p, head,
+					"\r\nContent-Type: " DAS_METRICS_CONTENT_TYPE
+					"\r\n"))) ||
 		    !find(p, head, "\r\nX-Request-Id: "))
 			abort();
 		cl = find(p, head, "\r\nContent-Length: ");
@@ -79,6 +89,10 @@ static void check_output(const char *out, size_t n)
 			continue;
 		if (at + body_len > n)
 			abort();
+		if (!is_json) {
+			at += body_len;
+			continue;
+		}
 		j = json_loadb(out + at, body_len, 0, NULL);
 		if (!j || !json_object_get(j, "status") ||
 		    (status >= 400 && !json_object_get(j, "error")))
