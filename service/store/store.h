@@ -151,12 +151,13 @@ struct store_job {
 /*
  * A read handed to the backend (store_read_submit): the load of a
  * read-only transaction that runs no other statement, as the read pass of
- * assign and unassign is. The backend runs it with the loads of other
- * callers (one statement, one snapshot each, taken after the call began:
- * committed and durable state, as for any read-only transaction) on a
- * thread of its own, and calls done once snap holds the snapshot of *key
- * (result STORE_OK) or the load failed (snap then undefined). The
- * caller's thread does not wait. The caller owns the struct and *key and
+ * assign and unassign is. The backend runs it as one statement, one
+ * snapshot taken after the call began (committed and durable state, as
+ * for any read-only transaction): PostgreSQL with the loads of other
+ * callers on a reader thread of its own, so the caller's thread does not
+ * wait; SQLite at once on the caller's thread. It calls done once snap
+ * holds the snapshot of *key (result STORE_OK) or the load failed (snap
+ * then undefined). The caller owns the struct and *key and
  * fills key and done; both must live until done is called. done may run
  * on any thread, before or after store_read_submit returns, and may
  * submit the read again or hand a write to store_submit.
@@ -242,8 +243,9 @@ struct store_ops {
 	 * the backend has none. STORE_OK: done will be called; anything
 	 * else: it will not, nothing was written. */
 	int (*submit)(struct store *st, struct store_job *job);
-	/* Takes a read (struct store_read); NULL when the backend answers
-	 * reads on the caller's thread. STORE_OK: done will be called;
+	/* Takes a read (struct store_read); NULL when the backend has no
+	 * one-statement load (reads then run as read-only transactions).
+	 * STORE_OK: done will be called (maybe before this returns);
 	 * anything else: it will not. */
 	int (*read_submit)(struct store *st, struct store_read *rd);
 };
