@@ -27,6 +27,7 @@ struct entry {
 	struct flood_peer key;
 	bool is_used;
 	uint32_t open;   /* calls admitted, not yet released */
+	uint32_t unanswered; /* of which the server has not begun to answer */
 	uint32_t calls;  /* released lately (halved every window) */
 	uint32_t resets; /* of which the client reset */
 	int64_t last_ms; /* last admission, for forgetting the oldest */
@@ -401,13 +402,22 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 	} else if (e->closed_until_ms > now) {
 		verdict = FLOOD_DROP;
 	} else {
+		bool is_resetting = e->resets >= FLOOD_SUSPECT_RESETS &&
+				    e->resets * 2 > e->calls;
+
 		e->last_ms = now;
 		e->open++;
-		if (e->open > g->max_open / 2 ||
-		    (e->resets >= FLOOD_SUSPECT_RESETS &&
-		     e->resets * 2 > e->calls))
+		e->unanswered++;
+		if (e->open > g->max_open / 2 || is_resetting)
 			verdict = FLOOD_BUSY;
-		if (e->open > g->max_open) {
+		/* Calls not yet answered never pass the stream cap unless the
+		 * client resets their streams. Calls answered whose answer is
+		 * still on its way out can, for a client that opens the next
+		 * stream as each answer arrives (flood_guard_answered): those
+		 * count only against a connection that resets most of its
+		 * streams. */
+		if (e->unanswered > g->max_open ||
+		    e->open > FLOOD_OPEN_FACTOR * g->max_open) {
 			is_closing = true;
 			e->closed_until_ms = now + FLOOD_CLOSED_HOLD_MS;
 			e->calls = e->resets = 0;
@@ -494,8 +504,21 @@ bool flood_guard_is_closed(struct flood_guard *g,
 	return is_closed;
 }
 
+void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer)
+{
+	if (!peer->is_known)
+		return;
+	struct group *gr = group_of(g, peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, peer);
+	if (e && e->unanswered > 0)
+		e->unanswered--;
+	pthread_mutex_unlock(&gr->mu);
+}
+
 void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
-			 bool is_cancelled, gpr_timespec deadline)
+			 bool is_unanswered, bool is_cancelled,
+			 gpr_timespec deadline)
 {
 	/* A call that hit its deadline is cancelled too; that is no reset. */
 	bool is_reset =
@@ -511,6 +534,8 @@ void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
 	struct entry *e = find(gr, peer);
 	if (e && e->open > 0) {
 		e->open--;
+		if (is_unanswered && e->unanswered > 0)
+			e->unanswered--;
 		e->calls++;
 		e->resets += is_reset;
 		if (e->calls >= FLOOD_WINDOW_CALLS) {

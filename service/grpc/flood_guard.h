@@ -17,7 +17,10 @@
  * (SETTINGS_MAX_CONCURRENT_STREAMS), so max_open is twice that cap: past
  * it, the calls are those of streams the client reset (or that hit their
  * deadline) while the server had not yet got to them. The connection is
- * then closed (WARN line naming the peer, metric), and for
+ * then closed (WARN line naming the peer, metric). ("Answered" is when
+ * the server begins its answer; calls answered whose answer has not yet
+ * completed here count too, but only against a connection that resets
+ * most of its streams: see flood_guard_answered.) For
  * FLOOD_CLOSED_HOLD_MS the calls still queued from it are dropped
  * unanswered instead of running their handler, so the backlog the
  * attacker built drains at once.
@@ -25,7 +28,7 @@
  * To see a flood as it arrives rather than once the workers got through
  * the queue, the worker loop (server.c) runs the calls of a "busy"
  * connection only after taking every call that is ready: a connection is
- * busy once it has more calls open than the stream cap, or once the
+ * busy once it has more calls unanswered than the stream cap, or once the
  * client reset more than half of its recent calls (at least
  * FLOOD_SUSPECT_RESETS of them; a reset is a call the client cancelled
  * before its deadline and before our answer; counts halve every
@@ -66,6 +69,9 @@
 
 /* Resets that make a connection busy when they are most of its calls. */
 #define FLOOD_SUSPECT_RESETS 16
+/* Calls answered but not yet completed count against a connection only
+ * past this many times max_open (flood_guard_answered). */
+#define FLOOD_OPEN_FACTOR 4
 #define FLOOD_WINDOW_CALLS 256
 /* How long calls still queued from a closed connection are dropped. */
 #define FLOOD_CLOSED_HOLD_MS 5000
@@ -106,7 +112,8 @@ enum flood_verdict {
 
 /*
  * A worker took call off the queue: fills *peer and says what to do. A
- * call not dropped counts as open until flood_guard_release. May close
+ * call not dropped counts as open until flood_guard_release, and as
+ * unanswered until flood_guard_answered (or its release). May close
  * the connection (this call is still admitted; the later ones are
  * dropped).
  */
@@ -119,13 +126,29 @@ bool flood_guard_is_closed(struct flood_guard *g,
 			   const struct flood_peer *peer);
 
 /*
- * An admitted call is over (answered or dropped). is_cancelled as
+ * The server starts its answer to an admitted call: it no longer counts
+ * as unanswered. A client that resets no stream never has more calls
+ * unanswered than the stream cap (each such call's stream is still open
+ * on the wire), so more than max_open of them close the connection. Calls
+ * answered but not yet released (their answer's batch not yet completed
+ * here) can pass the cap without any reset: the client opens the next
+ * stream as each answer arrives. Counted against every connection, they
+ * got a client that kept every allowed stream busy (h2load -m100 at a cap
+ * of 100, and the gateway under 1,000 clients) closed as a flooder; they
+ * now close only a connection that resets most of its streams.
+ */
+void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer);
+
+/*
+ * An admitted call is over (answered or dropped); is_unanswered: it was
+ * never answered (flood_guard_answered). is_cancelled as
  * RECV_CLOSE_ON_SERVER said, deadline as the call was delivered with
  * (GPR_CLOCK_MONOTONIC): cancelled before its deadline, the client reset
  * it (counted in metrics).
  */
 void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
-			 bool is_cancelled, gpr_timespec deadline);
+			 bool is_unanswered, bool is_cancelled,
+			 gpr_timespec deadline);
 
 /* "ipv4:127.0.0.1:4242", "ipv6:[::1]:4242" (or with %5B %5D) -> *peer;
  * false when s has another form. (Exposed for the unit test.) */

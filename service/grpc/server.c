@@ -138,7 +138,8 @@ struct call {
 	bool has_trailer;
 	int is_cancelled;
 	bool is_active; /* counted in srv->n_active */
-	bool is_admitted; /* counted open by the flood guard */
+	bool is_admitted; /* counted by the flood guard */
+	bool is_answered; /* its answer started: no longer open there */
 	struct flood_peer peer; /* its connection */
 	struct call *next_waiting;
 	uint64_t t0; /* obs_call_begin */
@@ -152,7 +153,8 @@ static void call_free(struct call *c)
 		atomic_fetch_sub(&c->w->srv->n_active, 1);
 	if (c->is_admitted)
 		flood_guard_release(c->w->srv->guard, &c->peer,
-				    c->is_cancelled, c->deadline);
+				    !c->is_answered, c->is_cancelled,
+				    c->deadline);
 	grpc_metadata_array_destroy(&c->md);
 	if (c->has_details)
 		grpc_call_details_destroy(&c->details);
@@ -404,6 +406,11 @@ static void send_reply(struct call *c, grpc_status_code code,
 
 	memset(ops, 0, sizeof(ops));
 	c->phase = CALL_REPLYING;
+	/* Answered: the guard counts it open no longer (flood_guard.h). */
+	if (c->is_admitted && !c->is_answered) {
+		flood_guard_answered(c->w->srv->guard, &c->peer);
+		c->is_answered = true;
+	}
 	c->status_text = grpc_slice_from_copied_string(message);
 
 	ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
