@@ -47,8 +47,9 @@
  * and reuses meanwhile is never touched, because the dup pins the socket
  * that was checked. Plaintext and TLS alike (the TCP socket is the same).
  *
- * Memory: at most max_open calls per connection taken and open, so the
- * bound of a flood is max_open x ~13 KiB x the attacker's connections (a
+ * Memory: at most FLOOD_OPEN_FACTOR x max_open calls per connection taken
+ * and not completed (800 at the cap of 100), so the bound of a flood is
+ * that x ~13 KiB (~10 MiB) x the attacker's connections (a
  * flood over many connections is a connection flood, which core 1.51
  * cannot cap either), plus the calls core has made and not yet handed
  * over: every stream whose message arrived before its reset is such a
