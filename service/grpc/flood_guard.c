@@ -414,8 +414,7 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 		 * client resets their streams. Calls answered whose answer is
 		 * still on its way out can, for a client that opens the next
 		 * stream as each answer arrives (flood_guard_answered): those
-		 * count only against a connection that resets most of its
-		 * streams. */
+		 * close a connection only past FLOOD_OPEN_FACTOR times more. */
 		if (e->unanswered > g->max_open ||
 		    e->open > FLOOD_OPEN_FACTOR * g->max_open) {
 			is_closing = true;

@@ -19,8 +19,8 @@
  * deadline) while the server had not yet got to them. The connection is
  * then closed (WARN line naming the peer, metric). ("Answered" is when
  * the server begins its answer; calls answered whose answer has not yet
- * completed here count too, but only against a connection that resets
- * most of its streams: see flood_guard_answered.) For
+ * completed here count too, but only past FLOOD_OPEN_FACTOR times
+ * max_open: see flood_guard_answered.) For
  * FLOOD_CLOSED_HOLD_MS the calls still queued from it are dropped
  * unanswered instead of running their handler, so the backlog the
  * attacker built drains at once.
@@ -28,7 +28,7 @@
  * To see a flood as it arrives rather than once the workers got through
  * the queue, the worker loop (server.c) runs the calls of a "busy"
  * connection only after taking every call that is ready: a connection is
- * busy once it has more calls unanswered than the stream cap, or once the
+ * busy once it has more calls open than the stream cap, or once the
  * client reset more than half of its recent calls (at least
  * FLOOD_SUSPECT_RESETS of them; a reset is a call the client cancelled
  * before its deadline and before our answer; counts halve every
@@ -133,10 +133,12 @@ bool flood_guard_is_closed(struct flood_guard *g,
  * on the wire), so more than max_open of them close the connection. Calls
  * answered but not yet released (their answer's batch not yet completed
  * here) can pass the cap without any reset: the client opens the next
- * stream as each answer arrives. Counted against every connection, they
- * got a client that kept every allowed stream busy (h2load -m100 at a cap
- * of 100, and the gateway under 1,000 clients) closed as a flooder; they
- * now close only a connection that resets most of its streams.
+ * stream as each answer arrives. Counted like unanswered calls, they got
+ * a client that kept every allowed stream busy (h2load -m100 at a cap of
+ * 100, and the gateway under 1,000 clients) closed as a flooder; they now
+ * close a connection only past FLOOD_OPEN_FACTOR x max_open. A flood's
+ * reset streams still pass that: they complete late, while the
+ * connection's transport is busy parsing the flood.
  */
 void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer);
 

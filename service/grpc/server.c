@@ -139,7 +139,7 @@ struct call {
 	int is_cancelled;
 	bool is_active; /* counted in srv->n_active */
 	bool is_admitted; /* counted by the flood guard */
-	bool is_answered; /* its answer started: no longer open there */
+	bool is_answered; /* its answer started: no longer unanswered there */
 	struct flood_peer peer; /* its connection */
 	struct call *next_waiting;
 	uint64_t t0; /* obs_call_begin */
@@ -406,7 +406,7 @@ static void send_reply(struct call *c, grpc_status_code code,
 
 	memset(ops, 0, sizeof(ops));
 	c->phase = CALL_REPLYING;
-	/* Answered: the guard counts it open no longer (flood_guard.h). */
+	/* Answered: the guard counts it unanswered no longer. */
 	if (c->is_admitted && !c->is_answered) {
 		flood_guard_answered(c->w->srv->guard, &c->peer);
 		c->is_answered = true;
