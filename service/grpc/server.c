@@ -729,114 +729,81 @@ static int listen_errno(const char *listen)
 	return why;
 }
 
-int server_start(const struct server_config *cfg, struct server **out,
-		 int *port, char *err, size_t err_size)
+static grpc_arg int_arg(const char *key, int value)
 {
-	struct server *srv = calloc(1, sizeof(*srv));
-	grpc_arg args[9];
-	grpc_channel_args chargs;
-	grpc_server_credentials *creds;
+	grpc_arg a = {.type = GRPC_ARG_INTEGER, .key = (char *)key};
 
-	if (!srv) {
-		snprintf(err, err_size, "out of memory");
-		return -1;
-	}
-	if (!core_tune_deadlock_detection_off())
-		das_log(DAS_LOG_DEBUG, "abseil's deadlock detection stays as "
-				       "built (its switch was not found)");
-	grpc_init();
-	obs_register();
-	srv->cfg = *cfg;
-	/* cfg->n_workers polling workers and the one on drain_cq. */
-	srv->n_workers = (cfg->n_workers ? cfg->n_workers : 1) + 1;
+	a.value.integer = value;
+	return a;
+}
 
-	args[0].type = GRPC_ARG_INTEGER;
-	args[0].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-	args[0].value.integer = DAS_RPC_MAX_MESSAGE;
-	args[1].type = GRPC_ARG_INTEGER;
-	args[1].key = (char *)GRPC_ARG_MAX_METADATA_SIZE;
-	args[1].value.integer = MAX_METADATA_BYTES;
-	args[2].type = GRPC_ARG_INTEGER;
-	args[2].key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-	args[2].value.integer = DAS_RPC_MAX_MESSAGE;
-	/* A connection that has not finished the HTTP/2 handshake in time,
-	 * or has carried no call for minutes, is closed: idle or silent
-	 * clients cannot pile up. */
-	args[3].type = GRPC_ARG_INTEGER;
-	args[3].key = (char *)GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS;
-	args[3].value.integer = HANDSHAKE_TIMEOUT_MS;
-	args[4].type = GRPC_ARG_INTEGER;
-	args[4].key = (char *)GRPC_ARG_MAX_CONNECTION_IDLE_MS;
-	args[4].value.integer = MAX_CONNECTION_IDLE_MS;
-	/* Memory for connections and calls is bounded as a whole. */
-	srv->quota = grpc_resource_quota_create("device-assignment-server");
-	grpc_resource_quota_resize(srv->quota, MEMORY_QUOTA_BYTES);
-	args[5].type = GRPC_ARG_POINTER;
-	args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
-	args[5].value.pointer.p = srv->quota;
-	args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
-	/* See MAX_STREAMS_PER_CONNECTION. */
-	args[6].type = GRPC_ARG_INTEGER;
-	args[6].key = (char *)GRPC_ARG_MAX_CONCURRENT_STREAMS;
-	args[6].value.integer = MAX_STREAMS_PER_CONNECTION;
-	/* Core sets SO_REUSEPORT by default: a second server on our port
-	 * would start and the kernel would split connections between them. */
-	args[7].type = GRPC_ARG_INTEGER;
-	args[7].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
-	args[7].value.integer = 0;
-	/* Core would inflate a whole compressed message before checking its
-	 * size; payload_inflate does it here, bounded. */
-	args[8].type = GRPC_ARG_INTEGER;
-	args[8].key = (char *)GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION;
-	args[8].value.integer = 0;
-	chargs.num_args = 9;
-	chargs.args = args;
-	srv->server = grpc_server_create(&chargs, NULL);
+/* The gRPC server and its methods, with the limits every connection gets. */
+static grpc_server *core_server_create(struct server *srv)
+{
+	grpc_arg args[] = {
+		int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+			DAS_RPC_MAX_MESSAGE),
+		int_arg(GRPC_ARG_MAX_METADATA_SIZE, MAX_METADATA_BYTES),
+		int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, DAS_RPC_MAX_MESSAGE),
+		/* A connection that has not finished the HTTP/2 handshake in
+		 * time, or has carried no call for minutes, is closed: idle
+		 * or silent clients cannot pile up. */
+		int_arg(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+			HANDSHAKE_TIMEOUT_MS),
+		int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS, MAX_CONNECTION_IDLE_MS),
+		/* See MAX_STREAMS_PER_CONNECTION. */
+		int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+			MAX_STREAMS_PER_CONNECTION),
+		/* Core sets SO_REUSEPORT by default: a second server on our
+		 * port would start and the kernel would split connections
+		 * between them. */
+		int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+		/* Core would inflate a whole compressed message before
+		 * checking its size; payload_inflate does it here, bounded. */
+		int_arg(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0),
+		/* Memory for connections and calls is bounded as a whole. */
+		{.type = GRPC_ARG_POINTER,
+		 .key = (char *)GRPC_ARG_RESOURCE_QUOTA,
+		 .value.pointer = {srv->quota,
+				   grpc_resource_quota_arg_vtable()}},
+	};
+	grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+	grpc_server *server = grpc_server_create(&chargs, NULL);
 
 	for (int m = 0; m < DAS_RPC__COUNT; m++)
 		srv->methods[m] = grpc_server_register_method(
-			srv->server, das_rpc_method(m)->path, NULL,
+			server, das_rpc_method(m)->path, NULL,
 			GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+	return server;
+}
 
-	srv->health = health_new(cfg->env.store);
-	srv->streams = streams_new(srv->server);
-	if (!srv->health || !srv->streams ||
-	    health_watch_register(srv->health, srv->server, srv->streams) != 0) {
-		snprintf(err, err_size, "out of memory");
-		goto fail;
-	}
-	srv->cfg.env.health = srv->health;
-
-	srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
-	if (!srv->workers) {
-		snprintf(err, err_size, "out of memory");
-		goto fail;
-	}
-	pthread_mutex_init(&srv->reply_mu, NULL);
-	pthread_cond_init(&srv->reply_cv, NULL);
-	srv->reply_cq_down.functor_run = reply_cq_down;
-	srv->reply_cq = grpc_completion_queue_create_for_callback(
-		&srv->reply_cq_down, NULL);
-	if (!srv->reply_cq) {
-		snprintf(err, err_size, "out of memory");
-		goto fail;
-	}
-	srv->cq = grpc_completion_queue_create_for_next(NULL);
-	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-	/* Registered after srv->cq: core offers a call to the queues in
-	 * the order they were registered, from its connection's own. */
+/*
+ * The queues: the polling workers' (srv->cq), the drain worker's, which
+ * never polls (srv->drain_cq, see worker_main), the replies' callbacks
+ * and shutdown's. The last worker takes the drain queue.
+ */
+static int queues_create(struct server *srv)
+{
 	grpc_completion_queue_attributes drain_attr = {
 		.version = 1,
 		.cq_completion_type = GRPC_CQ_NEXT,
 		.cq_polling_type = GRPC_CQ_NON_POLLING,
 	};
+
+	srv->reply_cq_down.functor_run = reply_cq_down;
+	srv->reply_cq = grpc_completion_queue_create_for_callback(
+		&srv->reply_cq_down, NULL);
+	if (!srv->reply_cq)
+		return -1;
+	srv->cq = grpc_completion_queue_create_for_next(NULL);
+	grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+	/* Registered after srv->cq: core offers a call to the queues in
+	 * the order they were registered, from its connection's own. */
 	srv->drain_cq = grpc_completion_queue_create(
 		grpc_completion_queue_factory_lookup(&drain_attr), &drain_attr,
 		NULL);
-	if (!srv->drain_cq) {
-		snprintf(err, err_size, "out of memory");
-		goto fail;
-	}
+	if (!srv->drain_cq)
+		return -1;
 	grpc_server_register_completion_queue(srv->server, srv->drain_cq,
 					      NULL);
 	for (unsigned i = 0; i < srv->n_workers; i++) {
@@ -845,35 +812,100 @@ int server_start(const struct server_config *cfg, struct server **out,
 			i + 1 < srv->n_workers ? srv->cq : srv->drain_cq;
 	}
 	srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
-	if (!cfg->is_reflection_off &&
-	    reflection_register(srv->server, &srv->reflection, err,
-				err_size) != 0)
-		goto fail;
+	return 0;
+}
 
-	creds = cfg->tls ? server_tls_credentials(cfg->tls)
+/* The listening port (plaintext or TLS) and its rapid-reset guard. */
+static int listen_port(struct server *srv, const struct server_config *cfg,
+		       int *port, char *err, size_t err_size)
+{
+	grpc_server_credentials *creds =
+		cfg->tls ? server_tls_credentials(cfg->tls)
 			 : grpc_insecure_server_credentials_create();
+	int why;
+
 	if (!creds) {
 		snprintf(err, err_size, "cannot set up TLS credentials");
-		goto fail;
+		return -1;
 	}
 	*port = grpc_server_add_http2_port(srv->server, cfg->listen, creds);
 	grpc_server_credentials_release(creds);
-	if (*port != 0 &&
-	    !(srv->guard = flood_guard_new(*port,
-					   2 * MAX_STREAMS_PER_CONNECTION))) {
-		snprintf(err, err_size, "out of memory");
-		goto fail;
-	}
 	if (*port == 0) {
-		int why = listen_errno(cfg->listen);
+		why = listen_errno(cfg->listen);
 		if (why)
 			snprintf(err, err_size, "cannot listen on %s: %s",
 				 cfg->listen, strerror(why));
 		else
 			snprintf(err, err_size, "cannot listen on %s",
 				 cfg->listen);
+		return -1;
+	}
+	srv->guard = flood_guard_new(*port, 2 * MAX_STREAMS_PER_CONNECTION);
+	if (!srv->guard) {
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Each worker asks core for calls of every method, then runs. */
+static int workers_start(struct server *srv)
+{
+	for (unsigned i = 0; i < srv->n_workers; i++) {
+		struct worker *w = &srv->workers[i];
+
+		for (int m = 0; m < DAS_RPC__COUNT; m++)
+			for (int k = 0; k < CALLS_PER_METHOD; k++)
+				request_registered(w, (enum das_rpc_method)m);
+		request_unknown(w);
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+			return -1;
+		w->is_started = true;
+	}
+	return 0;
+}
+
+int server_start(const struct server_config *cfg, struct server **out,
+		 int *port, char *err, size_t err_size)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+
+	if (!srv) {
+		snprintf(err, err_size, "out of memory");
+		return -1;
+	}
+	*out = srv;
+	if (!core_tune_deadlock_detection_off())
+		das_log(DAS_LOG_DEBUG, "abseil's deadlock detection stays as "
+				       "built (its switch was not found)");
+	grpc_init();
+	obs_register();
+	srv->cfg = *cfg;
+	/* cfg->n_workers polling workers and the one on drain_cq. */
+	srv->n_workers = (cfg->n_workers ? cfg->n_workers : 1) + 1;
+	srv->quota = grpc_resource_quota_create("device-assignment-server");
+	grpc_resource_quota_resize(srv->quota, MEMORY_QUOTA_BYTES);
+	srv->server = core_server_create(srv);
+	pthread_mutex_init(&srv->reply_mu, NULL);
+	pthread_cond_init(&srv->reply_cv, NULL);
+
+	srv->health = health_new(cfg->env.store);
+	srv->streams = streams_new(srv->server);
+	srv->workers = calloc(srv->n_workers, sizeof(*srv->workers));
+	if (!srv->health || !srv->streams || !srv->workers ||
+	    health_watch_register(srv->health, srv->server, srv->streams) != 0 ||
+	    queues_create(srv) != 0) {
+		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
+	srv->cfg.env.health = srv->health;
+	if (!cfg->is_reflection_off &&
+	    reflection_register(srv->server, &srv->reflection, err,
+				err_size) != 0)
+		goto fail;
+	if (listen_port(srv, cfg, port, err, err_size) != 0)
+		goto fail;
+
 	grpc_server_start(srv->server);
 	if (health_watch_arm(srv->health) != 0 ||
 	    streams_start(srv->streams, health_tick, srv->health,
@@ -884,26 +916,13 @@ int server_start(const struct server_config *cfg, struct server **out,
 	if (srv->reflection &&
 	    reflection_start(srv->reflection, err, err_size) != 0)
 		goto fail;
-
-	for (unsigned i = 0; i < srv->n_workers; i++) {
-		struct worker *w = &srv->workers[i];
-		for (int m = 0; m < DAS_RPC__COUNT; m++)
-			for (int k = 0; k < CALLS_PER_METHOD; k++)
-				request_registered(w, (enum das_rpc_method)m);
-		request_unknown(w);
-		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-			snprintf(err, err_size, "cannot start worker threads");
-			*out = srv;
-			server_stop(srv);
-			return -1;
-		}
-		w->is_started = true;
+	if (workers_start(srv) != 0) {
+		snprintf(err, err_size, "cannot start worker threads");
+		goto fail;
 	}
-	*out = srv;
 	return 0;
 
 fail:
-	*out = srv;
 	server_stop(srv);
 	return -1;
 }
