@@ -166,6 +166,68 @@ static void raise_fd_limit(unsigned long conn_limit)
 			conn_limit, (unsigned long long)rl.rlim_cur);
 }
 
+/* --log-level, --log-format, --metrics and --metrics-listen; 2 on a bad
+ * value (said on stderr). */
+static int observability_from_flags(const char *prog)
+{
+	enum das_log_level level;
+	enum das_log_format format;
+
+	if (parse_level(flag("log-level"), &level) != 0) {
+		fprintf(stderr, "%s: bad --log-level\n", prog);
+		return 2;
+	}
+	das_log_set_level(level);
+	if (das_log_parse_format(flag("log-format"), &format) != 0) {
+		fprintf(stderr, "%s: --log-format must be text or json\n",
+			prog);
+		return 2;
+	}
+	das_log_set_format(format);
+	das_log_set_program(prog);
+	das_log_set_buffered(true);
+	das_metrics_set_program(prog, DAS_VERSION);
+	if (strcasecmp(flag("metrics"), "true") != 0) {
+		if (strcasecmp(flag("metrics"), "false") != 0) {
+			fprintf(stderr, "%s: --metrics must be true or false\n",
+				prog);
+			return 2;
+		}
+		das_metrics_set_enabled(false);
+	}
+	gw_obs_register(!flag("metrics-listen") || !*flag("metrics-listen"));
+	return 0;
+}
+
+/* SIGHUP: new upstream TLS files and HTTPS certificate; on failure the
+ * old ones stay. */
+static void reload(struct gw_upstream *up, struct gw_tls_ctx *https)
+{
+	char err[256];
+
+	switch (gw_upstream_reload(up, err, sizeof(err))) {
+	case 0:
+		das_log(DAS_LOG_INFO, "reload: upstream TLS files reloaded");
+		break;
+	case 1:
+		das_log(DAS_LOG_INFO, "reload: nothing to reload");
+		break;
+	default:
+		das_log(DAS_LOG_ERROR,
+			"reload: upstream TLS kept, the new files failed: %s",
+			err);
+	}
+	if (!https)
+		return;
+	if (gw_tls_ctx_reload(https, err, sizeof(err)) == 0)
+		das_log(DAS_LOG_INFO, "reload: HTTPS certificate reloaded");
+	else
+		das_log(DAS_LOG_ERROR,
+			"reload: HTTPS certificate kept, the new one failed: "
+			"%s",
+			err);
+}
+
 int main(int argc, char **argv)
 {
 	const char *prog = "device-assignment-gateway";
@@ -174,8 +236,6 @@ int main(int argc, char **argv)
 	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
 		header_timeout, body_timeout;
 	bool is_wait_for_ready;
-	enum das_log_level level;
-	enum das_log_format format;
 	struct das_metrics_http *metrics = NULL;
 	struct gw_upstream *up;
 	struct gw_http *http;
@@ -215,29 +275,8 @@ int main(int argc, char **argv)
 			prog);
 		return 2;
 	}
-	if (parse_level(flag("log-level"), &level) != 0) {
-		fprintf(stderr, "%s: bad --log-level\n", prog);
+	if (observability_from_flags(prog) != 0)
 		return 2;
-	}
-	das_log_set_level(level);
-	if (das_log_parse_format(flag("log-format"), &format) != 0) {
-		fprintf(stderr, "%s: --log-format must be text or json\n",
-			prog);
-		return 2;
-	}
-	das_log_set_format(format);
-	das_log_set_program(prog);
-	das_log_set_buffered(true);
-	das_metrics_set_program(prog, DAS_VERSION);
-	if (strcasecmp(flag("metrics"), "true") != 0) {
-		if (strcasecmp(flag("metrics"), "false") != 0) {
-			fprintf(stderr, "%s: --metrics must be true or false\n",
-				prog);
-			return 2;
-		}
-		das_metrics_set_enabled(false);
-	}
-	gw_obs_register(!flag("metrics-listen") || !*flag("metrics-listen"));
 	if (flag("public-base-url") && *flag("public-base-url") &&
 	    !base_url_is_valid(flag("public-base-url"))) {
 		fprintf(stderr,
@@ -339,31 +378,7 @@ int main(int argc, char **argv)
 		sigwait(&set, &sig);
 		if (sig != SIGHUP)
 			break;
-		/* New upstream TLS files; on failure the old ones stay. */
-		switch (gw_upstream_reload(up, err, sizeof(err))) {
-		case 0:
-			das_log(DAS_LOG_INFO,
-				"reload: upstream TLS files reloaded");
-			break;
-		case 1:
-			das_log(DAS_LOG_INFO, "reload: nothing to reload");
-			break;
-		default:
-			das_log(DAS_LOG_ERROR,
-				"reload: upstream TLS kept, the new files "
-				"failed: %s",
-				err);
-		}
-		if (!https)
-			continue;
-		if (gw_tls_ctx_reload(https, err, sizeof(err)) == 0)
-			das_log(DAS_LOG_INFO, "reload: HTTPS certificate "
-					      "reloaded");
-		else
-			das_log(DAS_LOG_ERROR,
-				"reload: HTTPS certificate kept, the new one "
-				"failed: %s",
-				err);
+		reload(up, https);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	gw_http_stop(http, (int)timeout_ms + 1000);

@@ -189,9 +189,96 @@ static void bound_address(const char *listen, int port, char *buf,
 	snprintf(buf, size, "%.*s:%d", host_len, listen, port);
 }
 
+/* The numbers and switches of the command line, checked. */
+struct options {
+	unsigned long workers, pool, grace, cache_size, retention_days,
+		prune_interval;
+	bool is_reflection_off;
+};
+
+/* 0, or 2 with the reason on stderr. */
+static int options_from_flags(struct options *o)
+{
+	if (set_log_level(flag("log-level") ? flag("log-level") : "info") ||
+	    set_log_format(flag("log-format") ? flag("log-format") : "text") ||
+	    uint_flag("workers", 256, &o->workers) ||
+	    uint_flag("store-pool", 1024, &o->pool) ||
+	    uint_flag("shutdown-grace", 3600000, &o->grace) ||
+	    uint_flag("token-cache", TOKEN_CACHE_MAX, &o->cache_size) ||
+	    uint_flag("ledger-retention-days", 36500, &o->retention_days) ||
+	    uint_flag("ledger-prune-interval", 86400 * 7, &o->prune_interval))
+		return 2;
+	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
+		if (strcmp(flag("metrics"), "false") != 0) {
+			fprintf(stderr, PROG ": --metrics: want true or false\n");
+			return 2;
+		}
+		das_metrics_set_enabled(false);
+	}
+	if (o->prune_interval == 0) {
+		fprintf(stderr, PROG ": --ledger-prune-interval must be at "
+				     "least 1\n");
+		return 2;
+	}
+	if (strcmp(flag("reflection") ? flag("reflection") : "true", "true") &&
+	    strcmp(flag("reflection"), "false")) {
+		fprintf(stderr, PROG ": --reflection: want true or false\n");
+		return 2;
+	}
+	o->is_reflection_off = flag("reflection") &&
+			       strcmp(flag("reflection"), "false") == 0;
+	if (o->workers == 0)
+		o->workers = default_workers(flag("store"));
+	if (o->pool == 0)
+		o->pool = o->workers;
+	return 0;
+}
+
+/* --tls-*: *out stays NULL without them; 2 with the reason on stderr. */
+static int tls_from_flags(struct server_tls **out)
+{
+	char err[512];
+	struct server_tls_files files = {
+		.cert_file = flag("tls-cert"),
+		.key_file = flag("tls-key"),
+		.client_ca_file = flag("tls-client-ca"),
+	};
+
+	*out = NULL;
+	if (!files.cert_file && !files.key_file && !files.client_ca_file)
+		return 0;
+	*out = server_tls_new(&files, err, sizeof(err));
+	if (!*out) {
+		fprintf(stderr, PROG ": TLS: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* --metrics-listen, when given: *out stays NULL without it. */
+static int metrics_listen(struct das_metrics_http **out)
+{
+	char err[512], maddr[300];
+
+	*out = NULL;
+	if (!flag("metrics-listen"))
+		return 0;
+	*out = das_metrics_http_start(flag("metrics-listen"), err, sizeof(err));
+	if (!*out) {
+		fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
+		return -1;
+	}
+	bound_address(flag("metrics-listen"), (int)das_metrics_http_port(*out),
+		      maddr, sizeof(maddr));
+	printf(PROG " metrics on http://%s/metrics\n", maddr);
+	das_log(DAS_LOG_INFO, "metrics on http://%s/metrics", maddr);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct auth_config auth;
+	struct options o;
 	struct store *store = NULL;
 	struct server *srv = NULL;
 	struct das_metrics_http *metrics = NULL;
@@ -199,10 +286,8 @@ int main(int argc, char **argv)
 	struct server_config cfg;
 	char err[512], addr[300];
 	struct token_cache *tokens = NULL;
-	unsigned long workers, pool, grace, cache_size, retention_days,
-		prune_interval;
 	struct ops_retention *retention = NULL;
-	int argi = 1, port = 0, sig = 0;
+	int argi = 1, port = 0, sig = 0, rc = 1;
 	sigset_t sigs;
 
 	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, PROG,
@@ -221,36 +306,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[argi]);
 		return 2;
 	}
-	if (set_log_level(flag("log-level") ? flag("log-level") : "info") ||
-	    set_log_format(flag("log-format") ? flag("log-format") : "text") ||
-	    uint_flag("workers", 256, &workers) ||
-	    uint_flag("store-pool", 1024, &pool) ||
-	    uint_flag("shutdown-grace", 3600000, &grace) ||
-	    uint_flag("token-cache", TOKEN_CACHE_MAX, &cache_size) ||
-	    uint_flag("ledger-retention-days", 36500, &retention_days) ||
-	    uint_flag("ledger-prune-interval", 86400 * 7, &prune_interval))
+	memset(&o, 0, sizeof(o));
+	if (options_from_flags(&o) != 0)
 		return 2;
-	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
-		if (strcmp(flag("metrics"), "false") != 0) {
-			fprintf(stderr, PROG ": --metrics: want true or false\n");
-			return 2;
-		}
-		das_metrics_set_enabled(false);
-	}
-	if (prune_interval == 0) {
-		fprintf(stderr, PROG ": --ledger-prune-interval must be at "
-				     "least 1\n");
-		return 2;
-	}
-	if (strcmp(flag("reflection") ? flag("reflection") : "true", "true") &&
-	    strcmp(flag("reflection"), "false")) {
-		fprintf(stderr, PROG ": --reflection: want true or false\n");
-		return 2;
-	}
-	if (workers == 0)
-		workers = default_workers(flag("store"));
-	if (pool == 0)
-		pool = workers;
 
 	struct auth_sources sources = {
 		.hs256_secret_file = flag("jwt-hs256-secret-file"),
@@ -263,18 +321,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
 	}
-	if (flag("tls-cert") || flag("tls-key") || flag("tls-client-ca")) {
-		struct server_tls_files files = {
-			.cert_file = flag("tls-cert"),
-			.key_file = flag("tls-key"),
-			.client_ca_file = flag("tls-client-ca"),
-		};
-		tls = server_tls_new(&files, err, sizeof(err));
-		if (!tls) {
-			fprintf(stderr, PROG ": TLS: %s\n", err);
-			auth_config_release(&auth);
-			return 2;
-		}
+	if (tls_from_flags(&tls) != 0) {
+		rc = 2;
+		goto out;
 	}
 
 	/* Signals are taken by sigwait below, never by a handler, and every
@@ -286,76 +335,49 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct store_options opt = {.pool_size = (unsigned)pool,
+	struct store_options opt = {.pool_size = (unsigned)o.pool,
 				    .busy_timeout_ms = 5000};
 	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
 		       sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": store: %s\n", err);
-		server_tls_free(tls);
-		auth_config_release(&auth);
-		return 1;
+		goto out;
 	}
-
-	if (cache_size > 0 && !(tokens = token_cache_new(cache_size))) {
+	if (o.cache_size > 0 && !(tokens = token_cache_new(o.cache_size))) {
 		fprintf(stderr, PROG ": out of memory for the token cache\n");
-		store_close(store);
-		auth_config_release(&auth);
-		return 1;
+		goto out;
 	}
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
-	cfg.n_workers = (unsigned)workers;
-	cfg.grace_ms = (unsigned)grace;
-	cfg.is_reflection_off = strcmp(flag("reflection") ? flag("reflection")
-							  : "true",
-				       "false") == 0;
+	cfg.n_workers = (unsigned)o.workers;
+	cfg.grace_ms = (unsigned)o.grace;
+	cfg.is_reflection_off = o.is_reflection_off;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
 	cfg.env.tokens = tokens;
 	cfg.tls = tls;
 	if (server_start(&cfg, &srv, &port, err, sizeof(err)) != 0) {
+		srv = NULL; /* server_start stopped it */
 		fprintf(stderr, PROG ": %s\n", err);
-		token_cache_free(tokens);
-		store_close(store);
-		server_tls_free(tls);
-		auth_config_release(&auth);
-		return 1;
+		goto out;
 	}
 	bound_address(cfg.listen, port, addr, sizeof(addr));
 	printf(PROG " listening on %s\n", addr);
-	if (flag("metrics-listen")) {
-		metrics = das_metrics_http_start(flag("metrics-listen"), err,
-						 sizeof(err));
-		if (!metrics) {
-			fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
-			server_stop(srv);
-			token_cache_free(tokens);
-			store_close(store);
-			server_tls_free(tls);
-			auth_config_release(&auth);
-			return 1;
-		}
-		char maddr[300];
-		bound_address(flag("metrics-listen"),
-			      (int)das_metrics_http_port(metrics), maddr,
-			      sizeof(maddr));
-		printf(PROG " metrics on http://%s/metrics\n", maddr);
-		das_log(DAS_LOG_INFO, "metrics on http://%s/metrics", maddr);
-	}
+	if (metrics_listen(&metrics) != 0)
+		goto out;
 	fflush(stdout);
 	das_log(DAS_LOG_INFO, "listening on %s (%s), %lu workers, store %s",
 		addr, tls ? (flag("tls-client-ca") ? "mTLS" : "TLS") : "plaintext",
-		workers, store->ops->name);
+		o.workers, store->ops->name);
 	if (!tls && !is_loopback(cfg.listen))
 		das_log(DAS_LOG_WARN,
 			"listening on %s without TLS: bearer tokens and data "
 			"cross the network in clear; give --tls-cert and "
 			"--tls-key",
 			cfg.listen);
-	retention = ops_retention_start(store, (unsigned)retention_days,
-					(unsigned)prune_interval);
-	if (retention_days > 0 && !retention)
+	retention = ops_retention_start(store, (unsigned)o.retention_days,
+					(unsigned)o.prune_interval);
+	if (o.retention_days > 0 && !retention)
 		das_log(DAS_LOG_ERROR, "ledger retention: cannot start");
 
 	for (;;) {
@@ -365,6 +387,8 @@ int main(int argc, char **argv)
 		reload(&auth, tokens, tls);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
+	rc = 0;
+out:
 	ops_retention_stop(retention);
 	server_stop(srv);
 	das_metrics_http_stop(metrics);
@@ -372,7 +396,9 @@ int main(int argc, char **argv)
 	store_close(store);
 	server_tls_free(tls);
 	auth_config_release(&auth);
-	das_log(DAS_LOG_INFO, "stopped");
-	das_log_flush();
-	return 0;
+	if (rc == 0) {
+		das_log(DAS_LOG_INFO, "stopped");
+		das_log_flush();
+	}
+	return rc;
 }
