@@ -2123,14 +2123,124 @@ static int seats_before(struct pg_tx *tx, const char *customer,
  * COMMIT: two round trips a write). A seat taken is checked here, before
  * the caller goes on.
  */
+/*
+ * Checks each change and gathers the users they touch (users[], *n_users):
+ * whether each had an assignment, gains one, and is charged. -1 on a
+ * change that is none.
+ */
+static int applied_users(struct pg_applied *a,
+			 const struct domain_change *changes, size_t n,
+			 size_t *n_users)
+{
+	struct pg_seat_user *users = a->users;
+
+	*n_users = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct domain_change *c = &changes[i];
+		struct pg_change_params *p = &a->cp[i];
+		size_t u;
+
+		if (c->from_type == c->to_type ||
+		    (c->from_type != DAS_CLIENT_NONE &&
+		     !das_client_type_is_valid(c->from_type)) ||
+		    (c->to_type != DAS_CLIENT_NONE &&
+		     !das_client_type_is_valid(c->to_type)) ||
+		    copy_text(c->user, p->user, sizeof(p->user)) != 0 ||
+		    copy_text(c->device, p->device, sizeof(p->device)) != 0)
+			return -1;
+		for (u = 0; u < *n_users; u++)
+			if (strcmp(users[u].user, p->user) == 0)
+				break;
+		if (u == *n_users)
+			users[(*n_users)++].user = p->user;
+		if (c->from_type != DAS_CLIENT_NONE) {
+			users[u].had = true;
+			users[u].is_had_known = true;
+		}
+		if (c->to_type != DAS_CLIENT_NONE)
+			users[u].gains = true;
+		if (c->is_charged)
+			users[u].is_charged = true;
+	}
+	return 0;
+}
+
+/* The change's statements: its assignment row (move, delete or insert)
+ * and its ledger row. */
+static void applied_change_steps(struct pg_applied *a,
+				 const struct domain_change *c,
+				 struct pg_change_params *p,
+				 const struct store_actor *actor)
+{
+	snprintf(p->from, sizeof(p->from), "%d", c->from_type);
+	snprintf(p->to, sizeof(p->to), "%d", c->to_type);
+	snprintf(p->sec, sizeof(p->sec), "%" PRId64, actor->at.seconds);
+	snprintf(p->nsec, sizeof(p->nsec), "%" PRId32, actor->at.nanos);
+	p->row[0] = a->customer;
+	p->row[1] = p->device;
+	p->row[2] = p->from;
+	p->row[3] = p->user;
+	p->row[4] = p->to;
+	if (c->from_type != DAS_CLIENT_NONE && c->to_type != DAS_CLIENT_NONE) {
+		a->steps[a->n_steps++] = step_stmt(ST_ASSIGN_MOVE, p->row);
+	} else if (c->from_type != DAS_CLIENT_NONE) {
+		a->steps[a->n_steps++] = step_stmt(ST_ASSIGN_DELETE, p->row);
+	} else {
+		p->ins[0] = a->customer;
+		p->ins[1] = p->device;
+		p->ins[2] = p->user;
+		p->ins[3] = p->to;
+		a->steps[a->n_steps++] = step_stmt(ST_ASSIGN_INSERT, p->ins);
+	}
+	p->ledger[0] = p->sec;
+	p->ledger[1] = p->nsec;
+	p->ledger[2] = a->customer;
+	p->ledger[3] = p->user;
+	p->ledger[4] = p->device;
+	p->ledger[5] = p->from;
+	p->ledger[6] = p->to;
+	p->ledger[7] = c->is_charged ? "true" : "false";
+	p->ledger[8] = a->sub;
+	p->ledger[9] = a->rid;
+	a->steps[a->n_steps++] = step_stmt(ST_LEDGER_INSERT, p->ledger);
+}
+
+/*
+ * After all the changes, each user's seat: taken by a user who had no
+ * assignment and gains one, released by one who had and keeps none (a
+ * replace frees the user's type for a moment only, and the seat, charged
+ * or not, stays). True when a seat is taken.
+ */
+static bool applied_seat_steps(struct pg_applied *a, size_t n_users)
+{
+	bool is_seat_taken = false;
+
+	for (size_t u = 0; u < n_users; u++) {
+		struct pg_seat_user *su = &a->users[u];
+
+		su->params[0] = a->customer;
+		su->params[1] = su->user;
+		su->params[2] = su->is_charged ? "true" : "false";
+		su->params[3] = su->is_read ? "true" : "false";
+		if (!su->had && su->gains) {
+			a->steps[a->n_steps++] =
+				step_stmt(ST_SEAT_TAKE, su->params);
+			is_seat_taken = true;
+		} else if (su->had && !su->gains) {
+			a->steps[a->n_steps++] =
+				step_stmt(ST_SEAT_RELEASE, su->params);
+		}
+	}
+	return is_seat_taken;
+}
+
 static int pg_apply(struct store_tx *base, const char *customer,
 		    const struct domain_change *changes, size_t n,
 		    const struct store_actor *actor)
 {
 	struct pg_tx *tx = (struct pg_tx *)base;
 	struct pg_applied *a;
-	size_t n_users = 0, n_steps = 0;
-	bool is_seat_taken = false;
+	size_t n_users = 0;
 	int rc = STORE_OK;
 
 	if (tx->failed != STORE_OK)
@@ -2148,100 +2258,19 @@ static int pg_apply(struct store_tx *base, const char *customer,
 	snprintf(a->customer, sizeof(a->customer), "%s", customer);
 	request_id(actor, a->rid);
 	snprintf(a->sub, sizeof(a->sub), "%s", actor->sub ? actor->sub : "");
-	for (size_t i = 0; i < n; i++) {
-		const struct domain_change *c = &changes[i];
-		struct pg_change_params *p = &a->cp[i];
-		struct pg_seat_user *users = a->users;
-		size_t u;
-
-		if (c->from_type == c->to_type ||
-		    (c->from_type != DAS_CLIENT_NONE &&
-		     !das_client_type_is_valid(c->from_type)) ||
-		    (c->to_type != DAS_CLIENT_NONE &&
-		     !das_client_type_is_valid(c->to_type)) ||
-		    copy_text(c->user, p->user, sizeof(p->user)) != 0 ||
-		    copy_text(c->device, p->device, sizeof(p->device)) != 0) {
-			rc = pg_corrupt(tx, "apply: not a change");
-			goto done;
-		}
-		for (u = 0; u < n_users; u++)
-			if (strcmp(users[u].user, p->user) == 0)
-				break;
-		if (u == n_users)
-			users[n_users++].user = p->user;
-		if (c->from_type != DAS_CLIENT_NONE) {
-			users[u].had = true;
-			users[u].is_had_known = true;
-		}
-		if (c->to_type != DAS_CLIENT_NONE)
-			users[u].gains = true;
-		if (c->is_charged)
-			users[u].is_charged = true;
+	if (applied_users(a, changes, n, &n_users) != 0) {
+		rc = pg_corrupt(tx, "apply: not a change");
+		goto done;
 	}
 	rc = seats_before(tx, a->customer, a->users, n_users);
 	if (rc != STORE_OK)
 		goto done;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct domain_change *c = &changes[i];
-		struct pg_change_params *p = &a->cp[i];
-
-		snprintf(p->from, sizeof(p->from), "%d", c->from_type);
-		snprintf(p->to, sizeof(p->to), "%d", c->to_type);
-		snprintf(p->sec, sizeof(p->sec), "%" PRId64, actor->at.seconds);
-		snprintf(p->nsec, sizeof(p->nsec), "%" PRId32, actor->at.nanos);
-		p->row[0] = a->customer;
-		p->row[1] = p->device;
-		p->row[2] = p->from;
-		p->row[3] = p->user;
-		p->row[4] = p->to;
-		if (c->from_type != DAS_CLIENT_NONE &&
-		    c->to_type != DAS_CLIENT_NONE) {
-			a->steps[n_steps++] = step_stmt(ST_ASSIGN_MOVE, p->row);
-		} else if (c->from_type != DAS_CLIENT_NONE) {
-			a->steps[n_steps++] =
-				step_stmt(ST_ASSIGN_DELETE, p->row);
-		} else {
-			p->ins[0] = a->customer;
-			p->ins[1] = p->device;
-			p->ins[2] = p->user;
-			p->ins[3] = p->to;
-			a->steps[n_steps++] =
-				step_stmt(ST_ASSIGN_INSERT, p->ins);
-		}
-		p->ledger[0] = p->sec;
-		p->ledger[1] = p->nsec;
-		p->ledger[2] = a->customer;
-		p->ledger[3] = p->user;
-		p->ledger[4] = p->device;
-		p->ledger[5] = p->from;
-		p->ledger[6] = p->to;
-		p->ledger[7] = c->is_charged ? "true" : "false";
-		p->ledger[8] = a->sub;
-		p->ledger[9] = a->rid;
-		a->steps[n_steps++] = step_stmt(ST_LEDGER_INSERT, p->ledger);
-	}
-	/* After all of them: a replace frees the user's type for a moment
-	 * only, and the seat (charged or not) stays. */
-	for (size_t u = 0; u < n_users; u++) {
-		struct pg_seat_user *su = &a->users[u];
-
-		su->params[0] = a->customer;
-		su->params[1] = su->user;
-		su->params[2] = su->is_charged ? "true" : "false";
-		su->params[3] = su->is_read ? "true" : "false";
-		if (!su->had && su->gains) {
-			a->steps[n_steps++] =
-				step_stmt(ST_SEAT_TAKE, su->params);
-			is_seat_taken = true;
-		} else if (su->had && !su->gains) {
-			a->steps[n_steps++] =
-				step_stmt(ST_SEAT_RELEASE, su->params);
-		}
-	}
-	a->n_steps = n_steps;
-	if (!is_seat_taken) {
-		/* An earlier apply() still waiting goes out first. */
+	for (size_t i = 0; i < n; i++)
+		applied_change_steps(a, &changes[i], &a->cp[i], actor);
+	if (!applied_seat_steps(a, n_users)) {
+		/* No seat taken: the statements wait to go out with the next
+		 * round trip (a later apply's or the commit's). An earlier
+		 * apply() still waiting goes out first. */
 		if (tx->deferred)
 			rc = pg_exec_tx(tx, NULL, 0);
 		if (rc == STORE_OK) {
@@ -2250,7 +2279,7 @@ static int pg_apply(struct store_tx *base, const char *customer,
 		}
 		goto done;
 	}
-	rc = pg_exec_tx(tx, a->steps, n_steps);
+	rc = pg_exec_tx(tx, a->steps, a->n_steps);
 	if (rc == STORE_OK)
 		rc = applied_check(tx, a);
 done:
