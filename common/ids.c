@@ -3,15 +3,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "chars.h"
+/* Positions of the dashes in the 8-4-4-4-12 form. */
+static bool is_dash_at(size_t i)
+{
+	return i == 8 || i == 13 || i == 18 || i == 23;
+}
 
 int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 {
-	static const char hexdig[] = "0123456789abcdef";
-	/* Positions of the dashes in the 8-4-4-4-12 form. */
-	static const size_t dash_at[] = {8, 13, 18, 23};
-	char digits[32];
-	size_t n = 0;
+	char guid[DAS_GUID_SIZE];
+	bool has_dashes;
+	size_t i = 0;
 
 	if (!in)
 		return -1;
@@ -19,38 +21,29 @@ int das_guid_normalize(const char *in, size_t len, char out[DAS_GUID_SIZE])
 		in++;
 		len -= 2;
 	}
-	if (len == 32) {
-		for (size_t i = 0; i < 32; i++) {
-			if (das_hex_digit(in[i]) < 0)
-				return -1;
-			digits[n++] = in[i];
-		}
-	} else if (len == 36) {
-		size_t d = 0;
-		for (size_t i = 0; i < 36; i++) {
-			if (d < 4 && i == dash_at[d]) {
-				if (in[i] != '-')
-					return -1;
-				d++;
-				continue;
-			}
-			if (das_hex_digit(in[i]) < 0)
-				return -1;
-			digits[n++] = in[i];
-		}
-	} else {
+	if (len != 32 && len != DAS_GUID_LEN)
 		return -1;
-	}
+	has_dashes = len == DAS_GUID_LEN;
+	/* One pass: each output place takes a dash or the next digit, in
+	 * lower case. */
+	for (size_t o = 0; o < DAS_GUID_LEN; o++) {
+		unsigned char c;
 
-	size_t o = 0, d = 0;
-	for (size_t i = 0; i < 32; i++) {
-		if (d < 4 && o == dash_at[d]) {
-			out[o++] = '-';
-			d++;
+		if (is_dash_at(o)) {
+			if (has_dashes && in[i++] != '-')
+				return -1;
+			guid[o] = '-';
+			continue;
 		}
-		out[o++] = hexdig[das_hex_digit(digits[i])];
+		c = (unsigned char)in[i++];
+		if (c >= 'A' && c <= 'F')
+			c = (unsigned char)(c - 'A' + 'a');
+		else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return -1;
+		guid[o] = (char)c;
 	}
-	out[o] = '\0';
+	guid[DAS_GUID_LEN] = '\0';
+	memcpy(out, guid, sizeof(guid));
 	return 0;
 }
 
