@@ -143,6 +143,63 @@ static void copy_timestamp(struct gw_call_outcome *out,
 	out->timestamp.nanos = ts->nanos;
 }
 
+/* A list's devices into out; -1 when there are more than a list holds. */
+static int decode_list(const Deviceassignment__V1__ListUserDevicesResponse *l,
+		       struct gw_call_outcome *out)
+{
+	copy_timestamp(out, l->timestamp);
+	if (l->n_devices > GW_LIST_MAX)
+		return -1;
+	for (size_t i = 0; i < l->n_devices; i++) {
+		struct gw_device_entry *e = &out->devices[i];
+
+		snprintf(e->device_id, sizeof(e->device_id), "%s",
+			 l->devices[i]->device_id);
+		e->client_type = (int)l->devices[i]->client_type;
+	}
+	out->n_devices = l->n_devices;
+	return 0;
+}
+
+/* A ledger page's entries into out->entries (allocated) and its next-page
+ * token; -1 when the page or the token is larger than a page may be. */
+static int decode_ledger(const Deviceassignment__V1__ListLedgerResponse *l,
+			 struct gw_call_outcome *out)
+{
+	copy_timestamp(out, l->timestamp);
+	if (l->n_entries > GW_LEDGER_PAGE_MAX ||
+	    strlen(l->next_page_token) >= sizeof(out->next_page_token))
+		return -1;
+	out->entries =
+		calloc(l->n_entries ? l->n_entries : 1, sizeof(*out->entries));
+	if (!out->entries)
+		return -1;
+	for (size_t i = 0; i < l->n_entries; i++) {
+		const Deviceassignment__V1__LedgerEntry *in = l->entries[i];
+		struct gw_ledger_entry *e = &out->entries[i];
+
+		e->sequence = (long long)in->sequence;
+		if (in->time) {
+			e->time.seconds = in->time->seconds;
+			e->time.nanos = in->time->nanos;
+		}
+		snprintf(e->actor, sizeof(e->actor), "%s", in->actor);
+		snprintf(e->request_id, sizeof(e->request_id), "%s",
+			 in->request_id);
+		e->operation = (int)in->operation;
+		snprintf(e->user_id, sizeof(e->user_id), "%s", in->user_id);
+		snprintf(e->device_id, sizeof(e->device_id), "%s",
+			 in->device_id);
+		e->previous_client_type = (int)in->previous_client_type;
+		e->new_client_type = (int)in->new_client_type;
+		e->is_charged = in->charged;
+	}
+	out->n_entries = l->n_entries;
+	snprintf(out->next_page_token, sizeof(out->next_page_token), "%s",
+		 l->next_page_token);
+	return 0;
+}
+
 int gw_wire_decode(enum gw_route_rpc rpc, const uint8_t *body, size_t len,
 		   struct gw_call_outcome *out)
 {
@@ -175,60 +232,17 @@ int gw_wire_decode(enum gw_route_rpc rpc, const uint8_t *body, size_t len,
 			((Deviceassignment__V1__UnassignDeviceResponse *)msg)
 				->timestamp);
 		break;
-	case GW_ROUTE_LIST: {
-		Deviceassignment__V1__ListUserDevicesResponse *l =
-			(Deviceassignment__V1__ListUserDevicesResponse *)msg;
-		copy_timestamp(out, l->timestamp);
-		if (l->n_devices > GW_LIST_MAX)
+	case GW_ROUTE_LIST:
+		if (decode_list(
+			    (Deviceassignment__V1__ListUserDevicesResponse *)msg,
+			    out) != 0)
 			goto out;
-		for (size_t i = 0; i < l->n_devices; i++) {
-			struct gw_device_entry *e = &out->devices[i];
-			snprintf(e->device_id, sizeof(e->device_id), "%s",
-				 l->devices[i]->device_id);
-			e->client_type = (int)l->devices[i]->client_type;
-		}
-		out->n_devices = l->n_devices;
 		break;
-	}
-	case GW_ROUTE_LEDGER: {
-		Deviceassignment__V1__ListLedgerResponse *l =
-			(Deviceassignment__V1__ListLedgerResponse *)msg;
-		copy_timestamp(out, l->timestamp);
-		if (l->n_entries > GW_LEDGER_PAGE_MAX ||
-		    strlen(l->next_page_token) >= sizeof(out->next_page_token))
+	case GW_ROUTE_LEDGER:
+		if (decode_ledger((Deviceassignment__V1__ListLedgerResponse *)msg,
+				  out) != 0)
 			goto out;
-		out->entries = calloc(l->n_entries ? l->n_entries : 1,
-				      sizeof(*out->entries));
-		if (!out->entries)
-			goto out;
-		for (size_t i = 0; i < l->n_entries; i++) {
-			const Deviceassignment__V1__LedgerEntry *in =
-				l->entries[i];
-			struct gw_ledger_entry *e = &out->entries[i];
-
-			e->sequence = (long long)in->sequence;
-			if (in->time) {
-				e->time.seconds = in->time->seconds;
-				e->time.nanos = in->time->nanos;
-			}
-			snprintf(e->actor, sizeof(e->actor), "%s", in->actor);
-			snprintf(e->request_id, sizeof(e->request_id), "%s",
-				 in->request_id);
-			e->operation = (int)in->operation;
-			snprintf(e->user_id, sizeof(e->user_id), "%s",
-				 in->user_id);
-			snprintf(e->device_id, sizeof(e->device_id), "%s",
-				 in->device_id);
-			e->previous_client_type =
-				(int)in->previous_client_type;
-			e->new_client_type = (int)in->new_client_type;
-			e->is_charged = in->charged;
-		}
-		out->n_entries = l->n_entries;
-		snprintf(out->next_page_token, sizeof(out->next_page_token),
-			 "%s", l->next_page_token);
 		break;
-	}
 	case GW_ROUTE_SEATS: {
 		Deviceassignment__V1__GetSeatUsageResponse *u =
 			(Deviceassignment__V1__GetSeatUsageResponse *)msg;
