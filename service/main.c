@@ -48,6 +48,8 @@ static struct das_flag flags[] = {
 	 .help = "store connections; 0 = one per worker"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
 	 .help = "on SIGTERM, time for calls in flight before cancelling"},
+	{.name = "idle-timeout", .metavar = "SECONDS", .def = "300",
+	 .help = "close connections that carry no call this long; 0 = never"},
 	{.name = "tls-cert", .metavar = "FILE",
 	 .help = "TLS certificate chain, PEM (with --tls-key: gRPC over TLS; "
 		 "SIGHUP reloads)"},
@@ -191,8 +193,8 @@ static void bound_address(const char *listen, int port, char *buf,
 
 /* The numbers and switches of the command line, checked. */
 struct options {
-	unsigned long workers, pool, grace, cache_size, retention_days,
-		prune_interval;
+	unsigned long workers, pool, grace, idle_timeout, cache_size,
+		retention_days, prune_interval;
 	bool is_reflection_off;
 };
 
@@ -204,6 +206,7 @@ static int options_from_flags(struct options *o)
 	    uint_flag("workers", 256, &o->workers) ||
 	    uint_flag("store-pool", 1024, &o->pool) ||
 	    uint_flag("shutdown-grace", 3600000, &o->grace) ||
+	    uint_flag("idle-timeout", 86400, &o->idle_timeout) ||
 	    uint_flag("token-cache", TOKEN_CACHE_MAX, &o->cache_size) ||
 	    uint_flag("ledger-retention-days", 36500, &o->retention_days) ||
 	    uint_flag("ledger-prune-interval", 86400 * 7, &o->prune_interval))
@@ -351,6 +354,7 @@ int main(int argc, char **argv)
 	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
 	cfg.n_workers = (unsigned)o.workers;
 	cfg.grace_ms = (unsigned)o.grace;
+	cfg.idle_timeout_ms = (unsigned)o.idle_timeout * 1000u;
 	cfg.is_reflection_off = o.is_reflection_off;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;

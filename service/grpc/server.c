@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -34,7 +35,6 @@
 /* Metadata we accept: room for an 8 KiB token plus the usual headers. */
 #define MAX_METADATA_BYTES (16 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 10000
-#define MAX_CONNECTION_IDLE_MS (5 * 60 * 1000)
 #define MEMORY_QUOTA_BYTES (256 * 1024 * 1024)
 /*
  * Streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_
@@ -737,7 +737,12 @@ static grpc_arg int_arg(const char *key, int value)
 	return a;
 }
 
-/* The gRPC server and its methods, with the limits every connection gets. */
+/*
+ * The gRPC server and its methods, with the limits every connection gets.
+ * The idle limit comes last: with none, core leaves out the filter that
+ * keeps it, which otherwise runs for every call (~4 k instructions, 4 %
+ * of an idempotent AssignDevice; docs/performance.md).
+ */
 static grpc_server *core_server_create(struct server *srv)
 {
 	grpc_arg args[] = {
@@ -746,11 +751,9 @@ static grpc_server *core_server_create(struct server *srv)
 		int_arg(GRPC_ARG_MAX_METADATA_SIZE, MAX_METADATA_BYTES),
 		int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, DAS_RPC_MAX_MESSAGE),
 		/* A connection that has not finished the HTTP/2 handshake in
-		 * time, or has carried no call for minutes, is closed: idle
-		 * or silent clients cannot pile up. */
+		 * time is closed: silent clients cannot pile up. */
 		int_arg(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
 			HANDSHAKE_TIMEOUT_MS),
-		int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS, MAX_CONNECTION_IDLE_MS),
 		/* See MAX_STREAMS_PER_CONNECTION. */
 		int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS,
 			MAX_STREAMS_PER_CONNECTION),
@@ -766,8 +769,16 @@ static grpc_server *core_server_create(struct server *srv)
 		 .key = (char *)GRPC_ARG_RESOURCE_QUOTA,
 		 .value.pointer = {srv->quota,
 				   grpc_resource_quota_arg_vtable()}},
+		/* Nor can idle ones (--idle-timeout): a connection with no
+		 * call for that long is sent GOAWAY and closed. */
+		int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+			srv->cfg.idle_timeout_ms > INT_MAX
+				? INT_MAX
+				: (int)srv->cfg.idle_timeout_ms),
 	};
-	grpc_channel_args chargs = {sizeof(args) / sizeof(args[0]), args};
+	size_t n_args = sizeof(args) / sizeof(args[0]);
+	grpc_channel_args chargs = {
+		srv->cfg.idle_timeout_ms ? n_args : n_args - 1, args};
 	grpc_server *server = grpc_server_create(&chargs, NULL);
 
 	for (int m = 0; m < DAS_RPC__COUNT; m++)

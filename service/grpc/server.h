@@ -21,6 +21,8 @@ struct server_config {
 	const char *listen;     /* "127.0.0.1:50051"; port 0 = any free one */
 	unsigned n_workers;     /* >= 1 */
 	unsigned grace_ms;      /* drain time at shutdown before cancelling */
+	unsigned idle_timeout_ms; /* close connections with no call this long;
+				     0 = never */
 	bool is_reflection_off; /* no grpc.reflection service (reflection.h) */
 	struct handler_env env; /* shared by every worker */
 	struct server_tls *tls; /* NULL = plaintext; must outlive the server */

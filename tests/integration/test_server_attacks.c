@@ -1471,6 +1471,89 @@ static void stream_cap_advertised(void **state)
 	h2_close(&h);
 }
 
+/* ---- idle connections --------------------------------------------------- */
+
+static const char health_path[] = "/grpc.health.v1.Health/Check";
+static const uint8_t empty_message[5]; /* a gRPC frame of an empty message */
+
+/* A server on its own database with --idle-timeout seconds. */
+static void idle_server_start(struct harness_proc *srv, const char *seconds)
+{
+	char db[512], spec[600];
+
+	harness_path("attacks-idle.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--idle-timeout", seconds,
+			      NULL};
+	assert_int_equal(harness_start(srv, DAS_SERVER_BIN, args, NULL), 0);
+}
+
+/*
+ * For ms: idle (if not NULL) only reads, busy (if not NULL) makes a Health
+ * call every 200 ms. Returns when idle is closed, with the ms it took; -1
+ * when it was still open at the end. busy must stay open throughout.
+ */
+static int64_t idle_watch(struct h2 *idle, struct h2 *busy, int port,
+			  int64_t ms)
+{
+	char authority[64];
+	int64_t start = now_us(), next_call = start;
+
+	snprintf(authority, sizeof(authority), "127.0.0.1:%d", port);
+	while (now_us() - start < ms * 1000) {
+		if (busy && now_us() >= next_call) {
+			busy->body = empty_message;
+			busy->body_len = sizeof(empty_message);
+			busy->body_offset = 0;
+			assert_true(h2_start_call(busy, health_path, authority,
+						  "Bearer none", false) > 0);
+			next_call += 200 * 1000;
+		}
+		if (busy)
+			assert_int_equal(h2_pump(busy, idle ? 0 : 50), 0);
+		if (idle && h2_pump(idle, 50) != 0)
+			return (now_us() - start) / 1000;
+	}
+	return -1;
+}
+
+/*
+ * --idle-timeout: a connection that carries no call for that long is
+ * closed (core sends GOAWAY, then closes it), one that keeps calling is
+ * not, and 0 closes none.
+ */
+static void idle_connections_closed(void **state)
+{
+	struct harness_proc srv;
+	struct h2 idle, busy;
+	int64_t took;
+
+	(void)state;
+	idle_server_start(&srv, "1");
+	h2_connect(&idle, srv.port);
+	h2_connect(&busy, srv.port);
+	took = idle_watch(&idle, &busy, srv.port, 10000);
+	fprintf(stderr, "--idle-timeout 1: the idle connection was closed "
+			"after %lld ms; the one calling every 200 ms made %d "
+			"calls and stays open\n",
+		(long long)took, busy.n_closed);
+	assert_true(took >= 500); /* about a second, not at once */
+	assert_true(busy.n_closed >= 2);
+	assert_int_equal(busy.grpc_status, 0);
+	/* Still open a while on, as long as it keeps calling. */
+	assert_int_equal(idle_watch(NULL, &busy, srv.port, 1500), -1);
+	h2_close(&idle);
+	h2_close(&busy);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+
+	idle_server_start(&srv, "0");
+	h2_connect(&idle, srv.port);
+	assert_int_equal(idle_watch(&idle, NULL, srv.port, 2500), -1);
+	h2_close(&idle);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 /* ---- compressed bombs --------------------------------------------------- */
 
 #define BOMB_INFLATED (32 * 1024 * 1024)
@@ -1598,6 +1681,7 @@ int main(void)
 		cmocka_unit_test(authorization_entries),
 		cmocka_unit_test(port_in_use_refused),
 		cmocka_unit_test(stream_cap_advertised),
+		cmocka_unit_test(idle_connections_closed),
 		cmocka_unit_test(compressed_bomb_refused),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
