@@ -769,8 +769,9 @@ static grpc_server *core_server_create(struct server *srv)
 		 .key = (char *)GRPC_ARG_RESOURCE_QUOTA,
 		 .value.pointer = {srv->quota,
 				   grpc_resource_quota_arg_vtable()}},
-		/* Nor can idle ones (--idle-timeout): a connection with no
-		 * call for that long is sent GOAWAY and closed. */
+		/* --idle-timeout: a connection with no call for that long is
+		 * sent GOAWAY and closed, so idle clients cannot pile up
+		 * either. Left out when 0 (chargs below). */
 		int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
 			srv->cfg.idle_timeout_ms > INT_MAX
 				? INT_MAX
