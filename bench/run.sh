@@ -238,17 +238,17 @@ start_server server-nocache "sqlite:$tmp/nocache.db" --token-cache 0
 nocache_addr=$addr
 
 # Metrics and JSON logs (issue 12), their cost on a read (GET list): two
-# server + gateway pairs on the same database, off (--metrics false, warn:
-# no access line) and on (metrics counted, --log-format json at info, both
-# /metrics scraped every second); rows obs_off and obs_on.
-start server-off "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
-	--jwt-hs256-secret-file "$tmp/secret" --metrics false --log-level warn
+# server + gateway pairs, each server on a database of its own (a server
+# holds its SQLite file alone), off (--metrics false, warn: no access line)
+# and on (metrics counted, --log-format json at info, both /metrics scraped
+# every second); rows obs_off and obs_on.
+start_server server-off "sqlite:$tmp/obs-off.db" --metrics false
 obs_off_server_pid=$pid
 start gateway-off "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \
 	--metrics false --log-level warn
 obs_off_addr=$addr obs_off_gateway_pid=$pid
-start server-on "$server_bin" --listen 127.0.0.1:0 --store "sqlite:$tmp/bench.db" \
-	--jwt-hs256-secret-file "$tmp/secret" --metrics-listen 127.0.0.1:0 --log-format json
+start_server server-on "sqlite:$tmp/obs-on.db" --metrics-listen 127.0.0.1:0 \
+	--log-format json --log-level info
 obs_server_metrics=$(sed -n 's/.* metrics on \(.*\)$/\1/p' "$tmp/server-on.out")
 obs_on_server_pid=$pid
 start gateway-on "$gateway_bin" --listen 127.0.0.1:0 --upstream "$addr" \

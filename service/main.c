@@ -44,6 +44,9 @@ static struct das_flag flags[] = {
 	{.name = "workers", .metavar = "N", .def = "0",
 	 .help = "worker threads; 0 = 2 per CPU, at least 4 (PostgreSQL: "
 		 "8 per CPU, at least 16); plus one that never polls"},
+	{.name = "sqlite-exclusive", .metavar = "BOOL", .def = "true",
+	 .help = "the SQLite file is this server's alone (no file locks per "
+		 "transaction); false = other processes may open it"},
 	{.name = "store-pool", .metavar = "N", .def = "0",
 	 .help = "store connections; 0 = one per worker"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
@@ -195,8 +198,23 @@ static void bound_address(const char *listen, int port, char *buf,
 struct options {
 	unsigned long workers, pool, grace, idle_timeout, cache_size,
 		retention_days, prune_interval;
-	bool is_reflection_off;
+	bool is_metrics_on, is_reflection_on, is_sqlite_exclusive;
 };
+
+/* A BOOL flag: true or false; -1 with the reason on stderr. */
+static int bool_flag(const char *name, bool *out)
+{
+	const char *v = flag(name);
+
+	if (!v)
+		v = das_flag_find(flags, N_FLAGS, name)->def;
+	if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+		fprintf(stderr, PROG ": --%s: want true or false\n", name);
+		return -1;
+	}
+	*out = strcmp(v, "true") == 0;
+	return 0;
+}
 
 /* 0, or 2 with the reason on stderr. */
 static int options_from_flags(struct options *o)
@@ -211,25 +229,17 @@ static int options_from_flags(struct options *o)
 	    uint_flag("ledger-retention-days", 36500, &o->retention_days) ||
 	    uint_flag("ledger-prune-interval", 86400 * 7, &o->prune_interval))
 		return 2;
-	if (strcmp(flag("metrics") ? flag("metrics") : "true", "true") != 0) {
-		if (strcmp(flag("metrics"), "false") != 0) {
-			fprintf(stderr, PROG ": --metrics: want true or false\n");
-			return 2;
-		}
+	if (bool_flag("metrics", &o->is_metrics_on) ||
+	    bool_flag("reflection", &o->is_reflection_on) ||
+	    bool_flag("sqlite-exclusive", &o->is_sqlite_exclusive))
+		return 2;
+	if (!o->is_metrics_on)
 		das_metrics_set_enabled(false);
-	}
 	if (o->prune_interval == 0) {
 		fprintf(stderr, PROG ": --ledger-prune-interval must be at "
 				     "least 1\n");
 		return 2;
 	}
-	if (strcmp(flag("reflection") ? flag("reflection") : "true", "true") &&
-	    strcmp(flag("reflection"), "false")) {
-		fprintf(stderr, PROG ": --reflection: want true or false\n");
-		return 2;
-	}
-	o->is_reflection_off = flag("reflection") &&
-			       strcmp(flag("reflection"), "false") == 0;
 	if (o->workers == 0)
 		o->workers = default_workers(flag("store"));
 	if (o->pool == 0)
@@ -339,7 +349,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct store_options opt = {.pool_size = (unsigned)o.pool,
-				    .busy_timeout_ms = 5000};
+				    .busy_timeout_ms = 5000,
+				    .is_file_shared = !o.is_sqlite_exclusive};
 	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
 		       sizeof(err)) != 0) {
 		fprintf(stderr, PROG ": store: %s\n", err);
@@ -355,7 +366,7 @@ int main(int argc, char **argv)
 	cfg.n_workers = (unsigned)o.workers;
 	cfg.grace_ms = (unsigned)o.grace;
 	cfg.idle_timeout_ms = (unsigned)o.idle_timeout * 1000u;
-	cfg.is_reflection_off = o.is_reflection_off;
+	cfg.is_reflection_off = !o.is_reflection_on;
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
 	cfg.env.tokens = tokens;

@@ -197,7 +197,7 @@ static unsigned result_outcome(int rc)
 int store_open(const char *spec, const struct store_options *opt,
 	       struct store **out, char *err, size_t err_size)
 {
-	static const struct store_options defaults = {0, 5000};
+	static const struct store_options defaults = {.busy_timeout_ms = 5000};
 
 	if (!opt)
 		opt = &defaults;

@@ -59,6 +59,10 @@ enum store_result {
 struct store_options {
 	unsigned pool_size; /* connections; 0 = backend default */
 	unsigned busy_timeout_ms; /* wait for a lock before STORE_RETRY */
+	/* SQLite: other processes may open the file while it is open (every
+	 * transaction then takes file locks); false = this process holds it
+	 * alone from its first transaction to its close. */
+	bool is_file_shared;
 };
 
 struct store_customer {

@@ -3,9 +3,10 @@
  * round-robin by turn of the gateway's loop): calls one at a time and
  * calls in bursts reach both replicas, and when one is killed the other
  * keeps answering with no acknowledged change lost; a replica that hangs
- * is a 504; no server at all is a fast 503 without wait-for-ready. The replicas share one
- * SQLite file here so the test needs no database server; the PostgreSQL
- * form of the same setup is in test_replicas.c.
+ * is a 504; no server at all is a fast 503 without wait-for-ready. The
+ * replicas share one SQLite file here (--sqlite-exclusive false) so the
+ * test needs no database server; the PostgreSQL form of the same setup is
+ * in test_replicas.c.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -145,7 +146,8 @@ static int setup(void **state)
 	harness_path("replicas.db", db, sizeof(db));
 	snprintf(spec, sizeof(spec), "sqlite:%s", db);
 	for (int i = 0; i < 2; i++) {
-		const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+		const char *args[] = {"--store", spec, "--sqlite-exclusive",
+				      "false", "--jwt-hs256-secret-file",
 				      harness_secret_file(), "--log-level",
 				      "debug", NULL};
 		assert_int_equal(harness_start(&servers[i], DAS_SERVER_BIN,

@@ -5,7 +5,8 @@
  *   "alice");
  * - two authorization entries (401) and trailing OWS after the token (OK);
  * - a second server on a port in use exits non-zero, "Address already in
- *   use" (no SO_REUSEPORT);
+ *   use" (no SO_REUSEPORT); one on the SQLite file in use, "in use by
+ *   another process";
  * - HTTP/2 rapid reset (CVE-2023-44487): connections opening AssignDevice
  *   streams and cancelling each at once, in rounds, from a raw HTTP/2
  *   client (libnghttp2), while a normal client measures its latency: the
@@ -558,6 +559,44 @@ static void port_in_use_refused(void **state)
 	assert_non_null(strstr(r->err, "Address already in use"));
 	free(r);
 	assert_true(harness_is_alive(&server));
+}
+
+/* ---- a database in use --------------------------------------------------- */
+
+/*
+ * The server holds its SQLite file alone (--sqlite-exclusive, default
+ * true): a second server on the same file, on a port of its own, exits
+ * non-zero at once, naming the file, whichever way it is asked to lock;
+ * the first keeps answering from it.
+ */
+static void sqlite_file_in_use_refused(void **state)
+{
+	struct harness_run_result *r = malloc(sizeof(*r));
+	static const char *const modes[] = {"true", "false"};
+	char devices[256];
+	int code;
+
+	(void)state;
+	assert_non_null(r);
+	for (int i = 0; i < 2; i++) {
+		const char *args[] = {"--listen", "127.0.0.1:0", "--store",
+				      db_spec, "--sqlite-exclusive", modes[i],
+				      "--jwt-hs256-secret-file",
+				      harness_secret_file(), NULL};
+		assert_int_equal(
+			harness_run(DAS_SERVER_BIN, args, NULL, 20000, r), 0);
+		fprintf(stderr, "second server on %s (exclusive %s): status "
+				"%d, stderr: %s",
+			db_spec, modes[i], r->status, r->err);
+		assert_true(r->status != 0 &&
+			    r->status != HARNESS_STATUS_TIMEOUT);
+		assert_null(strstr(r->out, "listening"));
+		assert_non_null(strstr(r->err, "is in use by another process"));
+	}
+	free(r);
+	assert_true(harness_is_alive(&server));
+	list_text("alice", devices, sizeof(devices), &code);
+	assert_int_equal(code, 0);
 }
 
 /* ---- a raw HTTP/2 client ------------------------------------------------ */
@@ -1680,6 +1719,7 @@ int main(void)
 		cmocka_unit_test(nul_in_strings_refused),
 		cmocka_unit_test(authorization_entries),
 		cmocka_unit_test(port_in_use_refused),
+		cmocka_unit_test(sqlite_file_in_use_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
 		cmocka_unit_test(compressed_bomb_refused),

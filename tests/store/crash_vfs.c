@@ -367,7 +367,10 @@ int crash_vfs_register(void)
 {
 	if (real_vfs)
 		return SQLITE_OK;
-	real_vfs = sqlite3_vfs_find(NULL);
+	/* What the store runs on by default (sqlite_store.c, base_vfs). */
+	real_vfs = sqlite3_vfs_find("unix-excl");
+	if (!real_vfs)
+		real_vfs = sqlite3_vfs_find(NULL);
 	if (!real_vfs)
 		return SQLITE_ERROR;
 	crash_vfs.iVersion = 2;

@@ -1,6 +1,7 @@
 /*
  * A test VFS in the manner of SQLite's crash-test VFS (src/test6.c): it
- * wraps the default VFS, passes every call through, and remembers, per
+ * wraps SQLite's "unix-excl" VFS (the store's own over a file it holds
+ * alone), passes every call through, and remembers, per
  * file, what each write since that file's last sync overwrote. Power loss
  * at event N (writes and syncs are events, counted from crash_vfs_arm):
  * before performing it, every write that no sync of its file covered is
@@ -11,9 +12,9 @@
  *
  * What it does not model: directory entries (a file created or deleted
  * since the last directory sync survives), torn sectors (an unsynced write
- * is dropped whole, never kept in part), the -shm file (memory shared
- * between connections, rebuilt from the WAL by the first connection after
- * a crash). Process-wide, thread-safe.
+ * is dropped whole, never kept in part), the log's index (in memory,
+ * rebuilt from the WAL by the first connection after a crash).
+ * Process-wide, thread-safe.
  */
 #ifndef DAS_TESTS_CRASH_VFS_H
 #define DAS_TESTS_CRASH_VFS_H

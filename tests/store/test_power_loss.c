@@ -201,7 +201,8 @@ static bool same_row(const struct store_ledger_row *a,
 
 static struct store *open_store(const char *path)
 {
-	static const struct store_options opt = {1, 5000};
+	static const struct store_options opt = {.pool_size = 1,
+						 .busy_timeout_ms = 5000};
 	char spec[600], err[512];
 	struct store *st = NULL;
 

@@ -93,7 +93,8 @@ static struct ops_text text(const char *s)
 
 static struct store *open_path_with(const char *path, unsigned busy_ms)
 {
-	const struct store_options opt = {2, busy_ms};
+	const struct store_options opt = {.pool_size = 2,
+					  .busy_timeout_ms = busy_ms};
 	char spec[600], err[512];
 	struct store *st = NULL;
 

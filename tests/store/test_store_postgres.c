@@ -68,7 +68,8 @@ static const char *fresh_spec(void)
 
 static struct store *open_fresh(unsigned pool, unsigned busy_ms)
 {
-	struct store_options opt = {pool, busy_ms};
+	struct store_options opt = {.pool_size = pool,
+				    .busy_timeout_ms = busy_ms};
 	struct store *st = NULL;
 	char err[512];
 	const char *uri = fresh_spec();
@@ -81,7 +82,8 @@ static struct store *open_fresh(unsigned pool, unsigned busy_ms)
 
 static struct store *open_again(unsigned pool, unsigned busy_ms)
 {
-	struct store_options opt = {pool, busy_ms};
+	struct store_options opt = {.pool_size = pool,
+				    .busy_timeout_ms = busy_ms};
 	struct store *st = NULL;
 	char err[512];
 
@@ -807,7 +809,8 @@ static void sleep_ms(long ms)
  */
 static void test_readers_connect_at_open(void **state)
 {
-	struct store_options opt = {2, 0};
+	struct store_options opt = {.pool_size = 2,
+				    .busy_timeout_ms = 0};
 	struct store *st = NULL;
 	char uri[sizeof(spec) + 64], err[512];
 	long long n = 0;
@@ -1137,7 +1140,8 @@ static void test_commits_flush_before_visible(void **state)
 static void *open_main(void *arg)
 {
 	struct store **out = arg;
-	struct store_options opt = {1, 5000};
+	struct store_options opt = {.pool_size = 1,
+				    .busy_timeout_ms = 5000};
 	char err[512];
 
 	if (store_open(spec, &opt, out, err, sizeof(err)) != STORE_OK) {
@@ -1243,7 +1247,8 @@ static void test_open_migrates_version_1(void **state)
 		" device_id, from_type, to_type, is_charged, actor) VALUES"
 		" (1000, 0, '" TENANT "', 'u1', 'd1', 0, 1, true, 'old-actor');";
 	const char *uri = fresh_spec();
-	struct store_options opt = {2, 5000};
+	struct store_options opt = {.pool_size = 2,
+				    .busy_timeout_ms = 5000};
 	struct store *st = NULL, *st2;
 	struct store_ledger_row rows[4];
 	unsigned char key1[STORE_LEDGER_KEY_SIZE], key2[STORE_LEDGER_KEY_SIZE];
@@ -1331,7 +1336,8 @@ static void test_open_migrates_version_2(void **state)
 		"INSERT INTO assignments VALUES ('" TENANT "', 'd0', 'u0', 1),"
 		" ('" TENANT "', 'd1', 'u0', 2), ('" TENANT "', 'd2', 'u1', 1);";
 	const char *uri = fresh_spec();
-	struct store_options opt = {2, 5000};
+	struct store_options opt = {.pool_size = 2,
+				    .busy_timeout_ms = 5000};
 	struct store *st = NULL;
 	struct store_tx *tx;
 	struct domain_snapshot snap;
@@ -1376,7 +1382,8 @@ static void test_open_migrates_version_2(void **state)
 
 static void test_open_unreachable(void **state)
 {
-	struct store_options opt = {0, 0};
+	struct store_options opt = {.pool_size = 0,
+				    .busy_timeout_ms = 0};
 	struct store *st = (struct store *)&opt;
 	char uri[128];
 	char err[512];

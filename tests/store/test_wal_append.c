@@ -120,7 +120,7 @@ static void one_write_per_commit(void **state)
 	unsigned long gathered, direct;
 
 	(void)state;
-	assert_int_equal(wal_append_vfs_register(&vfs), SQLITE_OK);
+	assert_int_equal(wal_append_vfs_register(NULL, &vfs), SQLITE_OK);
 	db = open_db(path, vfs->zName);
 	exec_ok(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
 	gathered = commit_events(db, 0, 12);
@@ -157,7 +157,7 @@ static void spilled_frames_read_back(void **state)
 	int64_t sum;
 
 	(void)state;
-	assert_int_equal(wal_append_vfs_register(&vfs), SQLITE_OK);
+	assert_int_equal(wal_append_vfs_register(NULL, &vfs), SQLITE_OK);
 	db = open_db(path, vfs->zName);
 	exec_ok(db, "PRAGMA cache_size = 10;" /* pages: spills at once */
 		    "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, v BLOB);"
@@ -217,7 +217,7 @@ static void padded_log_written_through(void **state)
 	unsigned long events = 0;
 
 	(void)state;
-	assert_int_equal(wal_append_vfs_register(&vfs), SQLITE_OK);
+	assert_int_equal(wal_append_vfs_register(NULL, &vfs), SQLITE_OK);
 	snprintf(uri, sizeof(uri), "file:%s?psow=0", path);
 	assert_int_equal(sqlite3_open_v2(uri, &db,
 					 SQLITE_OPEN_READWRITE |
@@ -247,7 +247,7 @@ static void large_commit_in_pieces(void **state)
 	unsigned long events;
 
 	(void)state;
-	assert_int_equal(wal_append_vfs_register(&vfs), SQLITE_OK);
+	assert_int_equal(wal_append_vfs_register(NULL, &vfs), SQLITE_OK);
 	db = open_db(path, vfs->zName);
 	reader = open_db(path, NULL);
 	exec_ok(db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");

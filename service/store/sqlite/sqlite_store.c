@@ -741,11 +741,36 @@ static const char conn_tuning[] = "PRAGMA temp_store = MEMORY;"
 				  "PRAGMA wal_autocheckpoint = 10000";
 
 /*
+ * The VFS under the store's files. SQLite's "unix" VFS takes and drops
+ * POSIX file locks (fcntl) around every transaction, on the database file
+ * and on the log's shared index: under REST reads, 1.7 system calls per
+ * request and about a tenth of the read rate (docs/performance.md). Its
+ * twin "unix-excl" locks the file once, exclusively, at the first
+ * transaction, and keeps the log's index in this process's memory (no
+ * -shm file): no other process can open the database while the store is
+ * open. is_file_shared keeps "unix" for files that processes share. A
+ * default VFS other than SQLite's own (a test's crash VFS) is kept as it
+ * is.
+ */
+static sqlite3_vfs *base_vfs(bool is_file_shared)
+{
+	sqlite3_vfs *dflt = sqlite3_vfs_find(NULL);
+	sqlite3_vfs *excl = sqlite3_vfs_find("unix-excl");
+
+	if (!is_file_shared && dflt && excl && strcmp(dflt->zName, "unix") == 0)
+		return excl;
+	return dflt;
+}
+
+/*
  * Opens one connection with the settings every connection needs. The
- * first one (is_first) also switches the file to WAL and migrates.
+ * first one (is_first) also switches the file to WAL and migrates; it
+ * finds another process that holds the file, at once when this one is to
+ * hold it alone.
  */
 static enum store_result conn_open(struct sqlite_conn *c, const char *path,
-				   const char *vfs, unsigned busy_timeout_ms,
+				   const char *vfs,
+				   const struct store_options *opt,
 				   bool is_first, char *err, size_t err_size)
 {
 	char mode[16];
@@ -766,11 +791,23 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 		return STORE_ERROR;
 	}
 	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, (int)busy_timeout_ms);
+	sqlite3_busy_timeout(c->db, is_first && !opt->is_file_shared
+					    ? 0
+					    : (int)opt->busy_timeout_ms);
 
 	if (is_first) {
 		sqlite_rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
 				      sizeof(mode), NULL);
+		if ((sqlite_rc & 0xff) == SQLITE_BUSY) {
+			snprintf(err, err_size,
+				 "sqlite: %s is in use by another process (a "
+				 "server holds its SQLite file alone; processes "
+				 "that share one all need --sqlite-exclusive "
+				 "false)",
+				 path);
+			return STORE_ERROR;
+		}
+		sqlite3_busy_timeout(c->db, (int)opt->busy_timeout_ms);
 		if (sqlite_rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
 			snprintf(err, err_size,
 				 "sqlite: cannot switch %s to WAL: %s", path,
@@ -889,6 +926,7 @@ static int sq_open(const char *spec, const struct store_options *opt,
 
 	unsigned n = opt->pool_size ? opt->pool_size : default_pool_size();
 	struct sqlite_store *st;
+	sqlite3_vfs *base;
 	const char *path;
 
 	if (!sq_accepts(spec)) {
@@ -941,15 +979,18 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		return STORE_ERROR;
 	}
 
+	base = base_vfs(opt->is_file_shared);
 #ifndef DAS_SQLITE_TEST_UNSYNCED
 	/* Only with synchronous=FULL (wal_append.h); the unsynced test build
-	 * keeps the default VFS alone. */
-	if (wal_append_vfs_register(&st->wal_vfs) != SQLITE_OK) {
+	 * keeps the base VFS alone. */
+	if (base && wal_append_vfs_register(base, &st->wal_vfs) != SQLITE_OK)
+		base = NULL;
+#endif
+	if (!base) {
 		snprintf(err, err_size, "sqlite: cannot set up the log's VFS");
 		sq_close(&st->base);
 		return STORE_ERROR;
 	}
-#endif
 	for (unsigned i = 0; i <= n; i++) {
 		struct sqlite_conn *c = &st->conns[i];
 		enum store_result result;
@@ -958,8 +999,9 @@ static int sq_open(const char *spec, const struct store_options *opt,
 		c->tx.base.st = &st->base;
 		c->tx.is_read_only = i > 0;
 		result = conn_open(c, path,
-				   st->wal_vfs ? st->wal_vfs->zName : NULL,
-				   opt->busy_timeout_ms, i == 0, err, err_size);
+				   st->wal_vfs ? st->wal_vfs->zName
+					       : base->zName,
+				   opt, i == 0, err, err_size);
 		if (result != STORE_OK) {
 			sq_close(&st->base);
 			return result;

@@ -370,14 +370,15 @@ static int wa_current_time_i64(sqlite3_vfs *vfs, sqlite3_int64 *out)
 	return rc;
 }
 
-int wal_append_vfs_register(sqlite3_vfs **out)
+int wal_append_vfs_register(sqlite3_vfs *real, sqlite3_vfs **out)
 {
 	static atomic_uint n_made;
-	sqlite3_vfs *real = sqlite3_vfs_find(NULL);
 	struct wa_vfs *v;
 	int rc;
 
 	*out = NULL;
+	if (!real)
+		real = sqlite3_vfs_find(NULL);
 	if (!real)
 		return SQLITE_ERROR;
 	v = calloc(1, sizeof(*v));

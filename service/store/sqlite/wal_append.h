@@ -27,11 +27,11 @@
 #include <sqlite3.h>
 
 /*
- * Registers a new VFS (not the default) over the current default one, with
- * a name of its own; *out gets it, to pass its zName to sqlite3_open_v2.
- * Returns an SQLite result code.
+ * Registers a new VFS (not the default) over real (NULL = the current
+ * default one), with a name of its own; *out gets it, to pass its zName to
+ * sqlite3_open_v2. Returns an SQLite result code.
  */
-int wal_append_vfs_register(sqlite3_vfs **out);
+int wal_append_vfs_register(sqlite3_vfs *real, sqlite3_vfs **out);
 
 /* Unregisters and frees it, once no connection uses it; NULL is a no-op. */
 void wal_append_vfs_unregister(sqlite3_vfs *vfs);
