@@ -235,6 +235,15 @@ static int options_from_flags(struct options *o)
 		return 2;
 	if (!o->is_metrics_on)
 		das_metrics_set_enabled(false);
+	/* gRPC core also takes unix:PATH (and unix-abstract:, vsock:), but
+	 * unlinks a socket file in the way, another server's too, and says
+	 * "listening" with port 1: HOST:PORT only. */
+	if (flag("listen") && (strncmp(flag("listen"), "unix", 4) == 0 ||
+			       strncmp(flag("listen"), "vsock:", 6) == 0)) {
+		fprintf(stderr, PROG ": --listen: want HOST:PORT (no unix or "
+				     "vsock sockets)\n");
+		return 2;
+	}
 	if (o->prune_interval == 0) {
 		fprintf(stderr, PROG ": --ledger-prune-interval must be at "
 				     "least 1\n");

@@ -6,7 +6,8 @@
  * - two authorization entries (401) and trailing OWS after the token (OK);
  * - a second server on a port in use exits non-zero, "Address already in
  *   use" (no SO_REUSEPORT); one on the SQLite file in use, "in use by
- *   another process";
+ *   another process"; a unix socket to listen on, or a switch that is
+ *   neither true nor false, exits 2;
  * - HTTP/2 rapid reset (CVE-2023-44487): connections opening AssignDevice
  *   streams and cancelling each at once, in rounds, from a raw HTTP/2
  *   client (libnghttp2), while a normal client measures its latency: the
@@ -597,6 +598,52 @@ static void sqlite_file_in_use_refused(void **state)
 	assert_true(harness_is_alive(&server));
 	list_text("alice", devices, sizeof(devices), &code);
 	assert_int_equal(code, 0);
+}
+
+/*
+ * Flags the server cannot honour exit 2 with the reason, before anything
+ * starts: a unix socket to listen on (gRPC core would unlink another
+ * server's socket file and report port 1), a switch that is not true or
+ * false.
+ */
+static void unusable_flags_refused(void **state)
+{
+	struct harness_run_result *r = malloc(sizeof(*r));
+	char sock[400];
+	static const struct {
+		const char *flag, *value, *reason;
+	} cases[] = {
+		{"--listen", NULL, "want HOST:PORT"},
+		{"--listen", "unix-abstract:das", "want HOST:PORT"},
+		{"--sqlite-exclusive", "yes", "want true or false"},
+		{"--reflection", "1", "want true or false"},
+	};
+
+	(void)state;
+	assert_non_null(r);
+	harness_path("server.sock", sock, sizeof(sock));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char unix_listen[420];
+		const char *value = cases[i].value;
+
+		if (!value) {
+			snprintf(unix_listen, sizeof(unix_listen), "unix:%s",
+				 sock);
+			value = unix_listen;
+		}
+		const char *args[] = {cases[i].flag, value, "--store", db_spec,
+				      "--jwt-hs256-secret-file",
+				      harness_secret_file(), NULL};
+		assert_int_equal(
+			harness_run(DAS_SERVER_BIN, args, NULL, 20000, r), 0);
+		fprintf(stderr, "%s %s: status %d, %s", cases[i].flag, value,
+			r->status, r->err);
+		assert_int_equal(r->status, 2);
+		assert_non_null(strstr(r->err, cases[i].reason));
+		assert_null(strstr(r->out, "listening"));
+	}
+	assert_int_equal(access(sock, F_OK), -1);
+	free(r);
 }
 
 /* ---- a raw HTTP/2 client ------------------------------------------------ */
@@ -1720,6 +1767,7 @@ int main(void)
 		cmocka_unit_test(authorization_entries),
 		cmocka_unit_test(port_in_use_refused),
 		cmocka_unit_test(sqlite_file_in_use_refused),
+		cmocka_unit_test(unusable_flags_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
 		cmocka_unit_test(compressed_bomb_refused),
