@@ -4,7 +4,9 @@
 # programs: stable where wall-clock rates on a shared machine are not.
 #
 #   bench/callgrind.sh BUILD_DIR TMP_DIR TENANT TOKEN
-# (called by bench/run.sh, which made TMP_DIR/bench.db and TMP_DIR/secret).
+# (called by bench/run.sh, which made TMP_DIR/directory.json and
+# TMP_DIR/secret; each server imports the directory into a database of its
+# own, as a server holds its SQLite file alone).
 # Knob: N=500 measured requests (after 100 not measured).
 set -euo pipefail
 
@@ -12,6 +14,7 @@ build=$1 tmp=$2 tenant=$3 token=$4
 N=${N:-500}
 server_bin=$build/service/device-assignment-server
 gateway_bin=$build/gateway/device-assignment-gateway
+cli_bin=$build/cli/device-assignment
 cg_pids=()
 cg_cleanup() {
 	for p in "${cg_pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -74,9 +77,10 @@ measure() {
 		gw_flags=(--log-format json)
 	fi
 	cg_start "server-$side" "$server_bin" --listen 127.0.0.1:0 --workers 2 \
-		--store "sqlite:$tmp/bench.db" --jwt-hs256-secret-file "$tmp/secret" \
+		--store "sqlite:$tmp/cg-read-$side.db" --jwt-hs256-secret-file "$tmp/secret" \
 		"${srv_flags[@]}"
 	local spid=$cg_pid saddr=$cg_addr
+	"$cli_bin" --server "$saddr" --token "$token" import "$tmp/directory.json" >/dev/null
 	cg_start "gateway-$side" "$gateway_bin" --listen 127.0.0.1:0 \
 		--upstream "$saddr" --threads 2 --upstream-timeout-ms 60000 \
 		"${gw_flags[@]}"
