@@ -917,6 +917,94 @@ static void memstatus_off(void)
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
+/* The store with its locks and empty pool of n readers; NULL: no memory. */
+static struct sqlite_store *store_new(unsigned n)
+{
+	struct sqlite_store *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return NULL;
+	st->base.ops = &store_sqlite_ops;
+	st->file_fd = -1;
+	st->wal_fd = -1;
+	atomic_init(&st->is_file_lost, false);
+	atomic_init(&st->file_seen_ns, 0);
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->has_free, NULL);
+	pthread_mutex_init(&st->writer, NULL);
+	pthread_mutex_init(&st->done_lock, NULL);
+	pthread_cond_init(&st->is_batch_done, NULL);
+	pthread_mutex_init(&st->jobs_lock, NULL);
+	atomic_init(&st->n_queued, 0);
+	/* n readers plus the writer, which opens first and migrates. */
+	st->conns = calloc(n + 1, sizeof(*st->conns));
+	st->free_conns = calloc(n, sizeof(*st->free_conns));
+	if (!st->conns || !st->free_conns) {
+		sq_close(&st->base);
+		return NULL;
+	}
+	return st;
+}
+
+/* The writer (it migrates) and n readers, over the base VFS. */
+static enum store_result open_conns(struct sqlite_store *st, unsigned n,
+				    const char *path,
+				    const struct store_options *opt, char *err,
+				    size_t err_size)
+{
+	sqlite3_vfs *base = base_vfs(opt->is_file_shared);
+
+#ifndef DAS_SQLITE_TEST_UNSYNCED
+	/* Only with synchronous=FULL (wal_append.h); the unsynced test build
+	 * keeps the base VFS alone. */
+	if (base && wal_append_vfs_register(base, &st->wal_vfs) != SQLITE_OK)
+		base = NULL;
+#endif
+	if (!base) {
+		snprintf(err, err_size, "sqlite: cannot set up the log's VFS");
+		return STORE_ERROR;
+	}
+	for (unsigned i = 0; i <= n; i++) {
+		struct sqlite_conn *c = &st->conns[i];
+		enum store_result result;
+
+		st->n_conns = i + 1; /* close() cleans up a half-open one */
+		c->tx.base.st = &st->base;
+		c->tx.is_read_only = i > 0;
+		result = conn_open(
+			c, path, st->wal_vfs ? st->wal_vfs->zName : base->zName,
+			opt, i == 0, err, err_size);
+		if (result != STORE_OK)
+			return result;
+		if (i > 0)
+			st->free_conns[st->n_free++] = c;
+	}
+	return STORE_OK;
+}
+
+/* The database file and its log as opened, for check_identity. */
+static enum store_result open_identity(struct sqlite_store *st,
+				       const char *path, char *err,
+				       size_t err_size)
+{
+	if (strlen(path) >= sizeof(st->path)) {
+		snprintf(err, err_size, "sqlite: path too long");
+		return STORE_ERROR;
+	}
+	memcpy(st->path, path, strlen(path) + 1);
+	st->file_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (st->file_fd < 0) {
+		snprintf(err, err_size, "sqlite: cannot open %s: %s", path,
+			 strerror(errno));
+		return STORE_ERROR;
+	}
+	/* The log holds every commit since the last checkpoint: losing it is
+	 * as bad as losing the database. It exists once WAL is on. */
+	snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path);
+	st->wal_fd = open(st->wal_path, O_RDONLY | O_CLOEXEC);
+	return STORE_OK;
+}
+
 static int sq_open(const char *spec, const struct store_options *opt,
 		   struct store **out, char *err, size_t err_size)
 {
@@ -926,7 +1014,7 @@ static int sq_open(const char *spec, const struct store_options *opt,
 
 	unsigned n = opt->pool_size ? opt->pool_size : default_pool_size();
 	struct sqlite_store *st;
-	sqlite3_vfs *base;
+	enum store_result result;
 	const char *path;
 
 	if (!sq_accepts(spec)) {
@@ -952,85 +1040,23 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	}
 	if (n > POOL_MAX)
 		n = POOL_MAX;
-
-	st = calloc(1, sizeof(*st));
+	st = store_new(n);
 	if (!st) {
 		snprintf(err, err_size, "sqlite: out of memory");
 		return STORE_ERROR;
 	}
-	st->base.ops = &store_sqlite_ops;
-	st->file_fd = -1;
-	st->wal_fd = -1;
-	atomic_init(&st->is_file_lost, false);
-	atomic_init(&st->file_seen_ns, 0);
-	pthread_mutex_init(&st->lock, NULL);
-	pthread_cond_init(&st->has_free, NULL);
-	pthread_mutex_init(&st->writer, NULL);
-	pthread_mutex_init(&st->done_lock, NULL);
-	pthread_cond_init(&st->is_batch_done, NULL);
-	pthread_mutex_init(&st->jobs_lock, NULL);
-	atomic_init(&st->n_queued, 0);
-	/* n readers plus the writer, which opens first and migrates. */
-	st->conns = calloc(n + 1, sizeof(*st->conns));
-	st->free_conns = calloc(n, sizeof(*st->free_conns));
-	if (!st->conns || !st->free_conns) {
-		snprintf(err, err_size, "sqlite: out of memory");
-		sq_close(&st->base);
-		return STORE_ERROR;
-	}
-
-	base = base_vfs(opt->is_file_shared);
-#ifndef DAS_SQLITE_TEST_UNSYNCED
-	/* Only with synchronous=FULL (wal_append.h); the unsynced test build
-	 * keeps the base VFS alone. */
-	if (base && wal_append_vfs_register(base, &st->wal_vfs) != SQLITE_OK)
-		base = NULL;
-#endif
-	if (!base) {
-		snprintf(err, err_size, "sqlite: cannot set up the log's VFS");
-		sq_close(&st->base);
-		return STORE_ERROR;
-	}
-	for (unsigned i = 0; i <= n; i++) {
-		struct sqlite_conn *c = &st->conns[i];
-		enum store_result result;
-
-		st->n_conns = i + 1; /* close() cleans up a half-open one */
-		c->tx.base.st = &st->base;
-		c->tx.is_read_only = i > 0;
-		result = conn_open(c, path,
-				   st->wal_vfs ? st->wal_vfs->zName
-					       : base->zName,
-				   opt, i == 0, err, err_size);
-		if (result != STORE_OK) {
-			sq_close(&st->base);
-			return result;
-		}
-		if (i > 0)
-			st->free_conns[st->n_free++] = c;
-	}
-	if (strlen(path) >= sizeof(st->path)) {
-		snprintf(err, err_size, "sqlite: path too long");
-		sq_close(&st->base);
-		return STORE_ERROR;
-	}
-	memcpy(st->path, path, strlen(path) + 1);
-	st->file_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (st->file_fd < 0) {
-		snprintf(err, err_size, "sqlite: cannot open %s: %s", path,
-			 strerror(errno));
-		sq_close(&st->base);
-		return STORE_ERROR;
-	}
-	/* The log holds every commit since the last checkpoint: losing it is
-	 * as bad as losing the database. It exists once WAL is on. */
-	snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path);
-	st->wal_fd = open(st->wal_path, O_RDONLY | O_CLOEXEC);
-	if (read_ledger_key(st->conns[0].db, st->ledger_key) != SQLITE_OK) {
+	result = open_conns(st, n, path, opt, err, err_size);
+	if (result == STORE_OK)
+		result = open_identity(st, path, err, err_size);
+	if (result == STORE_OK &&
+	    read_ledger_key(st->conns[0].db, st->ledger_key) != SQLITE_OK) {
 		snprintf(err, err_size, "sqlite: %s has no page-token key: %s",
 			 path, sqlite3_errmsg(st->conns[0].db));
+		result = STORE_ERROR;
+	}
+	if (result != STORE_OK) {
 		sq_close(&st->base);
-		return STORE_ERROR;
+		return result;
 	}
 	*out = &st->base;
 	return STORE_OK;
