@@ -228,61 +228,166 @@ static void reload(struct gw_upstream *up, struct gw_tls_ctx *https)
 			err);
 }
 
-int main(int argc, char **argv)
-{
-	const char *prog = "device-assignment-gateway";
-	char err[256], target[1024];
-	int argi = 1, sig = 0;
+#define PROG "device-assignment-gateway"
+
+/* The numbers and switches of the command line, checked. */
+struct options {
 	unsigned long timeout_ms, threads, conn_limit, ip_limit, conn_timeout,
 		header_timeout, body_timeout;
 	bool is_wait_for_ready;
-	struct das_metrics_http *metrics = NULL;
+};
+
+/* 0, or 2 with the reason on stderr. */
+static int options_from_flags(struct options *o)
+{
+	if (flag_uint("upstream-timeout-ms", 1, 600000, &o->timeout_ms) ||
+	    flag_uint("threads", 0, 256, &o->threads) ||
+	    flag_uint("connection-limit", 1, 1000000, &o->conn_limit) ||
+	    flag_uint("per-ip-connection-limit", 0, 1000000, &o->ip_limit) ||
+	    flag_uint("connection-timeout", 1, 86400, &o->conn_timeout) ||
+	    flag_uint("header-timeout", 1, 3600, &o->header_timeout) ||
+	    flag_uint("body-timeout", 1, 3600, &o->body_timeout))
+		return 2;
+	if (strcasecmp(flag("wait-for-ready"), "true") == 0) {
+		o->is_wait_for_ready = true;
+	} else if (strcasecmp(flag("wait-for-ready"), "false") == 0) {
+		o->is_wait_for_ready = false;
+	} else {
+		fprintf(stderr, PROG ": --wait-for-ready must be true or false\n");
+		return 2;
+	}
+	if (observability_from_flags(PROG) != 0)
+		return 2;
+	if (flag("public-base-url") && *flag("public-base-url") &&
+	    !base_url_is_valid(flag("public-base-url"))) {
+		fprintf(stderr, PROG ": --public-base-url must be an http(s) URL\n");
+		return 2;
+	}
+	return 0;
+}
+
+static bool is_set(const char *v)
+{
+	return v && *v;
+}
+
+/* The channel to the service (--upstream*); NULL with the reason on
+ * stderr and the exit code in *code. */
+static struct gw_upstream *upstream_from_flags(const struct options *o,
+					       int *code)
+{
+	char err[256], target[1024];
 	struct gw_upstream *up;
-	struct gw_http *http;
+	struct gw_upstream_tls tls = {
+		.ca_file = flag("upstream-ca"),
+		.cert_file = flag("upstream-cert"),
+		.key_file = flag("upstream-key"),
+		.server_name = flag("upstream-server-name"),
+	};
+	bool is_tls = is_set(tls.ca_file) || is_set(tls.cert_file) ||
+		      is_set(tls.key_file) || is_set(tls.server_name);
+
+	if (gw_upstream_target(flag("upstream"), target, sizeof(target), err,
+			       sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		*code = 2;
+		return NULL;
+	}
+	up = gw_upstream_new(target, (int)o->timeout_ms, o->is_wait_for_ready,
+			     is_tls ? &tls : NULL, err, sizeof(err));
+	if (!up) {
+		fprintf(stderr, PROG ": %s\n", err);
+		*code = 1;
+		return NULL;
+	}
+	das_log(DAS_LOG_INFO,
+		"upstream %s (HTTP/2, %s), %lu threads (0: one per CPU)",
+		flag("upstream"),
+		is_tls ? (is_set(tls.cert_file) ? "mTLS" : "TLS") : "plaintext",
+		o->threads);
+	return up;
+}
+
+/* The HTTP listener's settings; HTTPS (--tls-*) in *https. 0, or 2 with
+ * the reason on stderr. */
+static int http_config_from_flags(const struct options *o,
+				  struct gw_http_config *cfg,
+				  struct gw_tls_ctx **https)
+{
+	char err[256];
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen = flag("listen");
+	cfg->public_base_url = flag("public-base-url");
+	cfg->threads = (unsigned)o->threads;
+	cfg->connection_limit = (unsigned)o->conn_limit;
+	cfg->per_ip_connection_limit = (unsigned)o->ip_limit;
+	cfg->idle_timeout_ms = (unsigned)o->conn_timeout * 1000u;
+	cfg->header_timeout_ms = (unsigned)o->header_timeout * 1000u;
+	cfg->body_timeout_ms = (unsigned)o->body_timeout * 1000u;
+	*https = NULL;
+	if (!is_set(flag("tls-cert")) && !is_set(flag("tls-key")))
+		return 0;
+	*https = gw_tls_ctx_new(flag("tls-cert"), flag("tls-key"), err,
+				sizeof(err));
+	if (!*https) {
+		fprintf(stderr, PROG ": HTTPS: %s\n", err);
+		return 2;
+	}
+	cfg->transport = &gw_transport_tls;
+	cfg->transport_ctx = *https;
+	cfg->is_https = true;
+	return 0;
+}
+
+/* --metrics-listen: *out stays NULL without it. 0, or 1 with the reason
+ * on stderr. */
+static int metrics_listen(struct das_metrics_http **out)
+{
+	const char *ml = flag("metrics-listen");
+	char err[256];
+
+	*out = NULL;
+	if (!is_set(ml))
+		return 0;
+	*out = das_metrics_http_start(ml, err, sizeof(err));
+	if (!*out) {
+		fprintf(stderr, PROG ": --metrics-listen: %s\n", err);
+		return 1;
+	}
+	printf(PROG " metrics on http://%.*s:%u/metrics\n",
+	       (int)(strrchr(ml, ':') - ml), ml, das_metrics_http_port(*out));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char err[256];
+	int argi = 1, sig = 0, rc = 2;
+	struct options o;
+	struct das_metrics_http *metrics = NULL;
+	struct gw_upstream *up = NULL;
+	struct gw_http *http = NULL;
 	struct gw_tls_ctx *https = NULL;
 	struct gw_http_config cfg;
 	sigset_t set;
 
-	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, prog,
+	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, PROG,
 				summary, err, sizeof(err))) {
 	case DAS_FLAGS_OK:
 		break;
 	case DAS_FLAGS_EXIT:
 		return 0;
 	default:
-		fprintf(stderr, "%s: %s\n", prog, err);
+		fprintf(stderr, PROG ": %s\n", err);
 		return 2;
 	}
 	if (argi < argc) {
-		fprintf(stderr, "%s: unexpected argument %s\n", prog,
-			argv[argi]);
+		fprintf(stderr, PROG ": unexpected argument %s\n", argv[argi]);
 		return 2;
 	}
-	if (flag_uint("upstream-timeout-ms", 1, 600000, &timeout_ms) ||
-	    flag_uint("threads", 0, 256, &threads) ||
-	    flag_uint("connection-limit", 1, 1000000, &conn_limit) ||
-	    flag_uint("per-ip-connection-limit", 0, 1000000, &ip_limit) ||
-	    flag_uint("connection-timeout", 1, 86400, &conn_timeout) ||
-	    flag_uint("header-timeout", 1, 3600, &header_timeout) ||
-	    flag_uint("body-timeout", 1, 3600, &body_timeout))
+	if (options_from_flags(&o) != 0)
 		return 2;
-	if (strcasecmp(flag("wait-for-ready"), "true") == 0) {
-		is_wait_for_ready = true;
-	} else if (strcasecmp(flag("wait-for-ready"), "false") == 0) {
-		is_wait_for_ready = false;
-	} else {
-		fprintf(stderr, "%s: --wait-for-ready must be true or false\n",
-			prog);
-		return 2;
-	}
-	if (observability_from_flags(prog) != 0)
-		return 2;
-	if (flag("public-base-url") && *flag("public-base-url") &&
-	    !base_url_is_valid(flag("public-base-url"))) {
-		fprintf(stderr,
-			"%s: --public-base-url must be an http(s) URL\n", prog);
-		return 2;
-	}
 
 	/* Threads started below inherit this mask; main waits for signals. */
 	sigemptyset(&set);
@@ -292,86 +397,26 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (gw_upstream_target(flag("upstream"), target, sizeof(target), err,
-			       sizeof(err)) != 0) {
-		fprintf(stderr, "%s: %s\n", prog, err);
-		return 2;
-	}
-	struct gw_upstream_tls tls = {
-		.ca_file = flag("upstream-ca"),
-		.cert_file = flag("upstream-cert"),
-		.key_file = flag("upstream-key"),
-		.server_name = flag("upstream-server-name"),
-	};
-	bool is_tls = (tls.ca_file && *tls.ca_file) ||
-		      (tls.cert_file && *tls.cert_file) ||
-		      (tls.key_file && *tls.key_file) ||
-		      (tls.server_name && *tls.server_name);
-	up = gw_upstream_new(target, (int)timeout_ms, is_wait_for_ready,
-			     is_tls ? &tls : NULL, err, sizeof(err));
-	if (!up) {
-		fprintf(stderr, "%s: %s\n", prog, err);
-		return 1;
-	}
-	raise_fd_limit(conn_limit);
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.listen = flag("listen");
-	cfg.public_base_url = flag("public-base-url");
-	cfg.threads = (unsigned)threads;
-	cfg.connection_limit = (unsigned)conn_limit;
-	cfg.per_ip_connection_limit = (unsigned)ip_limit;
-	cfg.idle_timeout_ms = (unsigned)conn_timeout * 1000u;
-	cfg.header_timeout_ms = (unsigned)header_timeout * 1000u;
-	cfg.body_timeout_ms = (unsigned)body_timeout * 1000u;
-	if ((flag("tls-cert") && *flag("tls-cert")) ||
-	    (flag("tls-key") && *flag("tls-key"))) {
-		https = gw_tls_ctx_new(flag("tls-cert"), flag("tls-key"), err,
-				       sizeof(err));
-		if (!https) {
-			fprintf(stderr, "%s: HTTPS: %s\n", prog, err);
-			gw_upstream_free(up);
-			return 2;
-		}
-	}
-	if (https) {
-		cfg.transport = &gw_transport_tls;
-		cfg.transport_ctx = https;
-		cfg.is_https = true;
-	}
+	up = upstream_from_flags(&o, &rc);
+	if (!up)
+		goto out;
+	raise_fd_limit(o.conn_limit);
+	rc = 2;
+	if (http_config_from_flags(&o, &cfg, &https) != 0)
+		goto out;
+	rc = 1;
 	http = gw_http_start(&cfg, up, err, sizeof(err));
 	if (!http) {
-		fprintf(stderr, "%s: %s\n", prog, err);
-		gw_tls_ctx_free(https);
-		gw_upstream_free(up);
-		return 1;
+		fprintf(stderr, PROG ": %s\n", err);
+		goto out;
 	}
-	das_log(DAS_LOG_INFO,
-		"upstream %s (HTTP/2, %s), %lu threads (0: one per CPU)",
-		flag("upstream"),
-		is_tls ? (tls.cert_file && *tls.cert_file ? "mTLS" : "TLS")
-		       : "plaintext",
-		threads);
 	das_log(DAS_LOG_INFO, "listener speaks %s", https ? "HTTPS" : "HTTP");
 	/* The host as configured, the port as bound (--listen HOST:0). */
-	printf("device-assignment-gateway listening on %.*s:%u\n",
+	printf(PROG " listening on %.*s:%u\n",
 	       (int)(strrchr(cfg.listen, ':') - cfg.listen), cfg.listen,
 	       gw_http_port(http));
-	if (flag("metrics-listen") && *flag("metrics-listen")) {
-		const char *ml = flag("metrics-listen");
-		metrics = das_metrics_http_start(ml, err, sizeof(err));
-		if (!metrics) {
-			fprintf(stderr, "%s: --metrics-listen: %s\n", prog,
-				err);
-			gw_http_stop(http, 0);
-			gw_tls_ctx_free(https);
-			gw_upstream_free(up);
-			return 1;
-		}
-		printf("device-assignment-gateway metrics on "
-		       "http://%.*s:%u/metrics\n",
-		       (int)(strrchr(ml, ':') - ml), ml,
-		       das_metrics_http_port(metrics));
-	}
+	if (metrics_listen(&metrics) != 0)
+		goto out;
 	fflush(stdout);
 
 	for (;;) {
@@ -381,11 +426,16 @@ int main(int argc, char **argv)
 		reload(up, https);
 	}
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
-	gw_http_stop(http, (int)timeout_ms + 1000);
+	rc = 0;
+out:
+	if (http)
+		gw_http_stop(http, rc == 0 ? (int)o.timeout_ms + 1000 : 0);
 	das_metrics_http_stop(metrics);
 	gw_tls_ctx_free(https);
 	gw_upstream_free(up);
-	das_log(DAS_LOG_INFO, "stopped");
-	das_log_flush();
-	return 0;
+	if (rc == 0) {
+		das_log(DAS_LOG_INFO, "stopped");
+		das_log_flush();
+	}
+	return rc;
 }
