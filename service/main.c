@@ -297,6 +297,66 @@ static int metrics_listen(struct das_metrics_http **out)
 	return 0;
 }
 
+/* The JWT keys and claims to check (--jwt-*). 0, or 2 with the reason on
+ * stderr. */
+static int auth_from_flags(struct auth_config *auth)
+{
+	char err[512];
+	struct auth_sources sources = {
+		.hs256_secret_file = flag("jwt-hs256-secret-file"),
+		.rs256_public_key = flag("jwt-rs256-public-key"),
+		.jwks_file = flag("jwt-jwks-file"),
+		.issuer = flag("jwt-issuer"),
+		.audience = flag("jwt-audience"),
+	};
+
+	if (auth_config_load_sources(auth, &sources, err, sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 2;
+	}
+	return 0;
+}
+
+/* The store (--store, --store-pool, --sqlite-exclusive). NULL with the
+ * reason on stderr. */
+static struct store *store_from_flags(const struct options *o)
+{
+	struct store_options opt = {.pool_size = (unsigned)o->pool,
+				    .busy_timeout_ms = 5000,
+				    .is_file_shared = !o->is_sqlite_exclusive};
+	struct store *store = NULL;
+	char err[512];
+
+	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
+		       sizeof(err)) != 0) {
+		fprintf(stderr, PROG ": store: %s\n", err);
+		return NULL;
+	}
+	return store;
+}
+
+/* The address as bound on stdout (what scripts wait for), and in the log
+ * with how it is served. */
+static void say_listening(const struct server_config *cfg, int port,
+			  const struct options *o, const struct store *store)
+{
+	char addr[300];
+
+	bound_address(cfg->listen, port, addr, sizeof(addr));
+	printf(PROG " listening on %s\n", addr);
+	das_log(DAS_LOG_INFO, "listening on %s (%s), %lu workers, store %s",
+		addr,
+		cfg->tls ? (flag("tls-client-ca") ? "mTLS" : "TLS")
+			 : "plaintext",
+		o->workers, store->ops->name);
+	if (!cfg->tls && !is_loopback(cfg->listen))
+		das_log(DAS_LOG_WARN,
+			"listening on %s without TLS: bearer tokens and data "
+			"cross the network in clear; give --tls-cert and "
+			"--tls-key",
+			cfg->listen);
+}
+
 int main(int argc, char **argv)
 {
 	struct auth_config auth;
@@ -306,7 +366,7 @@ int main(int argc, char **argv)
 	struct das_metrics_http *metrics = NULL;
 	struct server_tls *tls = NULL;
 	struct server_config cfg;
-	char err[512], addr[300];
+	char err[512];
 	struct token_cache *tokens = NULL;
 	struct ops_retention *retention = NULL;
 	int argi = 1, port = 0, sig = 0, rc = 1;
@@ -329,20 +389,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	memset(&o, 0, sizeof(o));
-	if (options_from_flags(&o) != 0)
+	if (options_from_flags(&o) != 0 || auth_from_flags(&auth) != 0)
 		return 2;
-
-	struct auth_sources sources = {
-		.hs256_secret_file = flag("jwt-hs256-secret-file"),
-		.rs256_public_key = flag("jwt-rs256-public-key"),
-		.jwks_file = flag("jwt-jwks-file"),
-		.issuer = flag("jwt-issuer"),
-		.audience = flag("jwt-audience"),
-	};
-	if (auth_config_load_sources(&auth, &sources, err, sizeof(err)) != 0) {
-		fprintf(stderr, PROG ": %s\n", err);
-		return 2;
-	}
 	if (tls_from_flags(&tls) != 0) {
 		rc = 2;
 		goto out;
@@ -357,14 +405,9 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct store_options opt = {.pool_size = (unsigned)o.pool,
-				    .busy_timeout_ms = 5000,
-				    .is_file_shared = !o.is_sqlite_exclusive};
-	if (store_open(flag("store") ? flag("store") : "", &opt, &store, err,
-		       sizeof(err)) != 0) {
-		fprintf(stderr, PROG ": store: %s\n", err);
+	store = store_from_flags(&o);
+	if (!store)
 		goto out;
-	}
 	if (o.cache_size > 0 && !(tokens = token_cache_new(o.cache_size))) {
 		fprintf(stderr, PROG ": out of memory for the token cache\n");
 		goto out;
@@ -385,20 +428,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
-	bound_address(cfg.listen, port, addr, sizeof(addr));
-	printf(PROG " listening on %s\n", addr);
+	say_listening(&cfg, port, &o, store);
 	if (metrics_listen(&metrics) != 0)
 		goto out;
 	fflush(stdout);
-	das_log(DAS_LOG_INFO, "listening on %s (%s), %lu workers, store %s",
-		addr, tls ? (flag("tls-client-ca") ? "mTLS" : "TLS") : "plaintext",
-		o.workers, store->ops->name);
-	if (!tls && !is_loopback(cfg.listen))
-		das_log(DAS_LOG_WARN,
-			"listening on %s without TLS: bearer tokens and data "
-			"cross the network in clear; give --tls-cert and "
-			"--tls-key",
-			cfg.listen);
 	retention = ops_retention_start(store, (unsigned)o.retention_days,
 					(unsigned)o.prune_interval);
 	if (o.retention_days > 0 && !retention)
