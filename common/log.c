@@ -559,116 +559,151 @@ static size_t bounded_len(const char *s, size_t max, bool *is_cut)
 	return n;
 }
 
+/* The lengths of an access line's strings, each bounded. */
+struct call_lens {
+	size_t path, id, sub, method, route, code, reason;
+	bool is_cut; /* a string was cut to its bound */
+};
+
+static size_t bounded_n(size_t n, size_t max, bool *is_cut)
+{
+	if (n <= max)
+		return n;
+	*is_cut = true;
+	return max;
+}
+
+/* Every string is bounded here; LINE_MAX_BYTES holds them all. */
+static void call_lens_of(const struct das_log_call *c, struct call_lens *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->is_cut = c->is_path_cut;
+	if (c->path)
+		l->path = bounded_n(c->path_len, DAS_LOG_PATH_MAX, &l->is_cut);
+	if (c->request_id)
+		l->id = bounded_n(c->request_id_len, DAS_LOG_ID_MAX,
+				  &l->is_cut);
+	if (c->sub)
+		l->sub = bounded_n(c->sub_len, SUB_MAX_BYTES, &l->is_cut);
+	if (c->method)
+		l->method = bounded_len(c->method, NAME_MAX_BYTES, &l->is_cut);
+	if (c->route)
+		l->route = bounded_len(c->route, NAME_MAX_BYTES, &l->is_cut);
+	if (c->code)
+		l->code = bounded_len(c->code, NAME_MAX_BYTES, &l->is_cut);
+	if (c->reason)
+		l->reason = bounded_len(c->reason, NAME_MAX_BYTES, &l->is_cut);
+}
+
+static char *json_field(char *p, const char *name, size_t name_len,
+			const char *s, size_t n)
+{
+	*p++ = ',';
+	*p++ = '"';
+	memcpy(p, name, name_len);
+	p += name_len;
+	p = PUT_LIT(p, "\":\"");
+	p = das_logfmt_json(p, s, n);
+	*p++ = '"';
+	return p;
+}
+#define JSON_FIELD(p, name, s, n) json_field((p), name, sizeof(name) - 1, (s), (n))
+
+/* The access line's fields as one JSON object (after begin_json). */
+static char *call_json(char *p, const struct das_log_call *c,
+		       const struct call_lens *l)
+{
+	if (c->request_id)
+		p = JSON_FIELD(p, "request_id", c->request_id, l->id);
+	if (c->method)
+		p = JSON_FIELD(p, "method", c->method, l->method);
+	if (c->route)
+		p = JSON_FIELD(p, "route", c->route, l->route);
+	if (c->path)
+		p = JSON_FIELD(p, "path", c->path, l->path);
+	if (c->http_status > 0) {
+		p = PUT_LIT(p, ",\"status\":");
+		p = das_logfmt_uint(p, (uint64_t)c->http_status);
+	}
+	if (c->code)
+		p = JSON_FIELD(p, "code", c->code, l->code);
+	if (l->reason)
+		p = JSON_FIELD(p, "reason", c->reason, l->reason);
+	p = PUT_LIT(p, ",\"duration_ms\":");
+	p = das_logfmt_ms(p, c->duration_ms);
+	if (c->sub)
+		p = JSON_FIELD(p, "sub", c->sub, l->sub);
+	if (c->is_aborted)
+		p = PUT_LIT(p, ",\"aborted\":true");
+	if (l->is_cut)
+		p = PUT_LIT(p, ",\"truncated\":true");
+	*p++ = '}';
+	return p;
+}
+#undef JSON_FIELD
+
+static char *text_field(char *p, const char *name, size_t name_len,
+			const char *s, size_t n)
+{
+	*p++ = ' ';
+	memcpy(p, name, name_len);
+	p += name_len;
+	*p++ = '=';
+	return das_logfmt_text(p, s, n);
+}
+#define TEXT_FIELD(p, name, s, n) text_field((p), name, sizeof(name) - 1, (s), (n))
+
+/* The access line's fields as text (after the timestamp and level). */
+static char *call_text(char *p, const struct das_log_call *c,
+		       const struct call_lens *l)
+{
+	if (c->method)
+		p = TEXT_FIELD(p, "method", c->method, l->method);
+	if (c->path) {
+		p = TEXT_FIELD(p, "path", c->path, l->path);
+		if (l->path < c->path_len || c->is_path_cut)
+			p = PUT_LIT(p, "...");
+	}
+	if (c->route)
+		p = TEXT_FIELD(p, "route", c->route, l->route);
+	if (c->http_status > 0) {
+		p = PUT_LIT(p, " status=");
+		p = das_logfmt_uint(p, (uint64_t)c->http_status);
+	}
+	if (c->code)
+		p = TEXT_FIELD(p, "code", c->code, l->code);
+	if (l->reason)
+		p = TEXT_FIELD(p, "reason", c->reason, l->reason);
+	if (c->request_id)
+		p = TEXT_FIELD(p, "rid", c->request_id, l->id);
+	if (c->sub)
+		p = TEXT_FIELD(p, "sub", c->sub, l->sub);
+	*p++ = ' ';
+	p = das_logfmt_ms(p, c->duration_ms);
+	p = PUT_LIT(p, "ms");
+	if (c->is_aborted)
+		p = PUT_LIT(p, " (aborted)");
+	return p;
+}
+#undef TEXT_FIELD
+
 void das_log_call(const struct das_log_call *c)
 {
+	struct call_lens lens;
 	char *start, *p;
-	size_t path_len = 0, id_len = 0, sub_len = 0, method_len = 0,
-	       route_len = 0, code_len = 0, reason_len = 0;
-	bool is_cut = c->is_path_cut,
-	     is_json = atomic_load(&format) == DAS_LOG_JSON, is_in_buffer;
+	bool is_in_buffer;
 
 	if (!das_log_is_enabled(DAS_LOG_INFO))
 		return;
-	/* Every string is bounded here; LINE_MAX_BYTES holds them all. */
-	if (c->path) {
-		path_len = c->path_len;
-		if (path_len > DAS_LOG_PATH_MAX) {
-			path_len = DAS_LOG_PATH_MAX;
-			is_cut = true;
-		}
-	}
-	if (c->request_id) {
-		id_len = c->request_id_len;
-		if (id_len > DAS_LOG_ID_MAX) {
-			id_len = DAS_LOG_ID_MAX;
-			is_cut = true;
-		}
-	}
-	if (c->sub) {
-		sub_len = c->sub_len;
-		if (sub_len > SUB_MAX_BYTES) {
-			sub_len = SUB_MAX_BYTES;
-			is_cut = true;
-		}
-	}
-	if (c->method)
-		method_len = bounded_len(c->method, NAME_MAX_BYTES, &is_cut);
-	if (c->route)
-		route_len = bounded_len(c->route, NAME_MAX_BYTES, &is_cut);
-	if (c->code)
-		code_len = bounded_len(c->code, NAME_MAX_BYTES, &is_cut);
-	if (c->reason)
-		reason_len = bounded_len(c->reason, NAME_MAX_BYTES, &is_cut);
+	call_lens_of(c, &lens);
 	start = p = line_start(&is_in_buffer);
-	if (is_json) {
+	if (atomic_load(&format) == DAS_LOG_JSON) {
 		p = begin_json(p, DAS_LOG_INFO);
-#define JSON_FIELD(name, s, n)                      \
-	do {                                        \
-		p = PUT_LIT(p, ",\"" name "\":\""); \
-		p = das_logfmt_json(p, (s), (n));   \
-		*p++ = '"';                         \
-	} while (0)
-		if (c->request_id)
-			JSON_FIELD("request_id", c->request_id, id_len);
-		if (c->method)
-			JSON_FIELD("method", c->method, method_len);
-		if (c->route)
-			JSON_FIELD("route", c->route, route_len);
-		if (c->path)
-			JSON_FIELD("path", c->path, path_len);
-		if (c->http_status > 0) {
-			p = PUT_LIT(p, ",\"status\":");
-			p = das_logfmt_uint(p, (uint64_t)c->http_status);
-		}
-		if (c->code)
-			JSON_FIELD("code", c->code, code_len);
-		if (reason_len)
-			JSON_FIELD("reason", c->reason, reason_len);
-		p = PUT_LIT(p, ",\"duration_ms\":");
-		p = das_logfmt_ms(p, c->duration_ms);
-		if (c->sub)
-			JSON_FIELD("sub", c->sub, sub_len);
-		if (c->is_aborted)
-			p = PUT_LIT(p, ",\"aborted\":true");
-		if (is_cut)
-			p = PUT_LIT(p, ",\"truncated\":true");
-		*p++ = '}';
-#undef JSON_FIELD
+		p = call_json(p, c, &lens);
 	} else {
 		p = das_logfmt_timestamp(p, das_time_now());
 		p = PUT_LIT(p, " info");
-#define TEXT_FIELD(name, s, n)                    \
-	do {                                      \
-		p = PUT_LIT(p, " " name "=");     \
-		p = das_logfmt_text(p, (s), (n)); \
-	} while (0)
-		if (c->method)
-			TEXT_FIELD("method", c->method, method_len);
-		if (c->path) {
-			TEXT_FIELD("path", c->path, path_len);
-			if (path_len < c->path_len || c->is_path_cut)
-				p = PUT_LIT(p, "...");
-		}
-		if (c->route)
-			TEXT_FIELD("route", c->route, route_len);
-		if (c->http_status > 0) {
-			p = PUT_LIT(p, " status=");
-			p = das_logfmt_uint(p, (uint64_t)c->http_status);
-		}
-		if (c->code)
-			TEXT_FIELD("code", c->code, code_len);
-		if (reason_len)
-			TEXT_FIELD("reason", c->reason, reason_len);
-		if (c->request_id)
-			TEXT_FIELD("rid", c->request_id, id_len);
-		if (c->sub)
-			TEXT_FIELD("sub", c->sub, sub_len);
-		*p++ = ' ';
-		p = das_logfmt_ms(p, c->duration_ms);
-		p = PUT_LIT(p, "ms");
-		if (c->is_aborted)
-			p = PUT_LIT(p, " (aborted)");
-#undef TEXT_FIELD
+		p = call_text(p, c, &lens);
 	}
 	write_line(start, p, is_in_buffer, DAS_LOG_INFO);
 }
