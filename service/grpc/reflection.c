@@ -330,122 +330,161 @@ static ssize_t file_of_extension(const struct reflection *r, const char *type,
  * Builds the serialized answer to one request. Returns a malloc'd buffer,
  * or NULL when memory ran out.
  */
+/* One answer being built: the response, its parts, what they own. */
+struct answer {
+	Grpc__Reflection__V1__ServerReflectionResponse resp;
+	Grpc__Reflection__V1__FileDescriptorResponse files;
+	Grpc__Reflection__V1__ListServiceResponse list;
+	Grpc__Reflection__V1__ErrorResponse error;
+	Grpc__Reflection__V1__ExtensionNumberResponse numbers;
+	Grpc__Reflection__V1__ServiceResponse *svc, **svcp;
+	ProtobufCBinaryData *blobs;
+	int32_t *nums;
+	bool *seen;
+};
+
+static void answer_error(struct answer *a, int code, const char *message)
+{
+	a->error.error_code = code;
+	a->error.error_message = (char *)message;
+	a->resp.message_response_case =
+		GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
+	a->resp.error_response = &a->error;
+}
+
+/* The service names. -1: out of memory. */
+static int answer_services(const struct reflection *r, struct answer *a)
+{
+	a->svc = calloc(r->n_services + 1, sizeof(*a->svc));
+	a->svcp = calloc(r->n_services + 1, sizeof(*a->svcp));
+	if (!a->svc || !a->svcp)
+		return -1;
+	for (size_t i = 0; i < r->n_services; i++) {
+		grpc__reflection__v1__service_response__init(&a->svc[i]);
+		a->svc[i].name = r->services[i];
+		a->svcp[i] = &a->svc[i];
+	}
+	a->list.n_service = r->n_services;
+	a->list.service = a->svcp;
+	a->resp.message_response_case =
+		GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
+	a->resp.list_services_response = &a->list;
+	return 0;
+}
+
+/* The extension numbers of a type (NOT_FOUND for an unknown type). -1:
+ * out of memory. */
+static int answer_numbers(const struct reflection *r, const char *type,
+			  struct answer *a)
+{
+	if (type[0] == '.')
+		type++;
+	if (file_of_symbol(r, type) < 0) {
+		answer_error(a, 5 /* NOT_FOUND */, "type not found");
+		return 0;
+	}
+	a->nums = calloc(r->n_exts + 1, sizeof(*a->nums));
+	if (!a->nums)
+		return -1;
+	for (size_t i = 0; i < r->n_exts; i++)
+		if (strcmp(r->exts[i].extendee, type) == 0)
+			a->nums[a->numbers.n_extension_number++] =
+				r->exts[i].number;
+	a->numbers.base_type_name = (char *)type;
+	a->numbers.extension_number = a->nums;
+	a->resp.message_response_case =
+		GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
+	a->resp.all_extension_numbers_response = &a->numbers;
+	return 0;
+}
+
+/* File k with every file it imports, or NOT_FOUND with what (k < 0). -1:
+ * out of memory. */
+static int answer_files(const struct reflection *r, ssize_t k,
+			const char *what, struct answer *a)
+{
+	size_t n = 0;
+
+	if (k < 0) {
+		answer_error(a, 5 /* NOT_FOUND */, what);
+		return 0;
+	}
+	a->seen = calloc(r->n_files, sizeof(*a->seen));
+	a->blobs = calloc(r->n_files, sizeof(*a->blobs));
+	if (!a->seen || !a->blobs)
+		return -1;
+	closure(r, (size_t)k, a->seen, a->blobs, &n);
+	a->files.n_file_descriptor_proto = n;
+	a->files.file_descriptor_proto = a->blobs;
+	a->resp.message_response_case =
+		GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
+	a->resp.file_descriptor_response = &a->files;
+	return 0;
+}
+
+/* Decides the answer to req into a. -1: out of memory. */
+static int answer_build(const struct reflection *r,
+			Grpc__Reflection__V1__ServerReflectionRequest *req,
+			struct answer *a)
+{
+	Grpc__Reflection__V1__ExtensionRequest *ext;
+
+	switch (req->message_request_case) {
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+		return answer_services(r, a);
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+		return answer_files(r, find_file(r, req->file_by_filename),
+				    "file not found", a);
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+		return answer_files(r,
+				    file_of_symbol(r,
+						   req->file_containing_symbol),
+				    "symbol not found", a);
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+		ext = req->file_containing_extension;
+		return answer_files(r,
+				    file_of_extension(r, ext->containing_type,
+						      ext->extension_number),
+				    "extension not found", a);
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+		return answer_numbers(r, req->all_extension_numbers_of_type,
+				      a);
+	default:
+		answer_error(a, 12 /* UNIMPLEMENTED */,
+			     "request type not implemented");
+		return 0;
+	}
+}
+
 static uint8_t *answer(const struct reflection *r,
 		       Grpc__Reflection__V1__ServerReflectionRequest *req,
 		       size_t *len)
 {
-	Grpc__Reflection__V1__ServerReflectionResponse resp =
-		GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
-	Grpc__Reflection__V1__FileDescriptorResponse files =
-		GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
-	Grpc__Reflection__V1__ListServiceResponse list =
-		GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
-	Grpc__Reflection__V1__ErrorResponse error =
-		GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
-	Grpc__Reflection__V1__ExtensionNumberResponse numbers =
-		GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
-	Grpc__Reflection__V1__ServiceResponse *svc = NULL, **svcp = NULL;
-	ProtobufCBinaryData *blobs = NULL;
-	int32_t *nums = NULL;
-	bool *seen = NULL;
+	struct answer a = {
+		.resp = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT,
+		.files = GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT,
+		.list = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT,
+		.error = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT,
+		.numbers =
+			GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT,
+	};
 	uint8_t *out = NULL;
-	ssize_t k = -1;
-	const char *what = NULL;
 
-	resp.valid_host = req->host;
-	resp.original_request = req;
-	switch (req->message_request_case) {
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
-		svc = calloc(r->n_services + 1, sizeof(*svc));
-		svcp = calloc(r->n_services + 1, sizeof(*svcp));
-		if (!svc || !svcp)
-			goto done;
-		for (size_t i = 0; i < r->n_services; i++) {
-			grpc__reflection__v1__service_response__init(&svc[i]);
-			svc[i].name = r->services[i];
-			svcp[i] = &svc[i];
-		}
-		list.n_service = r->n_services;
-		list.service = svcp;
-		resp.message_response_case =
-			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
-		resp.list_services_response = &list;
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
-		k = find_file(r, req->file_by_filename);
-		what = "file not found";
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
-		k = file_of_symbol(r, req->file_containing_symbol);
-		what = "symbol not found";
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
-		k = file_of_extension(
-			r, req->file_containing_extension->containing_type,
-			req->file_containing_extension->extension_number);
-		what = "extension not found";
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE: {
-		const char *type = req->all_extension_numbers_of_type;
-		if (type[0] == '.')
-			type++;
-		if (file_of_symbol(r, type) < 0) {
-			what = "type not found";
-			break;
-		}
-		nums = calloc(r->n_exts + 1, sizeof(*nums));
-		if (!nums)
-			goto done;
-		for (size_t i = 0; i < r->n_exts; i++)
-			if (strcmp(r->exts[i].extendee, type) == 0)
-				nums[numbers.n_extension_number++] =
-					r->exts[i].number;
-		numbers.base_type_name = (char *)type;
-		numbers.extension_number = nums;
-		resp.message_response_case =
-			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
-		resp.all_extension_numbers_response = &numbers;
-		break;
+	a.resp.valid_host = req->host;
+	a.resp.original_request = req;
+	if (answer_build(r, req, &a) == 0) {
+		*len = grpc__reflection__v1__server_reflection_response__get_packed_size(
+			&a.resp);
+		out = malloc(*len ? *len : 1);
+		if (out)
+			grpc__reflection__v1__server_reflection_response__pack(
+				&a.resp, out);
 	}
-	default:
-		error.error_code = 12; /* UNIMPLEMENTED */
-		error.error_message = "request type not implemented";
-		resp.message_response_case =
-			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
-		resp.error_response = &error;
-		break;
-	}
-	if (what && k >= 0) {
-		size_t n = 0;
-		seen = calloc(r->n_files, sizeof(*seen));
-		blobs = calloc(r->n_files, sizeof(*blobs));
-		if (!seen || !blobs)
-			goto done;
-		closure(r, (size_t)k, seen, blobs, &n);
-		files.n_file_descriptor_proto = n;
-		files.file_descriptor_proto = blobs;
-		resp.message_response_case =
-			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
-		resp.file_descriptor_response = &files;
-	} else if (what) {
-		error.error_code = 5; /* NOT_FOUND */
-		error.error_message = (char *)what;
-		resp.message_response_case =
-			GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
-		resp.error_response = &error;
-	}
-	*len = grpc__reflection__v1__server_reflection_response__get_packed_size(
-		&resp);
-	out = malloc(*len ? *len : 1);
-	if (out)
-		grpc__reflection__v1__server_reflection_response__pack(&resp,
-								       out);
-done:
-	free(svc);
-	free(svcp);
-	free(blobs);
-	free(seen);
-	free(nums);
+	free(a.svc);
+	free(a.svcp);
+	free(a.blobs);
+	free(a.seen);
+	free(a.nums);
 	return out;
 }
 
