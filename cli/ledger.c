@@ -132,38 +132,114 @@ static int parse_time(const char *flag, const char *value,
 	return 0;
 }
 
+/* The ledger command's flags, by index. */
+enum {
+	L_TENANT, L_ACCOUNT, L_USER, L_DEVICE, L_SINCE, L_UNTIL, L_CHARGED,
+	L_SIZE, L_TOKEN, L_ORDER, L_ALL, L_JSON, L__N
+};
+
+/* The request of the first page, from the checked flags (since and until
+ * hold the times it points at). Returns 0, or CLI_EXIT_USAGE said. */
+static int request_from_flags(const struct das_flag *flags,
+			      Deviceassignment__V1__ListLedgerRequest *req,
+			      Google__Protobuf__Timestamp *since,
+			      Google__Protobuf__Timestamp *until)
+{
+	unsigned long size;
+
+	if (das_parse_uint(flags[L_SIZE].value, 1, 500, &size) != 0) {
+		cli_error("ledger: --page-size must be an integer in 1..500");
+		return CLI_EXIT_USAGE;
+	}
+	if (strcmp(flags[L_ORDER].value, "newest") == 0)
+		req->order = DEVICEASSIGNMENT__V1__LEDGER_ORDER__LEDGER_ORDER_NEWEST_FIRST;
+	else if (strcmp(flags[L_ORDER].value, "oldest") == 0)
+		req->order = DEVICEASSIGNMENT__V1__LEDGER_ORDER__LEDGER_ORDER_OLDEST_FIRST;
+	else {
+		cli_error("ledger: --order must be newest or oldest");
+		return CLI_EXIT_USAGE;
+	}
+	if (parse_time("since", flags[L_SINCE].value, since, &req->since) ||
+	    parse_time("until", flags[L_UNTIL].value, until, &req->until))
+		return CLI_EXIT_USAGE;
+	req->customer_tenant_id = (char *)flags[L_TENANT].value;
+	req->account_tenant_id = cli_opt(&flags[L_ACCOUNT]);
+	req->user_id = cli_opt(&flags[L_USER]);
+	req->device_id = cli_opt(&flags[L_DEVICE]);
+	req->only_charged = flags[L_CHARGED].value != NULL;
+	req->page_size = (uint32_t)size;
+	return 0;
+}
+
+/*
+ * Prints the page at token and, with is_all, every page after it; without,
+ * a line naming the next page's token (on stderr with JSON, so stdout
+ * stays one entry per line). Returns an exit code.
+ */
+static int print_pages(struct cli_ctx *ctx,
+		       Deviceassignment__V1__ListLedgerRequest *req,
+		       char *token, size_t token_size, bool is_json,
+		       bool is_all)
+{
+	for (int page = 0; page < MAX_PAGES; page++) {
+		Deviceassignment__V1__ListLedgerResponse *resp = NULL;
+		bool has_next;
+
+		req->page_token = token;
+		if (cli_call(ctx, DAS_RPC_LIST_LEDGER, &req->base,
+			     (ProtobufCMessage **)&resp, "ledger") != 0)
+			return CLI_EXIT_FAILURE;
+		if (!is_json) {
+			print_entries_table(resp, page == 0);
+		} else if (print_entries_json(resp) != 0) {
+			protobuf_c_message_free_unpacked(&resp->base, NULL);
+			cli_error("ledger: out of memory");
+			return CLI_EXIT_FAILURE;
+		}
+		has_next = resp->next_page_token && resp->next_page_token[0];
+		snprintf(token, token_size, "%s",
+			 has_next ? resp->next_page_token : "");
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+		if (!has_next)
+			break;
+		if (!is_all) {
+			fprintf(is_json ? stderr : stdout,
+				"next page: --page-token %s\n", token);
+			break;
+		}
+	}
+	fflush(stdout);
+	return CLI_EXIT_OK;
+}
+
 int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv)
 {
-	enum {
-		F_TENANT, F_ACCOUNT, F_USER, F_DEVICE, F_SINCE, F_UNTIL,
-		F_CHARGED, F_SIZE, F_TOKEN, F_ORDER, F_ALL, F_JSON, F__N
-	};
-	struct das_flag flags[F__N] = {
-		[F_TENANT] = {.name = "tenant", .metavar = "GUID",
+	struct das_flag flags[L__N] = {
+		[L_TENANT] = {.name = "tenant", .metavar = "GUID",
 			      .help = "the customer's tenant id"},
-		[F_ACCOUNT] = {.name = "account", .metavar = "GUID",
+		[L_ACCOUNT] = {.name = "account", .metavar = "GUID",
 			       .help = "the account (reseller) that owns the "
 				       "customer"},
-		[F_USER] = {.name = "user", .metavar = "ID",
+		[L_USER] = {.name = "user", .metavar = "ID",
 			    .help = "only this user's entries"},
-		[F_DEVICE] = {.name = "device", .metavar = "ID",
+		[L_DEVICE] = {.name = "device", .metavar = "ID",
 			      .help = "only this device's entries"},
-		[F_SINCE] = {.name = "since", .metavar = "TIME",
+		[L_SINCE] = {.name = "since", .metavar = "TIME",
 			     .help = "entries at or after (RFC 3339)"},
-		[F_UNTIL] = {.name = "until", .metavar = "TIME",
+		[L_UNTIL] = {.name = "until", .metavar = "TIME",
 			     .help = "entries before (RFC 3339)"},
-		[F_CHARGED] = {.name = "only-charged",
+		[L_CHARGED] = {.name = "only-charged",
 			       .help = "only the entries that were charged"},
-		[F_SIZE] = {.name = "page-size", .metavar = "N", .def = "100",
+		[L_SIZE] = {.name = "page-size", .metavar = "N", .def = "100",
 			    .help = "entries per page, 1-500"},
-		[F_TOKEN] = {.name = "page-token", .metavar = "TOKEN",
+		[L_TOKEN] = {.name = "page-token", .metavar = "TOKEN",
 			     .help = "continue where a previous page ended"},
-		[F_ORDER] = {.name = "order", .metavar = "ORDER",
+		[L_ORDER] = {.name = "order", .metavar = "ORDER",
 			     .def = "newest",
 			     .help = "newest or oldest first"},
-		[F_ALL] = {.name = "all",
+		[L_ALL] = {.name = "all",
 			   .help = "follow every page to the end"},
-		[F_JSON] = {.name = "json",
+		[L_JSON] = {.name = "json",
 			    .help = "one JSON object per entry and line"},
 	};
 	Deviceassignment__V1__ListLedgerRequest req =
@@ -171,7 +247,6 @@ int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv)
 	Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
 				    until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	char token[256] = "";
-	unsigned long size;
 	int argi, code = CLI_EXIT_USAGE;
 
 	if (cli_parse_flags(ctx, "ledger",
@@ -179,70 +254,18 @@ int cli_cmd_ledger(struct cli_ctx *ctx, int argc, char **argv)
 			    "changes: a table, newest first, then a line "
 			    "with the next page's --page-token when there is "
 			    "one.",
-			    flags, F__N, true, argc, argv, &argi, &code) != 0)
+			    flags, L__N, true, argc, argv, &argi, &code) != 0)
 		return code;
 	if (cli_no_more_args("ledger", argc, argv, argi) != 0 ||
-	    !cli_required("ledger", &flags[F_TENANT]))
+	    !cli_required("ledger", &flags[L_TENANT]))
 		return CLI_EXIT_USAGE;
-	if (das_parse_uint(flags[F_SIZE].value, 1, 500, &size) != 0) {
-		cli_error("ledger: --page-size must be an integer in 1..500");
+	if (request_from_flags(flags, &req, &since, &until) != 0)
 		return CLI_EXIT_USAGE;
-	}
-	if (strcmp(flags[F_ORDER].value, "newest") == 0)
-		req.order = DEVICEASSIGNMENT__V1__LEDGER_ORDER__LEDGER_ORDER_NEWEST_FIRST;
-	else if (strcmp(flags[F_ORDER].value, "oldest") == 0)
-		req.order = DEVICEASSIGNMENT__V1__LEDGER_ORDER__LEDGER_ORDER_OLDEST_FIRST;
-	else {
-		cli_error("ledger: --order must be newest or oldest");
-		return CLI_EXIT_USAGE;
-	}
-	if (parse_time("since", flags[F_SINCE].value, &since, &req.since) ||
-	    parse_time("until", flags[F_UNTIL].value, &until, &req.until))
-		return CLI_EXIT_USAGE;
-	if (flags[F_TOKEN].value)
-		snprintf(token, sizeof(token), "%s", flags[F_TOKEN].value);
-	req.customer_tenant_id = (char *)flags[F_TENANT].value;
-	req.account_tenant_id = cli_opt(&flags[F_ACCOUNT]);
-	req.user_id = cli_opt(&flags[F_USER]);
-	req.device_id = cli_opt(&flags[F_DEVICE]);
-	req.only_charged = flags[F_CHARGED].value != NULL;
-	req.page_size = (uint32_t)size;
-
-	for (int page = 0; page < MAX_PAGES; page++) {
-		Deviceassignment__V1__ListLedgerResponse *resp = NULL;
-		bool has_next;
-
-		req.page_token = token;
-		if (cli_call(ctx, DAS_RPC_LIST_LEDGER, &req.base,
-			     (ProtobufCMessage **)&resp, "ledger") != 0)
-			return CLI_EXIT_FAILURE;
-		if (flags[F_JSON].value) {
-			if (print_entries_json(resp) != 0) {
-				protobuf_c_message_free_unpacked(&resp->base,
-								 NULL);
-				cli_error("ledger: out of memory");
-				return CLI_EXIT_FAILURE;
-			}
-		} else {
-			print_entries_table(resp, page == 0);
-		}
-		has_next = resp->next_page_token && resp->next_page_token[0];
-		snprintf(token, sizeof(token), "%s",
-			 has_next ? resp->next_page_token : "");
-		protobuf_c_message_free_unpacked(&resp->base, NULL);
-		if (!has_next)
-			break;
-		if (!flags[F_ALL].value) {
-			if (flags[F_JSON].value)
-				fprintf(stderr, "next page: --page-token %s\n",
-					token);
-			else
-				printf("next page: --page-token %s\n", token);
-			break;
-		}
-	}
-	fflush(stdout);
-	return CLI_EXIT_OK;
+	if (flags[L_TOKEN].value)
+		snprintf(token, sizeof(token), "%s", flags[L_TOKEN].value);
+	return print_pages(ctx, &req, token, sizeof(token),
+			   flags[L_JSON].value != NULL,
+			   flags[L_ALL].value != NULL);
 }
 
 int cli_cmd_seats(struct cli_ctx *ctx, int argc, char **argv)
