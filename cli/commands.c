@@ -47,6 +47,64 @@ static const char *type_name_or_none(int type)
 	return *name ? name : "none";
 }
 
+/* The --tenant values (the environment's is one), each a GUID normalised
+ * or "*". Returns how many, or 0 when one is missing or wrong (said). */
+static size_t tenants_from_flag(struct das_flag *f,
+				char buf[][DAS_GUID_SIZE],
+				const char **tenants)
+{
+	if (f->n_values == 0 && f->value) {
+		f->values[0] = f->value;
+		f->n_values = 1;
+	}
+	if (f->n_values == 0) {
+		cli_error("token: --tenant is required (a GUID, or * for all)");
+		return 0;
+	}
+	for (size_t i = 0; i < f->n_values; i++) {
+		const char *t = f->values[i];
+
+		if (strcmp(t, "*") == 0) {
+			snprintf(buf[i], DAS_GUID_SIZE, "*");
+		} else if (das_guid_normalize(t, strlen(t), buf[i]) != 0) {
+			cli_error("token: --tenant '%s' is not a GUID or *", t);
+			return 0;
+		}
+		tenants[i] = buf[i];
+	}
+	return f->n_values;
+}
+
+/* Signs claims with the secret in secret_file and prints the token.
+ * Returns an exit code. */
+static int print_token(const char *secret_file,
+		       const struct auth_claims *claims)
+{
+	unsigned char *key = NULL;
+	size_t key_len = 0;
+	char err[256];
+	char *jwt = NULL;
+	int code = CLI_EXIT_FAILURE;
+
+	if (auth_read_key_file(secret_file, true, &key, &key_len, err,
+			       sizeof(err)) != 0) {
+		cli_error("token: %s", err);
+		return CLI_EXIT_FAILURE;
+	}
+	jwt = auth_mint(AUTH_HS256, key, key_len, claims, err, sizeof(err));
+	if (!jwt)
+		cli_error("token: %s", err);
+	else if (printf("%s\n", jwt) < 0 || fflush(stdout) != 0)
+		cli_error("token: cannot write the token");
+	else
+		code = CLI_EXIT_OK;
+	free(jwt);
+	if (key)
+		memset(key, 0, key_len);
+	free(key);
+	return code;
+}
+
 int cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 {
 	enum { F_SECRET, F_SUB, F_TENANT, F_SCOPE, F_TTL, F_ISS, F_AUD, F__N };
@@ -73,10 +131,7 @@ int cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 	};
 	char tenants_buf[DAS_FLAG_MAX_VALUES][DAS_GUID_SIZE];
 	const char *tenants[DAS_FLAG_MAX_VALUES];
-	unsigned char *key = NULL;
-	size_t key_len = 0;
-	char err[256];
-	char *jwt = NULL;
+	size_t n_tenants;
 	unsigned long ttl;
 	int argi, code = CLI_EXIT_USAGE;
 
@@ -84,74 +139,34 @@ int cli_cmd_token(struct cli_ctx *ctx, int argc, char **argv)
 				 "development and tests.",
 			    flags, F__N, false, argc, argv, &argi, &code) != 0)
 		return code;
-	code = CLI_EXIT_USAGE;
 	if (cli_no_more_args("token", argc, argv, argi) != 0)
-		goto done;
+		return CLI_EXIT_USAGE;
 	const char *secret = cli_required("token", &flags[F_SECRET]);
 	const char *sub = cli_required("token", &flags[F_SUB]);
 	const char *scope = cli_required("token", &flags[F_SCOPE]);
 	if (!secret || !sub || !scope)
-		goto done;
-	if (flags[F_TENANT].n_values == 0 && flags[F_TENANT].value) {
-		/* From the environment: one value. */
-		flags[F_TENANT].values[0] = flags[F_TENANT].value;
-		flags[F_TENANT].n_values = 1;
-	}
-	if (flags[F_TENANT].n_values == 0) {
-		cli_error("token: --tenant is required (a GUID, or * for all)");
-		goto done;
-	}
-	for (size_t i = 0; i < flags[F_TENANT].n_values; i++) {
-		const char *t = flags[F_TENANT].values[i];
-		if (strcmp(t, "*") == 0) {
-			snprintf(tenants_buf[i], sizeof(tenants_buf[i]), "*");
-		} else if (das_guid_normalize(t, strlen(t), tenants_buf[i]) !=
-			   0) {
-			cli_error("token: --tenant '%s' is not a GUID or *", t);
-			goto done;
-		}
-		tenants[i] = tenants_buf[i];
-	}
+		return CLI_EXIT_USAGE;
+	n_tenants = tenants_from_flag(&flags[F_TENANT], tenants_buf, tenants);
+	if (n_tenants == 0)
+		return CLI_EXIT_USAGE;
 	if (das_parse_uint(flags[F_TTL].value, 1, MAX_TTL_SECONDS, &ttl) != 0) {
 		cli_error("token: --ttl must be an integer in 1..%lu",
 			  MAX_TTL_SECONDS);
-		goto done;
-	}
-	code = CLI_EXIT_FAILURE;
-	if (auth_read_key_file(secret, true, &key, &key_len, err,
-			       sizeof(err)) != 0) {
-		cli_error("token: %s", err);
-		goto done;
+		return CLI_EXIT_USAGE;
 	}
 	int64_t now = (int64_t)time(NULL);
 	const char *iss = flags[F_ISS].value, *aud = flags[F_AUD].value;
 	struct auth_claims claims = {
 		.sub = sub,
 		.tenants = tenants,
-		.n_tenants = flags[F_TENANT].n_values,
+		.n_tenants = n_tenants,
 		.scope = scope,
 		.iat = now,
 		.exp = now + (int64_t)ttl,
 		.issuer = iss && *iss ? iss : NULL,
 		.audience = aud && *aud ? aud : NULL,
 	};
-	jwt = auth_mint(AUTH_HS256, key, key_len, &claims, err, sizeof(err));
-	if (!jwt) {
-		cli_error("token: %s", err);
-		goto done;
-	}
-	if (printf("%s\n", jwt) < 0 || fflush(stdout) != 0) {
-		cli_error("token: cannot write the token");
-		goto done;
-	}
-	code = CLI_EXIT_OK;
-done:
-	free(jwt);
-	if (key) {
-		memset(key, 0, key_len);
-		free(key);
-	}
-	return code;
+	return print_token(secret, &claims);
 }
 
 /* The flags naming a user (and, for assign/unassign, a device). */
