@@ -888,10 +888,10 @@ static void pg_close(struct store *base)
 	free(st->writer_threads);
 	pthread_cond_destroy(&st->write_cv);
 	pthread_mutex_destroy(&st->write_mu);
-	for (size_t i = 0; i < st->n_slots; i++)
+	for (size_t i = 0; st->slots && i < st->n_slots; i++)
 		if (st->slots[i].conn)
 			PQfinish(st->slots[i].conn);
-	for (size_t i = 0; i < st->n_readers; i++)
+	for (size_t i = 0; st->readers && i < st->n_readers; i++)
 		if (st->readers[i].conn)
 			PQfinish(st->readers[i].conn);
 	free(st->slots);
@@ -930,25 +930,15 @@ static size_t pg_default_readers(void)
 static void *pg_reader_main(void *arg);
 static void *pg_writer_main(void *arg);
 
-static int pg_open(const char *spec, const struct store_options *opt,
-		   struct store **out, char *err, size_t err_size)
+/* The store's memory, locks and settings; its connections come later.
+ * NULL when out of memory. */
+static struct pg_store *pg_store_new(const char *spec, unsigned pool,
+				     unsigned lock_ms)
 {
-	struct pg_store *st;
-	unsigned pool = opt && opt->pool_size ? opt->pool_size
-					      : pg_default_pool();
-	unsigned lock_ms = opt && opt->busy_timeout_ms
-				   ? opt->busy_timeout_ms
-				   : PG_DEFAULT_LOCK_TIMEOUT_MS;
-	int rc = STORE_ERROR;
+	struct pg_store *st = calloc(1, sizeof(*st));
 
-	*out = NULL;
-	if (pool > PG_MAX_POOL)
-		pool = PG_MAX_POOL;
-	st = calloc(1, sizeof(*st));
-	if (!st) {
-		snprintf(err, err_size, "postgresql store: out of memory");
-		return STORE_ERROR;
-	}
+	if (!st)
+		return NULL;
 	st->base.ops = &store_postgres_ops;
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
@@ -964,77 +954,109 @@ static int pg_open(const char *spec, const struct store_options *opt,
 		calloc(st->n_readers, sizeof(*st->reader_threads));
 	st->n_writers = pool;
 	st->writer_threads = calloc(pool, sizeof(*st->writer_threads));
-	if (!st->spec || !st->slots || !st->readers || !st->reader_threads ||
-	    !st->writer_threads) {
-		snprintf(err, err_size, "postgresql store: out of memory");
-		goto fail;
-	}
 	st->n_slots = pool;
 	snprintf(st->lock_timeout, sizeof(st->lock_timeout), "%u", lock_ms);
+	if (!st->spec || !st->slots || !st->readers || !st->reader_threads ||
+	    !st->writer_threads) {
+		pg_close(&st->base);
+		return NULL;
+	}
+	return st;
+}
 
-	/* The first connection proves the database is there and migrates. */
-	st->slots[0].conn = pg_connect(spec);
-	if (!st->slots[0].conn ||
-	    PQstatus(st->slots[0].conn) != CONNECTION_OK) {
+/* The first connection proves the database is there, migrates it, reads
+ * the page-token key and prepares its statements. */
+static int pg_open_first(struct pg_store *st, const char *spec, char *err,
+			 size_t err_size)
+{
+	PGconn *conn = pg_connect(spec);
+	int rc;
+
+	st->slots[0].conn = conn;
+	if (!conn || PQstatus(conn) != CONNECTION_OK) {
 		char line[256];
 
-		first_line(st->slots[0].conn
-				   ? PQerrorMessage(st->slots[0].conn)
-				   : "out of memory",
-			   line, sizeof(line));
+		first_line(conn ? PQerrorMessage(conn) : "out of memory", line,
+			   sizeof(line));
 		snprintf(err, err_size,
 			 "postgresql store: cannot connect to the database: %s",
 			 line);
-		rc = STORE_UNAVAILABLE;
-		goto fail;
+		return STORE_UNAVAILABLE;
 	}
-	rc = pg_migrate(st->slots[0].conn, err, err_size);
+	rc = pg_migrate(conn, err, err_size);
 	if (rc != STORE_OK)
-		goto fail;
-	rc = pg_read_ledger_key(st->slots[0].conn, st->ledger_key);
+		return rc;
+	rc = pg_read_ledger_key(conn, st->ledger_key);
 	if (rc != STORE_OK) {
 		snprintf(err, err_size,
 			 "postgresql store: cannot read the page-token key");
-		goto fail;
+		return rc;
 	}
-	rc = pg_session_setup(st, st->slots[0].conn);
+	rc = pg_session_setup(st, conn);
 	if (rc != STORE_OK) {
 		snprintf(err, err_size,
 			 "postgresql store: cannot prepare statements: %s",
-			 PQerrorMessage(st->slots[0].conn));
-		goto fail;
+			 PQerrorMessage(conn));
+		return rc;
 	}
 	st->slots[0].is_ready = true;
+	return STORE_OK;
+}
+
+/* The reader threads (batched loads) and the writer threads (writes
+ * handed over); each connects on its own. */
+static int pg_threads_start(struct pg_store *st, char *err, size_t err_size)
+{
 	for (size_t i = 0; i < st->n_readers; i++) {
 		struct pg_reader *r = &st->reader_threads[i];
 
 		r->st = st;
 		r->slot = &st->readers[i];
-		if (pthread_create(&r->thread, NULL, pg_reader_main, r) != 0) {
-			snprintf(err, err_size,
-				 "postgresql store: cannot start threads");
-			rc = STORE_ERROR;
+		if (pthread_create(&r->thread, NULL, pg_reader_main, r) != 0)
 			goto fail;
-		}
 		r->is_started = true;
 	}
 	for (; st->n_writers_started < st->n_writers;
-	     st->n_writers_started++) {
+	     st->n_writers_started++)
 		if (pthread_create(&st->writer_threads[st->n_writers_started],
-				   NULL, pg_writer_main, st) != 0) {
-			snprintf(err, err_size,
-				 "postgresql store: cannot start threads");
-			rc = STORE_ERROR;
+				   NULL, pg_writer_main, st) != 0)
 			goto fail;
-		}
+	return STORE_OK;
+fail:
+	snprintf(err, err_size, "postgresql store: cannot start threads");
+	return STORE_ERROR;
+}
+
+static int pg_open(const char *spec, const struct store_options *opt,
+		   struct store **out, char *err, size_t err_size)
+{
+	struct pg_store *st;
+	unsigned pool = opt && opt->pool_size ? opt->pool_size
+					      : pg_default_pool();
+	unsigned lock_ms = opt && opt->busy_timeout_ms
+				   ? opt->busy_timeout_ms
+				   : PG_DEFAULT_LOCK_TIMEOUT_MS;
+	int rc;
+
+	*out = NULL;
+	if (pool > PG_MAX_POOL)
+		pool = PG_MAX_POOL;
+	st = pg_store_new(spec, pool, lock_ms);
+	if (!st) {
+		snprintf(err, err_size, "postgresql store: out of memory");
+		return STORE_ERROR;
+	}
+	rc = pg_open_first(st, spec, err, err_size);
+	if (rc == STORE_OK)
+		rc = pg_threads_start(st, err, err_size);
+	if (rc != STORE_OK) {
+		pg_close(&st->base);
+		return rc;
 	}
 	das_log(DAS_LOG_INFO, "postgresql: store open, pool of %u connections",
 		pool);
 	*out = &st->base;
 	return STORE_OK;
-fail:
-	pg_close(&st->base);
-	return rc;
 }
 
 static int parse_i64(const char *s, int64_t *out)
