@@ -357,6 +357,46 @@ static void say_listening(const struct server_config *cfg, int port,
 			cfg->listen);
 }
 
+/* Signals are taken by sigwait (wait_for_stop), never by a handler, and
+ * every thread (gRPC's included) inherits this mask. */
+static void block_signals(sigset_t *sigs)
+{
+	sigemptyset(sigs);
+	sigaddset(sigs, SIGTERM);
+	sigaddset(sigs, SIGINT);
+	sigaddset(sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* The server's settings from the checked flags (its handlers' store,
+ * keys and TLS are set by the caller). */
+static void config_from_options(struct server_config *cfg,
+				const struct options *o)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
+	cfg->n_workers = (unsigned)o->workers;
+	cfg->grace_ms = (unsigned)o->grace;
+	cfg->idle_timeout_ms = (unsigned)o->idle_timeout * 1000u;
+	cfg->is_reflection_off = !o->is_reflection_on;
+}
+
+/* Serves until SIGTERM or SIGINT, reloading keys and certificates on each
+ * SIGHUP. Returns the signal that stopped it. */
+static int wait_for_stop(const sigset_t *sigs, struct auth_config *auth,
+			 struct token_cache *tokens, struct server_tls *tls)
+{
+	int sig = 0;
+
+	for (;;) {
+		sigwait(sigs, &sig);
+		if (sig != SIGHUP)
+			return sig;
+		reload(auth, tokens, tls);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct auth_config auth;
@@ -396,14 +436,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* Signals are taken by sigwait below, never by a handler, and every
-	 * thread (gRPC's included) inherits this mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	block_signals(&sigs);
 
 	store = store_from_flags(&o);
 	if (!store)
@@ -413,12 +446,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.listen = flag("listen") ? flag("listen") : "127.0.0.1:50051";
-	cfg.n_workers = (unsigned)o.workers;
-	cfg.grace_ms = (unsigned)o.grace;
-	cfg.idle_timeout_ms = (unsigned)o.idle_timeout * 1000u;
-	cfg.is_reflection_off = !o.is_reflection_on;
+	config_from_options(&cfg, &o);
 	cfg.env.store = store;
 	cfg.env.auth = &auth;
 	cfg.env.tokens = tokens;
@@ -437,12 +465,7 @@ int main(int argc, char **argv)
 	if (o.retention_days > 0 && !retention)
 		das_log(DAS_LOG_ERROR, "ledger retention: cannot start");
 
-	for (;;) {
-		sigwait(&sigs, &sig);
-		if (sig != SIGHUP)
-			break;
-		reload(&auth, tokens, tls);
-	}
+	sig = wait_for_stop(&sigs, &auth, tokens, tls);
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	rc = 0;
 out:
