@@ -275,82 +275,53 @@ static void call_release(grpc_call *call, grpc_completion_queue *cq)
 	}
 }
 
-int das_client_call(struct das_client *c, enum das_rpc_method method,
-		    const char *token, const ProtobufCMessage *request,
-		    ProtobufCMessage **response, int timeout_ms,
-		    struct das_call_status *st)
+/* The authorization entry for token ("Bearer TOKEN"): 1 when set, 0 with
+ * no token, -1 (st says why) when it cannot be. */
+static int auth_metadata(const char *token, grpc_metadata *auth,
+			 struct das_call_status *st)
 {
-	const struct das_rpc_method_info *info;
-	grpc_completion_queue *cq = NULL;
-	grpc_call *call = NULL;
-	grpc_byte_buffer *req_bb = NULL, *resp_bb = NULL;
-	grpc_metadata auth;
-	char *auth_value = NULL;
-	size_t n_md = 0;
-	int result = -1;
+	static const char bearer[] = "Bearer ";
+	size_t token_len;
+	char *value;
 
-	memset(st, 0, sizeof(*st));
-	*response = NULL;
-	if ((int)method < 0 || method >= DAS_RPC__COUNT)
-		return local_failure(st, "unknown method");
-	info = das_rpc_method(method);
-	if (!request || request->descriptor != info->request)
-		return local_failure(st, "request of the wrong message type");
+	memset(auth, 0, sizeof(*auth));
+	if (!token)
+		return 0;
+	token_len = strlen(token);
+	if (token_len > CLIENT_MAX_TOKEN)
+		return local_failure(st, "token too long");
+	value = malloc(sizeof(bearer) + token_len);
+	if (!value)
+		return local_failure(st, "out of memory");
+	memcpy(value, bearer, sizeof(bearer) - 1);
+	memcpy(value + sizeof(bearer) - 1, token, token_len + 1);
+	auth->key = grpc_slice_from_static_string("authorization");
+	auth->value = grpc_slice_from_copied_string(value);
+	free(value);
+	return 1;
+}
 
-	size_t len = protobuf_c_message_get_packed_size(request);
-	if (len > DAS_RPC_MAX_MESSAGE)
-		return local_failure(st, "request message too large");
-	grpc_slice slice = grpc_slice_malloc(len);
-	protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(slice));
-	req_bb = grpc_raw_byte_buffer_create(&slice, 1);
-	grpc_slice_unref(slice);
+/*
+ * The reply of a call that ended OK: exactly one well-formed message of
+ * the method's response type. Anything else is a broken server, reported
+ * as INTERNAL in st rather than a crash.
+ */
+static void unpack_reply(const struct das_rpc_method_info *info,
+			 grpc_byte_buffer *resp_bb, ProtobufCMessage **response,
+			 struct das_call_status *st)
+{
+	grpc_slice data;
 
-	memset(&auth, 0, sizeof(auth));
-	if (token) {
-		size_t token_len = strlen(token);
-		if (token_len > CLIENT_MAX_TOKEN) {
-			local_failure(st, "token too long");
-			goto done;
-		}
-		auth_value = malloc(token_len + sizeof("Bearer "));
-		if (!auth_value) {
-			local_failure(st, "out of memory");
-			goto done;
-		}
-		memcpy(auth_value, "Bearer ", 7);
-		memcpy(auth_value + 7, token, token_len + 1);
-		auth.key = grpc_slice_from_static_string("authorization");
-		auth.value = grpc_slice_from_copied_string(auth_value);
-		n_md = 1;
-	}
-
-	cq = grpc_completion_queue_create_for_pluck(NULL);
-	call = grpc_channel_create_registered_call(
-		c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-		c->handles[method], deadline_after(timeout_ms), NULL);
-	if (!call) {
-		local_failure(st, "cannot create the call");
-		goto done;
-	}
-	result = run_call(call, cq, req_bb, n_md ? &auth : NULL, n_md,
-			  &resp_bb, st);
-	req_bb = NULL;
-	if (result != 0 || st->code != GRPC_STATUS_OK)
-		goto done;
-
-	/* OK must come with exactly one well-formed reply: anything else is
-	 * a broken server, reported as INTERNAL rather than a crash. */
 	if (!resp_bb) {
 		st->code = DAS_GRPC_INTERNAL;
 		set_message(st, "no response message", 19);
-		goto done;
+		return;
 	}
-	grpc_slice data;
 	if (grpc_byte_buffer_length(resp_bb) > DAS_RPC_MAX_MESSAGE ||
 	    read_message(resp_bb, &data) != 0) {
 		st->code = DAS_GRPC_INTERNAL;
 		set_message(st, "response message unreadable", 27);
-		goto done;
+		return;
 	}
 	if (GRPC_SLICE_LENGTH(data) <= DAS_RPC_MAX_MESSAGE)
 		*response = protobuf_c_message_unpack(
@@ -361,14 +332,60 @@ int das_client_call(struct das_client *c, enum das_rpc_method method,
 		st->code = DAS_GRPC_INTERNAL;
 		set_message(st, "malformed response message", 27);
 	}
+}
+
+int das_client_call(struct das_client *c, enum das_rpc_method method,
+		    const char *token, const ProtobufCMessage *request,
+		    ProtobufCMessage **response, int timeout_ms,
+		    struct das_call_status *st)
+{
+	const struct das_rpc_method_info *info;
+	grpc_completion_queue *cq = NULL;
+	grpc_call *call = NULL;
+	grpc_byte_buffer *req_bb, *resp_bb = NULL;
+	grpc_metadata auth;
+	int n_md, result = -1;
+
+	memset(st, 0, sizeof(*st));
+	*response = NULL;
+	if ((int)method < 0 || method >= DAS_RPC__COUNT)
+		return local_failure(st, "unknown method");
+	info = das_rpc_method(method);
+	if (!request || request->descriptor != info->request)
+		return local_failure(st, "request of the wrong message type");
+	n_md = auth_metadata(token, &auth, st);
+	if (n_md < 0)
+		return -1;
+
+	size_t len = protobuf_c_message_get_packed_size(request);
+	if (len > DAS_RPC_MAX_MESSAGE) {
+		local_failure(st, "request message too large");
+		goto done;
+	}
+	grpc_slice slice = grpc_slice_malloc(len);
+	protobuf_c_message_pack(request, GRPC_SLICE_START_PTR(slice));
+	req_bb = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+
+	cq = grpc_completion_queue_create_for_pluck(NULL);
+	call = grpc_channel_create_registered_call(
+		c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+		c->handles[method], deadline_after(timeout_ms), NULL);
+	if (!call) {
+		grpc_byte_buffer_destroy(req_bb);
+		local_failure(st, "cannot create the call");
+		goto done;
+	}
+	/* run_call takes req_bb. */
+	result = run_call(call, cq, req_bb, n_md ? &auth : NULL,
+			  (size_t)n_md, &resp_bb, st);
+	if (result == 0 && st->code == GRPC_STATUS_OK)
+		unpack_reply(info, resp_bb, response, st);
 done:
 	if (n_md) {
 		grpc_slice_unref(auth.key);
 		grpc_slice_unref(auth.value);
 	}
-	free(auth_value);
-	if (req_bb)
-		grpc_byte_buffer_destroy(req_bb);
 	if (resp_bb)
 		grpc_byte_buffer_destroy(resp_bb);
 	call_release(call, cq);
