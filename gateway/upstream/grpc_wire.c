@@ -38,6 +38,58 @@ static char *str(const char *s)
 	return (char *)(s ? s : "");
 }
 
+/* The ListLedger request of req (req->ledger set), its times in since and
+ * until. */
+static void ledger_request(const struct gw_call_request *req,
+			   Deviceassignment__V1__ListLedgerRequest *lg,
+			   Google__Protobuf__Timestamp *since,
+			   Google__Protobuf__Timestamp *until)
+{
+	const struct gw_ledger_params *p = req->ledger;
+
+	lg->customer_tenant_id = str(req->tenant);
+	lg->account_tenant_id = str(req->account);
+	lg->user_id = str(p->user);
+	lg->device_id = str(p->device);
+	if (p->has_since) {
+		since->seconds = p->since.seconds;
+		since->nanos = p->since.nanos;
+		lg->since = since;
+	}
+	if (p->has_until) {
+		until->seconds = p->until.seconds;
+		until->nanos = p->until.nanos;
+		lg->until = until;
+	}
+	lg->only_charged = p->is_only_charged;
+	lg->page_size = p->page_size;
+	lg->page_token = str(p->page_token);
+	lg->order = (Deviceassignment__V1__LedgerOrder)p->order;
+}
+
+/* msg as one gRPC message on the wire: not compressed, its length (4
+ * bytes, big-endian), its bytes. NULL past the size limit or out of
+ * memory. */
+static uint8_t *frame(const ProtobufCMessage *msg, size_t *len_out)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf;
+
+	if (len > DAS_RPC_MAX_MESSAGE)
+		return NULL;
+	buf = malloc(GW_WIRE_PREFIX + len);
+	if (!buf)
+		return NULL;
+	buf[0] = 0;
+	buf[1] = (uint8_t)(len >> 24);
+	buf[2] = (uint8_t)(len >> 16);
+	buf[3] = (uint8_t)(len >> 8);
+	buf[4] = (uint8_t)len;
+	protobuf_c_message_pack(msg, buf + GW_WIRE_PREFIX);
+	*len_out = GW_WIRE_PREFIX + len;
+	return buf;
+}
+
 uint8_t *gw_wire_encode(const struct gw_call_request *req, size_t *len_out)
 {
 	Deviceassignment__V1__AssignDeviceRequest a =
@@ -55,8 +107,6 @@ uint8_t *gw_wire_encode(const struct gw_call_request *req, size_t *len_out)
 	Google__Protobuf__Timestamp since = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
 				    until = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	const ProtobufCMessage *msg;
-	uint8_t *buf;
-	size_t len;
 
 	switch (req->rpc) {
 	case GW_ROUTE_ASSIGN:
@@ -82,32 +132,12 @@ uint8_t *gw_wire_encode(const struct gw_call_request *req, size_t *len_out)
 		l.account_tenant_id = str(req->account);
 		msg = &l.base;
 		break;
-	case GW_ROUTE_LEDGER: {
-		const struct gw_ledger_params *p = req->ledger;
-
-		if (!p)
+	case GW_ROUTE_LEDGER:
+		if (!req->ledger)
 			return NULL;
-		lg.customer_tenant_id = str(req->tenant);
-		lg.account_tenant_id = str(req->account);
-		lg.user_id = str(p->user);
-		lg.device_id = str(p->device);
-		if (p->has_since) {
-			since.seconds = p->since.seconds;
-			since.nanos = p->since.nanos;
-			lg.since = &since;
-		}
-		if (p->has_until) {
-			until.seconds = p->until.seconds;
-			until.nanos = p->until.nanos;
-			lg.until = &until;
-		}
-		lg.only_charged = p->is_only_charged;
-		lg.page_size = p->page_size;
-		lg.page_token = str(p->page_token);
-		lg.order = (Deviceassignment__V1__LedgerOrder)p->order;
+		ledger_request(req, &lg, &since, &until);
 		msg = &lg.base;
 		break;
-	}
 	case GW_ROUTE_SEATS:
 		su.customer_tenant_id = str(req->tenant);
 		su.account_tenant_id = str(req->account);
@@ -117,20 +147,7 @@ uint8_t *gw_wire_encode(const struct gw_call_request *req, size_t *len_out)
 		msg = &h.base;
 		break;
 	}
-	len = protobuf_c_message_get_packed_size(msg);
-	if (len > DAS_RPC_MAX_MESSAGE)
-		return NULL;
-	buf = malloc(GW_WIRE_PREFIX + len);
-	if (!buf)
-		return NULL;
-	buf[0] = 0; /* not compressed */
-	buf[1] = (uint8_t)(len >> 24);
-	buf[2] = (uint8_t)(len >> 16);
-	buf[3] = (uint8_t)(len >> 8);
-	buf[4] = (uint8_t)len;
-	protobuf_c_message_pack(msg, buf + GW_WIRE_PREFIX);
-	*len_out = GW_WIRE_PREFIX + len;
-	return buf;
+	return frame(msg, len_out);
 }
 
 static void copy_timestamp(struct gw_call_outcome *out,
