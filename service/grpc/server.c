@@ -741,7 +741,7 @@ static grpc_arg int_arg(const char *key, int value)
  * The gRPC server and its methods, with the limits every connection gets.
  * The idle limit comes last: with none, core leaves out the filter that
  * keeps it, which otherwise runs for every call (~4 k instructions, 4 %
- * of an idempotent AssignDevice; docs/performance.md).
+ * of an idempotent AssignDevice; docs/performance-history.md).
  */
 static grpc_server *core_server_create(struct server *srv)
 {

@@ -744,7 +744,7 @@ static const char conn_tuning[] = "PRAGMA temp_store = MEMORY;"
  * The VFS under the store's files. SQLite's "unix" VFS takes and drops
  * POSIX file locks (fcntl) around every transaction, on the database file
  * and on the log's shared index: under REST reads, 1.7 system calls per
- * request and about a tenth of the read rate (docs/performance.md). Its
+ * request and about a tenth of the read rate (docs/performance-history.md). Its
  * twin "unix-excl" locks the file once, exclusively, at the first
  * transaction, and keeps the log's index in this process's memory (no
  * -shm file): no other process can open the database while the store is
