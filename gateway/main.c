@@ -9,6 +9,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/signals.h"
 #include "gateway/observe.h"
 #include "gateway/http/server.h"
 #include "gateway/tls/tls.h"
@@ -390,12 +391,7 @@ int main(int argc, char **argv)
 		return 2;
 
 	/* Threads started below inherit this mask; main waits for signals. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	das_signals_block(&set);
 
 	up = upstream_from_flags(&o, &rc);
 	if (!up)

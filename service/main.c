@@ -14,6 +14,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/signals.h"
 #include "service/auth/auth.h"
 #include "service/auth/token_cache.h"
 #include "service/grpc/server.h"
@@ -357,18 +358,6 @@ static void say_listening(const struct server_config *cfg, int port,
 			cfg->listen);
 }
 
-/* Signals are taken by sigwait (wait_for_stop), never by a handler, and
- * every thread (gRPC's included) inherits this mask. */
-static void block_signals(sigset_t *sigs)
-{
-	sigemptyset(sigs);
-	sigaddset(sigs, SIGTERM);
-	sigaddset(sigs, SIGINT);
-	sigaddset(sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-}
-
 /* The server's settings from the checked flags (its handlers' store,
  * keys and TLS are set by the caller). */
 static void config_from_options(struct server_config *cfg,
@@ -436,7 +425,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	block_signals(&sigs);
+	/* Taken by sigwait (wait_for_stop), never by a handler. */
+	das_signals_block(&sigs);
 
 	store = store_from_flags(&o);
 	if (!store)
