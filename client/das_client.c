@@ -276,13 +276,13 @@ static void call_release(grpc_call *call, grpc_completion_queue *cq)
 }
 
 /* The authorization entry for token ("Bearer TOKEN"): 1 when set, 0 with
- * no token, -1 (st says why) when it cannot be. */
+ * no token, -1 (st says why) when it is too long. */
 static int auth_metadata(const char *token, grpc_metadata *auth,
 			 struct das_call_status *st)
 {
 	static const char bearer[] = "Bearer ";
+	const size_t bearer_len = sizeof(bearer) - 1;
 	size_t token_len;
-	char *value;
 
 	memset(auth, 0, sizeof(*auth));
 	if (!token)
@@ -290,14 +290,11 @@ static int auth_metadata(const char *token, grpc_metadata *auth,
 	token_len = strlen(token);
 	if (token_len > CLIENT_MAX_TOKEN)
 		return local_failure(st, "token too long");
-	value = malloc(sizeof(bearer) + token_len);
-	if (!value)
-		return local_failure(st, "out of memory");
-	memcpy(value, bearer, sizeof(bearer) - 1);
-	memcpy(value + sizeof(bearer) - 1, token, token_len + 1);
 	auth->key = grpc_slice_from_static_string("authorization");
-	auth->value = grpc_slice_from_copied_string(value);
-	free(value);
+	auth->value = grpc_slice_malloc(bearer_len + token_len);
+	memcpy(GRPC_SLICE_START_PTR(auth->value), bearer, bearer_len);
+	memcpy(GRPC_SLICE_START_PTR(auth->value) + bearer_len, token,
+	       token_len);
 	return 1;
 }
 
