@@ -794,46 +794,86 @@ static int pg_read_ledger_key(PGconn *conn, unsigned char *key)
 	return rc;
 }
 
-static int pg_migrate(PGconn *conn, char *err, size_t err_size)
-{
-	PGresult *res = NULL;
-	long version = -1;
-	int rc;
+/*
+ * The schema's versions, in order: the SQL that makes version i + 1 of
+ * version i, and what else that step stores (NULL: nothing).
+ */
+static const struct pg_migration {
+	const char *sql;
+	int (*then)(PGconn *conn);
+} pg_migrations[PG_SCHEMA_VERSION] = {
+	{pg_schema_v1, NULL},
+	{pg_schema_v2, pg_insert_ledger_key},
+	{pg_schema_v3, NULL},
+};
 
-	rc = pg_command(conn, "BEGIN", "schema begin");
-	if (rc == STORE_OK)
-		rc = pg_command(conn,
-				"SELECT pg_advisory_xact_lock(x'"
-				PG_SCHEMA_LOCK_KEY "'::int8)",
-				"schema lock");
+/* Takes the schema lock (to the end of the transaction) and reads the
+ * database's version: 0 for a new database. */
+static int pg_schema_version(PGconn *conn, long *version)
+{
+	PGresult *res;
+	char *end;
+	int rc = pg_command(conn,
+			    "SELECT pg_advisory_xact_lock(x'" PG_SCHEMA_LOCK_KEY
+			    "'::int8)",
+			    "schema lock");
+
 	if (rc == STORE_OK)
 		rc = pg_command(conn,
 				"CREATE TABLE IF NOT EXISTS schema_version ("
 				"version integer PRIMARY KEY)",
 				"schema_version");
 	if (rc != STORE_OK)
-		goto fail;
-
+		return rc;
 	res = PQexec(conn, "SELECT coalesce(max(version), 0) "
 			   "FROM schema_version");
 	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
 		rc = pg_fail(conn, res, "schema version");
-		goto fail;
-	}
-	{
-		char *end;
-
+	} else {
 		errno = 0;
-		version = strtol(PQgetvalue(res, 0, 0), &end, 10);
-		if (errno || *end) {
+		*version = strtol(PQgetvalue(res, 0, 0), &end, 10);
+		if (errno || *end || *version < 0)
 			rc = STORE_ERROR;
-			goto fail;
-		}
 	}
 	PQclear(res);
-	res = NULL;
+	return rc;
+}
 
-	if (version > PG_SCHEMA_VERSION) {
+/* Brings the schema from version to PG_SCHEMA_VERSION, one step a
+ * version, each recorded in schema_version. */
+static int pg_migrate_from(PGconn *conn, long version)
+{
+	int rc = STORE_OK;
+
+	for (long v = version; rc == STORE_OK && v < PG_SCHEMA_VERSION; v++) {
+		const struct pg_migration *m = &pg_migrations[v];
+		char sql[64];
+
+		rc = pg_command(conn, m->sql, "schema");
+		if (rc == STORE_OK && m->then)
+			rc = m->then(conn);
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO schema_version VALUES (%ld)", v + 1);
+		if (rc == STORE_OK)
+			rc = pg_command(conn, sql, "schema version");
+	}
+	return rc;
+}
+
+/*
+ * Creates the schema of an empty database, migrates an older one, refuses
+ * a newer one; in one transaction under the schema lock, so replicas
+ * starting together on a new database do not both create it.
+ */
+static int pg_migrate(PGconn *conn, char *err, size_t err_size)
+{
+	long version = -1;
+	char line[256];
+	int rc = pg_command(conn, "BEGIN", "schema begin");
+
+	if (rc == STORE_OK)
+		rc = pg_schema_version(conn, &version);
+	if (rc == STORE_OK && version > PG_SCHEMA_VERSION) {
 		snprintf(err, err_size,
 			 "postgresql store: database schema version %ld is "
 			 "newer than this program's (%d)",
@@ -841,54 +881,22 @@ static int pg_migrate(PGconn *conn, char *err, size_t err_size)
 		pg_command(conn, "ROLLBACK", "schema rollback");
 		return STORE_ERROR;
 	}
-	if (version < 1) {
-		rc = pg_command(conn, pg_schema_v1, "schema v1");
-		if (rc == STORE_OK)
-			rc = pg_command(conn,
-					"INSERT INTO schema_version VALUES (1)",
-					"schema v1 version");
-		if (rc != STORE_OK)
-			goto fail;
-	}
-	if (version < 2) {
-		rc = pg_command(conn, pg_schema_v2, "schema v2");
-		if (rc == STORE_OK)
-			rc = pg_insert_ledger_key(conn);
-		if (rc == STORE_OK)
-			rc = pg_command(conn,
-					"INSERT INTO schema_version VALUES (2)",
-					"schema v2 version");
-		if (rc != STORE_OK)
-			goto fail;
-	}
-	if (version < 3) {
-		rc = pg_command(conn, pg_schema_v3, "schema v3");
-		if (rc == STORE_OK)
-			rc = pg_command(conn,
-					"INSERT INTO schema_version VALUES (3)",
-					"schema v3 version");
-		if (rc != STORE_OK)
-			goto fail;
-	}
-	if (version < PG_SCHEMA_VERSION)
+	if (rc == STORE_OK)
+		rc = pg_migrate_from(conn, version);
+	if (rc == STORE_OK && version < PG_SCHEMA_VERSION)
 		das_log(DAS_LOG_INFO, "postgresql: %s schema version %d",
 			version < 1 ? "created" : "migrated to",
 			PG_SCHEMA_VERSION);
-	rc = pg_command(conn, "COMMIT", "schema commit");
+	if (rc == STORE_OK)
+		rc = pg_command(conn, "COMMIT", "schema commit");
 	if (rc == STORE_OK)
 		return STORE_OK;
-fail:
-	PQclear(res);
-	{
-		char line[256];
-
-		first_line(PQerrorMessage(conn), line, sizeof(line));
-		snprintf(err, err_size,
-			 "postgresql store: cannot create the schema: %s",
-			 line[0] ? line : "unexpected reply");
-	}
+	first_line(PQerrorMessage(conn), line, sizeof(line));
+	snprintf(err, err_size,
+		 "postgresql store: cannot create the schema: %s",
+		 line[0] ? line : "unexpected reply");
 	pg_command(conn, "ROLLBACK", "schema rollback");
-	return rc == STORE_OK ? STORE_ERROR : rc;
+	return rc;
 }
 
 /* ---- open / close ---- */
