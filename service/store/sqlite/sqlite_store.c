@@ -763,6 +763,85 @@ static sqlite3_vfs *base_vfs(bool is_file_shared)
 }
 
 /*
+ * Switches the file to WAL, the first connection's step. A busy timeout of
+ * 0 finds at once another process that holds the file.
+ */
+static enum store_result conn_switch_to_wal(struct sqlite_conn *c,
+					    const char *path,
+					    const struct store_options *opt,
+					    char *err, size_t err_size)
+{
+	char mode[16];
+	int sqlite_rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
+				  sizeof(mode), NULL);
+
+	if ((sqlite_rc & 0xff) == SQLITE_BUSY) {
+		snprintf(err, err_size,
+			 "sqlite: %s is in use by another process (a server "
+			 "holds its SQLite file alone; processes that share "
+			 "one all need --sqlite-exclusive false)",
+			 path);
+		return STORE_ERROR;
+	}
+	sqlite3_busy_timeout(c->db, (int)opt->busy_timeout_ms);
+	if (sqlite_rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
+		snprintf(err, err_size, "sqlite: cannot switch %s to WAL: %s",
+			 path,
+			 sqlite_rc != SQLITE_OK ? sqlite3_errmsg(c->db) : mode);
+		return STORE_ERROR;
+	}
+	return STORE_OK;
+}
+
+/* A sync at every commit and foreign keys, checked: every connection. */
+static enum store_result conn_durable(struct sqlite_conn *c, const char *path,
+				      char *err, size_t err_size)
+{
+	int64_t is_fk_on = 0;
+	int sqlite_rc;
+
+#ifdef DAS_SQLITE_TEST_UNSYNCED
+	/* A deliberately broken build for the power-loss test's self-check
+	 * (tests/store/test_power_loss.c); never used by the programs. */
+	sqlite_rc = sqlite3_exec(
+		c->db, "PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON",
+		NULL, NULL, NULL);
+#else
+	sqlite_rc = sqlite3_exec(
+		c->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
+		NULL, NULL, NULL);
+#endif
+	if (sqlite_rc == SQLITE_OK)
+		sqlite_rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
+				      &is_fk_on);
+	if (sqlite_rc == SQLITE_OK && is_fk_on == 1)
+		return STORE_OK;
+	snprintf(err, err_size, "sqlite: cannot enable foreign keys on %s: %s",
+		 path,
+		 sqlite_rc != SQLITE_OK ? sqlite3_errmsg(c->db)
+					: "not supported by this SQLite");
+	return STORE_ERROR;
+}
+
+/* Every statement of stmt_sql, prepared once for the connection's life. */
+static enum store_result conn_prepare(struct sqlite_conn *c, char *err,
+				      size_t err_size)
+{
+	for (int i = 0; i < STMT__COUNT; i++) {
+		int sqlite_rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
+						   SQLITE_PREPARE_PERSISTENT,
+						   &c->stmts[i], NULL);
+		if (sqlite_rc != SQLITE_OK) {
+			snprintf(err, err_size,
+				 "sqlite: cannot prepare statement %d: %s", i,
+				 sqlite3_errmsg(c->db));
+			return STORE_ERROR;
+		}
+	}
+	return STORE_OK;
+}
+
+/*
  * Opens one connection with the settings every connection needs. The
  * first one (is_first) also switches the file to WAL and migrates; it
  * finds another process that holds the file, at once when this one is to
@@ -773,8 +852,6 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 				   const struct store_options *opt,
 				   bool is_first, char *err, size_t err_size)
 {
-	char mode[16];
-	int64_t is_fk_on = 0;
 	int sqlite_rc;
 
 	if (is_first && make_parent_dirs(path, err, err_size) != 0)
@@ -794,50 +871,11 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 	sqlite3_busy_timeout(c->db, is_first && !opt->is_file_shared
 					    ? 0
 					    : (int)opt->busy_timeout_ms);
-
-	if (is_first) {
-		sqlite_rc = query_one(c->db, "PRAGMA journal_mode = WAL", mode,
-				      sizeof(mode), NULL);
-		if ((sqlite_rc & 0xff) == SQLITE_BUSY) {
-			snprintf(err, err_size,
-				 "sqlite: %s is in use by another process (a "
-				 "server holds its SQLite file alone; processes "
-				 "that share one all need --sqlite-exclusive "
-				 "false)",
-				 path);
-			return STORE_ERROR;
-		}
-		sqlite3_busy_timeout(c->db, (int)opt->busy_timeout_ms);
-		if (sqlite_rc != SQLITE_OK || strcmp(mode, "wal") != 0) {
-			snprintf(err, err_size,
-				 "sqlite: cannot switch %s to WAL: %s", path,
-				 sqlite_rc != SQLITE_OK ? sqlite3_errmsg(c->db)
-							: mode);
-			return STORE_ERROR;
-		}
-	}
-#ifdef DAS_SQLITE_TEST_UNSYNCED
-	/* A deliberately broken build for the power-loss test's self-check
-	 * (tests/store/test_power_loss.c); never used by the programs. */
-	sqlite_rc = sqlite3_exec(
-		c->db, "PRAGMA synchronous = OFF; PRAGMA foreign_keys = ON",
-		NULL, NULL, NULL);
-#else
-	sqlite_rc = sqlite3_exec(
-		c->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON",
-		NULL, NULL, NULL);
-#endif
-	if (sqlite_rc == SQLITE_OK)
-		sqlite_rc = query_one(c->db, "PRAGMA foreign_keys", NULL, 0,
-				      &is_fk_on);
-	if (sqlite_rc != SQLITE_OK || is_fk_on != 1) {
-		snprintf(err, err_size,
-			 "sqlite: cannot enable foreign keys on %s: %s", path,
-			 sqlite_rc != SQLITE_OK
-				 ? sqlite3_errmsg(c->db)
-				 : "not supported by this SQLite");
+	if (is_first &&
+	    conn_switch_to_wal(c, path, opt, err, err_size) != STORE_OK)
 		return STORE_ERROR;
-	}
+	if (conn_durable(c, path, err, err_size) != STORE_OK)
+		return STORE_ERROR;
 	if (is_first && migrate(c->db, path, err, err_size) != STORE_OK)
 		return STORE_ERROR;
 	sqlite_rc = sqlite3_exec(c->db, conn_tuning, NULL, NULL, NULL);
@@ -846,18 +884,8 @@ static enum store_result conn_open(struct sqlite_conn *c, const char *path,
 			 sqlite3_errmsg(c->db));
 		return STORE_ERROR;
 	}
-
-	for (int i = 0; i < STMT__COUNT; i++) {
-		sqlite_rc = sqlite3_prepare_v3(c->db, stmt_sql[i], -1,
-					       SQLITE_PREPARE_PERSISTENT,
-					       &c->stmts[i], NULL);
-		if (sqlite_rc != SQLITE_OK) {
-			snprintf(err, err_size,
-				 "sqlite: cannot prepare statement %d: %s", i,
-				 sqlite3_errmsg(c->db));
-			return STORE_ERROR;
-		}
-	}
+	if (conn_prepare(c, err, err_size) != STORE_OK)
+		return STORE_ERROR;
 	c->tx.conn = c;
 	return STORE_OK;
 }
