@@ -588,7 +588,8 @@ static void add_ledger_components(json_t *c)
 		     "charged", "type", "integer"));
 }
 
-static json_t *components(void)
+/* Every error any request can get, one named response each. */
+static json_t *any_request_responses(void)
 {
 	json_t *any_request = json_object();
 
@@ -602,19 +603,15 @@ static json_t *components(void)
 		json_object_set_new(any_request, row->name,
 				    error_response(row->http_status, rows));
 	}
+	return any_request;
+}
 
-	json_t *c = pack(
-		"{s:{s:{s:s, s:s, s:s, s:s}},"
-		" s:{s:o, s:o, s:o, s:o, s:o, s:o},"
-		" s:{s:o, s:o, s:o, s:o, s:o, s:o, s:o},"
-		" s:o}",
-		"securitySchemes", "bearerAuth", "type", "http", "scheme",
-		"bearer", "bearerFormat", "JWT", "description",
-		"A JWT (HS256 or RS256) with exp, sub, tenants (customer or "
-		"account GUIDs, or \"*\") and scope devices:assign (ledger:read "
-		"for the ledger and the seats).",
-
-		"parameters", "accountTenantId",
+/* The path and header parameters the operations refer to. */
+static json_t *parameters(void)
+{
+	return pack(
+		"{s:o, s:o, s:o, s:o, s:o, s:o}",
+		"accountTenantId",
 		pack("{s:s, s:s, s:b, s:s, s:{s:s, s:s}, s:s}", "name",
 			  "accountTenantId", "in", "path", "required", true,
 			  "description",
@@ -656,9 +653,15 @@ static json_t *components(void)
 		"file",
 		pack("{s:s, s:s, s:b, s:{s:s}}", "name", "file", "in",
 			  "path", "required", true, "schema", "type",
-			  "string"),
+			  "string"));
+}
 
-		"schemas", "Timestamp",
+/* The bodies of the assign and list operations and their errors. */
+static json_t *schemas(void)
+{
+	return pack(
+		"{s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+		"Timestamp",
 		pack("{s:s, s:s, s:s, s:s}", "type", "string", "description",
 			  "UTC, ISO 8601, exactly 7 fractional digits, Z",
 			  "pattern",
@@ -707,9 +710,21 @@ static json_t *components(void)
 			  "array", "items", "type", "object", "required",
 			  "deviceId", "clientType", "properties", "deviceId",
 			  "type", "string", "clientType",
-			  ref("#/components/schemas/ClientType")),
+			  ref("#/components/schemas/ClientType")));
+}
 
-		"responses", any_request);
+static json_t *components(void)
+{
+	json_t *c = pack(
+		"{s:{s:{s:s, s:s, s:s, s:s}}, s:o, s:o, s:o}",
+		"securitySchemes", "bearerAuth", "type", "http", "scheme",
+		"bearer", "bearerFormat", "JWT", "description",
+		"A JWT (HS256 or RS256) with exp, sub, tenants (customer or "
+		"account GUIDs, or \"*\") and scope devices:assign (ledger:read "
+		"for the ledger and the seats).",
+		"parameters", parameters(), "schemas", schemas(),
+		"responses", any_request_responses());
+
 	if (c)
 		add_ledger_components(c);
 	return c;
