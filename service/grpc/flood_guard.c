@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
 #include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ struct entry {
 	uint32_t resets; /* of which the client reset */
 	int64_t last_ms; /* last admission, for forgetting the oldest */
 	int64_t closed_until_ms; /* drop its calls until then */
+	uint64_t credit; /* bytes of calls taken, not yet seen by the watcher */
 };
 
 struct group {
@@ -47,12 +50,19 @@ struct flood_guard {
 	 * being dropped only within FLOOD_CLOSED_HOLD_MS of it. */
 	_Atomic int64_t last_close_ms;
 	_Atomic int64_t last_trim_ms;
+	/* Calls admitted without an entry (table full) since the watcher's
+	 * last look: their bytes were credited to no connection. */
+	_Atomic uint64_t n_uncredited;
 	/* The trimmer thread (see trim_main): asked to run by is_trim_due. */
 	pthread_t trimmer;
 	bool has_trimmer;
 	pthread_mutex_t trim_mu;
 	pthread_cond_t trim_cv;
 	bool is_trim_due, is_stopping;
+	/* The watcher thread (see watch_main), stopped by is_stopping. */
+	pthread_t watcher;
+	bool has_watcher;
+	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
 	struct group groups[FLOOD_TABLE_GROUPS];
 };
 
@@ -64,6 +74,7 @@ static int64_t now_ms(void)
 }
 
 static void *trim_main(void *arg);
+static void *watch_main(void *arg);
 
 struct flood_guard *flood_guard_new(int port, unsigned max_open)
 {
@@ -77,12 +88,19 @@ struct flood_guard *flood_guard_new(int port, unsigned max_open)
 		g->seed = (uint64_t)now_ms() * 0x9e3779b97f4a7c15ULL;
 	atomic_init(&g->last_close_ms, INT64_MIN / 2);
 	atomic_init(&g->last_trim_ms, INT64_MIN / 2);
+	atomic_init(&g->n_uncredited, 0);
 	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
 		pthread_mutex_init(&g->groups[i].mu, NULL);
 	pthread_mutex_init(&g->trim_mu, NULL);
 	pthread_cond_init(&g->trim_cv, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&g->watch_cv, &attr);
+	pthread_condattr_destroy(&attr);
 	g->has_trimmer = pthread_create(&g->trimmer, NULL, trim_main, g) == 0;
-	if (!g->has_trimmer) {
+	g->has_watcher = pthread_create(&g->watcher, NULL, watch_main, g) == 0;
+	if (!g->has_trimmer || !g->has_watcher) {
 		flood_guard_free(g);
 		return NULL;
 	}
@@ -93,13 +111,16 @@ void flood_guard_free(struct flood_guard *g)
 {
 	if (!g)
 		return;
-	if (g->has_trimmer) {
-		pthread_mutex_lock(&g->trim_mu);
-		g->is_stopping = true;
-		pthread_cond_signal(&g->trim_cv);
-		pthread_mutex_unlock(&g->trim_mu);
+	pthread_mutex_lock(&g->trim_mu);
+	g->is_stopping = true;
+	pthread_cond_signal(&g->trim_cv);
+	pthread_cond_signal(&g->watch_cv);
+	pthread_mutex_unlock(&g->trim_mu);
+	if (g->has_trimmer)
 		pthread_join(g->trimmer, NULL);
-	}
+	if (g->has_watcher)
+		pthread_join(g->watcher, NULL);
+	pthread_cond_destroy(&g->watch_cv);
 	pthread_cond_destroy(&g->trim_cv);
 	pthread_mutex_destroy(&g->trim_mu);
 	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
@@ -381,7 +402,7 @@ static void close_connection(struct flood_guard *g,
 }
 
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
-				     struct flood_peer *peer)
+				     size_t call_bytes, struct flood_peer *peer)
 {
 	char *s = grpc_call_get_peer(call);
 	enum flood_verdict verdict = FLOOD_QUIET;
@@ -399,6 +420,8 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 	if (!e) {
 		/* Table full of open connections: this one goes unguarded. */
 		peer->is_known = false;
+		atomic_fetch_add_explicit(&g->n_uncredited, 1,
+					  memory_order_relaxed);
 	} else if (e->closed_until_ms > now) {
 		verdict = FLOOD_DROP;
 	} else {
@@ -406,6 +429,7 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 				    e->resets * 2 > e->calls;
 
 		e->last_ms = now;
+		e->credit += call_bytes;
 		e->open++;
 		e->unanswered++;
 		if (e->open > g->max_open / 2 || is_resetting)
@@ -544,4 +568,235 @@ void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
 	}
 	pthread_mutex_unlock(&gr->mu);
 	trim_after_flood(g);
+}
+
+/* ---- bytes no call accounts for ----------------------------------------- */
+
+/* One connection as the watcher saw it last. */
+struct wire {
+	struct flood_peer peer;
+	uint64_t received; /* TCP_INFO bytes received */
+	int64_t debt;	   /* bytes received that no call accounts for */
+};
+
+struct wire_list {
+	struct wire *w;
+	size_t n, cap;
+};
+
+static int wire_cmp(const void *a, const void *b)
+{
+	const struct flood_peer *x = &((const struct wire *)a)->peer,
+				*y = &((const struct wire *)b)->peer;
+
+	if (x->family != y->family)
+		return x->family < y->family ? -1 : 1;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/* True when fd is a connection of ours on the listening port: its peer
+ * and the bytes the kernel has received on it. */
+static bool wire_look(int fd, int port, struct flood_peer *peer,
+		      uint64_t *received)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct flood_peer local;
+	struct tcp_info ti;
+	socklen_t ti_len = sizeof(ti);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !peer_from_sockaddr(&ss, &local) || local.port != port)
+		return false;
+	len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !peer_from_sockaddr(&ss, peer))
+		return false;
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &ti_len) != 0 ||
+	    ti_len < offsetof(struct tcp_info, tcpi_bytes_received) +
+			     sizeof(ti.tcpi_bytes_received))
+		return false;
+	*received = ti.tcpi_bytes_received;
+	return true;
+}
+
+/* The connections of the listening port now, sorted by peer; false when
+ * out of memory. */
+static bool wire_list_now(int port, struct wire_list *now)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	bool is_ok = d != NULL;
+
+	now->n = 0;
+	while (is_ok && (de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		struct wire w = {0};
+
+		if (*end || end == de->d_name || fd < 0 || fd == dirfd(d) ||
+		    !wire_look((int)fd, port, &w.peer, &w.received))
+			continue;
+		if (now->n == now->cap) {
+			size_t cap = now->cap ? 2 * now->cap : 64;
+			struct wire *grown =
+				realloc(now->w, cap * sizeof(*grown));
+			if (!grown) {
+				is_ok = false;
+				break;
+			}
+			now->w = grown;
+			now->cap = cap;
+		}
+		now->w[now->n++] = w;
+	}
+	if (d)
+		closedir(d);
+	qsort(now->w, now->n, sizeof(*now->w), wire_cmp);
+	return is_ok;
+}
+
+/* This process's resident memory in KiB (0 when unknown). */
+static long rss_kib(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* The credit of peer's calls taken since the last look, taken. */
+static uint64_t credit_take(struct flood_guard *g, const struct flood_peer *p)
+{
+	struct group *gr = group_of(g, p);
+	uint64_t credit = 0;
+
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, p);
+	if (e) {
+		credit = e->credit;
+		e->credit = 0;
+	}
+	pthread_mutex_unlock(&gr->mu);
+	return credit;
+}
+
+static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
+{
+	char text[80];
+	struct group *gr = group_of(g, &w->peer);
+
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find_or_add(gr, &w->peer, now);
+	if (e)
+		e->closed_until_ms = now + FLOOD_CLOSED_HOLD_MS;
+	pthread_mutex_unlock(&gr->mu);
+	atomic_store_explicit(&g->last_close_ms, now, memory_order_relaxed);
+	peer_text(&w->peer, text, sizeof(text));
+	shut_connection(g->port, &w->peer);
+	obs_wire_connection_closed();
+	das_log(DAS_LOG_WARN,
+		"grpc: closed the connection of %s: it sent %lld bytes more "
+		"than its calls hold (an HTTP/2 header block that does not "
+		"end, or frames of no call)",
+		text, (long long)w->debt);
+}
+
+/*
+ * One look at every connection: its debt grows by the bytes received
+ * since the last look, less the credit of the calls taken from it and
+ * what a second forgives (pro rata); past FLOOD_WIRE_MAX_DEBT it is
+ * closed; while the server's memory is past FLOOD_WIRE_HIGH_RSS_KIB, so
+ * is the largest debt past FLOOD_WIRE_HIGH_DEBT. A call taken while the
+ * table was full credited no connection: that look adds nothing
+ * received. prev (sorted) holds the last look and becomes this one.
+ */
+static void wire_scan(struct flood_guard *g, struct wire_list *prev,
+		      struct wire_list *now, int64_t elapsed_ms)
+{
+	int64_t forgive = FLOOD_WIRE_FORGIVE * elapsed_ms / 1000;
+	int64_t now_time = now_ms();
+	/* Calls went uncredited (a full table): this look adds no debt. */
+	bool is_blind = atomic_exchange_explicit(&g->n_uncredited, 0,
+						 memory_order_relaxed) > 0;
+	struct wire *top = NULL; /* the largest debt */
+	size_t j = 0;
+
+	if (!wire_list_now(g->port, now))
+		return;
+	for (size_t i = 0; i < now->n; i++) {
+		struct wire *w = &now->w[i];
+		uint64_t seen = 0;
+
+		while (j < prev->n && wire_cmp(&prev->w[j], w) < 0)
+			j++;
+		if (j < prev->n && wire_cmp(&prev->w[j], w) == 0 &&
+		    prev->w[j].received <= w->received) {
+			seen = prev->w[j].received;
+			w->debt = prev->w[j].debt;
+		}
+		int64_t got = is_blind ? 0 : (int64_t)(w->received - seen);
+		w->debt += got - (int64_t)credit_take(g, &w->peer) - forgive;
+		if (w->debt < -(int64_t)FLOOD_WIRE_BANK)
+			w->debt = -(int64_t)FLOOD_WIRE_BANK;
+		if (w->debt > FLOOD_WIRE_MAX_DEBT) {
+			wire_close(g, w, now_time);
+			w->debt = 0;
+		}
+		if (!top || w->debt > top->debt)
+			top = w;
+	}
+	if (top && top->debt > FLOOD_WIRE_HIGH_DEBT &&
+	    rss_kib() > FLOOD_WIRE_HIGH_RSS_KIB) {
+		wire_close(g, top, now_time);
+		top->debt = 0;
+	}
+	/* A closed connection's memory is freed as core lets it go: handed
+	 * back over the next seconds, as after a rapid reset. */
+	trim_after_flood(g);
+	struct wire_list t = *prev;
+	*prev = *now;
+	*now = t;
+}
+
+static void *watch_main(void *arg)
+{
+	struct flood_guard *g = arg;
+	struct wire_list prev = {0}, now = {0};
+	struct timespec at;
+	int64_t last = now_ms();
+
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	pthread_mutex_lock(&g->trim_mu);
+	while (!g->is_stopping) {
+		at.tv_nsec += FLOOD_WIRE_SCAN_MS * 1000000L;
+		if (at.tv_nsec >= 1000000000L) {
+			at.tv_sec++;
+			at.tv_nsec -= 1000000000L;
+		}
+		while (!g->is_stopping &&
+		       pthread_cond_timedwait(&g->watch_cv, &g->trim_mu,
+					      &at) != ETIMEDOUT)
+			;
+		if (g->is_stopping)
+			break;
+		pthread_mutex_unlock(&g->trim_mu);
+		int64_t t = now_ms();
+		wire_scan(g, &prev, &now, t - last);
+		last = t;
+		clock_gettime(CLOCK_MONOTONIC, &at);
+		pthread_mutex_lock(&g->trim_mu);
+	}
+	pthread_mutex_unlock(&g->trim_mu);
+	free(prev.w);
+	free(now.w);
+	return NULL;
 }

@@ -57,6 +57,32 @@
  * drop is a bare grpc_call_unref for that reason, server.c call_drop).
  * Freed memory is handed back by malloc_trim on the guard's own thread.
  *
+ * Bytes no call accounts for (a header block that never ends: HEADERS,
+ * then CONTINUATION frames without END_HEADERS, the "CONTINUATION
+ * flood"): core 1.51 checks its metadata limit per frame, not per header
+ * block, and keeps every header of the block until the block ends, so one
+ * connection sending such a block grew the server by ~2 bytes a byte sent,
+ * to GBs (measured: 960 MB sent, 2.7 GB RSS), with no call ever made.
+ * Every HTTP/2 byte a client sends belongs to a call (its headers, its
+ * message) or to a few small control frames. So the guard's own thread
+ * (watch_main) looks every FLOOD_WIRE_SCAN_MS at each connection of the
+ * listening port: the bytes the kernel received on it (TCP_INFO) against
+ * the bytes of the calls the workers took from it (flood_guard_admit's
+ * call_bytes, generous: decoded headers and the message as received, plus
+ * framing). The difference is the connection's debt; it is forgiven at
+ * FLOOD_WIRE_FORGIVE bytes a second (pings, window updates, a TLS
+ * handshake) and cannot go below -FLOOD_WIRE_BANK (no banking of credit
+ * for a later flood). Past FLOOD_WIRE_MAX_DEBT the connection is closed
+ * as for rapid reset (WARN line, metric reason "unaccounted_bytes"). A
+ * client with every allowed stream busy with a 64 KiB message has at
+ * most 100 x 64 KiB in flight that no call has taken yet, well under the
+ * limit. A block of indexed headers (one-byte HPACK references to one
+ * table entry) costs core ~52 bytes for each byte sent (16 MB sent: 857
+ * MB): while the server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB the
+ * connection with the largest debt is closed once that debt passes
+ * FLOOD_WIRE_HIGH_DEBT. Limits: a block sent slower than
+ * FLOOD_WIRE_FORGIVE is never closed.
+ *
  * Thread-safe: workers call everything here concurrently; the table has
  * one lock per group of entries.
  */
@@ -82,6 +108,17 @@
  * call is forgotten first). */
 #define FLOOD_TABLE_GROUPS 64
 #define FLOOD_TABLE_SLOTS 16
+/* Bytes no call accounts for (see above): how often connections are
+ * looked at, the debt that closes one, the credit it may keep, the debt
+ * forgiven each second. */
+#define FLOOD_WIRE_SCAN_MS   100
+#define FLOOD_WIRE_MAX_DEBT  (16 << 20)
+#define FLOOD_WIRE_BANK	     (8 << 20)
+#define FLOOD_WIRE_FORGIVE   (16 << 10)
+/* Past this much memory, the largest debt past FLOOD_WIRE_HIGH_DEBT
+ * closes its connection too (a header block of indexed headers). */
+#define FLOOD_WIRE_HIGH_RSS_KIB (64L << 10)
+#define FLOOD_WIRE_HIGH_DEBT	(1 << 20)
 
 /* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
  * IPv4). is_known is false for peers we cannot parse or track (never
@@ -116,10 +153,12 @@ enum flood_verdict {
  * call not dropped counts as open until flood_guard_release, and as
  * unanswered until flood_guard_answered (or its release). May close
  * the connection (this call is still admitted; the later ones are
- * dropped).
+ * dropped). call_bytes: what the call may have taken on the wire, its
+ * headers and message with their framing, at least (its connection's
+ * credit against the bytes received).
  */
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
-				     struct flood_peer *peer);
+				     size_t call_bytes, struct flood_peer *peer);
 
 /* True when the connection of an admitted call was closed since (the
  * caller drops it, then releases it). */

@@ -9,7 +9,8 @@
 
 static struct das_metric_family *m_handled, *m_seconds, *m_in_flight, *m_auth,
 	*m_declined, *m_charged;
-static struct das_metric_series *flood_resets, *flood_closed, *flood_dropped;
+static struct das_metric_series *flood_resets, *flood_closed, *wire_closed,
+	*flood_dropped;
 static struct das_metric_series *latency[DAS_RPC__COUNT];
 /* The hot series, found once: calls answered OK per method, auth "ok". */
 static struct das_metric_series *handled_ok[DAS_RPC__COUNT];
@@ -75,7 +76,9 @@ void obs_register(void)
 	static const struct das_metric_def closed = {
 		.name = "das_grpc_server_connections_closed_total",
 		.help = "Connections the server closed, by reason "
-			"(rapid_reset: most of its calls reset by the client).",
+			"(rapid_reset: most of its calls reset by the client; "
+			"unaccounted_bytes: it sent far more bytes than its "
+			"calls hold).",
 		.type = DAS_METRIC_COUNTER,
 		.labels = {"reason"},
 		.max_series = 2};
@@ -94,8 +97,9 @@ void obs_register(void)
 	m_charged = das_metric_register(&charged);
 	auth_ok = das_metric_series1(m_auth, "ok");
 	flood_resets = das_metric_series0(das_metric_register(&resets));
-	flood_closed = das_metric_series1(das_metric_register(&closed),
-					  "rapid_reset");
+	struct das_metric_family *m_closed = das_metric_register(&closed);
+	flood_closed = das_metric_series1(m_closed, "rapid_reset");
+	wire_closed = das_metric_series1(m_closed, "unaccounted_bytes");
 	flood_dropped = das_metric_series0(das_metric_register(&dropped));
 	for (int m = 0; m < DAS_RPC__COUNT; m++) {
 		const char *path = das_rpc_method((enum das_rpc_method)m)->path;
@@ -191,6 +195,11 @@ void obs_flood_reset(void)
 void obs_flood_connection_closed(void)
 {
 	das_metric_inc(flood_closed);
+}
+
+void obs_wire_connection_closed(void)
+{
+	das_metric_inc(wire_closed);
 }
 
 void obs_flood_call_dropped(void)

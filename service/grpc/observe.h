@@ -53,5 +53,7 @@ void obs_seat_charged(const char *customer);
 void obs_flood_reset(void);
 void obs_flood_connection_closed(void);
 void obs_flood_call_dropped(void);
+/* A connection closed for the bytes its calls do not account for. */
+void obs_wire_connection_closed(void);
 
 #endif

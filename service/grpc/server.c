@@ -32,6 +32,9 @@
 
 /* Requested calls kept outstanding per method and worker thread. */
 #define CALLS_PER_METHOD 4
+/* A call's bytes on the wire beyond its headers and message: HTTP/2 frame
+ * headers, pseudo-headers, the message's 5-byte prefix, TLS records. */
+#define CALL_FRAMING_BYTES 512
 /* Metadata we accept: room for an 8 KiB token plus the usual headers. */
 #define MAX_METADATA_BYTES (16 * 1024)
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -572,12 +575,37 @@ static void run_call(struct call *c)
 		handle_call(c);
 }
 
+/*
+ * The most a call can have taken on the wire, for the guard's count of a
+ * connection's bytes (flood_guard.h): its headers as decoded (HPACK only
+ * makes them smaller), its method, its message as received, and the
+ * framing and TLS records around them.
+ */
+static size_t call_wire_bytes(const struct call *c)
+{
+	size_t n = CALL_FRAMING_BYTES;
+
+	for (size_t i = 0; i < c->md.count; i++)
+		n += GRPC_SLICE_LENGTH(c->md.metadata[i].key) +
+		     GRPC_SLICE_LENGTH(c->md.metadata[i].value) + 32;
+	if (c->has_details)
+		n += GRPC_SLICE_LENGTH(c->details.method) +
+		     GRPC_SLICE_LENGTH(c->details.host);
+	else
+		n += strlen(das_rpc_method(c->method)->path);
+	if (c->payload) {
+		size_t len = grpc_byte_buffer_length(c->payload);
+		n += len + len / 64;
+	}
+	return n;
+}
+
 /* A new call: counted against its connection; runs now, or waits when
  * its connection is busy. */
 static void call_take(struct worker *w, struct call *c)
 {
 	enum flood_verdict v = flood_guard_admit(w->srv->guard, c->call,
-						 &c->peer);
+						 call_wire_bytes(c), &c->peer);
 	if (v == FLOOD_DROP) {
 		call_drop(c);
 		return;

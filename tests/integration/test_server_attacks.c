@@ -21,7 +21,11 @@
  *   h2load 4 x 100 streams (every stream the server allows, none reset);
  * - the concurrent-stream cap the server advertises;
  * - gzip "bombs" (64 KiB inflating to 32 MiB each) refused at the 64 KiB
- *   limit without inflating them, while a normal client measures latency.
+ *   limit without inflating them, while a normal client measures latency;
+ * - a header block that never ends (HEADERS, then CONTINUATION frames
+ *   without END_HEADERS, of literal headers or of one-byte references to
+ *   the HPACK table): the connection closed for the bytes no call
+ *   accounts for, the server's RSS bounded, normal calls answered.
  *
  * Figures (RSS, latencies) are printed. Counts are smaller than the attacks
  * of issue 10 and can be raised with DAS_FLOOD_STREAMS (streams per
@@ -32,6 +36,7 @@
  * the server. A sanitizer build floods less and bounds less (see
  * FLOOD_IS_SANITIZED).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -47,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1760,6 +1766,203 @@ static void compressed_bomb_refused(void **state)
 	free(bomb);
 }
 
+/* ---- a header block that never ends ------------------------------------- */
+
+#define HEADER_FLOOD_LINE "bytes more than its calls hold"
+/* The guard closes at 16 MiB of debt, looked at every 100 ms: an attacker
+ * that got this far was never stopped (before: 2.7 GB RSS for 960 MB). */
+#define HEADER_FLOOD_MAX_BYTES (256L << 20)
+
+/* An HTTP/2 frame header (RFC 9113 4.1). */
+static void frame_head(uint8_t *out, size_t len, uint8_t type, uint8_t flags,
+		       uint32_t stream)
+{
+	out[0] = (uint8_t)(len >> 16);
+	out[1] = (uint8_t)(len >> 8);
+	out[2] = (uint8_t)len;
+	out[3] = type;
+	out[4] = flags;
+	out[5] = (uint8_t)(stream >> 24);
+	out[6] = (uint8_t)(stream >> 16);
+	out[7] = (uint8_t)(stream >> 8);
+	out[8] = (uint8_t)stream;
+}
+
+/* A literal header field without indexing, new name (RFC 7541 6.2.2),
+ * name and value under 127 bytes each. */
+static size_t hpack_literal(uint8_t *out, const char *name, const char *value)
+{
+	size_t n = strlen(name), v = strlen(value);
+
+	out[0] = 0;
+	out[1] = (uint8_t)n;
+	memcpy(out + 2, name, n);
+	out[2 + n] = (uint8_t)v;
+	memcpy(out + 3 + n, value, v);
+	return 3 + n + v;
+}
+
+/* Sends all of buf (blocking, bounded by the socket's send timeout);
+ * false once the server has closed or stalled the connection. */
+static bool send_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/*
+ * HEADERS without END_HEADERS, then CONTINUATION frames that never end the
+ * block (the "CONTINUATION flood"): gRPC core 1.51 checks its header
+ * limit per frame and keeps every header of the block, so one connection
+ * grew the server by GBs without ever making a call. The frames hold
+ * fresh literal headers, or (is_indexed) one-byte references to a header
+ * the block put in the HPACK table, which cost core ~52 bytes a byte.
+ * The guard closes the connection for the bytes no call accounts for
+ * (service/grpc/flood_guard.h): the WARN line names it, the attacker gets
+ * no further than HEADER_FLOOD_MAX_BYTES, the server's RSS stays bounded
+ * and goes back down, and normal calls are answered throughout.
+ */
+static void header_flood(bool is_indexed)
+{
+	static const char path[] =
+		"/deviceassignment.v1.DeviceAssignment/ListUserDevices";
+	static uint8_t block[9 + 16384];
+	uint8_t head[512];
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+	struct prober probe;
+	double p99, max;
+	int closed_before = harness_count_in_log(&server, HEADER_FLOOD_LINE);
+	long rss_before = proc_kib(server.pid, "VmRSS");
+	long sent = 0;
+	size_t n = 0, body = 0;
+
+	/* One CONTINUATION frame of ~16 KiB of headers x-junk-N: vvv..., or
+	 * of references to the table's newest entry (index 62). */
+	if (is_indexed) {
+		body = 16000;
+		memset(block + 9, 0x80 | 62, body);
+	}
+	while (!is_indexed && body + 160 < sizeof(block) - 9) {
+		char name[32], value[101];
+		snprintf(name, sizeof(name), "x-junk-%zu", n++);
+		memset(value, 'v', 100);
+		value[100] = '\0';
+		body += hpack_literal(block + 9 + body, name, value);
+	}
+	frame_head(block, body, 9 /* CONTINUATION */, 0, 1);
+
+	/* The preface, empty SETTINGS, HEADERS of stream 1 without
+	 * END_HEADERS. */
+	size_t h = 0;
+	memcpy(head, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+	h = 24;
+	frame_head(head + h, 0, 4 /* SETTINGS */, 0, 0);
+	h += 9;
+	size_t hb = h + 9, hl = 0;
+	head[hb + hl++] = 0x83; /* :method POST */
+	head[hb + hl++] = 0x86; /* :scheme http */
+	hl += hpack_literal(head + hb + hl, ":path", path);
+	hl += hpack_literal(head + hb + hl, "content-type", "application/grpc");
+	hl += hpack_literal(head + hb + hl, "te", "trailers");
+	if (is_indexed) { /* x-a: v...v into the table (incremental indexing) */
+		char value[101];
+		memset(value, 'v', 100);
+		value[100] = '\0';
+		size_t at = hb + hl;
+		hl += hpack_literal(head + at, "x-a", value);
+		head[at] = 0x40;
+	}
+	frame_head(head + h, hl, 1 /* HEADERS */, 0, 1);
+	h = hb + hl;
+
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	a.sin_port = htons((uint16_t)server.port);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	prober_start(&probe);
+	assert_true(send_all(fd, head, h));
+	int64_t t0 = now_us(), until = t0 + 30 * 1000000LL;
+	int closed = 0;
+	while (sent < HEADER_FLOOD_MAX_BYTES && now_us() < until) {
+		if (!send_all(fd, block, 9 + body)) {
+			/* Stalled (the server reads no more) or closed. */
+			closed = harness_count_in_log(&server,
+						      HEADER_FLOOD_LINE) -
+				 closed_before;
+			if (closed > 0)
+				break;
+			continue;
+		}
+		sent += (long)(9 + body);
+		if (sent % (64 * (long)(9 + body)) == 0 &&
+		    (closed = harness_count_in_log(&server,
+						   HEADER_FLOOD_LINE) -
+			      closed_before) > 0)
+			break;
+	}
+	double secs = (double)(now_us() - t0) / 1e6;
+	/* The server shut the socket: the client sees its end. */
+	char sink[4096];
+	int64_t eof_until = now_us() + 5 * 1000000LL;
+	bool is_ended = false;
+	tv.tv_usec = 100 * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (!is_ended && now_us() < eof_until) {
+		ssize_t got = recv(fd, sink, sizeof(sink), 0);
+		is_ended = got == 0 || (got < 0 && errno != EAGAIN &&
+					errno != EWOULDBLOCK && errno != EINTR);
+	}
+	close(fd);
+	prober_stop(&probe, "header block", &p99, &max, false);
+	long hwm = proc_kib(server.pid, "VmHWM");
+	/* The memory core held for the block is handed back. */
+	long rss_after = proc_kib(server.pid, "VmRSS");
+	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
+			rss_after - rss_before > 32 * 1024;
+	     i++) {
+		usleep(100 * 1000);
+		rss_after = proc_kib(server.pid, "VmRSS");
+	}
+	fprintf(stderr,
+		"header block%s: %ld KiB sent in %.2f s before the server "
+		"closed the connection (%d WARN lines); server RSS before %ld "
+		"KiB, peak %ld KiB, after %ld KiB\n",
+		is_indexed ? " (indexed)" : "", sent >> 10, secs, closed,
+		rss_before, hwm, rss_after);
+	assert_true(closed >= 1);
+	assert_true(sent < HEADER_FLOOD_MAX_BYTES);
+	assert_true(is_ended);
+	if (FLOOD_IS_SANITIZED)
+		assert_true(hwm - rss_before < RSS_LIMIT_KIB);
+	else
+		assert_true(hwm < RSS_LIMIT_KIB);
+	/* ASan's allocator keeps what it freed (no malloc_trim there). */
+	assert_true(rss_after - rss_before < 32 * 1024 || FLOOD_IS_SANITIZED);
+	assert_true(max < SLOW_CALL_MS || FLOOD_IS_SANITIZED);
+	assert_true(harness_is_alive(&server));
+}
+
+static void header_block_flood_bounded(void **state)
+{
+	(void)state;
+	header_flood(false);
+}
+
+static void header_block_indexed_flood_bounded(void **state)
+{
+	(void)state;
+	header_flood(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1771,6 +1974,8 @@ int main(void)
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
 		cmocka_unit_test(compressed_bomb_refused),
+		cmocka_unit_test(header_block_flood_bounded),
+		cmocka_unit_test(header_block_indexed_flood_bounded),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
