@@ -655,7 +655,8 @@ static bool wire_list_now(int port, struct wire_list *now)
 	}
 	if (d)
 		closedir(d);
-	qsort(now->w, now->n, sizeof(*now->w), wire_cmp);
+	if (now->n > 1)
+		qsort(now->w, now->n, sizeof(*now->w), wire_cmp);
 	return is_ok;
 }
 
