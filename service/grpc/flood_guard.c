@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <linux/tcp.h> /* struct tcp_info with tcpi_bytes_received */
 #include <fcntl.h>
 #include <malloc.h>
@@ -321,22 +322,42 @@ static struct entry *find_or_add(struct group *gr, const struct flood_peer *p,
 
 /* ---- closing a connection ----------------------------------------------- */
 
+/* True when fd is a connected socket of ours on the listening port: its
+ * peer in *peer. */
+static bool connection_peer(int fd, int port, struct flood_peer *peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct flood_peer local;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !peer_from_sockaddr(&ss, &local) || local.port != port)
+		return false;
+	len = sizeof(ss);
+	return getpeername(fd, (struct sockaddr *)&ss, &len) == 0 &&
+	       peer_from_sockaddr(&ss, peer);
+}
+
+/* A descriptor's number from its /proc/self/fd entry; -1 for ".", ".."
+ * and the directory's own descriptor. */
+static int fd_of(const struct dirent *de, DIR *d)
+{
+	char *end;
+	long fd = strtol(de->d_name, &end, 10);
+
+	if (*end || end == de->d_name || fd < 0 || fd > INT_MAX ||
+	    fd == dirfd(d))
+		return -1;
+	return (int)fd;
+}
+
 /* True when fd is a TCP socket of ours on the listening port whose peer is
  * p. */
 static bool is_connection_of(int fd, int port, const struct flood_peer *p)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	struct flood_peer got, local;
+	struct flood_peer got;
 
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
-	    !peer_from_sockaddr(&ss, &got) || !peer_equal(&got, p))
-		return false;
-	len = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
-	    !peer_from_sockaddr(&ss, &local))
-		return false;
-	return local.port == port;
+	return connection_peer(fd, port, &got) && peer_equal(&got, p);
 }
 
 /*
@@ -354,14 +375,11 @@ static bool shut_connection(int port, const struct flood_peer *p)
 	if (!d)
 		return false;
 	while (!is_found && (de = readdir(d)) != NULL) {
-		char *end;
-		long fd = strtol(de->d_name, &end, 10);
-		if (*end || end == de->d_name || fd < 0 || fd == dirfd(d))
-			continue;
+		int fd = fd_of(de, d);
 		/* Cheap look first; most descriptors are not it. */
-		if (!is_connection_of((int)fd, port, p))
+		if (fd < 0 || !is_connection_of(fd, port, p))
 			continue;
-		int dup_fd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
+		int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		if (dup_fd < 0)
 			continue;
 		if (is_connection_of(dup_fd, port, p)) {
@@ -601,18 +619,10 @@ static int wire_cmp(const void *a, const void *b)
 static bool wire_look(int fd, int port, struct flood_peer *peer,
 		      uint64_t *received)
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	struct flood_peer local;
 	struct tcp_info ti;
 	socklen_t ti_len = sizeof(ti);
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
-	    !peer_from_sockaddr(&ss, &local) || local.port != port)
-		return false;
-	len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 ||
-	    !peer_from_sockaddr(&ss, peer))
+	if (!connection_peer(fd, port, peer))
 		return false;
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &ti_len) != 0 ||
@@ -633,12 +643,10 @@ static bool wire_list_now(int port, struct wire_list *now)
 
 	now->n = 0;
 	while (is_ok && (de = readdir(d)) != NULL) {
-		char *end;
-		long fd = strtol(de->d_name, &end, 10);
+		int fd = fd_of(de, d);
 		struct wire w = {0};
 
-		if (*end || end == de->d_name || fd < 0 || fd == dirfd(d) ||
-		    !wire_look((int)fd, port, &w.peer, &w.received))
+		if (fd < 0 || !wire_look(fd, port, &w.peer, &w.received))
 			continue;
 		if (now->n == now->cap) {
 			size_t cap = now->cap ? 2 * now->cap : 64;
