@@ -818,8 +818,14 @@ static void *http_main(void *arg)
 		if (!(pfd[0].revents & POLLIN))
 			continue;
 		int c = accept(m->fd, NULL, NULL);
-		if (c < 0)
+		if (c < 0) {
+			/* Out of descriptors or memory: the listener stays
+			 * readable, so wait a moment instead of spinning. */
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				poll(NULL, 0, 100);
 			continue;
+		}
 		serve(c);
 		/* Half-close, then drop what the client still sends. */
 		shutdown(c, SHUT_WR);

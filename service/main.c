@@ -54,6 +54,9 @@ static struct das_flag flags[] = {
 	 .help = "on SIGTERM, time for calls in flight before cancelling"},
 	{.name = "idle-timeout", .metavar = "SECONDS", .def = "300",
 	 .help = "close connections that carry no call this long; 0 = never"},
+	{.name = "connection-limit", .metavar = "N", .def = "4096",
+	 .help = "client connections held at once; more are closed as they "
+		 "arrive (sets the open-files limit); 0 = as the limit allows"},
 	{.name = "tls-cert", .metavar = "FILE",
 	 .help = "TLS certificate chain, PEM (with --tls-key: gRPC over TLS; "
 		 "SIGHUP reloads)"},
@@ -197,8 +200,8 @@ static void bound_address(const char *listen, int port, char *buf,
 
 /* The numbers and switches of the command line, checked. */
 struct options {
-	unsigned long workers, pool, grace, idle_timeout, cache_size,
-		retention_days, prune_interval;
+	unsigned long workers, pool, grace, idle_timeout, connection_limit,
+		cache_size, retention_days, prune_interval;
 	bool is_metrics_on, is_reflection_on, is_sqlite_exclusive;
 };
 
@@ -226,6 +229,7 @@ static int options_from_flags(struct options *o)
 	    uint_flag("store-pool", 1024, &o->pool) ||
 	    uint_flag("shutdown-grace", 3600000, &o->grace) ||
 	    uint_flag("idle-timeout", 86400, &o->idle_timeout) ||
+	    uint_flag("connection-limit", 1000000, &o->connection_limit) ||
 	    uint_flag("token-cache", TOKEN_CACHE_MAX, &o->cache_size) ||
 	    uint_flag("ledger-retention-days", 36500, &o->retention_days) ||
 	    uint_flag("ledger-prune-interval", 86400 * 7, &o->prune_interval))
@@ -368,6 +372,7 @@ static void config_from_options(struct server_config *cfg,
 	cfg->n_workers = (unsigned)o->workers;
 	cfg->grace_ms = (unsigned)o->grace;
 	cfg->idle_timeout_ms = (unsigned)o->idle_timeout * 1000u;
+	cfg->connection_limit = (unsigned)o->connection_limit;
 	cfg->is_reflection_off = !o->is_reflection_on;
 }
 

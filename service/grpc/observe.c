@@ -10,7 +10,7 @@
 static struct das_metric_family *m_handled, *m_seconds, *m_in_flight, *m_auth,
 	*m_declined, *m_charged;
 static struct das_metric_series *flood_resets, *flood_closed, *wire_closed,
-	*flood_dropped;
+	*refused, *flood_dropped;
 static struct das_metric_series *latency[DAS_RPC__COUNT];
 /* The hot series, found once: calls answered OK per method, auth "ok". */
 static struct das_metric_series *handled_ok[DAS_RPC__COUNT];
@@ -78,10 +78,11 @@ void obs_register(void)
 		.help = "Connections the server closed, by reason "
 			"(rapid_reset: most of its calls reset by the client; "
 			"unaccounted_bytes: it sent far more bytes than its "
-			"calls hold).",
+			"calls hold; connection_limit: closed as it was "
+			"accepted, the server holding as many as it may).",
 		.type = DAS_METRIC_COUNTER,
 		.labels = {"reason"},
-		.max_series = 2};
+		.max_series = 3};
 	static const struct das_metric_def dropped = {
 		.name = "das_grpc_server_calls_dropped_total",
 		.help = "Calls of a connection closed for rapid reset, dropped "
@@ -100,6 +101,7 @@ void obs_register(void)
 	struct das_metric_family *m_closed = das_metric_register(&closed);
 	flood_closed = das_metric_series1(m_closed, "rapid_reset");
 	wire_closed = das_metric_series1(m_closed, "unaccounted_bytes");
+	refused = das_metric_series1(m_closed, "connection_limit");
 	flood_dropped = das_metric_series0(das_metric_register(&dropped));
 	for (int m = 0; m < DAS_RPC__COUNT; m++) {
 		const char *path = das_rpc_method((enum das_rpc_method)m)->path;
@@ -200,6 +202,11 @@ void obs_flood_connection_closed(void)
 void obs_wire_connection_closed(void)
 {
 	das_metric_inc(wire_closed);
+}
+
+void obs_connection_refused(void)
+{
+	das_metric_inc(refused);
 }
 
 void obs_flood_call_dropped(void)

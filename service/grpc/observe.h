@@ -55,5 +55,8 @@ void obs_flood_connection_closed(void);
 void obs_flood_call_dropped(void);
 /* A connection closed for the bytes its calls do not account for. */
 void obs_wire_connection_closed(void);
+/* A connection closed as it was accepted: the server holds as many as it
+ * may (accept_guard.h). */
+void obs_connection_refused(void);
 
 #endif

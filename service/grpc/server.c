@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "core_tune.h"
 #include "observe.h"
+#include "service/grpc/accept_guard.h"
 #include "service/grpc/flood_guard.h"
 #include "service/grpc/health.h"
 #include "service/grpc/streams.h"
@@ -943,7 +944,8 @@ int server_start(const struct server_config *cfg, struct server **out,
 	    reflection_register(srv->server, &srv->reflection, err,
 				err_size) != 0)
 		goto fail;
-	if (listen_port(srv, cfg, port, err, err_size) != 0)
+	if (listen_port(srv, cfg, port, err, err_size) != 0 ||
+	    !accept_guard_start(cfg->connection_limit, err, err_size))
 		goto fail;
 
 	grpc_server_start(srv->server);

@@ -23,6 +23,9 @@ struct server_config {
 	unsigned grace_ms;      /* drain time at shutdown before cancelling */
 	unsigned idle_timeout_ms; /* close connections with no call this long;
 				     0 = never */
+	unsigned connection_limit; /* more are closed as they arrive; 0 = as
+				     the open-files limit allows
+				     (accept_guard.h) */
 	bool is_reflection_off; /* no grpc.reflection service (reflection.h) */
 	struct handler_env env; /* shared by every worker */
 	struct server_tls *tls; /* NULL = plaintext; must outlive the server */

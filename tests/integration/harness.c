@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -353,8 +354,10 @@ static struct child *free_slot(void)
  * gRPC threads, so the child does nothing but dup2/prctl/execve.
  */
 static pid_t spawn(const char *bin, char **argv, char **envp,
-		   const char *out_path, const char *err_path)
+		   const char *out_path, const char *err_path, unsigned nofile)
 {
+	struct rlimit files = {.rlim_cur = nofile, .rlim_max = nofile};
+
 	int in_fd = -1, out_fd = -1, err_fd = -1;
 	pid_t parent = getpid(), pid = -1;
 	struct child *slot = free_slot();
@@ -386,6 +389,8 @@ static pid_t spawn(const char *bin, char **argv, char **envp,
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		if (nofile && setrlimit(RLIMIT_NOFILE, &files) != 0)
+			_exit(127);
 		execve(bin, argv, envp);
 		(void)!write(2, failed, sizeof(failed) - 1);
 		_exit(127);
@@ -496,6 +501,13 @@ static int parse_listening(const char *text, const char *name,
 int harness_start(struct harness_proc *p, const char *bin,
 		  const char *const *args, const char *const *env)
 {
+	return harness_start_nofile(p, bin, args, env, 0);
+}
+
+int harness_start_nofile(struct harness_proc *p, const char *bin,
+			 const char *const *args, const char *const *env,
+			 unsigned nofile)
+{
 	char **argv = NULL, **envp = NULL;
 	int result = -1;
 	const char *name = base_name(bin);
@@ -516,7 +528,7 @@ int harness_start(struct harness_proc *p, const char *bin,
 		fprintf(stderr, "harness: out of memory starting %s\n", name);
 		goto done;
 	}
-	p->pid = spawn(bin, argv, envp, p->out_path, p->log_path);
+	p->pid = spawn(bin, argv, envp, p->out_path, p->log_path, nofile);
 	if (p->pid <= 0) {
 		fprintf(stderr, "harness: cannot start %s: %s\n", bin,
 			strerror(errno));
@@ -648,7 +660,7 @@ int harness_run(const char *bin, const char *const *args,
 	harness_path(file, err_path, sizeof(err_path));
 	if (!argv || !envp)
 		goto done;
-	pid = spawn(bin, argv, envp, out_path, err_path);
+	pid = spawn(bin, argv, envp, out_path, err_path, 0);
 	if (pid <= 0)
 		goto done;
 	if (wait_child(pid, timeout_ms, &r->status) != 0) {

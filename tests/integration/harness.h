@@ -86,6 +86,12 @@ int harness_write_file(const char *name, const void *data, size_t len,
 int harness_start(struct harness_proc *p, const char *bin,
 		  const char *const *args, const char *const *env);
 
+/* The same with the child's open-files limit (soft and hard) at nofile,
+ * as an operator's ulimit or a container's would set it. */
+int harness_start_nofile(struct harness_proc *p, const char *bin,
+			 const char *const *args, const char *const *env,
+			 unsigned nofile);
+
 /*
  * Sends sig and waits up to HARNESS_STOP_TIMEOUT_MS for the exit; when it
  * does not come, kills with SIGKILL and returns HARNESS_STATUS_TIMEOUT.

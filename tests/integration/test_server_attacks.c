@@ -25,7 +25,11 @@
  * - a header block that never ends (HEADERS, then CONTINUATION frames
  *   without END_HEADERS, of literal headers or of one-byte references to
  *   the HPACK table): the connection closed for the bytes no call
- *   accounts for, the server's RSS bounded, normal calls answered.
+ *   accounts for, the server's RSS bounded, normal calls answered;
+ * - a connection flood: connections past --connection-limit, or past what
+ *   a low open-files limit allows, closed as they arrive, and the server
+ *   still accepts once they are gone (gRPC core 1.51 stops accepting for
+ *   good after one EMFILE; service/grpc/accept_guard.h).
  *
  * Figures (RSS, latencies) are printed. Counts are smaller than the attacks
  * of issue 10 and can be raised with DAS_FLOOD_STREAMS (streams per
@@ -1646,6 +1650,154 @@ static void idle_connections_closed(void **state)
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
+/* ---- connection floods -------------------------------------------------- */
+
+#define CONN_FLOOD 200
+/* The descriptors the server keeps from connections (accept_guard.h). */
+#define ACCEPT_RESERVE 64
+
+/* A Health/Check over a new connection answered OK within timeout_ms. */
+static bool health_answered(int port, int timeout_ms)
+{
+	char authority[64];
+	struct h2 h;
+	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
+
+	snprintf(authority, sizeof(authority), "127.0.0.1:%d", port);
+	if (h2_try_connect(&h, port) != 0)
+		return false;
+	h.body = empty_message;
+	h.body_len = sizeof(empty_message);
+	bool is_started =
+		h2_start_call(&h, health_path, authority, "Bearer none",
+			      false) > 0;
+	while (is_started && h.n_closed == 0 && now_us() < end &&
+	       h2_pump(&h, 50) == 0)
+		;
+	bool is_ok = h.n_closed == 1 && h.grpc_status == 0;
+	h2_close(&h);
+	return is_ok;
+}
+
+/*
+ * n TCP connections that send the HTTP/2 preface and SETTINGS, then wait;
+ * returns how many the server closed within a second (the others are left
+ * open in fds).
+ */
+static int connections_open(int port, int *fds, int n)
+{
+	static const uint8_t hello[] =
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+		"\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port)};
+	int closed = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(fds[i] >= 0);
+		if (connect(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0)
+			(void)send(fds[i], hello, sizeof(hello) - 1,
+				   MSG_NOSIGNAL);
+	}
+	usleep(1000 * 1000);
+	for (int i = 0; i < n; i++) {
+		uint8_t buf[4096];
+		ssize_t got;
+
+		/* The server's SETTINGS and ACK, then nothing: open. */
+		do
+			got = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
+		while (got > 0);
+		if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			close(fds[i]);
+			fds[i] = -1;
+			closed++;
+		}
+	}
+	return closed;
+}
+
+static void connections_close(int *fds, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static int fds_of(pid_t pid)
+{
+	char cmd[128], out[64];
+
+	snprintf(cmd, sizeof(cmd), "ls /proc/%d/fd | wc -l", (int)pid);
+	harness_sh_out(cmd, out, sizeof(out));
+	return atoi(out);
+}
+
+/*
+ * --connection-limit 32: of 200 connections, those past 32 are closed as
+ * they arrive (WARN line, metric); once the flood is gone a new client is
+ * served at once. The same under an open-files limit of 128 (hard, as set
+ * by an operator or a container) with the default --connection-limit: a
+ * WARN at start says how many fit, connections past them are closed, and
+ * the server keeps accepting afterwards (before, core stopped accepting
+ * at the first EMFILE and every later client waited to its deadline).
+ */
+static void connection_flood_bounded(void **state)
+{
+	int fds[CONN_FLOOD];
+	char db[512], spec[600];
+	struct harness_proc srv;
+
+	(void)state;
+	harness_path("attacks-conns.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--connection-limit", "32",
+			      NULL};
+	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	int closed = connections_open(srv.port, fds, CONN_FLOOD);
+	int n_fds = fds_of(srv.pid);
+	fprintf(stderr, "--connection-limit 32: the server closed %d of %d "
+			"connections at once; it holds %d descriptors\n",
+		closed, CONN_FLOOD, n_fds);
+	assert_true(closed >= CONN_FLOOD - 32 - 2);
+	assert_true(closed <= CONN_FLOOD - 32 + 2);
+	assert_true(harness_count_in_log(
+			    &srv, "closing new connections as they arrive") >= 1);
+	assert_false(health_answered(srv.port, 1000));
+	connections_close(fds, CONN_FLOOD);
+	int64_t t0 = now_us();
+	while (!health_answered(srv.port, 1000) && now_us() - t0 < 5000000)
+		;
+	assert_true(now_us() - t0 < 5000000);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+
+	const char *limited[] = {"--store", spec, "--jwt-hs256-secret-file",
+				 harness_secret_file(), NULL};
+	assert_int_equal(harness_start_nofile(&srv, DAS_SERVER_BIN, limited,
+					      NULL, 128),
+			 0);
+	assert_true(harness_count_in_log(&srv, "leaves room for") == 1);
+	closed = connections_open(srv.port, fds, CONN_FLOOD);
+	n_fds = fds_of(srv.pid);
+	fprintf(stderr, "open-files limit 128: the server closed %d of %d "
+			"connections at once; it holds %d descriptors\n",
+		closed, CONN_FLOOD, n_fds);
+	assert_true(closed >= CONN_FLOOD - 128);
+	assert_true(n_fds <= 128 - ACCEPT_RESERVE + 8);
+	connections_close(fds, CONN_FLOOD);
+	t0 = now_us();
+	while (!health_answered(srv.port, 1000) && now_us() - t0 < 5000000)
+		;
+	fprintf(stderr, "open-files limit 128: a new client served %lld ms "
+			"after the flood ended\n",
+		(long long)(now_us() - t0) / 1000);
+	assert_true(now_us() - t0 < 5000000);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 /* ---- compressed bombs --------------------------------------------------- */
 
 #define BOMB_INFLATED (32 * 1024 * 1024)
@@ -1973,6 +2125,7 @@ int main(void)
 		cmocka_unit_test(unusable_flags_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
+		cmocka_unit_test(connection_flood_bounded),
 		cmocka_unit_test(compressed_bomb_refused),
 		cmocka_unit_test(header_block_flood_bounded),
 		cmocka_unit_test(header_block_indexed_flood_bounded),
