@@ -183,8 +183,7 @@ bool accept_guard_start(unsigned connection_limit, char *err, size_t err_size)
 	if (room < 1) {
 		snprintf(err, err_size,
 			 "the open-files limit %ld leaves no room for "
-			 "connections (%ld descriptors below the first free, %d "
-			 "kept in reserve)",
+			 "connections (first free descriptor %ld, %d kept)",
 			 limit, next_fd, ACCEPT_RESERVE_FDS);
 		return false;
 	}

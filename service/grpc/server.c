@@ -790,6 +790,14 @@ static grpc_server *core_server_create(struct server *srv)
 		 * port would start and the kernel would split connections
 		 * between them. */
 		int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+		/* No limit on PINGs here: core 1.51 adds an error to the
+		 * connection's pending close for every PING past its limit,
+		 * and keeps them while the write cannot finish (a client
+		 * that never reads: ~25 MB a connection). Unlimited, core
+		 * stops reading once 10,000 acknowledgements wait, and the
+		 * flood guard closes a connection whose PINGs add up
+		 * (bytes no call holds). */
+		int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
 		/* Core would inflate a whole compressed message before
 		 * checking its size; payload_inflate does it here, bounded. */
 		int_arg(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0),

@@ -26,6 +26,8 @@
  *   without END_HEADERS, of literal headers or of one-byte references to
  *   the HPACK table): the connection closed for the bytes no call
  *   accounts for, the server's RSS bounded, normal calls answered;
+ * - PING floods, from connections that never read the acknowledgements
+ *   (memory bounded) and from one that reads them (closed);
  * - a connection flood: connections past --connection-limit, or past what
  *   a low open-files limit allows, closed as they arrive, and the server
  *   still accepts once they are gone (gRPC core 1.51 stops accepting for
@@ -2115,6 +2117,145 @@ static void header_block_indexed_flood_bounded(void **state)
 	header_flood(true);
 }
 
+/* ---- PING floods --------------------------------------------------------- */
+
+#define PING_FLOOD_CONNS 16
+#define PINGS_PER_SEND 4096
+
+/* A connection of ours: the preface and empty SETTINGS sent; a receive
+ * buffer of rcvbuf bytes (0: the kernel's). */
+static int preface_connect(int port, int rcvbuf)
+{
+	uint8_t hello[24 + 9];
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	if (rcvbuf)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	memcpy(hello, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+	frame_head(hello + 24, 0, 4 /* SETTINGS */, 0, 0);
+	assert_int_equal(send(fd, hello, sizeof(hello), MSG_NOSIGNAL),
+			 (ssize_t)sizeof(hello));
+	return fd;
+}
+
+/* PINGS_PER_SEND PING frames, each of 8 bytes of opaque data. */
+static uint8_t *ping_block(size_t *len)
+{
+	uint8_t *b = malloc(PINGS_PER_SEND * 17);
+
+	assert_non_null(b);
+	for (int i = 0; i < PINGS_PER_SEND; i++) {
+		frame_head(b + i * 17, 8, 6 /* PING */, 0, 0);
+		memcpy(b + i * 17 + 9, "12345678", 8);
+	}
+	*len = PINGS_PER_SEND * 17;
+	return b;
+}
+
+/*
+ * PING floods: 16 connections that send PINGs as fast as the server reads
+ * them and never read the acknowledgements, then one that reads them.
+ * gRPC core's ping policy took the first kind to ~25 MB of server memory
+ * per connection (a "too many pings" error added to the connection's
+ * pending close for every further PING, kept while its write cannot
+ * finish; 16 such connections: 300+ MB, never handed back). The server
+ * leaves that policy off (GRPC_ARG_HTTP2_MAX_PING_STRIKES 0): core then
+ * stops reading a connection once 10,000 acknowledgements wait to be
+ * written, and the flood guard closes a connection that keeps sending
+ * PINGs while it reads the acknowledgements (16 MiB of bytes no call
+ * holds). Normal calls are answered meanwhile.
+ */
+static void ping_flood_bounded(void **state)
+{
+	struct harness_proc srv;
+	char db[512], spec[600];
+	int fds[PING_FLOOD_CONNS];
+	size_t len, at[PING_FLOOD_CONNS] = {0}; /* into pings: whole frames */
+	uint8_t *pings = ping_block(&len);
+	long sent = 0;
+
+	(void)state;
+	harness_path("attacks-ping.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	long rss_before = proc_kib(srv.pid, "VmRSS");
+	for (int i = 0; i < PING_FLOOD_CONNS; i++)
+		fds[i] = preface_connect(srv.port, 4096);
+	/* Until the server stops reading all of them (half a second with
+	 * no byte taken), at most 5 s. */
+	int64_t start = now_us(), last_progress = start;
+	while (now_us() - start < 5000000 &&
+	       now_us() - last_progress < 500000) {
+		for (int i = 0; i < PING_FLOOD_CONNS; i++) {
+			ssize_t n = send(fds[i], pings + at[i], len - at[i],
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0) {
+				sent += n;
+				at[i] = (at[i] + (size_t)n) % len;
+				last_progress = now_us();
+			}
+		}
+		usleep(1000);
+	}
+	long hwm = proc_kib(srv.pid, "VmHWM");
+	bool is_served = health_answered(srv.port, 2000);
+	fprintf(stderr,
+		"PING flood, %d connections not reading: %ld KiB sent "
+		"(%ld PINGs) in %.2f s; server RSS before %ld KiB, peak %ld "
+		"KiB; a new client %s\n",
+		PING_FLOOD_CONNS, sent >> 10, sent / 17,
+		(double)(now_us() - start) / 1e6, rss_before, hwm,
+		is_served ? "served" : "NOT served");
+	connections_close(fds, PING_FLOOD_CONNS);
+	assert_true(is_served);
+	assert_true(hwm - rss_before < 128 * 1024);
+
+	/* A flooder that reads every acknowledgement. */
+	int closed_before = harness_count_in_log(&srv, HEADER_FLOOD_LINE);
+	int fd = preface_connect(srv.port, 0);
+	bool is_ended = false;
+	long sent2 = 0;
+	size_t at2 = 0;
+	start = now_us();
+	while (!is_ended && now_us() - start < 20000000 &&
+	       sent2 < HEADER_FLOOD_MAX_BYTES) {
+		uint8_t sink[65536];
+		ssize_t n = send(fd, pings + at2, len - at2,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n > 0) {
+			sent2 += n;
+			at2 = (at2 + (size_t)n) % len;
+		} else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			is_ended = true;
+		}
+		ssize_t got;
+		while ((got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0)
+			;
+		if (got == 0 || (got < 0 && errno != EAGAIN &&
+				 errno != EWOULDBLOCK && errno != EINTR))
+			is_ended = true;
+	}
+	close(fd);
+	fprintf(stderr,
+		"PING flood, reading: closed by the server after %ld KiB "
+		"(%ld PINGs), %.2f s\n",
+		sent2 >> 10, sent2 / 17, (double)(now_us() - start) / 1e6);
+	assert_true(is_ended);
+	assert_true(sent2 < HEADER_FLOOD_MAX_BYTES);
+	/* The guard logs once the socket is shut. */
+	harness_wait_in_log(&srv, HEADER_FLOOD_LINE, closed_before + 1);
+	assert_true(health_answered(srv.port, 2000));
+	free(pings);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2129,6 +2270,7 @@ int main(void)
 		cmocka_unit_test(compressed_bomb_refused),
 		cmocka_unit_test(header_block_flood_bounded),
 		cmocka_unit_test(header_block_indexed_flood_bounded),
+		cmocka_unit_test(ping_flood_bounded),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
