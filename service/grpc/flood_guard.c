@@ -24,6 +24,7 @@
 
 #include "common/chars.h"
 #include "common/log.h"
+#include "channelz.h"
 #include "observe.h"
 
 struct entry {
@@ -776,12 +777,149 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 	*now = t;
 }
 
+/* ---- streams held without a request -------------------------------------- */
+
+/* Looks kept per connection: FLOOD_STALL_MS of them at one a second. */
+#define STALL_LOOKS 16
+
+struct stall {
+	struct flood_peer peer;
+	/* Streams started at each of the last looks, and when; the oldest
+	 * first. */
+	uint64_t started[STALL_LOOKS];
+	int64_t at_ms[STALL_LOOKS];
+	unsigned n_looks;
+};
+
+struct stall_list {
+	struct stall *s;
+	size_t n, cap;
+};
+
+static int stall_cmp(const void *a, const void *b)
+{
+	const struct stall *x = a, *y = b;
+	struct wire wx = {.peer = x->peer}, wy = {.peer = y->peer};
+
+	return wire_cmp(&wx, &wy);
+}
+
+/* Calls of peer the workers hold (taken, not yet released). */
+static uint32_t held_by_workers(struct flood_guard *g,
+				const struct flood_peer *p)
+{
+	struct group *gr = group_of(g, p);
+	uint32_t open = 0;
+
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, p);
+	if (e)
+		open = e->open;
+	pthread_mutex_unlock(&gr->mu);
+	return open;
+}
+
+static void stall_close(struct flood_guard *g, const struct flood_peer *p,
+			uint64_t held, int64_t age_ms)
+{
+	char text[80];
+
+	peer_text(p, text, sizeof(text));
+	if (!shut_connection(g->port, p))
+		return;
+	atomic_store_explicit(&g->last_close_ms, now_ms(),
+			      memory_order_relaxed);
+	obs_stall_connection_closed();
+	das_log(DAS_LOG_WARN,
+		"grpc: closed the connection of %s: it held %llu streams "
+		"for over %lld ms without sending their requests",
+		text, (unsigned long long)held, (long long)age_ms);
+}
+
+/* The streams started at the newest look at least age_ms old, or false. */
+static bool started_before(const struct stall *st, int64_t now, int64_t age_ms,
+			   uint64_t *started)
+{
+	for (unsigned i = st->n_looks; i-- > 0;)
+		if (now - st->at_ms[i] >= age_ms) {
+			*started = st->started[i];
+			return true;
+		}
+	return false;
+}
+
+/* st (this look, in *now) from its record of the last look, if any. */
+static void stall_carry(struct stall *st, const struct stall_list *prev)
+{
+	const struct stall *old =
+		prev->n ? bsearch(st, prev->s, prev->n, sizeof(*prev->s),
+				  stall_cmp)
+			: NULL;
+	unsigned k = old ? old->n_looks : 0, skip = k == STALL_LOOKS;
+
+	if (k) {
+		memcpy(st->started, old->started + skip,
+		       (k - skip) * sizeof(uint64_t));
+		memcpy(st->at_ms, old->at_ms + skip,
+		       (k - skip) * sizeof(int64_t));
+	}
+	st->n_looks = k - skip;
+}
+
+/*
+ * One look at channelz: each connection's record (prev, sorted by peer)
+ * gets the streams started now. One whose streams started age_ms ago,
+ * less those ended since, less the calls the workers hold, number more
+ * than FLOOD_STALL_STREAMS is closed. prev becomes this look.
+ */
+static void stall_scan(struct flood_guard *g, struct stall_list *prev,
+		       int64_t age_ms)
+{
+	struct cz_conn *conns;
+	size_t n;
+	struct stall_list now = {0};
+	int64_t t = now_ms();
+
+	if (!cz_server_connections(&conns, &n))
+		return;
+	now.s = calloc(n ? n : 1, sizeof(*now.s));
+	if (!now.s) {
+		free(conns);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct stall *st = &now.s[now.n];
+		uint64_t then;
+
+		if (!flood_peer_parse(conns[i].peer, &st->peer) ||
+		    !st->peer.is_known)
+			continue;
+		stall_carry(st, prev);
+		st->started[st->n_looks] = conns[i].started;
+		st->at_ms[st->n_looks++] = t;
+		now.n++;
+		if (!started_before(st, t, age_ms, &then))
+			continue;
+		uint64_t gone = conns[i].ended + held_by_workers(g, &st->peer);
+		if (then > gone + FLOOD_STALL_STREAMS) {
+			stall_close(g, &st->peer, then - gone, age_ms);
+			st->n_looks = 0;
+		}
+	}
+	free(conns);
+	if (now.n > 1)
+		qsort(now.s, now.n, sizeof(*now.s), stall_cmp);
+	free(prev->s);
+	*prev = now;
+}
+
 static void *watch_main(void *arg)
 {
 	struct flood_guard *g = arg;
 	struct wire_list prev = {0}, now = {0};
+	struct stall_list stalls = {0};
 	struct timespec at;
-	int64_t last = now_ms();
+	int64_t last = now_ms(), last_stall = last;
 
 	clock_gettime(CLOCK_MONOTONIC, &at);
 	pthread_mutex_lock(&g->trim_mu);
@@ -801,11 +939,21 @@ static void *watch_main(void *arg)
 		int64_t t = now_ms();
 		wire_scan(g, &prev, &now, t - last);
 		last = t;
+		/* Under memory pressure: at every look, and streams held
+		 * FLOOD_STALL_PRESSED_MS are enough. */
+		bool is_pressed = rss_kib() > FLOOD_WIRE_HIGH_RSS_KIB;
+		if (is_pressed || t - last_stall >= FLOOD_STALL_SCAN_MS) {
+			stall_scan(g, &stalls,
+				   is_pressed ? FLOOD_STALL_PRESSED_MS
+					      : FLOOD_STALL_MS);
+			last_stall = t;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &at);
 		pthread_mutex_lock(&g->trim_mu);
 	}
 	pthread_mutex_unlock(&g->trim_mu);
 	free(prev.w);
 	free(now.w);
+	free(stalls.s);
 	return NULL;
 }

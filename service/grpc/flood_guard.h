@@ -83,6 +83,21 @@
  * FLOOD_WIRE_HIGH_DEBT. Limits: a block sent slower than
  * FLOOD_WIRE_FORGIVE is never closed.
  *
+ * Streams held without a request: a client that opens streams (HEADERS
+ * without END_STREAM) and never sends their message holds a call in core
+ * for each (~12.5 KiB) for as long as it likes, and no worker ever sees
+ * them (core hands a call over once its message is in). 400 connections x
+ * 100 such streams took the server to 508 MB; the stream cap and
+ * --connection-limit allow 4,096 x 100. So once a second the watcher
+ * reads channelz (channelz.h): per connection, the streams the client
+ * started and the streams ended. A stream started FLOOD_STALL_MS ago that
+ * has neither ended nor been taken by a worker (flood_guard_admit's
+ * open calls) is held in core; a connection holding more than
+ * FLOOD_STALL_STREAMS of them is closed (WARN line, metric reason
+ * "held_streams"). Counting by totals: the streams started by a look
+ * FLOOD_STALL_MS old, less those ended now, less the calls the workers
+ * hold now.
+ *
  * Thread-safe: workers call everything here concurrently; the table has
  * one lock per group of entries.
  */
@@ -119,6 +134,16 @@
  * closes its connection too (a header block of indexed headers). */
 #define FLOOD_WIRE_HIGH_RSS_KIB (64L << 10)
 #define FLOOD_WIRE_HIGH_DEBT	(1 << 20)
+/* Streams held without a request (see the top): how often channelz is
+ * read, how long a stream may stay in core neither ended nor taken, and
+ * how many such streams a connection may hold (long-lived calls such as
+ * Health/Watch or reflection count among them). */
+#define FLOOD_STALL_SCAN_MS 1000
+#define FLOOD_STALL_MS	    10000
+#define FLOOD_STALL_STREAMS 8
+/* While the server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB: channelz is read
+ * at every look of the watcher, and this age is enough. */
+#define FLOOD_STALL_PRESSED_MS 300
 
 /* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
  * IPv4). is_known is false for peers we cannot parse or track (never

@@ -58,5 +58,7 @@ void obs_wire_connection_closed(void);
 /* A connection closed as it was accepted: the server holds as many as it
  * may (accept_guard.h). */
 void obs_connection_refused(void);
+/* A connection closed for the streams it held without their requests. */
+void obs_stall_connection_closed(void);
 
 #endif

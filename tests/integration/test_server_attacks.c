@@ -28,6 +28,8 @@
  *   accounts for, the server's RSS bounded, normal calls answered;
  * - PING floods, from connections that never read the acknowledgements
  *   (memory bounded) and from one that reads them (closed);
+ * - streams opened and never given their request: connections holding
+ *   more than 8 closed after 10 s, or after 300 ms past 64 MiB of RSS;
  * - a connection flood: connections past --connection-limit, or past what
  *   a low open-files limit allows, closed as they arrive, and the server
  *   still accepts once they are gone (gRPC core 1.51 stops accepting for
@@ -2256,6 +2258,124 @@ static void ping_flood_bounded(void **state)
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
+/* ---- streams held without a request -------------------------------------- */
+
+#define HELD_LINE "without sending their requests"
+
+/* On fd (preface sent): n streams from first_id, each HEADERS of a
+ * ListUserDevices call, END_HEADERS without END_STREAM, and no message. */
+static void streams_open(int fd, uint32_t first_id, int n)
+{
+	static const char path[] =
+		"/deviceassignment.v1.DeviceAssignment/ListUserDevices";
+	uint8_t block[256], *buf = malloc((size_t)n * (9 + sizeof(block)));
+	size_t bl = 0, len = 0;
+
+	assert_non_null(buf);
+	block[bl++] = 0x83; /* :method POST */
+	block[bl++] = 0x86; /* :scheme http */
+	bl += hpack_literal(block + bl, ":path", path);
+	bl += hpack_literal(block + bl, ":authority", "x");
+	bl += hpack_literal(block + bl, "content-type", "application/grpc");
+	bl += hpack_literal(block + bl, "te", "trailers");
+	for (int i = 0; i < n; i++) {
+		frame_head(buf + len, bl, 1 /* HEADERS */, 4 /* END_HEADERS */,
+			   first_id + 2 * (uint32_t)i);
+		memcpy(buf + len + 9, block, bl);
+		len += 9 + bl;
+	}
+	assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+	free(buf);
+}
+
+/* The server closed fd (EOF or reset) within timeout_ms. */
+static bool is_closed_within(int fd, int timeout_ms)
+{
+	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
+	uint8_t sink[4096];
+
+	while (now_us() < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+		if (got == 0 || (got < 0 && errno != EAGAIN &&
+				 errno != EWOULDBLOCK && errno != EINTR))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Streams opened and never given their request message: a connection
+ * holding more than 8 of them is closed once they are 10 s old (2 x 100
+ * here), one holding 8 stays; while the server's RSS is past 64 MiB
+ * (120 x 100 streams here), after 300 ms. Before, such streams stayed for
+ * as long as the client liked (400 x 100: 508 MB, kept).
+ */
+static void held_streams_closed(void **state)
+{
+	struct harness_proc srv;
+	char db[512], spec[600];
+	enum { MANY = 120 };
+	int few[2], eight, many[MANY];
+
+	(void)state;
+	harness_path("attacks-held.db", db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	for (int i = 0; i < 2; i++) {
+		few[i] = preface_connect(srv.port, 0);
+		streams_open(few[i], 1, 100);
+	}
+	eight = preface_connect(srv.port, 0);
+	streams_open(eight, 1, 8);
+	int64_t t0 = now_us();
+	assert_true(is_closed_within(few[0], 14000));
+	int64_t took = (now_us() - t0) / 1000;
+	assert_true(is_closed_within(few[1], 2000));
+	assert_false(is_closed_within(eight, 100));
+	fprintf(stderr, "held streams: 2 connections x 100 closed after %lld "
+			"ms; the one with 8 is open\n",
+		(long long)took);
+	assert_true(took >= 9000);
+	assert_true(health_answered(srv.port, 2000));
+
+	long rss_before = proc_kib(srv.pid, "VmRSS");
+	t0 = now_us();
+	for (int i = 0; i < MANY; i++) {
+		many[i] = preface_connect(srv.port, 0);
+		streams_open(many[i], 1, 100);
+	}
+	int n_closed = 0;
+	for (int i = 0; i < MANY; i++)
+		n_closed += is_closed_within(many[i], 5000);
+	took = (now_us() - t0) / 1000;
+	long hwm = proc_kib(srv.pid, "VmHWM");
+	long rss_after = proc_kib(srv.pid, "VmRSS");
+	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
+			rss_after - rss_before > 32 * 1024;
+	     i++) {
+		usleep(100 * 1000);
+		rss_after = proc_kib(srv.pid, "VmRSS");
+	}
+	fprintf(stderr,
+		"held streams: %d x 100 -> %d connections closed within %lld "
+		"ms; server RSS before %ld KiB, peak %ld KiB, after %ld KiB\n",
+		MANY, n_closed, (long long)took, rss_before, hwm, rss_after);
+	assert_int_equal(n_closed, MANY);
+	assert_true(rss_after - rss_before < 32 * 1024 || FLOOD_IS_SANITIZED);
+	assert_false(is_closed_within(eight, 100));
+	assert_true(health_answered(srv.port, 2000));
+	connections_close(many, MANY);
+	connections_close(few, 2);
+	close(eight);
+	assert_true(harness_count_in_log(&srv, HELD_LINE) >= 2 + MANY);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2271,6 +2391,7 @@ int main(void)
 		cmocka_unit_test(header_block_flood_bounded),
 		cmocka_unit_test(header_block_indexed_flood_bounded),
 		cmocka_unit_test(ping_flood_bounded),
+		cmocka_unit_test(held_streams_closed),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
