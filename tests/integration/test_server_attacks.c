@@ -156,6 +156,21 @@ static long proc_kib(pid_t pid, const char *field)
 	return v;
 }
 
+/* pid's VmRSS once it is back within 32 MiB of before (at most 5 s); at
+ * once in a sanitizer build, whose allocator keeps what it freed. */
+static long rss_settled(pid_t pid, long before)
+{
+	long rss = proc_kib(pid, "VmRSS");
+
+	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
+			rss - before > 32 * 1024;
+	     i++) {
+		usleep(100 * 1000);
+		rss = proc_kib(pid, "VmRSS");
+	}
+	return rss;
+}
+
 static long env_count(const char *name, long dflt)
 {
 	const char *v = getenv(name);
@@ -266,6 +281,23 @@ static int setup(void **state)
 				    3600);
 	seed(client);
 	return 0;
+}
+
+/* A server of its own on the database file name, with one more flag and
+ * its value (flag NULL: none) and an open-files limit (0: inherited). */
+static void own_server_start(struct harness_proc *srv, const char *name,
+			     const char *flag, const char *value,
+			     unsigned nofile)
+{
+	char db[512], spec[600];
+
+	harness_path(name, db, sizeof(db));
+	snprintf(spec, sizeof(spec), "sqlite:%s", db);
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), flag, value, NULL};
+	assert_int_equal(
+		harness_start_nofile(srv, DAS_SERVER_BIN, args, NULL, nofile),
+		0);
 }
 
 static int teardown(void **state)
@@ -1346,15 +1378,10 @@ static void rapid_reset_flood_bounded_tls(void **state)
 static void rapid_reset_more_flooders_than_workers(void **state)
 {
 	struct harness_proc srv;
-	char db[512], spec[600];
 	struct flood_result r;
 
 	(void)state;
-	harness_path("attacks-2w.db", db, sizeof(db));
-	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
-			      harness_secret_file(), "--workers", "2", NULL};
-	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	own_server_start(&srv, "attacks-2w.db", "--workers", "2", 0);
 	struct das_client *c = das_client_new(srv.addr);
 	assert_non_null(c);
 	seed(c);
@@ -1579,14 +1606,7 @@ static const uint8_t empty_message[5]; /* a gRPC frame of an empty message */
 /* A server on its own database with --idle-timeout seconds. */
 static void idle_server_start(struct harness_proc *srv, const char *seconds)
 {
-	char db[512], spec[600];
-
-	harness_path("attacks-idle.db", db, sizeof(db));
-	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
-			      harness_secret_file(), "--idle-timeout", seconds,
-			      NULL};
-	assert_int_equal(harness_start(srv, DAS_SERVER_BIN, args, NULL), 0);
+	own_server_start(srv, "attacks-idle.db", "--idle-timeout", seconds, 0);
 }
 
 /*
@@ -1751,16 +1771,11 @@ static int fds_of(pid_t pid)
 static void connection_flood_bounded(void **state)
 {
 	int fds[CONN_FLOOD];
-	char db[512], spec[600];
 	struct harness_proc srv;
 
 	(void)state;
-	harness_path("attacks-conns.db", db, sizeof(db));
-	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
-			      harness_secret_file(), "--connection-limit", "32",
-			      NULL};
-	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	own_server_start(&srv, "attacks-conns.db", "--connection-limit", "32",
+			 0);
 	int closed = connections_open(srv.port, fds, CONN_FLOOD);
 	int n_fds = fds_of(srv.pid);
 	fprintf(stderr, "--connection-limit 32: the server closed %d of %d "
@@ -1778,11 +1793,7 @@ static void connection_flood_bounded(void **state)
 	assert_true(now_us() - t0 < 5000000);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 
-	const char *limited[] = {"--store", spec, "--jwt-hs256-secret-file",
-				 harness_secret_file(), NULL};
-	assert_int_equal(harness_start_nofile(&srv, DAS_SERVER_BIN, limited,
-					      NULL, 128),
-			 0);
+	own_server_start(&srv, "attacks-conns.db", NULL, NULL, 128);
 	assert_true(harness_count_in_log(&srv, "leaves room for") == 1);
 	closed = connections_open(srv.port, fds, CONN_FLOOD);
 	n_fds = fds_of(srv.pid);
@@ -2081,13 +2092,7 @@ static void header_flood(bool is_indexed)
 	prober_stop(&probe, "header block", &p99, &max, false);
 	long hwm = proc_kib(server.pid, "VmHWM");
 	/* The memory core held for the block is handed back. */
-	long rss_after = proc_kib(server.pid, "VmRSS");
-	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
-			rss_after - rss_before > 32 * 1024;
-	     i++) {
-		usleep(100 * 1000);
-		rss_after = proc_kib(server.pid, "VmRSS");
-	}
+	long rss_after = rss_settled(server.pid, rss_before);
 	fprintf(stderr,
 		"header block%s: %ld KiB sent in %.2f s before the server "
 		"closed the connection (%d WARN lines); server RSS before %ld "
@@ -2175,18 +2180,13 @@ static uint8_t *ping_block(size_t *len)
 static void ping_flood_bounded(void **state)
 {
 	struct harness_proc srv;
-	char db[512], spec[600];
 	int fds[PING_FLOOD_CONNS];
 	size_t len, at[PING_FLOOD_CONNS] = {0}; /* into pings: whole frames */
 	uint8_t *pings = ping_block(&len);
 	long sent = 0;
 
 	(void)state;
-	harness_path("attacks-ping.db", db, sizeof(db));
-	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
-			      harness_secret_file(), NULL};
-	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	own_server_start(&srv, "attacks-ping.db", NULL, NULL, 0);
 	long rss_before = proc_kib(srv.pid, "VmRSS");
 	for (int i = 0; i < PING_FLOOD_CONNS; i++)
 		fds[i] = preface_connect(srv.port, 4096);
@@ -2316,16 +2316,11 @@ static bool is_closed_within(int fd, int timeout_ms)
 static void held_streams_closed(void **state)
 {
 	struct harness_proc srv;
-	char db[512], spec[600];
 	enum { MANY = 120 };
 	int few[2], eight, many[MANY];
 
 	(void)state;
-	harness_path("attacks-held.db", db, sizeof(db));
-	snprintf(spec, sizeof(spec), "sqlite:%s", db);
-	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
-			      harness_secret_file(), NULL};
-	assert_int_equal(harness_start(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	own_server_start(&srv, "attacks-held.db", NULL, NULL, 0);
 	for (int i = 0; i < 2; i++) {
 		few[i] = preface_connect(srv.port, 0);
 		streams_open(few[i], 1, 100);
@@ -2354,13 +2349,7 @@ static void held_streams_closed(void **state)
 		n_closed += is_closed_within(many[i], 5000);
 	took = (now_us() - t0) / 1000;
 	long hwm = proc_kib(srv.pid, "VmHWM");
-	long rss_after = proc_kib(srv.pid, "VmRSS");
-	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
-			rss_after - rss_before > 32 * 1024;
-	     i++) {
-		usleep(100 * 1000);
-		rss_after = proc_kib(srv.pid, "VmRSS");
-	}
+	long rss_after = rss_settled(srv.pid, rss_before);
 	fprintf(stderr,
 		"held streams: %d x 100 -> %d connections closed within %lld "
 		"ms; server RSS before %ld KiB, peak %ld KiB, after %ld KiB\n",
