@@ -699,17 +699,27 @@ static uint64_t credit_take(struct flood_guard *g, const struct flood_peer *p)
 	return credit;
 }
 
-static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
+/* The watcher is about to shut p's connection: for FLOOD_CLOSED_HOLD_MS
+ * its calls still queued are dropped unanswered (core hands over the
+ * streams of a shut connection as calls). */
+static void mark_closed(struct flood_guard *g, const struct flood_peer *p,
+			int64_t now)
 {
-	char text[80];
-	struct group *gr = group_of(g, &w->peer);
+	struct group *gr = group_of(g, p);
 
 	pthread_mutex_lock(&gr->mu);
-	struct entry *e = find_or_add(gr, &w->peer, now);
+	struct entry *e = find_or_add(gr, p, now);
 	if (e)
 		e->closed_until_ms = now + FLOOD_CLOSED_HOLD_MS;
 	pthread_mutex_unlock(&gr->mu);
 	atomic_store_explicit(&g->last_close_ms, now, memory_order_relaxed);
+}
+
+static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
+{
+	char text[80];
+
+	mark_closed(g, &w->peer, now);
 	peer_text(&w->peer, text, sizeof(text));
 	shut_connection(g->port, &w->peer);
 	obs_wire_connection_closed();
@@ -825,10 +835,9 @@ static void stall_close(struct flood_guard *g, const struct flood_peer *p,
 	char text[80];
 
 	peer_text(p, text, sizeof(text));
+	mark_closed(g, p, now_ms());
 	if (!shut_connection(g->port, p))
 		return;
-	atomic_store_explicit(&g->last_close_ms, now_ms(),
-			      memory_order_relaxed);
 	obs_stall_connection_closed();
 	das_log(DAS_LOG_WARN,
 		"grpc: closed the connection of %s: it held %llu streams "

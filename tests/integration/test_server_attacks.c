@@ -2207,7 +2207,7 @@ static void ping_flood_bounded(void **state)
 		usleep(1000);
 	}
 	long hwm = proc_kib(srv.pid, "VmHWM");
-	bool is_served = health_answered(srv.port, 2000);
+	bool is_served = health_answered(srv.port, 5000);
 	fprintf(stderr,
 		"PING flood, %d connections not reading: %ld KiB sent "
 		"(%ld PINGs) in %.2f s; server RSS before %ld KiB, peak %ld "
@@ -2253,7 +2253,7 @@ static void ping_flood_bounded(void **state)
 	assert_true(sent2 < HEADER_FLOOD_MAX_BYTES);
 	/* The guard logs once the socket is shut. */
 	harness_wait_in_log(&srv, HEADER_FLOOD_LINE, closed_before + 1);
-	assert_true(health_answered(srv.port, 2000));
+	assert_true(health_answered(srv.port, 5000));
 	free(pings);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
@@ -2336,7 +2336,7 @@ static void held_streams_closed(void **state)
 			"ms; the one with 8 is open\n",
 		(long long)took);
 	assert_true(took >= 9000);
-	assert_true(health_answered(srv.port, 2000));
+	assert_true(health_answered(srv.port, 5000));
 
 	long rss_before = proc_kib(srv.pid, "VmRSS");
 	t0 = now_us();
@@ -2357,7 +2357,7 @@ static void held_streams_closed(void **state)
 	assert_int_equal(n_closed, MANY);
 	assert_true(rss_after - rss_before < 32 * 1024 || FLOOD_IS_SANITIZED);
 	assert_false(is_closed_within(eight, 100));
-	assert_true(health_answered(srv.port, 2000));
+	assert_true(health_answered(srv.port, 5000));
 	connections_close(many, MANY);
 	connections_close(few, 2);
 	close(eight);
