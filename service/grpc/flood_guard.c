@@ -814,9 +814,11 @@ static int stall_cmp(const void *a, const void *b)
 	return wire_cmp(&wx, &wy);
 }
 
-/* Calls of peer the workers hold (taken, not yet released). */
+/* Calls of peer the workers hold (taken, not yet released); *is_closing
+ * when the guard shut its connection lately (core may list it a while). */
 static uint32_t held_by_workers(struct flood_guard *g,
-				const struct flood_peer *p)
+				const struct flood_peer *p, int64_t now,
+				bool *is_closing)
 {
 	struct group *gr = group_of(g, p);
 	uint32_t open = 0;
@@ -825,6 +827,7 @@ static uint32_t held_by_workers(struct flood_guard *g,
 	struct entry *e = find(gr, p);
 	if (e)
 		open = e->open;
+	*is_closing = e && e->closed_until_ms > now;
 	pthread_mutex_unlock(&gr->mu);
 	return open;
 }
@@ -909,8 +912,10 @@ static void stall_scan(struct flood_guard *g, struct stall_list *prev,
 		now.n++;
 		if (!started_before(st, t, age_ms, &then))
 			continue;
-		uint64_t gone = conns[i].ended + held_by_workers(g, &st->peer);
-		if (then > gone + FLOOD_STALL_STREAMS) {
+		bool is_closing;
+		uint64_t gone = conns[i].ended +
+				held_by_workers(g, &st->peer, t, &is_closing);
+		if (!is_closing && then > gone + FLOOD_STALL_STREAMS) {
 			stall_close(g, &st->peer, then - gone, age_ms);
 			st->n_looks = 0;
 		}
