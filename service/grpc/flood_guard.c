@@ -596,6 +596,9 @@ struct wire {
 	struct flood_peer peer;
 	uint64_t received; /* TCP_INFO bytes received */
 	int64_t debt;	   /* bytes received that no call accounts for */
+	uint64_t acked;	   /* TCP_INFO bytes the client acknowledged */
+	bool is_sending;   /* bytes of ours wait to be sent or acknowledged */
+	int64_t stuck_ms;  /* since when they have, acked unchanged; 0: not */
 };
 
 struct wire_list {
@@ -615,22 +618,24 @@ static int wire_cmp(const void *a, const void *b)
 	return memcmp(x->addr, y->addr, sizeof(x->addr));
 }
 
-/* True when fd is a connection of ours on the listening port: its peer
- * and the bytes the kernel has received on it. */
-static bool wire_look(int fd, int port, struct flood_peer *peer,
-		      uint64_t *received)
+/* True when fd is a connection of ours on the listening port: w's peer,
+ * the bytes the kernel has received on it, the bytes the client has
+ * acknowledged and whether bytes of ours wait. */
+static bool wire_look(int fd, int port, struct wire *w)
 {
 	struct tcp_info ti;
 	socklen_t ti_len = sizeof(ti);
 
-	if (!connection_peer(fd, port, peer))
+	if (!connection_peer(fd, port, &w->peer))
 		return false;
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &ti_len) != 0 ||
-	    ti_len < offsetof(struct tcp_info, tcpi_bytes_received) +
-			     sizeof(ti.tcpi_bytes_received))
+	    ti_len < offsetof(struct tcp_info, tcpi_notsent_bytes) +
+			     sizeof(ti.tcpi_notsent_bytes))
 		return false;
-	*received = ti.tcpi_bytes_received;
+	w->received = ti.tcpi_bytes_received;
+	w->acked = ti.tcpi_bytes_acked;
+	w->is_sending = ti.tcpi_notsent_bytes > 0 || ti.tcpi_unacked > 0;
 	return true;
 }
 
@@ -647,7 +652,7 @@ static bool wire_list_now(int port, struct wire_list *now)
 		int fd = fd_of(de, d);
 		struct wire w = {0};
 
-		if (fd < 0 || !wire_look(fd, port, &w.peer, &w.received))
+		if (fd < 0 || !wire_look(fd, port, &w))
 			continue;
 		if (now->n == now->cap) {
 			size_t cap = now->cap ? 2 * now->cap : 64;
@@ -739,9 +744,39 @@ static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
  * table was full credited no connection: that look adds nothing
  * received. prev (sorted) holds the last look and becomes this one.
  */
-static void wire_scan(struct flood_guard *g, struct wire_list *prev,
-		      struct wire_list *now, int64_t elapsed_ms)
+/* w's stuck_ms from its last look (was, NULL when new): bytes of ours
+ * have waited since then with nothing acknowledged. */
+static void stuck_update(struct wire *w, const struct wire *was, int64_t now)
 {
+	if (!w->is_sending)
+		w->stuck_ms = 0;
+	else if (was && was->stuck_ms && was->acked == w->acked)
+		w->stuck_ms = was->stuck_ms;
+	else
+		w->stuck_ms = now;
+}
+
+static void stuck_close(struct flood_guard *g, const struct wire *w,
+			int64_t now)
+{
+	char text[80];
+
+	mark_closed(g, &w->peer, now);
+	peer_text(&w->peer, text, sizeof(text));
+	shut_connection(g->port, &w->peer);
+	obs_stuck_connection_closed();
+	das_log(DAS_LOG_WARN,
+		"grpc: closed the connection of %s: it took none of the "
+		"server's bytes for %lld ms (a client that does not read)",
+		text, (long long)(now - w->stuck_ms));
+}
+
+static void wire_scan(struct flood_guard *g, struct wire_list *prev,
+		      struct wire_list *now, int64_t elapsed_ms,
+		      bool is_pressed)
+{
+	int64_t stuck_limit = is_pressed ? FLOOD_STUCK_PRESSED_MS
+					 : FLOOD_STUCK_MS;
 	int64_t forgive = FLOOD_WIRE_FORGIVE * elapsed_ms / 1000;
 	int64_t now_time = now_ms();
 	/* Calls went uncredited (a full table): this look adds no debt. */
@@ -755,13 +790,20 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 	for (size_t i = 0; i < now->n; i++) {
 		struct wire *w = &now->w[i];
 		uint64_t seen = 0;
+		const struct wire *was = NULL;
 
 		while (j < prev->n && wire_cmp(&prev->w[j], w) < 0)
 			j++;
 		if (j < prev->n && wire_cmp(&prev->w[j], w) == 0 &&
 		    prev->w[j].received <= w->received) {
-			seen = prev->w[j].received;
-			w->debt = prev->w[j].debt;
+			was = &prev->w[j];
+			seen = was->received;
+			w->debt = was->debt;
+		}
+		stuck_update(w, was, now_time);
+		if (w->stuck_ms && now_time - w->stuck_ms >= stuck_limit) {
+			stuck_close(g, w, now_time);
+			w->stuck_ms = 0;
 		}
 		int64_t got = is_blind ? 0 : (int64_t)(w->received - seen);
 		w->debt += got - (int64_t)credit_take(g, &w->peer) - forgive;
@@ -951,11 +993,10 @@ static void *watch_main(void *arg)
 			break;
 		pthread_mutex_unlock(&g->trim_mu);
 		int64_t t = now_ms();
-		wire_scan(g, &prev, &now, t - last);
-		last = t;
-		/* Under memory pressure: at every look, and streams held
-		 * FLOOD_STALL_PRESSED_MS are enough. */
+		/* Under memory pressure the rules below act sooner. */
 		bool is_pressed = rss_kib() > FLOOD_WIRE_HIGH_RSS_KIB;
+		wire_scan(g, &prev, &now, t - last, is_pressed);
+		last = t;
 		if (is_pressed || t - last_stall >= FLOOD_STALL_SCAN_MS) {
 			stall_scan(g, &stalls,
 				   is_pressed ? FLOOD_STALL_PRESSED_MS

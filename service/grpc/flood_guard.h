@@ -83,6 +83,16 @@
  * FLOOD_WIRE_HIGH_DEBT. Limits: a block sent slower than
  * FLOOD_WIRE_FORGIVE is never closed.
  *
+ * A client that does not read: the same look reads TCP_INFO's bytes the
+ * client acknowledged and whether bytes of ours wait to be sent or
+ * acknowledged. A client that stops reading (a zero window) holds what
+ * core has queued for it for as long as it likes: 300 connections that
+ * sent 30,000 PINGs each and read nothing held 128 MB (core stops reading
+ * a connection once 10,000 answers wait, and keeps them). Bytes waiting
+ * FLOOD_STUCK_MS with none acknowledged close the connection (WARN line,
+ * metric reason "not_reading"); past FLOOD_WIRE_HIGH_RSS_KIB of RSS,
+ * FLOOD_STUCK_PRESSED_MS.
+ *
  * Streams held without a request: a client that opens streams (HEADERS
  * without END_STREAM) and never sends their message holds a call in core
  * for each (~12.5 KiB) for as long as it likes, and no worker ever sees
@@ -144,6 +154,11 @@
 /* While the server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB: channelz is read
  * at every look of the watcher, and this age is enough. */
 #define FLOOD_STALL_PRESSED_MS 300
+/* A client that does not read: bytes of ours waiting this long with none
+ * acknowledged close its connection (as nginx's send_timeout); while the
+ * server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB, the second. */
+#define FLOOD_STUCK_MS	       60000
+#define FLOOD_STUCK_PRESSED_MS 2000
 
 /* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
  * IPv4). is_known is false for peers we cannot parse or track (never

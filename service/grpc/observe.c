@@ -10,7 +10,7 @@
 static struct das_metric_family *m_handled, *m_seconds, *m_in_flight, *m_auth,
 	*m_declined, *m_charged;
 static struct das_metric_series *flood_resets, *flood_closed, *wire_closed,
-	*refused, *stalled, *flood_dropped;
+	*refused, *stalled, *stuck, *flood_dropped;
 static struct das_metric_series *latency[DAS_RPC__COUNT];
 /* The hot series, found once: calls answered OK per method, auth "ok". */
 static struct das_metric_series *handled_ok[DAS_RPC__COUNT];
@@ -81,10 +81,11 @@ void obs_register(void)
 			"calls hold; connection_limit: closed as it was "
 			"accepted, the server holding as many as it may; "
 			"held_streams: it kept streams open without sending "
-			"their requests).",
+			"their requests; not_reading: it took none of the "
+			"server's bytes for too long).",
 		.type = DAS_METRIC_COUNTER,
 		.labels = {"reason"},
-		.max_series = 4};
+		.max_series = 5};
 	static const struct das_metric_def dropped = {
 		.name = "das_grpc_server_calls_dropped_total",
 		.help = "Calls of a connection closed for rapid reset, dropped "
@@ -105,6 +106,7 @@ void obs_register(void)
 	wire_closed = das_metric_series1(m_closed, "unaccounted_bytes");
 	refused = das_metric_series1(m_closed, "connection_limit");
 	stalled = das_metric_series1(m_closed, "held_streams");
+	stuck = das_metric_series1(m_closed, "not_reading");
 	flood_dropped = das_metric_series0(das_metric_register(&dropped));
 	for (int m = 0; m < DAS_RPC__COUNT; m++) {
 		const char *path = das_rpc_method((enum das_rpc_method)m)->path;
@@ -215,6 +217,11 @@ void obs_connection_refused(void)
 void obs_stall_connection_closed(void)
 {
 	das_metric_inc(stalled);
+}
+
+void obs_stuck_connection_closed(void)
+{
+	das_metric_inc(stuck);
 }
 
 void obs_flood_call_dropped(void)

@@ -60,5 +60,7 @@ void obs_wire_connection_closed(void);
 void obs_connection_refused(void);
 /* A connection closed for the streams it held without their requests. */
 void obs_stall_connection_closed(void);
+/* A connection closed because its client took none of our bytes. */
+void obs_stuck_connection_closed(void);
 
 #endif

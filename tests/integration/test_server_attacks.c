@@ -28,6 +28,8 @@
  *   accounts for, the server's RSS bounded, normal calls answered;
  * - PING floods, from connections that never read the acknowledgements
  *   (memory bounded) and from one that reads them (closed);
+ * - clients that do not read (300 x 30,000 PINGs): closed once the
+ *   server's bytes wait 2 s past 64 MiB of RSS;
  * - streams opened and never given their request: connections holding
  *   more than 8 closed after 10 s, or after 300 ms past 64 MiB of RSS;
  * - a connection flood: connections past --connection-limit, or past what
@@ -2365,6 +2367,68 @@ static void held_streams_closed(void **state)
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
+/*
+ * Clients that do not read: 300 connections send 30,000 PINGs each and
+ * read nothing. Core queues an answer for each (it stops reading a
+ * connection once 10,000 wait) and keeps them while the client's window
+ * is shut: 128 MB held, for as long as the clients liked. Bytes of ours
+ * that wait with none acknowledged close a connection after 60 s, and
+ * after 2 s while the server's RSS is past 64 MiB: here the connections
+ * are closed until the server is back under it.
+ */
+static void not_reading_closed(void **state)
+{
+	enum { CONNS = 300, PINGS = 30000 };
+	struct harness_proc srv;
+	int fds[CONNS];
+	size_t len, at[CONNS] = {0}, left[CONNS];
+	uint8_t *pings = ping_block(&len);
+
+	(void)state;
+	own_server_start(&srv, "attacks-stuck.db", NULL, NULL, 0);
+	long rss_before = proc_kib(srv.pid, "VmRSS");
+	for (int i = 0; i < CONNS; i++) {
+		fds[i] = preface_connect(srv.port, 4096);
+		left[i] = (size_t)PINGS * 17;
+	}
+	/* Until every PING is sent or the server stops reading. */
+	int64_t start = now_us(), last_progress = start;
+	while (now_us() - last_progress < 500000 &&
+	       now_us() - start < 10000000) {
+		for (int i = 0; i < CONNS; i++) {
+			size_t want = len - at[i] < left[i] ? len - at[i]
+							    : left[i];
+			if (!want)
+				continue;
+			ssize_t n = send(fds[i], pings + at[i], want,
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0) {
+				at[i] = (at[i] + (size_t)n) % len;
+				left[i] -= (size_t)n;
+				last_progress = now_us();
+			}
+		}
+		usleep(1000);
+	}
+	long held = proc_kib(srv.pid, "VmRSS");
+	int n_closed = 0;
+	for (int i = 0; i < CONNS; i++)
+		n_closed += is_closed_within(fds[i], i == 0 ? 6000 : 10);
+	long rss_after = rss_settled(srv.pid, rss_before);
+	fprintf(stderr,
+		"not reading: %d connections x %d PINGs; server RSS before "
+		"%ld KiB, with them %ld KiB, after %ld KiB; %d closed by the "
+		"server\n",
+		CONNS, PINGS, rss_before, held, rss_after, n_closed);
+	assert_true(n_closed >= 1);
+	assert_true(rss_after < (64L << 10) || FLOOD_IS_SANITIZED);
+	harness_wait_in_log(&srv, "a client that does not read", 1);
+	assert_true(health_answered(srv.port, 5000));
+	connections_close(fds, CONNS);
+	free(pings);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2380,6 +2444,7 @@ int main(void)
 		cmocka_unit_test(header_block_flood_bounded),
 		cmocka_unit_test(header_block_indexed_flood_bounded),
 		cmocka_unit_test(ping_flood_bounded),
+		cmocka_unit_test(not_reading_closed),
 		cmocka_unit_test(held_streams_closed),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
