@@ -775,8 +775,7 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 		      struct wire_list *now, int64_t elapsed_ms,
 		      bool is_pressed)
 {
-	int64_t stuck_limit = is_pressed ? FLOOD_STUCK_PRESSED_MS
-					 : FLOOD_STUCK_MS;
+
 	int64_t forgive = FLOOD_WIRE_FORGIVE * elapsed_ms / 1000;
 	int64_t now_time = now_ms();
 	/* Calls went uncredited (a full table): this look adds no debt. */
@@ -801,7 +800,8 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 			w->debt = was->debt;
 		}
 		stuck_update(w, was, now_time);
-		if (w->stuck_ms && now_time - w->stuck_ms >= stuck_limit) {
+		if (is_pressed && w->stuck_ms &&
+		    now_time - w->stuck_ms >= FLOOD_STUCK_MS) {
 			stuck_close(g, w, now_time);
 			w->stuck_ms = 0;
 		}

@@ -85,13 +85,16 @@
  *
  * A client that does not read: the same look reads TCP_INFO's bytes the
  * client acknowledged and whether bytes of ours wait to be sent or
- * acknowledged. A client that stops reading (a zero window) holds what
- * core has queued for it for as long as it likes: 300 connections that
- * sent 30,000 PINGs each and read nothing held 128 MB (core stops reading
- * a connection once 10,000 answers wait, and keeps them). Bytes waiting
- * FLOOD_STUCK_MS with none acknowledged close the connection (WARN line,
- * metric reason "not_reading"); past FLOOD_WIRE_HIGH_RSS_KIB of RSS,
- * FLOOD_STUCK_PRESSED_MS.
+ * acknowledged. A client that stops reading (a zero window) keeps what
+ * core has queued for it until the kernel gives up on the connection,
+ * after 20 s (core sets TCP_USER_TIMEOUT on server sockets): 300
+ * connections that sent 30,000 PINGs each and read nothing held 128 MB
+ * for those 20 s (core stops reading a connection once 10,000 answers
+ * wait, and keeps them), and an attacker who opens such connections
+ * without pause holds 20 s of them. While the server's RSS is past
+ * FLOOD_WIRE_HIGH_RSS_KIB, bytes waiting FLOOD_STUCK_MS with none
+ * acknowledged close the connection (WARN line, metric reason
+ * "not_reading").
  *
  * Streams held without a request: a client that opens streams (HEADERS
  * without END_STREAM) and never sends their message holds a call in core
@@ -154,11 +157,10 @@
 /* While the server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB: channelz is read
  * at every look of the watcher, and this age is enough. */
 #define FLOOD_STALL_PRESSED_MS 300
-/* A client that does not read: bytes of ours waiting this long with none
- * acknowledged close its connection (as nginx's send_timeout); while the
- * server's RSS is past FLOOD_WIRE_HIGH_RSS_KIB, the second. */
-#define FLOOD_STUCK_MS	       60000
-#define FLOOD_STUCK_PRESSED_MS 2000
+/* A client that does not read: while the server's RSS is past
+ * FLOOD_WIRE_HIGH_RSS_KIB, bytes of ours waiting this long with none
+ * acknowledged close its connection. */
+#define FLOOD_STUCK_MS 2000
 
 /* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
  * IPv4). is_known is false for peers we cannot parse or track (never

@@ -2371,10 +2371,10 @@ static void held_streams_closed(void **state)
  * Clients that do not read: 300 connections send 30,000 PINGs each and
  * read nothing. Core queues an answer for each (it stops reading a
  * connection once 10,000 wait) and keeps them while the client's window
- * is shut: 128 MB held, for as long as the clients liked. Bytes of ours
- * that wait with none acknowledged close a connection after 60 s, and
- * after 2 s while the server's RSS is past 64 MiB: here the connections
- * are closed until the server is back under it.
+ * is shut: 128 MB held until the kernel gives up on the connections (20
+ * s, core's TCP_USER_TIMEOUT). While the server's RSS is past 64 MiB,
+ * bytes of ours that wait 2 s with none acknowledged close a connection:
+ * here they are closed until the server is back under it.
  */
 static void not_reading_closed(void **state)
 {
