@@ -735,15 +735,6 @@ static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
 		text, (long long)w->debt);
 }
 
-/*
- * One look at every connection: its debt grows by the bytes received
- * since the last look, less the credit of the calls taken from it and
- * what a second forgives (pro rata); past FLOOD_WIRE_MAX_DEBT it is
- * closed; while the server's memory is past FLOOD_WIRE_HIGH_RSS_KIB, so
- * is the largest debt past FLOOD_WIRE_HIGH_DEBT. A call taken while the
- * table was full credited no connection: that look adds nothing
- * received. prev (sorted) holds the last look and becomes this one.
- */
 /* w's stuck_ms from its last look (was, NULL when new): bytes of ours
  * have waited since then with nothing acknowledged. */
 static void stuck_update(struct wire *w, const struct wire *was, int64_t now)
@@ -771,6 +762,17 @@ static void stuck_close(struct flood_guard *g, const struct wire *w,
 		text, (long long)(now - w->stuck_ms));
 }
 
+/*
+ * One look at every connection: its debt grows by the bytes received
+ * since the last look, less the credit of the calls taken from it and
+ * what a second forgives (pro rata); past FLOOD_WIRE_MAX_DEBT it is
+ * closed; while the server's memory is past FLOOD_WIRE_HIGH_RSS_KIB
+ * (is_pressed), so is the largest debt past FLOOD_WIRE_HIGH_DEBT, and
+ * every connection whose bytes of ours have waited FLOOD_STUCK_MS with
+ * none acknowledged. A call taken while the table was full credited no
+ * connection: that look adds nothing received. prev (sorted) holds the
+ * last look and becomes this one.
+ */
 static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 		      struct wire_list *now, int64_t elapsed_ms,
 		      bool is_pressed)
