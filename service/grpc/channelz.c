@@ -53,6 +53,7 @@ static bool socket_look(intptr_t id, struct cz_conn *c)
 	bool is_ok = sock && peer;
 
 	if (is_ok) {
+		c->id = id;
 		/* "chttp2 ipv4:...": the transport's name, then the peer. */
 		const char *sp = strchr(peer, ' ');
 		snprintf(c->peer, sizeof(c->peer), "%s", sp ? sp + 1 : peer);

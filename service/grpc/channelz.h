@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct cz_conn {
+	int64_t id;	  /* channelz's socket id: one connection's alone */
 	char peer[96];	  /* as gRPC names it: "ipv4:127.0.0.1:41234" */
 	uint64_t started; /* streams the client started */
 	uint64_t ended;	  /* of which ended (succeeded or failed) */

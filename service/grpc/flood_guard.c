@@ -777,7 +777,6 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 		      struct wire_list *now, int64_t elapsed_ms,
 		      bool is_pressed)
 {
-
 	int64_t forgive = FLOOD_WIRE_FORGIVE * elapsed_ms / 1000;
 	int64_t now_time = now_ms();
 	/* Calls went uncredited (a full table): this look adds no debt. */
@@ -837,6 +836,7 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 #define STALL_LOOKS 16
 
 struct stall {
+	int64_t id; /* channelz's socket id */
 	struct flood_peer peer;
 	/* Streams started at each of the last looks, and when; the oldest
 	 * first. */
@@ -853,9 +853,8 @@ struct stall_list {
 static int stall_cmp(const void *a, const void *b)
 {
 	const struct stall *x = a, *y = b;
-	struct wire wx = {.peer = x->peer}, wy = {.peer = y->peer};
 
-	return wire_cmp(&wx, &wy);
+	return x->id < y->id ? -1 : x->id > y->id;
 }
 
 /* Calls of peer the workers hold (taken, not yet released); *is_closing
@@ -923,7 +922,7 @@ static void stall_carry(struct stall *st, const struct stall_list *prev)
 }
 
 /*
- * One look at channelz: each connection's record (prev, sorted by peer)
+ * One look at channelz: each connection's record (prev, sorted by id)
  * gets the streams started now. One whose streams started age_ms ago,
  * less those ended since, less the calls the workers hold, number more
  * than FLOOD_STALL_STREAMS is closed. prev becomes this look.
@@ -950,6 +949,7 @@ static void stall_scan(struct flood_guard *g, struct stall_list *prev,
 		if (!flood_peer_parse(conns[i].peer, &st->peer) ||
 		    !st->peer.is_known)
 			continue;
+		st->id = conns[i].id;
 		stall_carry(st, prev);
 		st->started[st->n_looks] = conns[i].started;
 		st->at_ms[st->n_looks++] = t;
