@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -720,19 +721,36 @@ static void mark_closed(struct flood_guard *g, const struct flood_peer *p,
 	atomic_store_explicit(&g->last_close_ms, now, memory_order_relaxed);
 }
 
+/*
+ * Shuts p's connection for one of the watcher's rules: its queued calls
+ * dropped (mark_closed), count() and a WARN line giving the reason (a
+ * printf format and its arguments) when the socket was still there.
+ */
+static void watcher_close(struct flood_guard *g, const struct flood_peer *p,
+			  int64_t now, void (*count)(void), const char *fmt,
+			  ...)
+{
+	char text[80], why[192];
+	va_list ap;
+
+	mark_closed(g, p, now);
+	if (!shut_connection(g->port, p))
+		return;
+	count();
+	peer_text(p, text, sizeof(text));
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	das_log(DAS_LOG_WARN, "grpc: closed the connection of %s: %s", text,
+		why);
+}
+
 static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
 {
-	char text[80];
-
-	mark_closed(g, &w->peer, now);
-	peer_text(&w->peer, text, sizeof(text));
-	shut_connection(g->port, &w->peer);
-	obs_wire_connection_closed();
-	das_log(DAS_LOG_WARN,
-		"grpc: closed the connection of %s: it sent %lld bytes more "
-		"than its calls hold (an HTTP/2 header block that does not "
-		"end, or frames of no call)",
-		text, (long long)w->debt);
+	watcher_close(g, &w->peer, now, obs_wire_connection_closed,
+		      "it sent %lld bytes more than its calls hold (an HTTP/2 "
+		      "header block that does not end, or frames of no call)",
+		      (long long)w->debt);
 }
 
 /* w's stuck_ms from its last look (was, NULL when new): bytes of ours
@@ -750,16 +768,10 @@ static void stuck_update(struct wire *w, const struct wire *was, int64_t now)
 static void stuck_close(struct flood_guard *g, const struct wire *w,
 			int64_t now)
 {
-	char text[80];
-
-	mark_closed(g, &w->peer, now);
-	peer_text(&w->peer, text, sizeof(text));
-	shut_connection(g->port, &w->peer);
-	obs_stuck_connection_closed();
-	das_log(DAS_LOG_WARN,
-		"grpc: closed the connection of %s: it took none of the "
-		"server's bytes for %lld ms (a client that does not read)",
-		text, (long long)(now - w->stuck_ms));
+	watcher_close(g, &w->peer, now, obs_stuck_connection_closed,
+		      "it took none of the server's bytes for %lld ms (a "
+		      "client that does not read)",
+		      (long long)(now - w->stuck_ms));
 }
 
 /*
@@ -878,17 +890,10 @@ static uint32_t held_by_workers(struct flood_guard *g,
 static void stall_close(struct flood_guard *g, const struct flood_peer *p,
 			uint64_t held, int64_t age_ms)
 {
-	char text[80];
-
-	peer_text(p, text, sizeof(text));
-	mark_closed(g, p, now_ms());
-	if (!shut_connection(g->port, p))
-		return;
-	obs_stall_connection_closed();
-	das_log(DAS_LOG_WARN,
-		"grpc: closed the connection of %s: it held %llu streams "
-		"for over %lld ms without sending their requests",
-		text, (unsigned long long)held, (long long)age_ms);
+	watcher_close(g, p, now_ms(), obs_stall_connection_closed,
+		      "it held %llu streams for over %lld ms without sending "
+		      "their requests",
+		      (unsigned long long)held, (long long)age_ms);
 }
 
 /* The streams started at the newest look at least age_ms old, or false. */
