@@ -726,9 +726,9 @@ static void mark_closed(struct flood_guard *g, const struct flood_peer *p,
  * dropped (mark_closed), count() and a WARN line giving the reason (a
  * printf format and its arguments) when the socket was still there.
  */
-static void watcher_close(struct flood_guard *g, const struct flood_peer *p,
-			  int64_t now, void (*count)(void), const char *fmt,
-			  ...)
+__attribute__((format(printf, 5, 6))) static void
+watcher_close(struct flood_guard *g, const struct flood_peer *p, int64_t now,
+	      void (*count)(void), const char *fmt, ...)
 {
 	char text[80], why[192];
 	va_list ap;
