@@ -363,11 +363,27 @@ static bool is_connection_of(int fd, int port, const struct flood_peer *p)
 }
 
 /*
- * Shuts down the socket of our listening port connected to p. Returns
- * true when it found one. Never closes a descriptor gRPC owns: the check
- * and the shutdown run on a dup, so they see the same socket even if gRPC
- * closes and reuses the number meanwhile.
+ * Shuts down fd if it is the socket of our listening port connected to p;
+ * true when it was. Never closes a descriptor gRPC owns: the check and the
+ * shutdown run on a dup, so they see the same socket even if gRPC closes
+ * and reuses the number meanwhile.
  */
+static bool shut_fd(int fd, int port, const struct flood_peer *p)
+{
+	bool is_found = false;
+	int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (dup_fd < 0)
+		return false;
+	if (is_connection_of(dup_fd, port, p)) {
+		shutdown(dup_fd, SHUT_RDWR);
+		is_found = true;
+	}
+	close(dup_fd);
+	return is_found;
+}
+
+/* shut_fd on the descriptor connected to p, found among all of ours. */
 static bool shut_connection(int port, const struct flood_peer *p)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -379,16 +395,8 @@ static bool shut_connection(int port, const struct flood_peer *p)
 	while (!is_found && (de = readdir(d)) != NULL) {
 		int fd = fd_of(de, d);
 		/* Cheap look first; most descriptors are not it. */
-		if (fd < 0 || !is_connection_of(fd, port, p))
-			continue;
-		int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		if (dup_fd < 0)
-			continue;
-		if (is_connection_of(dup_fd, port, p)) {
-			shutdown(dup_fd, SHUT_RDWR);
-			is_found = true;
-		}
-		close(dup_fd);
+		if (fd >= 0 && is_connection_of(fd, port, p))
+			is_found = shut_fd(fd, port, p);
 	}
 	closedir(d);
 	return is_found;
@@ -595,6 +603,7 @@ void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
 /* One connection as the watcher saw it last. */
 struct wire {
 	struct flood_peer peer;
+	int fd;		   /* its descriptor at the look */
 	uint64_t received; /* TCP_INFO bytes received */
 	int64_t debt;	   /* bytes received that no call accounts for */
 	uint64_t acked;	   /* TCP_INFO bytes the client acknowledged */
@@ -655,6 +664,7 @@ static bool wire_list_now(int port, struct wire_list *now)
 
 		if (fd < 0 || !wire_look(fd, port, &w))
 			continue;
+		w.fd = fd;
 		if (now->n == now->cap) {
 			size_t cap = now->cap ? 2 * now->cap : 64;
 			struct wire *grown =
@@ -722,19 +732,21 @@ static void mark_closed(struct flood_guard *g, const struct flood_peer *p,
 }
 
 /*
- * Shuts p's connection for one of the watcher's rules: its queued calls
- * dropped (mark_closed), count() and a WARN line giving the reason (a
- * printf format and its arguments) when the socket was still there.
+ * Shuts w's connection (its descriptor at the watcher's look, checked
+ * again) for one of the watcher's rules: its queued calls dropped
+ * (mark_closed), count() and a WARN line giving the reason (a printf
+ * format and its arguments) when the socket was still there.
  */
 __attribute__((format(printf, 5, 6))) static void
-watcher_close(struct flood_guard *g, const struct flood_peer *p, int64_t now,
+watcher_close(struct flood_guard *g, const struct wire *w, int64_t now,
 	      void (*count)(void), const char *fmt, ...)
 {
+	const struct flood_peer *p = &w->peer;
 	char text[80], why[192];
 	va_list ap;
 
 	mark_closed(g, p, now);
-	if (!shut_connection(g->port, p))
+	if (!shut_fd(w->fd, g->port, p))
 		return;
 	count();
 	peer_text(p, text, sizeof(text));
@@ -747,7 +759,7 @@ watcher_close(struct flood_guard *g, const struct flood_peer *p, int64_t now,
 
 static void wire_close(struct flood_guard *g, const struct wire *w, int64_t now)
 {
-	watcher_close(g, &w->peer, now, obs_wire_connection_closed,
+	watcher_close(g, w, now, obs_wire_connection_closed,
 		      "it sent %lld bytes more than its calls hold (an HTTP/2 "
 		      "header block that does not end, or frames of no call)",
 		      (long long)w->debt);
@@ -768,7 +780,7 @@ static void stuck_update(struct wire *w, const struct wire *was, int64_t now)
 static void stuck_close(struct flood_guard *g, const struct wire *w,
 			int64_t now)
 {
-	watcher_close(g, &w->peer, now, obs_stuck_connection_closed,
+	watcher_close(g, w, now, obs_stuck_connection_closed,
 		      "it took none of the server's bytes for %lld ms (a "
 		      "client that does not read)",
 		      (long long)(now - w->stuck_ms));
@@ -855,6 +867,7 @@ struct stall {
 	uint64_t started[STALL_LOOKS];
 	int64_t at_ms[STALL_LOOKS];
 	unsigned n_looks;
+	bool is_shut; /* by this rule: core may list it a while longer */
 };
 
 struct stall_list {
@@ -887,10 +900,21 @@ static uint32_t held_by_workers(struct flood_guard *g,
 	return open;
 }
 
-static void stall_close(struct flood_guard *g, const struct flood_peer *p,
+/* p's connection in the wire look (sorted by peer), or NULL. */
+static const struct wire *wire_of(const struct wire_list *wires,
+				  const struct flood_peer *p)
+{
+	struct wire key = {.peer = *p};
+
+	return wires->n ? bsearch(&key, wires->w, wires->n, sizeof(key),
+				  wire_cmp)
+			: NULL;
+}
+
+static void stall_close(struct flood_guard *g, const struct wire *w,
 			uint64_t held, int64_t age_ms)
 {
-	watcher_close(g, p, now_ms(), obs_stall_connection_closed,
+	watcher_close(g, w, now_ms(), obs_stall_connection_closed,
 		      "it held %llu streams for over %lld ms without sending "
 		      "their requests",
 		      (unsigned long long)held, (long long)age_ms);
@@ -924,16 +948,18 @@ static void stall_carry(struct stall *st, const struct stall_list *prev)
 		       (k - skip) * sizeof(int64_t));
 	}
 	st->n_looks = k - skip;
+	st->is_shut = old && old->is_shut;
 }
 
 /*
  * One look at channelz: each connection's record (prev, sorted by id)
  * gets the streams started now. One whose streams started age_ms ago,
  * less those ended since, less the calls the workers hold, number more
- * than FLOOD_STALL_STREAMS is closed. prev becomes this look.
+ * than FLOOD_STALL_STREAMS is closed, through its descriptor in wires
+ * (the wire scan's latest look). prev becomes this look.
  */
-static void stall_scan(struct flood_guard *g, struct stall_list *prev,
-		       int64_t age_ms)
+static void stall_scan(struct flood_guard *g, const struct wire_list *wires,
+		       struct stall_list *prev, int64_t age_ms)
 {
 	struct cz_conn *conns;
 	size_t n;
@@ -964,9 +990,12 @@ static void stall_scan(struct flood_guard *g, struct stall_list *prev,
 		bool is_closing;
 		uint64_t gone = conns[i].ended +
 				held_by_workers(g, &st->peer, t, &is_closing);
-		if (!is_closing && then > gone + FLOOD_STALL_STREAMS) {
-			stall_close(g, &st->peer, then - gone, age_ms);
-			st->n_looks = 0;
+		const struct wire *w;
+		if (!is_closing && !st->is_shut &&
+		    then > gone + FLOOD_STALL_STREAMS &&
+		    (w = wire_of(wires, &st->peer)) != NULL) {
+			stall_close(g, w, then - gone, age_ms);
+			st->is_shut = true;
 		}
 	}
 	free(conns);
@@ -1005,7 +1034,7 @@ static void *watch_main(void *arg)
 		wire_scan(g, &prev, &now, t - last, is_pressed);
 		last = t;
 		if (is_pressed || t - last_stall >= FLOOD_STALL_SCAN_MS) {
-			stall_scan(g, &stalls,
+			stall_scan(g, &prev, &stalls,
 				   is_pressed ? FLOOD_STALL_PRESSED_MS
 					      : FLOOD_STALL_MS);
 			last_stall = t;
