@@ -66,7 +66,8 @@ struct flood_guard {
 	pthread_t watcher;
 	bool has_watcher;
 	pthread_cond_t watch_cv; /* CLOCK_MONOTONIC */
-	struct group groups[FLOOD_TABLE_GROUPS];
+	size_t n_groups; /* a power of two */
+	struct group *groups;
 };
 
 static int64_t now_ms(void)
@@ -79,12 +80,31 @@ static int64_t now_ms(void)
 static void *trim_main(void *arg);
 static void *watch_main(void *arg);
 
-struct flood_guard *flood_guard_new(int port, unsigned max_open)
+/* Groups for n_conns connections: FLOOD_TABLE_ROOM entries each, a power
+ * of two between FLOOD_TABLE_GROUPS and FLOOD_TABLE_MAX_GROUPS. */
+static size_t groups_for(long n_conns)
+{
+	size_t n = FLOOD_TABLE_GROUPS;
+
+	while (n < FLOOD_TABLE_MAX_GROUPS &&
+	       (long)(n * FLOOD_TABLE_SLOTS) < FLOOD_TABLE_ROOM * n_conns)
+		n *= 2;
+	return n;
+}
+
+struct flood_guard *flood_guard_new(int port, unsigned max_open,
+				    long n_conns)
 {
 	struct flood_guard *g = calloc(1, sizeof(*g));
 
 	if (!g)
 		return NULL;
+	g->n_groups = groups_for(n_conns);
+	g->groups = calloc(g->n_groups, sizeof(*g->groups));
+	if (!g->groups) {
+		free(g);
+		return NULL;
+	}
 	g->port = port;
 	g->max_open = max_open;
 	if (getrandom(&g->seed, sizeof(g->seed), 0) != sizeof(g->seed))
@@ -92,7 +112,7 @@ struct flood_guard *flood_guard_new(int port, unsigned max_open)
 	atomic_init(&g->last_close_ms, INT64_MIN / 2);
 	atomic_init(&g->last_trim_ms, INT64_MIN / 2);
 	atomic_init(&g->n_uncredited, 0);
-	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
+	for (size_t i = 0; i < g->n_groups; i++)
 		pthread_mutex_init(&g->groups[i].mu, NULL);
 	pthread_mutex_init(&g->trim_mu, NULL);
 	pthread_cond_init(&g->trim_cv, NULL);
@@ -126,8 +146,9 @@ void flood_guard_free(struct flood_guard *g)
 	pthread_cond_destroy(&g->watch_cv);
 	pthread_cond_destroy(&g->trim_cv);
 	pthread_mutex_destroy(&g->trim_mu);
-	for (int i = 0; i < FLOOD_TABLE_GROUPS; i++)
+	for (size_t i = 0; i < g->n_groups; i++)
 		pthread_mutex_destroy(&g->groups[i].mu);
+	free(g->groups);
 	free(g);
 }
 
@@ -281,7 +302,7 @@ static struct group *group_of(struct flood_guard *g,
 		h *= 0x100000001b3ULL;
 	}
 	h ^= h >> 29;
-	return &g->groups[h % FLOOD_TABLE_GROUPS];
+	return &g->groups[h & (g->n_groups - 1)];
 }
 
 /* The entry of p in its group (locked), or NULL. */

@@ -889,11 +889,6 @@ static int listen_port(struct server *srv, const struct server_config *cfg,
 				 cfg->listen);
 		return -1;
 	}
-	srv->guard = flood_guard_new(*port, 2 * MAX_STREAMS_PER_CONNECTION);
-	if (!srv->guard) {
-		snprintf(err, err_size, "out of memory");
-		return -1;
-	}
 	return 0;
 }
 
@@ -955,6 +950,12 @@ int server_start(const struct server_config *cfg, struct server **out,
 	if (listen_port(srv, cfg, port, err, err_size) != 0 ||
 	    !accept_guard_start(cfg->connection_limit, err, err_size))
 		goto fail;
+	srv->guard = flood_guard_new(*port, 2 * MAX_STREAMS_PER_CONNECTION,
+				     accept_guard_room());
+	if (!srv->guard) {
+		snprintf(err, err_size, "out of memory");
+		goto fail;
+	}
 
 	grpc_server_start(srv->server);
 	if (health_watch_arm(srv->health) != 0 ||
