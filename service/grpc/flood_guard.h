@@ -139,9 +139,12 @@
  * FLOOD_TABLE_GROUPS: a group holds 16 whatever the hash gives it, and
  * when closed connections filled a group, the calls of one closed after
  * them were answered, not dropped (1,500 connections closed at once in a
- * table of 1,024: 48,700 of their 150,000 calls ran their handler). */
+ * table of 1,024: 48,700 of their 150,000 calls ran their handler). At
+ * most FLOOD_TABLE_MAX_GROUPS (~4.3 MB, 16,384 connections): with
+ * --connection-limit 0 the room is the hard open-files limit, often a
+ * million. */
 #define FLOOD_TABLE_GROUPS 64
-#define FLOOD_TABLE_MAX_GROUPS (1 << 14)
+#define FLOOD_TABLE_MAX_GROUPS (1 << 12)
 #define FLOOD_TABLE_SLOTS 16
 #define FLOOD_TABLE_ROOM 4
 /* Bytes no call accounts for (see above): how often connections are
