@@ -517,7 +517,10 @@ static int judge_head(struct gw_conn *c)
 {
 	const struct http_request *q = &c->req;
 	bool has_body = q->framing != HTTP_BODY_NONE;
-	const char *rid = http_request_field(q, "X-Request-Id");
+	bool is_repeated;
+	/* Two ids are as good as none: the answer carries a fresh one. */
+	const char *rid = http_request_field_once(q, "X-Request-Id",
+						  &is_repeated);
 	const char *host = q->has_authority ? q->authority : q->host;
 	char path[GW_PATH_MAX + 1];
 
@@ -550,15 +553,31 @@ static int judge_head(struct gw_conn *c)
 		return -1;
 	}
 	if (c->match.rpc == GW_ROUTE_ASSIGN) {
-		if (!gw_content_type_is_json(
-			    http_request_field(q, "Content-Type"))) {
+		const char *type, *charges;
+
+		type = http_request_field_once(q, "Content-Type",
+					       &is_repeated);
+		if (is_repeated) {
+			answer_error(c, DAS_INVALID_ARGUMENT,
+				     "more than one Content-Type header",
+				     has_body);
+			return -1;
+		}
+		if (!gw_content_type_is_json(type)) {
 			answer_error(c, DAS_UNSUPPORTED_MEDIA_TYPE, NULL,
 				     has_body);
 			return -1;
 		}
-		if (gw_parse_accept_charges(
-			    http_request_field(q, "accept-charges"),
-			    &c->accept_charges) != 0) {
+		charges = http_request_field_once(q, "accept-charges",
+						  &is_repeated);
+		if (is_repeated) {
+			answer_error(c, DAS_INVALID_ARGUMENT,
+				     "more than one accept-charges header",
+				     has_body);
+			return -1;
+		}
+		if (gw_parse_accept_charges(charges, &c->accept_charges) !=
+		    0) {
 			answer_error(c, DAS_INVALID_ARGUMENT,
 				     "accept-charges must be true or false",
 				     has_body);
@@ -595,7 +614,12 @@ static int judge_head(struct gw_conn *c)
 static void fill_call(struct gw_conn *c)
 {
 	struct gw_call_request *req = &c->call;
-	const char *auth = http_request_field(&c->req, "Authorization");
+	bool is_repeated;
+	/* Two Authorization lines are ambiguous credentials, as two
+	 * authorization entries are on the gRPC face: neither is forwarded,
+	 * so the service answers 401. */
+	const char *auth =
+		http_request_field_once(&c->req, "Authorization", &is_repeated);
 
 	memset(req, 0, sizeof(*req));
 	req->rpc = c->match.rpc;

@@ -397,6 +397,26 @@ const char *http_request_field(const struct http_request *rq,
 	return NULL;
 }
 
+const char *http_request_field_once(const struct http_request *rq,
+				    const char *name, bool *is_repeated)
+{
+	size_t n = strlen(name);
+	const char *found = NULL;
+
+	*is_repeated = false;
+	for (size_t i = 0; i < rq->n_fields; i++) {
+		if (rq->fields[i].name_len != n ||
+		    strcasecmp(rq->fields[i].name, name) != 0)
+			continue;
+		if (found) {
+			*is_repeated = true;
+			return NULL;
+		}
+		found = rq->fields[i].value;
+	}
+	return found;
+}
+
 /* ---- chunked ------------------------------------------------------------ */
 
 enum {

@@ -81,6 +81,15 @@ int http_parse_head(char *buf, size_t len, size_t *scanned,
 const char *http_request_field(const struct http_request *rq,
 			       const char *name);
 
+/*
+ * The field named name (any case) when it appears exactly once; NULL when
+ * it is absent or repeated, and *is_repeated says which. For the fields
+ * the gateway acts on, whose meaning two lines would leave open (RFC 9110
+ * 5.3: a field that is not a list appears once).
+ */
+const char *http_request_field_once(const struct http_request *rq,
+				    const char *name, bool *is_repeated);
+
 /* The chunked body decoder: all fields private, zero-initialised. */
 struct http_chunked {
 	int state;

@@ -414,6 +414,60 @@ static void smuggling_shapes_are_400_and_close(void **state)
 	assert_string_equal(devices, "");
 }
 
+/*
+ * A field the gateway acts on that appears twice leaves its meaning open
+ * (RFC 9110 5.3): which Content-Type or accept-charges was meant, whose
+ * credentials. Answered as the gRPC face answers two authorization
+ * entries (401), or 400 naming the field; nothing reaches the store.
+ */
+static void repeated_singleton_fields_are_refused(void **state)
+{
+	char req[16384], v[256], devices[256];
+	struct answer a;
+
+	(void)state;
+	exchange_s(assign_request("u1", "d1", "Content-Type: text/plain\r\n"),
+		   &a);
+	expect_one_error(&a, 400, "more than one Content-Type header");
+	exchange_s(assign_request("u1", "d1",
+				  "accept-charges: true\r\n"
+				  "accept-charges: false\r\n"),
+		   &a);
+	expect_one_error(&a, 400, "more than one accept-charges header");
+	/* A valid token with an invalid one, in either order: neither is
+	 * taken, where the first used to win. */
+	for (int first = 0; first < 2; first++) {
+		static const char bad[] =
+			"Authorization: Bearer e30.e30.invalid";
+
+		snprintf(req, sizeof(req),
+			 "PUT " PATH("u1", "d1", "assign") " HTTP/1.1\r\n"
+			 "Host: x\r\n%s\r\n%s\r\n"
+			 "Content-Type: application/json\r\n"
+			 "Connection: close\r\nContent-Length: %zu\r\n\r\n"
+			 BODY,
+			 first ? bad : auth_line, first ? auth_line : bad,
+			 strlen(BODY));
+		exchange_s(req, &a);
+		if (status_of(&a) != 401)
+			fail_msg("two Authorization lines: %.300s", a.text);
+		assert_non_null(header(&a, "WWW-Authenticate", v, sizeof(v)));
+		assert_string_equal(v, "Bearer");
+	}
+	list_devices("u1", devices, sizeof(devices));
+	assert_string_equal(devices, "");
+	/* Two request ids: the answer carries one of the gateway's own. */
+	snprintf(req, sizeof(req),
+		 "GET " LIST_PATH("u1") " HTTP/1.1\r\nHost: x\r\n%s\r\n"
+		 "X-Request-Id: one\r\nX-Request-Id: two\r\n"
+		 "Connection: close\r\n\r\n",
+		 auth_line);
+	exchange_s(req, &a);
+	assert_int_equal(status_of(&a), 200);
+	assert_non_null(header(&a, "X-Request-Id", v, sizeof(v)));
+	assert_memory_equal(v, "gw-", 3);
+}
+
 /* ---- item 2: every answer in the product's shape ------------------------- */
 
 static void protocol_errors_are_one_json_answer(void **state)
@@ -901,6 +955,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(smuggling_shapes_are_400_and_close),
+		cmocka_unit_test(repeated_singleton_fields_are_refused),
 		cmocka_unit_test(protocol_errors_are_one_json_answer),
 		cmocka_unit_test(unknown_transfer_codings_are_501_at_once),
 		cmocka_unit_test(slow_requests_hit_total_deadlines),

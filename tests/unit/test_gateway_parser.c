@@ -51,6 +51,25 @@ static int parse_bytewise(const char *raw)
 	return rc;
 }
 
+/* A field once, twice (in any case) or not at all. */
+static void fields_once(void **state)
+{
+	bool is_repeated = true;
+
+	(void)state;
+	assert_int_equal(parse_s("GET / HTTP/1.1\r\nHost: a\r\nX-A: v\r\n"
+				 "X-B: 1\r\nx-b: 2\r\n\r\n"),
+			 0);
+	assert_string_equal(http_request_field_once(&rq, "x-a", &is_repeated),
+			    "v");
+	assert_false(is_repeated);
+	assert_null(http_request_field_once(&rq, "x-c", &is_repeated));
+	assert_false(is_repeated);
+	assert_null(http_request_field_once(&rq, "X-B", &is_repeated));
+	assert_true(is_repeated);
+	assert_string_equal(http_request_field(&rq, "x-b"), "1");
+}
+
 static void origin_form(void **state)
 {
 	(void)state;
@@ -441,6 +460,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(origin_form),
+		cmocka_unit_test(fields_once),
 		cmocka_unit_test(absolute_form),
 		cmocka_unit_test(smuggling_shapes),
 		cmocka_unit_test(transfer_codings),
