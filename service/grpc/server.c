@@ -377,6 +377,20 @@ static size_t find_meta(const grpc_metadata_array *md, const char *key,
 	return n;
 }
 
+/*
+ * The request id of a call: x-request-id when it is sent once. Two are as
+ * good as none (the gateway's rule for two X-Request-Id lines): neither
+ * reaches the ledger or the logs.
+ */
+static void request_id_of(const struct call *c, const char **value,
+			  size_t *len)
+{
+	if (find_meta(&c->md, "x-request-id", value, len) > 1) {
+		*value = NULL;
+		*len = 0;
+	}
+}
+
 /* reply_cq is shut down and its last reply batch is over. */
 static void reply_cq_down(grpc_completion_queue_functor *f, int ok)
 {
@@ -498,7 +512,7 @@ static void call_answer_later(void *ctx, struct handler_reply *reply)
 	const char *rid;
 	size_t rid_len;
 
-	find_meta(&c->md, "x-request-id", &rid, &rid_len);
+	request_id_of(c, &rid, &rid_len);
 	call_answer(c, reply, rid, rid_len);
 }
 
@@ -517,8 +531,7 @@ static void handle_call(struct call *c)
 	meta.has_duplicate_authorization =
 		find_meta(&c->md, "authorization", &meta.authorization,
 			  &meta.authorization_len) > 1;
-	find_meta(&c->md, "x-request-id", &meta.request_id,
-		  &meta.request_id_len);
+	request_id_of(c, &meta.request_id, &meta.request_id_len);
 	meta.payload_status = DAS_OK;
 	meta.payload_detail[0] = '\0';
 	if (c->payload &&
@@ -547,7 +560,7 @@ static void reply_unknown(struct call *c)
 	const char *rid;
 	size_t rid_len;
 
-	find_meta(&c->md, "x-request-id", &rid, &rid_len);
+	request_id_of(c, &rid, &rid_len);
 	obs_call_unknown(rid, rid_len);
 	send_reply(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method", NULL, NULL,
 		   0);

@@ -590,6 +590,31 @@ static void grpc_ledger_and_seats(void **state)
 	assert_int_equal(sr->charged, 2);
 	assert_non_null(sr->timestamp);
 	protobuf_c_message_free_unpacked(&sr->base, NULL);
+
+	/* Two x-request-id entries are as good as none: a move with them
+	 * keeps no request id (the gateway's rule for two lines). */
+	{
+		const char *md2[] = {"authorization", auth, "x-request-id",
+				     "grpc-req-78", "x-request-id",
+				     "grpc-req-79"};
+
+		a.client_type =
+			DEVICEASSIGNMENT__V1__CLIENT_TYPE__CLIENT_TYPE_MOBILE;
+		len = deviceassignment__v1__assign_device_request__pack(&a,
+									buf);
+		assert_int_equal(
+			das_client_call_raw(
+				client,
+				das_rpc_method(DAS_RPC_ASSIGN_DEVICE)->path,
+				buf, len, md2, 3, TIMEOUT_MS, &st),
+			0);
+		assert_int_equal(st.code, 0);
+		n = grpc_ledger(ids, 64, rids);
+		assert_string_equal(rids[n - 1], "");
+		assign_grpc("u2", "d21",
+			    DEVICEASSIGNMENT__V1__CLIENT_TYPE__CLIENT_TYPE_WEBRTC,
+			    true);
+	}
 }
 
 struct writer {
