@@ -512,31 +512,32 @@ static void path_of(const struct gw_conn *c, char *out, size_t size)
 	out[n] = '\0';
 }
 
-/* Everything judged before a body byte is read. Returns 0 to go on. */
-static int judge_head(struct gw_conn *c)
+/* The request's id: its X-Request-Id when valid and sent once (two are
+ * as good as none), else a fresh one. */
+static void take_request_id(struct gw_conn *c)
 {
-	const struct http_request *q = &c->req;
-	bool has_body = q->framing != HTTP_BODY_NONE;
 	bool is_repeated;
-	/* Two ids are as good as none: the answer carries a fresh one. */
-	const char *rid = http_request_field_once(q, "X-Request-Id",
-						  &is_repeated);
-	const char *host = q->has_authority ? q->authority : q->host;
-	char path[GW_PATH_MAX + 1];
+	const char *rid =
+		http_request_field_once(&c->req, "X-Request-Id", &is_repeated);
 
 	if (gw_request_id_is_valid(rid))
 		memcpy(c->request_id, rid, strlen(rid) + 1); /* <= MAX */
 	else
 		new_request_id(c);
-	c->is_head_method = strcmp(q->method, "HEAD") == 0;
+}
+
+/* The route of the request; an unknown or refused one is answered. */
+static int judge_route(struct gw_conn *c, bool has_body)
+{
+	const struct http_request *q = &c->req;
+
 	c->route_rc =
 		gw_route_match(q->method, q->target, q->target_len, &c->match);
 	gw_obs_begin(c->route_rc, c->match.rpc);
 	c->is_obs_begun = true;
-	/* An answer before the body is read ends the connection. */
 	switch (c->route_rc) {
 	case GW_ROUTE_OK:
-		break;
+		return 0;
 	case GW_ROUTE_NOT_FOUND:
 		answer_error(c, DAS_ROUTE_NOT_FOUND, NULL, has_body);
 		return -1;
@@ -544,60 +545,84 @@ static int judge_head(struct gw_conn *c)
 		answer_error(c, DAS_METHOD_NOT_ALLOWED, NULL, has_body);
 		return -1;
 	case GW_ROUTE_BAD_REQUEST:
+	default:
 		answer_error(c, DAS_INVALID_ARGUMENT, c->match.reason,
 			     has_body);
 		return -1;
 	}
+}
+
+/* An assign's Content-Type and accept-charges, each sent at most once. */
+static int judge_assign_fields(struct gw_conn *c, bool has_body)
+{
+	const struct http_request *q = &c->req;
+	bool is_repeated;
+	const char *type, *charges;
+
+	type = http_request_field_once(q, "Content-Type", &is_repeated);
+	if (is_repeated) {
+		answer_error(c, DAS_INVALID_ARGUMENT,
+			     "more than one Content-Type header", has_body);
+		return -1;
+	}
+	if (!gw_content_type_is_json(type)) {
+		answer_error(c, DAS_UNSUPPORTED_MEDIA_TYPE, NULL, has_body);
+		return -1;
+	}
+	charges = http_request_field_once(q, "accept-charges", &is_repeated);
+	if (is_repeated) {
+		answer_error(c, DAS_INVALID_ARGUMENT,
+			     "more than one accept-charges header", has_body);
+		return -1;
+	}
+	if (gw_parse_accept_charges(charges, &c->accept_charges) != 0) {
+		answer_error(c, DAS_INVALID_ARGUMENT,
+			     "accept-charges must be true or false", has_body);
+		return -1;
+	}
+	return 0;
+}
+
+/* The ledger's query string, parsed into c->ledger. */
+static int judge_ledger_query(struct gw_conn *c, bool has_body)
+{
+	const struct http_request *q = &c->req;
+	const char *query = memchr(q->target, '?', q->target_len);
+	size_t len = query ? q->target_len - (size_t)(query - q->target) - 1
+			   : 0;
+	char reason[GW_QUERY_REASON_SIZE];
+
+	if (gw_query_parse_ledger(query ? query + 1 : "", len, &c->ledger,
+				  reason) != 0) {
+		answer_error(c, DAS_INVALID_ARGUMENT, reason, has_body);
+		return -1;
+	}
+	return 0;
+}
+
+/* Everything judged before a body byte is read. Returns 0 to go on. An
+ * answer before the body is read ends the connection. */
+static int judge_head(struct gw_conn *c)
+{
+	const struct http_request *q = &c->req;
+	bool has_body = q->framing != HTTP_BODY_NONE;
+	const char *host = q->has_authority ? q->authority : q->host;
+	char path[GW_PATH_MAX + 1];
+
+	take_request_id(c);
+	c->is_head_method = strcmp(q->method, "HEAD") == 0;
+	if (judge_route(c, has_body) != 0)
+		return -1;
 	if (q->framing == HTTP_BODY_LENGTH && q->content_length > GW_MAX_BODY) {
 		answer_error(c, DAS_PAYLOAD_TOO_LARGE, NULL, true);
 		return -1;
 	}
-	if (c->match.rpc == GW_ROUTE_ASSIGN) {
-		const char *type, *charges;
-
-		type = http_request_field_once(q, "Content-Type",
-					       &is_repeated);
-		if (is_repeated) {
-			answer_error(c, DAS_INVALID_ARGUMENT,
-				     "more than one Content-Type header",
-				     has_body);
-			return -1;
-		}
-		if (!gw_content_type_is_json(type)) {
-			answer_error(c, DAS_UNSUPPORTED_MEDIA_TYPE, NULL,
-				     has_body);
-			return -1;
-		}
-		charges = http_request_field_once(q, "accept-charges",
-						  &is_repeated);
-		if (is_repeated) {
-			answer_error(c, DAS_INVALID_ARGUMENT,
-				     "more than one accept-charges header",
-				     has_body);
-			return -1;
-		}
-		if (gw_parse_accept_charges(charges, &c->accept_charges) !=
-		    0) {
-			answer_error(c, DAS_INVALID_ARGUMENT,
-				     "accept-charges must be true or false",
-				     has_body);
-			return -1;
-		}
-	}
-	if (c->match.rpc == GW_ROUTE_LEDGER) {
-		const char *query = memchr(q->target, '?', q->target_len);
-		size_t len = query ? q->target_len - (size_t)(query - q->target)
-					   - 1
-				   : 0;
-		char reason[GW_QUERY_REASON_SIZE];
-
-		if (gw_query_parse_ledger(query ? query + 1 : "", len,
-					  &c->ledger, reason) != 0) {
-			answer_error(c, DAS_INVALID_ARGUMENT, reason,
-				     has_body);
-			return -1;
-		}
-	}
+	if (c->match.rpc == GW_ROUTE_ASSIGN &&
+	    judge_assign_fields(c, has_body) != 0)
+		return -1;
+	if (c->match.rpc == GW_ROUTE_LEDGER &&
+	    judge_ledger_query(c, has_body) != 0)
+		return -1;
 	path_of(c, path, sizeof(path));
 	if ((c->match.rpc == GW_ROUTE_ASSIGN ||
 	     c->match.rpc == GW_ROUTE_UNASSIGN) &&
