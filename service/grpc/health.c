@@ -1,9 +1,11 @@
 #include "health.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/support/time.h>
 
@@ -42,11 +44,16 @@ struct watch {
 
 struct health {
 	struct store *store;
-	pthread_mutex_t mu; /* guards the cached probe */
+	pthread_mutex_t mu; /* guards the cached probe and the prober */
+	pthread_cond_t cv;  /* a probe asked for, or one ended */
+	pthread_t prober;   /* runs store_probe, one at a time */
+	bool has_prober;
+	bool is_stopping;
 	bool has_probed;
-	bool is_probing; /* a probe runs now */
+	bool is_probing; /* a probe was asked for and has not ended */
 	bool is_serving; /* the store opened: SERVING until a probe says not */
-	gpr_timespec probed_at;
+	bool is_late;	 /* the running probe passed HEALTH_PROBE_LATE_MS */
+	gpr_timespec probe_started, probed_at;
 
 	/* Watch: the streams thread only. */
 	grpc_server *server;
@@ -56,6 +63,8 @@ struct health {
 	unsigned n_watchers;
 };
 
+static void *prober_main(void *arg);
+
 struct health *health_new(struct store *store)
 {
 	struct health *h = calloc(1, sizeof(*h));
@@ -64,7 +73,18 @@ struct health *health_new(struct store *store)
 		return NULL;
 	h->store = store;
 	h->is_serving = true;
+	pthread_condattr_t attr;
+
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cv, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&h->prober, NULL, prober_main, h) != 0) {
+		health_free(h);
+		return NULL;
+	}
+	h->has_prober = true;
 	return h;
 }
 
@@ -72,6 +92,14 @@ void health_free(struct health *h)
 {
 	if (!h)
 		return;
+	if (h->has_prober) {
+		pthread_mutex_lock(&h->mu);
+		h->is_stopping = true;
+		pthread_cond_broadcast(&h->cv);
+		pthread_mutex_unlock(&h->mu);
+		pthread_join(h->prober, NULL);
+	}
+	pthread_cond_destroy(&h->cv);
 	pthread_mutex_destroy(&h->mu);
 	free(h);
 }
@@ -89,43 +117,111 @@ bool health_is_known(const char *service)
 }
 
 /*
- * One probe at a time, and nobody waits for it: while a probe runs (a
- * PostgreSQL that does not answer can hold it for the connect timeout),
- * other callers get the last answer, so Checks never pile up on workers.
+ * The prober thread: runs each probe asked for and publishes its answer.
+ * A store that does not answer (a stopped PostgreSQL, a disk whose fsync
+ * hangs) holds this thread, never a worker or the streams thread.
+ */
+static void *prober_main(void *arg)
+{
+	struct health *h = arg;
+	char why[512];
+
+	pthread_mutex_lock(&h->mu);
+	for (;;) {
+		while (!h->is_stopping && !h->is_probing)
+			pthread_cond_wait(&h->cv, &h->mu);
+		if (h->is_stopping)
+			break;
+		bool was_serving = h->is_serving;
+		bool had_probed = h->has_probed;
+
+		pthread_mutex_unlock(&h->mu);
+		why[0] = '\0';
+		bool is_serving =
+			store_probe(h->store, why, sizeof(why)) == STORE_OK;
+		pthread_mutex_lock(&h->mu);
+		/* A late probe was reported NOT_SERVING already (is_late). */
+		if (!is_serving && (was_serving || h->is_late))
+			das_log(DAS_LOG_ERROR, "health: NOT_SERVING: %s", why);
+		else if (is_serving &&
+			 ((had_probed && !was_serving) || h->is_late))
+			das_log(DAS_LOG_WARN,
+				"health: SERVING again: the store takes writes");
+		h->is_serving = is_serving;
+		h->is_late = false;
+		h->probed_at = gpr_now(GPR_CLOCK_MONOTONIC);
+		h->has_probed = true;
+		h->is_probing = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->mu);
+	return NULL;
+}
+
+static bool is_older(gpr_timespec t, gpr_timespec now, int ms)
+{
+	return gpr_time_cmp(gpr_time_sub(now, t),
+			    gpr_time_from_millis(ms, GPR_TIMESPAN)) >= 0;
+}
+
+/*
+ * A probe that has run HEALTH_PROBE_LATE_MS is a store that cannot take a
+ * write now: NOT_SERVING until it answers (logged once). Called with
+ * h->mu held.
+ */
+static bool is_late(struct health *h, gpr_timespec now)
+{
+	if (!h->is_late && is_older(h->probe_started, now,
+				    HEALTH_PROBE_LATE_MS)) {
+		h->is_late = true;
+		if (h->is_serving)
+			das_log(DAS_LOG_ERROR,
+				"health: NOT_SERVING: the store has not "
+				"answered a probe for %d ms",
+				HEALTH_PROBE_LATE_MS);
+	}
+	return h->is_late;
+}
+
+/*
+ * A fresh answer reused; else the caller asks the prober for a probe and
+ * waits for it, at most until it is late. While a probe runs, other
+ * callers get the last answer rather than wait, so Checks never pile up
+ * on workers.
  */
 bool health_is_serving(struct health *h)
 {
 	gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
-	bool is_serving, was_serving, had_probed;
-	char why[512] = "";
+	bool is_serving;
 
 	pthread_mutex_lock(&h->mu);
-	if (h->is_probing ||
-	    (h->has_probed &&
-	     gpr_time_cmp(gpr_time_sub(now, h->probed_at),
-			  gpr_time_from_millis(HEALTH_FRESH_MS,
-					       GPR_TIMESPAN)) < 0)) {
+	if (h->is_probing) {
+		is_serving = h->is_serving && !is_late(h, now);
+		pthread_mutex_unlock(&h->mu);
+		return is_serving;
+	}
+	if (h->has_probed && !is_older(h->probed_at, now, HEALTH_FRESH_MS)) {
 		is_serving = h->is_serving;
 		pthread_mutex_unlock(&h->mu);
 		return is_serving;
 	}
 	h->is_probing = true;
-	was_serving = h->is_serving;
-	had_probed = h->has_probed;
-	pthread_mutex_unlock(&h->mu);
+	h->probe_started = now;
+	pthread_cond_broadcast(&h->cv);
+	struct timespec until;
 
-	is_serving = store_probe(h->store, why, sizeof(why)) == STORE_OK;
-	if (!is_serving && was_serving)
-		das_log(DAS_LOG_ERROR, "health: NOT_SERVING: %s", why);
-	else if (is_serving && had_probed && !was_serving)
-		das_log(DAS_LOG_WARN,
-			"health: SERVING again: the store takes writes");
-
-	pthread_mutex_lock(&h->mu);
-	h->is_serving = is_serving;
-	h->probed_at = gpr_now(GPR_CLOCK_MONOTONIC);
-	h->has_probed = true;
-	h->is_probing = false;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += HEALTH_PROBE_LATE_MS / 1000;
+	until.tv_nsec += (HEALTH_PROBE_LATE_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (h->is_probing && !h->is_stopping &&
+	       pthread_cond_timedwait(&h->cv, &h->mu, &until) != ETIMEDOUT)
+		;
+	now = gpr_now(GPR_CLOCK_MONOTONIC);
+	is_serving = h->is_serving && !(h->is_probing && is_late(h, now));
 	pthread_mutex_unlock(&h->mu);
 	return is_serving;
 }

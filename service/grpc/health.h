@@ -8,10 +8,17 @@
  * run here on the streams thread) share one cached probe: a result younger
  * than HEALTH_FRESH_MS is reused, so a flood of Checks costs at most a few
  * probes a second, and while a probe runs the others get the last answer
- * rather than wait for it. While anyone watches, the streams thread probes every
- * HEALTH_TICK_MS and sends each watcher every change; a Watch of a service
- * we do not serve gets SERVICE_UNKNOWN, as the health protocol asks.
- * Transitions are logged with the reason.
+ * rather than wait for it. While anyone watches, the streams thread asks
+ * for a probe every HEALTH_TICK_MS and sends each watcher every change; a
+ * Watch of a service we do not serve gets SERVICE_UNKNOWN, as the health
+ * protocol asks. Transitions are logged with the reason.
+ *
+ * Probes run on a thread of their own: a store that does not answer (a
+ * stopped or partitioned PostgreSQL keeps the connection open; a disk whose
+ * fsync hangs) holds that thread only. The caller that asked for a probe
+ * waits for it at most HEALTH_PROBE_LATE_MS; from then until the probe
+ * ends, every Check and Watch says NOT_SERVING (it used to hang the caller
+ * that probed, and to answer everybody else SERVING).
  */
 #ifndef DAS_GRPC_HEALTH_H
 #define DAS_GRPC_HEALTH_H
@@ -24,6 +31,8 @@
 #include "service/store/store.h"
 
 #define HEALTH_FRESH_MS 200
+/* A probe still running after this long counts as NOT_SERVING. */
+#define HEALTH_PROBE_LATE_MS 1000
 #define HEALTH_TICK_MS 250
 #define HEALTH_WATCH_PATH "/grpc.health.v1.Health/Watch"
 /* Watch streams open at once, at most (more get RESOURCE_EXHAUSTED). */
@@ -38,8 +47,8 @@ void health_free(struct health *h); /* NULL is a no-op */
 /* True for "" and the services this server runs. */
 bool health_is_known(const char *service);
 
-/* SERVING now? Probes the store when the cached answer is stale (and no
- * other probe runs). Thread-safe. */
+/* SERVING now? Has the store probed when the cached answer is stale (and
+ * no other probe runs), waiting at most HEALTH_PROBE_LATE_MS. Thread-safe. */
 bool health_is_serving(struct health *h);
 
 /* Registers Watch with server; before grpc_server_start. Returns 0/-1. */

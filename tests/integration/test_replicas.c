@@ -728,6 +728,8 @@ static void database_restart_under_load(void **state)
 /* ---- health follows the database ---- */
 
 #define HEALTHY "d4e3f9c5-8e6b-4c0a-9f2a-3b4c5d6e7f80"
+/* HEALTH_PROBE_LATE_MS of service/grpc/health.h */
+#define HEALTH_LATE_MS 1000
 
 static int health_of(struct das_client *c)
 {
@@ -823,6 +825,99 @@ static void health_follows_database(void **state)
 	assert_int_equal(listed_type(client[0], HEALTHY, "h1", "hd1"), 1);
 }
 
+/* The replicas' own database sessions, stopped by database_stalls. */
+static pid_t stopped[256];
+static size_t n_stopped;
+
+static void resume_stopped(void)
+{
+	for (size_t i = 0; i < n_stopped; i++)
+		kill(stopped[i], SIGCONT);
+	n_stopped = 0;
+}
+
+/*
+ * The database stalls (its sessions for the replicas stopped, as a host
+ * that hangs or a partition that drops packets without a reset would
+ * leave them: the connections stay open and nothing answers): every
+ * Check is still answered at once, and says NOT_SERVING once a probe has
+ * gone unanswered for HEALTH_PROBE_LATE_MS; SERVING again when the
+ * database answers. Before, the Check that probed hung with the probe and
+ * every other Check said SERVING.
+ */
+static void health_says_when_database_stalls(void **state)
+{
+	char uri[PG_HARNESS_URI_SIZE];
+	PGconn *conn;
+	PGresult *res;
+	struct das_call_status st;
+	double t0 = now_ms(), took;
+	int want = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+
+	(void)state;
+	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	pg_harness_admin_uri(&pg, uri, sizeof(uri));
+	conn = PQconnectdb(uri);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	res = PQexec(conn, "SELECT pid FROM pg_stat_activity WHERE "
+			   "application_name = 'device-assignment-server'");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	for (int i = 0; i < PQntuples(res) && n_stopped < 256; i++) {
+		pid_t pid = (pid_t)atoi(PQgetvalue(res, i, 0));
+
+		if (kill(pid, SIGSTOP) == 0)
+			stopped[n_stopped++] = pid;
+	}
+	PQclear(res);
+	PQfinish(conn);
+	assert_true(n_stopped >= 2);
+
+	for (int i = 0; i < 2; i++) {
+		int status;
+
+		do {
+			Grpc__Health__V1__HealthCheckRequest r =
+				GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+			ProtobufCMessage *resp = NULL;
+			double t = now_ms();
+
+			/* Each Check answered, within the probe's bound. */
+			assert_int_equal(das_client_call(client[i],
+							 DAS_RPC_HEALTH_CHECK,
+							 NULL, &r.base, &resp,
+							 2 * HEALTH_LATE_MS, &st),
+					 0);
+			assert_int_equal(st.code, GRPC_OK);
+			assert_true(now_ms() - t < 2 * HEALTH_LATE_MS);
+			status = ((Grpc__Health__V1__HealthCheckResponse *)
+					  resp)->status;
+			protobuf_c_message_free_unpacked(resp, NULL);
+			assert_true(now_ms() - t0 < 10000.0);
+			if (status != want)
+				sleep_ms(20);
+		} while (status != want);
+	}
+	took = now_ms() - t0;
+	fprintf(stderr, "replicas: database stalled: both NOT_SERVING after "
+			"%.0f ms\n",
+		took);
+	for (int i = 0; i < 2; i++)
+		assert_true(harness_count_in_log(&replica[i],
+						 "has not answered a probe") >=
+			    1);
+
+	resume_stopped();
+	took = health_until(
+		GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	fprintf(stderr, "replicas: database answers again: both SERVING "
+			"after %.0f ms\n",
+		took);
+	assert_int_equal(assign(client[0], HEALTHY, "h1", "hd1", 2, TIMEOUT_MS,
+				&st),
+			 GRPC_OK);
+	assert_int_equal(listed_type(client[1], HEALTHY, "h1", "hd1"), 2);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -851,6 +946,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	resume_stopped();
 	for (int i = 0; i < 2; i++) {
 		das_client_free(client[i]);
 		client[i] = NULL;
@@ -872,6 +968,7 @@ int main(void)
 		cmocka_unit_test(sigkill_one_replica_under_load),
 		cmocka_unit_test(database_restart_under_load),
 		cmocka_unit_test(health_follows_database),
+		cmocka_unit_test(health_says_when_database_stalls),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
