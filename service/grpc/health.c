@@ -68,13 +68,12 @@ static void *prober_main(void *arg);
 struct health *health_new(struct store *store)
 {
 	struct health *h = calloc(1, sizeof(*h));
+	pthread_condattr_t attr;
 
 	if (!h)
 		return NULL;
 	h->store = store;
 	h->is_serving = true;
-	pthread_condattr_t attr;
-
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
