@@ -50,6 +50,10 @@ static struct das_flag flags[] = {
 		 "transaction); false = other processes may open it"},
 	{.name = "store-pool", .metavar = "N", .def = "0",
 	 .help = "store connections; 0 = one per worker"},
+	{.name = "store-max-waiting", .metavar = "N", .def = "4096",
+	 .help = "calls waiting for the store at once; more are answered "
+		 "UNAVAILABLE at once (a store that stops answering would "
+		 "hold them all); 0 = no limit"},
 	{.name = "shutdown-grace", .metavar = "MS", .def = "10000",
 	 .help = "on SIGTERM, time for calls in flight before cancelling"},
 	{.name = "idle-timeout", .metavar = "SECONDS", .def = "300",
@@ -201,7 +205,7 @@ static void bound_address(const char *listen, int port, char *buf,
 /* The numbers and switches of the command line, checked. */
 struct options {
 	unsigned long workers, pool, grace, idle_timeout, connection_limit,
-		cache_size, retention_days, prune_interval;
+		cache_size, retention_days, prune_interval, max_waiting;
 	bool is_metrics_on, is_reflection_on, is_sqlite_exclusive;
 };
 
@@ -227,6 +231,7 @@ static int options_from_flags(struct options *o)
 	    set_log_format(flag("log-format") ? flag("log-format") : "text") ||
 	    uint_flag("workers", 256, &o->workers) ||
 	    uint_flag("store-pool", 1024, &o->pool) ||
+	    uint_flag("store-max-waiting", 1000000, &o->max_waiting) ||
 	    uint_flag("shutdown-grace", 3600000, &o->grace) ||
 	    uint_flag("idle-timeout", 86400, &o->idle_timeout) ||
 	    uint_flag("connection-limit", 1000000, &o->connection_limit) ||
@@ -322,13 +327,16 @@ static int auth_from_flags(struct auth_config *auth)
 	return 0;
 }
 
-/* The store (--store, --store-pool, --sqlite-exclusive). NULL with the
- * reason on stderr. */
+/* The store (--store, --store-pool, --sqlite-exclusive,
+ * --store-max-waiting). NULL with the reason on stderr. */
 static struct store *store_from_flags(const struct options *o)
 {
-	struct store_options opt = {.pool_size = (unsigned)o->pool,
-				    .busy_timeout_ms = 5000,
-				    .is_file_shared = !o->is_sqlite_exclusive};
+	struct store_options opt = {
+		.pool_size = (unsigned)o->pool,
+		.busy_timeout_ms = 5000,
+		.is_file_shared = !o->is_sqlite_exclusive,
+		.max_waiting = (unsigned)o->max_waiting,
+	};
 	struct store *store = NULL;
 	char err[512];
 

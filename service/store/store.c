@@ -4,7 +4,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "common/log.h"
 #include "common/metrics.h"
 
 /*
@@ -202,10 +204,15 @@ int store_open(const char *spec, const struct store_options *opt,
 	if (!opt)
 		opt = &defaults;
 	store_metrics_register();
-	for (size_t i = 0; store_backends[i]; i++)
-		if (store_backends[i]->accepts(spec))
-			return store_backends[i]->open(spec, opt, out, err,
-						       err_size);
+	for (size_t i = 0; store_backends[i]; i++) {
+		if (!store_backends[i]->accepts(spec))
+			continue;
+		int rc = store_backends[i]->open(spec, opt, out, err,
+						 err_size);
+		if (rc == STORE_OK)
+			(*out)->max_waiting = opt->max_waiting;
+		return rc;
+	}
 	snprintf(err, err_size,
 		 "unsupported --store '%s' (want sqlite:PATH or postgresql://...)",
 		 spec);
@@ -256,13 +263,48 @@ bool store_can_submit(const struct store *st)
 	return st->ops->submit != NULL;
 }
 
+#define FULL_WARN_EVERY_MS 10000
+
+/*
+ * Counts one more job or read waiting, unless max_waiting wait already:
+ * then STORE_UNAVAILABLE (a WARN line at most every FULL_WARN_EVERY_MS).
+ */
+static int waiting_add(struct store *st)
+{
+	unsigned n = atomic_fetch_add(&st->n_waiting, 1);
+
+	if (!st->max_waiting || n < st->max_waiting)
+		return STORE_OK;
+	atomic_fetch_sub(&st->n_waiting, 1);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	long long last = atomic_load(&st->last_full_warn_ms);
+
+	if ((last == 0 || now - last >= FULL_WARN_EVERY_MS) &&
+	    atomic_compare_exchange_strong(&st->last_full_warn_ms, &last, now))
+		das_log(DAS_LOG_WARN,
+			"store: %u calls wait for the store already "
+			"(--store-max-waiting): new ones are answered "
+			"UNAVAILABLE until it catches up",
+			st->max_waiting);
+	return STORE_UNAVAILABLE;
+}
+
 int store_submit(struct store *st, struct store_job *job)
 {
-	int injected;
+	int injected, rc;
 
 	if (fault_hit(&injected))
 		return injected;
-	return st->ops->submit(st, job);
+	rc = waiting_add(st);
+	if (rc != STORE_OK)
+		return rc;
+	rc = st->ops->submit(st, job);
+	if (rc != STORE_OK)
+		atomic_fetch_sub(&st->n_waiting, 1);
+	return rc;
 }
 
 bool store_can_read_submit(const struct store *st)
@@ -272,11 +314,17 @@ bool store_can_read_submit(const struct store *st)
 
 int store_read_submit(struct store *st, struct store_read *rd)
 {
-	int injected;
+	int injected, rc;
 
 	if (fault_hit(&injected))
 		return injected;
-	return st->ops->read_submit(st, rd);
+	rc = waiting_add(st);
+	if (rc != STORE_OK)
+		return rc;
+	rc = st->ops->read_submit(st, rd);
+	if (rc != STORE_OK)
+		atomic_fetch_sub(&st->n_waiting, 1);
+	return rc;
 }
 
 int store_job_run(struct store_tx *tx, struct store_job *job)
@@ -294,6 +342,7 @@ int store_job_run(struct store_tx *tx, struct store_job *job)
 void store_read_finish(struct store *st, struct store_read *rd, int result)
 {
 	count_tx(st, result_outcome(result));
+	atomic_fetch_sub(&st->n_waiting, 1); /* before done: it may submit */
 	rd->done(rd, result);
 }
 
@@ -302,6 +351,7 @@ void store_job_finish(struct store *st, struct store_job *job, int result)
 	count_tx(st, job->is_undone && result == STORE_OK
 			     ? 4
 			     : result_outcome(result));
+	atomic_fetch_sub(&st->n_waiting, 1); /* before done: it may submit */
 	job->done(job, result);
 }
 

@@ -39,6 +39,7 @@
 #ifndef DAS_STORE_H
 #define DAS_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,6 +64,10 @@ struct store_options {
 	 * transaction then takes file locks); false = this process holds it
 	 * alone from its first transaction to its close. */
 	bool is_file_shared;
+	/* Jobs and reads handed over (store_submit, store_read_submit) and
+	 * not finished, at most; past it they are refused at once with
+	 * STORE_UNAVAILABLE. 0 = no limit. */
+	unsigned max_waiting;
 };
 
 struct store_customer {
@@ -257,6 +262,13 @@ struct store_ops {
 /* Every backend's handle starts with this. */
 struct store {
 	const struct store_ops *ops;
+	/* Handed over and not finished (store.c; backends leave them). A
+	 * store that stops answering (a database host that hangs, a disk
+	 * whose fsync hangs) would otherwise collect every call made
+	 * meanwhile, each holding its gRPC call's memory. */
+	atomic_uint n_waiting;
+	unsigned max_waiting; /* 0 = no limit */
+	atomic_llong last_full_warn_ms;
 };
 
 /* Every backend's transaction starts with this. */

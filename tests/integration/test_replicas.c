@@ -836,26 +836,13 @@ static void resume_stopped(void)
 	n_stopped = 0;
 }
 
-/*
- * The database stalls (its sessions for the replicas stopped, as a host
- * that hangs or a partition that drops packets without a reset would
- * leave them: the connections stay open and nothing answers): every
- * Check is still answered at once, and says NOT_SERVING once a probe has
- * gone unanswered for HEALTH_PROBE_LATE_MS; SERVING again when the
- * database answers. Before, the Check that probed hung with the probe and
- * every other Check said SERVING.
- */
-static void health_says_when_database_stalls(void **state)
+/* Stops every session of the servers in the database (stopped[]). */
+static void stop_server_sessions(void)
 {
 	char uri[PG_HARNESS_URI_SIZE];
 	PGconn *conn;
 	PGresult *res;
-	struct das_call_status st;
-	double t0 = now_ms(), took;
-	int want = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 
-	(void)state;
-	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	pg_harness_admin_uri(&pg, uri, sizeof(uri));
 	conn = PQconnectdb(uri);
 	assert_int_equal(PQstatus(conn), CONNECTION_OK);
@@ -871,6 +858,26 @@ static void health_says_when_database_stalls(void **state)
 	PQclear(res);
 	PQfinish(conn);
 	assert_true(n_stopped >= 2);
+}
+
+/*
+ * The database stalls (its sessions for the replicas stopped, as a host
+ * that hangs or a partition that drops packets without a reset would
+ * leave them: the connections stay open and nothing answers): every
+ * Check is still answered at once, and says NOT_SERVING once a probe has
+ * gone unanswered for HEALTH_PROBE_LATE_MS; SERVING again when the
+ * database answers. Before, the Check that probed hung with the probe and
+ * every other Check said SERVING.
+ */
+static void health_says_when_database_stalls(void **state)
+{
+	struct das_call_status st;
+	double t0 = now_ms(), took;
+	int want = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+
+	(void)state;
+	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	stop_server_sessions();
 
 	for (int i = 0; i < 2; i++) {
 		int status;
@@ -916,6 +923,116 @@ static void health_says_when_database_stalls(void **state)
 				&st),
 			 GRPC_OK);
 	assert_int_equal(listed_type(client[1], HEALTHY, "h1", "hd1"), 2);
+}
+
+#define STALL_MAX_WAITING 8
+#define STALL_CALLERS 24
+
+struct stall_caller {
+	pthread_t thread;
+	const char *addr;
+	int code;
+	char reason[64];
+	double ms;
+};
+
+static void *stall_caller_main(void *arg)
+{
+	struct stall_caller *c = arg;
+	struct das_client *cl = das_client_new(c->addr);
+	struct das_call_status st;
+	double t0 = now_ms();
+
+	c->code = assign(cl, HEALTHY, "h1", "hd1", 1, 3000, &st);
+	c->ms = now_ms() - t0;
+	snprintf(c->reason, sizeof(c->reason), "%s",
+		 c->code >= 0 ? st.reason : "");
+	das_client_free(cl);
+	return NULL;
+}
+
+/*
+ * STALL_CALLERS calls at once to the server at addr while its database
+ * stalls; *late gets those that waited (until their deadline). Each of
+ * the others must have been refused at once with STORE_UNAVAILABLE.
+ */
+static void stall_round(const char *addr, int *late)
+{
+	struct stall_caller callers[STALL_CALLERS];
+
+	*late = 0;
+	stop_server_sessions();
+	for (int i = 0; i < STALL_CALLERS; i++) {
+		callers[i].addr = addr;
+		assert_int_equal(pthread_create(&callers[i].thread, NULL,
+						stall_caller_main, &callers[i]),
+				 0);
+	}
+	for (int i = 0; i < STALL_CALLERS; i++)
+		pthread_join(callers[i].thread, NULL);
+	resume_stopped();
+	for (int i = 0; i < STALL_CALLERS; i++) {
+		if (callers[i].code == GRPC_UNAVAILABLE &&
+		    strcmp(callers[i].reason, "STORE_UNAVAILABLE") == 0)
+			/* answered at once, not at the caller's deadline */
+			assert_true(callers[i].ms < 1500.0);
+		else
+			(*late)++;
+	}
+}
+
+/* Calls the server at c until it answers an assign (10 s at most). */
+static void assign_until_ok(struct das_client *c)
+{
+	struct das_call_status st;
+	double t0 = now_ms();
+
+	while (assign(c, HEALTHY, "h1", "hd1", 2, TIMEOUT_MS, &st) != GRPC_OK) {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(50);
+	}
+}
+
+/*
+ * While the database stalls, calls waiting for the store are bounded
+ * (--store-max-waiting): past the bound each is answered UNAVAILABLE
+ * (STORE_UNAVAILABLE) at once instead of joining the others, so a long
+ * stall cannot collect every call made meanwhile (each holds its gRPC
+ * call's memory; with a gateway in front, 60 s of stall took the server
+ * from 32 to 146 MB, and the gateway's connections, holding more
+ * cancelled calls than the stream cap, were closed as rapid-reset
+ * floods). When the database answers again the waiting calls end, and
+ * a second stall finds the whole bound free again.
+ */
+static void waiting_calls_bounded_when_database_stalls(void **state)
+{
+	char bound[16];
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--store-max-waiting",
+			      bound, NULL};
+	struct harness_proc extra;
+	struct das_client *c;
+	int late;
+
+	(void)state;
+	snprintf(bound, sizeof(bound), "%d", STALL_MAX_WAITING);
+	assert_int_equal(harness_start(&extra, DAS_SERVER_BIN, args, NULL), 0);
+	c = das_client_new(extra.addr);
+	assign_until_ok(c);
+	for (int round = 1; round <= 2; round++) {
+		stall_round(extra.addr, &late);
+		fprintf(stderr, "replicas: database stalled (round %d): %d of "
+				"%d calls refused at once, %d waited (bound "
+				"%d)\n",
+			round, STALL_CALLERS - late, STALL_CALLERS, late,
+			STALL_MAX_WAITING);
+		assert_int_equal(late, STALL_MAX_WAITING);
+		assign_until_ok(c);
+	}
+	assert_true(harness_count_in_log(&extra, "calls wait for the store") >=
+		    1);
+	das_client_free(c);
+	harness_stop(&extra, SIGTERM);
 }
 
 static int setup(void **state)
@@ -969,6 +1086,7 @@ int main(void)
 		cmocka_unit_test(database_restart_under_load),
 		cmocka_unit_test(health_follows_database),
 		cmocka_unit_test(health_says_when_database_stalls),
+		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
