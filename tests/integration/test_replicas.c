@@ -761,8 +761,9 @@ static double health_until(int want)
 	return now_ms() - t0;
 }
 
-/* Runs one statement as the superuser on the maintenance database. */
-static void pg_admin(const char *sql)
+/* Runs one statement as the superuser on the maintenance database; the
+ * result is the caller's (PQclear). */
+static PGresult *pg_admin_result(const char *sql)
 {
 	char uri[PG_HARNESS_URI_SIZE];
 	PGconn *conn;
@@ -775,8 +776,13 @@ static void pg_admin(const char *sql)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	    PQresultStatus(res) != PGRES_TUPLES_OK)
 		fail_msg("%s: %s", sql, PQerrorMessage(conn));
-	PQclear(res);
 	PQfinish(conn);
+	return res;
+}
+
+static void pg_admin(const char *sql)
+{
+	PQclear(pg_admin_result(sql));
 }
 
 /*
@@ -839,16 +845,10 @@ static void resume_stopped(void)
 /* Stops every session of the servers in the database (stopped[]). */
 static void stop_server_sessions(void)
 {
-	char uri[PG_HARNESS_URI_SIZE];
-	PGconn *conn;
-	PGresult *res;
+	PGresult *res = pg_admin_result(
+		"SELECT pid FROM pg_stat_activity WHERE "
+		"application_name = 'device-assignment-server'");
 
-	pg_harness_admin_uri(&pg, uri, sizeof(uri));
-	conn = PQconnectdb(uri);
-	assert_int_equal(PQstatus(conn), CONNECTION_OK);
-	res = PQexec(conn, "SELECT pid FROM pg_stat_activity WHERE "
-			   "application_name = 'device-assignment-server'");
-	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
 	for (int i = 0; i < PQntuples(res) && n_stopped < 256; i++) {
 		pid_t pid = (pid_t)atoi(PQgetvalue(res, i, 0));
 
@@ -856,7 +856,6 @@ static void stop_server_sessions(void)
 			stopped[n_stopped++] = pid;
 	}
 	PQclear(res);
-	PQfinish(conn);
 	assert_true(n_stopped >= 2);
 }
 
