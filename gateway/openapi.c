@@ -89,9 +89,12 @@ static unsigned status_routes(enum das_status s)
 		return K_ALL; /* a malformed path, on any route */
 	case DAS_UNAVAILABLE:
 		return K_UPSTREAM | K_READYZ;
+	case DAS_STORE_UNAVAILABLE:
+		/* the writes, and the read pass a list shares with them (a
+		 * lost database or too many calls waiting for the store) */
+		return K_ASSIGN | K_UNASSIGN | K_LIST;
 	case DAS_DEVICE_NOT_FOUND:
 	case DAS_PAYLOAD_TOO_LARGE:
-	case DAS_STORE_UNAVAILABLE: /* the writes */
 		return K_ASSIGN | K_UNASSIGN;
 	case DAS_INVALID_CLIENT_TYPE:
 	case DAS_MISSING_ROLES:
