@@ -842,27 +842,60 @@ static void resume_stopped(void)
 	n_stopped = 0;
 }
 
-/* Stops every session of the servers in the database (stopped[]). */
+/* The parent of pid (/proc/PID/stat), or -1. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	FILE *f;
+	size_t n;
+	int ppid = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parens */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return (pid_t)ppid;
+}
+
+/*
+ * Stops every session of the servers in the database, and the postmaster,
+ * so a new connection hangs as well (stopped[]).
+ */
 static void stop_server_sessions(void)
 {
 	PGresult *res = pg_admin_result(
 		"SELECT pid FROM pg_stat_activity WHERE "
 		"application_name = 'device-assignment-server'");
+	pid_t postmaster = -1;
 
-	for (int i = 0; i < PQntuples(res) && n_stopped < 256; i++) {
+	for (int i = 0; i < PQntuples(res) && n_stopped < 255; i++) {
 		pid_t pid = (pid_t)atoi(PQgetvalue(res, i, 0));
 
+		if (postmaster < 0)
+			postmaster = parent_of(pid);
 		if (kill(pid, SIGSTOP) == 0)
 			stopped[n_stopped++] = pid;
 	}
 	PQclear(res);
 	assert_true(n_stopped >= 2);
+	assert_true(postmaster > 1);
+	assert_int_equal(kill(postmaster, SIGSTOP), 0);
+	stopped[n_stopped++] = postmaster;
 }
 
 /*
- * The database stalls (its sessions for the replicas stopped, as a host
- * that hangs or a partition that drops packets without a reset would
- * leave them: the connections stay open and nothing answers): every
+ * The database stalls (its sessions for the replicas and its postmaster
+ * stopped, as a host that hangs or a partition that drops packets without
+ * a reset would leave them: the connections stay open, a new one hangs,
+ * and nothing answers): every
  * Check is still answered at once, and says NOT_SERVING once a probe has
  * gone unanswered for HEALTH_PROBE_LATE_MS; SERVING again when the
  * database answers. Before, the Check that probed hung with the probe and
