@@ -55,7 +55,8 @@
  * over: every stream whose message arrived before its reset is such a
  * call, so the workers must drop them as fast as core makes them (the
  * drop is a bare grpc_call_unref for that reason, server.c call_drop).
- * Freed memory is handed back by malloc_trim on the guard's own thread.
+ * Freed memory is handed back by malloc_trim on the guard's own thread,
+ * after a flood and after any other burst (trim_idle_heap).
  *
  * Bytes no call accounts for (a header block that never ends: HEADERS,
  * then CONTINUATION frames without END_HEADERS, the "CONTINUATION
@@ -172,6 +173,14 @@
  * FLOOD_WIRE_HIGH_RSS_KIB, bytes of ours waiting this long with none
  * acknowledged close its connection. */
 #define FLOOD_STUCK_MS 2000
+/* Memory a burst left free (see trim_idle_heap): while the RSS is past
+ * FLOOD_WIRE_HIGH_RSS_KIB, a trim when more than FLOOD_IDLE_HEAP_KIB of it
+ * holds nothing malloc handed out, at most every FLOOD_IDLE_TRIM_MS (a
+ * trim that gives back less than half of that waits twice as long before
+ * the next, up to FLOOD_IDLE_TRIM_MAX_MS). */
+#define FLOOD_IDLE_HEAP_KIB	  (32L << 10)
+#define FLOOD_IDLE_TRIM_MS	  5000
+#define FLOOD_IDLE_TRIM_MAX_MS	  320000
 
 /* A call's connection: the peer's address and port (IPv4-mapped IPv6 as
  * IPv4). is_known is false for peers we cannot parse or track (never
