@@ -885,6 +885,24 @@ void harness_sh_out(const char *script, char *out, size_t size)
 	free(r);
 }
 
+long harness_proc_kib(pid_t pid, const char *field)
+{
+	char path[64], line[256];
+	size_t flen = strlen(field);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, flen) == 0 && line[flen] == ':')
+			v = strtol(line + flen + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
 int harness_count_in_log(const struct harness_proc *p, const char *needle)
 {
 	FILE *f = fopen(p->log_path, "r");

@@ -171,6 +171,9 @@ void harness_sh_out(const char *script, char *out, size_t size);
 /* How many lines of the process's stderr log contain needle. */
 int harness_count_in_log(const struct harness_proc *p, const char *needle);
 
+/* A "kB" field of /proc/PID/status (VmRSS, VmHWM...), or -1. */
+long harness_proc_kib(pid_t pid, const char *field);
+
 /* Waits up to 30 s until count lines of the log contain needle; fails the
  * test if they never do. */
 void harness_wait_in_log(const struct harness_proc *p, const char *needle,

@@ -1083,22 +1083,6 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 /* FLOOD_WIRE_HIGH_RSS_KIB of service/grpc/flood_guard.h */
 #define HIGH_RSS_KIB (64L << 10)
 
-static long rss_kib_of(pid_t pid)
-{
-	char path[64], line[256];
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			v = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return v;
-}
 
 struct burst_call {
 	pthread_t thread;
@@ -1141,7 +1125,7 @@ static void memory_returns_after_a_stall(void **state)
 		assert_non_null(clients[i]);
 	}
 	assign_until_ok(clients[0]);
-	before = rss_kib_of(extra.pid);
+	before = harness_proc_kib(extra.pid, "VmRSS");
 	stop_server_sessions();
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -1154,7 +1138,7 @@ static void memory_returns_after_a_stall(void **state)
 	pthread_attr_destroy(&attr);
 	t0 = now_ms();
 	while (now_ms() - t0 < 3000.0) {
-		long rss = rss_kib_of(extra.pid);
+		long rss = harness_proc_kib(extra.pid, "VmRSS");
 		if (rss > peak)
 			peak = rss;
 		sleep_ms(100);
@@ -1165,7 +1149,7 @@ static void memory_returns_after_a_stall(void **state)
 	t0 = now_ms();
 	do {
 		sleep_ms(200);
-		after = rss_kib_of(extra.pid);
+		after = harness_proc_kib(extra.pid, "VmRSS");
 	} while (after > HIGH_RSS_KIB && now_ms() - t0 < 8000.0);
 	fprintf(stderr,
 		"replicas: %d calls waiting on a stalled database: server RSS "

@@ -140,36 +140,17 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* A field of /proc/PID/status in KiB (VmRSS, VmHWM), or -1. */
-static long proc_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	size_t flen = strlen(field);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, flen) == 0 && line[flen] == ':')
-			v = strtol(line + flen + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 /* pid's VmRSS once it is back within 32 MiB of before (at most 5 s); at
  * once in a sanitizer build, whose allocator keeps what it freed. */
 static long rss_settled(pid_t pid, long before)
 {
-	long rss = proc_kib(pid, "VmRSS");
+	long rss = harness_proc_kib(pid, "VmRSS");
 
 	for (int i = 0; !FLOOD_IS_SANITIZED && i < 50 &&
 			rss - before > 32 * 1024;
 	     i++) {
 		usleep(100 * 1000);
-		rss = proc_kib(pid, "VmRSS");
+		rss = harness_proc_kib(pid, "VmRSS");
 	}
 	return rss;
 }
@@ -1189,7 +1170,7 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 	int closed_before = harness_count_in_log(srv, FLOOD_CLOSED_LINE);
 
 	memset(r, 0, sizeof(*r));
-	r->rss_before = proc_kib(srv->pid, "VmRSS");
+	r->rss_before = harness_proc_kib(srv->pid, "VmRSS");
 	prober_start_with(&probe, probe_client);
 	int64_t t0 = now_us();
 	for (long round = 0; round < rounds; round++) {
@@ -1215,8 +1196,8 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 			"%s round %ld: %d connections x %ld streams opened "
 			"and reset; server RSS now %ld KiB, peak %ld KiB\n",
 			what, round + 1, FLOOD_CONNECTIONS, streams,
-			proc_kib(srv->pid, "VmRSS"),
-			proc_kib(srv->pid, "VmHWM"));
+			harness_proc_kib(srv->pid, "VmRSS"),
+			harness_proc_kib(srv->pid, "VmHWM"));
 	}
 	double secs = (double)(now_us() - t0) / 1e6;
 	prober_stop(&probe, what, &r->p99, &r->max, true);
@@ -1224,8 +1205,8 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 	r->n_fast = probe.n_fast;
 	r->n_failed = probe.n_failed;
 	r->p50 = probe.p50_ms;
-	r->hwm = proc_kib(srv->pid, "VmHWM");
-	r->rss_after = proc_kib(srv->pid, "VmRSS");
+	r->hwm = harness_proc_kib(srv->pid, "VmHWM");
+	r->rss_after = harness_proc_kib(srv->pid, "VmRSS");
 	r->closed = harness_count_in_log(srv, FLOOD_CLOSED_LINE) -
 		    closed_before;
 	fprintf(stderr,
@@ -1859,7 +1840,7 @@ static void compressed_bomb_refused(void **state)
 	char authority[64], auth[4096];
 	struct prober probe;
 	double p99, max;
-	long rss_before = proc_kib(server.pid, "VmRSS");
+	long rss_before = harness_proc_kib(server.pid, "VmRSS");
 
 	(void)state;
 	fprintf(stderr, "bomb: %zu bytes on the wire, %d inflated\n",
@@ -1887,12 +1868,12 @@ static void compressed_bomb_refused(void **state)
 	}
 	double secs = (double)(now_us() - t0) / 1e6;
 	prober_stop(&probe, "bomb", &p99, &max, false);
-	long rss_after = proc_kib(server.pid, "VmRSS");
+	long rss_after = harness_proc_kib(server.pid, "VmRSS");
 	fprintf(stderr,
 		"bomb: %d bombs (%d MiB inflated each) refused in %.2f s; "
 		"server RSS before %ld KiB, after %ld KiB, peak %ld KiB\n",
 		BOMBS, BOMB_INFLATED >> 20, secs, rss_before, rss_after,
-		proc_kib(server.pid, "VmHWM"));
+		harness_proc_kib(server.pid, "VmHWM"));
 	/* Inflating even one would have added 32 MiB. */
 	assert_true(rss_after - rss_before < 24 * 1024);
 	assert_true(max < SLOW_CALL_MS);
@@ -2009,7 +1990,7 @@ static void header_flood(bool is_indexed)
 	struct prober probe;
 	double p99, max;
 	int closed_before = harness_count_in_log(&server, HEADER_FLOOD_LINE);
-	long rss_before = proc_kib(server.pid, "VmRSS");
+	long rss_before = harness_proc_kib(server.pid, "VmRSS");
 	long sent = 0;
 	size_t n = 0, body = 0;
 
@@ -2093,7 +2074,7 @@ static void header_flood(bool is_indexed)
 	}
 	close(fd);
 	prober_stop(&probe, "header block", &p99, &max, false);
-	long hwm = proc_kib(server.pid, "VmHWM");
+	long hwm = harness_proc_kib(server.pid, "VmHWM");
 	/* The memory core held for the block is handed back. */
 	long rss_after = rss_settled(server.pid, rss_before);
 	fprintf(stderr,
@@ -2190,7 +2171,7 @@ static void ping_flood_bounded(void **state)
 
 	(void)state;
 	own_server_start(&srv, "attacks-ping.db", NULL, NULL, 0);
-	long rss_before = proc_kib(srv.pid, "VmRSS");
+	long rss_before = harness_proc_kib(srv.pid, "VmRSS");
 	for (int i = 0; i < PING_FLOOD_CONNS; i++)
 		fds[i] = preface_connect(srv.port, 4096);
 	/* Until the server stops reading all of them (half a second with
@@ -2209,7 +2190,7 @@ static void ping_flood_bounded(void **state)
 		}
 		usleep(1000);
 	}
-	long hwm = proc_kib(srv.pid, "VmHWM");
+	long hwm = harness_proc_kib(srv.pid, "VmHWM");
 	bool is_served = health_answered(srv.port, 5000);
 	fprintf(stderr,
 		"PING flood, %d connections not reading: %ld KiB sent "
@@ -2341,7 +2322,7 @@ static void held_streams_closed(void **state)
 	assert_true(took >= 9000);
 	assert_true(health_answered(srv.port, 5000));
 
-	long rss_before = proc_kib(srv.pid, "VmRSS");
+	long rss_before = harness_proc_kib(srv.pid, "VmRSS");
 	t0 = now_us();
 	for (int i = 0; i < MANY; i++) {
 		many[i] = preface_connect(srv.port, 0);
@@ -2351,7 +2332,7 @@ static void held_streams_closed(void **state)
 	for (int i = 0; i < MANY; i++)
 		n_closed += is_closed_within(many[i], 5000);
 	took = (now_us() - t0) / 1000;
-	long hwm = proc_kib(srv.pid, "VmHWM");
+	long hwm = harness_proc_kib(srv.pid, "VmHWM");
 	long rss_after = rss_settled(srv.pid, rss_before);
 	fprintf(stderr,
 		"held streams: %d x 100 -> %d connections closed within %lld "
@@ -2439,7 +2420,7 @@ static void not_reading_closed(void **state)
 
 	(void)state;
 	own_server_start(&srv, "attacks-stuck.db", NULL, NULL, 0);
-	long rss_before = proc_kib(srv.pid, "VmRSS");
+	long rss_before = harness_proc_kib(srv.pid, "VmRSS");
 	for (int i = 0; i < CONNS; i++) {
 		fds[i] = preface_connect(srv.port, 4096);
 		left[i] = (size_t)PINGS * 17;
@@ -2463,7 +2444,7 @@ static void not_reading_closed(void **state)
 		}
 		usleep(1000);
 	}
-	long held = proc_kib(srv.pid, "VmRSS");
+	long held = harness_proc_kib(srv.pid, "VmRSS");
 	int n_closed = 0;
 	for (int i = 0; i < CONNS; i++)
 		n_closed += is_closed_within(fds[i], i == 0 ? 6000 : 10);
