@@ -200,6 +200,7 @@ static void device_run(const struct handler_env *env,
 
 	if (dl) {
 		dl->ops.done = device_later_done;
+		dl->ops.deadline_ms = reply->later_deadline_ms;
 		dl->method = method;
 		dl->later = reply->later;
 		dl->ctx = reply->later_ctx;
@@ -796,6 +797,7 @@ void handlers_dispatch(const struct handler_env *env,
 	reply->is_later = false;
 	reply->later = later;
 	reply->later_ctx = ctx;
+	reply->later_deadline_ms = meta->deadline_ms;
 	memset(&r, 0, sizeof(r));
 	r.status = DAS_OK;
 

@@ -35,6 +35,9 @@ struct handler_meta {
 	const char *request_id; /* NULL when absent */
 	size_t request_id_len;
 	bool has_duplicate_authorization; /* more than one authorization entry */
+	/* the call's deadline, CLOCK_MONOTONIC in ms (0: none): an answer
+	 * that waits for the store past it changes nothing (ops_later) */
+	int64_t deadline_ms;
 	/* DAS_OK, or why the request message could not be read (answered
 	 * after authentication, with payload_detail for the row's "%s") */
 	enum das_status payload_status;
@@ -52,9 +55,10 @@ struct handler_reply {
 	uint8_t inline_body[512];
 	/* Set by handlers_dispatch: the answer comes later (see there). */
 	bool is_later;
-	/* handlers' own: where a later answer goes */
+	/* handlers' own: where a later answer goes, and by when */
 	void (*later)(void *ctx, struct handler_reply *reply);
 	void *later_ctx;
+	int64_t later_deadline_ms;
 };
 
 /*

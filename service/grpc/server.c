@@ -516,6 +516,21 @@ static void call_answer_later(void *ctx, struct handler_reply *reply)
 	call_answer(c, reply, rid, rid_len);
 }
 
+/* A call's deadline as handler_meta has it: CLOCK_MONOTONIC in ms, 0 for
+ * none (core's clock may be another one: the time left is what counts). */
+static int64_t deadline_ms_of(gpr_timespec deadline)
+{
+	struct timespec now;
+
+	if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0)
+		return 0;
+	int64_t left = gpr_time_to_millis(
+		gpr_time_sub(deadline, gpr_now(deadline.clock_type)));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 +
+	       (left > 0 ? left : 0);
+}
+
 static void handle_call(struct call *c)
 {
 	const struct handler_env *env = &c->w->srv->cfg.env;
@@ -532,6 +547,7 @@ static void handle_call(struct call *c)
 		find_meta(&c->md, "authorization", &meta.authorization,
 			  &meta.authorization_len) > 1;
 	request_id_of(c, &meta.request_id, &meta.request_id_len);
+	meta.deadline_ms = deadline_ms_of(c->deadline);
 	meta.payload_status = DAS_OK;
 	meta.payload_detail[0] = '\0';
 	if (c->payload &&

@@ -158,9 +158,30 @@ static int device_body(struct store_tx *tx, void *arg,
 }
 
 /*
+ * True when l's caller has given up (ops_later.deadline_ms): checked where
+ * a call comes back from waiting for the store, before it decides and
+ * before it writes, and then answered DEADLINE_EXCEEDED.
+ */
+static bool later_is_late(struct ops_later *l)
+{
+	struct timespec now;
+
+	if (!l->deadline_ms)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 <
+	    l->deadline_ms)
+		return false;
+	l->result.status = DAS_DEADLINE_EXCEEDED;
+	l->result.detail[0] = '\0';
+	return true;
+}
+
+/*
  * The write pass of a job handed to the store's group commit: it runs on
  * the committing thread, in a savepoint of the batch; a refusal there (the
- * state moved since the read) is undone and answered after the commit.
+ * state moved since the read) is undone and answered after the commit, and
+ * so is a call whose deadline passed while it waited (nothing written).
  */
 static int later_body(struct store_tx *tx, struct store_job *job)
 {
@@ -170,6 +191,10 @@ static int later_body(struct store_tx *tx, struct store_job *job)
 	struct device_arg arg = {&l->who, &l->req, &l->key, false, false};
 	int rc;
 
+	if (later_is_late(l)) {
+		job->is_undone = true;
+		return STORE_OK;
+	}
 	l->result.status = DAS_OK;
 	l->result.detail[0] = '\0';
 	rc = device_body(tx, &arg, &l->result);
@@ -261,6 +286,10 @@ static void later_read_done(struct store_read *rd, int rc)
 	}
 	if (rc != STORE_OK) {
 		later_end(l, rc);
+		l->done(l);
+		return;
+	}
+	if (later_is_late(l)) {
 		l->done(l);
 		return;
 	}
@@ -387,6 +416,7 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 	struct device_wait w;
 
 	w.later.done = device_wait_done;
+	w.later.deadline_ms = 0; /* none: this caller waits for the answer */
 	w.is_done = false;
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.is_done_cond, NULL);

@@ -47,12 +47,17 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
  * returns: when its read pass goes to the store's reader threads
  * (store_read_submit) or its write through the store's group commit
  * (store_submit), the calling thread does not wait for either. The
- * caller fills done and keeps the struct alive until done is called; the
- * rest is ops' own.
+ * caller fills done and deadline_ms and keeps the struct alive until done
+ * is called; the rest is ops' own.
  */
 struct ops_later {
 	/* Called once, on any thread, when result holds the answer. */
 	void (*done)(struct ops_later *later);
+	/* The caller's deadline, CLOCK_MONOTONIC in ms (0: none). A call
+	 * still waiting for the store when it passes is answered
+	 * DEADLINE_EXCEEDED and changes nothing: its client has given up,
+	 * and a write applied after that is one nobody is told about. */
+	int64_t deadline_ms;
 	struct ops_result result;
 	/* ops' own */
 	struct store *st;

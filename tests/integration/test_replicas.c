@@ -9,7 +9,10 @@
  *   found afterwards and the other replica keeps serving throughout;
  * - the database restarted under load (pg_ctl restart -m fast): both
  *   replicas answer again within seconds, without being restarted, and
- *   every failure in between is UNAVAILABLE.
+ *   every failure in between is UNAVAILABLE;
+ * - the database stalled (its sessions stopped): health says so, the
+ *   calls waiting for it are bounded, those whose deadline passed while
+ *   they waited change nothing, and the memory they held goes back.
  *
  * The numbers measured are printed on stderr ("replicas: ...").
  */
@@ -53,6 +56,7 @@ int main(void)
 #define FLIP "c3d2e8b4-7d5a-4b9c-8e1f-2a3b4c5d6e7f"
 #define TIMEOUT_MS 10000
 #define GRPC_OK 0
+#define GRPC_DEADLINE_EXCEEDED 4
 #define GRPC_FAILED_PRECONDITION 9
 #define GRPC_UNAVAILABLE 14
 
@@ -1002,6 +1006,9 @@ static void stall_round(const char *addr, int *late)
 	}
 	for (int i = 0; i < STALL_CALLERS; i++)
 		pthread_join(callers[i].thread, NULL);
+	/* Past every caller's deadline, so the waiting calls end without a
+	 * write once the database answers (none is left for the next). */
+	sleep_ms(500);
 	resume_stopped();
 	for (int i = 0; i < STALL_CALLERS; i++) {
 		if (callers[i].code == GRPC_UNAVAILABLE &&
@@ -1065,6 +1072,72 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 		    1);
 	das_client_free(c);
 	harness_stop(&extra, SIGTERM);
+}
+
+/* The deadline of the calls made while the database stalls. */
+#define LATE_CALL_MS 1000
+
+/* Waits (10 s at most) until replica i has logged want calls answered
+ * DEADLINE_EXCEEDED. */
+static void deadline_lines_until(int i, int want)
+{
+	double t0 = now_ms();
+
+	while (harness_count_in_log(&replica[i], "code=DEADLINE_EXCEEDED") <
+	       want) {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(20);
+	}
+}
+
+/*
+ * A call still waiting for the store when its deadline passes changes
+ * nothing once the database answers again: its client was told
+ * DEADLINE_EXCEEDED and has moved on, so a write applied now would be one
+ * nobody learns of (a move undone behind the client's back, a seat taken
+ * by a caller who gave up). Each such call is answered DEADLINE_EXCEEDED
+ * (an access line) without deciding or writing. Before, the waiting
+ * calls all ran their writes once the database answered.
+ */
+static void calls_past_their_deadline_change_nothing(void **state)
+{
+	struct das_call_status st;
+	int before[2];
+
+	(void)state;
+	upsert_user(HEALTHY, "late1");
+	upsert_device(HEALTHY, "lated1", "late1");
+	upsert_device(HEALTHY, "lated2", "late1");
+	assert_int_equal(assign(client[0], HEALTHY, "late1", "lated1", 2,
+				TIMEOUT_MS, &st),
+			 GRPC_OK);
+	for (int i = 0; i < 2; i++)
+		before[i] = harness_count_in_log(&replica[i],
+						 "code=DEADLINE_EXCEEDED");
+	stop_server_sessions();
+	/* a move on one replica; a new assign and an unassign on the other */
+	assert_int_equal(assign(client[0], HEALTHY, "late1", "lated1", 1,
+				LATE_CALL_MS, &st),
+			 GRPC_DEADLINE_EXCEEDED);
+	assert_int_equal(assign(client[1], HEALTHY, "late1", "lated2", 3,
+				LATE_CALL_MS, &st),
+			 GRPC_DEADLINE_EXCEEDED);
+	assert_int_equal(unassign(client[1], HEALTHY, "late1", "lated1",
+				  LATE_CALL_MS, &st),
+			 GRPC_DEADLINE_EXCEEDED);
+	/* The stall outlasts the last deadline by a margin: a call whose
+	 * turn comes just before its deadline is carried out, rightly. */
+	sleep_ms(LATE_CALL_MS / 2);
+	resume_stopped();
+	deadline_lines_until(0, before[0] + 1);
+	deadline_lines_until(1, before[1] + 2);
+	assert_int_equal(listed_type(client[0], HEALTHY, "late1", "lated1"),
+			 2);
+	assert_int_equal(listed_type(client[1], HEALTHY, "late1", "lated2"),
+			 0);
+	fprintf(stderr, "replicas: 3 calls past their deadline while the "
+			"database stalled: answered DEADLINE_EXCEEDED once it "
+			"answered, nothing changed\n");
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -1217,6 +1290,7 @@ int main(void)
 		cmocka_unit_test(health_follows_database),
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
+		cmocka_unit_test(calls_past_their_deadline_change_nothing),
 		cmocka_unit_test(memory_returns_after_a_stall),
 	};
 

@@ -743,6 +743,7 @@ static bool hand_over(struct store *st, struct handed *h, const char *user,
 	who_init(&who);
 	store_seq_request(&req, user, device, type);
 	h->later.done = handed_done;
+	h->later.deadline_ms = 0;
 	atomic_init(&h->is_done, false);
 	return ops_device_start(st, &who, &req, &h->later);
 }
