@@ -19,6 +19,10 @@
  *   (ops_device_start) give their callers' threads back at once while
  *   the write turn is held, and are told their batch's outcome.
  *
+ * - handed_writes_past_their_deadline_change_nothing: the same writes,
+ *   whose callers' deadline passes while the turn is held: each is told
+ *   DEADLINE_EXCEEDED and none of their changes is there.
+ *
  * - failed_job_of_a_turn_undoes_only_itself: one writer turn of handed
  *   jobs, some of which write and then fail or are refused: each is told
  *   its own outcome, only the others' changes stay.
@@ -734,8 +738,9 @@ struct leader {
 	atomic_int tid; /* set once the thread runs */
 };
 
-static bool hand_over(struct store *st, struct handed *h, const char *user,
-		      const char *device, int type)
+static bool hand_over_by(struct store *st, struct handed *h,
+			 const char *user, const char *device, int type,
+			 int64_t deadline_ms)
 {
 	struct domain_principal who;
 	struct domain_request req;
@@ -743,9 +748,24 @@ static bool hand_over(struct store *st, struct handed *h, const char *user,
 	who_init(&who);
 	store_seq_request(&req, user, device, type);
 	h->later.done = handed_done;
-	h->later.deadline_ms = 0;
+	h->later.deadline_ms = deadline_ms;
 	atomic_init(&h->is_done, false);
 	return ops_device_start(st, &who, &req, &h->later);
+}
+
+static bool hand_over(struct store *st, struct handed *h, const char *user,
+		      const char *device, int type)
+{
+	return hand_over_by(st, h, user, device, type, 0);
+}
+
+/* CLOCK_MONOTONIC in ms, as ops_later.deadline_ms counts. */
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void *leader_main(void *arg)
@@ -819,6 +839,54 @@ static void handed_writes_answer_later(void **state)
 		assert_int_equal(device_op(st, "w1", "x1", 2), DAS_OK);
 		store_close(st);
 	}
+}
+
+/*
+ * Writes handed to the group commit whose callers' deadline passes while
+ * they wait for the write turn change nothing: each is told
+ * DEADLINE_EXCEEDED when its turn comes, and no change or ledger row of
+ * theirs is there. The leader's write, with no deadline, is carried out.
+ */
+static void handed_writes_past_their_deadline_change_nothing(void **state)
+{
+	struct store *st = fresh_store();
+	struct handed h[N_WRITERS];
+	struct leader lead = {.st = st, .h = &h[0]};
+	struct store_tx *tx = NULL;
+	struct store_ledger_row rows[LEDGER_MAX];
+	size_t n = 0, n_ours = 0;
+
+	(void)state;
+	seed_writers(st, 1, N_WRITERS);
+	assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
+	atomic_init(&lead.tid, 0);
+	assert_int_equal(pthread_create(&lead.thread, NULL, leader_main, &lead),
+			 0);
+	wait_until_asleep(&lead.tid);
+	for (int i = 1; i < N_WRITERS; i++) {
+		char user[8], device[8];
+
+		snprintf(user, sizeof(user), "w%d", i + 1);
+		snprintf(device, sizeof(device), "x%d", i + 1);
+		assert_false(hand_over_by(st, &h[i], user, device, 1,
+					  monotonic_ms() + 20));
+	}
+	/* The turn is held past their deadline. */
+	pause_ms(100);
+	store_rollback(tx);
+	pthread_join(lead.thread, NULL);
+	for (int i = 0; i < N_WRITERS; i++) {
+		while (!atomic_load(&h[i].is_done))
+			pause_ms(1);
+		assert_int_equal(h[i].later.result.status,
+				 i == 0 ? DAS_OK : DAS_DEADLINE_EXCEEDED);
+	}
+	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX, &n),
+			 STORE_OK);
+	for (size_t i = 0; i < n; i++)
+		n_ours += rows[i].user[0] == 'w';
+	assert_int_equal(n_ours, 1);
+	store_close(st);
 }
 
 /* A job handed straight to the store whose body writes a new assignment
@@ -1033,6 +1101,7 @@ int main(void)
 		cmocka_unit_test(repeat_answers_while_write_lock_held),
 		cmocka_unit_test(repeat_never_rests_on_a_lost_batch),
 		cmocka_unit_test(handed_writes_answer_later),
+		cmocka_unit_test(handed_writes_past_their_deadline_change_nothing),
 		cmocka_unit_test(failed_job_of_a_turn_undoes_only_itself),
 	};
 
