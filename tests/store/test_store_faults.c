@@ -408,7 +408,6 @@ static void seed_writers(struct store *st, int first, int last)
 	}
 }
 
-
 struct writer {
 	struct store *st;
 	char user[8], device[8];
@@ -778,6 +777,65 @@ static void *leader_main(void *arg)
 }
 
 /*
+ * Holds the write turn (*tx) and queues N_WRITERS writes to the group
+ * commit behind it: h[0] by lead's thread, which waits for the turn, the
+ * others from this thread, each given back at once. Each of the others
+ * has a deadline ms_left from its hand-over (0: none).
+ */
+static void queue_behind_turn(struct store *st, struct handed *h,
+			      struct leader *lead, struct store_tx **tx,
+			      int ms_left)
+{
+	seed_writers(st, 1, N_WRITERS);
+	assert_int_equal(store_begin(st, CUST, false, tx), STORE_OK);
+	lead->st = st;
+	lead->h = &h[0];
+	atomic_init(&lead->tid, 0);
+	assert_int_equal(pthread_create(&lead->thread, NULL, leader_main, lead),
+			 0);
+	/* The leader queued and waits for the turn: until then a caller
+	 * below could become the leader and wait on this thread's own
+	 * turn. */
+	wait_until_asleep(&lead->tid);
+	for (int i = 1; i < N_WRITERS; i++) {
+		char user[8], device[8];
+
+		snprintf(user, sizeof(user), "w%d", i + 1);
+		snprintf(device, sizeof(device), "x%d", i + 1);
+		/* Returns at once although the turn is held. */
+		assert_false(hand_over_by(st, &h[i], user, device, 1,
+					  ms_left ? monotonic_ms() + ms_left
+						  : 0));
+		assert_false(atomic_load(&h[i].is_done));
+	}
+}
+
+/* Gives the turn back and waits for every queued write's answer. */
+static void release_turn(struct store_tx *tx, struct handed *h,
+			 struct leader *lead)
+{
+	store_rollback(tx);
+	pthread_join(lead->thread, NULL);
+	assert_false(lead->is_now);
+	for (int i = 0; i < N_WRITERS; i++)
+		while (!atomic_load(&h[i].is_done))
+			pause_ms(1);
+}
+
+/* The ledger rows of the queued writers' users (w1, w2, ...). */
+static size_t writer_rows(struct store *st)
+{
+	struct store_ledger_row rows[LEDGER_MAX];
+	size_t n = 0, n_ours = 0;
+
+	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX, &n),
+			 STORE_OK);
+	for (size_t i = 0; i < n; i++)
+		n_ours += rows[i].user[0] == 'w';
+	return n_ours;
+}
+
+/*
  * Writes handed to the group commit do not hold their callers' threads:
  * while another writer holds the write turn, the first caller leads the
  * queue (it waits for the turn), and every later caller gets its thread
@@ -792,49 +850,19 @@ static void handed_writes_answer_later(void **state)
 		bool is_failing = round == 0;
 		struct store *st = fresh_store();
 		struct handed h[N_WRITERS];
-		struct leader lead = {.st = st, .h = &h[0]};
+		struct leader lead;
 		struct store_tx *tx = NULL;
-		struct store_ledger_row rows[LEDGER_MAX];
-		size_t n = 0, n_ours = 0;
 
-		seed_writers(st, 1, N_WRITERS);
-		assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
-		atomic_init(&lead.tid, 0);
-		assert_int_equal(pthread_create(&lead.thread, NULL,
-						leader_main, &lead),
-				 0);
-		/* The leader queued and waits for the turn: until then a
-		 * caller below could become the leader and wait on this
-		 * thread's own turn. */
-		wait_until_asleep(&lead.tid);
-		for (int i = 1; i < N_WRITERS; i++) {
-			char user[8], device[8];
-
-			snprintf(user, sizeof(user), "w%d", i + 1);
-			snprintf(device, sizeof(device), "x%d", i + 1);
-			/* Returns at once although the turn is held. */
-			assert_false(hand_over(st, &h[i], user, device, 1));
-			assert_false(atomic_load(&h[i].is_done));
-		}
+		queue_behind_turn(st, h, &lead, &tx, 0);
 		if (is_failing)
 			crash_vfs_fail_sync(1); /* the batch's commit */
-		store_rollback(tx);
-		pthread_join(lead.thread, NULL);
-		assert_false(lead.is_now);
-		for (int i = 0; i < N_WRITERS; i++) {
-			while (!atomic_load(&h[i].is_done))
-				pause_ms(1);
+		release_turn(tx, h, &lead);
+		for (int i = 0; i < N_WRITERS; i++)
 			assert_int_equal(h[i].later.result.status,
 					 is_failing ? DAS_STORE_UNAVAILABLE
 						    : DAS_OK);
-		}
 		crash_vfs_fail_sync(0);
-		assert_int_equal(store_ledger_read(st, CUST, 0, rows,
-						   LEDGER_MAX, &n),
-				 STORE_OK);
-		for (size_t i = 0; i < n; i++)
-			n_ours += rows[i].user[0] == 'w';
-		assert_int_equal(n_ours, is_failing ? 0 : N_WRITERS);
+		assert_int_equal(writer_rows(st), is_failing ? 0 : N_WRITERS);
 		/* And the store takes writes again. */
 		assert_int_equal(device_op(st, "w1", "x1", 2), DAS_OK);
 		store_close(st);
@@ -851,41 +879,18 @@ static void handed_writes_past_their_deadline_change_nothing(void **state)
 {
 	struct store *st = fresh_store();
 	struct handed h[N_WRITERS];
-	struct leader lead = {.st = st, .h = &h[0]};
+	struct leader lead;
 	struct store_tx *tx = NULL;
-	struct store_ledger_row rows[LEDGER_MAX];
-	size_t n = 0, n_ours = 0;
 
 	(void)state;
-	seed_writers(st, 1, N_WRITERS);
-	assert_int_equal(store_begin(st, CUST, false, &tx), STORE_OK);
-	atomic_init(&lead.tid, 0);
-	assert_int_equal(pthread_create(&lead.thread, NULL, leader_main, &lead),
-			 0);
-	wait_until_asleep(&lead.tid);
-	for (int i = 1; i < N_WRITERS; i++) {
-		char user[8], device[8];
-
-		snprintf(user, sizeof(user), "w%d", i + 1);
-		snprintf(device, sizeof(device), "x%d", i + 1);
-		assert_false(hand_over_by(st, &h[i], user, device, 1,
-					  monotonic_ms() + 20));
-	}
+	queue_behind_turn(st, h, &lead, &tx, 50);
 	/* The turn is held past their deadline. */
-	pause_ms(100);
-	store_rollback(tx);
-	pthread_join(lead.thread, NULL);
-	for (int i = 0; i < N_WRITERS; i++) {
-		while (!atomic_load(&h[i].is_done))
-			pause_ms(1);
+	pause_ms(200);
+	release_turn(tx, h, &lead);
+	for (int i = 0; i < N_WRITERS; i++)
 		assert_int_equal(h[i].later.result.status,
 				 i == 0 ? DAS_OK : DAS_DEADLINE_EXCEEDED);
-	}
-	assert_int_equal(store_ledger_read(st, CUST, 0, rows, LEDGER_MAX, &n),
-			 STORE_OK);
-	for (size_t i = 0; i < n; i++)
-		n_ours += rows[i].user[0] == 'w';
-	assert_int_equal(n_ours, 1);
+	assert_int_equal(writer_rows(st), 1);
 	store_close(st);
 }
 
