@@ -30,6 +30,10 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct crash_file *open_files;
 static unsigned long crash_at, events, fail_sync_at, syncs_seen,
 	failed_syncs, all_events, fail_event_at;
+/* crash_vfs_hold_syncs: held syncs wait on is_released. */
+static pthread_cond_t is_released = PTHREAD_COND_INITIALIZER;
+static bool is_holding_syncs;
+static unsigned long held_syncs;
 
 static void undo_free_all(struct crash_file *f)
 {
@@ -170,6 +174,11 @@ static int c_sync(sqlite3_file *file, int flags)
 	int rc;
 
 	pthread_mutex_lock(&mu);
+	while (is_holding_syncs) {
+		held_syncs++;
+		pthread_cond_wait(&is_released, &mu);
+		held_syncs--;
+	}
 	syncs_seen++;
 	if (event() || (fail_sync_at && syncs_seen >= fail_sync_at)) {
 		fail_sync_at = 0;
@@ -420,6 +429,25 @@ unsigned long crash_vfs_failed_syncs(void)
 
 	pthread_mutex_lock(&mu);
 	n = failed_syncs;
+	pthread_mutex_unlock(&mu);
+	return n;
+}
+
+void crash_vfs_hold_syncs(bool on)
+{
+	pthread_mutex_lock(&mu);
+	is_holding_syncs = on;
+	if (!on)
+		pthread_cond_broadcast(&is_released);
+	pthread_mutex_unlock(&mu);
+}
+
+unsigned long crash_vfs_held_syncs(void)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&mu);
+	n = held_syncs;
 	pthread_mutex_unlock(&mu);
 	return n;
 }

@@ -46,4 +46,11 @@ unsigned long crash_vfs_all_events(void);
 /* Syncs that failed on request since the process started. */
 unsigned long crash_vfs_failed_syncs(void);
 
+/* While on, every sync waits until it is turned off, as on a disk that
+ * stops answering (then the sync goes ahead as usual). */
+void crash_vfs_hold_syncs(bool on);
+
+/* Syncs waiting now (crash_vfs_hold_syncs). */
+unsigned long crash_vfs_held_syncs(void);
+
 #endif

@@ -23,6 +23,11 @@
  *   whose callers' deadline passes while the turn is held: each is told
  *   DEADLINE_EXCEEDED and none of their changes is there.
  *
+ * - sync_that_hangs_bounds_waiting_writes: a disk that stops answering
+ *   (every sync waits): writes handed over meanwhile wait up to the
+ *   store's bound and are refused past it; once the disk answers, the
+ *   committing write lands and those whose deadline passed change nothing.
+ *
  * - failed_job_of_a_turn_undoes_only_itself: one writer turn of handed
  *   jobs, some of which write and then fail or are refused: each is told
  *   its own outcome, only the others' changes stay.
@@ -95,17 +100,24 @@ static struct ops_text text(const char *s)
 	return store_seq_text(s);
 }
 
-static struct store *open_path_with(const char *path, unsigned busy_ms)
+static struct store *open_path_opts(const char *path,
+				    const struct store_options *opt)
 {
-	const struct store_options opt = {.pool_size = 2,
-					  .busy_timeout_ms = busy_ms};
 	char spec[600], err[512];
 	struct store *st = NULL;
 
 	snprintf(spec, sizeof(spec), "sqlite:%s", path);
-	assert_int_equal(store_open(spec, &opt, &st, err, sizeof(err)),
+	assert_int_equal(store_open(spec, opt, &st, err, sizeof(err)),
 			 STORE_OK);
 	return st;
+}
+
+static struct store *open_path_with(const char *path, unsigned busy_ms)
+{
+	const struct store_options opt = {.pool_size = 2,
+					  .busy_timeout_ms = busy_ms};
+
+	return open_path_opts(path, &opt);
 }
 
 static struct store *open_path(const char *path)
@@ -894,6 +906,64 @@ static void handed_writes_past_their_deadline_change_nothing(void **state)
 	store_close(st);
 }
 
+#define HANG_MAX_WAITING 4
+
+/*
+ * A disk that stops answering: every sync waits (crash_vfs_hold_syncs)
+ * while a batch commits. Writes handed over meanwhile give their callers'
+ * threads back at once, up to the store's bound of waiting calls
+ * (--store-max-waiting; the committing one counts); past it each is
+ * refused at once, STORE_UNAVAILABLE, instead of joining the queue. When
+ * the disk answers again the committing write lands, and those queued
+ * behind it whose deadline passed meanwhile change nothing
+ * (DEADLINE_EXCEEDED).
+ */
+static void sync_that_hangs_bounds_waiting_writes(void **state)
+{
+	const struct store_options opt = {.pool_size = 2,
+					  .busy_timeout_ms = 5000,
+					  .max_waiting = HANG_MAX_WAITING};
+	struct store *st = open_path_opts(fresh_path(), &opt);
+	struct handed h[N_WRITERS];
+	struct leader lead = {.st = st, .h = &h[0]};
+
+	(void)state;
+	seed_writers(st, 1, N_WRITERS);
+	crash_vfs_hold_syncs(true);
+	atomic_init(&lead.tid, 0);
+	assert_int_equal(pthread_create(&lead.thread, NULL, leader_main, &lead),
+			 0);
+	while (crash_vfs_held_syncs() == 0)
+		pause_ms(1); /* the leader's batch is committing */
+	for (int i = 1; i < N_WRITERS; i++) {
+		char user[8], device[8];
+
+		snprintf(user, sizeof(user), "w%d", i + 1);
+		snprintf(device, sizeof(device), "x%d", i + 1);
+		assert_false(hand_over_by(st, &h[i], user, device, 1,
+					  monotonic_ms() + 50));
+		if (i < HANG_MAX_WAITING) {
+			assert_false(atomic_load(&h[i].is_done));
+		} else {
+			assert_true(atomic_load(&h[i].is_done));
+			assert_int_equal(h[i].later.result.status,
+					 DAS_STORE_UNAVAILABLE);
+		}
+	}
+	pause_ms(200); /* past their deadline */
+	crash_vfs_hold_syncs(false);
+	pthread_join(lead.thread, NULL);
+	assert_false(lead.is_now);
+	for (int i = 0; i < HANG_MAX_WAITING; i++) {
+		while (!atomic_load(&h[i].is_done))
+			pause_ms(1);
+		assert_int_equal(h[i].later.result.status,
+				 i == 0 ? DAS_OK : DAS_DEADLINE_EXCEEDED);
+	}
+	assert_int_equal(writer_rows(st), 1);
+	store_close(st);
+}
+
 /* A job handed straight to the store whose body writes a new assignment
  * and then fails (STORE_ERROR) or is refused (is_undone). */
 struct undone_job {
@@ -1107,6 +1177,7 @@ int main(void)
 		cmocka_unit_test(repeat_never_rests_on_a_lost_batch),
 		cmocka_unit_test(handed_writes_answer_later),
 		cmocka_unit_test(handed_writes_past_their_deadline_change_nothing),
+		cmocka_unit_test(sync_that_hangs_bounds_waiting_writes),
 		cmocka_unit_test(failed_job_of_a_turn_undoes_only_itself),
 	};
 
