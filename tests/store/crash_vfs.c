@@ -406,14 +406,20 @@ void crash_vfs_arm(unsigned long at)
 	pthread_mutex_unlock(&mu);
 }
 
-unsigned long crash_vfs_events(void)
+/* A counter's value, read under the lock. */
+static unsigned long locked_read(const unsigned long *counter)
 {
 	unsigned long n;
 
 	pthread_mutex_lock(&mu);
-	n = events;
+	n = *counter;
 	pthread_mutex_unlock(&mu);
 	return n;
+}
+
+unsigned long crash_vfs_events(void)
+{
+	return locked_read(&events);
 }
 
 void crash_vfs_fail_sync(unsigned long nth)
@@ -425,12 +431,7 @@ void crash_vfs_fail_sync(unsigned long nth)
 
 unsigned long crash_vfs_failed_syncs(void)
 {
-	unsigned long n;
-
-	pthread_mutex_lock(&mu);
-	n = failed_syncs;
-	pthread_mutex_unlock(&mu);
-	return n;
+	return locked_read(&failed_syncs);
 }
 
 void crash_vfs_hold_syncs(bool on)
@@ -444,12 +445,7 @@ void crash_vfs_hold_syncs(bool on)
 
 unsigned long crash_vfs_held_syncs(void)
 {
-	unsigned long n;
-
-	pthread_mutex_lock(&mu);
-	n = held_syncs;
-	pthread_mutex_unlock(&mu);
-	return n;
+	return locked_read(&held_syncs);
 }
 
 void crash_vfs_fail_event(unsigned long nth)
@@ -461,10 +457,5 @@ void crash_vfs_fail_event(unsigned long nth)
 
 unsigned long crash_vfs_all_events(void)
 {
-	unsigned long n;
-
-	pthread_mutex_lock(&mu);
-	n = all_events;
-	pthread_mutex_unlock(&mu);
-	return n;
+	return locked_read(&all_events);
 }
