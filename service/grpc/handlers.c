@@ -155,30 +155,74 @@ static void reply_finish(const struct ops_result *r,
 	}
 }
 
-/* An assign, unassign or list answered after its handler returned. */
-struct device_later {
+/* The answer of a Directory RPC from its result. */
+static void directory_reply(const struct ops_result *r,
+			    struct handler_reply *reply)
+{
+	Deviceassignment__V1__DirectoryResponse out =
+		DEVICEASSIGNMENT__V1__DIRECTORY_RESPONSE__INIT;
+
+	if (r->status != DAS_OK)
+		return;
+	out.changed = r->is_changed;
+	out.assignments_dropped = r->n_dropped;
+	reply_pack(reply, &out.base);
+}
+
+/* The answer of method from its use case's result. */
+static void method_reply(enum das_rpc_method method, const char *customer,
+			 const struct ops_result *r,
+			 struct handler_reply *reply)
+{
+	if (method == DAS_RPC_ASSIGN_DEVICE ||
+	    method == DAS_RPC_UNASSIGN_DEVICE ||
+	    method == DAS_RPC_LIST_USER_DEVICES)
+		device_reply(method, customer, r, reply);
+	else
+		directory_reply(r, reply);
+}
+
+/* A call answered after its handler returned (ops_later). */
+struct call_later {
 	struct ops_later ops;
 	enum das_rpc_method method;
 	handler_later_fn later;
 	void *ctx;
 };
 
-static void device_later_done(struct ops_later *ol)
+static void call_later_done(struct ops_later *ol)
 {
-	struct device_later *dl =
-		(struct device_later *)((char *)ol -
-					offsetof(struct device_later, ops));
+	struct call_later *cl =
+		(struct call_later *)((char *)ol -
+				      offsetof(struct call_later, ops));
 	struct handler_reply reply;
 
 	memset(&reply, 0, sizeof(reply));
 	reply.status = DAS_OK;
-	memcpy(reply.sub, dl->ops.who.sub, sizeof(reply.sub));
-	device_reply(dl->method, dl->ops.key.customer, &dl->ops.result,
+	memcpy(reply.sub, cl->ops.who.sub, sizeof(reply.sub));
+	method_reply(cl->method, cl->ops.key.customer, &cl->ops.result,
 		     &reply);
-	reply_finish(&dl->ops.result, &reply);
-	dl->later(dl->ctx, &reply);
+	reply_finish(&cl->ops.result, &reply);
+	cl->later(cl->ctx, &reply);
 	handlers_reply_release(&reply);
-	free(dl);
+	free(cl);
+}
+
+/* A call_later for method when the caller takes later answers (else
+ * NULL: the use case then runs in its synchronous form). */
+static struct call_later *call_later_new(enum das_rpc_method method,
+					 const struct handler_reply *reply)
+{
+	struct call_later *cl = reply->later ? malloc(sizeof(*cl)) : NULL;
+
+	if (cl) {
+		cl->ops.done = call_later_done;
+		cl->ops.deadline_ms = reply->later_deadline_ms;
+		cl->method = method;
+		cl->later = reply->later;
+		cl->ctx = reply->later_ctx;
+	}
+	return cl;
 }
 
 /*
@@ -194,22 +238,19 @@ static void device_run(const struct handler_env *env,
 		       struct ops_result *r, struct handler_reply *reply)
 {
 	/* A list is answered later only when its read can be handed over. */
-	bool is_later = reply->later && (method != DAS_RPC_LIST_USER_DEVICES ||
-					 store_can_read_submit(env->store));
-	struct device_later *dl = is_later ? malloc(sizeof(*dl)) : NULL;
+	struct call_later *cl =
+		method != DAS_RPC_LIST_USER_DEVICES ||
+				store_can_read_submit(env->store)
+			? call_later_new(method, reply)
+			: NULL;
 
-	if (dl) {
-		dl->ops.done = device_later_done;
-		dl->ops.deadline_ms = reply->later_deadline_ms;
-		dl->method = method;
-		dl->later = reply->later;
-		dl->ctx = reply->later_ctx;
-		if (!ops_device_start(env->store, who, req, &dl->ops)) {
-			reply->is_later = true; /* dl is done's now */
+	if (cl) {
+		if (!ops_device_start(env->store, who, req, &cl->ops)) {
+			reply->is_later = true; /* cl is done's now */
 			return;
 		}
-		*r = dl->ops.result;
-		free(dl);
+		*r = cl->ops.result;
+		free(cl);
 	} else {
 		ops_device(env->store, who, req, r);
 	}
@@ -409,20 +450,33 @@ static void take_request_id(const struct handler_meta *meta,
 	who->request_id[meta->request_id_len] = '\0';
 }
 
-static void directory_reply(const struct ops_result *r,
-			    struct handler_reply *reply)
+/*
+ * The Directory RPCs: one small function each filling the use case's
+ * input, all run by directory_run. The change is handed to the store
+ * (ops_directory_start) and answered from the thread that finishes it,
+ * when the caller takes later answers; otherwise this thread waits.
+ */
+static void directory_run(const struct handler_env *env,
+			  const struct domain_principal *who,
+			  enum das_rpc_method method,
+			  const struct ops_directory_input *in,
+			  struct ops_result *r, struct handler_reply *reply)
 {
-	Deviceassignment__V1__DirectoryResponse out =
-		DEVICEASSIGNMENT__V1__DIRECTORY_RESPONSE__INIT;
+	struct call_later *cl = call_later_new(method, reply);
 
-	if (r->status != DAS_OK)
-		return;
-	out.changed = r->is_changed;
-	out.assignments_dropped = r->n_dropped;
-	reply_pack(reply, &out.base);
+	if (cl) {
+		if (!ops_directory_start(env->store, who, in, &cl->ops)) {
+			reply->is_later = true; /* cl is done's now */
+			return;
+		}
+		*r = cl->ops.result;
+		free(cl);
+	} else {
+		ops_directory(env->store, who, in, r);
+	}
+	directory_reply(r, reply);
 }
 
-/* The Directory RPCs: one small function each, all answering directory_reply. */
 static void handle_upsert_customer(const struct handler_env *env,
 				   const struct domain_principal *who,
 				   const ProtobufCMessage *msg,
@@ -431,7 +485,8 @@ static void handle_upsert_customer(const struct handler_env *env,
 {
 	const Deviceassignment__V1__UpsertCustomerRequest *in =
 		(const void *)msg;
-	struct ops_customer_input c = {
+	struct ops_directory_input d = {
+		.op = OPS_UPSERT_CUSTOMER,
 		.tenant = text(in->tenant_id),
 		.account = text(in->account_tenant_id),
 		.name = text(in->name),
@@ -439,8 +494,7 @@ static void handle_upsert_customer(const struct handler_env *env,
 		.included_seats = in->included_softphone_seats,
 	};
 
-	ops_upsert_customer(env->store, who, &c, r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_UPSERT_CUSTOMER, &d, r, reply);
 }
 
 static void handle_delete_customer(const struct handler_env *env,
@@ -451,9 +505,10 @@ static void handle_delete_customer(const struct handler_env *env,
 {
 	const Deviceassignment__V1__DeleteCustomerRequest *in =
 		(const void *)msg;
+	struct ops_directory_input d = {.op = OPS_DELETE_CUSTOMER,
+					.tenant = text(in->tenant_id)};
 
-	ops_delete_customer(env->store, who, text(in->tenant_id), r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_DELETE_CUSTOMER, &d, r, reply);
 }
 
 static void handle_upsert_user(const struct handler_env *env,
@@ -463,15 +518,17 @@ static void handle_upsert_user(const struct handler_env *env,
 {
 	const Deviceassignment__V1__UpsertUserRequest *in = (const void *)msg;
 	struct ops_text roles[DOMAIN_ROLES_MAX + 1];
-	size_t n = in->n_roles;
+	struct ops_directory_input d = {.op = OPS_UPSERT_USER,
+					.tenant = text(in->tenant_id),
+					.user = text(in->user_id),
+					.roles = roles,
+					.n_roles = in->n_roles};
 
-	if (n > DOMAIN_ROLES_MAX)
-		n = DOMAIN_ROLES_MAX + 1; /* refused as too many */
-	for (size_t i = 0; i < n && i < in->n_roles; i++)
+	if (d.n_roles > DOMAIN_ROLES_MAX)
+		d.n_roles = DOMAIN_ROLES_MAX + 1; /* refused as too many */
+	for (size_t i = 0; i < d.n_roles && i < in->n_roles; i++)
 		roles[i] = text(in->roles[i]);
-	ops_upsert_user(env->store, who, text(in->tenant_id),
-			text(in->user_id), roles, n, r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_UPSERT_USER, &d, r, reply);
 }
 
 static void handle_delete_user(const struct handler_env *env,
@@ -480,10 +537,11 @@ static void handle_delete_user(const struct handler_env *env,
 			       struct handler_reply *reply)
 {
 	const Deviceassignment__V1__DeleteUserRequest *in = (const void *)msg;
+	struct ops_directory_input d = {.op = OPS_DELETE_USER,
+					.tenant = text(in->tenant_id),
+					.user = text(in->user_id)};
 
-	ops_delete_user(env->store, who, text(in->tenant_id),
-			text(in->user_id), r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_DELETE_USER, &d, r, reply);
 }
 
 static void handle_upsert_device(const struct handler_env *env,
@@ -494,10 +552,12 @@ static void handle_upsert_device(const struct handler_env *env,
 {
 	const Deviceassignment__V1__UpsertPbxDeviceRequest *in =
 		(const void *)msg;
+	struct ops_directory_input d = {.op = OPS_UPSERT_DEVICE,
+					.tenant = text(in->tenant_id),
+					.device = text(in->device_id),
+					.owner = text(in->owner_user_id)};
 
-	ops_upsert_device(env->store, who, text(in->tenant_id),
-			  text(in->device_id), text(in->owner_user_id), r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_UPSERT_PBX_DEVICE, &d, r, reply);
 }
 
 static void handle_delete_device(const struct handler_env *env,
@@ -508,10 +568,11 @@ static void handle_delete_device(const struct handler_env *env,
 {
 	const Deviceassignment__V1__DeletePbxDeviceRequest *in =
 		(const void *)msg;
+	struct ops_directory_input d = {.op = OPS_DELETE_DEVICE,
+					.tenant = text(in->tenant_id),
+					.device = text(in->device_id)};
 
-	ops_delete_device(env->store, who, text(in->tenant_id),
-			  text(in->device_id), r);
-	directory_reply(r, reply);
+	directory_run(env, who, DAS_RPC_DELETE_PBX_DEVICE, &d, r, reply);
 }
 
 /*

@@ -178,17 +178,33 @@ static bool later_is_late(struct ops_later *l)
 }
 
 /*
- * The write pass of a job handed to the store's group commit: it runs on
- * the committing thread, in a savepoint of the batch; a refusal there (the
- * state moved since the read) is undone and answered after the commit, and
- * so is a call whose deadline passed while it waited (nothing written).
+ * The write pass of an assign or unassign, run as a job. Its load is
+ * where the job waits for the store (PostgreSQL: the locks and the read,
+ * one round trip): a call late by then changes nothing.
+ */
+static int device_write(struct store_tx *tx, struct ops_later *l)
+{
+	struct device_arg arg = {&l->who, &l->req, &l->key, false, false};
+	struct domain_snapshot snap;
+	int rc = store_load(tx, &l->key, &snap);
+
+	if (rc != STORE_OK || later_is_late(l))
+		return rc;
+	return device_decide(tx, &arg, &snap, &l->result);
+}
+
+/*
+ * A job handed to the store (store_submit): it runs on the thread that
+ * writes (SQLite: the committing thread, in a savepoint of the batch); a
+ * refusal there (the state moved since the read, or the directory's
+ * rules) is undone and answered after the commit, and so is a call whose
+ * deadline passed while it waited (nothing written).
  */
 static int later_body(struct store_tx *tx, struct store_job *job)
 {
 	struct ops_later *l =
 		(struct ops_later *)((char *)job -
 				     offsetof(struct ops_later, job));
-	struct device_arg arg = {&l->who, &l->req, &l->key, false, false};
 	int rc;
 
 	if (later_is_late(l)) {
@@ -197,7 +213,7 @@ static int later_body(struct store_tx *tx, struct store_job *job)
 	}
 	l->result.status = DAS_OK;
 	l->result.detail[0] = '\0';
-	rc = device_body(tx, &arg, &l->result);
+	rc = l->write(tx, l);
 	if (rc == STORE_OK && l->result.status != DAS_OK)
 		job->is_undone = true;
 	return rc;
@@ -346,6 +362,7 @@ static void later_keep(struct ops_later *l, struct store *st,
 	l->req.user_len = strlen(l->key.user);
 	l->req.device = l->key.device;
 	l->req.device_len = strlen(l->key.device);
+	l->write = device_write;
 	l->attempt = 0;
 }
 
@@ -391,17 +408,17 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 	return later_write(l);
 }
 
-/* The synchronous form: starts the request and waits for its answer. */
-struct device_wait {
+/* The synchronous forms: start a call and wait for its answer. */
+struct later_wait {
 	struct ops_later later; /* first: done's argument is ours */
 	pthread_mutex_t lock;
 	pthread_cond_t is_done_cond;
 	bool is_done;
 };
 
-static void device_wait_done(struct ops_later *later)
+static void later_wait_done(struct ops_later *later)
 {
-	struct device_wait *w = (struct device_wait *)later;
+	struct later_wait *w = (struct later_wait *)later;
 
 	pthread_mutex_lock(&w->lock);
 	w->is_done = true;
@@ -409,27 +426,41 @@ static void device_wait_done(struct ops_later *later)
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* w->later, ready to be started; its done wakes later_wait_end. */
+static struct ops_later *later_wait_begin(struct later_wait *w)
+{
+	w->later.done = later_wait_done;
+	w->later.deadline_ms = 0; /* none: this caller waits for the answer */
+	w->is_done = false;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->is_done_cond, NULL);
+	return &w->later;
+}
+
+/* Waits for done unless the start answered at once (is_answered). */
+static enum das_status later_wait_end(struct later_wait *w, bool is_answered,
+				      struct ops_result *result)
+{
+	if (!is_answered) {
+		pthread_mutex_lock(&w->lock);
+		while (!w->is_done)
+			pthread_cond_wait(&w->is_done_cond, &w->lock);
+		pthread_mutex_unlock(&w->lock);
+	}
+	pthread_cond_destroy(&w->is_done_cond);
+	pthread_mutex_destroy(&w->lock);
+	*result = w->later.result;
+	return result->status;
+}
+
 enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   const struct domain_request *req,
 			   struct ops_result *result)
 {
-	struct device_wait w;
+	struct later_wait w;
+	struct ops_later *l = later_wait_begin(&w);
 
-	w.later.done = device_wait_done;
-	w.later.deadline_ms = 0; /* none: this caller waits for the answer */
-	w.is_done = false;
-	pthread_mutex_init(&w.lock, NULL);
-	pthread_cond_init(&w.is_done_cond, NULL);
-	if (!ops_device_start(st, who, req, &w.later)) {
-		pthread_mutex_lock(&w.lock);
-		while (!w.is_done)
-			pthread_cond_wait(&w.is_done_cond, &w.lock);
-		pthread_mutex_unlock(&w.lock);
-	}
-	pthread_cond_destroy(&w.is_done_cond);
-	pthread_mutex_destroy(&w.lock);
-	*result = w.later.result;
-	return result->status;
+	return later_wait_end(&w, ops_device_start(st, who, req, l), result);
 }
 
 /* ---- directory ---- */
@@ -492,126 +523,45 @@ static bool is_text(const char *s, size_t len)
 	return true;
 }
 
-struct customer_arg {
-	const struct domain_principal *who;
-	struct domain_key key;
-	struct store_customer customer;
-	bool is_delete;
-};
-
-static int customer_body(struct store_tx *tx, void *arg,
-			 struct ops_result *result)
+/* A change of the customer itself (snapshot loaded, allowed). */
+static int customer_change(struct store_tx *tx, struct ops_later *l,
+			   const struct domain_snapshot *snap,
+			   struct ops_result *result)
 {
-	struct customer_arg *a = arg;
-	struct domain_snapshot snap;
-	int rc;
+	const struct store_customer *c = &l->directory.customer;
 
-	rc = store_load(tx, &a->key, &snap);
-	if (rc != STORE_OK)
-		return rc;
-	if (!directory_allowed(a->who, &a->key, &snap, result))
-		return STORE_OK;
-	if (a->is_delete) {
-		if (!snap.is_customer_found)
+	if (l->directory.action == OPS_DELETE_CUSTOMER) {
+		if (!snap->is_customer_found)
 			return STORE_OK; /* already gone: idempotent */
-		struct store_actor actor = {a->who->sub, result->at,
-				     a->who->request_id};
-		return store_customer_delete(tx, a->key.customer, &actor,
+		struct store_actor actor = {l->who.sub, result->at,
+					    l->who.request_id};
+		return store_customer_delete(tx, l->key.customer, &actor,
 					     &result->is_changed,
 					     &result->n_dropped);
 	}
 	/* Moving a customer to another account needs that account too. */
 	result->status = domain_check_directory(
-		a->who, a->key.customer,
-		a->customer.has_account ? a->customer.account : NULL);
+		&l->who, l->key.customer, c->has_account ? c->account : NULL);
 	if (result->status != DAS_OK)
 		return STORE_OK;
-	return store_customer_put(tx, &a->customer, &result->is_changed);
+	return store_customer_put(tx, c, &result->is_changed);
 }
-
-enum das_status ops_upsert_customer(struct store *st,
-				    const struct domain_principal *who,
-				    const struct ops_customer_input *in,
-				    struct ops_result *result)
-{
-	struct customer_arg arg;
-
-	result_init(result);
-	memset(&arg, 0, sizeof(arg));
-	arg.who = who;
-	if (in->account.len > 0) {
-		if (validate_tenant(in->account, arg.customer.account,
-				    result) != DAS_OK)
-			return result->status;
-		arg.customer.has_account = true;
-	}
-	if (validate_tenant(in->tenant, arg.key.customer, result) != DAS_OK)
-		return result->status;
-	if (in->name.len > OPS_NAME_MAX ||
-	    !is_text(in->name.s ? in->name.s : "", in->name.len)) {
-		result->status = DAS_INVALID_ARGUMENT;
-		snprintf(result->detail, sizeof(result->detail),
-			 "name must be valid UTF-8 text of at most %d bytes",
-			 OPS_NAME_MAX);
-		return result->status;
-	}
-	memcpy(arg.customer.tenant, arg.key.customer, DAS_GUID_SIZE);
-	if (in->name.len)
-		memcpy(arg.customer.name, in->name.s, in->name.len);
-	arg.customer.name[in->name.len] = '\0';
-	arg.customer.is_seat_limited = in->is_seat_limited;
-	arg.customer.included_seats = in->included_seats;
-	return ops_run_tx(st, arg.key.customer, false, customer_body, &arg,
-		      result);
-}
-
-enum das_status ops_delete_customer(struct store *st,
-				    const struct domain_principal *who,
-				    struct ops_text tenant,
-				    struct ops_result *result)
-{
-	struct customer_arg arg;
-
-	result_init(result);
-	memset(&arg, 0, sizeof(arg));
-	arg.who = who;
-	arg.is_delete = true;
-	if (validate_tenant(tenant, arg.key.customer, result) != DAS_OK)
-		return result->status;
-	return ops_run_tx(st, arg.key.customer, false, customer_body, &arg,
-		      result);
-}
-
-enum member_action {
-	MEMBER_PUT_USER,
-	MEMBER_DELETE_USER,
-	MEMBER_PUT_DEVICE,
-	MEMBER_DELETE_DEVICE,
-};
-
-struct member_arg {
-	const struct domain_principal *who;
-	enum member_action action;
-	struct domain_key key;
-	char roles[DOMAIN_ROLES_SIZE];
-	char owner[DAS_ID_SIZE];
-};
 
 /* Drops assignments that an owner change or a deletion ends. */
-static int drop_assignments(struct store_tx *tx, const struct member_arg *a,
+static int drop_assignments(struct store_tx *tx, const struct ops_later *l,
 			    const struct domain_change *changes, size_t n,
 			    struct ops_result *result)
 {
 	if (n == 0)
 		return STORE_OK;
-	struct store_actor actor = {a->who->sub, result->at,
-				     a->who->request_id};
+	struct store_actor actor = {l->who.sub, result->at,
+				    l->who.request_id};
 	result->n_dropped = (uint32_t)n;
-	return store_apply(tx, a->key.customer, changes, n, &actor);
+	return store_apply(tx, l->key.customer, changes, n, &actor);
 }
 
 /* A user's deletion ends every assignment the user holds. */
-static int delete_user(struct store_tx *tx, const struct member_arg *a,
+static int delete_user(struct store_tx *tx, const struct ops_later *l,
 		       const struct domain_snapshot *snap,
 		       struct ops_result *result)
 {
@@ -626,22 +576,21 @@ static int delete_user(struct store_tx *tx, const struct member_arg *a,
 			continue;
 		struct domain_change *c = &changes[n++];
 		memset(c, 0, sizeof(*c));
-		memcpy(c->user, a->key.user, DAS_ID_SIZE);
+		memcpy(c->user, l->key.user, DAS_ID_SIZE);
 		memcpy(c->device, snap->user_devices[t], DAS_ID_SIZE);
 		c->from_type = t;
 		c->to_type = DAS_CLIENT_NONE;
 	}
-	rc = drop_assignments(tx, a, changes, n, result);
+	rc = drop_assignments(tx, l, changes, n, result);
 	if (rc != STORE_OK)
 		return rc;
-	return store_user_delete(tx, a->key.customer, a->key.user,
+	return store_user_delete(tx, l->key.customer, l->key.user,
 				 &result->is_changed);
 }
 
 /* A device that changes owner (or is deleted: new_owner NULL) ends its
  * assignment, if it has one. */
-static int put_or_delete_device(struct store_tx *tx,
-				const struct member_arg *a,
+static int put_or_delete_device(struct store_tx *tx, const struct ops_later *l,
 				const struct domain_snapshot *snap,
 				const char *new_owner,
 				struct ops_result *result)
@@ -650,67 +599,222 @@ static int put_or_delete_device(struct store_tx *tx,
 	size_t n;
 	int rc;
 
-	n = domain_device_changed(snap, a->key.device, new_owner, changes);
-	rc = drop_assignments(tx, a, changes, n, result);
+	n = domain_device_changed(snap, l->key.device, new_owner, changes);
+	rc = drop_assignments(tx, l, changes, n, result);
 	if (rc != STORE_OK)
 		return rc;
 	if (new_owner)
-		return store_device_put(tx, a->key.customer, a->key.device,
+		return store_device_put(tx, l->key.customer, l->key.device,
 					new_owner, &result->is_changed);
-	return store_device_delete(tx, a->key.customer, a->key.device,
+	return store_device_delete(tx, l->key.customer, l->key.device,
 				   &result->is_changed);
 }
 
-static int member_body(struct store_tx *tx, void *arg,
-		       struct ops_result *result)
+/*
+ * The transaction of every directory change (arg: its ops_later): load,
+ * the directory's authorization, then the change. A run after a conflict
+ * starts from nothing changed.
+ */
+static int directory_body(struct store_tx *tx, void *arg,
+			  struct ops_result *result)
 {
-	struct member_arg *a = arg;
+	struct ops_later *l = arg;
 	struct domain_snapshot snap;
 	int rc;
 
-	rc = store_load(tx, &a->key, &snap);
-	if (rc != STORE_OK)
+	result->is_changed = false;
+	result->n_dropped = 0;
+	rc = store_load(tx, &l->key, &snap);
+	/* Where the change waits for the store (locks and read): a call
+	 * late by then changes nothing (a caller that waits has no
+	 * deadline). */
+	if (rc != STORE_OK || later_is_late(l))
 		return rc;
-	if (!directory_allowed(a->who, &a->key, &snap, result))
+	if (!directory_allowed(&l->who, &l->key, &snap, result))
 		return STORE_OK;
+	switch (l->directory.action) {
+	case OPS_UPSERT_CUSTOMER:
+	case OPS_DELETE_CUSTOMER:
+		return customer_change(tx, l, &snap, result);
+	default:
+		break;
+	}
 	if (!snap.is_customer_found) {
 		result->status = DAS_CUSTOMER_NOT_FOUND;
 		return STORE_OK;
 	}
-
-	switch (a->action) {
-	case MEMBER_PUT_USER:
-		return store_user_put(tx, a->key.customer, a->key.user,
-				      a->roles, &result->is_changed);
-	case MEMBER_DELETE_USER:
-		return delete_user(tx, a, &snap, result);
-	case MEMBER_PUT_DEVICE:
-		return put_or_delete_device(tx, a, &snap, a->owner, result);
-	case MEMBER_DELETE_DEVICE:
+	switch (l->directory.action) {
+	case OPS_UPSERT_USER:
+		return store_user_put(tx, l->key.customer, l->key.user,
+				      l->directory.roles, &result->is_changed);
+	case OPS_DELETE_USER:
+		return delete_user(tx, l, &snap, result);
+	case OPS_UPSERT_DEVICE:
+		return put_or_delete_device(tx, l, &snap, l->directory.owner,
+					    result);
+	case OPS_DELETE_DEVICE:
 		if (!snap.is_device_found)
 			return STORE_OK;
-		return put_or_delete_device(tx, a, &snap, NULL, result);
+		return put_or_delete_device(tx, l, &snap, NULL, result);
+	default:
+		return STORE_ERROR;
 	}
-	return STORE_ERROR;
 }
 
-static enum das_status run_member(struct store *st, struct member_arg *arg,
-				  struct ops_result *result)
+/* The directory change run as a job (store_submit). */
+static int directory_write(struct store_tx *tx, struct ops_later *l)
 {
-	return ops_run_tx(st, arg->key.customer, false, member_body, arg, result);
+	return directory_body(tx, l, &l->result);
 }
 
-static enum das_status member_init(struct member_arg *arg,
-				   const struct domain_principal *who,
-				   enum member_action action,
-				   struct ops_text tenant,
-				   struct ops_result *result)
+/* UpsertCustomer's fields (rows 2-3) into l->key and l->directory. */
+static enum das_status customer_validate(const struct ops_directory_input *in,
+					 struct ops_later *l)
 {
-	result_init(result);
-	memset(arg, 0, sizeof(*arg));
-	arg->who = who;
-	arg->action = action;
-	return validate_tenant(tenant, arg->key.customer, result);
+	struct store_customer *c = &l->directory.customer;
+	struct ops_result *result = &l->result;
+
+	if (in->account.len > 0) {
+		if (validate_tenant(in->account, c->account, result) != DAS_OK)
+			return result->status;
+		c->has_account = true;
+	}
+	if (validate_tenant(in->tenant, l->key.customer, result) != DAS_OK)
+		return result->status;
+	if (in->name.len > OPS_NAME_MAX ||
+	    !is_text(in->name.s ? in->name.s : "", in->name.len)) {
+		result->status = DAS_INVALID_ARGUMENT;
+		snprintf(result->detail, sizeof(result->detail),
+			 "name must be valid UTF-8 text of at most %d bytes",
+			 OPS_NAME_MAX);
+		return result->status;
+	}
+	memcpy(c->tenant, l->key.customer, DAS_GUID_SIZE);
+	if (in->name.len)
+		memcpy(c->name, in->name.s, in->name.len);
+	c->name[in->name.len] = '\0';
+	c->is_seat_limited = in->is_seat_limited;
+	c->included_seats = in->included_seats;
+	return DAS_OK;
+}
+
+/* UpsertUser's roles into l->directory.roles. */
+static enum das_status roles_validate(const struct ops_directory_input *in,
+				      struct ops_later *l)
+{
+	const char *role_s[DOMAIN_ROLES_MAX];
+	size_t role_len[DOMAIN_ROLES_MAX];
+
+	for (size_t i = 0; i < in->n_roles && i < DOMAIN_ROLES_MAX; i++) {
+		role_s[i] = in->roles[i].s;
+		role_len[i] = in->roles[i].len;
+	}
+	if (domain_roles_normalize(role_s, role_len, in->n_roles,
+				   l->directory.roles,
+				   l->result.detail) != 0)
+		return l->result.status = DAS_INVALID_ARGUMENT;
+	return DAS_OK;
+}
+
+/* Rows 2-3 of a directory request, in the contract's order, into l. */
+static enum das_status directory_validate(const struct ops_directory_input *in,
+					  struct ops_later *l)
+{
+	struct ops_result *result = &l->result;
+
+	l->directory.action = in->op;
+	switch (in->op) {
+	case OPS_UPSERT_CUSTOMER:
+		return customer_validate(in, l);
+	case OPS_DELETE_CUSTOMER:
+		return validate_tenant(in->tenant, l->key.customer, result);
+	case OPS_UPSERT_USER:
+		if (validate_tenant(in->tenant, l->key.customer, result) !=
+			    DAS_OK ||
+		    validate_id(in->user, l->key.user, result) != DAS_OK)
+			return result->status;
+		return roles_validate(in, l);
+	case OPS_DELETE_USER:
+		if (validate_tenant(in->tenant, l->key.customer, result) !=
+		    DAS_OK)
+			return result->status;
+		return validate_id(in->user, l->key.user, result);
+	case OPS_UPSERT_DEVICE:
+		if (validate_tenant(in->tenant, l->key.customer, result) !=
+			    DAS_OK ||
+		    validate_id(in->device, l->key.device, result) != DAS_OK)
+			return result->status;
+		return validate_id(in->owner, l->directory.owner, result);
+	case OPS_DELETE_DEVICE:
+		if (validate_tenant(in->tenant, l->key.customer, result) !=
+		    DAS_OK)
+			return result->status;
+		return validate_id(in->device, l->key.device, result);
+	}
+	result->status = DAS_INTERNAL;
+	return result->status;
+}
+
+bool ops_directory_start(struct store *st, const struct domain_principal *who,
+			 const struct ops_directory_input *in,
+			 struct ops_later *l)
+{
+	result_init(&l->result);
+	memset(&l->key, 0, sizeof(l->key));
+	memset(&l->directory, 0, sizeof(l->directory));
+	if (directory_validate(in, l) != DAS_OK)
+		return true;
+	/* The transaction runs on another thread, maybe after the caller's
+	 * strings are gone: l keeps copies. */
+	l->st = st;
+	principal_copy(&l->who, who);
+	l->write = directory_write;
+	l->attempt = 0;
+	if (!store_can_submit(st)) {
+		ops_run_tx(st, l->key.customer, false, directory_body, l,
+			   &l->result);
+		return true;
+	}
+	return later_write(l);
+}
+
+enum das_status ops_directory(struct store *st,
+			      const struct domain_principal *who,
+			      const struct ops_directory_input *in,
+			      struct ops_result *result)
+{
+	struct later_wait w;
+	struct ops_later *l = later_wait_begin(&w);
+
+	return later_wait_end(&w, ops_directory_start(st, who, in, l), result);
+}
+
+enum das_status ops_upsert_customer(struct store *st,
+				    const struct domain_principal *who,
+				    const struct ops_customer_input *c,
+				    struct ops_result *result)
+{
+	struct ops_directory_input in = {
+		.op = OPS_UPSERT_CUSTOMER,
+		.tenant = c->tenant,
+		.account = c->account,
+		.name = c->name,
+		.is_seat_limited = c->is_seat_limited,
+		.included_seats = c->included_seats,
+	};
+
+	return ops_directory(st, who, &in, result);
+}
+
+enum das_status ops_delete_customer(struct store *st,
+				    const struct domain_principal *who,
+				    struct ops_text tenant,
+				    struct ops_result *result)
+{
+	struct ops_directory_input in = {.op = OPS_DELETE_CUSTOMER,
+					 .tenant = tenant};
+
+	return ops_directory(st, who, &in, result);
 }
 
 enum das_status ops_upsert_user(struct store *st,
@@ -719,23 +823,13 @@ enum das_status ops_upsert_user(struct store *st,
 				const struct ops_text *roles, size_t n_roles,
 				struct ops_result *result)
 {
-	struct member_arg arg;
-	const char *role_s[DOMAIN_ROLES_MAX];
-	size_t role_len[DOMAIN_ROLES_MAX];
+	struct ops_directory_input in = {.op = OPS_UPSERT_USER,
+					 .tenant = tenant,
+					 .user = user,
+					 .roles = roles,
+					 .n_roles = n_roles};
 
-	if (member_init(&arg, who, MEMBER_PUT_USER, tenant, result) != DAS_OK ||
-	    validate_id(user, arg.key.user, result) != DAS_OK)
-		return result->status;
-	for (size_t i = 0; i < n_roles && i < DOMAIN_ROLES_MAX; i++) {
-		role_s[i] = roles[i].s;
-		role_len[i] = roles[i].len;
-	}
-	if (domain_roles_normalize(role_s, role_len, n_roles, arg.roles,
-				   result->detail) != 0) {
-		result->status = DAS_INVALID_ARGUMENT;
-		return result->status;
-	}
-	return run_member(st, &arg, result);
+	return ops_directory(st, who, &in, result);
 }
 
 enum das_status ops_delete_user(struct store *st,
@@ -743,13 +837,10 @@ enum das_status ops_delete_user(struct store *st,
 				struct ops_text tenant, struct ops_text user,
 				struct ops_result *result)
 {
-	struct member_arg arg;
+	struct ops_directory_input in = {
+		.op = OPS_DELETE_USER, .tenant = tenant, .user = user};
 
-	if (member_init(&arg, who, MEMBER_DELETE_USER, tenant, result) !=
-		    DAS_OK ||
-	    validate_id(user, arg.key.user, result) != DAS_OK)
-		return result->status;
-	return run_member(st, &arg, result);
+	return ops_directory(st, who, &in, result);
 }
 
 enum das_status ops_upsert_device(struct store *st,
@@ -758,14 +849,12 @@ enum das_status ops_upsert_device(struct store *st,
 				  struct ops_text owner,
 				  struct ops_result *result)
 {
-	struct member_arg arg;
+	struct ops_directory_input in = {.op = OPS_UPSERT_DEVICE,
+					 .tenant = tenant,
+					 .device = device,
+					 .owner = owner};
 
-	if (member_init(&arg, who, MEMBER_PUT_DEVICE, tenant, result) !=
-		    DAS_OK ||
-	    validate_id(device, arg.key.device, result) != DAS_OK ||
-	    validate_id(owner, arg.owner, result) != DAS_OK)
-		return result->status;
-	return run_member(st, &arg, result);
+	return ops_directory(st, who, &in, result);
 }
 
 enum das_status ops_delete_device(struct store *st,
@@ -773,11 +862,8 @@ enum das_status ops_delete_device(struct store *st,
 				  struct ops_text tenant, struct ops_text device,
 				  struct ops_result *result)
 {
-	struct member_arg arg;
+	struct ops_directory_input in = {
+		.op = OPS_DELETE_DEVICE, .tenant = tenant, .device = device};
 
-	if (member_init(&arg, who, MEMBER_DELETE_DEVICE, tenant, result) !=
-		    DAS_OK ||
-	    validate_id(device, arg.key.device, result) != DAS_OK)
-		return result->status;
-	return run_member(st, &arg, result);
+	return ops_directory(st, who, &in, result);
 }

@@ -42,13 +42,22 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   const struct domain_request *req,
 			   struct ops_result *result);
 
+/* A directory change as validated, kept for its write (ops' own). */
+struct ops_directory_change {
+	int action; /* enum ops_directory_op */
+	struct store_customer customer;
+	char roles[DOMAIN_ROLES_SIZE];
+	char owner[DAS_ID_SIZE];
+};
+
 /*
- * An assign or unassign that may be answered after ops_device_start
- * returns: when its read pass goes to the store's reader threads
- * (store_read_submit) or its write through the store's group commit
- * (store_submit), the calling thread does not wait for either. The
- * caller fills done and deadline_ms and keeps the struct alive until done
- * is called; the rest is ops' own.
+ * A call that may be answered after its start function returns
+ * (ops_device_start, ops_directory_start): when its read pass goes to the
+ * store's reader threads (store_read_submit) or its write to the store
+ * (store_submit: the group commit, or the backend's writer threads), the
+ * calling thread does not wait for either. The caller fills done and
+ * deadline_ms and keeps the struct alive until done is called; the rest
+ * is ops' own.
  */
 struct ops_later {
 	/* Called once, on any thread, when result holds the answer. */
@@ -63,9 +72,12 @@ struct ops_later {
 	struct store *st;
 	struct store_read read; /* the read pass, when handed over */
 	struct store_job job;
+	/* what the job writes: the device write pass, or the directory's */
+	int (*write)(struct store_tx *tx, struct ops_later *l);
 	struct domain_principal who;
 	struct domain_request req; /* strings point into key */
 	struct domain_key key;
+	struct ops_directory_change directory;
 	int attempt;
 };
 
@@ -86,6 +98,55 @@ struct ops_text {
 	const char *s;
 	size_t len;
 };
+
+/* The Directory RPCs. */
+enum ops_directory_op {
+	OPS_UPSERT_CUSTOMER,
+	OPS_DELETE_CUSTOMER,
+	OPS_UPSERT_USER,
+	OPS_DELETE_USER,
+	OPS_UPSERT_DEVICE,
+	OPS_DELETE_DEVICE,
+};
+
+/* A Directory request as it came off the wire; fields op does not use
+ * are ignored. */
+struct ops_directory_input {
+	enum ops_directory_op op;
+	struct ops_text tenant;
+	/* UpsertCustomer */
+	struct ops_text account; /* len 0: no account */
+	struct ops_text name;
+	bool is_seat_limited;
+	uint32_t included_seats;
+	/* UpsertUser, DeleteUser */
+	struct ops_text user;
+	const struct ops_text *roles;
+	size_t n_roles;
+	/* UpsertPbxDevice, DeletePbxDevice */
+	struct ops_text device;
+	struct ops_text owner;
+};
+
+/*
+ * Starts a directory change: validates it, then hands its transaction to
+ * the store (store_submit), so the calling thread does not wait while the
+ * store is slow, --store-max-waiting counts it, and a change still
+ * waiting when later->deadline_ms passes is answered DEADLINE_EXCEEDED
+ * and writes nothing. Returns true when later->result already holds the
+ * answer (a refusal by validation, a hand-over refused, or a backend
+ * without store_submit, whose transaction ran here); false when
+ * later->done will be called.
+ */
+bool ops_directory_start(struct store *st, const struct domain_principal *who,
+			 const struct ops_directory_input *in,
+			 struct ops_later *later);
+
+/* The synchronous forms: start the change and wait for its answer. */
+enum das_status ops_directory(struct store *st,
+			      const struct domain_principal *who,
+			      const struct ops_directory_input *in,
+			      struct ops_result *result);
 
 struct ops_customer_input {
 	struct ops_text tenant;

@@ -114,6 +114,22 @@ static int directory_call(enum das_rpc_method m, const ProtobufCMessage *req)
 	return st.code;
 }
 
+/* A directory call on c by the admin; returns the gRPC code, -1 on a
+ * local client failure. */
+static int directory_call_on(struct das_client *c, enum das_rpc_method m,
+			     const ProtobufCMessage *req, int timeout_ms,
+			     struct das_call_status *st)
+{
+	ProtobufCMessage *resp = NULL;
+
+	if (das_client_call(c, m, admin_token, req, &resp, timeout_ms, st) !=
+	    0)
+		return -1;
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return st->code;
+}
+
 static void upsert_customer(const char *tenant, int seats)
 {
 	Deviceassignment__V1__UpsertCustomerRequest r =
@@ -128,19 +144,50 @@ static void upsert_customer(const char *tenant, int seats)
 			 GRPC_OK);
 }
 
+static char *user_roles[] = {(char *)"customer_user_uc",
+			     (char *)"customer_user_uc_softphone"};
+
 static void upsert_user(const char *tenant, const char *user)
 {
-	static char *roles[] = {(char *)"customer_user_uc",
-				(char *)"customer_user_uc_softphone"};
 	Deviceassignment__V1__UpsertUserRequest r =
 		DEVICEASSIGNMENT__V1__UPSERT_USER_REQUEST__INIT;
 
 	r.tenant_id = (char *)tenant;
 	r.user_id = (char *)user;
 	r.n_roles = 2;
-	r.roles = roles;
+	r.roles = user_roles;
 	assert_int_equal(directory_call(DAS_RPC_UPSERT_USER, &r.base),
 			 GRPC_OK);
+}
+
+/* UpsertUser on c within timeout_ms; returns the gRPC code. */
+static int upsert_user_on(struct das_client *c, const char *tenant,
+			  const char *user, int timeout_ms,
+			  struct das_call_status *st)
+{
+	Deviceassignment__V1__UpsertUserRequest r =
+		DEVICEASSIGNMENT__V1__UPSERT_USER_REQUEST__INIT;
+
+	r.tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	r.n_roles = 2;
+	r.roles = user_roles;
+	return directory_call_on(c, DAS_RPC_UPSERT_USER, &r.base, timeout_ms,
+				 st);
+}
+
+/* DeletePbxDevice on c within timeout_ms; returns the gRPC code. */
+static int delete_device_on(struct das_client *c, const char *tenant,
+			    const char *device, int timeout_ms,
+			    struct das_call_status *st)
+{
+	Deviceassignment__V1__DeletePbxDeviceRequest r =
+		DEVICEASSIGNMENT__V1__DELETE_PBX_DEVICE_REQUEST__INIT;
+
+	r.tenant_id = (char *)tenant;
+	r.device_id = (char *)device;
+	return directory_call_on(c, DAS_RPC_DELETE_PBX_DEVICE, &r.base,
+				 timeout_ms, st);
 }
 
 static void upsert_device(const char *tenant, const char *device,
@@ -964,22 +1011,45 @@ static void health_says_when_database_stalls(void **state)
 #define STALL_MAX_WAITING 8
 #define STALL_CALLERS 24
 
+/* What a stall_caller calls. */
+enum stall_call {
+	STALL_ASSIGN,      /* a move of h1's hd1 */
+	STALL_UPSERT_USER, /* a new user s<index> */
+	STALL_DELETE_DEVICE, /* sd<index>, which does not exist */
+};
+
 struct stall_caller {
 	pthread_t thread;
 	const char *addr;
+	int index;
+	enum stall_call call;
 	int code;
 	char reason[64];
 	double ms;
 };
 
+/* One call to addr with a 3 s deadline, on a connection of its own. */
 static void *stall_caller_main(void *arg)
 {
 	struct stall_caller *c = arg;
 	struct das_client *cl = das_client_new(c->addr);
 	struct das_call_status st;
 	double t0 = now_ms();
+	char id[16];
 
-	c->code = assign(cl, HEALTHY, "h1", "hd1", 1, 3000, &st);
+	switch (c->call) {
+	case STALL_ASSIGN:
+		c->code = assign(cl, HEALTHY, "h1", "hd1", 1, 3000, &st);
+		break;
+	case STALL_UPSERT_USER:
+		snprintf(id, sizeof(id), "s%d", c->index);
+		c->code = upsert_user_on(cl, HEALTHY, id, 3000, &st);
+		break;
+	case STALL_DELETE_DEVICE:
+		snprintf(id, sizeof(id), "sd%d", c->index);
+		c->code = delete_device_on(cl, HEALTHY, id, 3000, &st);
+		break;
+	}
 	c->ms = now_ms() - t0;
 	snprintf(c->reason, sizeof(c->reason), "%s",
 		 c->code >= 0 ? st.reason : "");
@@ -987,10 +1057,58 @@ static void *stall_caller_main(void *arg)
 	return NULL;
 }
 
+static void stall_callers_start(struct stall_caller *callers, int n,
+				const char *addr, bool is_mixed)
+{
+	for (int i = 0; i < n; i++) {
+		callers[i].addr = addr;
+		callers[i].index = i;
+		callers[i].call = is_mixed ? (enum stall_call)(i % 3)
+					   : STALL_UPSERT_USER;
+		assert_int_equal(pthread_create(&callers[i].thread, NULL,
+						stall_caller_main, &callers[i]),
+				 0);
+	}
+}
+
+/* Does user exist, as replica c sees it? */
+static bool user_exists(struct das_client *c, const char *tenant,
+			const char *user)
+{
+	Deviceassignment__V1__ListUserDevicesRequest r =
+		DEVICEASSIGNMENT__V1__LIST_USER_DEVICES_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct das_call_status st;
+
+	r.customer_tenant_id = (char *)tenant;
+	r.user_id = (char *)user;
+	assert_int_equal(das_client_call(c, DAS_RPC_LIST_USER_DEVICES,
+					 assign_token, &r.base, &resp,
+					 TIMEOUT_MS, &st),
+			 0);
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	if (st.code != GRPC_OK)
+		assert_string_equal(st.reason, "USER_NOT_FOUND");
+	return st.code == GRPC_OK;
+}
+
+/* None of the users s0..s<n-1> the stalled callers asked for exists. */
+static void assert_no_stall_users(struct das_client *c, int n)
+{
+	char id[16];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "s%d", i);
+		assert_false(user_exists(c, HEALTHY, id));
+	}
+}
+
 /*
  * STALL_CALLERS calls at once to the server at addr while its database
- * stalls; *late gets those that waited (until their deadline). Each of
- * the others must have been refused at once with STORE_UNAVAILABLE.
+ * stalls, assigns and directory changes mixed; *late gets those that
+ * waited (until their deadline). Each of the others must have been
+ * refused at once with STORE_UNAVAILABLE.
  */
 static void stall_round(const char *addr, int *late)
 {
@@ -998,12 +1116,7 @@ static void stall_round(const char *addr, int *late)
 
 	*late = 0;
 	stop_server_sessions();
-	for (int i = 0; i < STALL_CALLERS; i++) {
-		callers[i].addr = addr;
-		assert_int_equal(pthread_create(&callers[i].thread, NULL,
-						stall_caller_main, &callers[i]),
-				 0);
-	}
+	stall_callers_start(callers, STALL_CALLERS, addr, true);
 	for (int i = 0; i < STALL_CALLERS; i++)
 		pthread_join(callers[i].thread, NULL);
 	/* Past every caller's deadline, so the waiting calls end without a
@@ -1067,11 +1180,67 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 			STALL_MAX_WAITING);
 		assert_int_equal(late, STALL_MAX_WAITING);
 		assign_until_ok(c);
+		assert_no_stall_users(c, STALL_CALLERS);
 	}
 	assert_true(harness_count_in_log(&extra, "calls wait for the store") >=
 		    1);
 	das_client_free(c);
 	harness_stop(&extra, SIGTERM);
+}
+
+#define HOLD_CALLERS 40
+
+/*
+ * Calls waiting for a stalled database hold none of the server's workers:
+ * while 40 directory changes wait (each handed to the store, as assigns
+ * are), a Health Check made every 100 ms is answered, each within the
+ * probe's bound. Before, a directory change ran its transaction on the
+ * worker that took it: 40 of them held all 16 workers of a replica, and
+ * a Check went unanswered until its deadline. When the database answers
+ * (after the callers' deadlines), none of the changes is made.
+ */
+static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
+{
+	struct stall_caller callers[HOLD_CALLERS];
+	int n_checks = 0, n_late = 0;
+	double t0;
+
+	(void)state;
+	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	stop_server_sessions();
+	stall_callers_start(callers, HOLD_CALLERS, replica[0].addr, false);
+	/* Checks until the callers' deadlines are near (3 s). */
+	for (t0 = now_ms(); now_ms() - t0 < 2000.0; n_checks++) {
+		Grpc__Health__V1__HealthCheckRequest r =
+			GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+		ProtobufCMessage *resp = NULL;
+		struct das_call_status st;
+
+		assert_int_equal(das_client_call(client[0],
+						 DAS_RPC_HEALTH_CHECK, NULL,
+						 &r.base, &resp,
+						 2 * HEALTH_LATE_MS, &st),
+				 0);
+		if (resp)
+			protobuf_c_message_free_unpacked(resp, NULL);
+		if (st.code != GRPC_OK)
+			fail_msg("Health Check %d while %d calls wait: %d %s",
+				 n_checks, HOLD_CALLERS, st.code, st.message);
+		sleep_ms(100);
+	}
+	for (int i = 0; i < HOLD_CALLERS; i++) {
+		pthread_join(callers[i].thread, NULL);
+		n_late += callers[i].code == GRPC_DEADLINE_EXCEEDED;
+	}
+	sleep_ms(500); /* past every caller's deadline, as stall_round */
+	resume_stopped();
+	fprintf(stderr, "replicas: database stalled: %d Health Checks "
+			"answered while %d UpsertUser calls waited (%d ended "
+			"DEADLINE_EXCEEDED)\n",
+		n_checks, HOLD_CALLERS, n_late);
+	assert_int_equal(n_late, HOLD_CALLERS);
+	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+	assert_no_stall_users(client[1], HOLD_CALLERS);
 }
 
 /* The deadline of the calls made while the database stalls. */
@@ -1125,17 +1294,29 @@ static void calls_past_their_deadline_change_nothing(void **state)
 	assert_int_equal(unassign(client[1], HEALTHY, "late1", "lated1",
 				  LATE_CALL_MS, &st),
 			 GRPC_DEADLINE_EXCEEDED);
+	/* and two directory changes */
+	assert_int_equal(upsert_user_on(client[0], HEALTHY, "late2",
+					LATE_CALL_MS, &st),
+			 GRPC_DEADLINE_EXCEEDED);
+	assert_int_equal(delete_device_on(client[1], HEALTHY, "lated2",
+					  LATE_CALL_MS, &st),
+			 GRPC_DEADLINE_EXCEEDED);
 	/* The stall outlasts the last deadline by a margin: a call whose
 	 * turn comes just before its deadline is carried out, rightly. */
 	sleep_ms(LATE_CALL_MS / 2);
 	resume_stopped();
-	deadline_lines_until(0, before[0] + 1);
-	deadline_lines_until(1, before[1] + 2);
+	deadline_lines_until(0, before[0] + 2);
+	deadline_lines_until(1, before[1] + 3);
 	assert_int_equal(listed_type(client[0], HEALTHY, "late1", "lated1"),
 			 2);
 	assert_int_equal(listed_type(client[1], HEALTHY, "late1", "lated2"),
 			 0);
-	fprintf(stderr, "replicas: 3 calls past their deadline while the "
+	assert_false(user_exists(client[0], HEALTHY, "late2"));
+	/* lated2 is still there: it can be assigned */
+	assert_int_equal(assign(client[1], HEALTHY, "late1", "lated2", 3,
+				TIMEOUT_MS, &st),
+			 GRPC_OK);
+	fprintf(stderr, "replicas: 5 calls past their deadline while the "
 			"database stalled: answered DEADLINE_EXCEEDED once it "
 			"answered, nothing changed\n");
 }
@@ -1291,6 +1472,8 @@ int main(void)
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),
+		cmocka_unit_test(
+			calls_waiting_for_stalled_database_hold_no_worker),
 		cmocka_unit_test(memory_returns_after_a_stall),
 	};
 
