@@ -152,11 +152,12 @@ static bool is_loopback(const char *listen)
 
 /*
  * Workers when --workers is 0. SQLite answers from memory or one fsync
- * shared by a batch: 2 per CPU keep the CPUs busy. On PostgreSQL assigns,
- * unassigns and lists go to the store's reader and writer threads and are
- * answered from there (docs/store.md), but the other RPCs (directory
- * changes, ledger pages, seat usage) still wait in their worker for every
- * round trip, so more workers keep those from queueing behind one another.
+ * shared by a batch: 2 per CPU keep the CPUs busy. On PostgreSQL every
+ * RPC's transaction goes to the store's reader and writer threads and is
+ * answered from there (docs/store.md); the store's pool is as large as
+ * the workers (--store-pool 0), and its writer threads as many as its
+ * connections: the larger default is what lets 16 transactions be under
+ * way at once.
  */
 static unsigned long default_workers(const char *store)
 {

@@ -169,26 +169,141 @@ static void directory_reply(const struct ops_result *r,
 	reply_pack(reply, &out.base);
 }
 
-/* The answer of method from its use case's result. */
-static void method_reply(enum das_rpc_method method, const char *customer,
-			 const struct ops_result *r,
+static void ledger_time(const Google__Protobuf__Timestamp *ts, bool *has,
+			struct das_time *out)
+{
+	*has = ts != NULL;
+	if (ts) {
+		out->seconds = ts->seconds;
+		out->nanos = ts->nanos;
+	}
+}
+
+/* The operation a ledger row records, read from its client types. */
+static Deviceassignment__V1__LedgerOperation
+ledger_operation(const struct store_ledger_row *row)
+{
+	if (row->from_type == DAS_CLIENT_NONE)
+		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_ASSIGN;
+	if (row->to_type == DAS_CLIENT_NONE)
+		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_UNASSIGN;
+	return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_MOVE;
+}
+
+/* The answer of a ListLedger from its result and page. */
+static void ledger_reply(const struct ops_result *r,
+			 const struct ops_ledger_page *page,
 			 struct handler_reply *reply)
 {
-	if (method == DAS_RPC_ASSIGN_DEVICE ||
-	    method == DAS_RPC_UNASSIGN_DEVICE ||
-	    method == DAS_RPC_LIST_USER_DEVICES)
-		device_reply(method, customer, r, reply);
-	else
-		directory_reply(r, reply);
+	Deviceassignment__V1__ListLedgerResponse out =
+		DEVICEASSIGNMENT__V1__LIST_LEDGER_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	size_t n = page ? page->n : 0;
+	Deviceassignment__V1__LedgerEntry *items = NULL;
+	Deviceassignment__V1__LedgerEntry **ptrs = NULL;
+	Google__Protobuf__Timestamp *times = NULL;
+
+	if (r->status != DAS_OK)
+		return;
+	items = calloc(n ? n : 1, sizeof(*items));
+	ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	times = calloc(n ? n : 1, sizeof(*times));
+	if (!page || !items || !ptrs || !times) {
+		reply->status = DAS_INTERNAL;
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct store_ledger_row *row = &page->rows[i];
+		Deviceassignment__V1__LedgerEntry *e = &items[i];
+
+		deviceassignment__v1__ledger_entry__init(e);
+		google__protobuf__timestamp__init(&times[i]);
+		set_timestamp(&times[i], row->at);
+		e->sequence = row->id;
+		e->time = &times[i];
+		e->actor = (char *)row->actor;
+		e->request_id = (char *)row->request_id;
+		e->operation = ledger_operation(row);
+		e->user_id = (char *)row->user;
+		e->device_id = (char *)row->device;
+		e->previous_client_type =
+			(Deviceassignment__V1__ClientType)row->from_type;
+		e->new_client_type =
+			(Deviceassignment__V1__ClientType)row->to_type;
+		e->charged = row->is_charged;
+		ptrs[i] = e;
+	}
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.n_entries = n;
+	out.entries = ptrs;
+	out.next_page_token = (char *)page->next_token;
+	reply_pack(reply, &out.base);
+done:
+	free(times);
+	free(ptrs);
+	free(items);
+}
+
+/* The answer of a GetSeatUsage from its result. */
+static void seats_reply(const struct ops_result *r,
+			const struct ops_seat_usage *usage,
+			struct handler_reply *reply)
+{
+	Deviceassignment__V1__GetSeatUsageResponse out =
+		DEVICEASSIGNMENT__V1__GET_SEAT_USAGE_RESPONSE__INIT;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+
+	if (r->status != DAS_OK)
+		return;
+	set_timestamp(&ts, r->at);
+	out.timestamp = &ts;
+	out.has_included = usage->is_seat_limited;
+	out.included = usage->is_seat_limited ? usage->included : 0;
+	out.used = usage->used;
+	out.charged = usage->charged;
+	reply_pack(reply, &out.base);
 }
 
 /* A call answered after its handler returned (ops_later). */
 struct call_later {
 	struct ops_later ops;
 	enum das_rpc_method method;
+	struct ops_seat_usage usage; /* GetSeatUsage's answer */
 	handler_later_fn later;
 	void *ctx;
 };
+
+/* The answer of cl's method from its use case's result. */
+static void call_later_reply(const struct call_later *cl,
+			     struct handler_reply *reply)
+{
+	const struct ops_result *r = &cl->ops.result;
+
+	switch (cl->method) {
+	case DAS_RPC_ASSIGN_DEVICE:
+	case DAS_RPC_UNASSIGN_DEVICE:
+	case DAS_RPC_LIST_USER_DEVICES:
+		device_reply(cl->method, cl->ops.key.customer, r, reply);
+		break;
+	case DAS_RPC_LIST_LEDGER:
+		ledger_reply(r, cl->ops.page, reply);
+		break;
+	case DAS_RPC_GET_SEAT_USAGE:
+		seats_reply(r, &cl->usage, reply);
+		break;
+	default:
+		directory_reply(r, reply);
+		break;
+	}
+}
+
+/* Frees cl and what its use case allocated (a ledger page). */
+static void call_later_free(struct call_later *cl)
+{
+	free(cl->ops.page);
+	free(cl);
+}
 
 static void call_later_done(struct ops_later *ol)
 {
@@ -200,12 +315,11 @@ static void call_later_done(struct ops_later *ol)
 	memset(&reply, 0, sizeof(reply));
 	reply.status = DAS_OK;
 	memcpy(reply.sub, cl->ops.who.sub, sizeof(reply.sub));
-	method_reply(cl->method, cl->ops.key.customer, &cl->ops.result,
-		     &reply);
+	call_later_reply(cl, &reply);
 	reply_finish(&cl->ops.result, &reply);
 	cl->later(cl->ctx, &reply);
 	handlers_reply_release(&reply);
-	free(cl);
+	call_later_free(cl);
 }
 
 /* A call_later for method when the caller takes later answers (else
@@ -218,11 +332,30 @@ static struct call_later *call_later_new(enum das_rpc_method method,
 	if (cl) {
 		cl->ops.done = call_later_done;
 		cl->ops.deadline_ms = reply->later_deadline_ms;
+		cl->ops.page = NULL;
+		cl->ops.usage = &cl->usage;
 		cl->method = method;
 		cl->later = reply->later;
 		cl->ctx = reply->later_ctx;
 	}
 	return cl;
+}
+
+/*
+ * After a use case's start: is_answered (its answer is in cl now) fills
+ * the reply and frees cl; otherwise done has cl and answers later.
+ */
+static void call_later_started(struct call_later *cl, bool is_answered,
+			       struct ops_result *r,
+			       struct handler_reply *reply)
+{
+	if (!is_answered) {
+		reply->is_later = true; /* cl is done's now */
+		return;
+	}
+	*r = cl->ops.result;
+	call_later_reply(cl, reply);
+	call_later_free(cl);
 }
 
 /*
@@ -245,15 +378,13 @@ static void device_run(const struct handler_env *env,
 			: NULL;
 
 	if (cl) {
-		if (!ops_device_start(env->store, who, req, &cl->ops)) {
-			reply->is_later = true; /* cl is done's now */
-			return;
-		}
-		*r = cl->ops.result;
-		free(cl);
-	} else {
-		ops_device(env->store, who, req, r);
+		call_later_started(cl,
+				   ops_device_start(env->store, who, req,
+						    &cl->ops),
+				   r, reply);
+		return;
 	}
+	ops_device(env->store, who, req, r);
 	device_reply(method, customer, r, reply);
 }
 
@@ -301,107 +432,40 @@ static void handle_list(const struct handler_env *env,
 		   in->customer_tenant_id, r, reply);
 }
 
-static struct ops_text opt_text(const char *s)
-{
-	return text(s);
-}
-
-static void ledger_time(const Google__Protobuf__Timestamp *ts, bool *has,
-			struct das_time *out)
-{
-	*has = ts != NULL;
-	if (ts) {
-		out->seconds = ts->seconds;
-		out->nanos = ts->nanos;
-	}
-}
-
-/* The operation a ledger row records, read from its client types. */
-static Deviceassignment__V1__LedgerOperation
-ledger_operation(const struct store_ledger_row *row)
-{
-	if (row->from_type == DAS_CLIENT_NONE)
-		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_ASSIGN;
-	if (row->to_type == DAS_CLIENT_NONE)
-		return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_UNASSIGN;
-	return DEVICEASSIGNMENT__V1__LEDGER_OPERATION__LEDGER_OPERATION_MOVE;
-}
-
 static void handle_ledger(const struct handler_env *env,
 			  const struct domain_principal *who,
 			  const ProtobufCMessage *msg, struct ops_result *r,
 			  struct handler_reply *reply)
 {
 	const Deviceassignment__V1__ListLedgerRequest *in = (const void *)msg;
+	struct call_later *cl = call_later_new(DAS_RPC_LIST_LEDGER, reply);
+	struct ops_ledger_page *page;
 	struct ops_ledger_query q;
-	struct ops_ledger_page *page = malloc(sizeof(*page));
-	Deviceassignment__V1__LedgerEntry *items = NULL;
-	Deviceassignment__V1__LedgerEntry **ptrs = NULL;
-	Google__Protobuf__Timestamp *times = NULL;
 
-	if (!page) {
-		r->status = DAS_INTERNAL;
-		return;
-	}
 	memset(&q, 0, sizeof(q));
 	q.tenant = text(in->customer_tenant_id);
-	q.account = opt_text(in->account_tenant_id);
-	q.user = opt_text(in->user_id);
-	q.device = opt_text(in->device_id);
+	q.account = text(in->account_tenant_id);
+	q.user = text(in->user_id);
+	q.device = text(in->device_id);
 	ledger_time(in->since, &q.has_since, &q.since);
 	ledger_time(in->until, &q.has_until, &q.until);
 	q.is_only_charged = in->only_charged;
 	q.order = (int)in->order;
 	q.page_size = in->page_size;
-	q.page_token = opt_text(in->page_token);
-
-	if (ops_list_ledger(env->store, who, &q, r, page) != DAS_OK)
-		goto done;
-	items = calloc(page->n ? page->n : 1, sizeof(*items));
-	ptrs = calloc(page->n ? page->n : 1, sizeof(*ptrs));
-	times = calloc(page->n ? page->n : 1, sizeof(*times));
-	if (!items || !ptrs || !times) {
+	q.page_token = text(in->page_token);
+	if (cl) {
+		call_later_started(
+			cl, ops_list_ledger_start(env->store, who, &q, &cl->ops),
+			r, reply);
+		return;
+	}
+	page = malloc(sizeof(*page));
+	if (!page) {
 		r->status = DAS_INTERNAL;
-		goto done;
+		return;
 	}
-	for (size_t i = 0; i < page->n; i++) {
-		struct store_ledger_row *row = &page->rows[i];
-		Deviceassignment__V1__LedgerEntry *e = &items[i];
-
-		deviceassignment__v1__ledger_entry__init(e);
-		google__protobuf__timestamp__init(&times[i]);
-		set_timestamp(&times[i], row->at);
-		e->sequence = row->id;
-		e->time = &times[i];
-		e->actor = row->actor;
-		e->request_id = row->request_id;
-		e->operation = ledger_operation(row);
-		e->user_id = row->user;
-		e->device_id = row->device;
-		e->previous_client_type =
-			(Deviceassignment__V1__ClientType)row->from_type;
-		e->new_client_type =
-			(Deviceassignment__V1__ClientType)row->to_type;
-		e->charged = row->is_charged;
-		ptrs[i] = e;
-	}
-	{
-		Deviceassignment__V1__ListLedgerResponse out =
-			DEVICEASSIGNMENT__V1__LIST_LEDGER_RESPONSE__INIT;
-		Google__Protobuf__Timestamp ts =
-			GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-
-		set_timestamp(&ts, r->at);
-		out.timestamp = &ts;
-		out.n_entries = page->n;
-		out.entries = ptrs;
-		out.next_page_token = page->next_token;
-		reply_pack(reply, &out.base);
-	}
-done:
-	free(times);
-	free(ptrs);
-	free(items);
+	ops_list_ledger(env->store, who, &q, r, page);
+	ledger_reply(r, page, reply);
 	free(page);
 }
 
@@ -412,22 +476,22 @@ static void handle_seats(const struct handler_env *env,
 {
 	const Deviceassignment__V1__GetSeatUsageRequest *in =
 		(const void *)msg;
+	struct call_later *cl = call_later_new(DAS_RPC_GET_SEAT_USAGE, reply);
 	struct ops_seat_usage usage;
 
-	if (ops_seat_usage(env->store, who, text(in->customer_tenant_id),
-			   opt_text(in->account_tenant_id), r,
-			   &usage) != DAS_OK)
+	if (cl) {
+		call_later_started(cl,
+				   ops_seat_usage_start(
+					   env->store, who,
+					   text(in->customer_tenant_id),
+					   text(in->account_tenant_id),
+					   &cl->ops),
+				   r, reply);
 		return;
-	Deviceassignment__V1__GetSeatUsageResponse out =
-		DEVICEASSIGNMENT__V1__GET_SEAT_USAGE_RESPONSE__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	set_timestamp(&ts, r->at);
-	out.timestamp = &ts;
-	out.has_included = usage.is_seat_limited;
-	out.included = usage.is_seat_limited ? usage.included : 0;
-	out.used = usage.used;
-	out.charged = usage.charged;
-	reply_pack(reply, &out.base);
+	}
+	ops_seat_usage(env->store, who, text(in->customer_tenant_id),
+		       text(in->account_tenant_id), r, &usage);
+	seats_reply(r, &usage, reply);
 }
 
 /*
@@ -465,15 +529,12 @@ static void directory_run(const struct handler_env *env,
 	struct call_later *cl = call_later_new(method, reply);
 
 	if (cl) {
-		if (!ops_directory_start(env->store, who, in, &cl->ops)) {
-			reply->is_later = true; /* cl is done's now */
-			return;
-		}
-		*r = cl->ops.result;
-		free(cl);
-	} else {
-		ops_directory(env->store, who, in, r);
+		call_later_started(
+			cl, ops_directory_start(env->store, who, in, &cl->ops),
+			r, reply);
+		return;
 	}
+	ops_directory(env->store, who, in, r);
 	directory_reply(r, reply);
 }
 

@@ -29,8 +29,6 @@ _Static_assert(OPS_PAGE_TOKEN_SIZE == PAGE_TOKEN_SIZE,
 _Static_assert(STORE_LEDGER_KEY_SIZE == PAGE_TOKEN_KEY_SIZE,
 	       "the store keeps the token key");
 
-#define BINDING_SIZE 512
-
 static void result_init(struct ops_result *result)
 {
 	memset(result, 0, sizeof(*result));
@@ -94,9 +92,9 @@ static bool time_before(struct das_time a, struct das_time b)
 
 /* The query a token belongs to: everything but the page size. */
 static size_t binding(const struct store_ledger_query *q,
-		      const struct domain_key *key, char out[BINDING_SIZE])
+		      const struct domain_key *key, char out[OPS_LEDGER_BINDING_SIZE])
 {
-	int n = snprintf(out, BINDING_SIZE,
+	int n = snprintf(out, OPS_LEDGER_BINDING_SIZE,
 			 "ledger|%s|%s|%s|%s|%d:%" PRId64 ".%" PRId32
 			 "|%d:%" PRId64 ".%" PRId32 "|%d|%d",
 			 q->customer, key->has_account ? key->account : "",
@@ -105,7 +103,8 @@ static size_t binding(const struct store_ledger_query *q,
 			 q->until.nanos, q->is_only_charged,
 			 q->is_oldest_first);
 
-	return n > 0 && n < BINDING_SIZE ? (size_t)n : BINDING_SIZE - 1;
+	return n > 0 && n < OPS_LEDGER_BINDING_SIZE ? (size_t)n
+						   : OPS_LEDGER_BINDING_SIZE - 1;
 }
 
 /* What a row can add to the packed response, at most. */
@@ -115,35 +114,29 @@ static size_t row_bytes(const struct store_ledger_row *r)
 	       strlen(r->user) + strlen(r->device);
 }
 
-struct ledger_arg {
-	const struct domain_principal *who;
-	struct domain_key key;
-	struct store_ledger_query q;
-	enum das_status row5;
-	char row5_detail[DOMAIN_DETAIL_SIZE];
-	bool has_cursor;
-	size_t page_size;
-	unsigned char token_key[STORE_LEDGER_KEY_SIZE];
-	char binding[BINDING_SIZE];
-	size_t binding_len;
-	struct ops_ledger_page *page;
-};
-
-static int ledger_body(struct store_tx *tx, void *arg,
-		       struct ops_result *result)
+/*
+ * The query's transaction (a read-only job, l->body): row 4 and 6 on the
+ * customer's snapshot, then the page. The page is allocated here when the
+ * caller gave none, so a query waiting for the store holds no page.
+ */
+static int ledger_body(struct store_tx *tx, struct ops_later *l)
 {
-	struct ledger_arg *a = arg;
-	struct ops_ledger_page *page = a->page;
+	struct ops_ledger_call *a = &l->ledger;
+	struct ops_result *result = &l->result;
+	struct ops_ledger_page *page;
 	struct domain_snapshot snap;
 	size_t n = 0, keep, bytes = 0;
 	int rc;
 
+	if (!l->page && !(l->page = malloc(sizeof(*l->page))))
+		return STORE_ERROR;
+	page = l->page;
 	page->n = 0;
 	page->next_token[0] = '\0';
-	rc = store_load(tx, &a->key, &snap);
-	if (rc != STORE_OK)
+	rc = store_load(tx, &l->key, &snap);
+	if (rc != STORE_OK || ops_later_is_late(l))
 		return rc;
-	result->status = domain_check_ledger(a->who, &a->key, &snap, a->row5);
+	result->status = domain_check_ledger(&l->who, &l->key, &snap, a->row5);
 	if (result->status != DAS_OK) {
 		if (result->status == a->row5)
 			memcpy(result->detail, a->row5_detail,
@@ -151,7 +144,7 @@ static int ledger_body(struct store_tx *tx, void *arg,
 		return STORE_OK;
 	}
 	if (!a->has_cursor) {
-		rc = store_ledger_last_id(tx, a->key.customer, &a->q.bound_id);
+		rc = store_ledger_last_id(tx, l->key.customer, &a->q.bound_id);
 		if (rc != STORE_OK)
 			return rc;
 		a->q.after_id = 0;
@@ -179,7 +172,7 @@ static int ledger_body(struct store_tx *tx, void *arg,
 
 /* Row 5: the request's own arguments. Returns the status to answer. */
 static enum das_status check_arguments(const struct ops_ledger_query *in,
-				       struct ledger_arg *a)
+				       struct ops_ledger_call *a)
 {
 	struct page_cursor c;
 
@@ -225,73 +218,97 @@ static enum das_status check_arguments(const struct ops_ledger_query *in,
 	return DAS_OK;
 }
 
+/* Fresh query state in l: the result, the key, the query. */
+static void ledger_later_init(struct ops_later *l)
+{
+	result_init(&l->result);
+	memset(&l->key, 0, sizeof(l->key));
+	memset(&l->ledger, 0, sizeof(l->ledger));
+}
+
+bool ops_list_ledger_start(struct store *st, const struct domain_principal *who,
+			   const struct ops_ledger_query *in,
+			   struct ops_later *l)
+{
+	struct ops_ledger_call *a = &l->ledger;
+
+	ledger_later_init(l);
+	if (validate_tenants(in->tenant, in->account, &l->key, &l->result) !=
+		    DAS_OK ||
+	    validate_filter(in->user, a->q.user, &l->result) != DAS_OK ||
+	    validate_filter(in->device, a->q.device, &l->result) != DAS_OK)
+		return true;
+
+	memcpy(a->q.customer, l->key.customer, DAS_GUID_SIZE);
+	a->q.has_since = in->has_since;
+	a->q.since = in->has_since ? in->since : (struct das_time){0, 0};
+	a->q.has_until = in->has_until;
+	a->q.until = in->has_until ? in->until : (struct das_time){0, 0};
+	a->q.is_only_charged = in->is_only_charged;
+	a->q.is_oldest_first = in->order == OPS_LEDGER_OLDEST_FIRST;
+	a->page_size = in->page_size ? in->page_size : OPS_LEDGER_PAGE_DEFAULT;
+	store_ledger_key(st, a->token_key);
+	a->binding_len = binding(&a->q, &l->key, a->binding);
+	a->row5 = check_arguments(in, a);
+	l->body = ledger_body;
+	return ops_later_run(l, st, who, true);
+}
+
 enum das_status ops_list_ledger(struct store *st,
 				const struct domain_principal *who,
 				const struct ops_ledger_query *in,
 				struct ops_result *result,
 				struct ops_ledger_page *page)
 {
-	static struct ledger_arg zero;
-	struct ledger_arg a = zero;
+	struct ops_wait w;
+	struct ops_later *l = ops_wait_begin(&w);
 
-	result_init(result);
 	page->n = 0;
 	page->next_token[0] = '\0';
-	a.who = who;
-	a.page = page;
-	if (validate_tenants(in->tenant, in->account, &a.key, result) !=
-		    DAS_OK ||
-	    validate_filter(in->user, a.q.user, result) != DAS_OK ||
-	    validate_filter(in->device, a.q.device, result) != DAS_OK)
-		return result->status;
-
-	memcpy(a.q.customer, a.key.customer, DAS_GUID_SIZE);
-	a.q.has_since = in->has_since;
-	a.q.since = in->has_since ? in->since : (struct das_time){0, 0};
-	a.q.has_until = in->has_until;
-	a.q.until = in->has_until ? in->until : (struct das_time){0, 0};
-	a.q.is_only_charged = in->is_only_charged;
-	a.q.is_oldest_first = in->order == OPS_LEDGER_OLDEST_FIRST;
-	a.page_size = in->page_size ? in->page_size : OPS_LEDGER_PAGE_DEFAULT;
-	store_ledger_key(st, a.token_key);
-	a.binding_len = binding(&a.q, &a.key, a.binding);
-	a.row5 = check_arguments(in, &a);
-	return ops_run_tx(st, a.key.customer, true, ledger_body, &a, result);
+	l->page = page;
+	return ops_wait_end(&w, ops_list_ledger_start(st, who, in, l), result);
 }
-
-struct seats_arg {
-	const struct domain_principal *who;
-	struct domain_key key;
-	struct ops_seat_usage *usage;
-};
 
 static uint32_t clamp_u32(int64_t v)
 {
 	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
-static int seats_body(struct store_tx *tx, void *arg,
-		      struct ops_result *result)
+/* GetSeatUsage's transaction (a read-only job, l->body). */
+static int seats_body(struct store_tx *tx, struct ops_later *l)
 {
-	struct seats_arg *a = arg;
+	struct ops_result *result = &l->result;
+	struct ops_seat_usage *usage = l->usage;
 	struct domain_snapshot snap;
 	int64_t charged = 0;
-	int rc = store_load(tx, &a->key, &snap);
+	int rc = store_load(tx, &l->key, &snap);
 
-	if (rc != STORE_OK)
+	if (rc != STORE_OK || ops_later_is_late(l))
 		return rc;
-	result->status = domain_check_ledger(a->who, &a->key, &snap, DAS_OK);
+	result->status = domain_check_ledger(&l->who, &l->key, &snap, DAS_OK);
 	if (result->status != DAS_OK)
 		return STORE_OK;
-	rc = store_seats_charged(tx, a->key.customer, &charged);
+	rc = store_seats_charged(tx, l->key.customer, &charged);
 	if (rc != STORE_OK)
 		return rc;
-	a->usage->is_seat_limited = snap.is_seat_limited;
-	a->usage->included = clamp_u32(snap.included_seats);
-	a->usage->used = clamp_u32(snap.seats_in_use);
-	a->usage->charged = clamp_u32(charged);
+	usage->is_seat_limited = snap.is_seat_limited;
+	usage->included = clamp_u32(snap.included_seats);
+	usage->used = clamp_u32(snap.seats_in_use);
+	usage->charged = clamp_u32(charged);
 	result->at = das_time_now();
 	return STORE_OK;
+}
+
+bool ops_seat_usage_start(struct store *st, const struct domain_principal *who,
+			  struct ops_text tenant, struct ops_text account,
+			  struct ops_later *l)
+{
+	ledger_later_init(l);
+	memset(l->usage, 0, sizeof(*l->usage));
+	if (validate_tenants(tenant, account, &l->key, &l->result) != DAS_OK)
+		return true;
+	l->body = seats_body;
+	return ops_later_run(l, st, who, true);
 }
 
 enum das_status ops_seat_usage(struct store *st,
@@ -300,16 +317,13 @@ enum das_status ops_seat_usage(struct store *st,
 			       struct ops_result *result,
 			       struct ops_seat_usage *usage)
 {
-	struct seats_arg a;
+	struct ops_wait w;
+	struct ops_later *l = ops_wait_begin(&w);
 
-	result_init(result);
-	memset(usage, 0, sizeof(*usage));
-	memset(&a, 0, sizeof(a));
-	a.who = who;
-	a.usage = usage;
-	if (validate_tenants(tenant, account, &a.key, result) != DAS_OK)
-		return result->status;
-	return ops_run_tx(st, a.key.customer, true, seats_body, &a, result);
+	l->usage = usage;
+	return ops_wait_end(&w,
+			    ops_seat_usage_start(st, who, tenant, account, l),
+			    result);
 }
 
 /* ---- retention ---- */

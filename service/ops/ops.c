@@ -162,7 +162,7 @@ static int device_body(struct store_tx *tx, void *arg,
  * a call comes back from waiting for the store, before it decides and
  * before it writes, and then answered DEADLINE_EXCEEDED.
  */
-static bool later_is_late(struct ops_later *l)
+bool ops_later_is_late(struct ops_later *l)
 {
 	struct timespec now;
 
@@ -188,7 +188,7 @@ static int device_write(struct store_tx *tx, struct ops_later *l)
 	struct domain_snapshot snap;
 	int rc = store_load(tx, &l->key, &snap);
 
-	if (rc != STORE_OK || later_is_late(l))
+	if (rc != STORE_OK || ops_later_is_late(l))
 		return rc;
 	return device_decide(tx, &arg, &snap, &l->result);
 }
@@ -207,13 +207,13 @@ static int later_body(struct store_tx *tx, struct store_job *job)
 				     offsetof(struct ops_later, job));
 	int rc;
 
-	if (later_is_late(l)) {
+	if (ops_later_is_late(l)) {
 		job->is_undone = true;
 		return STORE_OK;
 	}
 	l->result.status = DAS_OK;
 	l->result.detail[0] = '\0';
-	rc = l->write(tx, l);
+	rc = l->body(tx, l);
 	if (rc == STORE_OK && l->result.status != DAS_OK)
 		job->is_undone = true;
 	return rc;
@@ -268,12 +268,13 @@ static void later_done(struct store_job *job, int rc)
  * Returns true when l->result holds the answer now (the hand-over
  * failed), false when done will be called.
  */
-static bool later_write(struct ops_later *l)
+static bool later_write(struct ops_later *l, bool is_read_only)
 {
 	l->attempt = 0;
 	memset(&l->job, 0, sizeof(l->job));
 	l->job.body = later_body;
 	l->job.done = later_done;
+	l->job.is_read_only = is_read_only;
 	int rc = later_retry(l, store_submit(l->st, &l->job));
 	if (rc == STORE_OK)
 		return false;
@@ -305,7 +306,7 @@ static void later_read_done(struct store_read *rd, int rc)
 		l->done(l);
 		return;
 	}
-	if (later_is_late(l)) {
+	if (ops_later_is_late(l)) {
 		l->done(l);
 		return;
 	}
@@ -317,7 +318,7 @@ static void later_read_done(struct store_read *rd, int rc)
 		return;
 	}
 	if (store_can_submit(l->st)) {
-		if (!later_write(l))
+		if (!later_write(l, false))
 			return;
 	} else {
 		arg.is_read_pass = false;
@@ -362,7 +363,7 @@ static void later_keep(struct ops_later *l, struct store *st,
 	l->req.user_len = strlen(l->key.user);
 	l->req.device = l->key.device;
 	l->req.device_len = strlen(l->key.device);
-	l->write = device_write;
+	l->body = device_write;
 	l->attempt = 0;
 }
 
@@ -405,20 +406,39 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 	/* The write runs on another thread, maybe after the caller's
 	 * strings are gone. */
 	later_keep(l, st, who, req);
-	return later_write(l);
+	return later_write(l, false);
+}
+
+/* l->body in the form ops_run_tx runs (arg: l; result: l->result). */
+static int later_tx_body(struct store_tx *tx, void *arg,
+			 struct ops_result *result)
+{
+	struct ops_later *l = arg;
+
+	(void)result;
+	return l->body(tx, l);
+}
+
+bool ops_later_run(struct ops_later *l, struct store *st,
+		   const struct domain_principal *who, bool is_read_only)
+{
+	/* The transaction may run on another thread, after the caller's
+	 * strings are gone: l keeps copies. */
+	l->st = st;
+	principal_copy(&l->who, who);
+	l->attempt = 0;
+	if (!store_can_submit(st)) {
+		ops_run_tx(st, l->key.customer, is_read_only, later_tx_body, l,
+			   &l->result);
+		return true;
+	}
+	return later_write(l, is_read_only);
 }
 
 /* The synchronous forms: start a call and wait for its answer. */
-struct later_wait {
-	struct ops_later later; /* first: done's argument is ours */
-	pthread_mutex_t lock;
-	pthread_cond_t is_done_cond;
-	bool is_done;
-};
-
-static void later_wait_done(struct ops_later *later)
+static void ops_wait_done(struct ops_later *later)
 {
-	struct later_wait *w = (struct later_wait *)later;
+	struct ops_wait *w = (struct ops_wait *)later;
 
 	pthread_mutex_lock(&w->lock);
 	w->is_done = true;
@@ -426,20 +446,20 @@ static void later_wait_done(struct ops_later *later)
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* w->later, ready to be started; its done wakes later_wait_end. */
-static struct ops_later *later_wait_begin(struct later_wait *w)
+struct ops_later *ops_wait_begin(struct ops_wait *w)
 {
-	w->later.done = later_wait_done;
+	w->later.done = ops_wait_done;
 	w->later.deadline_ms = 0; /* none: this caller waits for the answer */
+	w->later.page = NULL;
+	w->later.usage = NULL;
 	w->is_done = false;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->is_done_cond, NULL);
 	return &w->later;
 }
 
-/* Waits for done unless the start answered at once (is_answered). */
-static enum das_status later_wait_end(struct later_wait *w, bool is_answered,
-				      struct ops_result *result)
+enum das_status ops_wait_end(struct ops_wait *w, bool is_answered,
+			     struct ops_result *result)
 {
 	if (!is_answered) {
 		pthread_mutex_lock(&w->lock);
@@ -457,10 +477,10 @@ enum das_status ops_device(struct store *st, const struct domain_principal *who,
 			   const struct domain_request *req,
 			   struct ops_result *result)
 {
-	struct later_wait w;
-	struct ops_later *l = later_wait_begin(&w);
+	struct ops_wait w;
+	struct ops_later *l = ops_wait_begin(&w);
 
-	return later_wait_end(&w, ops_device_start(st, who, req, l), result);
+	return ops_wait_end(&w, ops_device_start(st, who, req, l), result);
 }
 
 /* ---- directory ---- */
@@ -615,10 +635,9 @@ static int put_or_delete_device(struct store_tx *tx, const struct ops_later *l,
  * the directory's authorization, then the change. A run after a conflict
  * starts from nothing changed.
  */
-static int directory_body(struct store_tx *tx, void *arg,
-			  struct ops_result *result)
+static int directory_body(struct store_tx *tx, struct ops_later *l)
 {
-	struct ops_later *l = arg;
+	struct ops_result *result = &l->result;
 	struct domain_snapshot snap;
 	int rc;
 
@@ -628,7 +647,7 @@ static int directory_body(struct store_tx *tx, void *arg,
 	/* Where the change waits for the store (locks and read): a call
 	 * late by then changes nothing (a caller that waits has no
 	 * deadline). */
-	if (rc != STORE_OK || later_is_late(l))
+	if (rc != STORE_OK || ops_later_is_late(l))
 		return rc;
 	if (!directory_allowed(&l->who, &l->key, &snap, result))
 		return STORE_OK;
@@ -659,12 +678,6 @@ static int directory_body(struct store_tx *tx, void *arg,
 	default:
 		return STORE_ERROR;
 	}
-}
-
-/* The directory change run as a job (store_submit). */
-static int directory_write(struct store_tx *tx, struct ops_later *l)
-{
-	return directory_body(tx, l, &l->result);
 }
 
 /* UpsertCustomer's fields (rows 2-3) into l->key and l->directory. */
@@ -764,18 +777,8 @@ bool ops_directory_start(struct store *st, const struct domain_principal *who,
 	memset(&l->directory, 0, sizeof(l->directory));
 	if (directory_validate(in, l) != DAS_OK)
 		return true;
-	/* The transaction runs on another thread, maybe after the caller's
-	 * strings are gone: l keeps copies. */
-	l->st = st;
-	principal_copy(&l->who, who);
-	l->write = directory_write;
-	l->attempt = 0;
-	if (!store_can_submit(st)) {
-		ops_run_tx(st, l->key.customer, false, directory_body, l,
-			   &l->result);
-		return true;
-	}
-	return later_write(l);
+	l->body = directory_body;
+	return ops_later_run(l, st, who, false);
 }
 
 enum das_status ops_directory(struct store *st,
@@ -783,10 +786,10 @@ enum das_status ops_directory(struct store *st,
 			      const struct ops_directory_input *in,
 			      struct ops_result *result)
 {
-	struct later_wait w;
-	struct ops_later *l = later_wait_begin(&w);
+	struct ops_wait w;
+	struct ops_later *l = ops_wait_begin(&w);
 
-	return later_wait_end(&w, ops_directory_start(st, who, in, l), result);
+	return ops_wait_end(&w, ops_directory_start(st, who, in, l), result);
 }
 
 enum das_status ops_upsert_customer(struct store *st,

@@ -50,14 +50,33 @@ struct ops_directory_change {
 	char owner[DAS_ID_SIZE];
 };
 
+/* Bytes of what a ledger page token is bound to (the query). */
+#define OPS_LEDGER_BINDING_SIZE 512
+
+/* A ListLedger or GetSeatUsage query as validated (ops' own). */
+struct ops_ledger_call {
+	struct store_ledger_query q;
+	enum das_status row5; /* the request's own arguments */
+	char row5_detail[DOMAIN_DETAIL_SIZE];
+	bool has_cursor;
+	size_t page_size;
+	unsigned char token_key[STORE_LEDGER_KEY_SIZE];
+	char binding[OPS_LEDGER_BINDING_SIZE];
+	size_t binding_len;
+};
+
+struct ops_ledger_page;
+struct ops_seat_usage;
+
 /*
  * A call that may be answered after its start function returns
- * (ops_device_start, ops_directory_start): when its read pass goes to the
- * store's reader threads (store_read_submit) or its write to the store
- * (store_submit: the group commit, or the backend's writer threads), the
+ * (ops_device_start, ops_directory_start, ops_list_ledger_start,
+ * ops_seat_usage_start): when its read pass goes to the store's reader
+ * threads (store_read_submit) or its transaction to the store as a job
+ * (store_submit: SQLite's group commit, PostgreSQL's writer threads), the
  * calling thread does not wait for either. The caller fills done and
- * deadline_ms and keeps the struct alive until done is called; the rest
- * is ops' own.
+ * deadline_ms (and page or usage) and keeps the struct alive until done
+ * is called; the rest is ops' own.
  */
 struct ops_later {
 	/* Called once, on any thread, when result holds the answer. */
@@ -68,16 +87,25 @@ struct ops_later {
 	 * and a write applied after that is one nobody is told about. */
 	int64_t deadline_ms;
 	struct ops_result result;
+	/* ListLedger: the page the rows go to; NULL: one is allocated when
+	 * the query runs (malloc), and the caller frees it after done.
+	 * GetSeatUsage: the caller's. */
+	struct ops_ledger_page *page;
+	struct ops_seat_usage *usage;
 	/* ops' own */
 	struct store *st;
 	struct store_read read; /* the read pass, when handed over */
 	struct store_job job;
-	/* what the job writes: the device write pass, or the directory's */
-	int (*write)(struct store_tx *tx, struct ops_later *l);
+	/* the job's transaction: the device write pass, a directory
+	 * change, a ledger query */
+	int (*body)(struct store_tx *tx, struct ops_later *l);
 	struct domain_principal who;
 	struct domain_request req; /* strings point into key */
 	struct domain_key key;
-	struct ops_directory_change directory;
+	union {
+		struct ops_directory_change directory;
+		struct ops_ledger_call ledger;
+	};
 	int attempt;
 };
 
@@ -229,8 +257,15 @@ struct ops_ledger_page {
  * (page size, order, since/until, page token: INVALID_ARGUMENT naming the
  * REST parameter), 6 (customer, in the account when named). The first page
  * fixes the snapshot: later pages return what existed then, each entry
- * once. page is large (~300 KiB): allocate it.
+ * once. Validated here, read by the store as a read-only job (as
+ * ops_directory_start hands a change over): true when later->result
+ * holds the answer now, false when later->done will be called.
  */
+bool ops_list_ledger_start(struct store *st, const struct domain_principal *who,
+			   const struct ops_ledger_query *q,
+			   struct ops_later *later);
+
+/* The synchronous form. page is large (~300 KiB): allocate it. */
 enum das_status ops_list_ledger(struct store *st,
 				const struct domain_principal *who,
 				const struct ops_ledger_query *q,
@@ -244,7 +279,10 @@ struct ops_seat_usage {
 	uint32_t charged; /* of those, seats taken with charges accepted */
 };
 
-/* GetSeatUsage: rows 2, 4, 6 as for ops_list_ledger. */
+/* GetSeatUsage: rows 2, 4, 6 as for ops_list_ledger, run as it is. */
+bool ops_seat_usage_start(struct store *st, const struct domain_principal *who,
+			  struct ops_text tenant, struct ops_text account,
+			  struct ops_later *later);
 enum das_status ops_seat_usage(struct store *st,
 			       const struct domain_principal *who,
 			       struct ops_text tenant, struct ops_text account,

@@ -151,6 +151,12 @@ struct store_tx;
 struct store_job {
 	int (*body)(struct store_tx *tx, struct store_job *job);
 	void (*done)(struct store_job *job, int result);
+	/* A job that only reads (set by the caller): its body runs in a
+	 * read-only transaction of its own, one snapshot of committed and
+	 * durable state as store_begin gives, never in a batch. SQLite runs
+	 * it at once on the caller's thread (its readers never wait for the
+	 * writer); PostgreSQL on its writer threads, as any job. */
+	bool is_read_only;
 	/* The backend's: */
 	struct store_job *next;
 	bool is_undone;

@@ -64,7 +64,7 @@ static struct pg_harness pg;
 static char db_spec[PG_HARNESS_URI_SIZE];
 static struct harness_proc replica[2];
 static struct das_client *client[2];
-static char *admin_token, *assign_token;
+static char *admin_token, *assign_token, *ledger_token;
 
 static const char *const all_tenants[] = {"*"};
 
@@ -1016,7 +1016,30 @@ enum stall_call {
 	STALL_ASSIGN,      /* a move of h1's hd1 */
 	STALL_UPSERT_USER, /* a new user s<index> */
 	STALL_DELETE_DEVICE, /* sd<index>, which does not exist */
+	STALL_LIST_LEDGER,
+	STALL_SEAT_USAGE,
 };
+
+/* A ListLedger or GetSeatUsage of HEALTHY on c; returns the gRPC code. */
+static int ledger_call_on(struct das_client *c, enum das_rpc_method m,
+			  int timeout_ms, struct das_call_status *st)
+{
+	Deviceassignment__V1__ListLedgerRequest l =
+		DEVICEASSIGNMENT__V1__LIST_LEDGER_REQUEST__INIT;
+	Deviceassignment__V1__GetSeatUsageRequest u =
+		DEVICEASSIGNMENT__V1__GET_SEAT_USAGE_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+
+	l.customer_tenant_id = (char *)HEALTHY;
+	u.customer_tenant_id = (char *)HEALTHY;
+	if (das_client_call(c, m, ledger_token,
+			    m == DAS_RPC_LIST_LEDGER ? &l.base : &u.base, &resp,
+			    timeout_ms, st) != 0)
+		return -1;
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return st->code;
+}
 
 struct stall_caller {
 	pthread_t thread;
@@ -1049,6 +1072,12 @@ static void *stall_caller_main(void *arg)
 		snprintf(id, sizeof(id), "sd%d", c->index);
 		c->code = delete_device_on(cl, HEALTHY, id, 3000, &st);
 		break;
+	case STALL_LIST_LEDGER:
+		c->code = ledger_call_on(cl, DAS_RPC_LIST_LEDGER, 3000, &st);
+		break;
+	case STALL_SEAT_USAGE:
+		c->code = ledger_call_on(cl, DAS_RPC_GET_SEAT_USAGE, 3000, &st);
+		break;
 	}
 	c->ms = now_ms() - t0;
 	snprintf(c->reason, sizeof(c->reason), "%s",
@@ -1057,14 +1086,15 @@ static void *stall_caller_main(void *arg)
 	return NULL;
 }
 
+/* n callers to addr at once, calling in turn each of the first
+ * n_kinds of enum stall_call. */
 static void stall_callers_start(struct stall_caller *callers, int n,
-				const char *addr, bool is_mixed)
+				const char *addr, int n_kinds)
 {
 	for (int i = 0; i < n; i++) {
 		callers[i].addr = addr;
 		callers[i].index = i;
-		callers[i].call = is_mixed ? (enum stall_call)(i % 3)
-					   : STALL_UPSERT_USER;
+		callers[i].call = (enum stall_call)(i % n_kinds);
 		assert_int_equal(pthread_create(&callers[i].thread, NULL,
 						stall_caller_main, &callers[i]),
 				 0);
@@ -1116,7 +1146,7 @@ static void stall_round(const char *addr, int *late)
 
 	*late = 0;
 	stop_server_sessions();
-	stall_callers_start(callers, STALL_CALLERS, addr, true);
+	stall_callers_start(callers, STALL_CALLERS, addr, 5);
 	for (int i = 0; i < STALL_CALLERS; i++)
 		pthread_join(callers[i].thread, NULL);
 	/* Past every caller's deadline, so the waiting calls end without a
@@ -1192,12 +1222,13 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 
 /*
  * Calls waiting for a stalled database hold none of the server's workers:
- * while 40 directory changes wait (each handed to the store, as assigns
- * are), a Health Check made every 100 ms is answered, each within the
- * probe's bound. Before, a directory change ran its transaction on the
- * worker that took it: 40 of them held all 16 workers of a replica, and
- * a Check went unanswered until its deadline. When the database answers
- * (after the callers' deadlines), none of the changes is made.
+ * while 40 calls wait (assigns, directory changes, ledger pages and seat
+ * usage, each handed to the store), a Health Check made every 100 ms is
+ * answered, each within the probe's bound. Before, a directory change or
+ * a ledger query ran its transaction on the worker that took it: 40 of
+ * them held all 16 workers of a replica, and a Check went unanswered
+ * until its deadline. When the database answers (after the callers'
+ * deadlines), none of the changes is made.
  */
 static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 {
@@ -1208,7 +1239,7 @@ static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 	(void)state;
 	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	stop_server_sessions();
-	stall_callers_start(callers, HOLD_CALLERS, replica[0].addr, false);
+	stall_callers_start(callers, HOLD_CALLERS, replica[0].addr, 5);
 	/* Checks until the callers' deadlines are near (3 s). */
 	for (t0 = now_ms(); now_ms() - t0 < 2000.0; n_checks++) {
 		Grpc__Health__V1__HealthCheckRequest r =
@@ -1235,7 +1266,8 @@ static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 	sleep_ms(500); /* past every caller's deadline, as stall_round */
 	resume_stopped();
 	fprintf(stderr, "replicas: database stalled: %d Health Checks "
-			"answered while %d UpsertUser calls waited (%d ended "
+			"answered while %d calls waited (assigns, directory "
+			"changes, ledger queries; %d ended "
 			"DEADLINE_EXCEEDED)\n",
 		n_checks, HOLD_CALLERS, n_late);
 	assert_int_equal(n_late, HOLD_CALLERS);
@@ -1440,6 +1472,8 @@ static int setup(void **state)
 				   3600);
 	assign_token = harness_mint("agent", all_tenants, 1, "devices:assign",
 				    3600);
+	ledger_token = harness_mint("auditor", all_tenants, 1, "ledger:read",
+				    3600);
 	start_replica(0);
 	start_replica(1);
 	return 0;
@@ -1455,6 +1489,7 @@ static int teardown(void **state)
 			harness_stop(&replica[i], SIGTERM);
 	}
 	free(admin_token);
+	free(ledger_token);
 	free(assign_token);
 	pg_harness_stop(&pg);
 	curl_global_cleanup();

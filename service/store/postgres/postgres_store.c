@@ -42,8 +42,10 @@
  *   load queued at the moment as one pipeline (one round trip and one
  *   wake-up of the database for many reads) and hands each caller its
  *   snapshot, on which the caller decides and answers from that thread
- *   (pg_reader_main). Writes handed over (store_submit) run on writer
- *   threads, one transaction each (pg_writer_main).
+ *   (pg_reader_main). Jobs handed over (store_submit: the write pass of
+ *   assign and unassign, directory changes, and ledger queries, which
+ *   only read) run on writer threads, one transaction each
+ *   (pg_writer_main).
  * - Connections come from a fixed pool (one per server worker by
  *   default) and a few readers that carry the batched loads; a
  *   transaction holds one pool connection from its first statement to
@@ -1872,9 +1874,10 @@ static int pg_read_submit(struct store *base, struct store_read *rd)
 /* ---- writes handed over ---- */
 
 /*
- * A job (store_submit) in a write transaction of its own: its body, then
- * COMMIT, or ROLLBACK when the body failed or was undone. The commit is
- * durable when it returns (synchronous_commit on).
+ * A job (store_submit) in a write transaction of its own (a read-only
+ * one for a job that only reads): its body, then COMMIT, or ROLLBACK
+ * when the body failed or was undone. The commit is durable when it
+ * returns (synchronous_commit on).
  */
 static void pg_job_run(struct pg_store *st, struct store_job *job)
 {
@@ -1882,7 +1885,7 @@ static void pg_job_run(struct pg_store *st, struct store_job *job)
 	int rc;
 
 	job->is_undone = false;
-	rc = pg_begin(&st->base, NULL, false, &tx);
+	rc = pg_begin(&st->base, NULL, job->is_read_only, &tx);
 	if (rc == STORE_OK) {
 		rc = store_job_run(tx, job);
 		if (rc == STORE_OK && !job->is_undone)

@@ -1592,6 +1592,34 @@ static void jobs_run(struct sqlite_store *st)
 	}
 }
 
+static int sq_begin(struct store *base, const char *customer,
+		    bool is_read_only, struct store_tx **out);
+static int sq_commit(struct store_tx *base);
+static void sq_rollback(struct store_tx *base);
+
+/*
+ * A job that only reads (store_job.is_read_only) runs at once, on the
+ * caller's thread, in a read transaction of its own: a reader connection
+ * never waits for the writer, so handing it on would gain nothing. done
+ * is called before this returns.
+ */
+static int read_job_run(struct sqlite_store *st, struct store_job *job)
+{
+	struct store_tx *tx = NULL;
+	int rc = sq_begin(&st->base, NULL, true, &tx);
+
+	job->is_undone = false;
+	if (rc == STORE_OK) {
+		rc = store_job_run(tx, job);
+		if (rc == STORE_OK)
+			rc = sq_commit(tx);
+		else
+			sq_rollback(tx);
+	}
+	store_job_finish(&st->base, job, rc);
+	return STORE_OK;
+}
+
 /*
  * Group commit without waiting threads: the first caller to find nobody
  * leading runs the queue (up to BATCH_MAX jobs a turn) until it is empty,
@@ -1606,6 +1634,8 @@ static int sq_submit(struct store *base, struct store_job *job)
 {
 	struct sqlite_store *st = (struct sqlite_store *)base;
 
+	if (job->is_read_only)
+		return read_job_run(st, job);
 	job->next = NULL;
 	pthread_mutex_lock(&st->jobs_lock);
 	if (st->jobs_tail)
