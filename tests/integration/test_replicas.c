@@ -147,19 +147,6 @@ static void upsert_customer(const char *tenant, int seats)
 static char *user_roles[] = {(char *)"customer_user_uc",
 			     (char *)"customer_user_uc_softphone"};
 
-static void upsert_user(const char *tenant, const char *user)
-{
-	Deviceassignment__V1__UpsertUserRequest r =
-		DEVICEASSIGNMENT__V1__UPSERT_USER_REQUEST__INIT;
-
-	r.tenant_id = (char *)tenant;
-	r.user_id = (char *)user;
-	r.n_roles = 2;
-	r.roles = user_roles;
-	assert_int_equal(directory_call(DAS_RPC_UPSERT_USER, &r.base),
-			 GRPC_OK);
-}
-
 /* UpsertUser on c within timeout_ms; returns the gRPC code. */
 static int upsert_user_on(struct das_client *c, const char *tenant,
 			  const char *user, int timeout_ms,
@@ -174,6 +161,16 @@ static int upsert_user_on(struct das_client *c, const char *tenant,
 	r.roles = user_roles;
 	return directory_call_on(c, DAS_RPC_UPSERT_USER, &r.base, timeout_ms,
 				 st);
+}
+
+static void upsert_user(const char *tenant, const char *user)
+{
+	struct das_call_status st;
+
+	if (upsert_user_on(client[0], tenant, user, TIMEOUT_MS, &st) !=
+	    GRPC_OK)
+		fail_msg("UpsertUser %s: %d %s %s", user, st.code, st.reason,
+			 st.message);
 }
 
 /* DeletePbxDevice on c within timeout_ms; returns the gRPC code. */

@@ -881,28 +881,64 @@ static void handed_writes_answer_later(void **state)
 	}
 }
 
+/* Does the store know user of CUST? */
+static bool user_found(struct store *st, const char *user)
+{
+	struct domain_key key;
+	struct domain_snapshot snap;
+	struct store_tx *tx = NULL;
+
+	memset(&key, 0, sizeof(key));
+	snprintf(key.customer, sizeof(key.customer), "%s", CUST);
+	snprintf(key.user, sizeof(key.user), "%s", user);
+	assert_int_equal(store_begin(st, CUST, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &key, &snap), STORE_OK);
+	store_rollback(tx);
+	return snap.is_user_found;
+}
+
 /*
  * Writes handed to the group commit whose callers' deadline passes while
  * they wait for the write turn change nothing: each is told
  * DEADLINE_EXCEEDED when its turn comes, and no change or ledger row of
  * theirs is there. The leader's write, with no deadline, is carried out.
+ * A directory change queued with them (UpsertUser, handed over as they
+ * are) gives its caller's thread back at once and, late too, creates no
+ * user.
  */
 static void handed_writes_past_their_deadline_change_nothing(void **state)
 {
+	static const struct ops_text roles[] = {{"customer_user_uc", 16}};
 	struct store *st = fresh_store();
-	struct handed h[N_WRITERS];
+	struct handed h[N_WRITERS], dir;
 	struct leader lead;
 	struct store_tx *tx = NULL;
+	struct domain_principal who;
+	struct ops_directory_input in = {.op = OPS_UPSERT_USER,
+					 .tenant = text(CUST),
+					 .user = text("late"),
+					 .roles = roles,
+					 .n_roles = 1};
 
 	(void)state;
+	who_init(&who);
 	queue_behind_turn(st, h, &lead, &tx, 50);
+	dir.later.done = handed_done;
+	dir.later.deadline_ms = monotonic_ms() + 50;
+	atomic_init(&dir.is_done, false);
+	assert_false(ops_directory_start(st, &who, &in, &dir.later));
+	assert_false(atomic_load(&dir.is_done));
 	/* The turn is held past their deadline. */
 	pause_ms(200);
 	release_turn(tx, h, &lead);
 	for (int i = 0; i < N_WRITERS; i++)
 		assert_int_equal(h[i].later.result.status,
 				 i == 0 ? DAS_OK : DAS_DEADLINE_EXCEEDED);
+	while (!atomic_load(&dir.is_done))
+		pause_ms(1);
+	assert_int_equal(dir.later.result.status, DAS_DEADLINE_EXCEEDED);
 	assert_int_equal(writer_rows(st), 1);
+	assert_false(user_found(st, "late"));
 	store_close(st);
 }
 
