@@ -1,12 +1,15 @@
 /*
  * The use cases, one function per RPC: the check order around the store
- * transaction. Each validates (rows 2-3), opens a transaction for the
- * customer, loads a snapshot, asks the domain (rows 4-10), applies the
- * decided changes with their ledger rows and commits — retrying the whole
- * transaction on a store conflict. Assign and unassign decide first in a
- * read-only transaction and open the write transaction only when the
- * decision changes something (ops.c). No wire types here: grpc/handlers.c
- * converts protobuf-c messages to these calls.
+ * transaction. Each validates (rows 2-3) on the caller's thread, then its
+ * transaction loads a snapshot, asks the domain (rows 4-10), applies the
+ * decided changes with their ledger rows and commits — run again from the
+ * start on a store conflict. The transaction is handed to the store
+ * (struct ops_later: a *_start function, answered through done), so the
+ * caller's thread never waits for the store; each use case also has a
+ * synchronous form that waits. Assign and unassign decide first in a
+ * read-only pass and write only when the decision changes something
+ * (ops.c). No wire types here: grpc/handlers.c converts protobuf-c
+ * messages to these calls.
  */
 #ifndef DAS_OPS_H
 #define DAS_OPS_H

@@ -1626,9 +1626,9 @@ static int read_job_run(struct sqlite_store *st, struct store_job *job)
  * answering each job through its done. Every other caller queues its job
  * and returns at once: it neither waits for the writer mutex nor for the
  * fsync, so a batch holds every write that arrived during the one before,
- * not one write per thread. Writers through store_begin (the directory,
- * the prune, the probe) still share batches with the leader through the
- * writer mutex.
+ * not one write per thread. Writers through store_begin (the ledger's
+ * prune, the health probe) still share batches with the leader through
+ * the writer mutex.
  */
 static int sq_submit(struct store *base, struct store_job *job)
 {
