@@ -16,6 +16,7 @@
  *
  * The numbers measured are printed on stderr ("replicas: ...").
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -879,7 +880,7 @@ static void health_follows_database(void **state)
 	assert_int_equal(listed_type(client[0], HEALTHY, "h1", "hd1"), 1);
 }
 
-/* The replicas' own database sessions, stopped by database_stalls. */
+/* The database's processes, stopped by stop_server_sessions. */
 static pid_t stopped[256];
 static size_t n_stopped;
 
@@ -914,8 +915,13 @@ static pid_t parent_of(pid_t pid)
 }
 
 /*
- * Stops every session of the servers in the database, and the postmaster,
- * so a new connection hangs as well (stopped[]).
+ * Stops the database as a host that hangs would: the postmaster first, so
+ * no new session starts, then every process it started (the servers'
+ * sessions, those still starting among them, and its own helpers), so
+ * every statement and every new connection waits (stopped[]). A session
+ * in its start-up when only the servers' listed sessions were stopped
+ * went on serving: a server that opened a connection during one stall
+ * could have it in the next.
  */
 static void stop_server_sessions(void)
 {
@@ -923,20 +929,27 @@ static void stop_server_sessions(void)
 		"SELECT pid FROM pg_stat_activity WHERE "
 		"application_name = 'device-assignment-server'");
 	pid_t postmaster = -1;
+	DIR *proc;
+	struct dirent *e;
 
-	for (int i = 0; i < PQntuples(res) && n_stopped < 255; i++) {
-		pid_t pid = (pid_t)atoi(PQgetvalue(res, i, 0));
-
-		if (postmaster < 0)
-			postmaster = parent_of(pid);
-		if (kill(pid, SIGSTOP) == 0)
-			stopped[n_stopped++] = pid;
-	}
+	for (int i = 0; i < PQntuples(res) && postmaster < 0; i++)
+		postmaster = parent_of((pid_t)atoi(PQgetvalue(res, i, 0)));
+	assert_true(PQntuples(res) >= 2);
 	PQclear(res);
-	assert_true(n_stopped >= 2);
 	assert_true(postmaster > 1);
 	assert_int_equal(kill(postmaster, SIGSTOP), 0);
 	stopped[n_stopped++] = postmaster;
+	proc = opendir("/proc");
+	assert_non_null(proc);
+	while ((e = readdir(proc)) && n_stopped < 255) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+
+		if (pid > 1 && parent_of(pid) == postmaster &&
+		    kill(pid, SIGSTOP) == 0)
+			stopped[n_stopped++] = pid;
+	}
+	closedir(proc);
+	assert_true(n_stopped >= 3);
 }
 
 /*
