@@ -29,13 +29,6 @@ _Static_assert(OPS_PAGE_TOKEN_SIZE == PAGE_TOKEN_SIZE,
 _Static_assert(STORE_LEDGER_KEY_SIZE == PAGE_TOKEN_KEY_SIZE,
 	       "the store keeps the token key");
 
-static void result_init(struct ops_result *result)
-{
-	memset(result, 0, sizeof(*result));
-	result->status = DAS_OK;
-	result->at = das_time_now();
-}
-
 /* Rows 2 (account, then customer: path order) into key; detail on error. */
 static enum das_status validate_tenants(struct ops_text tenant,
 					struct ops_text account,
@@ -221,7 +214,7 @@ static enum das_status check_arguments(const struct ops_ledger_query *in,
 /* Fresh query state in l: the result, the key, the query. */
 static void ledger_later_init(struct ops_later *l)
 {
-	result_init(&l->result);
+	ops_result_init(&l->result);
 	memset(&l->key, 0, sizeof(l->key));
 	memset(&l->ledger, 0, sizeof(l->ledger));
 }
@@ -358,7 +351,7 @@ int ops_ledger_prune(struct store *st, unsigned days, struct das_time now,
 
 		if (i > 0)
 			nanosleep(&pause, NULL);
-		result_init(&r);
+		ops_result_init(&r);
 		/* Not a customer's transaction: "" locks no customer. */
 		if (ops_run_tx(st, "", false, prune_body, &a, &r) != DAS_OK)
 			return -1;

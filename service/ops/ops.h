@@ -8,7 +8,7 @@
  * caller's thread never waits for the store; each use case also has a
  * synchronous form that waits. Assign and unassign decide first in a
  * read-only pass and write only when the decision changes something
- * (ops.c). No wire types here: grpc/handlers.c converts protobuf-c
+ * (device.c). No wire types here: grpc/handlers.c converts protobuf-c
  * messages to these calls.
  */
 #ifndef DAS_OPS_H
@@ -21,6 +21,12 @@
 #include "common/timefmt.h"
 #include "service/domain/domain.h"
 #include "service/store/store.h"
+
+/* A string field off the wire: bytes and length. */
+struct ops_text {
+	const char *s;
+	size_t len;
+};
 
 struct ops_result {
 	enum das_status status;
@@ -40,10 +46,7 @@ struct ops_result {
 	uint32_t n_dropped;
 };
 
-/* Assign, unassign or list, as req->op says. Returns result->status. */
-enum das_status ops_device(struct store *st, const struct domain_principal *who,
-			   const struct domain_request *req,
-			   struct ops_result *result);
+/* ---- a call answered later (ops.c) ---- */
 
 /* A directory change as validated, kept for its write (ops' own). */
 struct ops_directory_change {
@@ -112,6 +115,13 @@ struct ops_later {
 	int attempt;
 };
 
+/* ---- assign, unassign, list (device.c) ---- */
+
+/* Assign, unassign or list, as req->op says. Returns result->status. */
+enum das_status ops_device(struct store *st, const struct domain_principal *who,
+			   const struct domain_request *req,
+			   struct ops_result *result);
+
 /*
  * Starts req (assign, unassign or list). Returns true when later->result
  * already holds the answer (done is not called): a refusal, a repeat
@@ -124,11 +134,7 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 		      const struct domain_request *req,
 		      struct ops_later *later);
 
-/* A string field off the wire: bytes and length. */
-struct ops_text {
-	const char *s;
-	size_t len;
-};
+/* ---- the Directory RPCs (directory.c) ---- */
 
 /* The Directory RPCs. */
 enum ops_directory_op {

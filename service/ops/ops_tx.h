@@ -1,5 +1,7 @@
 /*
- * Inside the ops folder only: the transaction runner every use case shares.
+ * Inside the ops folder only: what every use case shares (ops.c): the
+ * transaction runner, the hand-over of a transaction to the store
+ * (struct ops_later) and the synchronous wait for its answer.
  */
 #ifndef DAS_OPS_TX_H
 #define DAS_OPS_TX_H
@@ -8,6 +10,12 @@
 #include <stdbool.h>
 
 #include "service/ops/ops.h"
+
+/* A transaction that keeps conflicting is answered UNAVAILABLE. */
+#define OPS_MAX_ATTEMPTS 8
+
+/* A fresh result: OK, stamped now. */
+void ops_result_init(struct ops_result *result);
 
 /*
  * The body of a transaction: reads, asks the domain, writes. Returns a
@@ -36,6 +44,22 @@ enum das_status ops_run_tx(struct store *st, const char *customer,
  */
 bool ops_later_run(struct ops_later *l, struct store *st,
 		   const struct domain_principal *who, bool is_read_only);
+
+/*
+ * Hands l->body to the store as a job (store_submit; is_read_only: one
+ * that only reads), again after a conflict. Returns false once l->done
+ * will be called, true when l->result holds the answer now (the hand-over
+ * was refused).
+ */
+bool ops_later_submit(struct ops_later *l, bool is_read_only);
+
+/* l->result for a transaction that ended with store result rc (as
+ * ops_run_tx maps it; STORE_OK leaves it). */
+void ops_later_end(struct ops_later *l, int rc);
+
+/* Who asked, as far as deciding needs it (for a call answered later). */
+void ops_principal_copy(struct domain_principal *to,
+			const struct domain_principal *from);
 
 /*
  * True when l's caller has given up (l->deadline_ms passed): l->result is

@@ -15,7 +15,7 @@
  * A read-only transaction (is_read_only) takes no lock and sees only
  * changes that are committed and durable, never a change that could still
  * be lost: the use cases answer an idempotent repeat or a refusal from
- * such a read alone (service/ops/ops.c), so a 201 must not rest on another
+ * such a read alone (service/ops/device.c), so a 201 must not rest on another
  * request's change before its fsync. What makes it true:
  *   SQLite: readers use connections other than the writer's, so they see
  *   a group-commit batch only after its COMMIT; in WAL mode with
