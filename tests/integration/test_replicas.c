@@ -1173,6 +1173,36 @@ static void stall_round(const char *addr, int *late)
 	}
 }
 
+/* Waits (10 s at most) until p has logged want calls answered
+ * DEADLINE_EXCEEDED. */
+static void deadline_lines_until(struct harness_proc *p, int want)
+{
+	double t0 = now_ms();
+
+	while (harness_count_in_log(p, "code=DEADLINE_EXCEEDED") < want) {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(20);
+	}
+}
+
+/* Calls p has answered with a failure: refused, or past the deadline. */
+static int ended_lines(struct harness_proc *p)
+{
+	return harness_count_in_log(p, "code=UNAVAILABLE") +
+	       harness_count_in_log(p, "code=DEADLINE_EXCEEDED");
+}
+
+/* Waits (10 s at most) until ended_lines(p) reaches want. */
+static void ended_lines_until(struct harness_proc *p, int want)
+{
+	double t0 = now_ms();
+
+	while (ended_lines(p) < want) {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(20);
+	}
+}
+
 /* Calls the server at c until it answers an assign (10 s at most). */
 static void assign_until_ok(struct das_client *c)
 {
@@ -1212,6 +1242,8 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 	c = das_client_new(extra.addr);
 	assign_until_ok(c);
 	for (int round = 1; round <= 2; round++) {
+		int ended = ended_lines(&extra);
+
 		stall_round(extra.addr, &late);
 		fprintf(stderr, "replicas: database stalled (round %d): %d of "
 				"%d calls refused at once, %d waited (bound "
@@ -1219,6 +1251,9 @@ static void waiting_calls_bounded_when_database_stalls(void **state)
 			round, STALL_CALLERS - late, STALL_CALLERS, late,
 			STALL_MAX_WAITING);
 		assert_int_equal(late, STALL_MAX_WAITING);
+		/* Every call of the round has ended (a slot is free again
+		 * once its call ends) before the next round counts them. */
+		ended_lines_until(&extra, ended + STALL_CALLERS);
 		assign_until_ok(c);
 		assert_no_stall_users(c, STALL_CALLERS);
 	}
@@ -1288,19 +1323,6 @@ static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 /* The deadline of the calls made while the database stalls. */
 #define LATE_CALL_MS 1000
 
-/* Waits (10 s at most) until replica i has logged want calls answered
- * DEADLINE_EXCEEDED. */
-static void deadline_lines_until(int i, int want)
-{
-	double t0 = now_ms();
-
-	while (harness_count_in_log(&replica[i], "code=DEADLINE_EXCEEDED") <
-	       want) {
-		assert_true(now_ms() - t0 < 10000.0);
-		sleep_ms(20);
-	}
-}
-
 /*
  * A call still waiting for the store when its deadline passes changes
  * nothing once the database answers again: its client was told
@@ -1347,8 +1369,8 @@ static void calls_past_their_deadline_change_nothing(void **state)
 	 * turn comes just before its deadline is carried out, rightly. */
 	sleep_ms(LATE_CALL_MS / 2);
 	resume_stopped();
-	deadline_lines_until(0, before[0] + 2);
-	deadline_lines_until(1, before[1] + 3);
+	deadline_lines_until(&replica[0], before[0] + 2);
+	deadline_lines_until(&replica[1], before[1] + 3);
 	assert_int_equal(listed_type(client[0], HEALTHY, "late1", "lated1"),
 			 2);
 	assert_int_equal(listed_type(client[1], HEALTHY, "late1", "lated2"),
@@ -1361,6 +1383,76 @@ static void calls_past_their_deadline_change_nothing(void **state)
 	fprintf(stderr, "replicas: 5 calls past their deadline while the "
 			"database stalled: answered DEADLINE_EXCEEDED once it "
 			"answered, nothing changed\n");
+}
+
+/* PUT .../assign of device to user as type through gw within
+ * timeout_ms; returns the HTTP status (0: no answer). */
+static long rest_assign(const struct harness_proc *gw, const char *tenant,
+			const char *user, const char *device, const char *type,
+			long timeout_ms)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[512], auth[2048], body[64];
+	long status = 0;
+
+	assert_non_null(c);
+	snprintf(url, sizeof(url),
+		 "http://%s/v1.0/customers/%s/users/%s/devices/pbx/%s/assign",
+		 gw->addr, tenant, user, device);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", assign_token);
+	snprintf(body, sizeof(body), "{\"clientType\":\"%s\"}", type);
+	hl = curl_slist_append(hl, auth);
+	hl = curl_slist_append(hl, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	return status;
+}
+
+/*
+ * The same through the gateway (the README's 504 row): a move asked over
+ * REST while the database stalls is answered 504 once the gateway's
+ * upstream deadline (--upstream-timeout-ms) passes, and when the
+ * database answers the move is not made: the deadline went to the server
+ * with the call (grpc-timeout), which drops the change.
+ */
+static void rest_change_past_its_deadline_is_dropped(void **state)
+{
+	const char *args[] = {"--upstream", replica[0].addr,
+			      "--upstream-timeout-ms", "1000", "--threads", "1",
+			      "--log-level", "warn", NULL};
+	struct harness_proc gw;
+	int before;
+
+	(void)state;
+	upsert_user(HEALTHY, "late3");
+	upsert_device(HEALTHY, "lated3", "late3");
+	assert_int_equal(harness_start(&gw, DAS_GATEWAY_BIN, args, NULL), 0);
+	/* Its connection to the server ready, as a client would find it. */
+	assert_int_equal(rest_assign(&gw, HEALTHY, "late3", "lated3", "mobile",
+				     TIMEOUT_MS),
+			 201);
+	before = harness_count_in_log(&replica[0], "code=DEADLINE_EXCEEDED");
+	stop_server_sessions();
+	assert_int_equal(rest_assign(&gw, HEALTHY, "late3", "lated3",
+				     "desktop", TIMEOUT_MS),
+			 504);
+	sleep_ms(LATE_CALL_MS / 2); /* past the deadline, as above */
+	resume_stopped();
+	deadline_lines_until(&replica[0], before + 1);
+	assert_int_equal(listed_type(client[1], HEALTHY, "late3", "lated3"),
+			 DAS_CLIENT_MOBILE);
+	assert_int_equal(harness_stop(&gw, SIGTERM), 0);
+	fprintf(stderr, "replicas: a move over REST while the database "
+			"stalled: 504, and not made once it answered\n");
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -1517,6 +1609,7 @@ int main(void)
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),
+		cmocka_unit_test(rest_change_past_its_deadline_is_dropped),
 		cmocka_unit_test(
 			calls_waiting_for_stalled_database_hold_no_worker),
 		cmocka_unit_test(memory_returns_after_a_stall),
