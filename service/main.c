@@ -473,8 +473,16 @@ int main(int argc, char **argv)
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	rc = 0;
 out:
+	/* Calls in flight end first; then the store ends whatever still
+	 * waits on it (a database that stopped answering must not hold the
+	 * process), which frees the ledger prune and the calls it held. */
+	server_drain(srv);
+	store_cut(store);
 	ops_retention_stop(retention);
-	server_stop(srv);
+	if (server_stop(srv) != 0) {
+		das_log_flush();
+		_exit(1); /* the store's threads still use what a return frees */
+	}
 	das_metrics_http_stop(metrics);
 	token_cache_free(tokens);
 	store_close(store);

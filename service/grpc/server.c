@@ -50,6 +50,10 @@
 /* Events a worker takes off its queue at most before it runs the next
  * call of a busy connection (see worker_main). */
 #define EVENTS_PER_CALL 64
+/* At shutdown, how long calls handed to the store may still take to end
+ * once the store was cut (store_cut: a PostgreSQL thread that was
+ * connecting meets the cut within its 5 s connect_timeout). */
+#define HELD_CALLS_WAIT_MS 10000
 
 struct worker {
 	struct server *srv;
@@ -113,6 +117,7 @@ struct server {
 	grpc_resource_quota *quota;
 	struct reflection *reflection; /* its own queue and thread */
 	atomic_int n_active; /* calls delivered to a worker, not yet freed */
+	bool is_drained;     /* server_drain() has run */
 	struct streams *streams; /* Health/Watch and other long-lived calls */
 	struct health *health;
 	struct flood_guard *guard; /* closes rapid-reset connections */
@@ -1003,7 +1008,7 @@ int server_start(const struct server_config *cfg, struct server **out,
 	return 0;
 
 fail:
-	server_stop(srv);
+	(void)server_stop(srv); /* no call was taken yet */
 	return -1;
 }
 
@@ -1058,15 +1063,51 @@ static void queue_free_rest(grpc_completion_queue *cq)
 	}
 }
 
-void server_stop(struct server *srv)
+void server_drain(struct server *srv)
 {
-	if (!srv)
+	if (!srv || srv->is_drained)
 		return;
+	srv->is_drained = true;
 	if (srv->server) {
 		grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq,
 						srv);
 		drain(srv);
 	}
+}
+
+/*
+ * Waits until every call delivered to a worker has been freed: a call
+ * handed to the store is answered (and freed) by the store's thread, which
+ * must not find the server gone. False when some are still held after
+ * HELD_CALLS_WAIT_MS.
+ */
+static bool held_calls_end(struct server *srv)
+{
+	gpr_timespec end = gpr_time_add(
+		gpr_now(GPR_CLOCK_MONOTONIC),
+		gpr_time_from_millis(HELD_CALLS_WAIT_MS, GPR_TIMESPAN));
+
+	while (atomic_load(&srv->n_active) > 0) {
+		if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), end) >= 0) {
+			das_log(DAS_LOG_ERROR,
+				"shutdown: %d calls still wait for the store "
+				"after %d ms; exiting without them",
+				atomic_load(&srv->n_active),
+				HELD_CALLS_WAIT_MS);
+			return false;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+	}
+	return true;
+}
+
+int server_stop(struct server *srv)
+{
+	if (!srv)
+		return 0;
+	server_drain(srv);
+	if (!held_calls_end(srv))
+		return -1;
 	das_log(DAS_LOG_DEBUG, "shutdown: calls finished, stopping workers");
 	if (srv->cq) {
 		/* Every worker's next() answers SHUTDOWN once the queue is
@@ -1112,4 +1153,5 @@ void server_stop(struct server *srv)
 	free(srv);
 	das_log(DAS_LOG_DEBUG, "shutdown: server destroyed");
 	grpc_shutdown();
+	return 0;
 }

@@ -41,10 +41,21 @@ int server_start(const struct server_config *cfg, struct server **out,
 		 int *port, char *err, size_t err_size);
 
 /*
- * Stops accepting calls, lets the calls in flight finish (cancelling any
- * still running after grace_ms), joins the workers and frees everything.
+ * Stops accepting calls and lets the calls in flight finish, cancelling
+ * any still running after grace_ms. A call cancelled while it waits for
+ * the store is still the store's to end (store_cut), and server_stop()
+ * waits for that. Runs once; NULL is a no-op.
  */
-void server_stop(struct server *srv);
+void server_drain(struct server *srv);
+
+/*
+ * Drains (if server_drain() was not called), waits until every call taken
+ * has ended, joins the workers and frees everything. Returns 0, or -1 when
+ * calls were still held by the store 10 s after the drain: then nothing is
+ * freed (a thread of the store would answer into it), and the process must
+ * exit without freeing what they use. NULL is a no-op.
+ */
+int server_stop(struct server *srv);
 
 /*
  * The bytes of a request message: copied out, or inflated (gzip, deflate)

@@ -225,6 +225,12 @@ void store_close(struct store *st)
 		st->ops->close(st);
 }
 
+void store_cut(struct store *st)
+{
+	if (st && st->ops->cut)
+		st->ops->cut(st);
+}
+
 int store_begin(struct store *st, const char *customer, bool is_read_only,
 		struct store_tx **out)
 {

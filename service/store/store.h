@@ -263,6 +263,10 @@ struct store_ops {
 	 * STORE_OK: done will be called (maybe before this returns);
 	 * anything else: it will not. */
 	int (*read_submit)(struct store *st, struct store_read *rd);
+	/* Shutdown, once the server takes no more calls: see store_cut().
+	 * NULL when the backend has no threads of its own that wait on the
+	 * database (its work then ends with the threads of its callers). */
+	void (*cut)(struct store *st);
 };
 
 /* Every backend's handle starts with this. */
@@ -293,6 +297,17 @@ extern const struct store_ops *const store_backends[];
 int store_open(const char *spec, const struct store_options *opt,
 	       struct store **out, char *err, size_t err_size);
 void store_close(struct store *st); /* NULL is a no-op */
+
+/*
+ * For shutdown, after the server has stopped taking calls and cancelled
+ * those past its grace: ends every wait on the store, so that a database
+ * that stopped answering cannot hold the process. Every job and read still
+ * queued is finished now with STORE_UNAVAILABLE; a statement in flight
+ * (a job's, a read's, a probe's, the ledger prune's) is cut short and
+ * fails the same way; later submits and transactions are refused with
+ * STORE_UNAVAILABLE. store_close() must still be called. NULL is a no-op.
+ */
+void store_cut(struct store *st);
 
 int store_begin(struct store *st, const char *customer, bool is_read_only,
 		struct store_tx **out);

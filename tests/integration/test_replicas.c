@@ -1056,55 +1056,64 @@ struct stall_caller {
 	const char *addr;
 	int index;
 	enum stall_call call;
+	int timeout_ms;
 	int code;
 	char reason[64];
 	double ms;
+	atomic_bool is_done;
 };
 
-/* One call to addr with a 3 s deadline, on a connection of its own. */
+/* The deadline of the calls of a stall_round. */
+#define STALL_CALL_MS 3000
+
+/* One call to addr, on a connection of its own. */
 static void *stall_caller_main(void *arg)
 {
 	struct stall_caller *c = arg;
 	struct das_client *cl = das_client_new(c->addr);
 	struct das_call_status st;
+	int ms = c->timeout_ms;
 	double t0 = now_ms();
 	char id[16];
 
 	switch (c->call) {
 	case STALL_ASSIGN:
-		c->code = assign(cl, HEALTHY, "h1", "hd1", 1, 3000, &st);
+		c->code = assign(cl, HEALTHY, "h1", "hd1", 1, ms, &st);
 		break;
 	case STALL_UPSERT_USER:
 		snprintf(id, sizeof(id), "s%d", c->index);
-		c->code = upsert_user_on(cl, HEALTHY, id, 3000, &st);
+		c->code = upsert_user_on(cl, HEALTHY, id, ms, &st);
 		break;
 	case STALL_DELETE_DEVICE:
 		snprintf(id, sizeof(id), "sd%d", c->index);
-		c->code = delete_device_on(cl, HEALTHY, id, 3000, &st);
+		c->code = delete_device_on(cl, HEALTHY, id, ms, &st);
 		break;
 	case STALL_LIST_LEDGER:
-		c->code = ledger_call_on(cl, DAS_RPC_LIST_LEDGER, 3000, &st);
+		c->code = ledger_call_on(cl, DAS_RPC_LIST_LEDGER, ms, &st);
 		break;
 	case STALL_SEAT_USAGE:
-		c->code = ledger_call_on(cl, DAS_RPC_GET_SEAT_USAGE, 3000, &st);
+		c->code = ledger_call_on(cl, DAS_RPC_GET_SEAT_USAGE, ms, &st);
 		break;
 	}
 	c->ms = now_ms() - t0;
 	snprintf(c->reason, sizeof(c->reason), "%s",
 		 c->code >= 0 ? st.reason : "");
 	das_client_free(cl);
+	atomic_store(&c->is_done, true);
 	return NULL;
 }
 
 /* n callers to addr at once, calling in turn each of the first
- * n_kinds of enum stall_call. */
+ * n_kinds of enum stall_call, each with a deadline of timeout_ms. */
 static void stall_callers_start(struct stall_caller *callers, int n,
-				const char *addr, int n_kinds)
+				const char *addr, int n_kinds, int timeout_ms)
 {
 	for (int i = 0; i < n; i++) {
 		callers[i].addr = addr;
 		callers[i].index = i;
+		callers[i].timeout_ms = timeout_ms;
 		callers[i].call = (enum stall_call)(i % n_kinds);
+		atomic_init(&callers[i].is_done, false);
 		assert_int_equal(pthread_create(&callers[i].thread, NULL,
 						stall_caller_main, &callers[i]),
 				 0);
@@ -1156,7 +1165,7 @@ static void stall_round(const char *addr, int *late)
 
 	*late = 0;
 	stop_server_sessions();
-	stall_callers_start(callers, STALL_CALLERS, addr, 5);
+	stall_callers_start(callers, STALL_CALLERS, addr, 5, STALL_CALL_MS);
 	for (int i = 0; i < STALL_CALLERS; i++)
 		pthread_join(callers[i].thread, NULL);
 	/* Past every caller's deadline, so the waiting calls end without a
@@ -1284,7 +1293,8 @@ static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 	(void)state;
 	health_until(GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
 	stop_server_sessions();
-	stall_callers_start(callers, HOLD_CALLERS, replica[0].addr, 5);
+	stall_callers_start(callers, HOLD_CALLERS, replica[0].addr, 5,
+			    STALL_CALL_MS);
 	/* Checks until the callers' deadlines are near (3 s). */
 	for (t0 = now_ms(); now_ms() - t0 < 2000.0; n_checks++) {
 		Grpc__Health__V1__HealthCheckRequest r =
@@ -1553,6 +1563,83 @@ static void memory_returns_after_a_stall(void **state)
 	harness_stop(&extra, SIGTERM);
 }
 
+/* The deadline of the calls waiting when the server is stopped: far past
+ * its grace, so that only the shutdown can end them. */
+#define STOP_CALL_MS 30000
+/* How soon after SIGTERM the server must have exited: its grace (500 ms)
+ * plus PostgreSQL's connect_timeout (5 s), which bounds a store thread
+ * that was connecting to the stalled database, plus a margin. */
+#define STOP_EXIT_MS 9000
+
+/*
+ * SIGTERM while the database stalls: the server drains for its grace,
+ * then cuts what still waits on the store (store_cut): the queued calls
+ * and the statements in flight end UNAVAILABLE, and the server exits 0
+ * within seconds, the database still stalled. Before, such calls held
+ * the process: it cancelled them after the grace and then waited in
+ * pg_close for the store's threads, blocked in libpq for as long as the
+ * stall lasted (an orchestrator's SIGKILL was the only way out); once the
+ * database answered, those threads answered calls into the server freed
+ * meanwhile (AddressSanitizer: heap-use-after-free in send_reply). None
+ * of the changes the cut calls asked for is made.
+ */
+static void sigterm_while_database_stalls_exits(void **state)
+{
+	char bound[16];
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--store-max-waiting",
+			      bound, "--shutdown-grace", "500", NULL};
+	struct stall_caller callers[STALL_CALLERS];
+	struct harness_proc extra;
+	struct das_client *c;
+	int n_done, status;
+	double t0;
+
+	(void)state;
+	snprintf(bound, sizeof(bound), "%d", STALL_MAX_WAITING);
+	assert_int_equal(harness_start(&extra, DAS_SERVER_BIN, args, NULL), 0);
+	c = das_client_new(extra.addr);
+	assign_until_ok(c);
+	das_client_free(c);
+	stop_server_sessions();
+	stall_callers_start(callers, STALL_CALLERS, extra.addr, 5,
+			    STOP_CALL_MS);
+	/* Those past the bound are refused at once: then exactly the bound
+	 * wait for the store. */
+	t0 = now_ms();
+	do {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(20);
+		n_done = 0;
+		for (int i = 0; i < STALL_CALLERS; i++)
+			n_done += atomic_load(&callers[i].is_done);
+	} while (n_done < STALL_CALLERS - STALL_MAX_WAITING);
+	t0 = now_ms();
+	kill(extra.pid, SIGTERM);
+	if (harness_wait_exit(&extra, STOP_EXIT_MS, &status) != 0) {
+		resume_stopped();
+		harness_stop(&extra, SIGKILL);
+		fail_msg("the server did not exit within %d ms of SIGTERM "
+			 "while the database stalled",
+			 STOP_EXIT_MS);
+	}
+	fprintf(stderr, "replicas: SIGTERM with %d calls waiting on a "
+			"stalled database: exit %d after %.0f ms\n",
+		STALL_MAX_WAITING, status, now_ms() - t0);
+	assert_int_equal(status, 0);
+	for (int i = 0; i < STALL_CALLERS; i++) {
+		pthread_join(callers[i].thread, NULL);
+		assert_int_not_equal(callers[i].code, GRPC_OK);
+		assert_true(callers[i].ms < STOP_CALL_MS / 2);
+	}
+	assert_true(harness_count_in_log(&extra, "postgresql: shutdown: cut") ==
+		    1);
+	resume_stopped();
+	/* Nothing the cut calls asked for was made. */
+	assert_int_equal(listed_type(client[1], HEALTHY, "h1", "hd1"), 2);
+	assert_no_stall_users(client[1], STALL_CALLERS);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -1613,6 +1700,7 @@ int main(void)
 		cmocka_unit_test(
 			calls_waiting_for_stalled_database_hold_no_worker),
 		cmocka_unit_test(memory_returns_after_a_stall),
+		cmocka_unit_test(sigterm_while_database_stalls_exits),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));

@@ -907,6 +907,118 @@ static void test_handed_reads_told_once(void **state)
 	store_close(st);
 }
 
+/* A write transaction's load on another thread: it waits on a lock. */
+struct held_load {
+	struct store *st;
+	pthread_t thread;
+	int begin_rc, load_rc;
+};
+
+static void *held_load_main(void *arg)
+{
+	struct held_load *h = arg;
+	struct store_tx *tx;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u0", "d0");
+
+	h->begin_rc = store_begin(h->st, TENANT, false, &tx);
+	if (h->begin_rc != STORE_OK)
+		return NULL;
+	h->load_rc = store_load(tx, &k, &snap);
+	store_rollback(tx);
+	return NULL;
+}
+
+/* Waits (60 s at most) until n of our sessions wait for a lock. */
+static void lock_waiters_until(long long n)
+{
+	for (int rounds = 0;
+	     query_count("SELECT count(*) FROM pg_stat_activity "
+			 "WHERE application_name = "
+			 "'device-assignment-server' "
+			 "AND wait_event_type = 'Lock'") < n;
+	     rounds++) {
+		assert_true(rounds < 6000);
+		sleep_ms(10);
+	}
+}
+
+/*
+ * store_cut, as at shutdown, while the database does not answer (here a
+ * session holds a lock every statement of ours needs; the lock timeout is
+ * a minute): the load of a transaction on a pool connection and the
+ * reader's connection (in its batch, or still preparing its statements
+ * when the lock came first) wake at once with STORE_UNAVAILABLE, every
+ * read still queued is told STORE_UNAVAILABLE exactly once, from then on
+ * reads and transactions are refused without a statement sent, and
+ * store_close returns, the lock still held.
+ */
+static void test_cut_ends_every_wait(void **state)
+{
+	static struct handed reads[HANDED_READS + 1];
+	struct store *st = open_fresh(4, 60000);
+	struct held_load load = {.st = st};
+	struct domain_key key = key_of("u1", "d1");
+	struct domain_snapshot snap;
+	struct store_tx *tx;
+	PGconn *locker;
+	PGresult *res;
+	double t0;
+
+	(void)state;
+	seed(st, -1, READ_USERS);
+	n_handed_told = 0;
+	locker = PQconnectdb(spec);
+	assert_int_equal(PQstatus(locker), CONNECTION_OK);
+	res = PQexec(locker, "BEGIN; LOCK TABLE customers IN ACCESS "
+			     "EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+
+	/* The reader's batch and a transaction's load wait on the lock; the
+	 * other reads queue behind the batch. */
+	handed_submit(st, &reads[0], 0);
+	assert_int_equal(pthread_create(&load.thread, NULL, held_load_main,
+					&load),
+			 0);
+	lock_waiters_until(2);
+	for (int i = 1; i <= HANDED_READS; i++)
+		handed_submit(st, &reads[i], i);
+
+	t0 = now_ms();
+	store_cut(st);
+	pthread_join(load.thread, NULL);
+	pthread_mutex_lock(&handed_mu);
+	while (n_handed_told < HANDED_READS + 1)
+		pthread_cond_wait(&handed_cv, &handed_mu);
+	pthread_mutex_unlock(&handed_mu);
+	assert_int_equal(load.begin_rc, STORE_OK);
+	assert_int_equal(load.load_rc, STORE_UNAVAILABLE);
+	for (int i = 0; i <= HANDED_READS; i++) {
+		assert_int_equal(reads[i].n_told, 1);
+		assert_int_equal(reads[i].result, STORE_UNAVAILABLE);
+	}
+
+	/* Refused from now on, without a statement sent. */
+	reads[0].rd.done = handed_done;
+	assert_int_equal(store_read_submit(st, &reads[0].rd),
+			 STORE_UNAVAILABLE);
+	assert_int_equal(store_begin(st, TENANT, false, &tx),
+			 STORE_UNAVAILABLE);
+	assert_int_equal(store_begin(st, TENANT, true, &tx), STORE_OK);
+	assert_int_equal(store_load(tx, &key, &snap), STORE_UNAVAILABLE);
+	store_rollback(tx);
+	assert_int_equal(handed_told(), HANDED_READS + 1);
+	/* Every thread of the store ends (pg_close joins them), while the
+	 * lock is still held. */
+	store_close(st);
+	assert_true(now_ms() - t0 < 30000.0);
+
+	res = PQexec(locker, "ROLLBACK");
+	PQclear(res);
+	PQfinish(locker);
+}
+
 static void test_connection_killed_mid_tx(void **state)
 {
 	struct store *st = open_fresh(2, 5000);
@@ -1415,6 +1527,7 @@ int main(void)
 		cmocka_unit_test(test_stored_seat_count_matches),
 		cmocka_unit_test(test_batched_reads_answer_their_callers),
 		cmocka_unit_test(test_handed_reads_told_once),
+		cmocka_unit_test(test_cut_ends_every_wait),
 		cmocka_unit_test(test_readers_connect_at_open),
 		cmocka_unit_test(test_commits_flush_before_visible),
 		cmocka_unit_test(test_connection_killed_mid_tx),

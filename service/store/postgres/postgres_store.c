@@ -74,6 +74,7 @@
 #include "postgres_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -82,6 +83,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -453,7 +455,9 @@ struct pg_tx {
 
 struct pg_slot {
 	PGconn *conn;      /* NULL until first used */
-	bool is_in_use;
+	/* A duplicate of conn's socket, for pg_cut (slot_watch); -1: none. */
+	int cut_fd;
+	bool is_in_use;    /* guarded by the store's mu */
 	bool is_ready;     /* session set and statements prepared */
 	bool is_reader;    /* carries batched loads only (pg_reader_main) */
 	struct pg_tx tx;   /* the one transaction this slot can carry */
@@ -472,8 +476,9 @@ struct pg_store {
 	unsigned char ledger_key[STORE_LEDGER_KEY_SIZE];
 	char *spec;
 	char lock_timeout[16]; /* milliseconds, as text */
-	pthread_mutex_t mu;
+	pthread_mutex_t mu; /* the slots' is_in_use and cut_fd */
 	pthread_cond_t cv;
+	atomic_bool is_cut; /* pg_cut: no statement goes out any more */
 	size_t n_slots;
 	struct pg_slot *slots;
 	/* Batched reads: the queue of waiting loads and the connections
@@ -649,17 +654,53 @@ static int pg_session_setup(struct pg_store *st, PGconn *conn,
 	return rc;
 }
 
-/* Makes slot's connection usable: connect, or reset when broken. */
+/*
+ * pg_cut wakes a thread that waits in libpq for a database that stopped
+ * answering by shutting down that connection's socket: libpq's next read
+ * then ends at once, as if the server had closed it. It does so through
+ * cut_fd, a duplicate of the socket's descriptor made with the connection
+ * and closed before libpq replaces or closes the connection: the socket
+ * stays ours to shut down whatever libpq did with its own descriptor
+ * meanwhile, so another file that took that number is never touched.
+ */
+static void slot_watch(struct pg_store *st, struct pg_slot *slot)
+{
+	int fd = PQsocket(slot->conn);
+
+	if (slot->cut_fd >= 0 || fd < 0)
+		return;
+	pthread_mutex_lock(&st->mu);
+	slot->cut_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (slot->cut_fd >= 0 && atomic_load(&st->is_cut))
+		shutdown(slot->cut_fd, SHUT_RDWR);
+	pthread_mutex_unlock(&st->mu);
+}
+
+static void slot_unwatch(struct pg_store *st, struct pg_slot *slot)
+{
+	if (slot->cut_fd < 0)
+		return;
+	pthread_mutex_lock(&st->mu);
+	close(slot->cut_fd);
+	slot->cut_fd = -1;
+	pthread_mutex_unlock(&st->mu);
+}
+
+/* Makes slot's connection usable: connect, or reset when broken;
+ * STORE_UNAVAILABLE once the store is cut. */
 static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 			 bool is_forced_reset)
 {
 	int rc;
 
+	if (atomic_load(&st->is_cut))
+		return STORE_UNAVAILABLE;
 	if (!slot->conn) {
 		slot->conn = pg_connect(st->spec);
 		slot->is_ready = false;
 	} else if (is_forced_reset || !slot->is_ready ||
 		   PQstatus(slot->conn) == CONNECTION_BAD) {
+		slot_unwatch(st, slot);
 		PQreset(slot->conn);
 		slot->is_ready = false;
 		if (PQstatus(slot->conn) == CONNECTION_OK)
@@ -668,6 +709,7 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 	/* A pipeline cut short by a lost connection is not worth mending. */
 	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
 	    PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF) {
+		slot_unwatch(st, slot);
 		PQfinish(slot->conn);
 		slot->conn = pg_connect(st->spec);
 		slot->is_ready = false;
@@ -681,12 +723,24 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 		das_log(DAS_LOG_WARN, "postgresql: cannot connect: %s", line);
 		return STORE_UNAVAILABLE;
 	}
+	slot_watch(st, slot);
+	if (atomic_load(&st->is_cut))
+		return STORE_UNAVAILABLE; /* cut while it connected */
 	if (slot->is_ready)
 		return STORE_OK;
 	rc = pg_session_setup(st, slot->conn, slot->is_reader);
 	if (rc == STORE_OK)
 		slot->is_ready = true;
 	return rc;
+}
+
+/* Marks a reader's slot in use (a batch in flight) or not, for pg_cut. */
+static void slot_use(struct pg_store *st, struct pg_slot *slot,
+		     bool is_in_use)
+{
+	pthread_mutex_lock(&st->mu);
+	slot->is_in_use = is_in_use;
+	pthread_mutex_unlock(&st->mu);
 }
 
 /* Takes a free slot, waiting for one; prefers one already connected. */
@@ -903,6 +957,15 @@ static int pg_migrate(PGconn *conn, char *err, size_t err_size)
 
 /* ---- open / close ---- */
 
+/* Closes the slot's connection, its threads gone (pg_close). */
+static void slot_finish(struct pg_slot *slot)
+{
+	if (slot->cut_fd >= 0)
+		close(slot->cut_fd);
+	if (slot->conn)
+		PQfinish(slot->conn);
+}
+
 static void pg_close(struct store *base)
 {
 	struct pg_store *st = (struct pg_store *)base;
@@ -927,11 +990,9 @@ static void pg_close(struct store *base)
 	pthread_cond_destroy(&st->write_cv);
 	pthread_mutex_destroy(&st->write_mu);
 	for (size_t i = 0; st->slots && i < st->n_slots; i++)
-		if (st->slots[i].conn)
-			PQfinish(st->slots[i].conn);
+		slot_finish(&st->slots[i]);
 	for (size_t i = 0; st->readers && i < st->n_readers; i++)
-		if (st->readers[i].conn)
-			PQfinish(st->readers[i].conn);
+		slot_finish(&st->readers[i]);
 	free(st->slots);
 	free(st->readers);
 	pthread_cond_destroy(&st->read_cv);
@@ -994,6 +1055,10 @@ static struct pg_store *pg_store_new(const char *spec, unsigned pool,
 	st->writer_threads = calloc(pool, sizeof(*st->writer_threads));
 	st->n_slots = pool;
 	snprintf(st->lock_timeout, sizeof(st->lock_timeout), "%u", lock_ms);
+	for (size_t i = 0; st->slots && i < pool; i++)
+		st->slots[i].cut_fd = -1;
+	for (size_t i = 0; st->readers && i < st->n_readers; i++)
+		st->readers[i].cut_fd = -1;
 	if (!st->spec || !st->slots || !st->readers || !st->reader_threads ||
 	    !st->writer_threads) {
 		pg_close(&st->base);
@@ -1817,8 +1882,11 @@ static void *pg_reader_main(void *arg)
 	/* Connected now, not by the first read: a replica's first request
 	 * must not wait on a name lookup (a container engine's DNS server
 	 * that drops a query costs glibc's 5 s retry) or a login. A failure
-	 * here is logged and tried again by the first batch. */
+	 * here is logged and tried again by the first batch. In use
+	 * meanwhile: preparing its statements may wait on the database too. */
+	slot_use(st, r->slot, true);
 	(void)pg_slot_ready(st, r->slot, false);
+	slot_use(st, r->slot, false);
 	pthread_mutex_lock(&st->read_mu);
 	for (;;) {
 		size_t n = 0;
@@ -1838,7 +1906,9 @@ static void *pg_reader_main(void *arg)
 			st->read_tail = NULL;
 		pthread_mutex_unlock(&st->read_mu);
 
+		slot_use(st, r->slot, true);
 		pg_read_run(st, r->slot, batch, n);
+		slot_use(st, r->slot, false);
 		for (size_t i = 0; i < n; i++) {
 			struct store_read *rd = batch[i];
 
@@ -1860,6 +1930,10 @@ static int pg_read_submit(struct store *base, struct store_read *rd)
 	rd->next = NULL;
 	rd->result = STORE_ERROR;
 	pthread_mutex_lock(&st->read_mu);
+	if (atomic_load(&st->is_cut)) {
+		pthread_mutex_unlock(&st->read_mu);
+		return STORE_UNAVAILABLE;
+	}
 	if (st->read_tail)
 		st->read_tail->next = rd;
 	else
@@ -1940,6 +2014,10 @@ static int pg_submit(struct store *base, struct store_job *job)
 
 	job->next = NULL;
 	pthread_mutex_lock(&st->write_mu);
+	if (atomic_load(&st->is_cut)) {
+		pthread_mutex_unlock(&st->write_mu);
+		return STORE_UNAVAILABLE;
+	}
 	if (st->write_tail)
 		st->write_tail->next = job;
 	else
@@ -1949,6 +2027,73 @@ static int pg_submit(struct store *base, struct store_job *job)
 		pthread_cond_signal(&st->write_cv);
 	pthread_mutex_unlock(&st->write_mu);
 	return STORE_OK;
+}
+
+/* Cuts the statements in flight on the connections in use (slot_watch);
+ * returns how many connections it cut. */
+static size_t cut_in_flight(struct pg_store *st)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&st->mu);
+	atomic_store(&st->is_cut, true);
+	for (size_t i = 0; i < st->n_slots + st->n_readers; i++) {
+		struct pg_slot *slot = i < st->n_slots
+					       ? &st->slots[i]
+					       : &st->readers[i - st->n_slots];
+
+		if (slot->is_in_use && slot->cut_fd >= 0 &&
+		    shutdown(slot->cut_fd, SHUT_RDWR) == 0)
+			n++;
+	}
+	pthread_mutex_unlock(&st->mu);
+	return n;
+}
+
+/*
+ * store_cut: from now on no statement goes out (pg_slot_ready refuses,
+ * and so do the queues); a thread waiting on a statement wakes with its
+ * connection shut down; what is still queued ends here. A thread that is
+ * connecting meets the cut when it has connected, within connect_timeout.
+ * Idle connections are left alone: pg_close ends them cleanly.
+ */
+static void pg_cut(struct store *base)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct store_read *reads;
+	struct store_job *jobs;
+	size_t n_cut = cut_in_flight(st), n_queued = 0;
+
+	pthread_mutex_lock(&st->read_mu);
+	reads = st->read_head;
+	st->read_head = st->read_tail = NULL;
+	pthread_mutex_unlock(&st->read_mu);
+	pthread_mutex_lock(&st->write_mu);
+	jobs = st->write_head;
+	st->write_head = st->write_tail = NULL;
+	pthread_mutex_unlock(&st->write_mu);
+	for (struct store_read *rd = reads; rd; rd = rd->next)
+		n_queued++;
+	for (struct store_job *job = jobs; job; job = job->next)
+		n_queued++;
+	if (n_cut || n_queued)
+		das_log(DAS_LOG_WARN,
+			"postgresql: shutdown: cut %zu connections waiting on "
+			"the database; %zu calls still queued end UNAVAILABLE",
+			n_cut, n_queued);
+	while (reads) {
+		struct store_read *rd = reads;
+
+		reads = rd->next; /* done may free rd */
+		store_read_finish(base, rd, STORE_UNAVAILABLE);
+	}
+	while (jobs) {
+		struct store_job *job = jobs;
+
+		jobs = job->next;
+		job->is_undone = false;
+		store_job_finish(base, job, STORE_UNAVAILABLE);
+	}
 }
 
 /*
@@ -2771,4 +2916,5 @@ const struct store_ops store_postgres_ops = {
 	.ledger_key = pg_ledger_key,
 	.submit = pg_submit,
 	.read_submit = pg_read_submit,
+	.cut = pg_cut,
 };
