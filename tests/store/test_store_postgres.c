@@ -831,6 +831,35 @@ static void test_readers_connect_at_open(void **state)
 	assert_true(n >= 2);
 }
 
+/* Waits (60 s at most) until n of our sessions wait for a lock. */
+static void lock_waiters_until(long long n)
+{
+	for (int rounds = 0;
+	     query_count("SELECT count(*) FROM pg_stat_activity "
+			 "WHERE application_name = "
+			 "'device-assignment-server' "
+			 "AND wait_event_type = 'Lock'") < n;
+	     rounds++) {
+		assert_true(rounds < 6000);
+		sleep_ms(10);
+	}
+}
+
+/* A session of its own holding the customers table, which every statement
+ * of ours reads: ROLLBACK on it lets them go. */
+static PGconn *lock_customers(void)
+{
+	PGconn *locker = PQconnectdb(spec);
+	PGresult *res;
+
+	assert_int_equal(PQstatus(locker), CONNECTION_OK);
+	res = PQexec(locker, "BEGIN; LOCK TABLE customers IN ACCESS "
+			     "EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	return locker;
+}
+
 /*
  * Reads handed over return their callers at once, while the database
  * holds their batch back (a lock on the customers table): every caller
@@ -852,23 +881,12 @@ static void test_handed_reads_told_once(void **state)
 	seed(st, -1, READ_USERS);
 	assert_true(store_can_read_submit(st));
 	n_handed_told = 0;
-	locker = PQconnectdb(spec);
-	assert_int_equal(PQstatus(locker), CONNECTION_OK);
-	res = PQexec(locker, "BEGIN; LOCK TABLE customers IN ACCESS "
-			     "EXCLUSIVE MODE");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	locker = lock_customers();
 
 	/* The first read goes out alone and waits on the lock; the others
 	 * queue behind it. Each submit returned: no caller waits. */
 	handed_submit(st, &reads[0], 0);
-	while (query_count("SELECT count(*) FROM pg_stat_activity "
-			   "WHERE application_name = "
-			   "'device-assignment-server' "
-			   "AND wait_event_type = 'Lock'") < 1) {
-		assert_true(++rounds < 6000); /* a hang guard, 60 s */
-		sleep_ms(10);
-	}
+	lock_waiters_until(1);
 	for (int i = 1; i <= HANDED_READS; i++)
 		handed_submit(st, &reads[i], i);
 	assert_int_equal(handed_told(), 0);
@@ -929,19 +947,6 @@ static void *held_load_main(void *arg)
 	return NULL;
 }
 
-/* Waits (60 s at most) until n of our sessions wait for a lock. */
-static void lock_waiters_until(long long n)
-{
-	for (int rounds = 0;
-	     query_count("SELECT count(*) FROM pg_stat_activity "
-			 "WHERE application_name = "
-			 "'device-assignment-server' "
-			 "AND wait_event_type = 'Lock'") < n;
-	     rounds++) {
-		assert_true(rounds < 6000);
-		sleep_ms(10);
-	}
-}
 
 /*
  * store_cut, as at shutdown, while the database does not answer (here a
@@ -968,12 +973,7 @@ static void test_cut_ends_every_wait(void **state)
 	(void)state;
 	seed(st, -1, READ_USERS);
 	n_handed_told = 0;
-	locker = PQconnectdb(spec);
-	assert_int_equal(PQstatus(locker), CONNECTION_OK);
-	res = PQexec(locker, "BEGIN; LOCK TABLE customers IN ACCESS "
-			     "EXCLUSIVE MODE");
-	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	locker = lock_customers();
 
 	/* The reader's batch and a transaction's load wait on the lock; the
 	 * other reads queue behind the batch. */
