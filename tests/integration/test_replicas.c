@@ -1572,6 +1572,37 @@ static void memory_returns_after_a_stall(void **state)
 #define STOP_EXIT_MS 9000
 
 /*
+ * Starts a server with args on the database, which then stalls, and
+ * STALL_CALLERS callers of five kinds with STOP_CALL_MS deadlines; returns
+ * once those past --store-max-waiting (STALL_MAX_WAITING) were refused at
+ * once, so that exactly the bound wait for the store.
+ */
+static void stalled_server_start(struct harness_proc *srv,
+				 const char *const *args,
+				 struct stall_caller *callers)
+{
+	struct das_client *c;
+	int n_done;
+	double t0;
+
+	assert_int_equal(harness_start(srv, DAS_SERVER_BIN, args, NULL), 0);
+	c = das_client_new(srv->addr);
+	assign_until_ok(c);
+	das_client_free(c);
+	stop_server_sessions();
+	stall_callers_start(callers, STALL_CALLERS, srv->addr, 5,
+			    STOP_CALL_MS);
+	t0 = now_ms();
+	do {
+		assert_true(now_ms() - t0 < 10000.0);
+		sleep_ms(20);
+		n_done = 0;
+		for (int i = 0; i < STALL_CALLERS; i++)
+			n_done += atomic_load(&callers[i].is_done);
+	} while (n_done < STALL_CALLERS - STALL_MAX_WAITING);
+}
+
+/*
  * SIGTERM while the database stalls: the server drains for its grace,
  * then cuts what still waits on the store (store_cut): the queued calls
  * and the statements in flight end UNAVAILABLE, and the server exits 0
@@ -1591,29 +1622,12 @@ static void sigterm_while_database_stalls_exits(void **state)
 			      bound, "--shutdown-grace", "500", NULL};
 	struct stall_caller callers[STALL_CALLERS];
 	struct harness_proc extra;
-	struct das_client *c;
-	int n_done, status;
+	int status;
 	double t0;
 
 	(void)state;
 	snprintf(bound, sizeof(bound), "%d", STALL_MAX_WAITING);
-	assert_int_equal(harness_start(&extra, DAS_SERVER_BIN, args, NULL), 0);
-	c = das_client_new(extra.addr);
-	assign_until_ok(c);
-	das_client_free(c);
-	stop_server_sessions();
-	stall_callers_start(callers, STALL_CALLERS, extra.addr, 5,
-			    STOP_CALL_MS);
-	/* Those past the bound are refused at once: then exactly the bound
-	 * wait for the store. */
-	t0 = now_ms();
-	do {
-		assert_true(now_ms() - t0 < 10000.0);
-		sleep_ms(20);
-		n_done = 0;
-		for (int i = 0; i < STALL_CALLERS; i++)
-			n_done += atomic_load(&callers[i].is_done);
-	} while (n_done < STALL_CALLERS - STALL_MAX_WAITING);
+	stalled_server_start(&extra, args, callers);
 	t0 = now_ms();
 	kill(extra.pid, SIGTERM);
 	if (harness_wait_exit(&extra, STOP_EXIT_MS, &status) != 0) {
@@ -1636,6 +1650,53 @@ static void sigterm_while_database_stalls_exits(void **state)
 		    1);
 	resume_stopped();
 	/* Nothing the cut calls asked for was made. */
+	assert_int_equal(listed_type(client[1], HEALTHY, "h1", "hd1"), 2);
+	assert_no_stall_users(client[1], STALL_CALLERS);
+}
+
+/*
+ * The server's last resort at shutdown: calls the store still holds 10 s
+ * after the cut (here store threads connecting to the stalled database
+ * with a 30 s connect_timeout, which the URI may set) would be answered
+ * into a server that is gone, so it is not freed: the server logs an
+ * ERROR naming them and exits 1 at once, the database still stalled.
+ */
+static void sigterm_gives_up_on_calls_still_held(void **state)
+{
+	char bound[16], spec[PG_HARNESS_URI_SIZE + 32];
+	const char *args[] = {"--store", spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), "--store-max-waiting",
+			      bound, "--shutdown-grace", "500", NULL};
+	struct stall_caller callers[STALL_CALLERS];
+	struct harness_proc extra;
+	int status;
+	double t0, ms;
+
+	(void)state;
+	snprintf(bound, sizeof(bound), "%d", STALL_MAX_WAITING);
+	snprintf(spec, sizeof(spec), "%s%cconnect_timeout=30", db_spec,
+		 strchr(db_spec, '?') ? '&' : '?');
+	stalled_server_start(&extra, args, callers);
+	t0 = now_ms();
+	kill(extra.pid, SIGTERM);
+	if (harness_wait_exit(&extra, 20000, &status) != 0) {
+		resume_stopped();
+		harness_stop(&extra, SIGKILL);
+		fail_msg("the server did not give up on the calls it held");
+	}
+	ms = now_ms() - t0;
+	fprintf(stderr, "replicas: SIGTERM with store threads connecting for "
+			"30 s: exit %d after %.0f ms\n",
+		status, ms);
+	assert_int_equal(status, 1);
+	assert_true(ms >= 10000.0); /* it waited for them first */
+	assert_true(harness_count_in_log(&extra, "calls still wait for the "
+						 "store after 10000 ms") == 1);
+	for (int i = 0; i < STALL_CALLERS; i++) {
+		pthread_join(callers[i].thread, NULL);
+		assert_int_not_equal(callers[i].code, GRPC_OK);
+	}
+	resume_stopped();
 	assert_int_equal(listed_type(client[1], HEALTHY, "h1", "hd1"), 2);
 	assert_no_stall_users(client[1], STALL_CALLERS);
 }
@@ -1701,6 +1762,7 @@ int main(void)
 			calls_waiting_for_stalled_database_hold_no_worker),
 		cmocka_unit_test(memory_returns_after_a_stall),
 		cmocka_unit_test(sigterm_while_database_stalls_exits),
+		cmocka_unit_test(sigterm_gives_up_on_calls_still_held),
 	};
 
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
