@@ -506,6 +506,24 @@ static char *begin_json(char *p, enum das_log_level lv)
 	return p + json_tail_len[lv];
 }
 
+bool das_log_limit_take(struct das_log_limit *l, int every_ms,
+			unsigned *n_held)
+{
+	struct timespec ts;
+	long long now, last;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+	last = atomic_load(&l->last_ms);
+	if ((last != 0 && now - last < every_ms) ||
+	    !atomic_compare_exchange_strong(&l->last_ms, &last, now)) {
+		atomic_fetch_add(&l->n_held, 1);
+		return false;
+	}
+	*n_held = atomic_exchange(&l->n_held, 0);
+	return true;
+}
+
 void das_log(enum das_log_level level, const char *fmt, ...)
 {
 	char msg[MSG_MAX_BYTES], *start, *p;

@@ -33,6 +33,7 @@
 #ifndef DAS_COMMON_LOG_H
 #define DAS_COMMON_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -78,6 +79,25 @@ void das_log_flush(void);
 __attribute__((format(printf, 2, 3)))
 #endif
 void das_log(enum das_log_level level, const char *fmt, ...);
+
+/*
+ * One call site's share of the log, for lines that a fault repeats for
+ * every request (a database that is down, a flood): at most one line per
+ * interval. Static or zeroed; see das_log_limit_take.
+ */
+struct das_log_limit {
+	atomic_llong last_ms; /* when the last line was let through; 0: never */
+	atomic_uint n_held;   /* lines held back since */
+};
+
+/*
+ * True when the call site may write its line now: its first one, or
+ * every_ms after the last one let through. Else counts it held back and
+ * returns false. On true, *n_held gets how many were held back since the
+ * last line let through, for the line to say so.
+ */
+bool das_log_limit_take(struct das_log_limit *l, int every_ms,
+			unsigned *n_held);
 
 /* Longest request path and request id written; longer ones are cut and
  * marked with "..." (text) or "truncated":true (json). The subject is cut

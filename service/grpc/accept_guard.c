@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -26,15 +25,7 @@ static long room;
 static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
 static int spare_fd = -1;
 static atomic_ullong n_refused;
-static atomic_llong last_warn_ms = -WARN_EVERY_MS;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static struct das_log_limit refused_limit;
 
 /* The kernel's accept4, past any other definition (ours is below). */
 static int kernel_accept4(int fd, struct sockaddr *addr, socklen_t *len,
@@ -69,14 +60,12 @@ static void refuse(int fd, const char *why)
 {
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	unsigned long long n = atomic_fetch_add(&n_refused, 1) + 1;
-	int64_t now = now_ms();
-	long long last = atomic_load(&last_warn_ms);
+	unsigned n_held;
 
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(fd);
 	obs_connection_refused();
-	if (now - last >= WARN_EVERY_MS &&
-	    atomic_compare_exchange_strong(&last_warn_ms, &last, now))
+	if (das_log_limit_take(&refused_limit, WARN_EVERY_MS, &n_held))
 		das_log(DAS_LOG_WARN,
 			"grpc: closing new connections as they arrive: %s "
 			"(%llu so far)",

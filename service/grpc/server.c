@@ -487,6 +487,33 @@ static void send_reply(struct call *c, grpc_status_code code,
 	}
 }
 
+/*
+ * A WARN line for a call that failed on our side (INTERNAL, UNAVAILABLE),
+ * at most one a second: while a database is down every call fails, and a
+ * line for each (beside its access line) wrote thousands a second. The
+ * access lines and the counters still have every call.
+ */
+static void warn_failed(const char *path, const char *status,
+			const char *rid, size_t rid_len)
+{
+	static struct das_log_limit limit;
+	unsigned n_held;
+
+	if (!das_log_is_enabled(DAS_LOG_WARN) ||
+	    !das_log_limit_take(&limit, 1000, &n_held))
+		return;
+	if (n_held)
+		das_log(DAS_LOG_WARN,
+			"%s request-id=%.*s: %s (and %u more failed calls "
+			"since the last such line)",
+			path, (int)(rid_len > 64 ? 64 : rid_len),
+			rid ? rid : "", status, n_held);
+	else
+		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", path,
+			(int)(rid_len > 64 ? 64 : rid_len), rid ? rid : "",
+			status);
+}
+
 /* Logs, counts and sends the answer of a handled call. */
 static void call_answer(struct call *c, const struct handler_reply *reply,
 			const char *rid, size_t rid_len)
@@ -496,9 +523,7 @@ static void call_answer(struct call *c, const struct handler_reply *reply,
 
 	if (reply->status == DAS_INTERNAL || reply->status == DAS_UNAVAILABLE ||
 	    reply->status == DAS_STORE_UNAVAILABLE)
-		das_log(DAS_LOG_WARN, "%s request-id=%.*s: %s", info->path,
-			(int)(rid_len > 64 ? 64 : rid_len), rid ? rid : "",
-			row->name);
+		warn_failed(info->path, row->name, rid, rid_len);
 	/* Before the reply: a failed batch frees c and its metadata. */
 	obs_call_end(c->method, c->t0, row->grpc_code,
 		     reply->status == DAS_OK ? "" : row->reason, rid, rid_len,

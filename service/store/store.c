@@ -282,14 +282,9 @@ static int waiting_add(struct store *st)
 	if (!st->max_waiting || n < st->max_waiting)
 		return STORE_OK;
 	atomic_fetch_sub(&st->n_waiting, 1);
-	struct timespec ts;
+	unsigned n_held;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	long long last = atomic_load(&st->last_full_warn_ms);
-
-	if ((last == 0 || now - last >= FULL_WARN_EVERY_MS) &&
-	    atomic_compare_exchange_strong(&st->last_full_warn_ms, &last, now))
+	if (das_log_limit_take(&st->full_warn, FULL_WARN_EVERY_MS, &n_held))
 		das_log(DAS_LOG_WARN,
 			"store: %u calls wait for the store already "
 			"(--store-max-waiting): new ones are answered "

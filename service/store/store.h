@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/log.h"
 #include "common/timefmt.h"
 #include "service/domain/domain.h"
 
@@ -278,7 +279,7 @@ struct store {
 	 * meanwhile, each holding its gRPC call's memory. */
 	atomic_uint n_waiting;
 	unsigned max_waiting; /* 0 = no limit */
-	atomic_llong last_full_warn_ms;
+	struct das_log_limit full_warn; /* the WARN at max_waiting */
 };
 
 /* Every backend's transaction starts with this. */

@@ -1701,6 +1701,66 @@ static void sigterm_gives_up_on_calls_still_held(void **state)
 	assert_no_stall_users(client[1], STALL_CALLERS);
 }
 
+/* How long database_refusing_connections_bounded calls. */
+#define REFUSED_MS 2000
+
+/*
+ * While the database refuses connections, a server answers each call
+ * UNAVAILABLE at once, but tries a new connection at most every 200 ms
+ * (one thread at a time) and writes its WARN line for failed calls at
+ * most once a second; the access lines still count every call. Before,
+ * each call tried a connection of its own and logged both failures:
+ * under load 1,500 attempts and 26,000 log lines a second. Once the
+ * database takes connections again, calls succeed within the interval.
+ */
+static void database_refusing_connections_bounded(void **state)
+{
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+	const char *db = strrchr(db_spec, '/') + 1;
+	struct harness_proc extra;
+	struct das_call_status st;
+	struct das_client *c;
+	int n_calls = 0, n_attempts, n_warned;
+	char sql[256];
+	double t0;
+
+	(void)state;
+	assert_int_equal(harness_start(&extra, DAS_SERVER_BIN, args, NULL), 0);
+	c = das_client_new(extra.addr);
+	assign_until_ok(c);
+	snprintf(sql, sizeof(sql),
+		 "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS false", db);
+	pg_admin(sql);
+	pg_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		 "WHERE application_name = 'device-assignment-server'");
+	for (t0 = now_ms(); now_ms() - t0 < REFUSED_MS; n_calls++) {
+		assert_int_equal(assign(c, HEALTHY, "h1", "hd1", 1, TIMEOUT_MS,
+					&st),
+				 GRPC_UNAVAILABLE);
+		assert_string_equal(st.reason, "STORE_UNAVAILABLE");
+	}
+	n_attempts = harness_count_in_log(&extra, "cannot connect");
+	n_warned = harness_count_in_log(&extra, "request-id=");
+	fprintf(stderr, "replicas: database refusing connections for %d ms: "
+			"%d calls, %d connection attempts failed, %d WARN "
+			"lines for failed calls\n",
+		REFUSED_MS, n_calls, n_attempts, n_warned);
+	snprintf(sql, sizeof(sql),
+		 "ALTER DATABASE \"%s\" ALLOW_CONNECTIONS true", db);
+	pg_admin(sql);
+	assert_true(n_calls >= 100);
+	/* One attempt per 200 ms, and those that raced the first failure. */
+	assert_true(n_attempts >= 1 && n_attempts <= REFUSED_MS / 200 + 20);
+	assert_true(n_warned >= 1 && n_warned <= REFUSED_MS / 1000 + 2);
+	t0 = now_ms();
+	assign_until_ok(c);
+	fprintf(stderr, "replicas: database back: an assign OK after %.0f ms\n",
+		now_ms() - t0);
+	das_client_free(c);
+	assert_int_equal(harness_stop(&extra, SIGTERM), 0);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -1754,6 +1814,7 @@ int main(void)
 		cmocka_unit_test(sigkill_one_replica_under_load),
 		cmocka_unit_test(database_restart_under_load),
 		cmocka_unit_test(health_follows_database),
+		cmocka_unit_test(database_refusing_connections_bounded),
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),

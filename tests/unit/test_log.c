@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -538,6 +539,53 @@ static void background_lines_are_written_by_the_flusher(void **state)
 	das_log_set_buffered(false);
 }
 
+/* das_log_limit_take: the first line, then one per interval; the lines
+ * held back meanwhile are counted for the next one let through. */
+static struct das_log_limit race_limit;
+static atomic_int race_taken;
+
+static void *limit_racer(void *arg)
+{
+	unsigned n_held;
+
+	(void)arg;
+	for (int i = 0; i < 1000; i++)
+		if (das_log_limit_take(&race_limit, 60000, &n_held))
+			atomic_fetch_add(&race_taken, 1);
+	return NULL;
+}
+
+static void limit_lets_one_line_through_per_interval(void **state)
+{
+	struct das_log_limit l = {0};
+	pthread_t threads[4];
+	unsigned n_held = 99;
+
+	(void)state;
+	assert_true(das_log_limit_take(&l, 60000, &n_held));
+	assert_int_equal(n_held, 0);
+	for (int i = 0; i < 3; i++)
+		assert_false(das_log_limit_take(&l, 60000, &n_held));
+	nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+	/* 5 ms later, with an interval of 1 ms: through, and says 3. */
+	assert_true(das_log_limit_take(&l, 1, &n_held));
+	assert_int_equal(n_held, 3);
+	assert_false(das_log_limit_take(&l, 60000, &n_held));
+	nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+	assert_true(das_log_limit_take(&l, 1, &n_held));
+	assert_int_equal(n_held, 1);
+
+	/* Threads racing for a fresh limit: exactly one line. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, limit_racer,
+						NULL),
+				 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(threads[i], NULL);
+	assert_int_equal(atomic_load(&race_taken), 1);
+	assert_int_equal(atomic_load(&race_limit.n_held), 3999);
+}
+
 static void formats_parse(void **state)
 {
 	enum das_log_format f;
@@ -580,6 +628,7 @@ int main(void)
 			background_lines_are_written_by_the_flusher, capture,
 			release),
 		cmocka_unit_test(formats_parse),
+		cmocka_unit_test(limit_lets_one_line_through_per_interval),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -103,6 +103,9 @@
 #define PG_USER_LOCK_SPACE "1684108033"
 #define PG_DEVICE_LOCK_SPACE "1684108034"
 #define PG_DEFAULT_CONNECT_TIMEOUT "5"
+/* After a failed connection attempt, the wait before the next (one at a
+ * time): at most 5 attempts a second while the database refuses them. */
+#define PG_CONNECT_RETRY_MS 200
 #define PG_DEFAULT_LOCK_TIMEOUT_MS 5000u
 #define PG_MIN_POOL 4u
 #define PG_MAX_POOL 256u
@@ -479,6 +482,9 @@ struct pg_store {
 	pthread_mutex_t mu; /* the slots' is_in_use and cut_fd */
 	pthread_cond_t cv;
 	atomic_bool is_cut; /* pg_cut: no statement goes out any more */
+	/* After a failed connection attempt: no new one before this
+	 * (CLOCK_MONOTONIC ms; 0: none failed). See connect_gate_open. */
+	atomic_llong connect_retry_at_ms;
 	size_t n_slots;
 	struct pg_slot *slots;
 	/* Batched reads: the queue of waiting loads and the connections
@@ -686,15 +692,55 @@ static void slot_unwatch(struct pg_store *st, struct pg_slot *slot)
 	pthread_mutex_unlock(&st->mu);
 }
 
-/* Makes slot's connection usable: connect, or reset when broken;
- * STORE_UNAVAILABLE once the store is cut. */
-static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * May this thread try to connect now? While the database refuses
+ * connections (down, restarting, at max_connections), every call would
+ * otherwise try one of its own, and each logs why it failed: a server
+ * under load made 1,500 attempts and 26,000 log lines a second, and each
+ * attempt that reaches PostgreSQL costs it a process. So after a failed
+ * attempt the next starts PG_CONNECT_RETRY_MS later, one thread at a time
+ * (the others are answered STORE_UNAVAILABLE at once), until one succeeds.
+ */
+static bool connect_gate_open(struct pg_store *st)
+{
+	long long at = atomic_load(&st->connect_retry_at_ms);
+	long long now;
+
+	if (at == 0)
+		return true;
+	now = mono_ms();
+	return now >= at &&
+	       atomic_compare_exchange_strong(&st->connect_retry_at_ms, &at,
+					      now + PG_CONNECT_RETRY_MS);
+}
+
+static void connect_gate_note(struct pg_store *st, bool is_connected)
+{
+	atomic_store(&st->connect_retry_at_ms,
+		     is_connected ? 0 : mono_ms() + PG_CONNECT_RETRY_MS);
+}
+
+/* Does slot need a connection made (or made again) before its next use? */
+static bool slot_needs_connect(struct pg_slot *slot, bool is_forced_reset)
+{
+	if (!slot->conn || is_forced_reset || !slot->is_ready ||
+	    PQstatus(slot->conn) == CONNECTION_BAD)
+		return true;
+	/* A pipeline cut short by a lost connection is not worth mending. */
+	return PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF;
+}
+
+static void slot_connect(struct pg_store *st, struct pg_slot *slot,
 			 bool is_forced_reset)
 {
-	int rc;
-
-	if (atomic_load(&st->is_cut))
-		return STORE_UNAVAILABLE;
 	if (!slot->conn) {
 		slot->conn = pg_connect(st->spec);
 		slot->is_ready = false;
@@ -706,13 +752,31 @@ static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
 		if (PQstatus(slot->conn) == CONNECTION_OK)
 			store_metric_reconnect("postgresql");
 	}
-	/* A pipeline cut short by a lost connection is not worth mending. */
 	if (slot->conn && PQstatus(slot->conn) == CONNECTION_OK &&
 	    PQpipelineStatus(slot->conn) != PQ_PIPELINE_OFF) {
 		slot_unwatch(st, slot);
 		PQfinish(slot->conn);
 		slot->conn = pg_connect(st->spec);
 		slot->is_ready = false;
+	}
+	connect_gate_note(st, slot->conn &&
+				      PQstatus(slot->conn) == CONNECTION_OK);
+}
+
+/* Makes slot's connection usable: connect, or reset when broken;
+ * STORE_UNAVAILABLE once the store is cut, or while connection attempts
+ * wait after a failed one (connect_gate_open). */
+static int pg_slot_ready(struct pg_store *st, struct pg_slot *slot,
+			 bool is_forced_reset)
+{
+	int rc;
+
+	if (atomic_load(&st->is_cut))
+		return STORE_UNAVAILABLE;
+	if (slot_needs_connect(slot, is_forced_reset)) {
+		if (!connect_gate_open(st))
+			return STORE_UNAVAILABLE;
+		slot_connect(st, slot, is_forced_reset);
 	}
 	if (!slot->conn)
 		return STORE_ERROR; /* out of memory */
