@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -229,7 +230,15 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame,
 	struct h2conn *c = user;
 
 	(void)s;
+	if (frame->hd.type != NGHTTP2_PING)
+		c->is_ping_answered = false;
 	switch (frame->hd.type) {
+	case NGHTTP2_PING:
+		if (frame->hd.flags & NGHTTP2_FLAG_ACK) {
+			c->ping_sent_ms = 0;
+			c->is_ping_answered = true;
+		}
+		break;
 	case NGHTTP2_SETTINGS:
 		if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) &&
 		    c->state == H2CONN_CONNECTING) {
@@ -395,6 +404,14 @@ static int write_out(struct h2conn *c)
  * under TLS, whose library may hold decrypted bytes: those read until
  * EAGAIN.
  */
+static uint64_t clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static int read_in(struct h2conn *c, uint32_t events)
 {
 	uint8_t buf[READ_CHUNK];
@@ -406,6 +423,7 @@ static int read_in(struct h2conn *c, uint32_t events)
 	for (;;) {
 		ssize_t n = sock_read(c, buf, sizeof(buf));
 		if (n > 0) {
+			c->quiet_from_ms = clock_ms();
 			if (nghttp2_session_mem_recv(c->s, buf, (size_t)n) !=
 			    n)
 				return -1;
@@ -459,6 +477,38 @@ void h2conn_fail(struct h2conn *c)
 			upcall_end(call, DAS_GRPC_UNAVAILABLE, false);
 	}
 	upstream_conn_changed(c->ul, c);
+}
+
+uint64_t h2conn_alive_due_ms(const struct h2conn *c)
+{
+	if ((c->state != H2CONN_READY && c->state != H2CONN_DRAINING) ||
+	    c->n_calls == 0)
+		return UINT64_MAX;
+	if (c->ping_sent_ms)
+		return c->ping_sent_ms + H2CONN_PING_TIMEOUT_MS;
+	if (c->is_ping_answered)
+		return UINT64_MAX;
+	return c->quiet_from_ms + H2CONN_QUIET_MS;
+}
+
+void h2conn_check_alive(struct h2conn *c, uint64_t now)
+{
+	if (now < h2conn_alive_due_ms(c))
+		return;
+	if (c->ping_sent_ms) {
+		das_log(DAS_LOG_WARN,
+			"upstream %s: no answer to a PING within %d ms while "
+			"%u calls waited: closing the connection",
+			c->authority, H2CONN_PING_TIMEOUT_MS, c->n_calls);
+		h2conn_fail(c);
+		return;
+	}
+	if (nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, NULL) != 0) {
+		h2conn_fail(c);
+		return;
+	}
+	c->ping_sent_ms = now;
+	h2conn_flush(c);
 }
 
 /* A drained connection with nothing left to do closes quietly. */
@@ -600,6 +650,8 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 	}
 	call->stream_id = id;
 	call->conn = c;
+	if (c->n_calls == 0)
+		c->quiet_from_ms = now; /* a busy spell starts: quiet from now */
 	call->q_prev = NULL;
 	call->q_next = c->calls;
 	if (c->calls)

@@ -19,6 +19,11 @@
 
 /* TCP connect + TLS handshake + the server's SETTINGS within this. */
 #define H2CONN_CONNECT_TIMEOUT_MS 5000
+/* A connection with calls on it that has heard nothing from its server
+ * this long gets a PING; no answer within H2CONN_PING_TIMEOUT_MS closes
+ * it (h2conn_check_alive). */
+#define H2CONN_QUIET_MS 1000
+#define H2CONN_PING_TIMEOUT_MS 1000
 /* What we let the server send: one stream's window, the connection's. */
 #define H2CONN_STREAM_WINDOW (1 << 20)
 #define H2CONN_CONN_WINDOW (16 << 20)
@@ -48,6 +53,12 @@ struct h2conn {
 	size_t out_len, out_off, out_cap;
 	uint64_t connect_deadline_ms;
 	uint64_t ready_ms; /* when its owner saw it READY, 0 before */
+	/* Liveness (h2conn_check_alive): since when the server has been
+	 * quiet (its last bytes, or the first call of a busy spell), the
+	 * PING in flight (0: none), and whether one was answered since the
+	 * server last sent any other frame. */
+	uint64_t quiet_from_ms, ping_sent_ms;
+	bool is_ping_answered;
 	char authority[280];
 };
 
@@ -77,6 +88,23 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now);
 
 /* Resets call's stream (RST_STREAM CANCEL); call is off c, no report. */
 void h2conn_cancel(struct h2conn *c, struct upcall *call);
+
+/*
+ * A server whose process hangs (stopped, swapped out, stuck) keeps its
+ * socket: the kernel still takes our bytes, so nothing fails, and every
+ * call round-robin sends there waits for its deadline. So a connection
+ * with calls on it whose server has sent nothing for H2CONN_QUIET_MS gets
+ * a PING, which gRPC core answers from its transport whatever the calls
+ * wait for (a slow database included); no answer within
+ * H2CONN_PING_TIMEOUT_MS fails the connection (its calls end UNAVAILABLE,
+ * its server is retried with backoff and gets no calls until it sends its
+ * SETTINGS again). One PING per quiet spell: a server that answered one
+ * gets no other until it sends something else, so gRPC's limit on pings
+ * without data is never reached. h2conn_alive_due_ms: when the next look
+ * is due (UINT64_MAX: none).
+ */
+uint64_t h2conn_alive_due_ms(const struct h2conn *c);
+void h2conn_check_alive(struct h2conn *c, uint64_t now);
 
 /* No new streams; the connection closes once its streams are done. */
 void h2conn_drain(struct h2conn *c);

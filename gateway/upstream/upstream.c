@@ -20,6 +20,8 @@
  *    starts again on another connection (h2conn.c reports it);
  *  - SETTINGS_MAX_CONCURRENT_STREAMS: a call waits while every connection
  *    is full;
+ *  - keepalive PINGs, for a server that hangs with its connection open:
+ *    h2conn_check_alive, from timers();
  *  - TLS and its reload: the shared SSL_CTX, swapped under a lock that
  *    only opening a connection takes.
  */
@@ -531,10 +533,12 @@ static void timers(struct gw_upstream_loop *ul, uint64_t now)
 	for (int k = 0; k < 2; k++)
 		while (ul->dl_head[k] && ul->dl_head[k]->deadline_ms <= now)
 			expire(ul, ul->dl_head[k]);
-	for (struct h2conn *c = ul->conns; c; c = c->next)
+	for (struct h2conn *c = ul->conns; c; c = c->next) {
 		if (c->state == H2CONN_CONNECTING &&
 		    now >= c->connect_deadline_ms)
 			h2conn_fail(c);
+		h2conn_check_alive(c, now);
+	}
 	for (size_t i = 0; i < ul->n_backends; i++)
 		if (!ul->backends[i]->conn && now >= ul->backends[i]->retry_ms)
 			ul->is_dirty = true;
@@ -551,10 +555,15 @@ int gw_upstream_loop_wait_ms(struct gw_upstream_loop *ul)
 	for (int k = 0; k < 2; k++)
 		if (ul->dl_head[k] && ul->dl_head[k]->deadline_ms < next)
 			next = ul->dl_head[k]->deadline_ms;
-	for (struct h2conn *c = ul->conns; c; c = c->next)
+	for (struct h2conn *c = ul->conns; c; c = c->next) {
+		uint64_t due = h2conn_alive_due_ms(c);
+
 		if (c->state == H2CONN_CONNECTING &&
 		    c->connect_deadline_ms < next)
 			next = c->connect_deadline_ms;
+		if (due < next)
+			next = due;
+	}
 	for (size_t i = 0; i < ul->n_backends; i++)
 		if (!ul->backends[i]->conn && ul->backends[i]->retry_ms < next)
 			next = ul->backends[i]->retry_ms;

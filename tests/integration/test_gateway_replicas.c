@@ -3,7 +3,9 @@
  * round-robin by turn of the gateway's loop): calls one at a time and
  * calls in bursts reach both replicas, and when one is killed the other
  * keeps answering with no acknowledged change lost; a replica that hangs
- * is a 504; no server at all is a fast 503 without wait-for-ready. The
+ * is found out by a PING and skipped while the other serves; a call to
+ * the only server, hung, is a 504 at its deadline; no server at all is a
+ * fast 503 without wait-for-ready. The
  * replicas share one SQLite file here (--sqlite-exclusive false) so the
  * test needs no database server; the PostgreSQL form of the same setup is
  * in test_replicas.c.
@@ -260,6 +262,71 @@ static void bursts_reach_both_replicas(void **state)
 	assert_true(b >= 1);
 }
 
+/* Milliseconds since t0. */
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 +
+	       (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+#define HUNG_MS 5000
+
+/*
+ * One replica hangs (SIGSTOP: its socket stays, the kernel takes the
+ * gateway's bytes, nothing answers). The gateway's connection to it has
+ * calls waiting and hears nothing for 1 s, sends a PING, and with no
+ * answer 1 s later closes it: those calls end 503, and round-robin skips
+ * that server (a new connection to it gets no call until the server's
+ * SETTINGS come). So for HUNG_MS of calls one after the other, all but
+ * the first one or two (one per gateway loop) are 200. Before, every
+ * other call went to the hung replica and waited for its 5 s deadline:
+ * about one call answered in those 5 s. Once the replica continues, calls
+ * reach it again.
+ */
+static void hung_replica_skipped(void **state)
+{
+	const char *path = "/v1.0/customers/" CUST "/users/u0/devices/pbx";
+	struct timespec t0;
+	int n_ok = 0, n_failed = 0, ws, before;
+
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(http("GET", path, token, NULL), 200);
+	assert_int_equal(kill(servers[1].pid, SIGSTOP), 0);
+	assert_int_equal(waitpid(servers[1].pid, &ws, WUNTRACED),
+			 servers[1].pid);
+	assert_true(WIFSTOPPED(ws));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (ms_since(&t0) < HUNG_MS) {
+		long status = http("GET", path, token, NULL);
+
+		if (status == 200)
+			n_ok++;
+		else
+			n_failed++;
+	}
+	assert_int_equal(kill(servers[1].pid, SIGCONT), 0);
+	fprintf(stderr, "replica hung for %d ms: %d calls answered 200, %d "
+			"not\n",
+		HUNG_MS, n_ok, n_failed);
+	assert_true(n_failed <= 4);
+	assert_true(n_ok >= 20);
+	assert_true(harness_count_in_log(&gateway, "no answer to a PING") >=
+		    1);
+	/* The replica serves again once it continues. */
+	before = refused_calls(&servers[1]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (refused_calls(&servers[1]) == before) {
+		assert_true(ms_since(&t0) < 15000);
+		assert_int_equal(http("GET", path, NULL, NULL), 401);
+		struct timespec pause = {0, 50 * 1000 * 1000};
+		nanosleep(&pause, NULL);
+	}
+}
+
 static void one_replica_killed(void **state)
 {
 	char path[256];
@@ -380,6 +447,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(calls_reach_both_replicas),
 		cmocka_unit_test(bursts_reach_both_replicas),
+		cmocka_unit_test(hung_replica_skipped),
 		cmocka_unit_test(one_replica_killed),
 		cmocka_unit_test(frozen_upstream_is_504),
 		cmocka_unit_test(no_upstream_fails_fast),
