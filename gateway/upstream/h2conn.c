@@ -650,8 +650,12 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 	}
 	call->stream_id = id;
 	call->conn = c;
-	if (c->n_calls == 0)
-		c->quiet_from_ms = now; /* a busy spell starts: quiet from now */
+	if (c->n_calls == 0) {
+		/* A busy spell starts: quiet from now, and a server that
+		 * answered a PING before and then hung gets another. */
+		c->quiet_from_ms = now;
+		c->is_ping_answered = false;
+	}
 	call->q_prev = NULL;
 	call->q_next = c->calls;
 	if (c->calls)

@@ -99,8 +99,10 @@ void h2conn_cancel(struct h2conn *c, struct upcall *call);
  * H2CONN_PING_TIMEOUT_MS fails the connection (its calls end UNAVAILABLE,
  * its server is retried with backoff and gets no calls until it sends its
  * SETTINGS again). One PING per quiet spell: a server that answered one
- * gets no other until it sends something else, so gRPC's limit on pings
- * without data is never reached. h2conn_alive_due_ms: when the next look
+ * gets no other until it sends something else or a new busy spell starts
+ * (the first call after none), so gRPC's limit on pings without data
+ * (strikes for pings closer than 5 minutes with no data sent between) is
+ * not reached by a server that answers its calls. h2conn_alive_due_ms: when the next look
  * is due (UINT64_MAX: none).
  */
 uint64_t h2conn_alive_due_ms(const struct h2conn *c);
