@@ -398,29 +398,50 @@ struct http_racer {
 	long status;
 };
 
-static void *http_race_main(void *arg)
+/*
+ * Sets c up for PUT .../assign of device to user as type through the
+ * gateway at addr, with the assign token, within timeout_ms. Returns the
+ * header list, to free once c is done.
+ */
+static struct curl_slist *rest_assign_setup(CURL *c, const char *addr,
+					    const char *tenant,
+					    const char *user,
+					    const char *device,
+					    const char *type, long timeout_ms)
 {
-	struct http_racer *r = arg;
-	CURL *c = curl_easy_init();
 	struct curl_slist *hl = NULL;
-	char url[512], auth[2048];
-	static const char body[] = "{\"clientType\":\"desktop\"}";
+	char url[512], auth[2048], body[64];
 
-	r->status = 0;
-	if (!c)
-		return NULL;
 	snprintf(url, sizeof(url),
-		 "http://%s/v1.0/customers/%s/users/r%d/devices/pbx/rd%d/assign",
-		 gateway.addr, r->tenant, r->index, r->index);
+		 "http://%s/v1.0/customers/%s/users/%s/devices/pbx/%s/assign",
+		 addr, tenant, user, device);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", assign_token);
+	snprintf(body, sizeof(body), "{\"clientType\":\"%s\"}", type);
 	hl = curl_slist_append(hl, auth);
 	hl = curl_slist_append(hl, "Content-Type: application/json");
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)TIMEOUT_MS * 3);
+	curl_easy_setopt(c, CURLOPT_COPYPOSTFIELDS, body);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	return hl;
+}
+
+static void *http_race_main(void *arg)
+{
+	struct http_racer *r = arg;
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl;
+	char user[16], device[16];
+
+	r->status = 0;
+	if (!c)
+		return NULL;
+	snprintf(user, sizeof(user), "r%d", r->index);
+	snprintf(device, sizeof(device), "rd%d", r->index);
+	hl = rest_assign_setup(c, gateway.addr, r->tenant, user, device,
+			       "desktop", (long)TIMEOUT_MS * 3);
 	pthread_barrier_wait(&race_start);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
@@ -1402,24 +1423,12 @@ static long rest_assign(const struct harness_proc *gw, const char *tenant,
 			long timeout_ms)
 {
 	CURL *c = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	char url[512], auth[2048], body[64];
+	struct curl_slist *hl;
 	long status = 0;
 
 	assert_non_null(c);
-	snprintf(url, sizeof(url),
-		 "http://%s/v1.0/customers/%s/users/%s/devices/pbx/%s/assign",
-		 gw->addr, tenant, user, device);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", assign_token);
-	snprintf(body, sizeof(body), "{\"clientType\":\"%s\"}", type);
-	hl = curl_slist_append(hl, auth);
-	hl = curl_slist_append(hl, "Content-Type: application/json");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "PUT");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+	hl = rest_assign_setup(c, gw->addr, tenant, user, device, type,
+			       timeout_ms);
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(hl);
