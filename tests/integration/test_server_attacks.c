@@ -690,6 +690,10 @@ struct h2 {
 	const uint8_t *body; /* the request body every stream sends */
 	size_t body_len;
 	size_t body_offset; /* of the stream sending it now */
+	/* Each request ends in an empty DATA frame with the PADDED flag
+	 * instead of END_STREAM: gRPC core 1.51 answers such a frame with
+	 * RST_STREAM, so the server resets the stream, not the client. */
+	bool is_server_reset;
 };
 
 static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len,
@@ -760,8 +764,20 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf,
 	size_t *off = src->ptr;
 	size_t n = h->body_len - *off;
 
-	(void)s;
-	(void)id;
+	if (h->is_server_reset) {
+		/* The whole message in one frame, marked sent on the stream;
+		 * the stream's next call ends it with the empty frame. */
+		if (nghttp2_session_get_stream_user_data(s, id)) {
+			*flags |= NGHTTP2_DATA_FLAG_EOF |
+				  NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			return 0;
+		}
+		if (h->body_len > length ||
+		    nghttp2_session_set_stream_user_data(s, id, h) != 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		memcpy(buf, h->body, h->body_len);
+		return (ssize_t)h->body_len;
+	}
 	if (n > length)
 		n = length;
 	memcpy(buf, h->body + *off, n);
@@ -771,6 +787,21 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf,
 		*off = 0; /* the next stream sends it again */
 	}
 	return (ssize_t)n;
+}
+
+/* Pads only the empty DATA frame of is_server_reset (one byte: the pad
+ * length), which sets the PADDED flag. */
+static ssize_t h2_padding(nghttp2_session *s, const nghttp2_frame *frame,
+			  size_t max_payloadlen, void *ud)
+{
+	struct h2 *h = ud;
+
+	(void)s;
+	(void)max_payloadlen;
+	if (h->is_server_reset && frame->hd.type == NGHTTP2_DATA &&
+	    frame->hd.length == 0)
+		return 1;
+	return (ssize_t)frame->hd.length;
 }
 
 /*
@@ -841,6 +872,7 @@ static int h2_try_connect_tls(struct h2 *h, int port, SSL_CTX *tls)
 	nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb,
 								h2_on_close);
+	nghttp2_session_callbacks_set_select_padding_callback(cb, h2_padding);
 	if (nghttp2_session_client_new(&h->s, cb, h) != 0)
 		goto fail;
 	nghttp2_session_callbacks_del(cb);
@@ -1071,6 +1103,7 @@ struct flooder {
 	SSL_CTX *tls; /* NULL: plaintext */
 	const uint8_t *body;
 	size_t body_len;
+	bool is_server_reset; /* see struct h2 */
 };
 
 static const char assign_path[] =
@@ -1091,6 +1124,7 @@ static void *flood_main(void *arg)
 	}
 	h.body = f->body;
 	h.body_len = f->body_len;
+	h.is_server_reset = f->is_server_reset;
 	while (f->sent < f->streams) {
 		int32_t id = h2_start_call(&h, assign_path, authority, auth,
 					   false);
@@ -1105,14 +1139,16 @@ static void *flood_main(void *arg)
 			}
 			h.body = f->body;
 			h.body_len = f->body_len;
+			h.is_server_reset = f->is_server_reset;
 			continue;
 		}
 		/* The HEADERS and DATA go out before the RST_STREAM. */
 		while (nghttp2_session_get_outbound_queue_size(h.s) > 0 &&
 		       h2_pump(&h, 100) == 0)
 			;
-		nghttp2_submit_rst_stream(h.s, NGHTTP2_FLAG_NONE, id,
-					  NGHTTP2_CANCEL);
+		if (!f->is_server_reset)
+			nghttp2_submit_rst_stream(h.s, NGHTTP2_FLAG_NONE, id,
+						  NGHTTP2_CANCEL);
 		f->sent++;
 		if (f->sent % 16 == 0)
 			h2_pump(&h, 0);
@@ -1147,6 +1183,7 @@ static size_t assign_frame(uint8_t *body, size_t size)
 
 /* What one flood did to a server. */
 struct flood_result {
+	bool is_server_reset; /* the kind of flood (struct h2) */
 	long rss_before, hwm, rss_after; /* KiB */
 	int closed, reconnects;
 	size_t n_calls, n_fast;
@@ -1162,7 +1199,8 @@ struct flood_result {
  */
 static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 		      struct das_client *probe_client, const char *what,
-		      long streams, long rounds, struct flood_result *r)
+		      long streams, long rounds, bool is_server_reset,
+		      struct flood_result *r)
 {
 	uint8_t body[512];
 	size_t len = assign_frame(body, sizeof(body));
@@ -1170,6 +1208,7 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 	int closed_before = harness_count_in_log(srv, FLOOD_CLOSED_LINE);
 
 	memset(r, 0, sizeof(*r));
+	r->is_server_reset = is_server_reset;
 	r->rss_before = harness_proc_kib(srv->pid, "VmRSS");
 	prober_start_with(&probe, probe_client);
 	int64_t t0 = now_us();
@@ -1182,6 +1221,7 @@ static void flood_run(struct harness_proc *srv, SSL_CTX *tls,
 			f[i].tls = tls;
 			f[i].body = body;
 			f[i].body_len = len;
+			f[i].is_server_reset = is_server_reset;
 			assert_int_equal(pthread_create(&f[i].thread, NULL,
 							flood_main, &f[i]),
 					 0);
@@ -1247,10 +1287,20 @@ static void flood_check(struct harness_proc *srv,
 		assert_true(r->hwm < RSS_LIMIT_KIB);
 		assert_true(r->max < max_call_ms);
 	}
-	/* Every close the flooders saw was the guard's, logged. */
-	if (must_close)
-		assert_true(r->closed >= 1);
-	assert_true(r->closed >= r->reconnects);
+	if (r->is_server_reset) {
+		/* The guard closes some; gRPC core closes the others: the
+		 * streams it reset stay counted until their calls end, so a
+		 * client that opens more past the cap has its connection
+		 * closed (parsing.cc, "Max stream count exceeded"; no GOAWAY
+		 * and no line of ours). */
+		if (must_close)
+			assert_true(r->closed + r->reconnects >= 1);
+	} else {
+		/* Every close the flooders saw was the guard's, logged. */
+		if (must_close)
+			assert_true(r->closed >= 1);
+		assert_true(r->closed >= r->reconnects);
+	}
 	assert_true(harness_is_alive(srv));
 }
 
@@ -1265,7 +1315,7 @@ static void rapid_reset_flood_bounded(void **state)
 
 	(void)state;
 	flood_run(&server, NULL, das_client_new(server.addr), "flood",
-		  flood_streams(), env_count("DAS_FLOOD_ROUNDS", 4), &r);
+		  flood_streams(), env_count("DAS_FLOOD_ROUNDS", 4), false, &r);
 	flood_check(&server, &r, !FLOOD_IS_SANITIZED, FLOOD_MAX_CALL_MS);
 	/* The flood changed nothing it should not have: alice's device went
 	 * nowhere else. */
@@ -1275,6 +1325,30 @@ static void rapid_reset_flood_bounded(void **state)
 	assert_int_equal(code, 0);
 	assert_true(strcmp(text, "") == 0 ||
 		    strcmp(text, "alice-mobile-01:2") == 0);
+}
+
+/*
+ * The flood of the "MadeYouReset" pattern (CVE-2025-8671): the client
+ * never resets a stream, it makes the server do it. Each stream sends its
+ * whole AssignDevice message, then an empty DATA frame with the PADDED
+ * flag, which gRPC core 1.51 treats as a stream error: it answers
+ * RST_STREAM while the call goes on, and the client, seeing the stream
+ * closed, opens the next. Two things bound it: core keeps counting a
+ * stream it reset until its call has ended, and closes a connection that
+ * opens streams past the cap meanwhile (flood_check); and the guard
+ * counts calls the server reset as it counts the client's resets. The
+ * same bounds as for rapid reset hold: RSS, every normal call answered in
+ * time, the server up.
+ */
+static void server_made_reset_flood_bounded(void **state)
+{
+	struct flood_result r;
+
+	(void)state;
+	flood_run(&server, NULL, das_client_new(server.addr),
+		  "server-reset flood", flood_streams(),
+		  env_count("DAS_FLOOD_ROUNDS", 4), true, &r);
+	flood_check(&server, &r, !FLOOD_IS_SANITIZED, FLOOD_MAX_CALL_MS);
 }
 
 /*
@@ -1334,7 +1408,7 @@ static void rapid_reset_flood_bounded_tls(void **state)
 	flood_run(&srv, tls, das_client_new_tls(srv.addr, &ct, err,
 						sizeof(err)),
 		  "tls flood", flood_streams(),
-		  env_count("DAS_FLOOD_ROUNDS", 4), &r);
+		  env_count("DAS_FLOOD_ROUNDS", 4), false, &r);
 	SSL_CTX_free(tls);
 	flood_check(&srv, &r, true, FLOOD_MAX_CALL_MS);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
@@ -1373,7 +1447,7 @@ static void rapid_reset_more_flooders_than_workers(void **state)
 	flood_run(&srv, NULL, das_client_new(srv.addr), "2-worker flood",
 		  env_count("DAS_FLOOD_STREAMS_2W",
 			    FLOOD_IS_SANITIZED ? 5000 : 25000),
-		  env_count("DAS_FLOOD_ROUNDS_2W", 3), &r);
+		  env_count("DAS_FLOOD_ROUNDS_2W", 3), false, &r);
 	flood_check(&srv, &r, true, FLOOD_2W_MAX_CALL_MS);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
@@ -2484,6 +2558,7 @@ int main(void)
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
+		cmocka_unit_test(server_made_reset_flood_bounded),
 		cmocka_unit_test(rapid_reset_flood_bounded_tls),
 		cmocka_unit_test(rapid_reset_more_flooders_than_workers),
 	};
