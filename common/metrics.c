@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* accept4 */
 #include "metrics.h"
 
 #include <dirent.h>
@@ -715,7 +716,7 @@ static void send_all(int fd, const char *p, size_t n, uint64_t deadline)
 		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
 			return;
 		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (w <= 0)
 			return;
@@ -758,7 +759,7 @@ static void serve(int fd)
 		    poll(&pfd, 1, (int)left) <= 0)
 			return;
 		ssize_t r = recv(fd, buf + len, HEAD_MAX - len, 0);
-		if (r < 0 && errno == EINTR)
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r <= 0)
 			return;
@@ -817,7 +818,10 @@ static void *http_main(void *arg)
 			break;
 		if (!(pfd[0].revents & POLLIN))
 			continue;
-		int c = accept(m->fd, NULL, NULL);
+		/* Non-blocking, so each send waits only as long as the
+		 * deadline allows: a blocking send of a large exposition to
+		 * a client that reads nothing never returns. */
+		int c = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c < 0) {
 			/* Out of descriptors or memory: the listener stays
 			 * readable, so wait a moment instead of spinning. */

@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -454,6 +457,95 @@ static void listener_answers_metrics_only(void **state)
 	das_metrics_http_stop(NULL);
 }
 
+/* rcvbuf > 0: that receive buffer and the MSS of a network path (536),
+ * as a slow scraper elsewhere would have; with loopback's 64 KiB MSS the
+ * kernel grows the server's send buffer past any exposition at once. */
+static int loopback_connect(unsigned port, int rcvbuf)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true(fd >= 0);
+	if (rcvbuf > 0) {
+		int mss = 536;
+		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
+					    sizeof(rcvbuf)),
+				 0);
+		assert_int_equal(setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss,
+					    sizeof(mss)),
+				 0);
+	}
+	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/*
+ * A scraper that asks for a large exposition and never reads it (a 4 KiB
+ * receive window) holds the listener at most its 5 s deadline: the next
+ * scrape is answered after it. With blocking sockets the one listener
+ * thread stayed in send() until that client went away, so every later
+ * scrape, and the process's shutdown (which joins the thread), waited for
+ * it: the next scrape had no answer after 15 s in 3 runs of 3.
+ */
+static void listener_outlasts_a_client_that_does_not_read(void **state)
+{
+	static const struct das_metric_def def = {
+		.name = "t_wide_total",
+		.help = "Many series.",
+		.type = DAS_METRIC_COUNTER,
+		.labels = {"k"},
+		.max_series = 4096};
+	struct das_metric_family *f;
+	char err[256], value[64], head[64];
+	struct das_metrics_http *m;
+	struct timeval tv = {.tv_sec = 15};
+	struct timespec t0;
+
+	(void)state;
+	f = das_metric_register(&def);
+	assert_non_null(f);
+	for (int i = 0; i < 4096; i++) {
+		snprintf(value, sizeof(value), "%055d", i);
+		das_metric_add(das_metric_series1(f, value), 1);
+	}
+	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
+	assert_non_null(m);
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+	/* ~310 KB to a client that takes none of it. */
+	int slow = loopback_connect(das_metrics_http_port(m), 4096);
+	assert_int_equal(write(slow, get, sizeof(get) - 1),
+			 (ssize_t)(sizeof(get) - 1));
+	usleep(200 * 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int next = loopback_connect(das_metrics_http_port(m), 0);
+	assert_int_equal(setsockopt(next, SOL_SOCKET, SO_RCVTIMEO, &tv,
+				    sizeof(tv)),
+			 0);
+	assert_int_equal(write(next, get, sizeof(get) - 1),
+			 (ssize_t)(sizeof(get) - 1));
+	ssize_t n = read(next, head, sizeof(head) - 1);
+	double waited = seconds_since(&t0);
+	fprintf(stderr, "the next scrape waited %.2f s\n", waited);
+	assert_true(n > 0);
+	head[n] = '\0';
+	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
+	assert_true(waited < 6.0);
+	close(next);
+	close(slow);
+	das_metrics_http_stop(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -471,6 +563,8 @@ int main(void)
 				       reset),
 		cmocka_unit_test_setup(concurrent_updates_are_exact, reset),
 		cmocka_unit_test_setup(listener_answers_metrics_only, reset),
+		cmocka_unit_test_setup(
+			listener_outlasts_a_client_that_does_not_read, reset),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
