@@ -5,10 +5,12 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.h"
@@ -385,6 +387,62 @@ static void config_from_options(struct server_config *cfg,
 	cfg->is_reflection_off = !o->is_reflection_on;
 }
 
+/*
+ * Watches for SIGTERM and SIGINT while the server starts. Opening the
+ * store waits as long as the database makes it (another replica holding
+ * the schema lock, a host that stopped answering), and until the server
+ * listens nothing has been served: a stop then ends the process at once
+ * (the open's transaction rolls back with its connection). A SIGHUP
+ * meanwhile is kept for after the start.
+ */
+#define START_WATCH_TICK_MS 10
+
+struct start_watch {
+	pthread_t thread;
+	const sigset_t *sigs;
+	atomic_bool is_started;
+	atomic_bool is_hup;
+};
+
+static void *start_watch_main(void *arg)
+{
+	struct start_watch *w = arg;
+	const struct timespec tick = {0, START_WATCH_TICK_MS * 1000000L};
+
+	while (!atomic_load(&w->is_started)) {
+		int sig = sigtimedwait(w->sigs, NULL, &tick);
+		if (sig == SIGHUP) {
+			atomic_store(&w->is_hup, true);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			das_log(DAS_LOG_WARN,
+				"signal %d while starting: stopped before "
+				"listening",
+				sig);
+			das_log_flush();
+			_exit(0);
+		}
+	}
+	return NULL;
+}
+
+/* Started after the signals are blocked; false when no thread. */
+static bool start_watch_begin(struct start_watch *w, const sigset_t *sigs)
+{
+	w->sigs = sigs;
+	atomic_init(&w->is_started, false);
+	atomic_init(&w->is_hup, false);
+	return pthread_create(&w->thread, NULL, start_watch_main, w) == 0;
+}
+
+/* The server listens: signals are wait_for_stop's from now on. True when
+ * a SIGHUP came during the start. */
+static bool start_watch_end(struct start_watch *w)
+{
+	atomic_store(&w->is_started, true);
+	pthread_join(w->thread, NULL);
+	return atomic_load(&w->is_hup);
+}
+
 /* Serves until SIGTERM or SIGINT, reloading keys and certificates on each
  * SIGHUP. Returns the signal that stopped it. */
 static int wait_for_stop(const sigset_t *sigs, struct auth_config *auth,
@@ -414,6 +472,8 @@ int main(int argc, char **argv)
 	struct ops_retention *retention = NULL;
 	int argi = 1, port = 0, sig = 0, rc = 1;
 	sigset_t sigs;
+	struct start_watch watch;
+	bool is_watching = false;
 
 	switch (das_flags_parse(flags, N_FLAGS, argc, argv, &argi, PROG,
 				"The Device Assignment gRPC service.", err,
@@ -441,6 +501,11 @@ int main(int argc, char **argv)
 
 	/* Taken by sigwait (wait_for_stop), never by a handler. */
 	das_signals_block(&sigs);
+	if (!start_watch_begin(&watch, &sigs)) {
+		fprintf(stderr, PROG ": cannot start a thread\n");
+		goto out;
+	}
+	is_watching = true;
 
 	store = store_from_flags(&o);
 	if (!store)
@@ -460,6 +525,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	is_watching = false;
+	if (start_watch_end(&watch))
+		reload(&auth, tokens, tls);
 	say_listening(&cfg, port, &o, store);
 	if (metrics_listen(&metrics) != 0)
 		goto out;
@@ -473,6 +541,8 @@ int main(int argc, char **argv)
 	das_log(DAS_LOG_INFO, "signal %d: draining", sig);
 	rc = 0;
 out:
+	if (is_watching)
+		start_watch_end(&watch);
 	/* Calls in flight end first; then the store ends whatever still
 	 * waits on it (a database that stopped answering must not hold the
 	 * process), which frees the ledger prune and the calls it held. */

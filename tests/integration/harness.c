@@ -504,9 +504,10 @@ int harness_start(struct harness_proc *p, const char *bin,
 	return harness_start_nofile(p, bin, args, env, 0);
 }
 
-int harness_start_nofile(struct harness_proc *p, const char *bin,
-			 const char *const *args, const char *const *env,
-			 unsigned nofile)
+/* Starts bin as harness_start does, without waiting; 0 or -1. */
+static int start_child(struct harness_proc *p, const char *bin,
+		       const char *const *args, const char *const *env,
+		       unsigned nofile)
 {
 	char **argv = NULL, **envp = NULL;
 	int result = -1;
@@ -538,7 +539,28 @@ int harness_start_nofile(struct harness_proc *p, const char *bin,
 	struct child *c = child_of(p->pid);
 	if (c)
 		snprintf(c->log_path, sizeof(c->log_path), "%s", p->log_path);
+	result = 0;
+done:
+	free(argv);
+	free(envp);
+	return result;
+}
 
+int harness_spawn(struct harness_proc *p, const char *bin,
+		  const char *const *args, const char *const *env)
+{
+	return start_child(p, bin, args, env, 0);
+}
+
+int harness_start_nofile(struct harness_proc *p, const char *bin,
+			 const char *const *args, const char *const *env,
+			 unsigned nofile)
+{
+	const char *name = base_name(bin);
+	int result = -1;
+
+	if (start_child(p, bin, args, env, nofile) != 0)
+		return -1;
 	int64_t deadline = now_ms() + HARNESS_START_TIMEOUT_MS;
 	for (;;) {
 		char out[1024];
@@ -582,9 +604,6 @@ int harness_start_nofile(struct harness_proc *p, const char *bin,
 		}
 		harness_dump_log(p);
 	}
-done:
-	free(argv);
-	free(envp);
 	return result;
 }
 

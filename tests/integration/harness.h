@@ -86,6 +86,11 @@ int harness_write_file(const char *name, const void *data, size_t len,
 int harness_start(struct harness_proc *p, const char *bin,
 		  const char *const *args, const char *const *env);
 
+/* Starts bin as harness_start does, without waiting for the listening
+ * line (a program held before it listens); p->port stays 0. 0 or -1. */
+int harness_spawn(struct harness_proc *p, const char *bin,
+		  const char *const *args, const char *const *env);
+
 /* The same with the child's open-files limit (soft and hard) at nofile,
  * as an operator's ulimit or a container's would set it. */
 int harness_start_nofile(struct harness_proc *p, const char *bin,

@@ -1770,6 +1770,72 @@ static void database_refusing_connections_bounded(void **state)
 	assert_int_equal(harness_stop(&extra, SIGTERM), 0);
 }
 
+/* Advisory locks granted to nobody yet: sessions waiting for one. */
+static int advisory_waiters(void)
+{
+	PGresult *res = pg_admin_result("SELECT count(*) FROM pg_locks WHERE "
+					"locktype = 'advisory' AND NOT granted");
+	int n = atoi(PQgetvalue(res, 0, 0));
+
+	PQclear(res);
+	return n;
+}
+
+/*
+ * SIGTERM while a server is still starting: another session holds the
+ * schema lock that every server takes to create or migrate the schema (as
+ * a replica stuck in its migration would), so the new one waits in
+ * store_open. It exits 0 at once, never listening, and says why. Before,
+ * the signals it blocks for sigwait were looked at only once it listened,
+ * so it waited for as long as the lock was held, SIGTERM or not.
+ */
+static void sigterm_while_starting_exits(void **state)
+{
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+	struct harness_proc srv;
+	int status;
+	double t0;
+
+	(void)state;
+	PGconn *holder = PQconnectdb(db_spec);
+	assert_int_equal(PQstatus(holder), CONNECTION_OK);
+	PGresult *res = PQexec(
+		holder, "SELECT pg_advisory_lock(x'7364617300000001'::int8)");
+	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	assert_int_equal(harness_spawn(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	t0 = now_ms();
+	while (advisory_waiters() < 1) {
+		if (now_ms() - t0 > 10000.0) {
+			PQfinish(holder);
+			harness_stop(&srv, SIGKILL);
+			fail_msg("the server never waited for the schema lock");
+		}
+		sleep_ms(20);
+	}
+	t0 = now_ms();
+	kill(srv.pid, SIGTERM);
+	int waited = harness_wait_exit(&srv, STOP_EXIT_MS, &status);
+	double took = now_ms() - t0;
+	PQfinish(holder); /* lets a server that did not exit go on */
+	if (waited != 0) {
+		harness_stop(&srv, SIGKILL);
+		fail_msg("the server did not exit within %d ms of SIGTERM "
+			 "while it waited for the schema lock",
+			 STOP_EXIT_MS);
+	}
+	fprintf(stderr,
+		"replicas: SIGTERM while starting: exit %d after %.0f ms\n",
+		status, took);
+	assert_int_equal(status, 0);
+	assert_true(took < 2000.0);
+	assert_int_equal(harness_count_in_log(&srv, "while starting: stopped "
+						    "before listening"),
+			 1);
+	assert_int_equal(harness_count_in_log(&srv, "listening on"), 0);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -1824,6 +1890,7 @@ int main(void)
 		cmocka_unit_test(database_restart_under_load),
 		cmocka_unit_test(health_follows_database),
 		cmocka_unit_test(database_refusing_connections_bounded),
+		cmocka_unit_test(sigterm_while_starting_exits),
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),
