@@ -1789,31 +1789,41 @@ static int advisory_waiters(void)
  * the signals it blocks for sigwait were looked at only once it listened,
  * so it waited for as long as the lock was held, SIGTERM or not.
  */
-static void sigterm_while_starting_exits(void **state)
+/* Holds the schema lock in a session of its own (returned) and starts a
+ * server into srv, which waits for it. */
+static PGconn *server_held_at_start(struct harness_proc *srv)
 {
 	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
 			      harness_secret_file(), NULL};
-	struct harness_proc srv;
-	int status;
+	PGconn *holder = PQconnectdb(db_spec);
 	double t0;
 
-	(void)state;
-	PGconn *holder = PQconnectdb(db_spec);
 	assert_int_equal(PQstatus(holder), CONNECTION_OK);
 	PGresult *res = PQexec(
 		holder, "SELECT pg_advisory_lock(x'7364617300000001'::int8)");
 	assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
 	PQclear(res);
-	assert_int_equal(harness_spawn(&srv, DAS_SERVER_BIN, args, NULL), 0);
+	assert_int_equal(harness_spawn(srv, DAS_SERVER_BIN, args, NULL), 0);
 	t0 = now_ms();
 	while (advisory_waiters() < 1) {
 		if (now_ms() - t0 > 10000.0) {
 			PQfinish(holder);
-			harness_stop(&srv, SIGKILL);
+			harness_stop(srv, SIGKILL);
 			fail_msg("the server never waited for the schema lock");
 		}
 		sleep_ms(20);
 	}
+	return holder;
+}
+
+static void sigterm_while_starting_exits(void **state)
+{
+	struct harness_proc srv;
+	int status;
+	double t0;
+
+	(void)state;
+	PGconn *holder = server_held_at_start(&srv);
 	t0 = now_ms();
 	kill(srv.pid, SIGTERM);
 	int waited = harness_wait_exit(&srv, STOP_EXIT_MS, &status);
@@ -1834,6 +1844,23 @@ static void sigterm_while_starting_exits(void **state)
 						    "before listening"),
 			 1);
 	assert_int_equal(harness_count_in_log(&srv, "listening on"), 0);
+}
+
+/* A SIGHUP while the server starts is not lost: it reloads the keys once
+ * the server listens. */
+static void sighup_while_starting_reloads_after(void **state)
+{
+	struct harness_proc srv;
+
+	(void)state;
+	PGconn *holder = server_held_at_start(&srv);
+	kill(srv.pid, SIGHUP);
+	sleep_ms(100); /* taken by the watch, not yet acted on */
+	assert_int_equal(harness_count_in_log(&srv, "reload:"), 0);
+	PQfinish(holder);
+	harness_wait_in_log(&srv, "listening on", 1);
+	harness_wait_in_log(&srv, "reload: JWT keys reloaded", 1);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
 static int setup(void **state)
@@ -1891,6 +1918,7 @@ int main(void)
 		cmocka_unit_test(health_follows_database),
 		cmocka_unit_test(database_refusing_connections_bounded),
 		cmocka_unit_test(sigterm_while_starting_exits),
+		cmocka_unit_test(sighup_while_starting_reloads_after),
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),
