@@ -1161,6 +1161,77 @@ static void test_probe_follows_database(void **state)
 	store_close(st);
 }
 
+/*
+ * A database set read-only (default_transaction_read_only, which hosted
+ * services set when its storage is nearly full): a write ends
+ * STORE_UNAVAILABLE and changes nothing, as the probe says; reads still
+ * work, and a store still opens on it; writable again, writes go through.
+ * Before, write transactions began READ WRITE, which overrides that
+ * default: the probe said the database was read-only while every write
+ * went through. And opening a store wrote (CREATE TABLE IF NOT EXISTS
+ * schema_version) even on a current schema, so a server restarted then
+ * exited 1.
+ */
+/* Writable again, even after a failed test: the tests after it share
+ * the database. */
+static int database_writable(void **state)
+{
+	(void)state;
+	admin_exec("ALTER DATABASE \"%s\" RESET default_transaction_read_only",
+		   strrchr(base_uri, '/') + 1);
+	return 0;
+}
+
+static void test_read_only_database_refuses_writes(void **state)
+{
+	struct store *st = open_fresh(2, 5000);
+	const char *db = strrchr(base_uri, '/') + 1;
+	struct store_tx *tx;
+	bool is_changed;
+	char why[256];
+
+	(void)state;
+	seed(st, 1, 1);
+	admin_exec("ALTER DATABASE \"%s\" SET default_transaction_read_only "
+		   "= on",
+		   db);
+	terminate_backends();
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_UNAVAILABLE);
+	/* The read of a write transaction works; its write is refused. */
+	tx = hold(st, "u0", "d0");
+	int put = store_user_put(tx, TENANT, "u9", "", &is_changed);
+	assert_true(put == STORE_OK || put == STORE_UNAVAILABLE);
+	assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
+	assert_int_equal(query_count("SELECT count(*) FROM users "
+				     "WHERE user_id = 'u9'"),
+			 0);
+	/* A store opens on it (its schema is current: nothing to write) and
+	 * reads. */
+	struct store *again = open_again(2, 5000);
+	struct store_tx *rd;
+	struct domain_snapshot snap;
+	struct domain_key k = key_of("u0", "d0");
+	assert_int_equal(store_begin(again, TENANT, true, &rd), STORE_OK);
+	assert_int_equal(store_load(rd, &k, &snap), STORE_OK);
+	assert_true(snap.is_user_found);
+	store_rollback(rd);
+	assert_int_equal(store_probe(again, why, sizeof(why)),
+			 STORE_UNAVAILABLE);
+	store_close(again);
+	admin_exec("ALTER DATABASE \"%s\" RESET default_transaction_read_only",
+		   db);
+	terminate_backends();
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
+	tx = hold(st, "u0", "d0");
+	assert_int_equal(store_user_put(tx, TENANT, "u9", "", &is_changed),
+			 STORE_OK);
+	assert_int_equal(store_commit(tx), STORE_OK);
+	assert_int_equal(query_count("SELECT count(*) FROM users "
+				     "WHERE user_id = 'u9'"),
+			 1);
+	store_close(st);
+}
+
 /* ---- durable before visible: synchronous_commit on, always ---- */
 
 /* WAL fsyncs so far (pg_stat_wal), once every store backend has gone and
@@ -1541,6 +1612,9 @@ int main(void)
 		cmocka_unit_test(test_server_restart_recovers),
 		cmocka_unit_test(test_customer_name_not_utf8),
 		cmocka_unit_test(test_probe_follows_database),
+		cmocka_unit_test_teardown(
+			test_read_only_database_refuses_writes,
+			database_writable),
 		cmocka_unit_test(test_open_migrates_version_1),
 		cmocka_unit_test(test_open_migrates_version_2),
 	};

@@ -67,9 +67,10 @@
  *   off could make its own change visible before its flush: only this
  *   store writes these tables.)
  * - Error mapping: serialization failure, deadlock and lock timeout ->
- *   STORE_RETRY; a lost connection or a server shutting down ->
- *   STORE_UNAVAILABLE; anything else STORE_ERROR. Each is logged with its
- *   SQLSTATE.
+ *   STORE_RETRY; a database that cannot take the write now (a lost
+ *   connection, a server shutting down, a full disk, read-only:
+ *   pg_is_unavailable) -> STORE_UNAVAILABLE; anything else STORE_ERROR.
+ *   Each is logged with its SQLSTATE.
  */
 #include "postgres_store.h"
 
@@ -526,6 +527,23 @@ static void first_line(const char *msg, char *out, size_t size)
 }
 
 /*
+ * SQLSTATEs that say the database cannot take the write now, whatever the
+ * request (as a full disk or a read-only file does for SQLite): the
+ * connection (class 08), insufficient resources (53: disk full, out of
+ * memory, too many connections), an operator's intervention (57: shutdown,
+ * a cancelled query, a dropped database), an I/O error (58030), and a
+ * read-only transaction (25006: a hot standby, or a database set
+ * default_transaction_read_only, as hosted services do when its storage
+ * is nearly full).
+ */
+static bool pg_is_unavailable(const char *state)
+{
+	return strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
+	       strncmp(state, "57", 2) == 0 || strcmp(state, "58030") == 0 ||
+	       strcmp(state, "25006") == 0;
+}
+
+/*
  * Maps a failed result (res may be NULL) on conn to a store result and
  * logs it once, with its SQLSTATE.
  */
@@ -544,19 +562,28 @@ static int pg_fail(PGconn *conn, const PGresult *res, const char *what)
 		first_line(PQerrorMessage(conn), line, sizeof(line));
 	if (!state)
 		state = "";
-	if (PQstatus(conn) == CONNECTION_BAD || strncmp(state, "08", 2) == 0 ||
-	    strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
-	    strcmp(state, "57P03") == 0)
+	if (PQstatus(conn) == CONNECTION_BAD || pg_is_unavailable(state))
 		rc = STORE_UNAVAILABLE;
 	else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
 		 strcmp(state, "55P03") == 0)
 		rc = STORE_RETRY;
 
-	das_log(rc == STORE_ERROR ? DAS_LOG_ERROR
-				  : rc == STORE_RETRY ? DAS_LOG_DEBUG
-						      : DAS_LOG_WARN,
-		"postgresql: %s failed: SQLSTATE %s: %s", what,
-		state[0] ? state : "(none)", line);
+	if (rc != STORE_UNAVAILABLE) {
+		das_log(rc == STORE_ERROR ? DAS_LOG_ERROR : DAS_LOG_DEBUG,
+			"postgresql: %s failed: SQLSTATE %s: %s", what,
+			state[0] ? state : "(none)", line);
+		return rc;
+	}
+	/* Every call meets it while it lasts (a read-only database, a full
+	 * disk): one line a second says so. */
+	static struct das_log_limit unavailable_warn;
+	unsigned n_held;
+
+	if (das_log_limit_take(&unavailable_warn, 1000, &n_held))
+		das_log(DAS_LOG_WARN,
+			"postgresql: %s failed: SQLSTATE %s: %s (the store "
+			"cannot write; %u more such failures held back)",
+			what, state[0] ? state : "(none)", line, n_held);
 	return rc;
 }
 
@@ -927,18 +954,38 @@ static const struct pg_migration {
 	{pg_schema_v3, NULL},
 };
 
+/* True when the schema_version table exists (-1: the query failed). */
+static int pg_has_schema_version(PGconn *conn)
+{
+	PGresult *res = PQexec(conn, "SELECT to_regclass('schema_version') "
+				     "IS NOT NULL");
+	int has = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	else
+		pg_fail(conn, res, "schema_version");
+	PQclear(res);
+	return has;
+}
+
 /* Takes the schema lock (to the end of the transaction) and reads the
- * database's version: 0 for a new database. */
+ * database's version: 0 for a new database. A database of the current
+ * schema is only read, so a server starts on one that is read-only (it
+ * serves reads; its health says NOT_SERVING). */
 static int pg_schema_version(PGconn *conn, long *version)
 {
 	PGresult *res;
 	char *end;
+	int has = 0;
 	int rc = pg_command(conn,
 			    "SELECT pg_advisory_xact_lock(x'" PG_SCHEMA_LOCK_KEY
 			    "'::int8)",
 			    "schema lock");
 
-	if (rc == STORE_OK)
+	if (rc == STORE_OK && (has = pg_has_schema_version(conn)) < 0)
+		rc = STORE_ERROR;
+	if (rc == STORE_OK && !has)
 		rc = pg_command(conn,
 				"CREATE TABLE IF NOT EXISTS schema_version ("
 				"version integer PRIMARY KEY)",
@@ -1398,6 +1445,26 @@ static int pg_pipeline_keep(struct pg_slot *slot, struct pg_step *steps,
 	return rc;
 }
 
+/* Statements that only read (the locks included); every other one
+ * writes. */
+static bool stmt_reads_only(enum pg_stmt stmt)
+{
+	switch (stmt) {
+	case ST_LOCK_KEYS:
+	case ST_LOCK_TENANT:
+	case ST_LOAD:
+	case ST_LOAD_BATCH:
+	case ST_DEVICE_OWNER:
+	case ST_USER_SEATED:
+	case ST_LEDGER_READ:
+	case ST_LEDGER_LAST_ID:
+	case ST_SEATS_CHARGED:
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* pg_pipeline_keep(), all or nothing: on failure no step keeps a res. */
 static int pg_pipeline(struct pg_slot *slot, struct pg_step *steps, size_t n)
 {
@@ -1438,6 +1505,15 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		n_deferred = applied_steps(tx->deferred, &deferred);
 	if (n + n_deferred + 2 > sizeof(all) / sizeof(*all))
 		return pg_corrupt(tx, "too many statements");
+	/* A write in a read-only transaction is our mistake, not the
+	 * database's: never sent, so a refusal by the database (SQLSTATE
+	 * 25006) always means the database is read-only. (Unnamed steps are
+	 * the ledger's page queries, reads.) */
+	for (size_t i = 0; tx->is_read_only && i < n; i++)
+		if (steps[i].stmt != ST__COUNT &&
+		    !stmt_reads_only(steps[i].stmt))
+			return pg_corrupt(tx, "write in a read-only "
+					      "transaction");
 	if (!tx->slot) {
 		struct pg_store *st = (struct pg_store *)tx->base.st;
 		struct pg_slot *slot = pg_acquire(st);
@@ -1454,8 +1530,10 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 			tx->is_read_only
 				? "BEGIN ISOLATION LEVEL REPEATABLE READ "
 				  "READ ONLY"
-				: "BEGIN ISOLATION LEVEL READ COMMITTED "
-				  "READ WRITE");
+				/* Not READ WRITE: a database set read-only
+				 * (default_transaction_read_only) refuses
+				 * the write, as the health probe says. */
+				: "BEGIN ISOLATION LEVEL READ COMMITTED");
 	/* apply()'s statements go first, in this round trip. */
 	if (n_deferred)
 		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
