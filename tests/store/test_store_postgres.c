@@ -8,14 +8,21 @@
  * Without PostgreSQL server binaries this program fails (it does not skip):
  * the backend is part of the product.
  */
+#define _GNU_SOURCE /* unshare */
+#include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -1232,6 +1239,102 @@ static void test_read_only_database_refuses_writes(void **state)
 	store_close(st);
 }
 
+/* ---- a full disk ---- */
+
+#define SMALL_DISK "/mnt"
+static bool has_small_disk; /* small_disk() made it */
+
+/*
+ * A private mount namespace with a 4 MiB tmpfs on SMALL_DISK holding an
+ * empty directory "ts" of the user PostgreSQL runs as, for a tablespace
+ * that fills up. Before any thread and before the PostgreSQL server
+ * starts (it inherits the namespace, and the mount ends with it). False,
+ * with the reason on stderr, where it cannot be had (not root).
+ */
+static bool small_disk(void)
+{
+	struct passwd *pw = getuid() == 0 ? getpwnam("postgres") : NULL;
+
+	if (unshare(CLONE_NEWNS) != 0 ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("das-test", SMALL_DISK, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "size=4m,mode=0755") != 0 ||
+	    mkdir(SMALL_DISK "/ts", 0700) != 0 ||
+	    (pw && chown(SMALL_DISK "/ts", pw->pw_uid, pw->pw_gid) != 0)) {
+		fprintf(stderr,
+			"store.postgresql: no small disk, the full-disk test "
+			"is skipped: %s\n",
+			strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* Fills the small disk: inserts until PostgreSQL says it is full. */
+static void fill_small_disk(void)
+{
+	char admin[PG_HARNESS_URI_SIZE];
+	PGconn *conn;
+	PGresult *res;
+
+	pg_harness_admin_uri(&harness, admin, sizeof(admin));
+	conn = PQconnectdb(admin);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	res = PQexec(conn, "CREATE TABLE filler (a bigint, b bigint) "
+			   "TABLESPACE small");
+	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	res = PQexec(conn, "INSERT INTO filler SELECT g, g "
+			   "FROM generate_series(1, 10000000) g");
+	assert_int_equal(PQresultStatus(res), PGRES_FATAL_ERROR);
+	assert_string_equal(PQresultErrorField(res, PG_DIAG_SQLSTATE),
+			    "53100");
+	PQclear(res);
+	PQfinish(conn);
+}
+
+/*
+ * A full disk (SQLSTATE 53100, disk_full): a write ends STORE_UNAVAILABLE
+ * (503) and changes nothing, as for SQLite's full disk; once there is room
+ * again, writes go through. Before, any SQLSTATE but a lost connection or
+ * a shutdown was STORE_ERROR: a 500, which the error catalog has no row
+ * for. The store's tables are in a tablespace on the small disk (the
+ * session's default_tablespace), empty, so the first write must extend a
+ * file.
+ */
+static void test_full_disk_refuses_writes(void **state)
+{
+	struct store_customer c;
+	struct store_tx *tx;
+	bool is_changed;
+
+	(void)state;
+	if (!has_small_disk)
+		skip();
+	admin_exec("CREATE TABLESPACE small LOCATION '" SMALL_DISK "/ts'");
+	admin_exec("GRANT CREATE ON TABLESPACE small TO PUBLIC");
+	assert_non_null(fresh_spec());
+	size_t len = strlen(spec);
+	snprintf(spec + len, sizeof(spec) - len,
+		 "%%20-cdefault_tablespace%%3Dsmall");
+	struct store *st = open_again(2, 5000);
+	fill_small_disk();
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.tenant, sizeof(c.tenant), "%s", TENANT);
+	snprintf(c.name, sizeof(c.name), "Full Inc");
+	assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
+	int put = store_customer_put(tx, &c, &is_changed);
+	assert_true(put == STORE_OK || put == STORE_UNAVAILABLE);
+	assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
+	assert_int_equal(query_count("SELECT count(*) FROM customers"), 0);
+
+	admin_exec("DROP TABLE filler");
+	seed(st, 1, 1);
+	assert_int_equal(query_count("SELECT count(*) FROM customers"), 1);
+	store_close(st);
+}
+
 /* ---- durable before visible: synchronous_commit on, always ---- */
 
 /* WAL fsyncs so far (pg_stat_wal), once every store backend has gone and
@@ -1615,12 +1718,14 @@ int main(void)
 		cmocka_unit_test_teardown(
 			test_read_only_database_refuses_writes,
 			database_writable),
+		cmocka_unit_test(test_full_disk_refuses_writes),
 		cmocka_unit_test(test_open_migrates_version_1),
 		cmocka_unit_test(test_open_migrates_version_2),
 	};
 	char err[512];
 	int failed;
 
+	has_small_disk = small_disk();
 	if (pg_harness_start(&harness, err, sizeof(err)) != 0) {
 		fprintf(stderr, "store.postgresql: cannot run a private "
 				"PostgreSQL server: %s\n",
