@@ -550,15 +550,23 @@ static void test_stored_seat_count_matches(void **state)
 
 /* ---- connections cut: mid-transaction and by a restart ---- */
 
-static void terminate_backends(void)
+/* A session of the server's superuser (PQfinish it). */
+static PGconn *admin_connect(void)
 {
 	char admin[PG_HARNESS_URI_SIZE];
 	PGconn *conn;
-	PGresult *res;
 
 	pg_harness_admin_uri(&harness, admin, sizeof(admin));
 	conn = PQconnectdb(admin);
 	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	return conn;
+}
+
+static void terminate_backends(void)
+{
+	PGconn *conn = admin_connect();
+	PGresult *res;
+
 	res = PQexec(conn, "SELECT pg_terminate_backend(pid) "
 			   "FROM pg_stat_activity "
 			   "WHERE application_name = 'device-assignment-server'");
@@ -1112,16 +1120,14 @@ __attribute__((format(printf, 1, 2))) static void admin_exec(const char *fmt,
 								...)
 {
 	va_list ap;
-	char admin[PG_HARNESS_URI_SIZE], sql[256];
+	char sql[256];
 	PGconn *conn;
 	PGresult *res;
 
 	va_start(ap, fmt);
 	vsnprintf(sql, sizeof(sql), fmt, ap);
 	va_end(ap);
-	pg_harness_admin_uri(&harness, admin, sizeof(admin));
-	conn = PQconnectdb(admin);
-	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	conn = admin_connect();
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK &&
 	    PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -1273,13 +1279,9 @@ static bool small_disk(void)
 /* Fills the small disk: inserts until PostgreSQL says it is full. */
 static void fill_small_disk(void)
 {
-	char admin[PG_HARNESS_URI_SIZE];
-	PGconn *conn;
+	PGconn *conn = admin_connect();
 	PGresult *res;
 
-	pg_harness_admin_uri(&harness, admin, sizeof(admin));
-	conn = PQconnectdb(admin);
-	assert_int_equal(PQstatus(conn), CONNECTION_OK);
 	res = PQexec(conn, "CREATE TABLE filler (a bigint, b bigint) "
 			   "TABLESPACE small");
 	assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
