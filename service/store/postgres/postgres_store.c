@@ -575,14 +575,14 @@ static int pg_fail(PGconn *conn, const PGresult *res, const char *what)
 		return rc;
 	}
 	/* Every call meets it while it lasts (a read-only database, a full
-	 * disk): one line a second says so. */
+	 * disk): one line a second at most. */
 	static struct das_log_limit unavailable_warn;
 	unsigned n_held;
 
 	if (das_log_limit_take(&unavailable_warn, 1000, &n_held))
 		das_log(DAS_LOG_WARN,
-			"postgresql: %s failed: SQLSTATE %s: %s (the store "
-			"cannot write; %u more such failures held back)",
+			"postgresql: %s failed: SQLSTATE %s: %s (%u more such "
+			"failures since the last line)",
 			what, state[0] ? state : "(none)", line, n_held);
 	return rc;
 }
