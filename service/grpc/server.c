@@ -129,6 +129,21 @@ struct server {
  */
 enum call_phase { CALL_REQUESTED, CALL_REPLYING, CALL_UNKNOWN_METHOD };
 
+/*
+ * The access line and count of a call that came without its request
+ * message, kept until its answer's batch completes. Core hands such a
+ * call over when the client half-closed without a message, and also when
+ * the stream was reset before the message came (a client's RST_STREAM, or
+ * a stream error that made core reset it); only the batch's `cancelled`
+ * tells the two apart, so the line is written then (call_free): the
+ * answer's own code, or CANCELLED when nobody received it.
+ */
+struct call_end {
+	int grpc_code;
+	const char *reason; /* static: the status row's */
+	char sub[DOMAIN_SUB_SIZE];
+};
+
 struct call {
 	grpc_completion_queue_functor done; /* the reply batch's tag */
 	enum call_phase phase;
@@ -152,12 +167,34 @@ struct call {
 	struct flood_peer peer; /* its connection */
 	struct call *next_waiting;
 	uint64_t t0; /* obs_call_begin */
+	struct call_end *end; /* its access line, still to be written */
 };
+
+static void request_id_of(const struct call *c, const char **value,
+			  size_t *len);
+
+/* Writes the access line that waited for the batch (struct call_end). */
+static void call_end_log(struct call *c)
+{
+	const char *rid;
+	size_t rid_len;
+	bool is_reset = c->is_cancelled && c->phase == CALL_REPLYING;
+
+	request_id_of(c, &rid, &rid_len);
+	obs_call_end(c->method, c->t0,
+		     is_reset ? GRPC_STATUS_CANCELLED : c->end->grpc_code,
+		     is_reset ? "" : c->end->reason, rid, rid_len,
+		     c->end->sub);
+	free(c->end);
+	c->end = NULL;
+}
 
 static void call_free(struct call *c)
 {
 	if (!c)
 		return;
+	if (c->end)
+		call_end_log(c);
 	if (c->is_active)
 		atomic_fetch_sub(&c->w->srv->n_active, 1);
 	if (c->is_admitted)
@@ -524,10 +561,18 @@ static void call_answer(struct call *c, const struct handler_reply *reply,
 	if (reply->status == DAS_INTERNAL || reply->status == DAS_UNAVAILABLE ||
 	    reply->status == DAS_STORE_UNAVAILABLE)
 		warn_failed(info->path, row->name, rid, rid_len);
+	/* Without a request message: logged once the batch says whether
+	 * the client is still there (struct call_end). */
+	if (!c->payload && (c->end = malloc(sizeof(*c->end))) != NULL) {
+		c->end->grpc_code = row->grpc_code;
+		c->end->reason = reply->status == DAS_OK ? "" : row->reason;
+		snprintf(c->end->sub, sizeof(c->end->sub), "%s", reply->sub);
+	}
 	/* Before the reply: a failed batch frees c and its metadata. */
-	obs_call_end(c->method, c->t0, row->grpc_code,
-		     reply->status == DAS_OK ? "" : row->reason, rid, rid_len,
-		     reply->sub);
+	if (!c->end)
+		obs_call_end(c->method, c->t0, row->grpc_code,
+			     reply->status == DAS_OK ? "" : row->reason, rid,
+			     rid_len, reply->sub);
 	send_reply(c, (grpc_status_code)row->grpc_code,
 		   reply->status == DAS_OK ? "" : reply->message,
 		   reply->status == DAS_OK ? NULL : row->reason, reply->body,
