@@ -693,12 +693,29 @@ char *das_metrics_render(size_t *len)
 
 #define HEAD_MAX      (8 * 1024)
 #define IO_TIMEOUT_MS 5000
+/* Connections served at once; more wait in the listen backlog. */
+#define CONNS_MAX 16
+
+/*
+ * One connection: first its request head is read (up to HEAD_MAX), then
+ * its whole answer is sent, all within IO_TIMEOUT_MS of its accept.
+ */
+struct conn {
+	int fd; /* -1: a free slot */
+	uint64_t deadline_ns;
+	size_t len;	/* bytes of head read */
+	char *out;	/* the answer once the head is read, else NULL */
+	size_t out_len; /* its size */
+	size_t sent;	/* bytes of it sent */
+	char head[HEAD_MAX + 1];
+};
 
 struct das_metrics_http {
 	int fd;
 	int wake[2]; /* a byte on wake[1] stops the thread */
 	unsigned port;
 	pthread_t thread;
+	struct conn conns[CONNS_MAX];
 };
 
 static int64_t ms_left(uint64_t deadline_ns)
@@ -708,133 +725,197 @@ static int64_t ms_left(uint64_t deadline_ns)
 				  : (int64_t)((deadline_ns - now) / 1000000);
 }
 
-static void send_all(int fd, const char *p, size_t n, uint64_t deadline)
-{
-	while (n > 0) {
-		struct pollfd pfd = {fd, POLLOUT, 0};
-		int64_t left = ms_left(deadline);
-		if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
-			return;
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
-static void answer(int fd, int status, const char *reason, const char *type,
-		   const char *body, size_t body_len, bool is_head,
-		   uint64_t deadline)
+/* The whole answer in one buffer; NULL when out of memory. */
+static char *answer(int status, const char *reason, const char *type,
+		    const char *body, size_t body_len, bool is_head,
+		    size_t *out_len)
 {
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
 			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
 			 status, reason, type, body_len);
+	size_t sent_body = is_head ? 0 : body_len;
+	char *out = malloc((size_t)n + sent_body);
 
-	send_all(fd, head, (size_t)n, deadline);
-	if (!is_head)
-		send_all(fd, body, body_len, deadline);
+	if (!out)
+		return NULL;
+	memcpy(out, head, (size_t)n);
+	if (sent_body)
+		memcpy(out + n, body, sent_body);
+	*out_len = (size_t)n + sent_body;
+	return out;
 }
 
-/* Reads the request head and answers it. */
-static void serve(int fd)
+/* The answer to a complete request head (NUL-terminated, end at its blank
+ * line); NULL when out of memory. */
+static char *answer_head(char *buf, const char *end, size_t *out_len)
 {
 	static const char not_found[] = "not found; try /metrics\n";
 	static const char bad[] = "bad request\n";
 	static const char not_allowed[] = "method not allowed\n";
-	char buf[HEAD_MAX + 1];
-	size_t len = 0;
-	uint64_t deadline = das_metric_now_ns() + IO_TIMEOUT_MS * 1000000ull;
-	char *end = NULL, *sp1, *sp2;
+	char *sp1, *sp2;
 	bool is_head;
 
-	while (!end) {
-		struct pollfd pfd = {fd, POLLIN, 0};
-		int64_t left = ms_left(deadline);
-		if (len >= HEAD_MAX || left <= 0 ||
-		    poll(&pfd, 1, (int)left) <= 0)
-			return;
-		ssize_t r = recv(fd, buf + len, HEAD_MAX - len, 0);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (r <= 0)
-			return;
-		len += (size_t)r;
-		buf[len] = '\0';
-		end = strstr(buf, "\r\n\r\n");
-		if (!end)
-			end = strstr(buf, "\n\n");
-	}
 	/* "METHOD SP TARGET SP HTTP/1.x" */
 	sp1 = memchr(buf, ' ', (size_t)(end - buf));
 	sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
-	if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-		answer(fd, 400, "Bad Request", "text/plain", bad,
-		       sizeof(bad) - 1, false, deadline);
-		return;
-	}
+	if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+		return answer(400, "Bad Request", "text/plain", bad,
+			      sizeof(bad) - 1, false, out_len);
 	*sp1 = *sp2 = '\0';
 	is_head = strcmp(buf, "HEAD") == 0;
 	sp1[1 + strcspn(sp1 + 1, "?")] = '\0';
-	if (strcmp(sp1 + 1, "/metrics") != 0) {
-		answer(fd, 404, "Not Found", "text/plain", not_found,
-		       sizeof(not_found) - 1, is_head, deadline);
-		return;
-	}
-	if (!is_head && strcmp(buf, "GET") != 0) {
-		answer(fd, 405, "Method Not Allowed", "text/plain", not_allowed,
-		       sizeof(not_allowed) - 1, false, deadline);
-		return;
-	}
+	if (strcmp(sp1 + 1, "/metrics") != 0)
+		return answer(404, "Not Found", "text/plain", not_found,
+			      sizeof(not_found) - 1, is_head, out_len);
+	if (!is_head && strcmp(buf, "GET") != 0)
+		return answer(405, "Method Not Allowed", "text/plain",
+			      not_allowed, sizeof(not_allowed) - 1, false,
+			      out_len);
 	size_t n = 0;
 	char *text = das_metrics_render(&n);
-	if (!text) {
-		answer(fd, 500, "Internal Server Error", "text/plain", "", 0,
-		       is_head, deadline);
-		return;
-	}
-	answer(fd, 200, "OK", DAS_METRICS_CONTENT_TYPE, text, n, is_head,
-	       deadline);
+	if (!text)
+		return answer(500, "Internal Server Error", "text/plain", "", 0,
+			      is_head, out_len);
+	char *out = answer(200, "OK", DAS_METRICS_CONTENT_TYPE, text, n,
+			   is_head, out_len);
 	free(text);
+	return out;
 }
 
+static void conn_close(struct conn *c)
+{
+	/* Half-close, then drop what the client still sends. */
+	shutdown(c->fd, SHUT_WR);
+	close(c->fd);
+	free(c->out);
+	c->fd = -1;
+	c->out = NULL;
+}
+
+/* Sends what the socket takes; false when the connection is done. */
+static bool conn_send(struct conn *c)
+{
+	while (c->sent < c->out_len) {
+		ssize_t w = send(c->fd, c->out + c->sent, c->out_len - c->sent,
+				 MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return true;
+		if (w <= 0)
+			return false;
+		c->sent += (size_t)w;
+	}
+	return false;
+}
+
+/* Reads what has come; once the head is whole, starts its answer. False
+ * when the connection is done. */
+static bool conn_read(struct conn *c)
+{
+	char *end = NULL;
+
+	for (;;) {
+		if (c->len >= HEAD_MAX)
+			return false;
+		ssize_t r = recv(c->fd, c->head + c->len, HEAD_MAX - c->len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			return true;
+		if (r <= 0)
+			return false;
+		c->len += (size_t)r;
+		c->head[c->len] = '\0';
+		end = strstr(c->head, "\r\n\r\n");
+		if (!end)
+			end = strstr(c->head, "\n\n");
+		if (end)
+			break;
+	}
+	c->out = answer_head(c->head, end, &c->out_len);
+	return c->out && conn_send(c);
+}
+
+static void conn_accept(struct das_metrics_http *m, struct conn *c)
+{
+	/* Non-blocking: a client that stops reading, or never sends its
+	 * request, holds its slot until its deadline and no one else. */
+	int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		/* Out of descriptors or memory: the listener stays
+		 * readable, so wait a moment instead of spinning. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM)
+			poll(NULL, 0, 100);
+		return;
+	}
+	c->fd = fd;
+	c->deadline_ns = das_metric_now_ns() + IO_TIMEOUT_MS * 1000000ull;
+	c->len = c->out_len = c->sent = 0;
+	c->out = NULL;
+}
+
+/*
+ * One thread serves up to CONNS_MAX connections at once, each within its
+ * own deadline, so a client that is slow or silent delays nobody else.
+ */
 static void *http_main(void *arg)
 {
 	struct das_metrics_http *m = arg;
+	struct pollfd pfd[2 + CONNS_MAX];
+	struct conn *polled[CONNS_MAX];
 
 	for (;;) {
-		struct pollfd pfd[2] = {{m->fd, POLLIN, 0},
-					{m->wake[0], POLLIN, 0}};
-		if (poll(pfd, 2, -1) < 0) {
+		struct conn *free_slot = NULL;
+		int64_t timeout = -1;
+		nfds_t n = 2;
+
+		pfd[0] = (struct pollfd){m->wake[0], POLLIN, 0};
+		for (int i = 0; i < CONNS_MAX; i++) {
+			struct conn *c = &m->conns[i];
+			if (c->fd < 0) {
+				free_slot = free_slot ? free_slot : c;
+				continue;
+			}
+			int64_t left = ms_left(c->deadline_ns);
+			if (left <= 0) {
+				conn_close(c);
+				free_slot = free_slot ? free_slot : c;
+				continue;
+			}
+			if (timeout < 0 || left < timeout)
+				timeout = left;
+			polled[n - 2] = c;
+			pfd[n++] = (struct pollfd){
+				c->fd, c->out ? POLLOUT : POLLIN, 0};
+		}
+		/* With every slot taken, new connections wait in the
+		 * backlog. */
+		pfd[1] = (struct pollfd){free_slot ? m->fd : -1, POLLIN, 0};
+		if (poll(pfd, n, (int)timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (pfd[1].revents)
+		if (pfd[0].revents)
 			break;
-		if (!(pfd[0].revents & POLLIN))
-			continue;
-		/* Non-blocking, so each send waits only as long as the
-		 * deadline allows: a blocking send of a large exposition to
-		 * a client that reads nothing never returns. */
-		int c = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (c < 0) {
-			/* Out of descriptors or memory: the listener stays
-			 * readable, so wait a moment instead of spinning. */
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM)
-				poll(NULL, 0, 100);
-			continue;
+		for (nfds_t i = 2; i < n; i++) {
+			struct conn *c = polled[i - 2];
+			if (!pfd[i].revents)
+				continue;
+			if (!(c->out ? conn_send(c) : conn_read(c)))
+				conn_close(c);
 		}
-		serve(c);
-		/* Half-close, then drop what the client still sends. */
-		shutdown(c, SHUT_WR);
-		close(c);
+		if (free_slot && (pfd[1].revents & POLLIN))
+			conn_accept(m, free_slot);
 	}
+	for (int i = 0; i < CONNS_MAX; i++)
+		if (m->conns[i].fd >= 0)
+			conn_close(&m->conns[i]);
 	return NULL;
 }
 
@@ -852,6 +933,8 @@ struct das_metrics_http *das_metrics_http_start(const char *addr, char *err,
 		return NULL;
 	}
 	m->fd = m->wake[0] = m->wake[1] = -1;
+	for (int i = 0; i < CONNS_MAX; i++)
+		m->conns[i].fd = -1;
 	if (das_hostport_resolve(addr, "", &res, err, err_size) != 0)
 		goto fail;
 	memcpy(&ss, res->ai_addr, res->ai_addrlen);

@@ -492,11 +492,11 @@ static double seconds_since(const struct timespec *t0)
 
 /*
  * A scraper that asks for a large exposition and never reads it (a 4 KiB
- * receive window) holds the listener at most its 5 s deadline: the next
- * scrape is answered after it. With blocking sockets the one listener
- * thread stayed in send() until that client went away, so every later
- * scrape, and the process's shutdown (which joins the thread), waited for
- * it: the next scrape had no answer after 15 s in 3 runs of 3.
+ * receive window) holds only its own connection, for at most its 5 s: the
+ * next scrape is answered beside it. With blocking sockets the one
+ * listener thread stayed in send() until that client went away, so every
+ * later scrape, and the process's shutdown (which joins the thread),
+ * waited for it: the next scrape had no answer after 15 s in 3 runs of 3.
  */
 static void listener_outlasts_a_client_that_does_not_read(void **state)
 {
@@ -546,6 +546,104 @@ static void listener_outlasts_a_client_that_does_not_read(void **state)
 	das_metrics_http_stop(m);
 }
 
+/* Opens n connections that send nothing (or, every other one, half a
+ * request head) into fds. */
+static void open_silent(unsigned port, int *fds, int n)
+{
+	static const char half[] = "GET /metr";
+
+	for (int i = 0; i < n; i++) {
+		fds[i] = loopback_connect(port, 0);
+		if (i % 2)
+			assert_int_equal(write(fds[i], half, sizeof(half) - 1),
+					 (ssize_t)(sizeof(half) - 1));
+	}
+}
+
+/* A scrape's status line, waiting up to 15 s; returns the seconds it took. */
+static double scrape(unsigned port, char *head, size_t size)
+{
+	static const char get[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+	struct timeval tv = {.tv_sec = 15};
+	struct timespec t0;
+	int fd;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = loopback_connect(port, 0);
+	assert_int_equal(
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	assert_int_equal(write(fd, get, sizeof(get) - 1),
+			 (ssize_t)(sizeof(get) - 1));
+	ssize_t n = read(fd, head, size - 1);
+	head[n > 0 ? n : 0] = '\0';
+	close(fd);
+	return seconds_since(&t0);
+}
+
+/*
+ * Clients that connect and send nothing, or half a request, delay no
+ * other scrape and no shutdown: each holds only its own slot, for its own
+ * 5 s. With one connection served at a time, the scrape after 15 such
+ * clients waited 15 x 5 s, and stopping the listener waited for the one
+ * being served.
+ */
+static void listener_serves_others_while_clients_are_silent(void **state)
+{
+	enum { SILENT = 15 };
+	char err[256], head[64];
+	int fds[SILENT];
+	struct das_metrics_http *m;
+	struct timespec t0;
+
+	(void)state;
+	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
+	assert_non_null(m);
+	open_silent(das_metrics_http_port(m), fds, SILENT);
+	usleep(100 * 1000);
+	double waited = scrape(das_metrics_http_port(m), head, sizeof(head));
+	fprintf(stderr, "scrape beside %d silent clients: %.3f s\n", SILENT,
+		waited);
+	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
+	assert_true(waited < 2.0);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	das_metrics_http_stop(m);
+	waited = seconds_since(&t0);
+	fprintf(stderr, "stop beside %d silent clients: %.3f s\n", SILENT,
+		waited);
+	assert_true(waited < 1.0);
+	for (int i = 0; i < SILENT; i++)
+		close(fds[i]);
+}
+
+/*
+ * The listener serves 16 connections at once, so memory stays bounded
+ * (8 KiB of head and one exposition each). A 17th waits in the backlog
+ * until a slot frees, at the latest when the oldest silent client's 5 s
+ * are up, and is then answered.
+ */
+static void listener_at_its_connection_cap_answers_later(void **state)
+{
+	enum { SILENT = 16 };
+	char err[256], head[64];
+	int fds[SILENT];
+	struct das_metrics_http *m;
+
+	(void)state;
+	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
+	assert_non_null(m);
+	open_silent(das_metrics_http_port(m), fds, SILENT);
+	usleep(100 * 1000);
+	double waited = scrape(das_metrics_http_port(m), head, sizeof(head));
+	fprintf(stderr, "scrape beside %d silent clients: %.3f s\n", SILENT,
+		waited);
+	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
+	assert_true(waited < 7.0);
+	for (int i = 0; i < SILENT; i++)
+		close(fds[i]);
+	das_metrics_http_stop(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -565,6 +663,10 @@ int main(void)
 		cmocka_unit_test_setup(listener_answers_metrics_only, reset),
 		cmocka_unit_test_setup(
 			listener_outlasts_a_client_that_does_not_read, reset),
+		cmocka_unit_test_setup(
+			listener_serves_others_while_clients_are_silent, reset),
+		cmocka_unit_test_setup(
+			listener_at_its_connection_cap_answers_later, reset),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
