@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "common/condwait.h"
 #include "common/log.h"
 
 struct resolver {
@@ -189,16 +190,7 @@ static void *resolve_thread(void *arg)
 		uint64_t due = r->is_kicked ? last + RESOLVER_MIN_GAP_MS
 					    : last + RESOLVER_PERIOD_MS;
 		if (now < due) {
-			struct timespec ts;
-			uint64_t wait = due - now;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (time_t)(wait / 1000);
-			ts.tv_nsec += (long)(wait % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+			das_cond_wait_ms(&r->cond, &r->lock, due - now);
 			continue;
 		}
 		r->is_kicked = false;
@@ -284,7 +276,7 @@ struct resolver *resolver_new(const char *target, char *err, size_t err_size)
 		return NULL;
 	}
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->cond, NULL);
+	das_cond_init_monotonic(&r->cond);
 	rc = parse(r, target, err, err_size);
 	if (rc < 0)
 		goto fail;

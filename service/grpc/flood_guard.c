@@ -24,6 +24,7 @@
 #include <grpc/support/time.h>
 
 #include "common/chars.h"
+#include "common/condwait.h"
 #include "common/log.h"
 #include "channelz.h"
 #include "observe.h"
@@ -119,11 +120,7 @@ struct flood_guard *flood_guard_new(int port, unsigned max_open,
 		pthread_mutex_init(&g->groups[i].mu, NULL);
 	pthread_mutex_init(&g->trim_mu, NULL);
 	pthread_cond_init(&g->trim_cv, NULL);
-	pthread_condattr_t attr;
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&g->watch_cv, &attr);
-	pthread_condattr_destroy(&attr);
+	das_cond_init_monotonic(&g->watch_cv);
 	g->has_trimmer = pthread_create(&g->trimmer, NULL, trim_main, g) == 0;
 	g->has_watcher = pthread_create(&g->watcher, NULL, watch_main, g) == 0;
 	if (!g->has_trimmer || !g->has_watcher) {

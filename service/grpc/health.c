@@ -11,6 +11,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 
+#include "common/condwait.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "proto/rpc_methods.h"
@@ -68,17 +69,13 @@ static void *prober_main(void *arg);
 struct health *health_new(struct store *store)
 {
 	struct health *h = calloc(1, sizeof(*h));
-	pthread_condattr_t attr;
 
 	if (!h)
 		return NULL;
 	h->store = store;
 	h->is_serving = true;
 	pthread_mutex_init(&h->mu, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->cv, &attr);
-	pthread_condattr_destroy(&attr);
+	das_cond_init_monotonic(&h->cv);
 	if (pthread_create(&h->prober, NULL, prober_main, h) != 0) {
 		health_free(h);
 		return NULL;
@@ -207,15 +204,8 @@ bool health_is_serving(struct health *h)
 	h->is_probing = true;
 	h->probe_started = now;
 	pthread_cond_broadcast(&h->cv);
-	struct timespec until;
+	struct timespec until = das_monotonic_after_ms(HEALTH_PROBE_LATE_MS);
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += HEALTH_PROBE_LATE_MS / 1000;
-	until.tv_nsec += (HEALTH_PROBE_LATE_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	while (h->is_probing && !h->is_stopping &&
 	       pthread_cond_timedwait(&h->cv, &h->mu, &until) != ETIMEDOUT)
 		;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/condwait.h"
 #include "common/log.h"
 #include "service/ops/ops_tx.h"
 #include "service/ops/page_token.h"
@@ -420,8 +421,7 @@ static void *retention_main(void *arg)
 				"than %u day(s)",
 				n, r->days);
 		pthread_mutex_lock(&r->lock);
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += r->interval_s;
+		until = das_monotonic_after_ms((uint64_t)r->interval_s * 1000);
 		while (!r->is_stopping &&
 		       pthread_cond_timedwait(&r->wake, &r->lock, &until) !=
 			       ETIMEDOUT)
@@ -435,7 +435,6 @@ struct ops_retention *ops_retention_start(struct store *st, unsigned days,
 					  unsigned interval_s)
 {
 	struct ops_retention *r;
-	pthread_condattr_t attr;
 
 	if (days == 0)
 		return NULL;
@@ -446,10 +445,7 @@ struct ops_retention *ops_retention_start(struct store *st, unsigned days,
 	r->days = days;
 	r->interval_s = interval_s ? interval_s : 1;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&r->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	das_cond_init_monotonic(&r->wake);
 	if (pthread_create(&r->thread, NULL, retention_main, r) != 0) {
 		pthread_cond_destroy(&r->wake);
 		pthread_mutex_destroy(&r->lock);

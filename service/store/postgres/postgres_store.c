@@ -91,6 +91,7 @@
 
 #include <libpq-fe.h>
 
+#include "common/condwait.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/utf8.h"
@@ -1153,9 +1154,9 @@ static struct pg_store *pg_store_new(const char *spec, unsigned pool,
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->cv, NULL);
 	pthread_mutex_init(&st->read_mu, NULL);
-	pthread_cond_init(&st->read_cv, NULL);
+	das_cond_init_monotonic(&st->read_cv);
 	pthread_mutex_init(&st->write_mu, NULL);
-	pthread_cond_init(&st->write_cv, NULL);
+	das_cond_init_monotonic(&st->write_cv);
 	st->spec = strdup(spec);
 	st->slots = calloc(pool, sizeof(*st->slots));
 	st->n_readers = pg_default_readers();
@@ -1907,15 +1908,9 @@ static void pg_thread_idle(pthread_cond_t *cv, pthread_mutex_t *mu)
 		das_log_thread_flush();
 		due = das_log_thread_due_ms();
 	}
-	if (due > 0) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)due * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(cv, mu, &ts);
-	} else {
+	if (due > 0)
+		das_cond_wait_ms(cv, mu, (uint64_t)due);
+	else {
 		pthread_cond_wait(cv, mu);
 	}
 }
