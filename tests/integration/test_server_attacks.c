@@ -1764,17 +1764,27 @@ static bool health_answered(int port, int timeout_ms)
 	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
 
 	snprintf(authority, sizeof(authority), "127.0.0.1:%d", port);
-	if (h2_try_connect(&h, port) != 0)
+	if (h2_try_connect(&h, port) != 0) {
+		fprintf(stderr, "health: cannot connect: %s\n",
+			strerror(errno));
 		return false;
+	}
 	h.body = empty_message;
 	h.body_len = sizeof(empty_message);
 	bool is_started =
 		h2_start_call(&h, health_path, authority, "Bearer none",
 			      false) > 0;
+	int pumped = 0;
 	while (is_started && h.n_closed == 0 && now_us() < end &&
-	       h2_pump(&h, 50) == 0)
+	       (pumped = h2_pump(&h, 50)) == 0)
 		;
 	bool is_ok = h.n_closed == 1 && h.grpc_status == 0;
+	if (!is_ok)
+		fprintf(stderr,
+			"health: started %d, closed %d, grpc-status %d, "
+			"last pump %d, %lld ms left of %d\n",
+			is_started, h.n_closed, h.grpc_status, pumped,
+			(long long)(end - now_us()) / 1000, timeout_ms);
 	h2_close(&h);
 	return is_ok;
 }
