@@ -1484,66 +1484,54 @@ static size_t applied_steps(struct pg_applied *a, struct pg_step **steps);
 static int applied_check(struct pg_tx *tx, struct pg_applied *a);
 static void applied_drop(struct pg_tx *tx);
 
-/*
- * Runs steps inside tx, opening the transaction in the same round trip
- * when nothing was sent yet. After the first failure the tx is dead
- * (PostgreSQL aborts it anyway): later calls return that failure.
- *
- * The first statements of a transaction on a connection that died while
- * idle (a database restart) lost nothing of ours: the connection is reset
- * and they are sent once more.
- */
-static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
+/* A write in a read-only transaction is our mistake, not the database's:
+ * never sent, so a refusal by the database (SQLSTATE 25006) always means
+ * the database is read-only. (Unnamed steps are the ledger's page queries,
+ * reads.) */
+static int tx_refuse_writes_if_read_only(struct pg_tx *tx,
+					 const struct pg_step *steps, size_t n)
 {
-	struct pg_step all[2 * PG_MAX_STEPS + 2];
-	struct pg_step *deferred = NULL;
-	size_t head = 0, n_deferred = 0;
-	int rc;
-
-	if (tx->failed != STORE_OK)
-		return tx->failed;
-	if (tx->deferred)
-		n_deferred = applied_steps(tx->deferred, &deferred);
-	if (n + n_deferred + 2 > sizeof(all) / sizeof(*all))
-		return pg_corrupt(tx, "too many statements");
-	/* A write in a read-only transaction is our mistake, not the
-	 * database's: never sent, so a refusal by the database (SQLSTATE
-	 * 25006) always means the database is read-only. (Unnamed steps are
-	 * the ledger's page queries, reads.) */
 	for (size_t i = 0; tx->is_read_only && i < n; i++)
 		if (steps[i].stmt != ST__COUNT &&
 		    !stmt_reads_only(steps[i].stmt))
 			return pg_corrupt(tx, "write in a read-only "
 					      "transaction");
-	if (!tx->slot) {
-		struct pg_store *st = (struct pg_store *)tx->base.st;
-		struct pg_slot *slot = pg_acquire(st);
+	return STORE_OK;
+}
 
-		rc = pg_slot_ready(st, slot, false);
-		if (rc != STORE_OK) {
-			pg_release(st, slot);
-			return tx->failed = rc;
-		}
-		tx->slot = slot;
+/* The connection of tx, taken from the pool at its first statements. */
+static int tx_take_slot(struct pg_tx *tx)
+{
+	struct pg_store *st = (struct pg_store *)tx->base.st;
+	struct pg_slot *slot;
+	int rc;
+
+	if (tx->slot)
+		return STORE_OK;
+	slot = pg_acquire(st);
+	rc = pg_slot_ready(st, slot, false);
+	if (rc != STORE_OK) {
+		pg_release(st, slot);
+		return rc;
 	}
-	if (tx->frame != FRAME_OPEN)
-		all[head++] = step_sql(
-			tx->is_read_only
-				? "BEGIN ISOLATION LEVEL REPEATABLE READ "
-				  "READ ONLY"
-				/* Not READ WRITE: a database set read-only
-				 * (default_transaction_read_only) refuses
-				 * the write, as the health probe says. */
-				: "BEGIN ISOLATION LEVEL READ COMMITTED");
-	/* apply()'s statements go first, in this round trip. */
-	if (n_deferred)
-		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
-	if (n)
-		memcpy(all + head + n_deferred, steps, n * sizeof(*steps));
+	tx->slot = slot;
+	return STORE_OK;
+}
+
+/*
+ * Sends the n steps of all on tx's connection. The first statements of a
+ * transaction on a connection that died while idle (a database restart)
+ * lost nothing of ours: the connection is reset and they are sent once
+ * more. On failure the transaction is dead.
+ */
+static int tx_pipeline(struct pg_tx *tx, struct pg_step *all, size_t n)
+{
+	int rc;
+
 	for (int attempt = 0;; attempt++) {
 		bool was_ready = tx->slot->is_ready;
 
-		rc = pg_pipeline(tx->slot, all, head + n_deferred + n);
+		rc = pg_pipeline(tx->slot, all, n);
 		if (rc == STORE_OK || attempt > 0 || tx->frame != FRAME_NONE ||
 		    !was_ready || PQstatus(tx->slot->conn) != CONNECTION_BAD)
 			break;
@@ -1566,15 +1554,56 @@ static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
 		return rc;
 	}
 	tx->frame = FRAME_OPEN;
+	return STORE_OK;
+}
+
+/*
+ * Runs steps inside tx, opening the transaction in the same round trip
+ * when nothing was sent yet, after the statements apply() deferred. After
+ * the first failure the tx is dead (PostgreSQL aborts it anyway): later
+ * calls return that failure.
+ */
+static int pg_exec_tx(struct pg_tx *tx, struct pg_step *steps, size_t n)
+{
+	struct pg_step all[2 * PG_MAX_STEPS + 2];
+	struct pg_step *deferred = NULL;
+	size_t head = 0, n_deferred = 0;
+	int rc;
+
+	if (tx->failed != STORE_OK)
+		return tx->failed;
+	if (tx->deferred)
+		n_deferred = applied_steps(tx->deferred, &deferred);
+	if (n + n_deferred + 2 > sizeof(all) / sizeof(*all))
+		return pg_corrupt(tx, "too many statements");
+	rc = tx_refuse_writes_if_read_only(tx, steps, n);
+	if (rc != STORE_OK)
+		return rc;
+	rc = tx_take_slot(tx);
+	if (rc != STORE_OK)
+		return tx->failed = rc;
+	if (tx->frame != FRAME_OPEN)
+		all[head++] = step_sql(
+			tx->is_read_only
+				? "BEGIN ISOLATION LEVEL REPEATABLE READ "
+				  "READ ONLY"
+				/* Not READ WRITE: a database set read-only
+				 * (default_transaction_read_only) refuses
+				 * the write, as the health probe says. */
+				: "BEGIN ISOLATION LEVEL READ COMMITTED");
+	/* apply()'s statements go first, in this round trip. */
+	if (n_deferred)
+		memcpy(all + head, deferred, n_deferred * sizeof(*deferred));
+	if (n)
+		memcpy(all + head + n_deferred, steps, n * sizeof(*steps));
+	rc = tx_pipeline(tx, all, head + n_deferred + n);
+	if (rc != STORE_OK)
+		return rc;
 	steps_clear(all, head);
 	if (n_deferred) {
-		int checked;
-
 		memcpy(deferred, all + head, n_deferred * sizeof(*deferred));
-		checked = applied_check(tx, tx->deferred);
+		rc = applied_check(tx, tx->deferred);
 		applied_drop(tx);
-		if (rc == STORE_OK)
-			rc = checked;
 	}
 	if (n)
 		memcpy(steps, all + head + n_deferred, n * sizeof(*steps));
