@@ -587,10 +587,39 @@ bool h2conn_has_room(const struct h2conn *c)
 	       nghttp2_session_check_request_allowed(c->s);
 }
 
+/* grpc-timeout's value for left_ms: "%llum" by hand, at most 8 digits
+ * (gRPC's limit) and the unit. */
+static void grpc_timeout_format(uint64_t left_ms, char out[16])
+{
+	char d[8];
+	size_t k = sizeof(d), len;
+
+	if (left_ms > 99999999)
+		left_ms = 99999999;
+	do {
+		d[--k] = (char)('0' + left_ms % 10);
+		left_ms /= 10;
+	} while (left_ms);
+	len = sizeof(d) - k;
+	memcpy(out, d + k, len);
+	out[len] = 'm';
+	out[len + 1] = '\0';
+}
+
+/* Puts call at the head of c's calls. */
+static void calls_push(struct h2conn *c, struct upcall *call)
+{
+	call->q_prev = NULL;
+	call->q_next = c->calls;
+	if (c->calls)
+		c->calls->q_prev = call;
+	c->calls = call;
+	c->n_calls++;
+}
+
 int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 {
 	char timeout[16];
-	uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 1;
 	const char *path = gw_wire_path(call->rpc);
 	nghttp2_nv nv[10];
 	size_t n = 0;
@@ -600,21 +629,9 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 #define NV(k, v, vl)                                                         \
 	nv[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), sizeof(k) - 1,  \
 			       (vl), NGHTTP2_NV_FLAG_NO_COPY_NAME}
-	if (left > 99999999)
-		left = 99999999;
-	/* "%llum" by hand: at most 8 digits (gRPC's limit) and the unit. */
-	{
-		char d[8];
-		size_t k = sizeof(d), tl;
-		do {
-			d[--k] = (char)('0' + left % 10);
-			left /= 10;
-		} while (left);
-		tl = sizeof(d) - k;
-		memcpy(timeout, d + k, tl);
-		timeout[tl] = 'm';
-		timeout[tl + 1] = '\0';
-	}
+	grpc_timeout_format(call->deadline_ms > now ? call->deadline_ms - now
+						    : 1,
+			    timeout);
 	NV(":method", "POST", 4);
 	NV(":scheme", c->ssl ? "https" : "http", c->ssl ? 5u : 4u);
 	NV(":path", path, strlen(path));
@@ -656,12 +673,7 @@ int h2conn_submit(struct h2conn *c, struct upcall *call, uint64_t now)
 		c->quiet_from_ms = now;
 		c->is_ping_answered = false;
 	}
-	call->q_prev = NULL;
-	call->q_next = c->calls;
-	if (c->calls)
-		c->calls->q_prev = call;
-	c->calls = call;
-	c->n_calls++;
+	calls_push(c, call);
 	return 0;
 }
 
