@@ -580,6 +580,26 @@ static double scrape(unsigned port, char *head, size_t size)
 	return seconds_since(&t0);
 }
 
+/* Starts a listener, opens n silent clients into fds, and checks that a
+ * scrape beside them is answered 200 within limit_s seconds. */
+static struct das_metrics_http *scrape_beside_silent(int *fds, int n,
+						     double limit_s)
+{
+	char err[256], head[64];
+	struct das_metrics_http *m;
+
+	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
+	assert_non_null(m);
+	open_silent(das_metrics_http_port(m), fds, n);
+	usleep(100 * 1000);
+	double waited = scrape(das_metrics_http_port(m), head, sizeof(head));
+	fprintf(stderr, "scrape beside %d silent clients: %.3f s\n", n,
+		waited);
+	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
+	assert_true(waited < limit_s);
+	return m;
+}
+
 /*
  * Clients that connect and send nothing, or half a request, delay no
  * other scrape and no shutdown: each holds only its own slot, for its own
@@ -590,25 +610,14 @@ static double scrape(unsigned port, char *head, size_t size)
 static void listener_serves_others_while_clients_are_silent(void **state)
 {
 	enum { SILENT = 15 };
-	char err[256], head[64];
 	int fds[SILENT];
-	struct das_metrics_http *m;
 	struct timespec t0;
 
 	(void)state;
-	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
-	assert_non_null(m);
-	open_silent(das_metrics_http_port(m), fds, SILENT);
-	usleep(100 * 1000);
-	double waited = scrape(das_metrics_http_port(m), head, sizeof(head));
-	fprintf(stderr, "scrape beside %d silent clients: %.3f s\n", SILENT,
-		waited);
-	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
-	assert_true(waited < 2.0);
-
+	struct das_metrics_http *m = scrape_beside_silent(fds, SILENT, 2.0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	das_metrics_http_stop(m);
-	waited = seconds_since(&t0);
+	double waited = seconds_since(&t0);
 	fprintf(stderr, "stop beside %d silent clients: %.3f s\n", SILENT,
 		waited);
 	assert_true(waited < 1.0);
@@ -625,20 +634,10 @@ static void listener_serves_others_while_clients_are_silent(void **state)
 static void listener_at_its_connection_cap_answers_later(void **state)
 {
 	enum { SILENT = 16 };
-	char err[256], head[64];
 	int fds[SILENT];
-	struct das_metrics_http *m;
 
 	(void)state;
-	m = das_metrics_http_start("127.0.0.1:0", err, sizeof(err));
-	assert_non_null(m);
-	open_silent(das_metrics_http_port(m), fds, SILENT);
-	usleep(100 * 1000);
-	double waited = scrape(das_metrics_http_port(m), head, sizeof(head));
-	fprintf(stderr, "scrape beside %d silent clients: %.3f s\n", SILENT,
-		waited);
-	assert_non_null(strstr(head, "HTTP/1.1 200 OK\r\n"));
-	assert_true(waited < 7.0);
+	struct das_metrics_http *m = scrape_beside_silent(fds, SILENT, 7.0);
 	for (int i = 0; i < SILENT; i++)
 		close(fds[i]);
 	das_metrics_http_stop(m);
