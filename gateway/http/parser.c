@@ -422,6 +422,7 @@ const char *http_request_field_once(const struct http_request *rq,
 enum {
 	CH_SIZE_FIRST,
 	CH_SIZE,
+	CH_SIZE_BWS,
 	CH_EXT,
 	CH_SIZE_LF,
 	CH_DATA,
@@ -460,8 +461,21 @@ static int chunk_byte(struct http_chunked *c, unsigned char b, size_t out_len,
 		}
 		if (b != ';' && b != ' ' && b != '\t')
 			return fail(why, "malformed chunk size", 400);
-		c->state = CH_EXT;
+		c->state = b == ';' ? CH_EXT : CH_SIZE_BWS;
 		c->ext_len = 0;
+		return 0;
+	case CH_SIZE_BWS:
+		/* chunk-ext = *( BWS ";" ...): whitespace after the size
+		 * only comes before a ';' ("18 x" or "18 " then CRLF is
+		 * not a chunk size, whatever another parser makes of it). */
+		if (++c->ext_len > HTTP_CHUNK_EXT_MAX)
+			return fail(why, "chunk extension too long", 400);
+		if (b == ';') {
+			c->state = CH_EXT;
+			return 0;
+		}
+		if (b != ' ' && b != '\t')
+			return fail(why, "malformed chunk extension", 400);
 		return 0;
 	case CH_EXT:
 		if (b == '\r') {

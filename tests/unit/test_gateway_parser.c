@@ -296,6 +296,20 @@ static void chunked_bodies(void **state)
 	assert_int_equal(dechunk("0\r\n folded\r\n\r\n", out, &len, &used, 64),
 			 400);
 	assert_int_equal(dechunk("1;\x01\r\n", out, &len, &used, 64), 400);
+	/* Whitespace after the size only before a ';' (BWS of chunk-ext). */
+	assert_int_equal(dechunk("1 \t;a\r\nx\r\n0\r\n\r\n", out, &len,
+				 &used, 64),
+			 1);
+	assert_int_equal(dechunk("1 \r\nx\r\n0\r\n\r\n", out, &len, &used,
+				 64),
+			 400);
+	assert_int_equal(dechunk("1 x\r\nx\r\n0\r\n\r\n", out, &len, &used,
+				 64),
+			 400);
+	memset(big, ' ', sizeof(big));
+	big[0] = '1';
+	big[HTTP_CHUNK_EXT_MAX + 10] = '\0';
+	assert_int_equal(dechunk(big, out, &len, &used, 64), 400);
 	memset(big, 'x', sizeof(big));
 	memcpy(big, "1;", 2);
 	big[HTTP_CHUNK_EXT_MAX + 10] = '\0';
