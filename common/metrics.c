@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* accept4 */
+#define _GNU_SOURCE /* accept4, memmem */
 #include "metrics.h"
 
 #include <dirent.h>
@@ -817,9 +817,7 @@ static bool conn_read(struct conn *c)
 {
 	char *end = NULL;
 
-	for (;;) {
-		if (c->len >= HEAD_MAX)
-			return false;
+	while (c->len < HEAD_MAX) {
 		ssize_t r = recv(c->fd, c->head + c->len, HEAD_MAX - c->len, 0);
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -829,13 +827,20 @@ static bool conn_read(struct conn *c)
 			return false;
 		c->len += (size_t)r;
 		c->head[c->len] = '\0';
-		end = strstr(c->head, "\r\n\r\n");
+		end = memmem(c->head, c->len, "\r\n\r\n", 4);
 		if (!end)
-			end = strstr(c->head, "\n\n");
+			end = memmem(c->head, c->len, "\n\n", 2);
 		if (end)
 			break;
 	}
-	c->out = answer_head(c->head, end, &c->out_len);
+	if (end && memchr(c->head, '\0', (size_t)(end - c->head)))
+		c->out = answer(400, "Bad Request", "text/plain", "", 0, false,
+				&c->out_len);
+	else if (end)
+		c->out = answer_head(c->head, end, &c->out_len);
+	else
+		c->out = answer(431, "Request Header Fields Too Large",
+				"text/plain", "", 0, false, &c->out_len);
 	return c->out && conn_send(c);
 }
 

@@ -133,11 +133,11 @@ char *das_metrics_render(size_t *len);
 
 /*
  * A minimal HTTP/1.x listener that answers GET (and HEAD) /metrics with
- * the exposition and anything else with 404/405, one request per
- * connection, reading at most 8 KiB of request head and sending the answer
- * within 5 s of the accept. One thread serves up to 16 connections at
- * once (more wait in the listen backlog); meant for loopback or a private
- * network.
+ * the exposition and anything else with 400/404/405, one request per
+ * connection, reading at most 8 KiB of request head (more is a 431) and
+ * sending the answer within 5 s of the accept. One thread serves up to 16
+ * connections at once (more wait in the listen backlog); meant for
+ * loopback or a private network.
  *
  * Starts listening on addr ("HOST:PORT", "[v6]:PORT"; port 0 picks one).
  * Returns NULL with a one-line reason in err.

@@ -404,23 +404,28 @@ static void concurrent_updates_are_exact(void **state)
 
 /* ---- the listener ---- */
 
-static void http_get(unsigned port, const char *request, char *out, size_t size)
+static void http_send(unsigned port, const char *request, size_t len,
+		      char *out, size_t size)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 				.sin_port = htons((uint16_t)port)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	size_t len = 0;
+	size_t got = 0;
 	ssize_t r;
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_true(fd >= 0);
 	assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(write(fd, request, strlen(request)),
-			 (ssize_t)strlen(request));
-	while (len + 1 < size && (r = read(fd, out + len, size - 1 - len)) > 0)
-		len += (size_t)r;
-	out[len] = '\0';
+	assert_int_equal(write(fd, request, len), (ssize_t)len);
+	while (got + 1 < size && (r = read(fd, out + got, size - 1 - got)) > 0)
+		got += (size_t)r;
+	out[got] = '\0';
 	close(fd);
+}
+
+static void http_get(unsigned port, const char *request, char *out, size_t size)
+{
+	http_send(port, request, strlen(request), out, size);
 }
 
 static void listener_answers_metrics_only(void **state)
@@ -453,6 +458,18 @@ static void listener_answers_metrics_only(void **state)
 	assert_non_null(strstr(buf, "HTTP/1.1 405 "));
 	http_get(das_metrics_http_port(m), "garbage\r\n\r\n", buf, sizeof(buf));
 	assert_non_null(strstr(buf, "HTTP/1.1 400 "));
+	/* A NUL in the head: 400, not a head read on to its limit. */
+	static const char nul[] = "GET /met\0rics HTTP/1.1\r\n\r\n";
+	http_send(das_metrics_http_port(m), nul, sizeof(nul) - 1, buf,
+		  sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 400 "));
+	/* 8 KiB of head without its end: 431, not a silent close. */
+	static char long_head[8192];
+	memset(long_head, 'a', sizeof(long_head));
+	memcpy(long_head, "GET /metrics HTTP/1.1\r\nX: ", 27);
+	http_send(das_metrics_http_port(m), long_head, sizeof(long_head), buf,
+		  sizeof(buf));
+	assert_non_null(strstr(buf, "HTTP/1.1 431 "));
 	das_metrics_http_stop(m);
 	das_metrics_http_stop(NULL);
 }
