@@ -1939,9 +1939,8 @@ static void pg_thread_idle(pthread_cond_t *cv, pthread_mutex_t *mu)
 	}
 	if (due > 0)
 		das_cond_wait_ms(cv, mu, (uint64_t)due);
-	else {
+	else
 		pthread_cond_wait(cv, mu);
-	}
 }
 
 
