@@ -26,6 +26,11 @@ static pthread_mutex_t spare_mu = PTHREAD_MUTEX_INITIALIZER;
 static int spare_fd = -1;
 static atomic_ullong n_refused;
 static struct das_log_limit refused_limit;
+/* accept_guard_watch's callback and its argument. */
+typedef void watch_fn(void *arg, const struct sockaddr *addr,
+		      unsigned addr_len);
+static _Atomic(watch_fn *) watch;
+static void *watch_arg;
 
 /* The kernel's accept4, past any other definition (ours is below). */
 static int kernel_accept4(int fd, struct sockaddr *addr, socklen_t *len,
@@ -110,8 +115,14 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 		int c = kernel_accept4(fd, addr, len, flags);
 		if (c >= 0) {
 			if (c < atomic_load_explicit(&reserve_from,
-						     memory_order_relaxed))
+						     memory_order_relaxed)) {
+				watch_fn *fn = atomic_load_explicit(
+					&watch, memory_order_acquire);
+				if (fn && addr && len)
+					fn(watch_arg, addr, *len < cap ? *len
+								       : cap);
 				return c;
+			}
 			refuse(c, "the server holds as many connections as "
 				  "it may (--connection-limit, or the "
 				  "open-files limit)");
@@ -125,6 +136,15 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 		if (!is_connection_error(errno))
 			return -1;
 	}
+}
+
+void accept_guard_watch(watch_fn *fn, void *arg)
+{
+	if (fn)
+		watch_arg = arg;
+	atomic_store_explicit(&watch, fn, memory_order_release);
+	if (!fn)
+		watch_arg = NULL;
 }
 
 /* The number the next descriptor would get (the lowest free), or -1. */

@@ -58,4 +58,16 @@ bool accept_guard_start(unsigned connection_limit, char *err, size_t err_size);
 /* Connections the server could hold (after accept_guard_start). */
 long accept_guard_room(void);
 
+/*
+ * From now on, fn(arg, addr, addr_len) is called with the peer address of
+ * each connection handed to gRPC core, on the accepting thread (the flood
+ * guard's flood_guard_accepted); fn NULL stops it. Call with fn before the
+ * server starts and with NULL before arg goes away, while no connection is
+ * being accepted.
+ */
+struct sockaddr;
+void accept_guard_watch(void (*fn)(void *arg, const struct sockaddr *addr,
+				   unsigned addr_len),
+			void *arg);
+
 #endif

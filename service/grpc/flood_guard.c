@@ -632,6 +632,48 @@ bool flood_guard_is_closed(struct flood_guard *g,
 	return is_closed;
 }
 
+void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
+			  unsigned addr_len)
+{
+	struct sockaddr_storage ss;
+	struct flood_peer peer;
+	bool is_lifted = false;
+
+	if (!g || !addr || addr_len == 0 || addr_len > sizeof(ss))
+		return;
+	int64_t now = now_ms();
+	if (now - atomic_load_explicit(&g->last_close_ms,
+				       memory_order_relaxed) >
+	    FLOOD_CLOSED_HOLD_MS)
+		return;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, addr_len);
+	if (!peer_from_sockaddr(&ss, &peer))
+		return;
+	struct group *gr = group_of(g, &peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find(gr, &peer);
+	if (e && e->closed_until_ms > now) {
+		struct flood_peer key = e->key;
+
+		memset(e, 0, sizeof(*e));
+		e->key = key;
+		e->is_used = true;
+		e->last_ms = now;
+		is_lifted = true;
+	}
+	pthread_mutex_unlock(&gr->mu);
+	if (is_lifted && das_log_is_enabled(DAS_LOG_DEBUG)) {
+		char text[80];
+
+		peer_text(&peer, text, sizeof(text));
+		das_log(DAS_LOG_DEBUG,
+			"grpc: a new connection from %s, whose last connection "
+			"was closed lately: its calls count afresh",
+			text);
+	}
+}
+
 void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer)
 {
 	if (!peer->is_known)

@@ -229,6 +229,21 @@ bool flood_guard_is_closed(struct flood_guard *g,
 			   const struct flood_peer *peer);
 
 /*
+ * A connection from addr was accepted (accept_guard's watch). The guard
+ * knows a connection by its peer, address and port, but the kernel hands
+ * a client port out again as soon as it is free: a connection of a peer
+ * closed within FLOOD_CLOSED_HOLD_MS may be another client, whose calls
+ * would be dropped as the closed one's (its client saw CANCELLED). So the
+ * closed mark is lifted and the peer's counts start again; calls still
+ * queued from the closed connection then count against the new one, as
+ * any calls of that peer do (a backlog past the cap closes it again, so
+ * an attacker gains nothing by coming back from the same port).
+ */
+struct sockaddr;
+void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
+			  unsigned addr_len);
+
+/*
  * The server starts its answer to an admitted call: it no longer counts
  * as unanswered. A client that resets no stream never has more calls
  * unanswered than the stream cap (each such call's stream is still open

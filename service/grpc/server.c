@@ -1013,6 +1013,13 @@ static int workers_start(struct server *srv)
 	return 0;
 }
 
+/* accept_guard's watch: each new connection is shown to the flood guard. */
+static void on_accept(void *guard, const struct sockaddr *addr,
+		      unsigned addr_len)
+{
+	flood_guard_accepted(guard, addr, addr_len);
+}
+
 int server_start(const struct server_config *cfg, struct server **out,
 		 int *port, char *err, size_t err_size)
 {
@@ -1060,6 +1067,7 @@ int server_start(const struct server_config *cfg, struct server **out,
 		snprintf(err, err_size, "out of memory");
 		goto fail;
 	}
+	accept_guard_watch(on_accept, srv->guard);
 
 	grpc_server_start(srv->server);
 	if (health_watch_arm(srv->health) != 0 ||
@@ -1208,6 +1216,7 @@ int server_stop(struct server *srv)
 		grpc_server_destroy(srv->server);
 	streams_free(srv->streams);
 	health_free(srv->health);
+	accept_guard_watch(NULL, NULL);
 	flood_guard_free(srv->guard);
 	if (srv->cq)
 		grpc_completion_queue_destroy(srv->cq);

@@ -848,24 +848,64 @@ static SSL_CTX *h2_tls_context(const char *ca_file)
  * Returns 0, or -1 with nothing left open (no cmocka assertion: flood
  * threads call it too).
  */
-static int h2_try_connect_tls(struct h2 *h, int port, SSL_CTX *tls)
+/* Binds fd to 127.0.0.1:local_port (0: leaves it to connect()). */
+static int bind_local_port(int fd, int local_port)
 {
-	struct sockaddr_in a;
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)local_port)};
+	int one = 1;
+
+	if (!local_port)
+		return 0;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	return bind(fd, (struct sockaddr *)&a, sizeof(a));
+}
+
+/*
+ * A socket connected to the server on port from 127.0.0.1:local_port (0:
+ * any), or -1. A port this client closed last is in TIME_WAIT here, and
+ * the kernel lets a new connection take it only a second on (tcp_tw_reuse
+ * on loopback): tries again for up to 3 s.
+ */
+static int connect_from(int port, int local_port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port)};
+	int64_t until = now_us() + 3 * 1000000LL;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (;;) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -1;
+		if (bind_local_port(fd, local_port) == 0 &&
+		    connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		int e = errno;
+		close(fd);
+		errno = e;
+		if (now_us() >= until ||
+		    (e != EADDRNOTAVAIL && e != EADDRINUSE))
+			return -1;
+		usleep(50 * 1000);
+	}
+}
+
+/* Connects h to the server on port, from local_port when not 0. */
+static int h2_try_connect_from(struct h2 *h, int port, SSL_CTX *tls,
+			       int local_port)
+{
 	nghttp2_session_callbacks *cb = NULL;
 	nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
 				     1 << 20};
 
 	memset(h, 0, sizeof(*h));
 	h->grpc_status = -1;
-	h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	h->fd = connect_from(port, local_port);
 	if (h->fd < 0)
 		return -1;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(h->fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    (tls && h2_tls_handshake(h, tls) != 0) ||
+	if ((tls && h2_tls_handshake(h, tls) != 0) ||
 	    nghttp2_session_callbacks_new(&cb) != 0)
 		goto fail;
 	nghttp2_session_callbacks_set_send_callback(cb, h2_send);
@@ -891,6 +931,11 @@ fail:
 	close(h->fd);
 	h->fd = -1;
 	return -1;
+}
+
+static int h2_try_connect_tls(struct h2 *h, int port, SSL_CTX *tls)
+{
+	return h2_try_connect_from(h, port, tls, 0);
 }
 
 static int h2_try_connect(struct h2 *h, int port)
@@ -1757,14 +1802,14 @@ static void idle_connections_closed(void **state)
 #define ACCEPT_RESERVE 64
 
 /* A Health/Check over a new connection answered OK within timeout_ms. */
-static bool health_answered(int port, int timeout_ms)
+static bool health_answered_from(int port, int local_port, int timeout_ms)
 {
 	char authority[64];
 	struct h2 h;
 	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
 
 	snprintf(authority, sizeof(authority), "127.0.0.1:%d", port);
-	if (h2_try_connect(&h, port) != 0) {
+	if (h2_try_connect_from(&h, port, NULL, local_port) != 0) {
 		fprintf(stderr, "health: cannot connect: %s\n",
 			strerror(errno));
 		return false;
@@ -1787,6 +1832,11 @@ static bool health_answered(int port, int timeout_ms)
 			(long long)(end - now_us()) / 1000, timeout_ms);
 	h2_close(&h);
 	return is_ok;
+}
+
+static bool health_answered(int port, int timeout_ms)
+{
+	return health_answered_from(port, 0, timeout_ms);
 }
 
 /*
@@ -2081,28 +2131,25 @@ static bool send_all(int fd, const uint8_t *buf, size_t len)
  * no further than HEADER_FLOOD_MAX_BYTES, the server's RSS stays bounded
  * and goes back down, and normal calls are answered throughout.
  */
-static void header_flood(bool is_indexed)
+/*
+ * The frames of that flood: in head (512 bytes) the preface, an empty
+ * SETTINGS and the HEADERS of stream 1 without END_HEADERS; its length is
+ * returned. In block (9 + 16384 bytes) one CONTINUATION frame of ~16 KiB
+ * of headers x-junk-N: vvv..., or of references to the table's newest
+ * entry (index 62); *block_len is its length.
+ */
+static size_t header_flood_frames(bool is_indexed, uint8_t *head,
+				  uint8_t *block, size_t *block_len)
 {
 	static const char path[] =
 		"/deviceassignment.v1.DeviceAssignment/ListUserDevices";
-	static uint8_t block[9 + 16384];
-	uint8_t head[512];
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
-	struct prober probe;
-	double p99, max;
-	int closed_before = harness_count_in_log(&server, HEADER_FLOOD_LINE);
-	long rss_before = harness_proc_kib(server.pid, "VmRSS");
-	long sent = 0;
 	size_t n = 0, body = 0;
 
-	/* One CONTINUATION frame of ~16 KiB of headers x-junk-N: vvv..., or
-	 * of references to the table's newest entry (index 62). */
 	if (is_indexed) {
 		body = 16000;
 		memset(block + 9, 0x80 | 62, body);
 	}
-	while (!is_indexed && body + 160 < sizeof(block) - 9) {
+	while (!is_indexed && body + 160 < 16384) {
 		char name[32], value[101];
 		snprintf(name, sizeof(name), "x-junk-%zu", n++);
 		memset(value, 'v', 100);
@@ -2110,9 +2157,8 @@ static void header_flood(bool is_indexed)
 		body += hpack_literal(block + 9 + body, name, value);
 	}
 	frame_head(block, body, 9 /* CONTINUATION */, 0, 1);
+	*block_len = 9 + body;
 
-	/* The preface, empty SETTINGS, HEADERS of stream 1 without
-	 * END_HEADERS. */
 	size_t h = 0;
 	memcpy(head, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
 	h = 24;
@@ -2133,7 +2179,22 @@ static void header_flood(bool is_indexed)
 		head[at] = 0x40;
 	}
 	frame_head(head + h, hl, 1 /* HEADERS */, 0, 1);
-	h = hb + hl;
+	return hb + hl;
+}
+
+static void header_flood(bool is_indexed)
+{
+	static uint8_t block[9 + 16384];
+	uint8_t head[512];
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+	struct prober probe;
+	double p99, max;
+	int closed_before = harness_count_in_log(&server, HEADER_FLOOD_LINE);
+	long rss_before = harness_proc_kib(server.pid, "VmRSS");
+	long sent = 0;
+	size_t block_len;
+	size_t h = header_flood_frames(is_indexed, head, block, &block_len);
 
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
@@ -2146,7 +2207,7 @@ static void header_flood(bool is_indexed)
 	int64_t t0 = now_us(), until = t0 + 30 * 1000000LL;
 	int closed = 0;
 	while (sent < HEADER_FLOOD_MAX_BYTES && now_us() < until) {
-		if (!send_all(fd, block, 9 + body)) {
+		if (!send_all(fd, block, block_len)) {
 			/* Stalled (the server reads no more) or closed. */
 			closed = harness_count_in_log(&server,
 						      HEADER_FLOOD_LINE) -
@@ -2155,8 +2216,8 @@ static void header_flood(bool is_indexed)
 				break;
 			continue;
 		}
-		sent += (long)(9 + body);
-		if (sent % (64 * (long)(9 + body)) == 0 &&
+		sent += (long)block_len;
+		if (sent % (64 * (long)block_len) == 0 &&
 		    (closed = harness_count_in_log(&server,
 						   HEADER_FLOOD_LINE) -
 			      closed_before) > 0)
@@ -2208,6 +2269,87 @@ static void header_block_indexed_flood_bounded(void **state)
 {
 	(void)state;
 	header_flood(true);
+}
+
+/*
+ * Sends a header block flood to srv from local_port (0: any) until the
+ * guard closes the connection (its WARN line); returns the port used, the
+ * bytes sent in *sent.
+ */
+static int header_flood_until_closed(struct harness_proc *srv, int local_port,
+				     long *sent)
+{
+	static uint8_t block[9 + 16384];
+	uint8_t head[512];
+	struct sockaddr_in me;
+	socklen_t me_len = sizeof(me);
+	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
+	size_t block_len;
+	size_t h = header_flood_frames(false, head, block, &block_len);
+	int before = harness_count_in_log(srv, HEADER_FLOOD_LINE), closed = 0;
+	int64_t until = now_us() + 30 * 1000000LL;
+	int fd = connect_from(srv->port, local_port);
+
+	assert_true(fd >= 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &me_len), 0);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	assert_true(send_all(fd, head, h));
+	*sent = 0;
+	for (long n = 0; !closed && *sent < HEADER_FLOOD_MAX_BYTES &&
+			 now_us() < until;
+	     n++) {
+		bool is_sent = send_all(fd, block, block_len);
+		if (is_sent)
+			*sent += (long)block_len;
+		if (!is_sent || n % 64 == 0)
+			closed = harness_count_in_log(srv, HEADER_FLOOD_LINE) -
+				 before;
+	}
+	/* Closed with a reset: the flood still queued here goes, and the port
+	 * is free at once for the next connection. */
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	assert_int_equal(closed, 1);
+	return ntohs(me.sin_port);
+}
+
+/*
+ * A client port the guard closed, taken again by a new connection. The
+ * guard remembers a closed connection by its peer (address and port) for
+ * FLOOD_CLOSED_HOLD_MS (5 s) and drops the calls still queued from it
+ * unanswered. The kernel hands a client port out again as soon as it is
+ * free, so a new client can come from that address and port within those
+ * seconds, and its calls were dropped too (its client saw CANCELLED at
+ * once). A new connection is another client: its calls are answered, and
+ * it is guarded afresh, as from any other port (a second flood from the
+ * same port is closed again). Here the client binds the closed port
+ * itself, after a header block flood got it closed.
+ */
+static void closed_port_taken_again_served(void **state)
+{
+	struct harness_proc srv;
+	long sent, sent_again;
+
+	(void)state;
+	own_server_start(&srv, "attacks-port-again.db", NULL, NULL, 0);
+	int port = header_flood_until_closed(&srv, 0, &sent);
+	int64_t t0 = now_us();
+	bool is_answered = health_answered_from(srv.port, port, 3000);
+	fprintf(stderr,
+		"closed port taken again: %ld KiB sent before the close; a "
+		"new connection from port %d %s in %lld ms\n",
+		sent >> 10, port, is_answered ? "answered" : "NOT answered",
+		(long long)(now_us() - t0) / 1000);
+	assert_true(is_answered);
+	assert_int_equal(header_flood_until_closed(&srv, port, &sent_again),
+			 port);
+	fprintf(stderr, "closed port taken again: a second flood from it "
+			"closed after %ld KiB\n",
+		sent_again >> 10);
+	assert_true(health_answered_from(srv.port, port, 3000));
+	assert_int_equal(harness_count_in_log(&srv, HEADER_FLOOD_LINE), 2);
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
 /* ---- PING floods --------------------------------------------------------- */
@@ -2583,6 +2725,7 @@ int main(void)
 		cmocka_unit_test(not_reading_closed),
 		cmocka_unit_test(held_streams_closed),
 		cmocka_unit_test(held_streams_many_closed_dropped),
+		cmocka_unit_test(closed_port_taken_again_served),
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
