@@ -844,57 +844,75 @@ static SSL_CTX *h2_tls_context(const char *ca_file)
 }
 
 /*
- * Connects (over TLS when tls is not NULL) and queues our SETTINGS.
- * Returns 0, or -1 with nothing left open (no cmocka assertion: flood
- * threads call it too).
+ * A socket bound to 127.0.0.1:local_port (0: a port the kernel picks),
+ * with SO_REUSEADDR, or -1. A test that hands one port from a connection
+ * to the next (port_pass) binds the next socket while the last one still
+ * holds the port, so no other program can take it in between.
  */
-/* Binds fd to 127.0.0.1:local_port (0: leaves it to connect()). */
-static int bind_local_port(int fd, int local_port)
+static int socket_bound(int local_port)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 				.sin_port = htons((uint16_t)local_port)};
 	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (!local_port)
-		return 0;
+	if (fd < 0)
+		return -1;
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	return bind(fd, (struct sockaddr *)&a, sizeof(a));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
-/*
- * A socket connected to the server on port from 127.0.0.1:local_port (0:
- * any), or -1. A port this client closed last is in TIME_WAIT here, and
- * the kernel lets a new connection take it only a second on (tcp_tw_reuse
- * on loopback): tries again for up to 3 s.
- */
-static int connect_from(int port, int local_port)
+/* Connects fd to the server on 127.0.0.1:port; 0 or -1. */
+static int connect_to(int fd, int port)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 				.sin_port = htons((uint16_t)port)};
-	int64_t until = now_us() + 3 * 1000000LL;
 
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	for (;;) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -1;
-		if (bind_local_port(fd, local_port) == 0 &&
-		    connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
-			return fd;
-		int e = errno;
-		close(fd);
-		errno = e;
-		if (now_us() >= until ||
-		    (e != EADDRNOTAVAIL && e != EADDRINUSE))
-			return -1;
-		usleep(50 * 1000);
-	}
+	return connect(fd, (struct sockaddr *)&a, sizeof(a));
 }
 
-/* Connects h to the server on port, from local_port when not 0. */
-static int h2_try_connect_from(struct h2 *h, int port, SSL_CTX *tls,
-			       int local_port)
+/* fd's local port, or -1. */
+static int local_port_of(int fd)
+{
+	struct sockaddr_in me;
+	socklen_t len = sizeof(me);
+
+	if (getsockname(fd, (struct sockaddr *)&me, &len) != 0)
+		return -1;
+	return ntohs(me.sin_port);
+}
+
+/*
+ * Passes fd's local port on: a new socket bound to it (socket_bound; fd
+ * was bound the same way), then fd closed with a reset, so the port goes
+ * straight from one connection to the next and the next can connect at
+ * once. Returns the new socket, bound and not connected, or -1 (fd is
+ * closed either way).
+ */
+static int port_pass(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	int port = local_port_of(fd);
+	int next = port > 0 ? socket_bound(port) : -1;
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	return next;
+}
+
+/*
+ * Connects (over TLS when tls is not NULL) and queues our SETTINGS, on fd
+ * (a socket from socket_bound, taken over) or, with fd -1, on a new
+ * socket. Returns 0, or -1 with nothing left open (no cmocka assertion:
+ * flood threads call it too).
+ */
+static int h2_try_connect_on(struct h2 *h, int fd, int port, SSL_CTX *tls)
 {
 	nghttp2_session_callbacks *cb = NULL;
 	nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
@@ -902,10 +920,11 @@ static int h2_try_connect_from(struct h2 *h, int port, SSL_CTX *tls,
 
 	memset(h, 0, sizeof(*h));
 	h->grpc_status = -1;
-	h->fd = connect_from(port, local_port);
+	h->fd = fd >= 0 ? fd : socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (h->fd < 0)
 		return -1;
-	if ((tls && h2_tls_handshake(h, tls) != 0) ||
+	if (connect_to(h->fd, port) != 0 ||
+	    (tls && h2_tls_handshake(h, tls) != 0) ||
 	    nghttp2_session_callbacks_new(&cb) != 0)
 		goto fail;
 	nghttp2_session_callbacks_set_send_callback(cb, h2_send);
@@ -935,7 +954,7 @@ fail:
 
 static int h2_try_connect_tls(struct h2 *h, int port, SSL_CTX *tls)
 {
-	return h2_try_connect_from(h, port, tls, 0);
+	return h2_try_connect_on(h, -1, port, tls);
 }
 
 static int h2_try_connect(struct h2 *h, int port)
@@ -1801,15 +1820,22 @@ static void idle_connections_closed(void **state)
 /* The descriptors the server keeps from connections (accept_guard.h). */
 #define ACCEPT_RESERVE 64
 
-/* A Health/Check over a new connection answered OK within timeout_ms. */
-static bool health_answered_from(int port, int local_port, int timeout_ms)
+/*
+ * A Health/Check over a new connection answered OK within timeout_ms. The
+ * connection is made on fd (from socket_bound), or on a new socket when fd
+ * is -1. With pass, its port is passed on at the end (port_pass): *pass is
+ * the next socket, or -1.
+ */
+static bool health_answered_on(int fd, int port, int timeout_ms, int *pass)
 {
 	char authority[64];
 	struct h2 h;
 	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
 
+	if (pass)
+		*pass = -1;
 	snprintf(authority, sizeof(authority), "127.0.0.1:%d", port);
-	if (h2_try_connect_from(&h, port, NULL, local_port) != 0) {
+	if (h2_try_connect_on(&h, fd, port, NULL) != 0) {
 		fprintf(stderr, "health: cannot connect: %s\n",
 			strerror(errno));
 		return false;
@@ -1830,13 +1856,17 @@ static bool health_answered_from(int port, int local_port, int timeout_ms)
 			"last pump %d, %lld ms left of %d\n",
 			is_started, h.n_closed, h.grpc_status, pumped,
 			(long long)(end - now_us()) / 1000, timeout_ms);
+	if (pass) {
+		*pass = port_pass(h.fd);
+		h.fd = -1;
+	}
 	h2_close(&h);
 	return is_ok;
 }
 
 static bool health_answered(int port, int timeout_ms)
 {
-	return health_answered_from(port, 0, timeout_ms);
+	return health_answered_on(-1, port, timeout_ms, NULL);
 }
 
 /*
@@ -2272,26 +2302,21 @@ static void header_block_indexed_flood_bounded(void **state)
 }
 
 /*
- * Sends a header block flood to srv from local_port (0: any) until the
- * guard closes the connection (its WARN line); returns the port used, the
- * bytes sent in *sent.
+ * Sends a header block flood to srv on fd (connected, from socket_bound)
+ * until the guard closes the connection (its WARN line), the bytes sent in
+ * *sent. Returns the next socket on fd's port (port_pass).
  */
-static int header_flood_until_closed(struct harness_proc *srv, int local_port,
+static int header_flood_until_closed(struct harness_proc *srv, int fd,
 				     long *sent)
 {
 	static uint8_t block[9 + 16384];
 	uint8_t head[512];
-	struct sockaddr_in me;
-	socklen_t me_len = sizeof(me);
 	struct timeval tv = {.tv_sec = 0, .tv_usec = 200 * 1000};
 	size_t block_len;
 	size_t h = header_flood_frames(false, head, block, &block_len);
 	int before = harness_count_in_log(srv, HEADER_FLOOD_LINE), closed = 0;
 	int64_t until = now_us() + 30 * 1000000LL;
-	int fd = connect_from(srv->port, local_port);
 
-	assert_true(fd >= 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &me_len), 0);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	assert_true(send_all(fd, head, h));
 	*sent = 0;
@@ -2305,13 +2330,8 @@ static int header_flood_until_closed(struct harness_proc *srv, int local_port,
 			closed = harness_count_in_log(srv, HEADER_FLOOD_LINE) -
 				 before;
 	}
-	/* Closed with a reset: the flood still queued here goes, and the port
-	 * is free at once for the next connection. */
-	struct linger lg = {.l_onoff = 1, .l_linger = 0};
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(fd);
 	assert_int_equal(closed, 1);
-	return ntohs(me.sin_port);
+	return port_pass(fd);
 }
 
 /*
@@ -2323,8 +2343,8 @@ static int header_flood_until_closed(struct harness_proc *srv, int local_port,
  * seconds, and its calls were dropped too (its client saw CANCELLED at
  * once). A new connection is another client: its calls are answered, and
  * it is guarded afresh, as from any other port (a second flood from the
- * same port is closed again). Here the client binds the closed port
- * itself, after a header block flood got it closed.
+ * same port is closed again). Here the client passes the closed port to
+ * its next connection itself, after a header block flood got it closed.
  */
 static void closed_port_taken_again_served(void **state)
 {
@@ -2333,21 +2353,29 @@ static void closed_port_taken_again_served(void **state)
 
 	(void)state;
 	own_server_start(&srv, "attacks-port-again.db", NULL, NULL, 0);
-	int port = header_flood_until_closed(&srv, 0, &sent);
+	int fd = socket_bound(0);
+	assert_true(fd >= 0);
+	assert_int_equal(connect_to(fd, srv.port), 0);
+	int port = local_port_of(fd);
+	int next = header_flood_until_closed(&srv, fd, &sent);
+	assert_true(next >= 0);
 	int64_t t0 = now_us();
-	bool is_answered = health_answered_from(srv.port, port, 3000);
+	bool is_answered = health_answered_on(next, srv.port, 3000, &next);
 	fprintf(stderr,
 		"closed port taken again: %ld KiB sent before the close; a "
 		"new connection from port %d %s in %lld ms\n",
 		sent >> 10, port, is_answered ? "answered" : "NOT answered",
 		(long long)(now_us() - t0) / 1000);
 	assert_true(is_answered);
-	assert_int_equal(header_flood_until_closed(&srv, port, &sent_again),
-			 port);
+	assert_true(next >= 0);
+	assert_int_equal(connect_to(next, srv.port), 0);
+	assert_int_equal(local_port_of(next), port);
+	next = header_flood_until_closed(&srv, next, &sent_again);
 	fprintf(stderr, "closed port taken again: a second flood from it "
 			"closed after %ld KiB\n",
 		sent_again >> 10);
-	assert_true(health_answered_from(srv.port, port, 3000));
+	assert_true(next >= 0);
+	assert_true(health_answered_on(next, srv.port, 3000, NULL));
 	assert_int_equal(harness_count_in_log(&srv, HEADER_FLOOD_LINE), 2);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
