@@ -192,6 +192,7 @@ bool ops_device_start(struct store *st, const struct domain_principal *who,
 		memset(&l->read, 0, sizeof(l->read));
 		l->read.key = &l->key;
 		l->read.done = device_read_done;
+		l->read.deadline_ms = l->deadline_ms;
 		int rc = store_read_submit(st, &l->read);
 		if (rc == STORE_OK)
 			return false;

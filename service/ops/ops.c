@@ -136,6 +136,7 @@ void ops_later_end(struct ops_later *l, int rc)
 			OPS_MAX_ATTEMPTS);
 	l->result.status = rc == STORE_RETRY	     ? DAS_UNAVAILABLE
 			   : rc == STORE_UNAVAILABLE ? DAS_STORE_UNAVAILABLE
+			   : rc == STORE_LATE	     ? DAS_DEADLINE_EXCEEDED
 						     : DAS_INTERNAL;
 	l->result.detail[0] = '\0';
 }
@@ -182,6 +183,7 @@ bool ops_later_submit(struct ops_later *l, bool is_read_only)
 	l->job.body = later_body;
 	l->job.done = later_done;
 	l->job.is_read_only = is_read_only;
+	l->job.deadline_ms = l->deadline_ms;
 	int rc = later_retry(l, store_submit(l->st, &l->job));
 	if (rc == STORE_OK)
 		return false;

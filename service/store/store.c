@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/condwait.h"
 #include "common/log.h"
 #include "common/metrics.h"
 
@@ -196,6 +197,111 @@ static unsigned result_outcome(int rc)
 	}
 }
 
+/* How often the reaper looks at the queues while calls wait. */
+#define STORE_REAP_MS 20
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void *reap_main(void *arg)
+{
+	struct store *st = arg;
+
+	pthread_mutex_lock(&st->reap_mu);
+	while (!st->is_reaper_stopping) {
+		das_cond_wait_ms(&st->reap_cv, &st->reap_mu, STORE_REAP_MS);
+		if (st->is_reaper_stopping ||
+		    atomic_load_explicit(&st->n_waiting,
+					 memory_order_relaxed) == 0)
+			continue;
+		pthread_mutex_unlock(&st->reap_mu);
+		st->ops->reap(st, monotonic_ms());
+		das_log_thread_flush();
+		pthread_mutex_lock(&st->reap_mu);
+	}
+	pthread_mutex_unlock(&st->reap_mu);
+	return NULL;
+}
+
+static int reaper_start(struct store *st, char *err, size_t err_size)
+{
+	pthread_mutex_init(&st->reap_mu, NULL);
+	das_cond_init_monotonic(&st->reap_cv);
+	if (!st->ops->reap)
+		return STORE_OK;
+	if (pthread_create(&st->reaper, NULL, reap_main, st) != 0) {
+		snprintf(err, err_size, "cannot start the store's reaper "
+					"thread");
+		return STORE_ERROR;
+	}
+	st->has_reaper = true;
+	return STORE_OK;
+}
+
+static void reaper_stop(struct store *st)
+{
+	if (st->has_reaper) {
+		pthread_mutex_lock(&st->reap_mu);
+		st->is_reaper_stopping = true;
+		pthread_cond_signal(&st->reap_cv);
+		pthread_mutex_unlock(&st->reap_mu);
+		pthread_join(st->reaper, NULL);
+		st->has_reaper = false;
+	}
+	pthread_cond_destroy(&st->reap_cv);
+	pthread_mutex_destroy(&st->reap_mu);
+}
+
+struct store_job *store_take_late_jobs(struct store_job **head,
+				       struct store_job **tail, int64_t now_ms)
+{
+	struct store_job *late = NULL, **late_end = &late, **at = head;
+
+	*tail = NULL;
+	while (*at) {
+		struct store_job *j = *at;
+
+		if (j->deadline_ms && j->deadline_ms <= now_ms) {
+			*at = j->next;
+			j->next = NULL;
+			*late_end = j;
+			late_end = &j->next;
+		} else {
+			*tail = j;
+			at = &j->next;
+		}
+	}
+	return late;
+}
+
+struct store_read *store_take_late_reads(struct store_read **head,
+					 struct store_read **tail,
+					 int64_t now_ms)
+{
+	struct store_read *late = NULL, **late_end = &late, **at = head;
+
+	*tail = NULL;
+	while (*at) {
+		struct store_read *rd = *at;
+
+		if (rd->deadline_ms && rd->deadline_ms <= now_ms) {
+			*at = rd->next;
+			rd->next = NULL;
+			*late_end = rd;
+			late_end = &rd->next;
+		} else {
+			*tail = rd;
+			at = &rd->next;
+		}
+	}
+	return late;
+}
+
 int store_open(const char *spec, const struct store_options *opt,
 	       struct store **out, char *err, size_t err_size)
 {
@@ -209,8 +315,14 @@ int store_open(const char *spec, const struct store_options *opt,
 			continue;
 		int rc = store_backends[i]->open(spec, opt, out, err,
 						 err_size);
-		if (rc == STORE_OK)
-			(*out)->max_waiting = opt->max_waiting;
+		if (rc != STORE_OK)
+			return rc;
+		(*out)->max_waiting = opt->max_waiting;
+		rc = reaper_start(*out, err, err_size);
+		if (rc != STORE_OK) {
+			store_close(*out);
+			*out = NULL;
+		}
 		return rc;
 	}
 	snprintf(err, err_size,
@@ -221,8 +333,10 @@ int store_open(const char *spec, const struct store_options *opt,
 
 void store_close(struct store *st)
 {
-	if (st)
-		st->ops->close(st);
+	if (!st)
+		return;
+	reaper_stop(st);
+	st->ops->close(st);
 }
 
 void store_cut(struct store *st)
@@ -342,16 +456,18 @@ int store_job_run(struct store_tx *tx, struct store_job *job)
 
 void store_read_finish(struct store *st, struct store_read *rd, int result)
 {
-	count_tx(st, result_outcome(result));
+	if (result != STORE_LATE) /* never ran: no transaction */
+		count_tx(st, result_outcome(result));
 	atomic_fetch_sub(&st->n_waiting, 1); /* before done: it may submit */
 	rd->done(rd, result);
 }
 
 void store_job_finish(struct store *st, struct store_job *job, int result)
 {
-	count_tx(st, job->is_undone && result == STORE_OK
-			     ? 4
-			     : result_outcome(result));
+	if (result != STORE_LATE) /* never ran: no transaction */
+		count_tx(st, job->is_undone && result == STORE_OK
+				     ? 4
+				     : result_outcome(result));
 	atomic_fetch_sub(&st->n_waiting, 1); /* before done: it may submit */
 	job->done(job, result);
 }

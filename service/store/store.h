@@ -39,6 +39,7 @@
 #ifndef DAS_STORE_H
 #define DAS_STORE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,6 +57,9 @@ enum store_result {
 	 * answer UNAVAILABLE (STORE_UNAVAILABLE). */
 	STORE_UNAVAILABLE = 2,
 	STORE_ERROR = 3,       /* anything else: answer INTERNAL */
+	/* A job or read whose deadline passed while it waited in a queue
+	 * (store_reap): it never ran; answer DEADLINE_EXCEEDED. */
+	STORE_LATE = 4,
 };
 
 struct store_options {
@@ -158,6 +162,9 @@ struct store_job {
 	 * it at once on the caller's thread (its readers never wait for the
 	 * writer); PostgreSQL on its writer threads, as any job. */
 	bool is_read_only;
+	/* The caller's deadline, CLOCK_MONOTONIC ms (0: none): still
+	 * queued then, the job ends STORE_LATE without running. */
+	int64_t deadline_ms;
 	/* The backend's: */
 	struct store_job *next;
 	bool is_undone;
@@ -182,6 +189,8 @@ struct store_read {
 	const struct domain_key *key;
 	void (*done)(struct store_read *rd, int result);
 	struct domain_snapshot snap;
+	/* As store_job's: still queued then, the read ends STORE_LATE. */
+	int64_t deadline_ms;
 	/* The backend's: */
 	struct store_read *next;
 	int result;
@@ -268,6 +277,11 @@ struct store_ops {
 	 * NULL when the backend has no threads of its own that wait on the
 	 * database (its work then ends with the threads of its callers). */
 	void (*cut)(struct store *st);
+	/* Takes the jobs and reads still queued whose deadline_ms is at or
+	 * before now_ms off its queues and ends each with STORE_LATE
+	 * (store_take_late_jobs and _reads do the taking). NULL when the
+	 * backend queues nothing. */
+	void (*reap)(struct store *st, int64_t now_ms);
 };
 
 /* Every backend's handle starts with this. */
@@ -280,6 +294,15 @@ struct store {
 	atomic_uint n_waiting;
 	unsigned max_waiting; /* 0 = no limit */
 	struct das_log_limit full_warn; /* the WARN at max_waiting */
+	/* The reaper (store.c): every STORE_REAP_MS while calls wait, it
+	 * ends those whose deadline passed (ops->reap). A stalled database
+	 * otherwise held each call its client had given up on, and its
+	 * slot of max_waiting, until the database answered; the client
+	 * meanwhile made new calls in their place. */
+	pthread_t reaper;
+	bool has_reaper, is_reaper_stopping;
+	pthread_mutex_t reap_mu;
+	pthread_cond_t reap_cv;
 };
 
 /* Every backend's transaction starts with this. */
@@ -359,6 +382,15 @@ int store_read_submit(struct store *st, struct store_read *rd);
  * and hands a job its result (counted as a transaction's end). */
 int store_job_run(struct store_tx *tx, struct store_job *job);
 void store_job_finish(struct store *st, struct store_job *job, int result);
+/* For a backend's reap: takes the jobs (reads) whose deadline_ms is at or
+ * before now_ms out of the queue *head .. *tail, in order; returns them
+ * linked by next, to end with store_job_finish (store_read_finish) once
+ * the queue's lock is let go. */
+struct store_job *store_take_late_jobs(struct store_job **head,
+				       struct store_job **tail, int64_t now_ms);
+struct store_read *store_take_late_reads(struct store_read **head,
+					 struct store_read **tail,
+					 int64_t now_ms);
 /* For backends: hands a read its result (counted as a transaction). */
 void store_read_finish(struct store *st, struct store_read *rd, int result);
 

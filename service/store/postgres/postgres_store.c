@@ -1874,6 +1874,35 @@ static int pg_submit(struct store *base, struct store_job *job)
 	return STORE_OK;
 }
 
+/* store_ops.reap: the loads and jobs still queued past their deadline
+ * end STORE_LATE (a statement in flight is left to finish). */
+static void pg_reap(struct store *base, int64_t now_ms)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct store_read *reads;
+	struct store_job *jobs;
+
+	pthread_mutex_lock(&st->read_mu);
+	reads = store_take_late_reads(&st->read_head, &st->read_tail, now_ms);
+	pthread_mutex_unlock(&st->read_mu);
+	pthread_mutex_lock(&st->write_mu);
+	jobs = store_take_late_jobs(&st->write_head, &st->write_tail, now_ms);
+	pthread_mutex_unlock(&st->write_mu);
+	while (reads) {
+		struct store_read *rd = reads;
+
+		reads = rd->next; /* done may free rd */
+		store_read_finish(base, rd, STORE_LATE);
+	}
+	while (jobs) {
+		struct store_job *job = jobs;
+
+		jobs = job->next;
+		job->is_undone = false;
+		store_job_finish(base, job, STORE_LATE);
+	}
+}
+
 /* Cuts the statements in flight on the connections in use (slot_watch);
  * returns how many connections it cut. */
 static size_t cut_in_flight(struct pg_store *st)
@@ -2762,4 +2791,5 @@ const struct store_ops store_postgres_ops = {
 	.submit = pg_submit,
 	.read_submit = pg_read_submit,
 	.cut = pg_cut,
+	.reap = pg_reap,
 };

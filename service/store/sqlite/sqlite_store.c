@@ -1400,6 +1400,25 @@ static int sq_submit(struct store *base, struct store_job *job)
 	return STORE_OK;
 }
 
+/* store_ops.reap: the jobs still queued past their deadline end
+ * STORE_LATE (those of a batch being written are left to it). */
+static void sq_reap(struct store *base, int64_t now_ms)
+{
+	struct sqlite_store *st = (struct sqlite_store *)base;
+	struct store_job *jobs;
+
+	pthread_mutex_lock(&st->jobs_lock);
+	jobs = store_take_late_jobs(&st->jobs, &st->jobs_tail, now_ms);
+	pthread_mutex_unlock(&st->jobs_lock);
+	while (jobs) {
+		struct store_job *job = jobs;
+
+		jobs = job->next; /* done may hand job in again */
+		job->is_undone = false;
+		store_job_finish(base, job, STORE_LATE);
+	}
+}
+
 static void sq_rollback(struct store_tx *base)
 {
 	struct sqlite_tx *tx = (struct sqlite_tx *)base;
@@ -2156,4 +2175,5 @@ const struct store_ops store_sqlite_ops = {
 	.ledger_key = sq_ledger_key,
 	.submit = sq_submit,
 	.read_submit = sq_read_submit,
+	.reap = sq_reap,
 };
