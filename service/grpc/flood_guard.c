@@ -33,7 +33,10 @@ struct entry {
 	struct flood_peer key;
 	bool is_used;
 	uint32_t open;   /* calls admitted, not yet released */
-	uint32_t unanswered; /* of which the server has not begun to answer */
+	/* Of which the server has not begun to answer, not yet overdue:
+	 * their tickets, listed (struct flood_ticket). */
+	uint32_t unanswered;
+	struct flood_ticket *listed;
 	uint32_t calls;  /* released lately (halved every window) */
 	uint32_t resets; /* of which the client reset */
 	int64_t last_ms; /* last admission, for forgetting the oldest */
@@ -330,7 +333,7 @@ static struct entry *find_or_add(struct group *gr, const struct flood_peer *p,
 			victim = c;
 			break;
 		}
-		if (c->open > 0 || c->closed_until_ms > now)
+		if (c->open > 0 || c->listed || c->closed_until_ms > now)
 			continue;
 		if (!victim || c->last_ms < victim->last_ms)
 			victim = c;
@@ -341,6 +344,54 @@ static struct entry *find_or_add(struct group *gr, const struct flood_peer *p,
 	victim->is_used = true;
 	victim->key = *p;
 	return victim;
+}
+
+/* ---- tickets of unanswered calls --------------------------------------- */
+
+static void ticket_list(struct entry *e, struct flood_ticket *t)
+{
+	t->prev = NULL;
+	t->next = e->listed;
+	if (e->listed)
+		e->listed->prev = t;
+	e->listed = t;
+	t->is_listed = true;
+	e->unanswered++;
+}
+
+static void ticket_unlist(struct entry *e, struct flood_ticket *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		e->listed = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->prev = t->next = NULL;
+	t->is_listed = false;
+	if (e->unanswered > 0)
+		e->unanswered--;
+}
+
+/* Takes e's calls overdue at now off its unanswered count. */
+static void unlist_overdue(struct entry *e, int64_t now)
+{
+	struct flood_ticket *t = e->listed;
+
+	while (t) {
+		struct flood_ticket *next = t->next;
+
+		if (t->overdue_ms <= now)
+			ticket_unlist(e, t);
+		t = next;
+	}
+}
+
+/* Forgets e's tickets (their calls count on no entry any more). */
+static void unlist_all(struct entry *e)
+{
+	while (e->listed)
+		ticket_unlist(e, e->listed);
 }
 
 /* ---- closing a connection ----------------------------------------------- */
@@ -451,11 +502,17 @@ static void close_connection(struct flood_guard *g,
 }
 
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
-				     size_t call_bytes, struct flood_peer *peer)
+				     size_t call_bytes, int64_t deadline_ms,
+				     struct flood_peer *peer,
+				     struct flood_ticket *ticket)
 {
 	char *s = grpc_call_get_peer(call);
 	enum flood_verdict verdict = FLOOD_QUIET;
 	bool is_closing = false;
+
+	memset(ticket, 0, sizeof(*ticket));
+	ticket->overdue_ms = deadline_ms ? deadline_ms - FLOOD_DEADLINE_SLACK_MS
+					 : INT64_MAX;
 
 	if (!s || !flood_peer_parse(s, peer))
 		memset(peer, 0, sizeof(*peer));
@@ -480,9 +537,13 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 		e->last_ms = now;
 		e->credit += call_bytes;
 		e->open++;
-		e->unanswered++;
+		ticket_list(e, ticket);
 		if (e->open > g->max_open / 2 || is_resetting)
 			verdict = FLOOD_BUSY;
+		/* Past the cap, calls the client has given up on at their
+		 * deadline are no flood: they leave the count first. */
+		if (e->unanswered > g->max_open)
+			unlist_overdue(e, now);
 		/* Calls not yet answered never pass the stream cap unless the
 		 * client resets their streams. Calls answered whose answer is
 		 * still on its way out can, for a client that opens the next
@@ -656,6 +717,7 @@ void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
 	if (e && e->closed_until_ms > now) {
 		struct flood_peer key = e->key;
 
+		unlist_all(e);
 		memset(e, 0, sizeof(*e));
 		e->key = key;
 		e->is_used = true;
@@ -674,26 +736,34 @@ void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
 	}
 }
 
-void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer)
+/* Takes ticket off e's count, if it is still on it (g's group locked). */
+static void ticket_end(struct entry *e, struct flood_ticket *ticket)
+{
+	if (ticket->is_listed) {
+		if (e)
+			ticket_unlist(e, ticket);
+		else
+			ticket->is_listed = false;
+	}
+}
+
+void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer,
+			  struct flood_ticket *ticket)
 {
 	if (!peer->is_known)
 		return;
 	struct group *gr = group_of(g, peer);
 	pthread_mutex_lock(&gr->mu);
-	struct entry *e = find(gr, peer);
-	if (e && e->unanswered > 0)
-		e->unanswered--;
+	ticket_end(find(gr, peer), ticket);
 	pthread_mutex_unlock(&gr->mu);
 }
 
 void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
-			 bool is_unanswered, bool is_cancelled,
-			 gpr_timespec deadline)
+			 struct flood_ticket *ticket, bool is_cancelled)
 {
-	/* A call that hit its deadline is cancelled too; that is no reset. */
-	bool is_reset =
-		is_cancelled &&
-		gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) < 0;
+	/* A call the client gave up on at its deadline is cancelled too;
+	 * that is no reset. */
+	bool is_reset = is_cancelled && now_ms() < ticket->overdue_ms;
 
 	if (is_reset)
 		obs_flood_reset();
@@ -702,10 +772,9 @@ void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
 	struct group *gr = group_of(g, peer);
 	pthread_mutex_lock(&gr->mu);
 	struct entry *e = find(gr, peer);
+	ticket_end(e, ticket);
 	if (e && e->open > 0) {
 		e->open--;
-		if (is_unanswered && e->unanswered > 0)
-			e->unanswered--;
 		e->calls++;
 		e->resets += is_reset;
 		if (e->calls >= FLOOD_WINDOW_CALLS) {

@@ -15,9 +15,12 @@
  * hold at most `max_open` calls the server has taken and not yet answered.
  * A client that does not reset streams can never exceed the stream cap
  * (SETTINGS_MAX_CONCURRENT_STREAMS), so max_open is twice that cap: past
- * it, the calls are those of streams the client reset (or that hit their
- * deadline) while the server had not yet got to them. The connection is
- * then closed (WARN line naming the peer, metric). ("Answered" is when
+ * it, the calls are those of streams the client reset while the server
+ * had not yet got to them. The connection is then closed (WARN line
+ * naming the peer, metric). Calls near or past their deadline do not
+ * count (struct flood_ticket): a client resets those at its deadline
+ * whatever the server does, a stalled store's callers all of them, and
+ * that is no flood. ("Answered" is when
  * the server begins its answer; calls answered whose answer has not yet
  * completed here count too, but only past FLOOD_OPEN_FACTOR times
  * max_open: see flood_guard_answered.) For
@@ -31,7 +34,8 @@
  * busy once it has more calls open than the stream cap, or once the
  * client reset more than half of its recent calls (at least
  * FLOOD_SUSPECT_RESETS of them; a reset is a call the client cancelled
- * before its deadline and before our answer; counts halve every
+ * before our answer and more than FLOOD_DEADLINE_SLACK_MS before its
+ * deadline; counts halve every
  * FLOOD_WINDOW_CALLS calls). A busy flooder's calls pile up open and its
  * connection is closed; the calls of every other connection ("quiet") run
  * as soon as they are taken, ahead of the busy ones. A call that hit its
@@ -129,6 +133,9 @@
  * past this many times max_open (flood_guard_answered). */
 #define FLOOD_OPEN_FACTOR 4
 #define FLOOD_WINDOW_CALLS 256
+/* A call counts as unanswered until this long before its deadline at
+ * most (struct flood_ticket). */
+#define FLOOD_DEADLINE_SLACK_MS 100
 /* How long calls still queued from a closed connection are dropped. */
 #define FLOOD_CLOSED_HOLD_MS 5000
 /* Free memory is handed back at most this often after a close. */
@@ -192,6 +199,30 @@ struct flood_peer {
 	uint8_t addr[16];
 };
 
+/*
+ * An admitted call as the guard counts it: listed in its connection's
+ * entry while it is unanswered (the guard's; the caller keeps it in its
+ * call and passes it back to flood_guard_answered and _release).
+ *
+ * A call stops counting as unanswered when the server begins its answer,
+ * or FLOOD_DEADLINE_SLACK_MS before its deadline, whichever comes first:
+ * by then its client gives up on it (a gRPC client resets the stream at
+ * its deadline), and may open a new stream in its place, while the
+ * server's call can still wait (a stalled database). Such a reset is no
+ * flood. The slack is there because the client's clock for the deadline
+ * started before the server's (the server takes it from the grpc-timeout
+ * header when the headers arrive), so the client resets and makes its
+ * next calls a little before the server's deadline passes. Calls past
+ * that point are taken off the count only when a connection is about to
+ * pass max_open (flood_guard_admit walks its list then), so the common
+ * path pays nothing for it.
+ */
+struct flood_ticket {
+	struct flood_ticket *prev, *next;
+	int64_t overdue_ms; /* CLOCK_MONOTONIC ms; INT64_MAX: no deadline */
+	bool is_listed;
+};
+
 struct flood_guard;
 
 /* A guard for the server listening on port (the local port of the sockets
@@ -212,16 +243,20 @@ enum flood_verdict {
 };
 
 /*
- * A worker took call off the queue: fills *peer and says what to do. A
- * call not dropped counts as open until flood_guard_release, and as
- * unanswered until flood_guard_answered (or its release). May close
- * the connection (this call is still admitted; the later ones are
- * dropped). call_bytes: what the call may have taken on the wire, its
- * headers and message with their framing, at least (its connection's
- * credit against the bytes received).
+ * A worker took call off the queue: fills *peer and *ticket and says what
+ * to do. A call not dropped counts as open until flood_guard_release, and
+ * as unanswered until flood_guard_answered, its release, or
+ * FLOOD_DEADLINE_SLACK_MS before deadline_ms (CLOCK_MONOTONIC ms, 0 for
+ * none; struct flood_ticket). May close the connection (this call is
+ * still admitted; the later ones are dropped). call_bytes: what the call
+ * may have taken on the wire, its headers and message with their
+ * framing, at least (its connection's credit against the bytes
+ * received).
  */
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
-				     size_t call_bytes, struct flood_peer *peer);
+				     size_t call_bytes, int64_t deadline_ms,
+				     struct flood_peer *peer,
+				     struct flood_ticket *ticket);
 
 /* True when the connection of an admitted call was closed since (the
  * caller drops it, then releases it). */
@@ -257,18 +292,17 @@ void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
  * reset streams still pass that: they complete late, while the
  * connection's transport is busy parsing the flood.
  */
-void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer);
+void flood_guard_answered(struct flood_guard *g, const struct flood_peer *peer,
+			  struct flood_ticket *ticket);
 
 /*
- * An admitted call is over (answered or dropped); is_unanswered: it was
- * never answered (flood_guard_answered). is_cancelled as
- * RECV_CLOSE_ON_SERVER said, deadline as the call was delivered with
- * (GPR_CLOCK_MONOTONIC): cancelled before its deadline, the client reset
- * it (counted in metrics).
+ * An admitted call is over (answered or dropped). is_cancelled as
+ * RECV_CLOSE_ON_SERVER said: cancelled before FLOOD_DEADLINE_SLACK_MS
+ * ahead of its deadline, the client reset it (counted in metrics, and
+ * towards making its connection busy).
  */
 void flood_guard_release(struct flood_guard *g, const struct flood_peer *peer,
-			 bool is_unanswered, bool is_cancelled,
-			 gpr_timespec deadline);
+			 struct flood_ticket *ticket, bool is_cancelled);
 
 /* "ipv4:127.0.0.1:4242", "ipv6:[::1]:4242" (or with %5B %5D) -> *peer;
  * false when s has another form. (Exposed for the unit test.) */

@@ -151,6 +151,7 @@ struct call {
 	struct worker *w;
 	grpc_call *call;
 	gpr_timespec deadline;
+	int64_t deadline_ms; /* CLOCK_MONOTONIC ms, 0 for none (call_take) */
 	grpc_metadata_array md;
 	grpc_byte_buffer *payload;
 	grpc_call_details details; /* unregistered methods only */
@@ -165,6 +166,7 @@ struct call {
 	bool is_admitted; /* counted by the flood guard */
 	bool is_answered; /* its answer started: no longer unanswered there */
 	struct flood_peer peer; /* its connection */
+	struct flood_ticket ticket; /* the guard's, while admitted */
 	struct call *next_waiting;
 	uint64_t t0; /* obs_call_begin */
 	struct call_end *end; /* its access line, still to be written */
@@ -198,9 +200,8 @@ static void call_free(struct call *c)
 	if (c->is_active)
 		atomic_fetch_sub(&c->w->srv->n_active, 1);
 	if (c->is_admitted)
-		flood_guard_release(c->w->srv->guard, &c->peer,
-				    !c->is_answered, c->is_cancelled,
-				    c->deadline);
+		flood_guard_release(c->w->srv->guard, &c->peer, &c->ticket,
+				    c->is_cancelled);
 	grpc_metadata_array_destroy(&c->md);
 	if (c->has_details)
 		grpc_call_details_destroy(&c->details);
@@ -468,7 +469,7 @@ static void send_reply(struct call *c, grpc_status_code code,
 	c->phase = CALL_REPLYING;
 	/* Answered: the guard counts it unanswered no longer. */
 	if (c->is_admitted && !c->is_answered) {
-		flood_guard_answered(c->w->srv->guard, &c->peer);
+		flood_guard_answered(c->w->srv->guard, &c->peer, &c->ticket);
 		c->is_answered = true;
 	}
 	c->status_text = grpc_slice_from_copied_string(message);
@@ -622,7 +623,7 @@ static void handle_call(struct call *c)
 		find_meta(&c->md, "authorization", &meta.authorization,
 			  &meta.authorization_len) > 1;
 	request_id_of(c, &meta.request_id, &meta.request_id_len);
-	meta.deadline_ms = deadline_ms_of(c->deadline);
+	meta.deadline_ms = c->deadline_ms;
 	meta.payload_status = DAS_OK;
 	meta.payload_detail[0] = '\0';
 	if (c->payload &&
@@ -709,8 +710,10 @@ static size_t call_wire_bytes(const struct call *c)
  * its connection is busy. */
 static void call_take(struct worker *w, struct call *c)
 {
-	enum flood_verdict v = flood_guard_admit(w->srv->guard, c->call,
-						 call_wire_bytes(c), &c->peer);
+	c->deadline_ms = deadline_ms_of(c->deadline);
+	enum flood_verdict v =
+		flood_guard_admit(w->srv->guard, c->call, call_wire_bytes(c),
+				  c->deadline_ms, &c->peer, &c->ticket);
 	if (v == FLOOD_DROP) {
 		call_drop(c);
 		return;

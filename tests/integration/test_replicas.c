@@ -1351,6 +1351,121 @@ static void calls_waiting_for_stalled_database_hold_no_worker(void **state)
 	assert_no_stall_users(client[1], HOLD_CALLERS);
 }
 
+/* Deadline resets of calls waiting for a stalled database: streams at
+ * once on one connection (the stream cap), their deadline, and how long
+ * they go on. */
+#define RESET_STREAMS 100
+#define RESET_CALL_MS 300
+#define RESET_RUN_MS 3000
+
+struct deadline_caller {
+	pthread_t thread;
+	struct das_client *c;
+	double until_ms;
+	int n_calls, n_other; /* made; ended other than DEADLINE_EXCEEDED */
+	int other_code;
+};
+
+/* Assigns on the shared connection, each with a deadline of
+ * RESET_CALL_MS, the next as soon as the last ends, until until_ms. */
+static void *deadline_caller_main(void *arg)
+{
+	struct deadline_caller *d = arg;
+
+	while (now_ms() < d->until_ms) {
+		struct das_call_status st;
+		int code = assign(d->c, HEALTHY, "h1", "hd1", 1, RESET_CALL_MS,
+				  &st);
+
+		d->n_calls++;
+		if (code != GRPC_DEADLINE_EXCEEDED) {
+			d->n_other++;
+			d->other_code = code;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A client whose calls reach their deadline while the database stalls
+ * resets their streams (RST_STREAM: every gRPC client does at its
+ * deadline, the gateway at --upstream-timeout-ms) and makes the next
+ * calls at once, while the server's calls for the reset streams still
+ * wait for the store. Those are no rapid reset: the connection stays
+ * open, each call ends DEADLINE_EXCEEDED, and the flood guard closes
+ * nothing. Here 100 streams (the cap) on one connection, 300 ms
+ * deadlines, for 1.6 s: ~500 calls. Before, the guard counted every one
+ * of them as unanswered until the store answered and closed the
+ * connection as a rapid-reset flood once more than 200 waited (the third
+ * round of deadlines); every call on it then failed at once. And each
+ * call waiting in the store's queues is ended there at its deadline
+ * (the store's reaper), while the database still stalls: before, they
+ * all waited for it, each with its memory, and past 800 calls held
+ * (the tenth round here) the guard closed the connection for that.
+ */
+static void deadline_resets_of_stalled_calls_are_no_flood(void **state)
+{
+	const char *args[] = {"--store", db_spec, "--jwt-hs256-secret-file",
+			      harness_secret_file(), NULL};
+	struct deadline_caller callers[RESET_STREAMS];
+	struct harness_proc extra;
+	struct das_client *c;
+	int n_calls = 0, n_other = 0, other_code = 0;
+
+	(void)state;
+	upsert_customer(HEALTHY, -1);
+	upsert_user(HEALTHY, "h1");
+	upsert_device(HEALTHY, "hd1", "h1");
+	assert_int_equal(harness_start(&extra, DAS_SERVER_BIN, args, NULL), 0);
+	c = das_client_new(extra.addr);
+	assign_until_ok(c);
+	stop_server_sessions();
+	double until = now_ms() + RESET_RUN_MS;
+	for (int i = 0; i < RESET_STREAMS; i++) {
+		callers[i] = (struct deadline_caller){.c = c, .until_ms = until};
+		assert_int_equal(pthread_create(&callers[i].thread, NULL,
+						deadline_caller_main,
+						&callers[i]),
+				 0);
+	}
+	for (int i = 0; i < RESET_STREAMS; i++) {
+		pthread_join(callers[i].thread, NULL);
+		n_calls += callers[i].n_calls;
+		n_other += callers[i].n_other;
+		if (callers[i].n_other)
+			other_code = callers[i].other_code;
+	}
+	int n_closed = harness_count_in_log(&extra, "HTTP/2 rapid reset");
+	/* The server has ended them, the database still stalled: all but
+	 * those its connections took to the database before it stopped
+	 * (a statement in flight is left to finish; at most one round). */
+	int n_ended = 0;
+	double t0 = now_ms();
+	do {
+		if (n_ended)
+			sleep_ms(20);
+		n_ended = harness_count_in_log(&extra,
+					       "code=DEADLINE_EXCEEDED");
+	} while (n_ended < n_calls - RESET_STREAMS &&
+		 now_ms() - t0 < 2000.0);
+	resume_stopped();
+	fprintf(stderr, "replicas: database stalled: %d calls at %d ms "
+			"deadlines on one connection of %d streams, %d ended "
+			"other than DEADLINE_EXCEEDED (last %d), %d closes by "
+			"the flood guard; the server ended %d of them "
+			"DEADLINE_EXCEEDED while the database stalled\n",
+		n_calls, RESET_CALL_MS, RESET_STREAMS, n_other, other_code,
+		n_closed, n_ended);
+	assert_true(n_calls >= 2 * RESET_STREAMS * RESET_RUN_MS /
+				       RESET_CALL_MS / 3);
+	assert_int_equal(n_closed, 0);
+	assert_int_equal(n_other, 0);
+	assert_true(n_ended >= n_calls - RESET_STREAMS);
+	assign_until_ok(c);
+	das_client_free(c);
+	harness_stop(&extra, SIGTERM);
+}
+
 /* The deadline of the calls made while the database stalls. */
 #define LATE_CALL_MS 1000
 
@@ -1922,6 +2037,7 @@ int main(void)
 		cmocka_unit_test(health_says_when_database_stalls),
 		cmocka_unit_test(waiting_calls_bounded_when_database_stalls),
 		cmocka_unit_test(calls_past_their_deadline_change_nothing),
+		cmocka_unit_test(deadline_resets_of_stalled_calls_are_no_flood),
 		cmocka_unit_test(rest_change_past_its_deadline_is_dropped),
 		cmocka_unit_test(
 			calls_waiting_for_stalled_database_hold_no_worker),
@@ -1930,6 +2046,9 @@ int main(void)
 		cmocka_unit_test(sigterm_gives_up_on_calls_still_held),
 	};
 
+	/* DAS_TEST_FILTER=health_* runs the tests whose name matches. */
+	if (getenv("DAS_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("DAS_TEST_FILTER"));
 	return harness_finish(cmocka_run_group_tests(tests, setup, teardown));
 }
 
