@@ -198,7 +198,7 @@ static unsigned result_outcome(int rc)
 }
 
 /* How often the reaper looks at the queues while calls wait. */
-#define STORE_REAP_MS 20
+#define STORE_REAP_MS 50
 
 static int64_t monotonic_ms(void)
 {
