@@ -381,7 +381,7 @@ static void unlist_overdue(struct entry *e, int64_t now)
 	while (t) {
 		struct flood_ticket *next = t->next;
 
-		if (t->overdue_ms <= now)
+		if (t->may_lapse && t->overdue_ms <= now)
 			ticket_unlist(e, t);
 		t = next;
 	}
@@ -520,6 +520,7 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 	if (!peer->is_known)
 		return FLOOD_QUIET;
 	int64_t now = now_ms();
+	ticket->may_lapse = ticket->overdue_ms > now;
 	struct group *gr = group_of(g, peer);
 	pthread_mutex_lock(&gr->mu);
 	struct entry *e = find_or_add(gr, peer, now);

@@ -215,12 +215,16 @@ struct flood_peer {
  * next calls a little before the server's deadline passes. Calls past
  * that point are taken off the count only when a connection is about to
  * pass max_open (flood_guard_admit walks its list then), so the common
- * path pays nothing for it.
+ * path pays nothing for it. A call that reaches a worker already that
+ * close to its deadline counts until it is answered, as every call did
+ * before: a flood whose streams carry short deadlines (or wait in core's
+ * queue past them) is counted as any other.
  */
 struct flood_ticket {
 	struct flood_ticket *prev, *next;
 	int64_t overdue_ms; /* CLOCK_MONOTONIC ms; INT64_MAX: no deadline */
 	bool is_listed;
+	bool may_lapse; /* admitted before overdue_ms: leaves the count then */
 };
 
 struct flood_guard;

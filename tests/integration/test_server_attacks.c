@@ -41,7 +41,8 @@
  * of issue 10 and can be raised with DAS_FLOOD_STREAMS (streams per
  * connection and round), DAS_FLOOD_ROUNDS (DAS_FLOOD_STREAMS_2W and
  * DAS_FLOOD_ROUNDS_2W for the 2-worker flood) and DAS_HEAVY_CALLS (h2load's
- * calls). The server runs with ASan's quarantine cut to 16 MiB: by default
+ * calls); DAS_FLOOD_TIMEOUT (a grpc-timeout value, "100m") gives the
+ * streams of rapid_reset_flood_bounded a deadline. The server runs with ASan's quarantine cut to 16 MiB: by default
  * ASan keeps up to 256 MiB of freed memory, which would measure ASan, not
  * the server. A sanitizer build floods less and bounds less (see
  * FLOOD_IS_SANITIZED).
@@ -1032,12 +1033,16 @@ static int h2_pump(struct h2 *h, int timeout_ms)
 			NGHTTP2_NV_FLAG_NONE                                   \
 	}
 
+/* The grpc-timeout of the calls h2_start_call makes ("100m"; NULL:
+ * none, the default). */
+static const char *call_timeout;
+
 /* Starts one gRPC call on h with h->body; returns the stream id. */
 static int32_t h2_start_call(struct h2 *h, const char *path,
 			     const char *authority, const char *auth,
 			     bool is_gzip)
 {
-	nghttp2_nv nv[] = {
+	nghttp2_nv nv[9] = {
 		NV(":method", "POST"),
 		NV(":scheme", h->ssl ? "https" : "http"),
 		NV(":path", path),
@@ -1045,16 +1050,17 @@ static int32_t h2_start_call(struct h2 *h, const char *path,
 		NV("content-type", "application/grpc"),
 		NV("te", "trailers"),
 		NV("authorization", auth),
-		NV("grpc-encoding", "gzip"),
 	};
+	size_t n = 7;
 	/* Per connection: flood threads send at once on their own. */
 	nghttp2_data_provider dp = {.source.ptr = &h->body_offset,
 				    .read_callback = h2_read_body};
 
-	return nghttp2_submit_request(h->s, NULL, nv,
-				      sizeof(nv) / sizeof(nv[0]) -
-					      (is_gzip ? 0 : 1),
-				      &dp, NULL);
+	if (is_gzip)
+		nv[n++] = (nghttp2_nv)NV("grpc-encoding", "gzip");
+	if (call_timeout)
+		nv[n++] = (nghttp2_nv)NV("grpc-timeout", call_timeout);
+	return nghttp2_submit_request(h->s, NULL, nv, n, &dp, NULL);
 }
 
 /* ---- a normal caller measuring its latency ------------------------------ */
@@ -1378,8 +1384,10 @@ static void rapid_reset_flood_bounded(void **state)
 	struct flood_result r;
 
 	(void)state;
+	call_timeout = getenv("DAS_FLOOD_TIMEOUT");
 	flood_run(&server, NULL, das_client_new(server.addr), "flood",
 		  flood_streams(), env_count("DAS_FLOOD_ROUNDS", 4), false, &r);
+	call_timeout = NULL;
 	flood_check(&server, &r, !FLOOD_IS_SANITIZED, FLOOD_MAX_CALL_MS);
 	/* The flood changed nothing it should not have: alice's device went
 	 * nowhere else. */
