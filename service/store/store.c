@@ -462,6 +462,24 @@ void store_read_finish(struct store *st, struct store_read *rd, int result)
 	rd->done(rd, result);
 }
 
+void store_finish_all(struct store *st, struct store_read *reads,
+		      struct store_job *jobs, int result)
+{
+	while (reads) {
+		struct store_read *rd = reads;
+
+		reads = rd->next; /* done may free rd, or submit it again */
+		store_read_finish(st, rd, result);
+	}
+	while (jobs) {
+		struct store_job *job = jobs;
+
+		jobs = job->next;
+		job->is_undone = false;
+		store_job_finish(st, job, result);
+	}
+}
+
 void store_job_finish(struct store *st, struct store_job *job, int result)
 {
 	if (result != STORE_LATE) /* never ran: no transaction */

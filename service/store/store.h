@@ -382,17 +382,21 @@ int store_read_submit(struct store *st, struct store_read *rd);
  * and hands a job its result (counted as a transaction's end). */
 int store_job_run(struct store_tx *tx, struct store_job *job);
 void store_job_finish(struct store *st, struct store_job *job, int result);
+/* For backends: hands a read its result (counted as a transaction). */
+void store_read_finish(struct store *st, struct store_read *rd, int result);
 /* For a backend's reap: takes the jobs (reads) whose deadline_ms is at or
  * before now_ms out of the queue *head .. *tail, in order; returns them
- * linked by next, to end with store_job_finish (store_read_finish) once
- * the queue's lock is let go. */
+ * linked by next, to end with store_finish_all once the queue's lock is
+ * let go. */
 struct store_job *store_take_late_jobs(struct store_job **head,
 				       struct store_job **tail, int64_t now_ms);
 struct store_read *store_take_late_reads(struct store_read **head,
 					 struct store_read **tail,
 					 int64_t now_ms);
-/* For backends: hands a read its result (counted as a transaction). */
-void store_read_finish(struct store *st, struct store_read *rd, int result);
+/* Ends every read and job of the lists (linked by next, off every queue)
+ * with result, none of them run (store_read_finish, store_job_finish). */
+void store_finish_all(struct store *st, struct store_read *reads,
+		      struct store_job *jobs, int result);
 
 /*
  * Fault injection for tests (SQLite's and curl's manner): once armed, the

@@ -1888,19 +1888,7 @@ static void pg_reap(struct store *base, int64_t now_ms)
 	pthread_mutex_lock(&st->write_mu);
 	jobs = store_take_late_jobs(&st->write_head, &st->write_tail, now_ms);
 	pthread_mutex_unlock(&st->write_mu);
-	while (reads) {
-		struct store_read *rd = reads;
-
-		reads = rd->next; /* done may free rd */
-		store_read_finish(base, rd, STORE_LATE);
-	}
-	while (jobs) {
-		struct store_job *job = jobs;
-
-		jobs = job->next;
-		job->is_undone = false;
-		store_job_finish(base, job, STORE_LATE);
-	}
+	store_finish_all(base, reads, jobs, STORE_LATE);
 }
 
 /* Cuts the statements in flight on the connections in use (slot_watch);
@@ -1955,19 +1943,7 @@ static void pg_cut(struct store *base)
 			"postgresql: shutdown: cut %zu connections waiting on "
 			"the database; %zu calls still queued end UNAVAILABLE",
 			n_cut, n_queued);
-	while (reads) {
-		struct store_read *rd = reads;
-
-		reads = rd->next; /* done may free rd */
-		store_read_finish(base, rd, STORE_UNAVAILABLE);
-	}
-	while (jobs) {
-		struct store_job *job = jobs;
-
-		jobs = job->next;
-		job->is_undone = false;
-		store_job_finish(base, job, STORE_UNAVAILABLE);
-	}
+	store_finish_all(base, reads, jobs, STORE_UNAVAILABLE);
 }
 
 /*

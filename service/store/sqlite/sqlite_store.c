@@ -1410,13 +1410,7 @@ static void sq_reap(struct store *base, int64_t now_ms)
 	pthread_mutex_lock(&st->jobs_lock);
 	jobs = store_take_late_jobs(&st->jobs, &st->jobs_tail, now_ms);
 	pthread_mutex_unlock(&st->jobs_lock);
-	while (jobs) {
-		struct store_job *job = jobs;
-
-		jobs = job->next; /* done may hand job in again */
-		job->is_undone = false;
-		store_job_finish(base, job, STORE_LATE);
-	}
+	store_finish_all(base, NULL, jobs, STORE_LATE);
 }
 
 static void sq_rollback(struct store_tx *base)
