@@ -58,7 +58,7 @@ enum store_result {
 	STORE_UNAVAILABLE = 2,
 	STORE_ERROR = 3,       /* anything else: answer INTERNAL */
 	/* A job or read whose deadline passed while it waited in a queue
-	 * (store_reap): it never ran; answer DEADLINE_EXCEEDED. */
+	 * (store_ops.reap): it never ran; answer DEADLINE_EXCEEDED. */
 	STORE_LATE = 4,
 };
 
