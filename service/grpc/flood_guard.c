@@ -477,7 +477,8 @@ static bool shut_connection(int port, const struct flood_peer *p)
 /* ---- the rule ----------------------------------------------------------- */
 
 static void close_connection(struct flood_guard *g,
-			     const struct flood_peer *peer, int64_t now)
+			     const struct flood_peer *peer, int64_t now,
+			     unsigned unanswered, unsigned open)
 {
 	char text[80];
 
@@ -488,16 +489,16 @@ static void close_connection(struct flood_guard *g,
 	if (is_found)
 		das_log(DAS_LOG_WARN,
 			"grpc: closed the connection of %s: it reset streams "
-			"faster than they were answered (%u calls open, the "
-			"stream cap is %u: HTTP/2 rapid reset)",
-			text, g->max_open + 1, g->max_open / 2);
+			"faster than they were answered (%u calls unanswered, "
+			"%u open; the stream cap is %u: HTTP/2 rapid reset)",
+			text, unanswered, open, g->max_open / 2);
 	else
 		das_log(DAS_LOG_WARN,
 			"grpc: %s reset streams faster than they were answered "
-			"(%u calls open, the stream cap is %u: HTTP/2 rapid "
-			"reset); its socket is gone already, its calls are "
-			"dropped for %d ms",
-			text, g->max_open + 1, g->max_open / 2,
+			"(%u calls unanswered, %u open; the stream cap is %u: "
+			"HTTP/2 rapid reset); its socket is gone already, its "
+			"calls are dropped for %d ms",
+			text, unanswered, open, g->max_open / 2,
 			FLOOD_CLOSED_HOLD_MS);
 }
 
@@ -509,6 +510,7 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 	char *s = grpc_call_get_peer(call);
 	enum flood_verdict verdict = FLOOD_QUIET;
 	bool is_closing = false;
+	unsigned n_unanswered = 0, n_open = 0; /* at a close, for its line */
 
 	memset(ticket, 0, sizeof(*ticket));
 	ticket->overdue_ms = deadline_ms ? deadline_ms - FLOOD_DEADLINE_SLACK_MS
@@ -553,6 +555,8 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 		if (e->unanswered > g->max_open ||
 		    e->open > FLOOD_OPEN_FACTOR * g->max_open) {
 			is_closing = true;
+			n_unanswered = e->unanswered;
+			n_open = e->open;
 			e->closed_until_ms = now + FLOOD_CLOSED_HOLD_MS;
 			e->calls = e->resets = 0;
 		}
@@ -561,7 +565,7 @@ enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 	if (verdict == FLOOD_DROP)
 		obs_flood_call_dropped();
 	if (is_closing)
-		close_connection(g, peer, now);
+		close_connection(g, peer, now, n_unanswered, n_open);
 	return verdict;
 }
 
