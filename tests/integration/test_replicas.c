@@ -1401,7 +1401,7 @@ static void *deadline_caller_main(void *arg)
  * call waiting in the store's queues is ended there at its deadline
  * (the store's reaper), while the database still stalls: before, they
  * all waited for it, each with its memory, and past 800 calls held
- * (the tenth round here) the guard closed the connection for that.
+ * (the ninth round here) the guard closed the connection for that.
  */
 static void deadline_resets_of_stalled_calls_are_no_flood(void **state)
 {
