@@ -1394,7 +1394,7 @@ static void *deadline_caller_main(void *arg)
  * wait for the store. Those are no rapid reset: the connection stays
  * open, each call ends DEADLINE_EXCEEDED, and the flood guard closes
  * nothing. Here 100 streams (the cap) on one connection, 300 ms
- * deadlines, for 1.6 s: ~500 calls. Before, the guard counted every one
+ * deadlines, for 3 s: ~1,000 calls. Before, the guard counted every one
  * of them as unanswered until the store answered and closed the
  * connection as a rapid-reset flood once more than 200 waited (the third
  * round of deadlines); every call on it then failed at once. And each
