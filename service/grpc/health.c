@@ -367,6 +367,20 @@ static void watch_finish(struct watch *w, grpc_status_code code,
 	}
 }
 
+/* Ends the stream with a row of the status table: its code, and text or
+ * else the row's message. */
+static void watch_end(struct watch *w, enum das_status status,
+		      const char *text)
+{
+	char row_text[128];
+
+	if (!text)
+		text = das_status_format(status, NULL, row_text,
+					 sizeof(row_text));
+	watch_finish(w, (grpc_status_code)das_status_row(status)->grpc_code,
+		     text);
+}
+
 static int current_status(struct watch *w)
 {
 	if (!w->is_known)
@@ -440,9 +454,7 @@ static void watch_requested(struct stream_tag *tag, bool is_ok)
 	}
 	status = watch_parse(w, text, sizeof(text));
 	if (status != DAS_OK) {
-		watch_finish(w,
-			     (grpc_status_code)das_status_row(status)->grpc_code,
-			     text);
+		watch_end(w, status, text);
 		return;
 	}
 	if (h->n_watchers >= HEALTH_WATCH_MAX) {
@@ -487,17 +499,31 @@ static void watch_closed(struct stream_tag *tag, bool is_ok)
 	watch_maybe_free(w);
 }
 
+/* The client's deadline has passed (core does not end calls at their
+ * deadline here: server.c, core_server_create). */
+static bool is_past_deadline(const struct watch *w, gpr_timespec now)
+{
+	return gpr_time_cmp(gpr_convert_clock_type(w->deadline,
+						   GPR_CLOCK_MONOTONIC),
+			    now) <= 0;
+}
+
 void health_tick(void *arg)
 {
 	struct health *h = arg;
 
 	if (!h->watchers)
 		return; /* nobody to tell: no probe */
+	gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
 	for (struct watch *w = h->watchers; w; w = w->next) {
 		int status;
 
 		if (w->is_sending || w->is_closed)
 			continue; /* watch_sent looks again */
+		if (is_past_deadline(w, now)) {
+			watch_end(w, DAS_DEADLINE_EXCEEDED, NULL);
+			continue;
+		}
 		status = current_status(w);
 		if (status != w->last_sent)
 			watch_send(w, status);

@@ -11,7 +11,9 @@
  * rather than wait for it. While anyone watches, the streams thread asks
  * for a probe every HEALTH_TICK_MS and sends each watcher every change; a
  * Watch of a service we do not serve gets SERVICE_UNKNOWN, as the health
- * protocol asks. Transitions are logged with the reason.
+ * protocol asks. Transitions are logged with the reason. A Watch whose
+ * client sent a deadline ends at it, within a tick, with DEADLINE_EXCEEDED
+ * (core's own timer for each call is off: server.c, core_server_create).
  *
  * Probes run on a thread of their own: a store that does not answer (a
  * stopped or partitioned PostgreSQL keeps the connection open; a disk whose

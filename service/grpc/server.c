@@ -908,6 +908,14 @@ static grpc_server *core_server_create(struct server *srv)
 		/* Core would inflate a whole compressed message before
 		 * checking its size; payload_inflate does it here, bounded. */
 		int_arg(GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0),
+		/* No timer of core's for each call's deadline: when one
+		 * fired, core cancelled its call with a status, transport
+		 * work that a flood of streams with 1 ms deadlines piled up
+		 * (docs/server.md, rapid reset). The client ends a call at
+		 * its deadline itself; here the store ends calls waiting
+		 * for it (store.c, the reaper) and the health tick ends
+		 * Watch streams. */
+		int_arg(GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0),
 		/* Memory for connections and calls is bounded as a whole. */
 		{.type = GRPC_ARG_POINTER,
 		 .key = (char *)GRPC_ARG_RESOURCE_QUOTA,

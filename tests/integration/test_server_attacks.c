@@ -1379,12 +1379,13 @@ static long flood_streams(void)
 	return env_count("DAS_FLOOD_STREAMS", FLOOD_IS_SANITIZED ? 1000 : 2500);
 }
 
-static void rapid_reset_flood_bounded(void **state)
+/* The rapid-reset flood, its streams carrying grpc-timeout timeout (NULL:
+ * none). */
+static void rapid_reset_flood_with(const char *timeout)
 {
 	struct flood_result r;
 
-	(void)state;
-	call_timeout = getenv("DAS_FLOOD_TIMEOUT");
+	call_timeout = timeout;
 	flood_run(&server, NULL, das_client_new(server.addr), "flood",
 		  flood_streams(), env_count("DAS_FLOOD_ROUNDS", 4), false, &r);
 	call_timeout = NULL;
@@ -1397,6 +1398,28 @@ static void rapid_reset_flood_bounded(void **state)
 	assert_int_equal(code, 0);
 	assert_true(strcmp(text, "") == 0 ||
 		    strcmp(text, "alice-mobile-01:2") == 0);
+}
+
+static void rapid_reset_flood_bounded(void **state)
+{
+	(void)state;
+	rapid_reset_flood_with(getenv("DAS_FLOOD_TIMEOUT"));
+}
+
+/*
+ * The same flood, every stream with a 1 ms deadline. While gRPC core
+ * armed a timer for each call and cancelled it with a status when it
+ * fired, the transport's work per stream grew, the calls waited in core
+ * where the guard does not see them, and the full attack
+ * (DAS_FLOOD_STREAMS=50000) peaked at 232-664 MiB (2 of 4 runs past 300
+ * MiB), slowest normal call 0.76-2.3 s; with the timer off
+ * (core_server_create), 154-191 MiB, 30-511 ms. At the default counts
+ * both stay within the bounds.
+ */
+static void rapid_reset_short_deadline_flood_bounded(void **state)
+{
+	(void)state;
+	rapid_reset_flood_with("1m");
 }
 
 /*
@@ -1820,6 +1843,42 @@ static void idle_connections_closed(void **state)
 	assert_int_equal(idle_watch(&idle, NULL, srv.port, 2500), -1);
 	h2_close(&idle);
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
+/*
+ * The server ends a call at the deadline its client sent (grpc-timeout),
+ * also for a client that never cancels it: gRPC core's own timer for
+ * each call is off (server.c, core_server_create), so a Watch stream, the
+ * one call that has no end of its own, is ended by the server's health
+ * tick with DEADLINE_EXCEEDED. A raw HTTP/2 client, as a gRPC library
+ * would cancel the stream at the deadline itself.
+ */
+static void deadline_ends_watch(void **state)
+{
+	char authority[64];
+	struct h2 h;
+
+	(void)state;
+	snprintf(authority, sizeof(authority), "127.0.0.1:%d", server.port);
+	h2_connect(&h, server.port);
+	h.body = empty_message;
+	h.body_len = sizeof(empty_message);
+	call_timeout = "300m";
+	int64_t start = now_us();
+	assert_true(h2_start_call(&h, "/grpc.health.v1.Health/Watch",
+				  authority, "Bearer none", false) > 0);
+	call_timeout = NULL;
+	while (h.n_closed == 0 && now_us() - start < 5000000 &&
+	       h2_pump(&h, 50) == 0)
+		;
+	int64_t took_ms = (now_us() - start) / 1000;
+	fprintf(stderr, "Watch with a 300 ms deadline: ended after %lld ms, "
+			"grpc-status %d (%s)\n",
+		(long long)took_ms, h.grpc_status, h.grpc_message);
+	assert_int_equal(h.n_closed, 1);
+	assert_int_equal(h.grpc_status, 4); /* DEADLINE_EXCEEDED */
+	assert_true(took_ms >= 250 && took_ms < 2000);
+	h2_close(&h);
 }
 
 /* ---- connection floods -------------------------------------------------- */
@@ -2753,6 +2812,7 @@ int main(void)
 		cmocka_unit_test(unusable_flags_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
+		cmocka_unit_test(deadline_ends_watch),
 		cmocka_unit_test(connection_flood_bounded),
 		cmocka_unit_test(compressed_bomb_refused),
 		cmocka_unit_test(header_block_flood_bounded),
@@ -2765,6 +2825,7 @@ int main(void)
 		cmocka_unit_test(heavy_clients_not_cut),
 		cmocka_unit_test(clients_at_the_stream_cap_not_cut),
 		cmocka_unit_test(rapid_reset_flood_bounded),
+		cmocka_unit_test(rapid_reset_short_deadline_flood_bounded),
 		cmocka_unit_test(server_made_reset_flood_bounded),
 		cmocka_unit_test(rapid_reset_flood_bounded_tls),
 		cmocka_unit_test(rapid_reset_more_flooders_than_workers),
