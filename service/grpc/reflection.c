@@ -31,6 +31,8 @@ static const char *const method_paths[] = {
 #define MAX_STREAMS 64
 /* Longest symbol or file name we look up. */
 #define MAX_NAME 512
+/* How often the thread looks for streams past their deadline. */
+#define DEADLINE_TICK_MS 250
 
 struct file {
 	const char *name;
@@ -67,6 +69,7 @@ struct reflection {
 	char **services;
 	size_t n_services;
 	int n_streams; /* touched by the thread only */
+	struct stream *open; /* the streams taken, for their deadlines */
 };
 
 enum phase { S_REQUESTED, S_READING, S_WRITING, S_CLOSING };
@@ -83,7 +86,9 @@ struct stream {
 	grpc_slice status_text;
 	bool has_status_text;
 	bool is_counted;
+	bool is_expired; /* cancelled by us at its deadline */
 	int is_cancelled;
+	struct stream *prev, *next; /* in r->open while counted */
 };
 
 const unsigned char *reflection_protoset(size_t *len)
@@ -492,8 +497,15 @@ static uint8_t *answer(const struct reflection *r,
 
 static void stream_free(struct stream *s)
 {
-	if (s->is_counted)
+	if (s->is_counted) {
 		s->r->n_streams--;
+		if (s->prev)
+			s->prev->next = s->next;
+		else
+			s->r->open = s->next;
+		if (s->next)
+			s->next->prev = s->prev;
+	}
 	grpc_metadata_array_destroy(&s->md);
 	if (s->recv)
 		grpc_byte_buffer_destroy(s->recv);
@@ -648,6 +660,10 @@ static void on_event(struct reflection *r, struct stream *s, bool ok)
 		request_stream(r, s->method); /* keep the method armed */
 		s->is_counted = true;
 		r->n_streams++;
+		s->next = r->open;
+		if (r->open)
+			r->open->prev = s;
+		r->open = s;
 		if (r->n_streams > MAX_STREAMS) {
 			finish(s, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			       "too many reflection streams");
@@ -669,17 +685,57 @@ static void on_event(struct reflection *r, struct stream *s, bool ok)
 	}
 }
 
+/*
+ * Ends the streams whose client's deadline has passed (core's own timer
+ * for each call is off: server.c, core_server_create). Cancelling ends
+ * whatever batch is in flight; its completion frees the stream.
+ */
+static void end_expired(struct reflection *r, gpr_timespec now)
+{
+	char text[128];
+
+	for (struct stream *s = r->open; s; s = s->next) {
+		if (s->is_expired || s->phase == S_CLOSING ||
+		    gpr_time_cmp(gpr_convert_clock_type(s->deadline,
+							GPR_CLOCK_MONOTONIC),
+				 now) > 0)
+			continue;
+		s->is_expired = true;
+		grpc_call_cancel_with_status(
+			s->call,
+			(grpc_status_code)das_status_row(DAS_DEADLINE_EXCEEDED)
+				->grpc_code,
+			das_status_format(DAS_DEADLINE_EXCEEDED, NULL, text,
+					  sizeof(text)),
+			NULL);
+	}
+}
+
+static gpr_timespec after_ms(gpr_timespec t, int ms)
+{
+	return gpr_time_add(t, gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
 static void *loop(void *arg)
 {
 	struct reflection *r = arg;
+	gpr_timespec next_tick =
+		after_ms(gpr_now(GPR_CLOCK_MONOTONIC), DEADLINE_TICK_MS);
 
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(
-			r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+			r->cq, r->open ? next_tick
+				       : gpr_inf_future(GPR_CLOCK_MONOTONIC),
+			NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
 			break;
 		if (ev.type == GRPC_OP_COMPLETE)
 			on_event(r, ev.tag, ev.success != 0);
+		gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+		if (gpr_time_cmp(now, next_tick) >= 0) {
+			end_expired(r, now);
+			next_tick = after_ms(now, DEADLINE_TICK_MS);
+		}
 	}
 	return NULL;
 }

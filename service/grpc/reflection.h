@@ -9,7 +9,8 @@
  * Streams run on their own completion queue and thread, apart from the
  * unary workers: a client holding a stream open takes no worker. No token
  * is asked for (like grpc.health.v1); the server does not register the
- * service at all when reflection is off.
+ * service at all when reflection is off. A stream whose client sent a
+ * deadline is ended at it (DEADLINE_EXCEEDED, within DEADLINE_TICK_MS).
  */
 #ifndef DAS_GRPC_REFLECTION_H
 #define DAS_GRPC_REFLECTION_H

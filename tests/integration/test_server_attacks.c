@@ -1037,12 +1037,13 @@ static int h2_pump(struct h2 *h, int timeout_ms)
  * none, the default). */
 static const char *call_timeout;
 
-/* Starts one gRPC call on h with h->body; returns the stream id. */
-static int32_t h2_start_call(struct h2 *h, const char *path,
-			     const char *authority, const char *auth,
-			     bool is_gzip)
+/* The request headers of a gRPC call (nv: room for 9); returns their
+ * count. */
+static size_t h2_call_headers(const struct h2 *h, nghttp2_nv *nv,
+			      const char *path, const char *authority,
+			      const char *auth, bool is_gzip)
 {
-	nghttp2_nv nv[9] = {
+	const nghttp2_nv common[] = {
 		NV(":method", "POST"),
 		NV(":scheme", h->ssl ? "https" : "http"),
 		NV(":path", path),
@@ -1051,16 +1052,41 @@ static int32_t h2_start_call(struct h2 *h, const char *path,
 		NV("te", "trailers"),
 		NV("authorization", auth),
 	};
-	size_t n = 7;
-	/* Per connection: flood threads send at once on their own. */
-	nghttp2_data_provider dp = {.source.ptr = &h->body_offset,
-				    .read_callback = h2_read_body};
+	size_t n = sizeof(common) / sizeof(common[0]);
 
+	memcpy(nv, common, sizeof(common));
 	if (is_gzip)
 		nv[n++] = (nghttp2_nv)NV("grpc-encoding", "gzip");
 	if (call_timeout)
 		nv[n++] = (nghttp2_nv)NV("grpc-timeout", call_timeout);
+	return n;
+}
+
+/* Starts one gRPC call on h with h->body; returns the stream id. */
+static int32_t h2_start_call(struct h2 *h, const char *path,
+			     const char *authority, const char *auth,
+			     bool is_gzip)
+{
+	nghttp2_nv nv[9];
+	size_t n = h2_call_headers(h, nv, path, authority, auth, is_gzip);
+	/* Per connection: flood threads send at once on their own. */
+	nghttp2_data_provider dp = {.source.ptr = &h->body_offset,
+				    .read_callback = h2_read_body};
+
 	return nghttp2_submit_request(h->s, NULL, nv, n, &dp, NULL);
+}
+
+/* Opens a call's stream and sends nothing more on it (no message, no
+ * end of stream); returns the stream id. */
+static int32_t h2_open_call(struct h2 *h, const char *path,
+			    const char *authority)
+{
+	nghttp2_nv nv[9];
+	size_t n = h2_call_headers(h, nv, path, authority, "Bearer none",
+				   false);
+
+	return nghttp2_submit_headers(h->s, NGHTTP2_FLAG_NONE, -1, NULL, nv,
+				      n, NULL);
 }
 
 /* ---- a normal caller measuring its latency ------------------------------ */
@@ -1848,12 +1874,13 @@ static void idle_connections_closed(void **state)
 /*
  * The server ends a call at the deadline its client sent (grpc-timeout),
  * also for a client that never cancels it: gRPC core's own timer for
- * each call is off (server.c, core_server_create), so a Watch stream, the
- * one call that has no end of its own, is ended by the server's health
- * tick with DEADLINE_EXCEEDED. A raw HTTP/2 client, as a gRPC library
- * would cancel the stream at the deadline itself.
+ * each call is off (server.c, core_server_create), so the streams, the
+ * calls that have no end of their own, are ended by the server with
+ * DEADLINE_EXCEEDED: a Watch by the health tick, a reflection stream by
+ * the reflection thread. A raw HTTP/2 client, as a gRPC library would
+ * cancel the stream at the deadline itself.
  */
-static void deadline_ends_watch(void **state)
+static void deadline_ends_streams(void **state)
 {
 	char authority[64];
 	struct h2 h;
@@ -1877,6 +1904,28 @@ static void deadline_ends_watch(void **state)
 		(long long)took_ms, h.grpc_status, h.grpc_message);
 	assert_int_equal(h.n_closed, 1);
 	assert_int_equal(h.grpc_status, 4); /* DEADLINE_EXCEEDED */
+	assert_true(took_ms >= 250 && took_ms < 2000);
+
+	/* A reflection stream (bidirectional) whose client sends nothing
+	 * after its headers: the reflection thread ends it the same way. */
+	h.grpc_status = -1;
+	call_timeout = "300m";
+	start = now_us();
+	assert_true(h2_open_call(
+			    &h,
+			    "/grpc.reflection.v1.ServerReflection/"
+			    "ServerReflectionInfo",
+			    authority) > 0);
+	call_timeout = NULL;
+	while (h.n_closed == 1 && now_us() - start < 5000000 &&
+	       h2_pump(&h, 50) == 0)
+		;
+	took_ms = (now_us() - start) / 1000;
+	fprintf(stderr, "reflection stream with a 300 ms deadline: ended "
+			"after %lld ms, grpc-status %d (%s)\n",
+		(long long)took_ms, h.grpc_status, h.grpc_message);
+	assert_int_equal(h.n_closed, 2);
+	assert_int_equal(h.grpc_status, 4);
 	assert_true(took_ms >= 250 && took_ms < 2000);
 	h2_close(&h);
 }
@@ -2812,7 +2861,7 @@ int main(void)
 		cmocka_unit_test(unusable_flags_refused),
 		cmocka_unit_test(stream_cap_advertised),
 		cmocka_unit_test(idle_connections_closed),
-		cmocka_unit_test(deadline_ends_watch),
+		cmocka_unit_test(deadline_ends_streams),
 		cmocka_unit_test(connection_flood_bounded),
 		cmocka_unit_test(compressed_bomb_refused),
 		cmocka_unit_test(header_block_flood_bounded),
