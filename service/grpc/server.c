@@ -913,8 +913,8 @@ static grpc_server *core_server_create(struct server *srv)
 		 * work that a flood of streams with 1 ms deadlines piled up
 		 * (docs/server.md, rapid reset). The client ends a call at
 		 * its deadline itself; here the store ends calls waiting
-		 * for it (store.c, the reaper) and the health tick ends
-		 * Watch streams. */
+		 * for it (store.c, the reaper), and the health tick and
+		 * the reflection thread end their streams. */
 		int_arg(GRPC_ARG_ENABLE_DEADLINE_CHECKS, 0),
 		/* Memory for connections and calls is bounded as a whole. */
 		{.type = GRPC_ARG_POINTER,
