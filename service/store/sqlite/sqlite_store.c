@@ -129,6 +129,12 @@ struct batch_waiter {
 	bool has_changes; /* counts as a writer of the batch */
 };
 
+/* Which file a descriptor holds: fixed for as long as it is open. */
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
 struct sqlite_store {
 	struct store base; /* first: handed out as struct store */
 	unsigned char ledger_key[STORE_LEDGER_KEY_SIZE];
@@ -161,8 +167,10 @@ struct sqlite_store {
 	/* The database file as opened, to notice it deleted or replaced. */
 	char path[PATH_MAX];
 	int file_fd; /* -1 when not open */
+	struct file_id file_id;
 	char wal_path[PATH_MAX + 8];
 	int wal_fd; /* the write-ahead log as opened; -1: none */
+	struct file_id wal_id;
 	atomic_bool is_file_lost; /* latched: refuse writes until restart */
 	_Atomic uint64_t file_seen_ns; /* when a reader last checked the file */
 };
@@ -752,6 +760,26 @@ static enum store_result open_conns(struct sqlite_store *st, unsigned n,
 	return STORE_OK;
 }
 
+/* path opened read-only, with its identity in id; -1 as open(2). */
+static int open_identified(const char *path, struct file_id *id)
+{
+	struct stat sb;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 && fstat(fd, &sb) != 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	if (fd >= 0) {
+		id->dev = sb.st_dev;
+		id->ino = sb.st_ino;
+	}
+	return fd;
+}
+
 /* The database file and its log as opened, for check_identity. */
 static enum store_result open_identity(struct sqlite_store *st,
 				       const char *path, char *err,
@@ -762,7 +790,7 @@ static enum store_result open_identity(struct sqlite_store *st,
 		return STORE_ERROR;
 	}
 	memcpy(st->path, path, strlen(path) + 1);
-	st->file_fd = open(path, O_RDONLY | O_CLOEXEC);
+	st->file_fd = open_identified(path, &st->file_id);
 	if (st->file_fd < 0) {
 		snprintf(err, err_size, "sqlite: cannot open %s: %s", path,
 			 strerror(errno));
@@ -771,7 +799,7 @@ static enum store_result open_identity(struct sqlite_store *st,
 	/* The log holds every commit since the last checkpoint: losing it is
 	 * as bad as losing the database. It exists once WAL is on. */
 	snprintf(st->wal_path, sizeof(st->wal_path), "%s-wal", path);
-	st->wal_fd = open(st->wal_path, O_RDONLY | O_CLOEXEC);
+	st->wal_fd = open_identified(st->wal_path, &st->wal_id);
 	return STORE_OK;
 }
 
@@ -832,19 +860,23 @@ static int sq_open(const char *spec, const struct store_options *opt,
 	return STORE_OK;
 }
 
-/* NULL while fd is still the file path names, else what became of it. */
-static const char *file_fate(int fd, const char *path)
+/*
+ * NULL while fd (the file id names) is still the file path names, else
+ * what became of it. One stat call while all is well: a path that names
+ * the descriptor's file is a link to it, so the file is not deleted.
+ */
+static const char *file_fate(int fd, const struct file_id *id,
+			     const char *path)
 {
 	struct stat mine, now;
 
+	if (stat(path, &now) == 0)
+		return now.st_dev == id->dev && now.st_ino == id->ino
+			       ? NULL
+			       : "was replaced by another file";
 	if (fstat(fd, &mine) != 0)
 		return "cannot be checked";
-	if (stat(path, &now) != 0)
-		return mine.st_nlink == 0 ? "was deleted" : "is gone from its path";
-	if (mine.st_nlink == 0 || now.st_dev != mine.st_dev ||
-	    now.st_ino != mine.st_ino)
-		return "was replaced by another file";
-	return NULL;
+	return mine.st_nlink == 0 ? "was deleted" : "is gone from its path";
 }
 
 /*
@@ -868,11 +900,11 @@ static enum store_result check_identity(struct sqlite_store *st, char *why,
 			 st->path);
 		return STORE_UNAVAILABLE;
 	}
-	fate = file_fate(st->file_fd, st->path);
+	fate = file_fate(st->file_fd, &st->file_id, st->path);
 	if (!fate && st->wal_fd >= 0) {
 		what = "write-ahead log";
 		path = st->wal_path;
-		fate = file_fate(st->wal_fd, st->wal_path);
+		fate = file_fate(st->wal_fd, &st->wal_id, st->wal_path);
 	}
 	if (!fate)
 		return STORE_OK;
@@ -903,7 +935,7 @@ static enum store_result check_file(struct sqlite_store *st, char *why,
  * A reader answers from what the file holds, so a file deleted or replaced
  * under the server is refused to readers too: its content is gone at the
  * next start, and a repeat answered from it would be acknowledged on state
- * that is not durable. The check costs four stat calls, so readers make it
+ * that is not durable. The check costs two stat calls, so readers make it
  * at most once a millisecond (the loss stays latched once seen); a file
  * deleted within that millisecond is like one deleted just after the
  * answer, which no check can catch. A read-only file is no reason to
@@ -1037,12 +1069,11 @@ static enum store_result begin_write(struct sqlite_store *st,
 	if (st->is_batch_open && sqlite3_get_autocommit(c->db))
 		batch_finish(st, STORE_UNAVAILABLE); /* writer_end says why */
 	if (!st->is_batch_open) {
-		char why[PATH_MAX + 160];
-
-		result = check_file(st, why, sizeof(why));
-		if (result != STORE_OK) {
+		/* The file is looked at before the batch commits (writer_end);
+		 * here only a loss already seen stops the work. */
+		if (atomic_load(&st->is_file_lost)) {
 			pthread_mutex_unlock(&st->writer);
-			return result;
+			return STORE_UNAVAILABLE;
 		}
 		result = run(c, STMT_BEGIN_WRITE, "begin", NULL);
 		if (result != STORE_OK) {
