@@ -1302,7 +1302,8 @@ static void fill_small_disk(void)
  * a shutdown was STORE_ERROR: a 500, which the error catalog has no row
  * for. The store's tables are in a tablespace on the small disk (the
  * session's default_tablespace), empty, so the first write must extend a
- * file.
+ * file. The health probe, which writes nothing, says NOT_SERVING from the
+ * refused write until a write commits (before, SERVING throughout).
  */
 static void test_full_disk_refuses_writes(void **state)
 {
@@ -1330,10 +1331,17 @@ static void test_full_disk_refuses_writes(void **state)
 	assert_true(put == STORE_OK || put == STORE_UNAVAILABLE);
 	assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
 	assert_int_equal(query_count("SELECT count(*) FROM customers"), 0);
+	/* Health knows it from the refused write. */
+	char why[256] = "";
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_UNAVAILABLE);
+	fprintf(stderr, "probe on a full disk: %s\n", why);
+	assert_non_null(strstr(why, "disk is full"));
 
 	admin_exec("DROP TABLE filler");
 	seed(st, 1, 1);
 	assert_int_equal(query_count("SELECT count(*) FROM customers"), 1);
+	/* A write committed: the disk has room again. */
+	assert_int_equal(store_probe(st, why, sizeof(why)), STORE_OK);
 	store_close(st);
 }
 

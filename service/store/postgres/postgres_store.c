@@ -145,6 +145,7 @@ struct pg_slot {
 	bool is_in_use;    /* guarded by the store's mu */
 	bool is_ready;     /* session set and statements prepared */
 	bool is_reader;    /* carries batched loads only (pg_reader_main) */
+	bool saw_disk_full; /* its last failed statement: SQLSTATE 53100 */
 	struct pg_tx tx;   /* the one transaction this slot can carry */
 };
 
@@ -167,6 +168,9 @@ struct pg_store {
 	/* After a failed connection attempt: no new one before this
 	 * (CLOCK_MONOTONIC ms; 0: none failed). See connect_gate_open. */
 	atomic_llong connect_retry_at_ms;
+	/* When a statement was last refused for a full disk (CLOCK_MONOTONIC
+	 * ms; 0: a write committed since). See pg_probe. */
+	atomic_llong disk_full_at_ms;
 	size_t n_slots;
 	struct pg_slot *slots;
 	/* Batched reads: the queue of waiting loads and the connections
@@ -189,6 +193,9 @@ struct pg_store {
 	size_t n_writers, n_writers_started;
 	pthread_t *writer_threads;
 };
+
+/* How long a write refused for a full disk keeps the probe NOT_SERVING. */
+#define PG_DISK_FULL_MS 10000
 
 static bool pg_accepts(const char *spec)
 {
@@ -266,6 +273,15 @@ static int pg_fail(PGconn *conn, const PGresult *res, const char *what)
 			"failures since the last line)",
 			what, state[0] ? state : "(none)", line, n_held);
 	return rc;
+}
+
+/* Remembers on slot whether res (may be NULL) failed for a full disk. */
+static void slot_note(struct pg_slot *slot, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+				: NULL;
+
+	slot->saw_disk_full = state && strcmp(state, "53100") == 0;
 }
 
 /* Runs a fixed command (no parameters, no input) and checks it. */
@@ -1045,6 +1061,7 @@ static int pg_pipeline_keep(struct pg_slot *slot, struct pg_step *steps,
 	size_t sent = 0;
 
 	*failed_at = 0;
+	slot->saw_disk_full = false;
 
 	if (!PQenterPipelineMode(conn)) {
 		slot->is_ready = false;
@@ -1085,12 +1102,14 @@ static int pg_pipeline_keep(struct pg_slot *slot, struct pg_step *steps,
 			if (rc == STORE_OK)
 				*failed_at = i + 1;
 		} else {
-			if (status != PGRES_PIPELINE_ABORTED && rc == STORE_OK)
+			if (status != PGRES_PIPELINE_ABORTED && rc == STORE_OK) {
+				slot_note(slot, res);
 				rc = pg_fail(conn, res,
 					     steps[i].stmt == ST__COUNT
 						     ? "statement"
 						     : pg_stmts[steps[i].stmt]
 							       .name);
+			}
 			PQclear(res);
 		}
 		/* The end of this statement's results. */
@@ -1111,8 +1130,10 @@ static int pg_pipeline_keep(struct pg_slot *slot, struct pg_step *steps,
 		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
 			/* A server going away answers the Sync with its
 			 * FATAL (57P01): UNAVAILABLE, not INTERNAL. */
-			if (rc == STORE_OK && sync)
+			if (rc == STORE_OK && sync) {
+				slot_note(slot, sync);
 				rc = pg_fail(conn, sync, "pipeline end");
+			}
 			slot->is_ready = false;
 		}
 		PQclear(sync);
@@ -1199,6 +1220,18 @@ static int tx_take_slot(struct pg_tx *tx)
 }
 
 /*
+ * After a failure of tx: a full disk is remembered for the health probe
+ * (pg_probe), since the probe itself writes nothing.
+ */
+static void tx_note_failure(struct pg_tx *tx)
+{
+	struct pg_store *st = (struct pg_store *)tx->base.st;
+
+	if (tx->slot && tx->slot->saw_disk_full)
+		atomic_store(&st->disk_full_at_ms, mono_ms());
+}
+
+/*
  * Sends the n steps of all on tx's connection. The first statements of a
  * transaction on a connection that died while idle (a database restart)
  * lost nothing of ours: the connection is reset and they are sent once
@@ -1223,6 +1256,7 @@ static int tx_pipeline(struct pg_tx *tx, struct pg_step *all, size_t n)
 	if (rc != STORE_OK) {
 		PGconn *conn = tx->slot->conn;
 
+		tx_note_failure(tx);
 		/* A BEGIN that went through leaves a transaction (aborted)
 		 * for rollback() to end, not a connection to reset. */
 		if (PQstatus(conn) == CONNECTION_OK &&
@@ -1466,17 +1500,25 @@ static int pg_commit(struct store_tx *base)
 		res = PQexec(conn, "COMMIT");
 	}
 	conn = tx->slot->conn;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		slot_note(tx->slot, res);
+		tx_note_failure(tx);
 		rc = pg_fail(conn, res, "commit");
-	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+	} else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
 		/* The server rolled back instead (an error we missed). */
 		rc = STORE_ERROR;
 	else
 		rc = STORE_OK;
 	/* Each writer commits alone here (the server groups the WAL
 	 * flushes itself): a batch of one, timed to the durable COMMIT. */
-	if (rc == STORE_OK && !tx->is_read_only)
+	if (rc == STORE_OK && !tx->is_read_only) {
+		struct pg_store *st = (struct pg_store *)base->st;
+
 		store_metric_batch("postgresql", 1, das_metric_now_ns() - t0);
+		if (atomic_load_explicit(&st->disk_full_at_ms,
+					 memory_order_relaxed))
+			atomic_store(&st->disk_full_at_ms, 0);
+	}
 	PQclear(res);
 	pg_end(tx);
 	return rc;
@@ -2531,9 +2573,30 @@ static int pg_ledger_read(struct store *base, const char *customer,
 
 /*
  * Health: the database answers and would take a write (not a hot standby,
- * not read-only by default). A stale connection is reset and tried once
- * more, as begin() does.
+ * not read-only by default, no write refused for a full disk lately). A
+ * stale connection is reset and tried once more, as begin() does.
+ *
+ * The probe writes nothing (on PostgreSQL a write that fits in a page
+ * already there goes through on a full disk, so one probe write would
+ * prove little), so a full disk is known from the writes: one refused
+ * with SQLSTATE 53100 makes the probe say so for PG_DISK_FULL_MS, or
+ * until a write commits. Without writes it is SERVING again after that,
+ * until the next write meets the full disk.
  */
+static int disk_full_check(struct pg_store *st, char *why, size_t why_size)
+{
+	long long at = atomic_load(&st->disk_full_at_ms);
+	long long ago = mono_ms() - at;
+
+	if (!at || ago >= PG_DISK_FULL_MS)
+		return STORE_OK;
+	snprintf(why, why_size,
+		 "the database refused a write %lld ms ago: its disk is full "
+		 "(SQLSTATE 53100)",
+		 ago);
+	return STORE_UNAVAILABLE;
+}
+
 static int pg_probe(struct store *base, char *why, size_t why_size)
 {
 	struct pg_store *st = (struct pg_store *)base;
@@ -2558,7 +2621,7 @@ static int pg_probe(struct store *base, char *why, size_t why_size)
 				snprintf(why, why_size,
 					 "the database is read-only");
 			else
-				rc = STORE_OK;
+				rc = disk_full_check(st, why, why_size);
 			PQclear(res);
 			break;
 		}
