@@ -27,7 +27,8 @@ static const char *const method_paths[] = {
 };
 #define N_METHODS 2
 #define CALLS_PER_METHOD 2
-/* Streams open at once; more are refused with RESOURCE_EXHAUSTED. */
+/* Streams open at once; past it the one that waited longest is ended
+ * (evict_oldest). */
 #define MAX_STREAMS 64
 /* Longest symbol or file name we look up. */
 #define MAX_NAME 512
@@ -69,6 +70,7 @@ struct reflection {
 	char **services;
 	size_t n_services;
 	int n_streams; /* touched by the thread only */
+	int n_ending;  /* of them, cancelled by us and not yet freed */
 	struct stream *open; /* the streams taken, for their deadlines */
 };
 
@@ -86,7 +88,8 @@ struct stream {
 	grpc_slice status_text;
 	bool has_status_text;
 	bool is_counted;
-	bool is_expired; /* cancelled by us at its deadline */
+	bool is_ending; /* cancelled by us (deadline, or room for another) */
+	gpr_timespec since; /* when its current batch started */
 	int is_cancelled;
 	struct stream *prev, *next; /* in r->open while counted */
 };
@@ -499,6 +502,8 @@ static void stream_free(struct stream *s)
 {
 	if (s->is_counted) {
 		s->r->n_streams--;
+		if (s->is_ending)
+			s->r->n_ending--;
 		if (s->prev)
 			s->prev->next = s->next;
 		else
@@ -540,6 +545,7 @@ static int request_stream(struct reflection *r, int method)
 static void start(struct stream *s, grpc_op *ops, size_t n, enum phase next)
 {
 	s->phase = next;
+	s->since = gpr_now(GPR_CLOCK_MONOTONIC);
 	if (grpc_call_start_batch(s->call, ops, n, s, NULL) != GRPC_CALL_OK) {
 		das_log(DAS_LOG_ERROR, "reflection: could not start a batch");
 		stream_free(s);
@@ -648,6 +654,39 @@ static void on_message(struct stream *s)
 	start(s, &op, 1, S_WRITING);
 }
 
+/* Cancels s (counted, not ending yet); its batch's completion frees it. */
+static void end_stream(struct stream *s, grpc_status_code code,
+		       const char *message)
+{
+	s->is_ending = true;
+	s->r->n_ending++;
+	grpc_call_cancel_with_status(s->call, code, message, NULL);
+}
+
+/*
+ * Past the cap, the stream whose batch has waited longest (for its
+ * client's next request, or for its client to take an answer) ends
+ * RESOURCE_EXHAUSTED and newcomer takes its place. So a client that opens
+ * streams and leaves them idle cannot keep reflection from everyone else:
+ * to hold the places it must open new streams faster than others do.
+ * Returns false when every other stream is ending already.
+ */
+static bool evict_oldest(struct reflection *r, const struct stream *newcomer)
+{
+	struct stream *oldest = NULL;
+
+	for (struct stream *s = r->open; s; s = s->next)
+		if (s != newcomer && !s->is_ending &&
+		    (!oldest || gpr_time_cmp(s->since, oldest->since) < 0))
+			oldest = s;
+	if (!oldest)
+		return false;
+	end_stream(oldest, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		   "another reflection stream took the place of this one, "
+		   "which had waited longest (64 open at most)");
+	return true;
+}
+
 static void on_event(struct reflection *r, struct stream *s, bool ok)
 {
 	if (!ok) {
@@ -664,7 +703,8 @@ static void on_event(struct reflection *r, struct stream *s, bool ok)
 		if (r->open)
 			r->open->prev = s;
 		r->open = s;
-		if (r->n_streams > MAX_STREAMS) {
+		if (r->n_streams - r->n_ending > MAX_STREAMS &&
+		    !evict_oldest(r, s)) {
 			finish(s, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			       "too many reflection streams");
 			return;
@@ -694,20 +734,18 @@ static void end_expired(struct reflection *r, gpr_timespec now)
 {
 	char text[128];
 
+	das_status_format(DAS_DEADLINE_EXCEEDED, NULL, text, sizeof(text));
 	for (struct stream *s = r->open; s; s = s->next) {
-		if (s->is_expired || s->phase == S_CLOSING ||
+		if (s->is_ending || s->phase == S_CLOSING ||
 		    gpr_time_cmp(gpr_convert_clock_type(s->deadline,
 							GPR_CLOCK_MONOTONIC),
 				 now) > 0)
 			continue;
-		s->is_expired = true;
-		grpc_call_cancel_with_status(
-			s->call,
-			(grpc_status_code)das_status_row(DAS_DEADLINE_EXCEEDED)
-				->grpc_code,
-			das_status_format(DAS_DEADLINE_EXCEEDED, NULL, text,
-					  sizeof(text)),
-			NULL);
+		end_stream(s,
+			   (grpc_status_code)das_status_row(
+				   DAS_DEADLINE_EXCEEDED)
+				   ->grpc_code,
+			   text);
 	}
 }
 

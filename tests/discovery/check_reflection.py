@@ -260,19 +260,30 @@ def hostile_checks(stack, pb):
         check(len(empty) == 1 and empty[0].error_response.error_code ==
               grpc.StatusCode.UNIMPLEMENTED.value[0],
               "a request with no kind: error_response UNIMPLEMENTED")
-    # Streams are bounded: 64 open, the next one refused.
+    # Streams are bounded: 64 open; a 65th takes the place of the one that
+    # waited longest, so streams held open and idle keep nobody out.
     held = []
     try:
         for _ in range(64):
             held.append(open_stream(stack, pb))
         check(True, "64 reflection streams open at once")
-        try:
-            extra = open_stream(stack, pb)
-            extra.close()
-            check(False, "a 65th stream was served")
-        except grpc.RpcError as e:
-            check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED,
-                  f"the 65th stream: {e.code().name}")
+        for i in range(3):
+            held.append(open_stream(stack, pb))
+            check(True, f"stream {65 + i} served with 64 open")
+            try:
+                next(held[i].responses)
+                check(False, f"stream {i + 1}, idle longest, still open")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and
+                      "waited longest" in (e.details() or ""),
+                      f"stream {i + 1}, idle longest, ended: "
+                      f"{e.code().name} {e.details()}")
+        # The others are still served.
+        for s in (held[3], held[63], held[66]):
+            s.feed.put(pb.ServerReflectionRequest(list_services=""))
+            got = next(s.responses)
+            check(len(got.list_services_response.service) == 5,
+                  "a stream not ended still answers")
     finally:
         for s in held:
             s.close()
