@@ -1364,6 +1364,7 @@ struct deadline_caller {
 	double until_ms;
 	int n_calls, n_other; /* made; ended other than DEADLINE_EXCEEDED */
 	int other_code;
+	char other_message[512]; /* the last such call's grpc-message */
 };
 
 /* Assigns on the shared connection, each with a deadline of
@@ -1381,6 +1382,8 @@ static void *deadline_caller_main(void *arg)
 		if (code != GRPC_DEADLINE_EXCEEDED) {
 			d->n_other++;
 			d->other_code = code;
+			memcpy(d->other_message, st.message,
+			       sizeof(d->other_message));
 		}
 	}
 	return NULL;
@@ -1411,6 +1414,7 @@ static void deadline_resets_of_stalled_calls_are_no_flood(void **state)
 	struct harness_proc extra;
 	struct das_client *c;
 	int n_calls = 0, n_other = 0, other_code = 0;
+	const char *other_message = "";
 
 	(void)state;
 	upsert_customer(HEALTHY, -1);
@@ -1432,8 +1436,10 @@ static void deadline_resets_of_stalled_calls_are_no_flood(void **state)
 		pthread_join(callers[i].thread, NULL);
 		n_calls += callers[i].n_calls;
 		n_other += callers[i].n_other;
-		if (callers[i].n_other)
+		if (callers[i].n_other) {
 			other_code = callers[i].other_code;
+			other_message = callers[i].other_message;
+		}
 	}
 	int n_closed = harness_count_in_log(&extra, "HTTP/2 rapid reset");
 	/* The server has ended them, the database still stalled: all but
@@ -1456,6 +1462,13 @@ static void deadline_resets_of_stalled_calls_are_no_flood(void **state)
 			"DEADLINE_EXCEEDED while the database stalled\n",
 		n_calls, RESET_CALL_MS, RESET_STREAMS, n_other, other_code,
 		n_closed, n_ended);
+	if (n_other) {
+		/* Why, for a run that fails: the client's words and the
+		 * server's log. */
+		fprintf(stderr, "replicas: the last other call's message: %s\n",
+			other_message);
+		harness_dump_log(&extra);
+	}
 	assert_true(n_calls >= 2 * RESET_STREAMS * RESET_RUN_MS /
 				       RESET_CALL_MS / 3);
 	assert_int_equal(n_closed, 0);
