@@ -60,6 +60,7 @@ static bool socket_look(intptr_t id, struct cz_conn *c)
 		c->started = counter(data, "streamsStarted");
 		c->ended = counter(data, "streamsSucceeded") +
 			   counter(data, "streamsFailed");
+		c->received = counter(data, "messagesReceived");
 	}
 	json_decref(j);
 	return is_ok;

@@ -1049,17 +1049,26 @@ static void wire_scan(struct flood_guard *g, struct wire_list *prev,
 
 /* ---- streams held without a request -------------------------------------- */
 
-/* Looks kept per connection: FLOOD_STALL_MS of them at one a second. */
-#define STALL_LOOKS 16
+/* Looks kept per connection: the latest few, one at each scan (every
+ * FLOOD_WIRE_SCAN_MS under memory pressure), for the short rule; and,
+ * for the long one, looks at least STALL_COARSE_MS apart reaching back
+ * past FLOOD_STALL_MS. */
+#define STALL_FINE	4
+#define STALL_COARSE_MS (FLOOD_STALL_SCAN_MS - FLOOD_WIRE_SCAN_MS)
+#define STALL_COARSE	(FLOOD_STALL_MS / STALL_COARSE_MS + 2)
+
+/* The streams a connection had started at one look, and when. */
+struct mark {
+	int64_t at_ms;
+	uint64_t started;
+};
 
 struct stall {
 	int64_t id; /* channelz's socket id */
 	struct flood_peer peer;
-	/* Streams started at each of the last looks, and when; the oldest
-	 * first. */
-	uint64_t started[STALL_LOOKS];
-	int64_t at_ms[STALL_LOOKS];
-	unsigned n_looks;
+	/* the oldest first */
+	struct mark fine[STALL_FINE], coarse[STALL_COARSE];
+	unsigned n_fine, n_coarse;
 	bool is_shut; /* by this rule: core may list it a while longer */
 };
 
@@ -1113,46 +1122,80 @@ static void stall_close(struct flood_guard *g, const struct wire *w,
 		      (unsigned long long)held, (long long)age_ms);
 }
 
-/* The streams started at the newest look at least age_ms old, or false. */
-static bool started_before(const struct stall *st, int64_t now, int64_t age_ms,
-			   uint64_t *started)
+/* The newest of n marks (the oldest first) at least age_ms old, or NULL. */
+static const struct mark *mark_before(const struct mark *marks, unsigned n,
+				      int64_t now, int64_t age_ms)
 {
-	for (unsigned i = st->n_looks; i-- > 0;)
-		if (now - st->at_ms[i] >= age_ms) {
-			*started = st->started[i];
-			return true;
-		}
-	return false;
+	for (unsigned i = n; i-- > 0;)
+		if (now - marks[i].at_ms >= age_ms)
+			return &marks[i];
+	return NULL;
 }
 
-/* st (this look, in *now) from its record of the last look, if any. */
-static void stall_carry(struct stall *st, const struct stall_list *prev)
+/* Appends m to marks (n of cap), the oldest dropped when full. */
+static void mark_push(struct mark *marks, unsigned *n, unsigned cap,
+		      struct mark m)
+{
+	if (*n == cap) {
+		memmove(marks, marks + 1, (cap - 1) * sizeof(*marks));
+		(*n)--;
+	}
+	marks[(*n)++] = m;
+}
+
+/* st gets its record of the last look, if any, and this look's mark m. */
+static void stall_carry(struct stall *st, const struct stall_list *prev,
+			struct mark m)
 {
 	const struct stall *old =
 		prev->n ? bsearch(st, prev->s, prev->n, sizeof(*prev->s),
 				  stall_cmp)
 			: NULL;
-	unsigned k = old ? old->n_looks : 0, skip = k == STALL_LOOKS;
 
-	if (k) {
-		memcpy(st->started, old->started + skip,
-		       (k - skip) * sizeof(uint64_t));
-		memcpy(st->at_ms, old->at_ms + skip,
-		       (k - skip) * sizeof(int64_t));
+	if (old) {
+		memcpy(st->fine, old->fine, sizeof(st->fine));
+		memcpy(st->coarse, old->coarse, sizeof(st->coarse));
+		st->n_fine = old->n_fine;
+		st->n_coarse = old->n_coarse;
+		st->is_shut = old->is_shut;
 	}
-	st->n_looks = k - skip;
-	st->is_shut = old && old->is_shut;
+	mark_push(st->fine, &st->n_fine, STALL_FINE, m);
+	/* Scans come FLOOD_STALL_SCAN_MS apart, give or take a tick of the
+	 * watcher; under pressure at every tick. */
+	if (!st->n_coarse ||
+	    m.at_ms - st->coarse[st->n_coarse - 1].at_ms >= STALL_COARSE_MS)
+		mark_push(st->coarse, &st->n_coarse, STALL_COARSE, m);
+}
+
+uint64_t flood_stall_held(uint64_t started_then,
+			  const struct flood_stall_look *now, uint64_t taken,
+			  bool without_request_only)
+{
+	uint64_t gone = now->ended + taken;
+	uint64_t held = started_then > gone ? started_then - gone : 0;
+
+	if (without_request_only) {
+		uint64_t no_request = started_then > now->received
+					      ? started_then - now->received
+					      : 0;
+		if (no_request < held)
+			held = no_request;
+	}
+	return held;
 }
 
 /*
  * One look at channelz: each connection's record (prev, sorted by id)
- * gets the streams started now. One whose streams started age_ms ago,
- * less those ended since, less the calls the workers hold, number more
- * than FLOOD_STALL_STREAMS is closed, through its descriptor in wires
- * (the wire scan's latest look). prev becomes this look.
+ * gets this look. The long rule: streams started FLOOD_STALL_MS ago that
+ * have neither ended nor been taken by a worker. Under memory pressure
+ * the short rule as well: those started FLOOD_STALL_PRESSED_MS ago, of
+ * which only the streams whose request has not arrived count
+ * (flood_guard.h). More than FLOOD_STALL_STREAMS close the connection,
+ * through its descriptor in wires (the wire scan's latest look). prev
+ * becomes this look.
  */
 static void stall_scan(struct flood_guard *g, const struct wire_list *wires,
-		       struct stall_list *prev, int64_t age_ms)
+		       struct stall_list *prev, bool is_pressed)
 {
 	struct cz_conn *conns;
 	size_t n;
@@ -1168,26 +1211,43 @@ static void stall_scan(struct flood_guard *g, const struct wire_list *wires,
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct stall *st = &now.s[now.n];
-		uint64_t then;
+		const struct flood_stall_look l = {
+			.started = conns[i].started,
+			.ended = conns[i].ended,
+			.received = conns[i].received,
+		};
 
 		if (!flood_peer_parse(conns[i].peer, &st->peer) ||
 		    !st->peer.is_known)
 			continue;
 		st->id = conns[i].id;
-		stall_carry(st, prev);
-		st->started[st->n_looks] = conns[i].started;
-		st->at_ms[st->n_looks++] = t;
+		stall_carry(st, prev,
+			    (struct mark){.at_ms = t, .started = l.started});
 		now.n++;
-		if (!started_before(st, t, age_ms, &then))
+		const struct mark *slow = mark_before(st->coarse, st->n_coarse,
+						      t, FLOOD_STALL_MS);
+		const struct mark *fast =
+			is_pressed ? mark_before(st->fine, st->n_fine, t,
+						 FLOOD_STALL_PRESSED_MS)
+				   : NULL;
+		if ((!slow && !fast) || st->is_shut)
 			continue;
 		bool is_closing;
-		uint64_t gone = conns[i].ended +
-				held_by_workers(g, &st->peer, t, &is_closing);
+		uint64_t taken = held_by_workers(g, &st->peer, t, &is_closing);
+		uint64_t held_slow =
+			slow ? flood_stall_held(slow->started, &l, taken, false)
+			     : 0;
+		uint64_t held_fast =
+			fast ? flood_stall_held(fast->started, &l, taken, true)
+			     : 0;
+		bool is_slow = held_slow > FLOOD_STALL_STREAMS;
 		const struct wire *w;
-		if (!is_closing && !st->is_shut &&
-		    then > gone + FLOOD_STALL_STREAMS &&
+		if (!is_closing &&
+		    (is_slow || held_fast > FLOOD_STALL_STREAMS) &&
 		    (w = wire_of(wires, &st->peer)) != NULL) {
-			stall_close(g, w, then - gone, age_ms);
+			stall_close(g, w, is_slow ? held_slow : held_fast,
+				    is_slow ? FLOOD_STALL_MS
+					    : FLOOD_STALL_PRESSED_MS);
 			st->is_shut = true;
 		}
 	}
@@ -1228,9 +1288,7 @@ static void *watch_main(void *arg)
 		wire_scan(g, &prev, &now, t - last, is_pressed);
 		last = t;
 		if (is_pressed || t - last_stall >= FLOOD_STALL_SCAN_MS) {
-			stall_scan(g, &prev, &stalls,
-				   is_pressed ? FLOOD_STALL_PRESSED_MS
-					      : FLOOD_STALL_MS);
+			stall_scan(g, &prev, &stalls, is_pressed);
 			last_stall = t;
 		}
 		if (is_pressed)

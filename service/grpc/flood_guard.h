@@ -108,13 +108,23 @@
  * 100 such streams took the server to 508 MB; the stream cap and
  * --connection-limit allow 4,096 x 100. So once a second the watcher
  * reads channelz (channelz.h): per connection, the streams the client
- * started and the streams ended. A stream started FLOOD_STALL_MS ago that
- * has neither ended nor been taken by a worker (flood_guard_admit's
- * open calls) is held in core; a connection holding more than
- * FLOOD_STALL_STREAMS of them is closed (WARN line, metric reason
- * "held_streams"). Counting by totals: the streams started by a look
- * FLOOD_STALL_MS old, less those ended now, less the calls the workers
- * hold now.
+ * started, the streams ended and the request messages received. A stream
+ * started FLOOD_STALL_MS ago that has neither ended nor been taken by a
+ * worker (flood_guard_admit's open calls) is held in core; a connection
+ * holding more than FLOOD_STALL_STREAMS of them is closed (WARN line,
+ * metric reason "held_streams"). Counting by totals: the streams started
+ * by a look FLOOD_STALL_MS old, less those ended now, less the calls the
+ * workers hold now (flood_stall_held). Under memory pressure a look
+ * FLOOD_STALL_PRESSED_MS old is enough, but then only streams whose
+ * request has not arrived count (the streams started then, less the
+ * requests received now, when that is fewer): a client whose calls wait
+ * that long for a worker, or whose ended streams core has not counted
+ * yet, has sent its requests and is no such attacker. Before, a busy
+ * server under pressure closed such clients (a client at the stream cap
+ * whose calls timed out on a stalled store, in a sanitizer build). A
+ * client that sends more requests than it opens streams (many on one
+ * reflection stream) hides held streams from that rule, not from the
+ * FLOOD_STALL_MS one.
  *
  * Thread-safe: workers call everything here concurrently; the table has
  * one lock per group of entries.
@@ -257,6 +267,23 @@ enum flood_verdict {
  * framing, at least (its connection's credit against the bytes
  * received).
  */
+/* A connection's counters at one look of the watcher (channelz.h). */
+struct flood_stall_look {
+	uint64_t started, ended; /* streams */
+	uint64_t received;	 /* request messages */
+};
+
+/*
+ * Streams of a connection held in core without being served: of the
+ * streams started by an earlier look (started_then), those not ended by
+ * this look (now) and not among the `taken` calls the workers hold; with
+ * without_request_only, no more than started_then less the requests
+ * received by now (the short rule above).
+ */
+uint64_t flood_stall_held(uint64_t started_then,
+			  const struct flood_stall_look *now, uint64_t taken,
+			  bool without_request_only);
+
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 				     size_t call_bytes, int64_t deadline_ms,
 				     struct flood_peer *peer,

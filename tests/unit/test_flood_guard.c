@@ -1,7 +1,8 @@
 /*
  * The flood guard's reading of gRPC peer strings: the key a connection is
- * counted and closed under. (Counting and closing run against real
- * sockets in integration.server_attacks.)
+ * counted and closed under; and its count of streams held without being
+ * served. (Counting and closing run against real sockets in
+ * integration.server_attacks.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -88,6 +89,38 @@ static void other_forms_refused(void **state)
 	}
 }
 
+/*
+ * Streams held in core (flood_stall_held), for a connection that started
+ * 100 streams by the old look, 60 of them ended since; the workers hold
+ * 10. Those left are held either way, or, counting only streams without a
+ * request, as many as lack one.
+ */
+static void stall_held_counts(void **state)
+{
+	const uint64_t then = 100;
+	struct flood_stall_look now = {.started = 130, .ended = 60,
+				       .received = 130};
+
+	(void)state;
+	/* Every request in: the 30 wait for a worker, or their end is not
+	 * counted yet. Held for the long rule, not for the short one. */
+	assert_int_equal(flood_stall_held(then, &now, 10, false), 30);
+	assert_int_equal(flood_stall_held(then, &now, 10, true), 0);
+	/* 20 of the streams started then have sent no request. */
+	now.received = 80;
+	assert_int_equal(flood_stall_held(then, &now, 10, true), 20);
+	/* No more than are neither ended nor taken. */
+	now.received = 0;
+	assert_int_equal(flood_stall_held(then, &now, 10, true), 30);
+	/* Streams reset without a request end: not held. */
+	now.ended = 100;
+	assert_int_equal(flood_stall_held(then, &now, 0, true), 0);
+	assert_int_equal(flood_stall_held(then, &now, 0, false), 0);
+	/* Counters never make it negative (a look of a reused id). */
+	now.ended = 90;
+	assert_int_equal(flood_stall_held(then, &now, 20, false), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -95,6 +128,7 @@ int main(void)
 		cmocka_unit_test(ipv6_forms),
 		cmocka_unit_test(ipv4_mapped_is_ipv4),
 		cmocka_unit_test(other_forms_refused),
+		cmocka_unit_test(stall_held_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
