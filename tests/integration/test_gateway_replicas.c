@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -327,9 +328,22 @@ static void hung_replica_skipped(void **state)
 	}
 }
 
+/*
+ * A replica killed with SIGKILL: every assign acknowledged before is
+ * there, read through the survivor, and the calls after the kill go to
+ * the survivor. A call can meet the kill's race: a gateway loop that
+ * takes the next request before it has read the end of the dead server's
+ * connection sends it there and sees the connection reset: 503, as any
+ * gRPC client sees UNAVAILABLE for a call sent as its server died (one
+ * such 503 in many runs on a loaded machine). Such a call is made again,
+ * as a client would, once per gateway loop at most (a loop learns of the
+ * end with that call), and counted.
+ */
 static void one_replica_killed(void **state)
 {
 	char path[256];
+	int n_raced = 0;
+	long loops = sysconf(_SC_NPROCESSORS_ONLN); /* --threads 0 */
 
 	(void)state;
 	/* half the users before, half after the kill */
@@ -345,14 +359,21 @@ static void one_replica_killed(void **state)
 	assert_int_equal(harness_stop(&servers[0], SIGKILL),
 			 HARNESS_STATUS_SIGNAL(SIGKILL));
 	for (int i = USERS / 2; i < USERS; i++) {
+		long status;
+
 		snprintf(path, sizeof(path),
 			 "/v1.0/customers/" CUST
 			 "/users/u%d/devices/pbx/d%d/assign",
 			 i, i);
-		assert_int_equal(http("PUT", path, token,
-				      "{\"clientType\":\"mobile\"}"),
-				 201);
+		while ((status = http("PUT", path, token,
+				      "{\"clientType\":\"mobile\"}")) == 503 &&
+		       n_raced < loops)
+			n_raced++;
+		assert_int_equal(status, 201);
 	}
+	fprintf(stderr, "replica killed: %d of %d calls after it met the "
+			"kill's race (503, made again)\n",
+		n_raced, USERS - USERS / 2);
 	/* every acknowledged assign is there, read through the survivor */
 	for (int i = 0; i < USERS; i++) {
 		snprintf(path, sizeof(path),
