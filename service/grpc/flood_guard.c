@@ -42,6 +42,9 @@ struct entry {
 	int64_t last_ms; /* last admission, for forgetting the oldest */
 	int64_t closed_until_ms; /* drop its calls until then */
 	uint64_t credit; /* bytes of calls taken, not yet seen by the watcher */
+	/* Requests streaming calls read past their first, on this peer's
+	 * latest connection (flood_guard_more_requests). */
+	uint64_t more_requests;
 };
 
 struct group {
@@ -676,6 +679,19 @@ static void *trim_main(void *arg)
 	return NULL;
 }
 
+void flood_guard_more_requests(struct flood_guard *g,
+			       const struct flood_peer *peer)
+{
+	if (!g || !peer->is_known)
+		return;
+	struct group *gr = group_of(g, peer);
+	pthread_mutex_lock(&gr->mu);
+	struct entry *e = find_or_add(gr, peer, now_ms());
+	if (e)
+		e->more_requests++;
+	pthread_mutex_unlock(&gr->mu);
+}
+
 bool flood_guard_is_closed(struct flood_guard *g,
 			   const struct flood_peer *peer)
 {
@@ -708,10 +724,6 @@ void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
 	if (!g || !addr || addr_len == 0 || addr_len > sizeof(ss))
 		return;
 	int64_t now = now_ms();
-	if (now - atomic_load_explicit(&g->last_close_ms,
-				       memory_order_relaxed) >
-	    FLOOD_CLOSED_HOLD_MS)
-		return;
 	memset(&ss, 0, sizeof(ss));
 	memcpy(&ss, addr, addr_len);
 	if (!peer_from_sockaddr(&ss, &peer))
@@ -719,6 +731,9 @@ void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,
 	struct group *gr = group_of(g, &peer);
 	pthread_mutex_lock(&gr->mu);
 	struct entry *e = find(gr, &peer);
+	/* A new connection's channelz counters start at 0: so do these. */
+	if (e)
+		e->more_requests = 0;
 	if (e && e->closed_until_ms > now) {
 		struct flood_peer key = e->key;
 
@@ -1084,19 +1099,23 @@ static int stall_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Calls of peer the workers hold (taken, not yet released); *is_closing
- * when the guard shut its connection lately (core may list it a while). */
+/* Calls of peer the workers hold (taken, not yet released); *more its
+ * streaming calls' requests past their first; *is_closing when the guard
+ * shut its connection lately (core may list it a while). */
 static uint32_t held_by_workers(struct flood_guard *g,
 				const struct flood_peer *p, int64_t now,
-				bool *is_closing)
+				uint64_t *more, bool *is_closing)
 {
 	struct group *gr = group_of(g, p);
 	uint32_t open = 0;
 
+	*more = 0;
 	pthread_mutex_lock(&gr->mu);
 	struct entry *e = find(gr, p);
-	if (e)
+	if (e) {
 		open = e->open;
+		*more = e->more_requests;
+	}
 	*is_closing = e && e->closed_until_ms > now;
 	pthread_mutex_unlock(&gr->mu);
 	return open;
@@ -1169,15 +1188,18 @@ static void stall_carry(struct stall *st, const struct stall_list *prev,
 
 uint64_t flood_stall_held(uint64_t started_then,
 			  const struct flood_stall_look *now, uint64_t taken,
-			  bool without_request_only)
+			  uint64_t more_requests, bool without_request_only)
 {
 	uint64_t gone = now->ended + taken;
 	uint64_t held = started_then > gone ? started_then - gone : 0;
 
 	if (without_request_only) {
-		uint64_t no_request = started_then > now->received
-					      ? started_then - now->received
-					      : 0;
+		/* Streams that sent a request: at most one each. */
+		uint64_t firsts = now->received > more_requests
+					  ? now->received - more_requests
+					  : 0;
+		uint64_t no_request =
+			started_then > firsts ? started_then - firsts : 0;
 		if (no_request < held)
 			held = no_request;
 	}
@@ -1233,12 +1255,16 @@ static void stall_scan(struct flood_guard *g, const struct wire_list *wires,
 		if ((!slow && !fast) || st->is_shut)
 			continue;
 		bool is_closing;
-		uint64_t taken = held_by_workers(g, &st->peer, t, &is_closing);
+		uint64_t more;
+		uint64_t taken =
+			held_by_workers(g, &st->peer, t, &more, &is_closing);
 		uint64_t held_slow =
-			slow ? flood_stall_held(slow->started, &l, taken, false)
+			slow ? flood_stall_held(slow->started, &l, taken, more,
+						false)
 			     : 0;
 		uint64_t held_fast =
-			fast ? flood_stall_held(fast->started, &l, taken, true)
+			fast ? flood_stall_held(fast->started, &l, taken, more,
+						true)
 			     : 0;
 		bool is_slow = held_slow > FLOOD_STALL_STREAMS;
 		const struct wire *w;

@@ -121,10 +121,10 @@
  * that long for a worker, or whose ended streams core has not counted
  * yet, has sent its requests and is no such attacker. Before, a busy
  * server under pressure closed such clients (a client at the stream cap
- * whose calls timed out on a stalled store, in a sanitizer build). A
- * client that sends more requests than it opens streams (many on one
- * reflection stream) hides held streams from that rule, not from the
- * FLOOD_STALL_MS one.
+ * whose calls timed out on a stalled store, in a sanitizer build). Core
+ * counts every message a call reads; reflection streams read many, and
+ * report each past the first (flood_guard_more_requests), so requests on
+ * one stream cannot stand for other streams' missing ones.
  *
  * Thread-safe: workers call everything here concurrently; the table has
  * one lock per group of entries.
@@ -277,12 +277,21 @@ struct flood_stall_look {
  * Streams of a connection held in core without being served: of the
  * streams started by an earlier look (started_then), those not ended by
  * this look (now) and not among the `taken` calls the workers hold; with
- * without_request_only, no more than started_then less the requests
- * received by now (the short rule above).
+ * without_request_only, no more than started_then less the streams that
+ * sent a request by now (its requests received, less more_requests: those
+ * streaming calls read past their first; the short rule above).
  */
 uint64_t flood_stall_held(uint64_t started_then,
 			  const struct flood_stall_look *now, uint64_t taken,
-			  bool without_request_only);
+			  uint64_t more_requests, bool without_request_only);
+
+/*
+ * A streaming call (reflection) of peer read another request past its
+ * first: the short held-streams rule does not count it as a stream's.
+ * Counted per peer until its next connection (flood_guard_accepted).
+ */
+void flood_guard_more_requests(struct flood_guard *g,
+			       const struct flood_peer *peer);
 
 enum flood_verdict flood_guard_admit(struct flood_guard *g, grpc_call *call,
 				     size_t call_bytes, int64_t deadline_ms,
@@ -303,7 +312,10 @@ bool flood_guard_is_closed(struct flood_guard *g,
  * closed mark is lifted and the peer's counts start again; calls still
  * queued from the closed connection then count against the new one, as
  * any calls of that peer do (a backlog past the cap closes it again, so
- * an attacker gains nothing by coming back from the same port).
+ * an attacker gains nothing by coming back from the same port). The
+ * count of requests past a stream's first (flood_guard_more_requests)
+ * starts again at every new connection of the peer, as channelz's counts
+ * do.
  */
 struct sockaddr;
 void flood_guard_accepted(struct flood_guard *g, const struct sockaddr *addr,

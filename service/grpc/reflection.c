@@ -9,10 +9,12 @@
 #include <sys/types.h>
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include "common/log.h"
 #include "common/status.h"
+#include "service/grpc/flood_guard.h"
 #include "service/grpc/server.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
@@ -72,6 +74,7 @@ struct reflection {
 	int n_streams; /* touched by the thread only */
 	int n_ending;  /* of them, cancelled by us and not yet freed */
 	struct stream *open; /* the streams taken, for their deadlines */
+	struct flood_guard *guard; /* told of requests past a stream's first */
 };
 
 enum phase { S_REQUESTED, S_READING, S_WRITING, S_CLOSING };
@@ -91,6 +94,8 @@ struct stream {
 	bool is_ending; /* cancelled by us (deadline, or room for another) */
 	gpr_timespec since; /* when its current batch started */
 	int is_cancelled;
+	struct flood_peer peer; /* its connection, for the flood guard */
+	unsigned n_requests;
 	struct stream *prev, *next; /* in r->open while counted */
 };
 
@@ -602,6 +607,10 @@ static void on_message(struct stream *s)
 		finish(s, GRPC_STATUS_OK, "");
 		return;
 	}
+	/* Core counts every request a call reads; the guard counts streams
+	 * by their first (flood_guard.h, streams held without a request). */
+	if (s->n_requests++ > 0)
+		flood_guard_more_requests(s->r->guard, &s->peer);
 	{
 		/* Copied out, or inflated by the server's bounded inflater
 		 * (core's own decompression is off). */
@@ -695,8 +704,12 @@ static void on_event(struct reflection *r, struct stream *s, bool ok)
 		return;
 	}
 	switch (s->phase) {
-	case S_REQUESTED:
+	case S_REQUESTED: {
 		request_stream(r, s->method); /* keep the method armed */
+		char *peer = grpc_call_get_peer(s->call);
+		if (!peer || !flood_peer_parse(peer, &s->peer))
+			memset(&s->peer, 0, sizeof(s->peer));
+		gpr_free(peer);
 		s->is_counted = true;
 		r->n_streams++;
 		s->next = r->open;
@@ -711,6 +724,7 @@ static void on_event(struct reflection *r, struct stream *s, bool ok)
 		}
 		read_next(s, true);
 		break;
+	}
 	case S_READING:
 		on_message(s);
 		break;
@@ -803,8 +817,10 @@ int reflection_register(grpc_server *server, struct reflection **out,
 	return 0;
 }
 
-int reflection_start(struct reflection *r, char *err, size_t err_size)
+int reflection_start(struct reflection *r, struct flood_guard *guard,
+		     char *err, size_t err_size)
 {
+	r->guard = guard;
 	for (int m = 0; m < N_METHODS; m++)
 		for (int k = 0; k < CALLS_PER_METHOD; k++)
 			if (request_stream(r, m) != 0) {

@@ -20,6 +20,7 @@
 #include <grpc/grpc.h>
 
 struct reflection;
+struct flood_guard;
 
 /*
  * Before grpc_server_start: indexes the descriptor set, registers both
@@ -29,8 +30,10 @@ struct reflection;
 int reflection_register(grpc_server *server, struct reflection **out,
 			char *err, size_t err_size);
 
-/* After grpc_server_start: arms the calls and starts the thread. */
-int reflection_start(struct reflection *r, char *err, size_t err_size);
+/* After grpc_server_start: arms the calls and starts the thread. Each
+ * request a stream reads past its first is told to guard (NULL: none). */
+int reflection_start(struct reflection *r, struct flood_guard *guard,
+		     char *err, size_t err_size);
 
 /*
  * Once the server has shut down (every call over): stops the thread and

@@ -1088,7 +1088,7 @@ int server_start(const struct server_config *cfg, struct server **out,
 		goto fail;
 	}
 	if (srv->reflection &&
-	    reflection_start(srv->reflection, err, err_size) != 0)
+	    reflection_start(srv->reflection, srv->guard, err, err_size) != 0)
 		goto fail;
 	if (workers_start(srv) != 0) {
 		snprintf(err, err_size, "cannot start worker threads");

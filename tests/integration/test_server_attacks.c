@@ -2739,6 +2739,137 @@ static void held_streams_closed(void **state)
 	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
 }
 
+/* A reflection stream (id 1) on fd (preface sent) and n list_services
+ * requests on it, sent at once. */
+static void reflection_requests_send(int fd, int n)
+{
+	static const char path[] =
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+	/* ServerReflectionRequest{list_services: ""} after its 5-byte
+	 * gRPC prefix */
+	static const uint8_t msg[] = {0, 0, 0, 0, 2, 0x3a, 0};
+	size_t body = (size_t)n * sizeof(msg);
+	uint8_t *buf = malloc(9 + 256 + 9 + body);
+	uint8_t *block = buf + 9;
+	size_t bl = 0;
+
+	assert_non_null(buf);
+	block[bl++] = 0x83; /* :method POST */
+	block[bl++] = 0x86; /* :scheme http */
+	bl += hpack_literal(block + bl, ":path", path);
+	bl += hpack_literal(block + bl, ":authority", "x");
+	bl += hpack_literal(block + bl, "content-type", "application/grpc");
+	bl += hpack_literal(block + bl, "te", "trailers");
+	frame_head(buf, bl, 1 /* HEADERS */, 4 /* END_HEADERS */, 1);
+	frame_head(buf + 9 + bl, body, 0 /* DATA */, 0, 1);
+	for (int i = 0; i < n; i++)
+		memcpy(buf + 9 + bl + 9 + (size_t)i * sizeof(msg), msg,
+		       sizeof(msg));
+	assert_true(send_all(fd, buf, 9 + bl + 9 + body));
+	free(buf);
+}
+
+/* Reads fd until stream 1 has brought n gRPC messages (its DATA frames'
+ * 5-byte prefixes; other frames skipped), or timeout_ms passed; returns
+ * how many it brought. */
+static int stream1_messages(int fd, int n, int timeout_ms)
+{
+	static uint8_t buf[1 << 16];
+	uint8_t prefix[5];
+	size_t have = 0, prefix_got = 0;
+	uint32_t body_left = 0;
+	int got = 0;
+	int64_t end = now_us() + (int64_t)timeout_ms * 1000;
+
+	while (got < n && now_us() < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		ssize_t r = recv(fd, buf + have, sizeof(buf) - have,
+				 MSG_DONTWAIT);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		while (have >= 9) {
+			size_t len = (size_t)buf[0] << 16 |
+				     (size_t)buf[1] << 8 | buf[2];
+			uint32_t sid = ((uint32_t)buf[5] & 0x7f) << 24 |
+				       (uint32_t)buf[6] << 16 |
+				       (uint32_t)buf[7] << 8 | buf[8];
+			if (have < 9 + len)
+				break;
+			for (size_t i = 0; buf[3] == 0 && sid == 1 && i < len;
+			     i++) {
+				if (body_left) {
+					body_left--;
+					continue;
+				}
+				prefix[prefix_got++] = buf[9 + i];
+				if (prefix_got == 5) {
+					body_left = (uint32_t)prefix[1] << 24 |
+						    (uint32_t)prefix[2] << 16 |
+						    (uint32_t)prefix[3] << 8 |
+						    prefix[4];
+					prefix_got = 0;
+					got++;
+				}
+			}
+			memmove(buf, buf + 9 + len, have - 9 - len);
+			have -= 9 + len;
+		}
+		assert_true(have < sizeof(buf));
+	}
+	return got;
+}
+
+/*
+ * Requests read on one stream do not stand for other streams' missing
+ * ones. 32 connections each send 120 list_services requests on a
+ * reflection stream and have all 120 answered, then open 99 streams with
+ * no request; 90 more connections x 100 such streams put the server's RSS
+ * past 64 MiB. All 32 are closed by the 300 ms rule, within 5 s. Without
+ * flood_guard_more_requests, core's count of requests received (121 on
+ * each of the 32) made their 99 streams look as if each had sent one,
+ * and they stayed until the 10 s rule.
+ */
+static void held_streams_behind_reflection_requests_closed(void **state)
+{
+	struct harness_proc srv;
+	enum { MASKED = 32, REQUESTS = 120, FILL = 90 };
+	int masked[MASKED], fill[FILL];
+
+	(void)state;
+	own_server_start(&srv, "attacks-held-refl.db", NULL, NULL, 0);
+	for (int i = 0; i < MASKED; i++) {
+		masked[i] = preface_connect(srv.port, 0);
+		reflection_requests_send(masked[i], REQUESTS);
+		assert_int_equal(stream1_messages(masked[i], REQUESTS, 10000),
+				 REQUESTS);
+	}
+	int64_t t0 = now_us();
+	for (int i = 0; i < MASKED; i++)
+		streams_open(masked[i], 3, 99);
+	for (int i = 0; i < FILL; i++) {
+		fill[i] = preface_connect(srv.port, 0);
+		streams_open(fill[i], 1, 100);
+	}
+	int n_closed = 0;
+	for (int i = 0; i < MASKED; i++)
+		n_closed += is_closed_within(masked[i], 5000);
+	int64_t took = (now_us() - t0) / 1000;
+	long hwm = harness_proc_kib(srv.pid, "VmHWM");
+	fprintf(stderr,
+		"held streams behind %d reflection requests: %d of %d "
+		"connections closed within %lld ms; server peak %ld KiB\n",
+		REQUESTS, n_closed, MASKED, (long long)took, hwm);
+	assert_true(hwm > 64 * 1024); /* the 300 ms rule's condition */
+	assert_int_equal(n_closed, MASKED);
+	connections_close(masked, MASKED);
+	connections_close(fill, FILL);
+	assert_true(health_answered(srv.port, 5000));
+	assert_int_equal(harness_stop(&srv, SIGTERM), 0);
+}
+
 /*
  * More connections closed at once than the guard's table once held (1,024
  * entries, 16 to a group of the hash): 1,200 connections with 10 held
@@ -2869,6 +3000,7 @@ int main(void)
 		cmocka_unit_test(ping_flood_bounded),
 		cmocka_unit_test(not_reading_closed),
 		cmocka_unit_test(held_streams_closed),
+		cmocka_unit_test(held_streams_behind_reflection_requests_closed),
 		cmocka_unit_test(held_streams_many_closed_dropped),
 		cmocka_unit_test(closed_port_taken_again_served),
 		cmocka_unit_test(heavy_clients_not_cut),

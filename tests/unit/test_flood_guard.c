@@ -104,21 +104,26 @@ static void stall_held_counts(void **state)
 	(void)state;
 	/* Every request in: the 30 wait for a worker, or their end is not
 	 * counted yet. Held for the long rule, not for the short one. */
-	assert_int_equal(flood_stall_held(then, &now, 10, false), 30);
-	assert_int_equal(flood_stall_held(then, &now, 10, true), 0);
+	assert_int_equal(flood_stall_held(then, &now, 10, 0, false), 30);
+	assert_int_equal(flood_stall_held(then, &now, 10, 0, true), 0);
 	/* 20 of the streams started then have sent no request. */
 	now.received = 80;
-	assert_int_equal(flood_stall_held(then, &now, 10, true), 20);
+	assert_int_equal(flood_stall_held(then, &now, 10, 0, true), 20);
+	/* 50 of those requests are a streaming call's past its first: they
+	 * speak for no other stream (more_requests). */
+	now.received = 130;
+	assert_int_equal(flood_stall_held(then, &now, 10, 50, true), 20);
+	assert_int_equal(flood_stall_held(then, &now, 10, 500, true), 30);
 	/* No more than are neither ended nor taken. */
 	now.received = 0;
-	assert_int_equal(flood_stall_held(then, &now, 10, true), 30);
+	assert_int_equal(flood_stall_held(then, &now, 10, 0, true), 30);
 	/* Streams reset without a request end: not held. */
 	now.ended = 100;
-	assert_int_equal(flood_stall_held(then, &now, 0, true), 0);
-	assert_int_equal(flood_stall_held(then, &now, 0, false), 0);
+	assert_int_equal(flood_stall_held(then, &now, 0, 0, true), 0);
+	assert_int_equal(flood_stall_held(then, &now, 0, 0, false), 0);
 	/* Counters never make it negative (a look of a reused id). */
 	now.ended = 90;
-	assert_int_equal(flood_stall_held(then, &now, 20, false), 0);
+	assert_int_equal(flood_stall_held(then, &now, 20, 0, false), 0);
 }
 
 int main(void)
