@@ -1166,10 +1166,9 @@ static void mark_push(struct mark *marks, unsigned *n, unsigned cap,
 static void stall_carry(struct stall *st, const struct stall_list *prev,
 			struct mark m)
 {
-	const struct stall *old =
-		prev->n ? bsearch(st, prev->s, prev->n, sizeof(*prev->s),
-				  stall_cmp)
-			: NULL;
+	const struct stall *old = prev->n ? bsearch(st, prev->s, prev->n,
+						    sizeof(*prev->s), stall_cmp)
+					  : NULL;
 
 	if (old) {
 		memcpy(st->fine, old->fine, sizeof(st->fine));
@@ -1258,14 +1257,12 @@ static void stall_scan(struct flood_guard *g, const struct wire_list *wires,
 		uint64_t more;
 		uint64_t taken =
 			held_by_workers(g, &st->peer, t, &more, &is_closing);
-		uint64_t held_slow =
-			slow ? flood_stall_held(slow->started, &l, taken, more,
-						false)
-			     : 0;
-		uint64_t held_fast =
-			fast ? flood_stall_held(fast->started, &l, taken, more,
-						true)
-			     : 0;
+		uint64_t held_slow = slow ? flood_stall_held(slow->started, &l,
+							     taken, more, false)
+					  : 0;
+		uint64_t held_fast = fast ? flood_stall_held(fast->started, &l,
+							     taken, more, true)
+					  : 0;
 		bool is_slow = held_slow > FLOOD_STALL_STREAMS;
 		const struct wire *w;
 		if (!is_closing &&

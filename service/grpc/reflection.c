@@ -817,8 +817,8 @@ int reflection_register(grpc_server *server, struct reflection **out,
 	return 0;
 }
 
-int reflection_start(struct reflection *r, struct flood_guard *guard,
-		     char *err, size_t err_size)
+int reflection_start(struct reflection *r, struct flood_guard *guard, char *err,
+		     size_t err_size)
 {
 	r->guard = guard;
 	for (int m = 0; m < N_METHODS; m++)

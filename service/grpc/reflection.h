@@ -32,8 +32,8 @@ int reflection_register(grpc_server *server, struct reflection **out,
 
 /* After grpc_server_start: arms the calls and starts the thread. Each
  * request a stream reads past its first is told to guard (NULL: none). */
-int reflection_start(struct reflection *r, struct flood_guard *guard,
-		     char *err, size_t err_size);
+int reflection_start(struct reflection *r, struct flood_guard *guard, char *err,
+		     size_t err_size);
 
 /*
  * Once the server has shut down (every call over): stops the thread and

@@ -371,8 +371,9 @@ static void one_replica_killed(void **state)
 			n_raced++;
 		assert_int_equal(status, 201);
 	}
-	fprintf(stderr, "replica killed: %d of %d calls after it met the "
-			"kill's race (503, made again)\n",
+	fprintf(stderr,
+		"replica killed: %d of %d calls after it met the "
+		"kill's race (503, made again)\n",
 		n_raced, USERS - USERS / 2);
 	/* every acknowledged assign is there, read through the survivor */
 	for (int i = 0; i < USERS; i++) {

@@ -2634,22 +2634,31 @@ static void ping_flood_bounded(void **state)
 
 #define HELD_LINE "without sending their requests"
 
-/* On fd (preface sent): n streams from first_id, each HEADERS of a
- * ListUserDevices call, END_HEADERS without END_STREAM, and no message. */
-static void streams_open(int fd, uint32_t first_id, int n)
+/* The header block of a gRPC call to path (under 100 bytes) into block
+ * (256 bytes); returns its length. */
+static size_t call_header_block(uint8_t *block, const char *path)
 {
-	static const char path[] =
-		"/deviceassignment.v1.DeviceAssignment/ListUserDevices";
-	uint8_t block[256], *buf = malloc((size_t)n * (9 + sizeof(block)));
-	size_t bl = 0, len = 0;
+	size_t bl = 0;
 
-	assert_non_null(buf);
 	block[bl++] = 0x83; /* :method POST */
 	block[bl++] = 0x86; /* :scheme http */
 	bl += hpack_literal(block + bl, ":path", path);
 	bl += hpack_literal(block + bl, ":authority", "x");
 	bl += hpack_literal(block + bl, "content-type", "application/grpc");
 	bl += hpack_literal(block + bl, "te", "trailers");
+	return bl;
+}
+
+/* On fd (preface sent): n streams from first_id, each HEADERS of a
+ * ListUserDevices call, END_HEADERS without END_STREAM, and no message. */
+static void streams_open(int fd, uint32_t first_id, int n)
+{
+	uint8_t block[256], *buf = malloc((size_t)n * (9 + sizeof(block)));
+	size_t len = 0;
+
+	assert_non_null(buf);
+	size_t bl = call_header_block(
+		block, "/deviceassignment.v1.DeviceAssignment/ListUserDevices");
 	for (int i = 0; i < n; i++) {
 		frame_head(buf + len, bl, 1 /* HEADERS */, 4 /* END_HEADERS */,
 			   first_id + 2 * (uint32_t)i);
@@ -2658,6 +2667,15 @@ static void streams_open(int fd, uint32_t first_id, int n)
 	}
 	assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
 	free(buf);
+}
+
+/* n new connections to port into fds, each holding 100 such streams. */
+static void held_connections_open(int *fds, int n, int port)
+{
+	for (int i = 0; i < n; i++) {
+		fds[i] = preface_connect(port, 0);
+		streams_open(fds[i], 1, 100);
+	}
 }
 
 /* The server closed fd (EOF or reset) within timeout_ms. */
@@ -2712,10 +2730,7 @@ static void held_streams_closed(void **state)
 
 	long rss_before = harness_proc_kib(srv.pid, "VmRSS");
 	t0 = now_us();
-	for (int i = 0; i < MANY; i++) {
-		many[i] = preface_connect(srv.port, 0);
-		streams_open(many[i], 1, 100);
-	}
+	held_connections_open(many, MANY, srv.port);
 	int n_closed = 0;
 	for (int i = 0; i < MANY; i++)
 		n_closed += is_closed_within(many[i], 5000);
@@ -2750,16 +2765,9 @@ static void reflection_requests_send(int fd, int n)
 	static const uint8_t msg[] = {0, 0, 0, 0, 2, 0x3a, 0};
 	size_t body = (size_t)n * sizeof(msg);
 	uint8_t *buf = malloc(9 + 256 + 9 + body);
-	uint8_t *block = buf + 9;
-	size_t bl = 0;
 
 	assert_non_null(buf);
-	block[bl++] = 0x83; /* :method POST */
-	block[bl++] = 0x86; /* :scheme http */
-	bl += hpack_literal(block + bl, ":path", path);
-	bl += hpack_literal(block + bl, ":authority", "x");
-	bl += hpack_literal(block + bl, "content-type", "application/grpc");
-	bl += hpack_literal(block + bl, "te", "trailers");
+	size_t bl = call_header_block(buf + 9, path);
 	frame_head(buf, bl, 1 /* HEADERS */, 4 /* END_HEADERS */, 1);
 	frame_head(buf + 9 + bl, body, 0 /* DATA */, 0, 1);
 	for (int i = 0; i < n; i++)
@@ -2785,8 +2793,8 @@ static int stream1_messages(int fd, int n, int timeout_ms)
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 100) != 1)
 			continue;
-		ssize_t r = recv(fd, buf + have, sizeof(buf) - have,
-				 MSG_DONTWAIT);
+		ssize_t r =
+			recv(fd, buf + have, sizeof(buf) - have, MSG_DONTWAIT);
 		if (r <= 0)
 			break;
 		have += (size_t)r;
@@ -2849,10 +2857,7 @@ static void held_streams_behind_reflection_requests_closed(void **state)
 	int64_t t0 = now_us();
 	for (int i = 0; i < MASKED; i++)
 		streams_open(masked[i], 3, 99);
-	for (int i = 0; i < FILL; i++) {
-		fill[i] = preface_connect(srv.port, 0);
-		streams_open(fill[i], 1, 100);
-	}
+	held_connections_open(fill, FILL, srv.port);
 	int n_closed = 0;
 	for (int i = 0; i < MASKED; i++)
 		n_closed += is_closed_within(masked[i], 5000);
@@ -3000,7 +3005,8 @@ int main(void)
 		cmocka_unit_test(ping_flood_bounded),
 		cmocka_unit_test(not_reading_closed),
 		cmocka_unit_test(held_streams_closed),
-		cmocka_unit_test(held_streams_behind_reflection_requests_closed),
+		cmocka_unit_test(
+			held_streams_behind_reflection_requests_closed),
 		cmocka_unit_test(held_streams_many_closed_dropped),
 		cmocka_unit_test(closed_port_taken_again_served),
 		cmocka_unit_test(heavy_clients_not_cut),

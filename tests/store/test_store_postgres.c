@@ -1331,13 +1331,12 @@ static void test_full_disk_refuses_writes(void **state)
 	snprintf(c.name, sizeof(c.name), "Full Inc");
 	double refused_at = now_ms();
 	for (int round = 0; round < 2; round++) {
-		assert_int_equal(store_begin(st, TENANT, false, &tx),
-				 STORE_OK);
+		assert_int_equal(store_begin(st, TENANT, false, &tx), STORE_OK);
 		int put = store_customer_put(tx, &c, &is_changed);
 		assert_true(put == STORE_OK || put == STORE_UNAVAILABLE);
 		assert_int_equal(store_commit(tx), STORE_UNAVAILABLE);
-		assert_int_equal(
-			query_count("SELECT count(*) FROM customers"), 0);
+		assert_int_equal(query_count("SELECT count(*) FROM customers"),
+				 0);
 		/* Health knows it from the refused write. */
 		assert_int_equal(store_probe(st, why, sizeof(why)),
 				 STORE_UNAVAILABLE);

@@ -98,8 +98,8 @@ static void other_forms_refused(void **state)
 static void stall_held_counts(void **state)
 {
 	const uint64_t then = 100;
-	struct flood_stall_look now = {.started = 130, .ended = 60,
-				       .received = 130};
+	struct flood_stall_look now = {
+		.started = 130, .ended = 60, .received = 130};
 
 	(void)state;
 	/* Every request in: the 30 wait for a worker, or their end is not
